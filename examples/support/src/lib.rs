@@ -1,0 +1,112 @@
+//! What every thywill-rs example shares: command-line options, logging, and serving a node
+//! until Ctrl-C (or SIGTERM), then shutting it down gracefully.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use anyhow::{Context, bail};
+use thywill::Thywill;
+
+/// Options every example accepts.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Address to listen on (default 127.0.0.1: loopback only).
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free port).
+    pub port: u16,
+    /// This member's id.
+    pub member: String,
+}
+
+impl Options {
+    /// Parses `--host H --port P --member M` from the process arguments.
+    pub fn from_args(default_port: u16) -> anyhow::Result<Self> {
+        Self::parse(std::env::args().skip(1), default_port)
+    }
+
+    /// Parses options from an argument list.
+    pub fn parse(args: impl IntoIterator<Item = String>, default_port: u16) -> anyhow::Result<Self> {
+        let mut o = Options {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: default_port,
+            member: "alpha".into(),
+        };
+        let mut args = args.into_iter();
+        while let Some(a) = args.next() {
+            let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+            match a.as_str() {
+                "--host" => o.host = value("--host")?.parse().context("--host: not an IP address")?,
+                "--port" => o.port = value("--port")?.parse().context("--port: not a port number")?,
+                "--member" => o.member = value("--member")?,
+                "-h" | "--help" => {
+                    println!("options: --host IP (default 127.0.0.1) --port PORT --member ID");
+                    std::process::exit(0);
+                }
+                other => bail!("unknown option {other:?}"),
+            }
+        }
+        Ok(o)
+    }
+
+    /// The socket address to bind.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Binds, prints `listening: <url>` on stdout, and serves until Ctrl-C or SIGTERM.
+pub async fn serve(node: Thywill, opts: &Options, page_path: &str) -> anyhow::Result<()> {
+    let (addr, serving) = node.bind(opts.addr()).await?;
+    println!("listening: http://{addr}{page_path}");
+    let stopper = node.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: shutting down");
+        stopper.shutdown();
+    });
+    serving.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_options() -> anyhow::Result<()> {
+        let o = Options::parse(["--port", "0", "--member", "beta"].map(String::from), 10080)?;
+        assert_eq!((o.port, o.member.as_str()), (0, "beta"));
+        assert!(o.host.is_loopback());
+        assert!(Options::parse(["--bogus"].map(String::from), 1).is_err());
+        assert!(Options::parse(["--port", "x"].map(String::from), 1).is_err());
+        Ok(())
+    }
+}

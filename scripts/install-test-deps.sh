@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs when it is missing: Debian's chromium and
+# chromium-driver (browser tests) and redis-server (Redis backend tests).
+# Idempotent; needs root (as on the project's machines and CI).
+set -euo pipefail
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if ((${#need[@]})); then
+  echo "install-test-deps: installing ${need[*]}"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# redis-server from Debian may start a system service; tests use their own instances.
+echo "install-test-deps: chromium $(chromium --version 2>/dev/null | awk '{print $2}'), redis $(redis-server --version | awk '{print $3}')"

@@ -1,0 +1,20 @@
+//! The [`ChannelManager`] trait: persistent channels of sessions.
+
+use crate::{BoxFuture, ChannelId, CoreResult, SessionId};
+
+/// Channels of sessions that persist across reconnections.
+///
+/// The node subscribes a session's current connections when the session is added and every
+/// later connection of the session automatically.
+pub trait ChannelManager: Send + Sync + 'static {
+    /// Adds sessions to a channel.
+    fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>>;
+    /// Removes sessions from a channel.
+    fn remove_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>>;
+    /// Removes every session from a channel and returns the removed ones.
+    fn clear(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>>;
+    /// The sessions of a channel.
+    fn sessions(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>>;
+    /// The channels of a session.
+    fn channels_of(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Vec<ChannelId>>>;
+}

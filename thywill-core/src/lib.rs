@@ -1,0 +1,44 @@
+//! The vocabulary and the component traits of thywill-rs.
+//!
+//! Depend on this crate when you **write a component**: a cluster backend, a session store, a
+//! resource manager, a template engine, a minifier. Application authors use the facade crate
+//! `thywill`, which re-exports what they need from here.
+//!
+//! This crate does no IO and starts no runtime. It holds:
+//!
+//! - identifiers ([`MemberId`], [`ConnectionId`], [`SessionId`], [`ChannelId`],
+//!   [`ApplicationId`]) and the [`Message`] and [`Client`] types;
+//! - the browser wire protocol v1 ([`protocol`]), shared by the server and the fuzz targets;
+//! - the traits every component implements: [`Application`], [`ClientInterface`],
+//!   [`Cluster`], [`ClientTracker`], [`ChannelManager`], [`SessionStore`],
+//!   [`ResourceManager`], [`TemplateEngine`], [`Minifier`] and [`RpcHandler`].
+//!
+//! Async trait methods return [`BoxFuture`] where the trait must be stored as a trait object;
+//! the user-facing [`Application`] trait uses `impl Future` and is erased internally through
+//! [`DynApplication`].
+
+mod application;
+mod channel;
+pub mod cluster;
+mod error;
+mod id;
+mod message;
+pub mod protocol;
+mod resource;
+mod rpc;
+mod session;
+mod tracker;
+
+pub use application::{AppContext, Application, ClientInterface, DynApplication, Target};
+pub use channel::ChannelManager;
+pub use cluster::{Cluster, ClusterEvents, ClusterTask, MemberStatus, Task};
+pub use error::{CoreError, CoreResult};
+pub use id::{ApplicationId, ChannelId, ConnectionId, MemberId, SessionId};
+pub use message::{Client, Message, Metadata};
+pub use resource::{Minifier, Resource, ResourceKind, ResourceManager, TemplateEngine};
+pub use rpc::{RpcError, RpcErrorCode, RpcHandler};
+pub use session::{SessionData, SessionStore};
+pub use tracker::{ClientTracker, MemberClients};
+
+/// A boxed, sendable future: the return type of trait methods that must stay object safe.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -1,0 +1,277 @@
+//! The browser wire protocol, version 1 (see `docs/PROTOCOL.md`).
+//!
+//! Every frame is one JSON object in a WebSocket text frame, tagged by its `t` field.
+//! [`ClientFrame`] goes from the browser to the server, [`ServerFrame`] the other way.
+//! Decoding never panics: anything malformed becomes a [`ProtocolError`] that the transport
+//! answers with an [`ServerFrame::Error`] frame or a close code from [`close`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{ApplicationId, ConnectionId, MemberId, Metadata, RpcErrorCode, SessionId};
+
+/// The protocol version this crate speaks.
+pub const VERSION: u32 = 1;
+
+/// A frame sent by the browser.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Optional first frame: the protocol version the client speaks and, reserved for replay,
+    /// where it left off.
+    Hello {
+        /// Protocol version; must be [`VERSION`].
+        v: u32,
+        /// The last server sequence number the client saw on its previous connection.
+        #[serde(default)]
+        last_seq: Option<u64>,
+    },
+    /// An application message.
+    Msg {
+        /// The application the message is for.
+        app: ApplicationId,
+        /// The payload.
+        #[serde(default)]
+        data: Value,
+        /// Metadata (the original's `_`).
+        #[serde(default, rename = "_")]
+        meta: Metadata,
+        /// Optional client message id, reserved so that the server can drop duplicates of
+        /// messages resent after a reconnect.
+        #[serde(default)]
+        id: Option<u64>,
+    },
+    /// A remote procedure call.
+    Rpc {
+        /// The application whose functions are called.
+        app: ApplicationId,
+        /// Correlation id chosen by the client; echoed in the reply.
+        id: u64,
+        /// Dotted function name, such as `powers.square`.
+        name: String,
+        /// Arguments; by convention a JSON array or object.
+        #[serde(default)]
+        args: Value,
+    },
+}
+
+/// A frame sent by the server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The first frame on every connection: who the client is and what it can talk to.
+    Welcome {
+        /// Protocol version the server speaks.
+        v: u32,
+        /// This connection's id.
+        connection: ConnectionId,
+        /// The session the connection is bound to.
+        session: SessionId,
+        /// The member holding the connection.
+        member: MemberId,
+        /// The applications served on this endpoint.
+        apps: Vec<ApplicationId>,
+    },
+    /// An application message.
+    Msg {
+        /// The application the message comes from.
+        app: ApplicationId,
+        /// Per-session sequence number, strictly increasing by one; reserved for replay.
+        seq: u64,
+        /// The payload.
+        data: Value,
+        /// Metadata.
+        #[serde(rename = "_")]
+        meta: Metadata,
+    },
+    /// A successful RPC reply.
+    RpcOk {
+        /// The application.
+        app: ApplicationId,
+        /// The correlation id of the request.
+        id: u64,
+        /// The function's result.
+        result: Value,
+    },
+    /// A failed RPC reply.
+    RpcErr {
+        /// The application.
+        app: ApplicationId,
+        /// The correlation id of the request.
+        id: u64,
+        /// Stable error code.
+        code: RpcErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// An error that does not close the connection.
+    Error {
+        /// Stable error code.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+        /// The application concerned, when there is one.
+        #[serde(default)]
+        app: Option<ApplicationId>,
+    },
+    /// The server asks the client to reconnect (for example to another member) after a delay.
+    Reconnect {
+        /// Milliseconds to wait, jitter included.
+        after_ms: u64,
+    },
+}
+
+/// Codes of [`ServerFrame::Error`] frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The frame was not valid JSON, or had an unknown `t`, a missing field or a wrong type.
+    BadFrame,
+    /// The frame named an application that is not served here.
+    UnknownApp,
+    /// `hello` named a protocol version the server does not speak.
+    UnsupportedVersion,
+    /// The message could not be delivered (for example the application is shutting down).
+    Undeliverable,
+}
+
+impl ErrorCode {
+    /// The wire name of the code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadFrame => "bad_frame",
+            Self::UnknownApp => "unknown_app",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::Undeliverable => "undeliverable",
+        }
+    }
+}
+
+/// WebSocket close codes used by thywill-rs.
+pub mod close {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down or draining; reconnect (elsewhere).
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame type the server does not accept (binary frames).
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// Policy violation.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A message larger than the configured maximum.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// Unexpected server error.
+    pub const INTERNAL_ERROR: u16 = 1011;
+    /// Too many malformed frames in a row.
+    pub const TOO_MANY_BAD_FRAMES: u16 = 4000;
+    /// No pong (or other traffic) within the keepalive timeout.
+    pub const KEEPALIVE_TIMEOUT: u16 = 4001;
+    /// The outbound queue overflowed: the client reads too slowly.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// The session is missing, forged or unknown.
+    pub const SESSION_REFUSED: u16 = 4401;
+    /// The client sends faster than its rate limit.
+    pub const RATE_LIMITED: u16 = 4429;
+}
+
+/// Why a client frame could not be accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// Larger than the maximum message size.
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    TooBig {
+        /// Size of the frame.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Not valid JSON or not a valid frame.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+impl ClientFrame {
+    /// Decodes one text frame, refusing frames over `limit` bytes before parsing them.
+    pub fn decode(text: &str, limit: usize) -> Result<Self, ProtocolError> {
+        if text.len() > limit {
+            return Err(ProtocolError::TooBig {
+                size: text.len(),
+                limit,
+            });
+        }
+        serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))
+    }
+
+    /// Encodes the frame as JSON text.
+    pub fn encode(&self) -> String {
+        // Serialising these types cannot fail: all keys are strings and values are JSON.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl ServerFrame {
+    /// Encodes the frame as JSON text.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Decodes a server frame (used by Rust clients and tests).
+    pub fn decode(text: &str) -> Result<Self, ProtocolError> {
+        serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_an_application_message() {
+        let f = ClientFrame::decode(r#"{"t":"msg","app":"echo","data":"hi","_":{}}"#, 1024);
+        match f {
+            Ok(ClientFrame::Msg { app, data, .. }) => {
+                assert_eq!(app.as_str(), "echo");
+                assert_eq!(data, json!("hi"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_types_unknown_kinds_and_oversize() {
+        for bad in [
+            "not json",
+            r#"{"t":"msg","app":5}"#,
+            r#"{"t":"nope"}"#,
+            r#"{"t":"rpc","app":"a","id":"x","name":"f"}"#,
+            r#"[1,2,3]"#,
+        ] {
+            assert!(
+                matches!(ClientFrame::decode(bad, 1024), Err(ProtocolError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            ClientFrame::decode(&"x".repeat(11), 10),
+            Err(ProtocolError::TooBig { size: 11, limit: 10 })
+        ));
+    }
+
+    #[test]
+    fn server_frames_round_trip() {
+        let f = ServerFrame::Msg {
+            app: "echo".into(),
+            seq: 3,
+            data: json!({"a": 1}),
+            meta: Metadata::new(),
+        };
+        let text = f.encode();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).ok(),
+            Some(json!({"t":"msg","app":"echo","seq":3,"data":{"a":1},"_":{}}))
+        );
+        assert_eq!(ServerFrame::decode(&text).ok(), Some(f));
+    }
+}

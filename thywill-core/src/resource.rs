@@ -1,0 +1,172 @@
+//! Resources served to browsers, and the traits of the components that store, render and
+//! minify them: [`ResourceManager`], [`TemplateEngine`], [`Minifier`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BoxFuture, CoreResult};
+
+/// What kind of content a resource holds, inferred from its path's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    /// `.html`
+    Html,
+    /// `.js`
+    Javascript,
+    /// `.css`
+    Css,
+    /// `.json`
+    Json,
+    /// `.tpl`: a client-side template.
+    Template,
+    /// `.svg`
+    Svg,
+    /// `.png`
+    Png,
+    /// `.ico`
+    Icon,
+    /// `.ts` declarations (`.d.ts`)
+    TypeScript,
+    /// Anything else: `text/plain`.
+    Text,
+}
+
+impl ResourceKind {
+    /// Infers the kind from a path's extension.
+    pub fn from_path(path: &str) -> Self {
+        let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("html" | "htm") => Self::Html,
+            Some("js" | "mjs") => Self::Javascript,
+            Some("css") => Self::Css,
+            Some("json") => Self::Json,
+            Some("tpl") => Self::Template,
+            Some("svg") => Self::Svg,
+            Some("png") => Self::Png,
+            Some("ico") => Self::Icon,
+            Some("ts") => Self::TypeScript,
+            _ => Self::Text,
+        }
+    }
+
+    /// The MIME type to serve, with a charset for text.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Html => "text/html; charset=utf-8",
+            Self::Javascript => "text/javascript; charset=utf-8",
+            Self::Css => "text/css; charset=utf-8",
+            Self::Json => "application/json",
+            Self::Template => "text/template; charset=utf-8",
+            Self::Svg => "image/svg+xml",
+            Self::Png => "image/png",
+            Self::Icon => "image/x-icon",
+            Self::TypeScript => "text/plain; charset=utf-8",
+            Self::Text => "text/plain; charset=utf-8",
+        }
+    }
+}
+
+/// A resource: content served at a client path under a service's base path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resource {
+    /// The path the browser requests, such as `/echo/js/echo.js`.
+    pub client_path: String,
+    /// What it holds.
+    pub kind: ResourceKind,
+    /// The body.
+    pub body: Arc<[u8]>,
+    /// Order among bootstrap resources of the same kind: lower comes first.
+    pub weight: i32,
+    /// Part of the page's bootstrap set (merged into the page and its bundles).
+    pub bootstrap: bool,
+    /// For client templates: the element id the template is inlined under.
+    pub template_id: Option<String>,
+    /// Where the content came from (a file path), for error messages.
+    pub origin: Option<String>,
+    /// Free attributes.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Resource {
+    /// A resource from memory; the kind comes from the path's extension.
+    pub fn new(client_path: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        let client_path = client_path.into();
+        Self {
+            kind: ResourceKind::from_path(&client_path),
+            client_path,
+            body: Arc::from(body.into()),
+            weight: 0,
+            bootstrap: false,
+            template_id: None,
+            origin: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the kind explicitly (for paths without a telling extension, such as `/echo/`).
+    pub fn with_kind(mut self, kind: ResourceKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Sets the weight.
+    pub fn with_weight(mut self, weight: i32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// Marks the resource as part of the bootstrap set.
+    pub fn bootstrap(mut self) -> Self {
+        self.bootstrap = true;
+        self
+    }
+
+    /// The body as UTF-8 text, if it is.
+    pub fn text(&self) -> Option<&str> {
+        std::str::from_utf8(&self.body).ok()
+    }
+}
+
+/// Stores resources and looks them up by client path.
+pub trait ResourceManager: Send + Sync + 'static {
+    /// Stores (or replaces) a resource.
+    fn store(&self, resource: Resource) -> BoxFuture<'_, CoreResult<()>>;
+    /// Loads a resource by client path.
+    fn load(&self, client_path: &str) -> BoxFuture<'_, CoreResult<Option<Resource>>>;
+    /// Removes a resource.
+    fn remove(&self, client_path: &str) -> BoxFuture<'_, CoreResult<()>>;
+    /// Every bootstrap resource, ordered by weight.
+    fn bootstrap(&self) -> BoxFuture<'_, CoreResult<Vec<Resource>>>;
+}
+
+/// Renders templates with a JSON context.
+pub trait TemplateEngine: Send + Sync + 'static {
+    /// Renders `source` (cached under `name`) with `context`.
+    fn render(&self, name: &str, source: &str, context: &serde_json::Value) -> CoreResult<String>;
+}
+
+/// Minifies scripts and styles.
+pub trait Minifier: Send + Sync + 'static {
+    /// Minifies JavaScript; `origin` names the source in error messages.
+    fn minify_js(&self, origin: &str, source: &str) -> CoreResult<String>;
+    /// Minifies CSS; `origin` names the source in error messages.
+    fn minify_css(&self, origin: &str, source: &str) -> CoreResult<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_and_mime_from_extension() {
+        assert_eq!(ResourceKind::from_path("/a/b.JS"), ResourceKind::Javascript);
+        assert_eq!(ResourceKind::from_path("/a/t.tpl").mime(), "text/template; charset=utf-8");
+        assert_eq!(ResourceKind::from_path("/a/noext"), ResourceKind::Text);
+        let r = Resource::new("/x/page.html", "<p>").with_weight(-3).bootstrap();
+        assert_eq!((r.kind, r.weight, r.bootstrap), (ResourceKind::Html, -3, true));
+        assert_eq!(r.text(), Some("<p>"));
+    }
+}

@@ -1,0 +1,151 @@
+//! Typed configuration of the transport.
+
+use std::time::Duration;
+
+use crate::TransportError;
+
+/// Which browser origins may open a WebSocket.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum AllowedOrigins {
+    /// Only pages served by this service: the `Origin` header's host must equal the request's
+    /// `Host` header (the default). Requests without `Origin` (non-browser clients) pass.
+    #[default]
+    SameHost,
+    /// Only these origins, such as `https://example.com` (requests without `Origin` pass).
+    List(Vec<String>),
+    /// Any origin. Do not use on the internet.
+    Any,
+}
+
+/// Configuration of a node's transport. Build with [`TransportConfig::default`] and the
+/// `with_*` methods, which validate their input.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    pub(crate) base_path: String,
+    pub(crate) max_message_size: usize,
+    pub(crate) outbound_queue: usize,
+    pub(crate) keepalive_interval: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) max_bad_frames: u32,
+    pub(crate) origins: AllowedOrigins,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            base_path: String::from("/"),
+            max_message_size: 64 * 1024,
+            outbound_queue: 1024,
+            keepalive_interval: Duration::from_secs(15),
+            keepalive_timeout: Duration::from_secs(40),
+            max_bad_frames: 16,
+            origins: AllowedOrigins::default(),
+        }
+    }
+}
+
+impl TransportConfig {
+    /// The path prefix everything is served under, such as `/echo` (default `/`).
+    pub fn with_base_path(mut self, base: impl AsRef<str>) -> Result<Self, TransportError> {
+        let b = base.as_ref().trim_matches('/');
+        if b.split('/').any(|seg| {
+            seg.is_empty() && !b.is_empty() || !seg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        }) {
+            return Err(TransportError::Config {
+                key: "base_path",
+                message: format!("{:?} is not a path of plain segments", base.as_ref()),
+            });
+        }
+        self.base_path = if b.is_empty() { "/".into() } else { format!("/{b}") };
+        Ok(self)
+    }
+
+    /// Largest accepted client message in bytes (default 64 KiB); larger ones close the
+    /// connection with code 1009.
+    pub fn with_max_message_size(mut self, bytes: usize) -> Result<Self, TransportError> {
+        if bytes < 256 {
+            return Err(TransportError::Config {
+                key: "max_message_size",
+                message: format!("{bytes} is below the minimum of 256 bytes"),
+            });
+        }
+        self.max_message_size = bytes;
+        Ok(self)
+    }
+
+    /// Frames queued for one connection before it counts as a slow consumer (default 1024).
+    pub fn with_outbound_queue(mut self, frames: usize) -> Result<Self, TransportError> {
+        if frames == 0 {
+            return Err(TransportError::Config {
+                key: "outbound_queue",
+                message: "must be at least 1".into(),
+            });
+        }
+        self.outbound_queue = frames;
+        Ok(self)
+    }
+
+    /// Ping interval and the silence after which a connection counts as dead
+    /// (defaults 15 s and 40 s).
+    pub fn with_keepalive(mut self, interval: Duration, timeout: Duration) -> Result<Self, TransportError> {
+        if interval.is_zero() || timeout <= interval {
+            return Err(TransportError::Config {
+                key: "keepalive",
+                message: format!("need 0 < interval ({interval:?}) < timeout ({timeout:?})"),
+            });
+        }
+        self.keepalive_interval = interval;
+        self.keepalive_timeout = timeout;
+        Ok(self)
+    }
+
+    /// Malformed frames tolerated (each answered with an error frame) before the connection is
+    /// closed with code 4000 (default 16).
+    pub fn with_max_bad_frames(mut self, n: u32) -> Self {
+        self.max_bad_frames = n;
+        self
+    }
+
+    /// Which origins may connect (default: same host only).
+    pub fn with_allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.origins = origins;
+        self
+    }
+
+    /// The base path, always starting with `/` and without a trailing `/` (except the root).
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    /// The configured maximum message size.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// `base` joined with `rest` (which must not start with `/`).
+    pub fn path(&self, rest: &str) -> String {
+        if self.base_path == "/" {
+            format!("/{rest}")
+        } else {
+            format!("{}/{rest}", self.base_path)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_path_is_normalised_and_validated() -> Result<(), TransportError> {
+        let c = TransportConfig::default().with_base_path("/echo/")?;
+        assert_eq!(c.base_path(), "/echo");
+        assert_eq!(c.path("ws"), "/echo/ws");
+        let root = TransportConfig::default().with_base_path("")?;
+        assert_eq!(root.path("ws"), "/ws");
+        assert!(TransportConfig::default().with_base_path("/a b").is_err());
+        assert!(TransportConfig::default().with_base_path("/a//b").is_err());
+        assert!(TransportConfig::default().with_max_message_size(10).is_err());
+        Ok(())
+    }
+}

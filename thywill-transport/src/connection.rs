@@ -1,0 +1,258 @@
+//! One WebSocket connection: a single task that reads client frames, writes queued server
+//! frames, keeps the connection alive with pings and closes it with a documented code.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use thywill_core::protocol::{self, ClientFrame, ErrorCode, ProtocolError, ServerFrame, close};
+use thywill_core::{ConnectionId, Message, RpcError, RpcErrorCode, SessionId};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::Instrument;
+use warp::ws::{Message as WsMessage, WebSocket};
+
+use crate::node::{ConnHandle, Node, OutState, client};
+
+/// Concurrent RPC calls per connection; further calls wait (reading pauses).
+const MAX_PENDING_RPC: usize = 64;
+
+/// Runs a connection to its end.
+pub(crate) async fn run(node: Node, ws: WebSocket) {
+    let conn = node.new_connection_id();
+    // Plain mode: the session is the connection (sessions bound by cookie come with the
+    // session store).
+    let session = SessionId::from(conn.as_str());
+    let span = tracing::info_span!("connection", member = %node.member(), connection = %conn);
+    serve(node, ws, conn, session).instrument(span).await;
+}
+
+async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: SessionId) {
+    let cfg = node.inner.config.clone();
+    let (tx, mut rx) = mpsc::channel::<String>(cfg.outbound_queue);
+    let (kill, mut killed) = watch::channel(None::<u16>);
+    let handle = Arc::new(ConnHandle {
+        out: Mutex::new(OutState { seq: 0, tx }),
+        kill,
+    });
+    let mut shutdown = node.inner.shutdown.subscribe();
+    if *shutdown.borrow_and_update() {
+        let _ = ws.send(WsMessage::close_with(close::GOING_AWAY, "shutting down")).await;
+        return;
+    }
+
+    let welcome = ServerFrame::Welcome {
+        v: protocol::VERSION,
+        connection: conn.clone(),
+        session: session.clone(),
+        member: node.member().clone(),
+        apps: node.applications(),
+    };
+    if ws.send(WsMessage::text(welcome.encode())).await.is_err() {
+        return;
+    }
+    node.inner
+        .connections
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(conn.clone(), handle.clone());
+    let me = client(&node, &conn, &session);
+    if let Err(e) = node.inner.tracker.connected(&me).await {
+        tracing::warn!(error = %e, "tracker did not record the connection");
+    }
+    tracing::debug!("connected");
+    for (app, ctx) in node.inner.apps.values() {
+        app.connection(ctx, &me).await;
+    }
+
+    let rpc_slots = Arc::new(Semaphore::new(MAX_PENDING_RPC));
+    let mut bad_frames = 0u32;
+    let mut last_heard = Instant::now();
+    let mut ping = tokio::time::interval(cfg.keepalive_interval);
+    ping.tick().await;
+    let reason: (u16, &'static str) = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break (close::GOING_AWAY, "server shutting down"),
+            _ = killed.changed() => {
+                let code = (*killed.borrow()).unwrap_or(close::INTERNAL_ERROR);
+                break (code, if code == close::SLOW_CONSUMER { "slow consumer" } else { "closed by server" });
+            }
+            out = rx.recv() => match out {
+                Some(text) => {
+                    if ws.send(WsMessage::text(text)).await.is_err() {
+                        break (0, "write failed");
+                    }
+                }
+                None => break (close::INTERNAL_ERROR, "queue closed"),
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > cfg.keepalive_timeout {
+                    tracing::info!("keepalive timeout");
+                    break (close::KEEPALIVE_TIMEOUT, "keepalive timeout");
+                }
+                if ws.send(WsMessage::ping(Vec::new())).await.is_err() {
+                    break (0, "write failed");
+                }
+            }
+            frame = ws.next() => {
+                last_heard = Instant::now();
+                match frame {
+                    None => break (0, "closed by client"),
+                    Some(Err(e)) => {
+                        let text = e.to_string();
+                        if text.contains("Space limit") || text.contains("too long") {
+                            tracing::info!(error = %text, "message too big");
+                            break (close::MESSAGE_TOO_BIG, "message too big");
+                        }
+                        tracing::debug!(error = %text, "read failed");
+                        break (0, "read failed");
+                    }
+                    Some(Ok(msg)) => {
+                        if msg.is_close() {
+                            break (0, "closed by client");
+                        }
+                        if msg.is_ping() || msg.is_pong() {
+                            continue;
+                        }
+                        let Ok(text) = msg.to_str() else {
+                            tracing::info!("binary frame refused");
+                            break (close::UNSUPPORTED_DATA, "binary frames are not accepted");
+                        };
+                        match ClientFrame::decode(text, cfg.max_message_size) {
+                            Ok(frame) => {
+                                bad_frames = 0;
+                                handle_frame(&node, &handle, &conn, &session, frame, &rpc_slots).await;
+                            }
+                            Err(ProtocolError::TooBig { size, limit }) => {
+                                tracing::info!(size, limit, "message too big");
+                                break (close::MESSAGE_TOO_BIG, "message too big");
+                            }
+                            Err(e) => {
+                                bad_frames += 1;
+                                tracing::info!(error = %e, count = bad_frames, "malformed frame");
+                                handle.push_control(&conn, ServerFrame::Error {
+                                    code: ErrorCode::BadFrame,
+                                    message: e.to_string(),
+                                    app: None,
+                                });
+                                if bad_frames > cfg.max_bad_frames {
+                                    break (close::TOO_MANY_BAD_FRAMES, "too many malformed frames");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    if reason.0 != 0 {
+        // Flush what is queued when closing politely (shutdown), then close with the code.
+        if reason.0 == close::GOING_AWAY {
+            while let Ok(text) = rx.try_recv() {
+                if ws.feed(WsMessage::text(text)).await.is_err() {
+                    break;
+                }
+            }
+        }
+        let _ = ws.send(WsMessage::close_with(reason.0, reason.1)).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ws.close()).await;
+    }
+    tracing::debug!(reason = reason.1, code = reason.0, "disconnected");
+    node.inner.forget_connection(&conn);
+    if let Err(e) = node.inner.tracker.disconnected(&me).await {
+        tracing::warn!(error = %e, "tracker did not record the disconnection");
+    }
+    for (app, ctx) in node.inner.apps.values() {
+        app.disconnection(ctx, &me).await;
+    }
+}
+
+async fn handle_frame(
+    node: &Node,
+    handle: &Arc<ConnHandle>,
+    conn: &ConnectionId,
+    session: &SessionId,
+    frame: ClientFrame,
+    rpc_slots: &Arc<Semaphore>,
+) {
+    match frame {
+        ClientFrame::Hello { v, .. } => {
+            if v != protocol::VERSION {
+                handle.push_control(
+                    conn,
+                    ServerFrame::Error {
+                        code: ErrorCode::UnsupportedVersion,
+                        message: format!("server speaks protocol version {}", protocol::VERSION),
+                        app: None,
+                    },
+                );
+            }
+        }
+        ClientFrame::Msg { app, data, meta, .. } => match node.inner.apps.get(&app) {
+            Some((a, ctx)) => {
+                let me = client(node, conn, session);
+                a.received(ctx, &me, Message { data, meta }).await;
+            }
+            None => {
+                tracing::info!(%app, "message for unknown application");
+                handle.push_control(
+                    conn,
+                    ServerFrame::Error {
+                        code: ErrorCode::UnknownApp,
+                        message: format!("no application `{app}` here"),
+                        app: Some(app),
+                    },
+                );
+            }
+        },
+        ClientFrame::Rpc { app, id, name, args } => {
+            let Some((a, _)) = node.inner.apps.get(&app) else {
+                tracing::info!(%app, "rpc for unknown application");
+                handle.push_control(
+                    conn,
+                    ServerFrame::RpcErr {
+                        app: app.clone(),
+                        id,
+                        code: RpcErrorCode::NoFunction,
+                        message: format!("no application `{app}` here"),
+                    },
+                );
+                return;
+            };
+            let Ok(permit) = rpc_slots.clone().acquire_owned().await else {
+                return;
+            };
+            let a = a.clone();
+            let handle = handle.clone();
+            let conn = conn.clone();
+            let me = client(node, &conn, session);
+            tokio::spawn(
+                async move {
+                    let result = match a.rpc() {
+                        Some(h) => h.call(&me, &name, args).await,
+                        None => Err(RpcError::new(
+                            RpcErrorCode::NoFunction,
+                            format!("application `{app}` has no remote procedures"),
+                        )),
+                    };
+                    let frame = match result {
+                        Ok(result) => ServerFrame::RpcOk { app, id, result },
+                        Err(e) => {
+                            tracing::debug!(function = %name, code = e.code.as_str(), "rpc failed");
+                            ServerFrame::RpcErr {
+                                app,
+                                id,
+                                code: e.code,
+                                message: e.message,
+                            }
+                        }
+                    };
+                    handle.push_control(&conn, frame);
+                    drop(permit);
+                }
+                .in_current_span(),
+            );
+        }
+    }
+}

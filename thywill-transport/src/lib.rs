@@ -1,0 +1,32 @@
+//! The WebSocket and HTTP edge of thywill-rs, and the node runtime behind it.
+//!
+//! A [`Node`] holds the registered applications, the local connections and their channel
+//! subscriptions, and routes every message either to a local connection's bounded outbound
+//! queue or, through the configured [`Cluster`](thywill_core::Cluster), to the member that
+//! holds the client. [`Node::routes`] gives its warp routes:
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET <base>/ws` | the WebSocket endpoint (protocol v1, see `docs/PROTOCOL.md`) |
+//! | `GET <base>/alive` | health check, JSON |
+//! | `GET <base>/thywill/thywill.js` | the browser client library (`.d.ts` beside it) |
+//! | `GET <any stored path>` | resources from the [`ResourceManager`](thywill_core::ResourceManager) |
+//!
+//! Application authors use the facade crate `thywill`, which builds nodes; this crate is for
+//! those who compose nodes by hand or write components.
+//!
+//! The [`local`] module has the single-member defaults: [`local::LocalCluster`] and in-memory
+//! tracker, channels, sessions and resources.
+
+mod assets;
+mod config;
+mod connection;
+mod error;
+pub mod local;
+mod node;
+mod routes;
+
+pub use assets::{CLIENT_DTS, CLIENT_JS, client_js_path};
+pub use config::{AllowedOrigins, TransportConfig};
+pub use error::TransportError;
+pub use node::{Node, NodeParts};

@@ -1,0 +1,316 @@
+//! Single-member defaults: a cluster of one, and in-memory tracker, channels, sessions and
+//! resources. Used when nothing else is configured.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use thywill_core::{
+    BoxFuture, ChannelId, ChannelManager, Client, ClientTracker, Cluster, ClusterEvents, ClusterTask,
+    ConnectionId, CoreResult, MemberClients, MemberId, MemberStatus, Resource, ResourceManager, SessionData,
+    SessionId, SessionStore,
+};
+
+fn ready<'a, T: Send + 'a>(v: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(v))
+}
+
+/// A cluster of exactly one member: tasks sent to the local member are handled locally,
+/// `send_to_others` goes nowhere.
+pub struct LocalCluster {
+    member: MemberId,
+    events: RwLock<Option<Arc<dyn ClusterEvents>>>,
+}
+
+impl std::fmt::Debug for LocalCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCluster").field("member", &self.member).finish()
+    }
+}
+
+impl LocalCluster {
+    /// A single-member cluster whose member is called `member`.
+    pub fn new(member: impl Into<MemberId>) -> Self {
+        Self {
+            member: member.into(),
+            events: RwLock::new(None),
+        }
+    }
+
+    fn deliver(&self, task: ClusterTask) {
+        let events = self.events.read().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(events) = events {
+            events.task(self.member.clone(), task);
+        }
+    }
+}
+
+impl Cluster for LocalCluster {
+    fn local_member(&self) -> &MemberId {
+        &self.member
+    }
+    fn members(&self) -> Vec<MemberId> {
+        vec![self.member.clone()]
+    }
+    fn status(&self, member: &MemberId) -> MemberStatus {
+        if *member == self.member {
+            MemberStatus::Up
+        } else {
+            MemberStatus::Unknown
+        }
+    }
+    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
+        *self.events.write().unwrap_or_else(PoisonError::into_inner) = Some(events);
+        ready(Ok(()))
+    }
+    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+        if *member == self.member {
+            self.deliver(task);
+            ready(Ok(()))
+        } else {
+            ready(Err(thywill_core::CoreError::NotFound(format!("member {member}"))))
+        }
+    }
+    fn send_to_others(&self, _task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+        ready(Ok(()))
+    }
+    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+        self.deliver(task);
+        ready(Ok(()))
+    }
+}
+
+/// In-memory [`ClientTracker`]: the table of one member, or of a cluster when fed by
+/// announcements.
+#[derive(Debug, Default)]
+pub struct MemoryTracker {
+    members: RwLock<BTreeMap<MemberId, MemberClients>>,
+}
+
+impl MemoryTracker {
+    /// An empty tracker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl ClientTracker for MemoryTracker {
+    fn connected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>> {
+        let mut m = self.members.write().unwrap_or_else(PoisonError::into_inner);
+        m.entry(client.member.clone())
+            .or_default()
+            .connections
+            .insert(client.connection.clone(), client.session.clone());
+        ready(Ok(()))
+    }
+    fn disconnected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>> {
+        let mut m = self.members.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(mc) = m.get_mut(&client.member) {
+            mc.connections.remove(&client.connection);
+        }
+        ready(Ok(()))
+    }
+    fn member_of(&self, connection: &ConnectionId) -> BoxFuture<'_, CoreResult<Option<MemberId>>> {
+        let m = self.members.read().unwrap_or_else(PoisonError::into_inner);
+        let found = m
+            .iter()
+            .find(|(_, mc)| mc.connections.contains_key(connection))
+            .map(|(id, _)| id.clone());
+        ready(Ok(found))
+    }
+    fn connections_of_session(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Vec<(ConnectionId, MemberId)>>> {
+        let m = self.members.read().unwrap_or_else(PoisonError::into_inner);
+        let found = m
+            .iter()
+            .flat_map(|(id, mc)| {
+                mc.connections
+                    .iter()
+                    .filter(|(_, s)| *s == session)
+                    .map(move |(c, _)| (c.clone(), id.clone()))
+            })
+            .collect();
+        ready(Ok(found))
+    }
+    fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>> {
+        ready(Ok(self.members.read().unwrap_or_else(PoisonError::into_inner).clone()))
+    }
+    fn purge_member(&self, member: &MemberId) -> BoxFuture<'_, CoreResult<MemberClients>> {
+        let removed = self
+            .members
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(member)
+            .unwrap_or_default();
+        ready(Ok(removed))
+    }
+}
+
+/// In-memory [`SessionStore`].
+#[derive(Debug, Default)]
+pub struct MemorySessionStore {
+    sessions: Mutex<HashMap<SessionId, SessionData>>,
+}
+
+impl MemorySessionStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl SessionStore for MemorySessionStore {
+    fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>> {
+        ready(Ok(self.sessions.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()))
+    }
+    fn store(&self, id: &SessionId, data: SessionData) -> BoxFuture<'_, CoreResult<()>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), data);
+        ready(Ok(()))
+    }
+    fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        ready(Ok(()))
+    }
+}
+
+/// In-memory [`ChannelManager`] with two-way indexes.
+#[derive(Debug, Default)]
+pub struct MemoryChannels {
+    inner: Mutex<(BTreeMap<ChannelId, BTreeSet<SessionId>>, BTreeMap<SessionId, BTreeSet<ChannelId>>)>,
+}
+
+impl MemoryChannels {
+    /// No channels.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl ChannelManager for MemoryChannels {
+    fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>> {
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for s in sessions {
+            g.0.entry(channel.clone()).or_default().insert(s.clone());
+            g.1.entry(s.clone()).or_default().insert(channel.clone());
+        }
+        ready(Ok(()))
+    }
+    fn remove_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>> {
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for s in sessions {
+            if let Some(set) = g.0.get_mut(channel) {
+                set.remove(s);
+            }
+            if let Some(set) = g.1.get_mut(s) {
+                set.remove(channel);
+            }
+        }
+        ready(Ok(()))
+    }
+    fn clear(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let removed: Vec<SessionId> = g.0.remove(channel).unwrap_or_default().into_iter().collect();
+        for s in &removed {
+            if let Some(set) = g.1.get_mut(s) {
+                set.remove(channel);
+            }
+        }
+        ready(Ok(removed))
+    }
+    fn sessions(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+        let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        ready(Ok(g.0.get(channel).map(|s| s.iter().cloned().collect()).unwrap_or_default()))
+    }
+    fn channels_of(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Vec<ChannelId>>> {
+        let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        ready(Ok(g.1.get(session).map(|s| s.iter().cloned().collect()).unwrap_or_default()))
+    }
+}
+
+/// In-memory [`ResourceManager`].
+#[derive(Debug, Default)]
+pub struct MemoryResources {
+    resources: RwLock<BTreeMap<String, Resource>>,
+}
+
+impl MemoryResources {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl ResourceManager for MemoryResources {
+    fn store(&self, resource: Resource) -> BoxFuture<'_, CoreResult<()>> {
+        self.resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(resource.client_path.clone(), resource);
+        ready(Ok(()))
+    }
+    fn load(&self, client_path: &str) -> BoxFuture<'_, CoreResult<Option<Resource>>> {
+        ready(Ok(self
+            .resources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(client_path)
+            .cloned()))
+    }
+    fn remove(&self, client_path: &str) -> BoxFuture<'_, CoreResult<()>> {
+        self.resources.write().unwrap_or_else(PoisonError::into_inner).remove(client_path);
+        ready(Ok(()))
+    }
+    fn bootstrap(&self) -> BoxFuture<'_, CoreResult<Vec<Resource>>> {
+        let mut v: Vec<Resource> = self
+            .resources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|r| r.bootstrap)
+            .cloned()
+            .collect();
+        v.sort_by_key(|r| r.weight);
+        ready(Ok(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block<T>(f: BoxFuture<'_, T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map(|rt| rt.block_on(f))
+            .unwrap_or_else(|e| panic!("runtime: {e}"))
+    }
+
+    #[test]
+    fn tracker_tracks_and_purges() -> CoreResult<()> {
+        let t = MemoryTracker::new();
+        let c = Client {
+            connection: "c1".into(),
+            session: "s1".into(),
+            member: "alpha".into(),
+        };
+        block(t.connected(&c))?;
+        assert_eq!(block(t.member_of(&"c1".into()))?, Some("alpha".into()));
+        assert_eq!(block(t.connections_of_session(&"s1".into()))?.len(), 1);
+        let purged = block(t.purge_member(&"alpha".into()))?;
+        assert_eq!(purged.sessions(), vec![SessionId::from("s1")]);
+        assert_eq!(block(t.member_of(&"c1".into()))?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn channels_keep_two_way_indexes() -> CoreResult<()> {
+        let m = MemoryChannels::new();
+        let ch = ChannelId::from("room");
+        block(m.add_sessions(&ch, &["a".into(), "b".into()]))?;
+        assert_eq!(block(m.channels_of(&"a".into()))?, vec![ch.clone()]);
+        assert_eq!(block(m.clear(&ch))?.len(), 2);
+        assert!(block(m.channels_of(&"a".into()))?.is_empty());
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! The HTTP side of a node: the WebSocket endpoint, the health route and every stored
+//! resource under the base path. Anything else is rejected as "not found" so that the host
+//! application's other warp routes can answer it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use thywill_core::Resource;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::path::FullPath;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::{AllowedOrigins, Node, TransportError};
+
+fn exact_path(path: String) -> BoxedFilter<()> {
+    warp::path::full()
+        .and_then(move |p: FullPath| {
+            let ok = p.as_str() == path;
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            }
+        })
+        .untuple_one()
+        .boxed()
+}
+
+/// A stable 64-bit FNV-1a hash, so that every member computes the same ETag.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+fn origin_allowed(policy: &AllowedOrigins, origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin else {
+        // Browsers always send Origin on WebSocket handshakes; other clients may not.
+        return true;
+    };
+    match policy {
+        AllowedOrigins::Any => true,
+        AllowedOrigins::List(list) => list.iter().any(|o| o.trim_end_matches('/') == origin),
+        AllowedOrigins::SameHost => {
+            let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
+            host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
+        }
+    }
+}
+
+fn resource_response(resource: &Resource, if_none_match: Option<&str>) -> Response {
+    let etag = format!("\"{:016x}\"", fnv1a(&resource.body));
+    if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
+        return r;
+    }
+    let mut r = resource.body.to_vec().into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(resource.kind.mime()));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    let cache = resource
+        .attributes
+        .get("cache-control")
+        .and_then(|v| HeaderValue::from_str(v).ok())
+        .unwrap_or(HeaderValue::from_static("no-cache"));
+    h.insert(header::CACHE_CONTROL, cache);
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    r
+}
+
+impl Node {
+    /// The node's warp routes: `<base>/ws`, `<base>/alive` and every stored resource.
+    /// Combine them with your own routes with `.or(...)`.
+    pub fn routes(&self) -> BoxedFilter<(Response,)> {
+        let cfg = self.config().clone();
+
+        let node = self.clone();
+        let ws = warp::get()
+            .and(exact_path(cfg.path("ws")))
+            .and(warp::ws())
+            .and(warp::header::optional::<String>("origin"))
+            .and(warp::header::optional::<String>("host"))
+            .map(move |ws: warp::ws::Ws, origin: Option<String>, host: Option<String>| {
+                let policy = &node.config().origins;
+                if !origin_allowed(policy, origin.as_deref(), host.as_deref()) {
+                    tracing::warn!(?origin, ?host, "websocket refused: origin not allowed");
+                    return warp::reply::with_status("origin not allowed", StatusCode::FORBIDDEN).into_response();
+                }
+                if node.is_shutting_down() {
+                    return warp::reply::with_status("shutting down", StatusCode::SERVICE_UNAVAILABLE)
+                        .into_response();
+                }
+                let limit = node.config().max_message_size;
+                let node = node.clone();
+                ws.max_message_size(limit.saturating_mul(2))
+                    .max_frame_size(limit.saturating_mul(2))
+                    .on_upgrade(move |socket| crate::connection::run(node, socket))
+                    .into_response()
+            });
+
+        let node = self.clone();
+        let alive = warp::get().and(exact_path(cfg.path("alive"))).map(move || {
+            let body = serde_json::json!({
+                "alive": true,
+                "member": node.member().as_str(),
+                "connections": node.connection_count(),
+                "draining": node.is_shutting_down(),
+            });
+            let mut r = warp::reply::json(&body).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        });
+
+        let node = self.clone();
+        let base = cfg.base_path().to_owned();
+        let resources = warp::get()
+            .and(warp::path::full())
+            .and(warp::header::optional::<String>("if-none-match"))
+            .and_then(move |path: FullPath, inm: Option<String>| {
+                let node = node.clone();
+                let base = base.clone();
+                async move {
+                    let path = path.as_str();
+                    if base != "/" && path == base {
+                        let to = format!("{base}/");
+                        return match warp::http::Uri::try_from(to) {
+                            Ok(uri) => Ok(warp::redirect::see_other(uri).into_response()),
+                            Err(_) => Err(warp::reject::not_found()),
+                        };
+                    }
+                    match node.resources().load(path).await {
+                        Ok(Some(r)) => Ok(resource_response(&r, inm.as_deref())),
+                        Ok(None) => Err(warp::reject::not_found()),
+                        Err(e) => {
+                            tracing::error!(%path, error = %e, "resource store failed");
+                            Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())
+                        }
+                    }
+                }
+            });
+
+        ws.or(alive).unify().or(resources).unify().boxed()
+    }
+
+    /// Serves the node's routes (with a plain-text 404 for anything else) on `listener` until
+    /// [`Node::shutdown`] is called, then closes every connection with code 1001.
+    pub async fn serve(self, listener: tokio::net::TcpListener) {
+        let not_found = warp::any()
+            .map(|| warp::reply::with_status("No such resource.", StatusCode::NOT_FOUND).into_response());
+        let routes = self.routes().or(not_found).unify().boxed();
+        let mut stop = self.inner.shutdown.subscribe();
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .run()
+            .await;
+    }
+
+    /// Binds `addr` and returns the bound address and the future that serves until shutdown.
+    pub async fn bind(
+        self,
+        addr: SocketAddr,
+    ) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), TransportError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| TransportError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| TransportError::Bind { addr, source })?;
+        Ok((local, self.serve(listener)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_policy() {
+        let same = AllowedOrigins::SameHost;
+        assert!(origin_allowed(&same, None, None));
+        assert!(origin_allowed(&same, Some("http://127.0.0.1:8080"), Some("127.0.0.1:8080")));
+        assert!(!origin_allowed(&same, Some("http://evil.example"), Some("127.0.0.1:8080")));
+        let list = AllowedOrigins::List(vec!["https://a.example/".into()]);
+        assert!(origin_allowed(&list, Some("https://a.example"), None));
+        assert!(!origin_allowed(&list, Some("https://b.example"), None));
+    }
+
+    #[test]
+    fn fnv_is_stable() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_ne!(fnv1a(b"a"), fnv1a(b"b"));
+    }
+}

@@ -1,0 +1,240 @@
+//! # thywill-rs
+//!
+//! A framework for clustered single-page web applications that talk to their server by
+//! asynchronous messages, pushed either way at any time over one WebSocket per browser tab.
+//!
+//! You write an [`Application`]; thywill carries its messages between browsers and the server,
+//! multiplexes several applications on one connection, reconnects browsers automatically, and
+//! serves your page and the browser client library.
+//!
+//! ```no_run
+//! use thywill::{AppContext, Application, Client, Message, Thywill};
+//!
+//! /// Sends every message back to the connection it came from.
+//! struct Echo;
+//!
+//! impl Application for Echo {
+//!     async fn received(&self, ctx: &AppContext, client: &Client, message: Message) {
+//!         let _ = ctx.send_to_connection(&client.connection, message).await;
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), thywill::Error> {
+//! let node = Thywill::builder()
+//!     .base_path("/echo")?
+//!     .application("echo", Echo)
+//!     .build()
+//!     .await?;
+//! let (addr, serving) = node.bind(([127, 0, 0, 1], 10080).into()).await?;
+//! println!("listening on http://{addr}/echo/");
+//! serving.await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Components
+//!
+//! A node is composed by type from components that implement the traits of
+//! [`thywill_core`]; each has a single-member default:
+//!
+//! | component | trait | default |
+//! |---|---|---|
+//! | cluster backend | [`Cluster`] | [`LocalCluster`] (one member) |
+//! | client tracker | [`ClientTracker`] | [`MemoryTracker`] |
+//! | resources | [`ResourceManager`] | [`MemoryResources`] |
+//!
+//! See `ARCHITECTURE.md` for the map of the crates and the path of a message.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use thywill_core::{
+    AppContext, Application, ApplicationId, ChannelId, Client, ClientTracker, Cluster, ConnectionId, CoreError,
+    MemberClients, MemberId, Message, Metadata, Resource, ResourceKind, ResourceManager, RpcError, RpcErrorCode,
+    RpcHandler, SessionId, protocol,
+};
+pub use thywill_transport::local::{LocalCluster, MemoryResources, MemoryTracker};
+pub use thywill_transport::{AllowedOrigins, TransportConfig};
+
+/// Re-export of the core crate, for component authors.
+pub use thywill_core as core;
+/// Re-export of the transport crate.
+pub use thywill_transport as transport;
+
+/// Errors of building or running a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport refused a setting or could not listen.
+    #[error(transparent)]
+    Transport(#[from] thywill_transport::TransportError),
+    /// A component failed.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+impl Error {
+    /// Whether the error is an invalid configuration value.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Transport(thywill_transport::TransportError::Config { .. }))
+    }
+}
+
+/// Builds a [`Thywill`] node. Components are chosen by type; whatever is not set uses the
+/// single-member default.
+#[must_use]
+pub struct Builder {
+    config: TransportConfig,
+    member: MemberId,
+    applications: Vec<(ApplicationId, Arc<dyn thywill_core::DynApplication>)>,
+    cluster: Option<Arc<dyn Cluster>>,
+    tracker: Option<Arc<dyn ClientTracker>>,
+    resources: Option<Arc<dyn ResourceManager>>,
+    initial: Vec<Resource>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .field("member", &self.member)
+            .field("applications", &self.applications.iter().map(|(id, _)| id).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            config: TransportConfig::default(),
+            member: MemberId::from("alpha"),
+            applications: Vec::new(),
+            cluster: None,
+            tracker: None,
+            resources: None,
+            initial: Vec::new(),
+        }
+    }
+}
+
+impl Builder {
+    /// Serves everything under this path prefix, such as `/echo`.
+    pub fn base_path(mut self, base: impl AsRef<str>) -> Result<Self, Error> {
+        self.config = self.config.with_base_path(base)?;
+        Ok(self)
+    }
+
+    /// Replaces the whole transport configuration.
+    pub fn transport(mut self, config: TransportConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The local member's id when no cluster is set (default `alpha`).
+    pub fn member(mut self, member: impl Into<MemberId>) -> Self {
+        self.member = member.into();
+        self
+    }
+
+    /// Registers an application under an id. Ids must be unique.
+    pub fn application<A: Application>(mut self, id: impl Into<ApplicationId>, app: A) -> Self {
+        self.applications.push((id.into(), Arc::new(app)));
+        self
+    }
+
+    /// Uses this cluster backend (the local member id then comes from it).
+    pub fn cluster<C: Cluster>(mut self, cluster: C) -> Self {
+        self.cluster = Some(Arc::new(cluster));
+        self
+    }
+
+    /// Uses this client tracker.
+    pub fn tracker<T: ClientTracker>(mut self, tracker: T) -> Self {
+        self.tracker = Some(Arc::new(tracker));
+        self
+    }
+
+    /// Uses this resource store.
+    pub fn resources<R: ResourceManager>(mut self, resources: R) -> Self {
+        self.resources = Some(Arc::new(resources));
+        self
+    }
+
+    /// Stores a resource (a page, a script, a style) when the node starts.
+    pub fn resource(mut self, resource: Resource) -> Self {
+        self.initial.push(resource);
+        self
+    }
+
+    /// Starts the components and the applications. The node does not listen yet: see
+    /// [`Thywill::bind`] and [`Thywill::routes`].
+    pub async fn build(self) -> Result<Thywill, Error> {
+        let member = self.member;
+        let cluster = self.cluster.unwrap_or_else(|| Arc::new(LocalCluster::new(member)));
+        let resources = self.resources.unwrap_or_else(|| Arc::new(MemoryResources::new()));
+        for r in self.initial {
+            resources.store(r).await?;
+        }
+        let node = thywill_transport::Node::start(thywill_transport::NodeParts {
+            config: self.config,
+            applications: self.applications,
+            cluster,
+            tracker: self.tracker.unwrap_or_else(|| Arc::new(MemoryTracker::new())),
+            resources,
+        })
+        .await?;
+        Ok(Thywill { node })
+    }
+}
+
+/// A running node: cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Thywill {
+    node: thywill_transport::Node,
+}
+
+impl Thywill {
+    /// Starts building a node.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The node's warp routes, to mount next to your own (`routes().or(mine)`).
+    pub fn routes(&self) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+        self.node.routes()
+    }
+
+    /// Binds `addr` and returns the bound address and the future that serves until
+    /// [`Thywill::shutdown`].
+    pub async fn bind(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + Send + 'static), Error> {
+        Ok(self.node.clone().bind(addr).await?)
+    }
+
+    /// Closes every connection with code 1001 and stops serving.
+    pub fn shutdown(&self) {
+        self.node.shutdown();
+    }
+
+    /// An application's context, to push messages from outside its hooks (timers, other
+    /// routes).
+    pub fn context(&self, app: impl Into<ApplicationId>) -> Option<AppContext> {
+        self.node.context(&app.into())
+    }
+
+    /// The local member's id.
+    pub fn member(&self) -> &MemberId {
+        self.node.member()
+    }
+
+    /// Number of open local connections.
+    pub fn connection_count(&self) -> usize {
+        self.node.connection_count()
+    }
+
+    /// The underlying transport node.
+    pub fn node(&self) -> &thywill_transport::Node {
+        &self.node
+    }
+}

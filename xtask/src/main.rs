@@ -1,0 +1,2 @@
+//! Project automation (placeholder; see the README).
+fn main() {}
