@@ -333,8 +333,11 @@ impl Inner {
         match target {
             Target::Connection(conn) => {
                 if self.local(&conn).is_some() {
-                    self.deliver_local(app, &conn, &message);
-                    return Ok(());
+                    return if self.deliver_local(app, &conn, &message) {
+                        Ok(())
+                    } else {
+                        Err(CoreError::Unavailable(format!("connection {conn} is closing")))
+                    };
                 }
                 let member = self
                     .tracker

@@ -1,0 +1,25 @@
+//! Test support for thywill-rs (not published).
+//!
+//! - [`WsClient`]: a WebSocket client that speaks protocol v1, with bounded waits.
+//! - [`free_port`]: a free loopback port.
+//! - [`browser`]: headless Chromium driven through chromedriver (Debian packages).
+//! - [`process`]: real example processes, killed on drop.
+//!
+//! Every wait here is bounded by a timeout; nothing sleeps to synchronise.
+
+pub mod browser;
+pub mod process;
+mod ws;
+
+pub use ws::{WsClient, WsError};
+
+/// The default bound for waits in tests.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}

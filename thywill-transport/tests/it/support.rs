@@ -1,0 +1,90 @@
+//! Test applications and a node fixture.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::json;
+use thywill_core::{AppContext, Application, ApplicationId, Client, DynApplication, Message};
+use thywill_transport::local::{LocalCluster, MemoryResources, MemoryTracker};
+use thywill_transport::{Node, NodeParts, TransportConfig};
+
+/// Echoes every message; `{"flood": n, "size": s}` answers with `n` messages of `s` bytes.
+pub(crate) struct Echo;
+
+impl Application for Echo {
+    async fn received(&self, ctx: &AppContext, client: &Client, message: Message) {
+        if let Some(n) = message.data.get("flood").and_then(|v| v.as_u64()) {
+            let size = message.data.get("size").and_then(|v| v.as_u64()).unwrap_or(16) as usize;
+            let body = "x".repeat(size);
+            for i in 0..n {
+                if ctx
+                    .send_to_connection(&client.connection, json!({"i": i, "body": body}))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            return;
+        }
+        let _ = ctx.send_to_connection(&client.connection, message).await;
+    }
+}
+
+/// Answers every message with its data upper-cased (strings only).
+pub(crate) struct Shout;
+
+impl Application for Shout {
+    async fn received(&self, ctx: &AppContext, client: &Client, message: Message) {
+        let text = message.data.as_str().unwrap_or_default().to_uppercase();
+        let _ = ctx.send_to_connection(&client.connection, json!(text)).await;
+    }
+}
+
+/// A running node on a loopback port.
+pub(crate) struct Fixture {
+    pub(crate) node: Node,
+    pub(crate) addr: SocketAddr,
+    pub(crate) serving: tokio::task::JoinHandle<()>,
+}
+
+impl Fixture {
+    pub(crate) async fn start(config: TransportConfig) -> anyhow::Result<Fixture> {
+        let applications: Vec<(ApplicationId, Arc<dyn DynApplication>)> =
+            vec![("echo".into(), Arc::new(Echo)), ("shout".into(), Arc::new(Shout))];
+        let node = Node::start(NodeParts {
+            config,
+            applications,
+            cluster: Arc::new(LocalCluster::new("alpha")),
+            tracker: Arc::new(MemoryTracker::new()),
+            resources: Arc::new(MemoryResources::new()),
+        })
+        .await?;
+        let (addr, serving) = node.clone().bind(([127, 0, 0, 1], 0).into()).await?;
+        Ok(Fixture {
+            node,
+            addr,
+            serving: tokio::spawn(serving),
+        })
+    }
+
+    pub(crate) async fn default() -> anyhow::Result<Fixture> {
+        Self::start(TransportConfig::default().with_base_path("/t")?).await
+    }
+
+    pub(crate) fn ws_url(&self) -> String {
+        format!("ws://{}/t/ws", self.addr)
+    }
+
+    /// Polls a condition on the node until it holds, within the test timeout.
+    pub(crate) async fn until(&self, what: &str, cond: impl Fn(&Node) -> bool) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + thywill_testkit::TIMEOUT;
+        while !cond(&self.node) {
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("timed out waiting for {what}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+}
