@@ -238,3 +238,8 @@ impl Thywill {
         &self.node
     }
 }
+
+/// The README's code samples, compiled as doctests so that they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
