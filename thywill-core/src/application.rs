@@ -4,8 +4,9 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::protocol::LoadKind;
 use crate::{
-    ApplicationId, BoxFuture, ChannelId, Client, ConnectionId, CoreResult, MemberClients, MemberId,
+    ApplicationId, BoxFuture, ChannelId, Client, ConnectionId, CoreError, CoreResult, MemberClients, MemberId,
     Message, RpcHandler, SessionId,
 };
 
@@ -44,6 +45,17 @@ pub trait ClientInterface: Send + Sync + 'static {
 
     /// Unsubscribes connections from channels.
     fn unsubscribe(&self, connections: Vec<ConnectionId>, channels: Vec<ChannelId>) -> BoxFuture<'_, CoreResult<()>>;
+
+    /// Tells the clients at `target` to load a resource (a [`ServerFrame::Load`] frame):
+    /// progressive exposure of scripts, stylesheets and client templates.
+    ///
+    /// The default refuses: a client interface that cannot send control frames says so.
+    ///
+    /// [`ServerFrame::Load`]: crate::protocol::ServerFrame::Load
+    fn load(&self, target: Target, kind: LoadKind, path: String) -> BoxFuture<'_, CoreResult<()>> {
+        let _ = (target, kind, path);
+        Box::pin(async { Err(CoreError::Unavailable("this client interface cannot expose resources".into())) })
+    }
 }
 
 /// The handle an application gets in every hook: its id plus the node's client interface.
@@ -125,6 +137,19 @@ impl AppContext {
         self.clients
             .unsubscribe(vec![connection.clone()], vec![channel.clone()])
             .await
+    }
+
+    /// Tells one connection's page to load the resource at `path` (progressive exposure); the
+    /// kind follows from the extension (see [`LoadKind::from_path`]). The resource must be
+    /// stored (for example in the manifest with `bootstrap: false`, or added at run time).
+    pub async fn expose(&self, connection: &ConnectionId, path: &str) -> CoreResult<()> {
+        self.expose_to(Target::Connection(connection.clone()), LoadKind::from_path(path), path)
+            .await
+    }
+
+    /// Tells every client at `target` to load the resource at `path` as `kind`.
+    pub async fn expose_to(&self, target: Target, kind: LoadKind, path: &str) -> CoreResult<()> {
+        self.clients.load(target, kind, path.to_owned()).await
     }
 }
 

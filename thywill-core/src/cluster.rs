@@ -83,6 +83,32 @@ impl ClusterTask {
     }
 }
 
+/// Counters a backend keeps about its link (all zero by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// Times the backend's connection was re-established (for example to Redis).
+    pub reconnects: u64,
+    /// Member-to-member messages detected as lost (sequence gaps).
+    pub gaps: u64,
+    /// Tasks sent.
+    pub sent: u64,
+    /// Tasks received.
+    pub received: u64,
+}
+
+impl ClusterStats {
+    /// Stats with these counters.
+    pub fn new(reconnects: u64, gaps: u64, sent: u64, received: u64) -> Self {
+        Self {
+            reconnects,
+            gaps,
+            sent,
+            received,
+        }
+    }
+}
+
 /// Receives what a [`Cluster`] backend observes. Registered by the node at start.
 pub trait ClusterEvents: Send + Sync + 'static {
     /// A task arrived from `from` (which may be the local member, for `send_to_all`).
@@ -130,6 +156,11 @@ pub trait Cluster: Send + Sync + 'static {
         true
     }
 
+    /// Counters of the backend, for metrics and health pages.
+    fn stats(&self) -> ClusterStats {
+        ClusterStats::default()
+    }
+
     /// The member that handles the failure of `failed`: the next member that is up, in ring
     /// order after `failed`. `None` if no other member is up.
     fn designated_handler(&self, failed: &MemberId) -> Option<MemberId> {
@@ -148,6 +179,140 @@ pub fn designated_handler(
         .map(|i| &members[(start + i) % members.len()])
         .find(|m| *m != failed && is_up(m))
         .cloned()
+}
+
+/// The sequence stamp one member-to-member message carries for one receiver.
+///
+/// Backends number the traffic of every (sender, receiver) pair so that a receiver can tell a
+/// gap (lost messages) from normal order, see [`Outbound`] and [`Inbound`]. A stamp is only
+/// meaningful under the receiver incarnation (`receiver_epoch`) the sender knew of when it sent;
+/// `receiver_epoch == 0` means the sender did not know the receiver yet (untracked).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    /// The epoch of the receiver (a random number each member draws when it starts).
+    pub receiver_epoch: u64,
+    /// The sequence number, from 1, per sender incarnation and receiver incarnation.
+    pub seq: u64,
+}
+
+/// A random, non-zero epoch that identifies one incarnation (process start) of a member.
+pub fn new_epoch(random: u64) -> u64 {
+    random.max(1)
+}
+
+/// Sender side of per-receiver sequence numbers.
+///
+/// The backend tells it each receiver's epoch as soon as it learns it (from a heartbeat or an
+/// up-check); numbering restarts at 1 whenever a receiver's epoch changes. Pure bookkeeping, no
+/// IO: the backend holds it under its own lock together with its outbound queue, so that
+/// sequence order is queue order.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    peers: std::collections::HashMap<MemberId, Stamp>,
+}
+
+impl Outbound {
+    /// Records the current epoch of `member`; a new epoch restarts the numbering.
+    pub fn learn_epoch(&mut self, member: &MemberId, epoch: u64) {
+        let e = self.peers.entry(member.clone()).or_default();
+        if e.receiver_epoch != epoch {
+            *e = Stamp {
+                receiver_epoch: epoch,
+                seq: 0,
+            };
+        }
+    }
+
+    /// The stamp for the next message to `member` (untracked while its epoch is unknown).
+    pub fn next(&mut self, member: &MemberId) -> Stamp {
+        match self.peers.get_mut(member) {
+            Some(e) if e.receiver_epoch != 0 => {
+                e.seq += 1;
+                *e
+            }
+            _ => Stamp::default(),
+        }
+    }
+
+    /// The stamp of the last message numbered for `member`, if any.
+    pub fn last(&self, member: &MemberId) -> Option<Stamp> {
+        self.peers.get(member).copied().filter(|s| s.receiver_epoch != 0)
+    }
+}
+
+/// What [`Inbound::arrive`] concluded about one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// The next message in sequence.
+    InOrder,
+    /// In sequence after `missing` messages that never arrived.
+    Gap(u64),
+    /// At or below the last sequence number seen: a duplicate (a retried request) or a message
+    /// already counted as missing.
+    Stale,
+    /// Not numbered for this receiver incarnation (sent before the sender knew it).
+    Untracked,
+}
+
+/// Receiver side of per-sender sequence numbers: detects gaps.
+#[derive(Debug)]
+pub struct Inbound {
+    epoch: u64,
+    senders: std::collections::HashMap<MemberId, (u64, u64)>,
+}
+
+impl Inbound {
+    /// Tracks arrivals for the local incarnation `epoch`.
+    pub fn new(epoch: u64) -> Self {
+        Self {
+            epoch,
+            senders: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The local epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    fn entry(&mut self, from: &MemberId, sender_epoch: u64, stamp: Stamp) -> Option<&mut u64> {
+        if stamp.receiver_epoch != self.epoch || stamp.seq == 0 {
+            return None;
+        }
+        let e = self.senders.entry(from.clone()).or_insert((sender_epoch, 0));
+        if e.0 != sender_epoch {
+            // The sender restarted: its numbering starts again at 1.
+            *e = (sender_epoch, 0);
+        }
+        Some(&mut e.1)
+    }
+
+    /// Classifies a message from `from` (incarnation `sender_epoch`) carrying `stamp`.
+    pub fn arrive(&mut self, from: &MemberId, sender_epoch: u64, stamp: Stamp) -> Arrival {
+        let Some(last) = self.entry(from, sender_epoch, stamp) else {
+            return Arrival::Untracked;
+        };
+        if stamp.seq <= *last {
+            return Arrival::Stale;
+        }
+        let missing = stamp.seq - *last - 1;
+        *last = stamp.seq;
+        if missing == 0 { Arrival::InOrder } else { Arrival::Gap(missing) }
+    }
+
+    /// The sender states it had sent up to `stamp.seq` (a heartbeat's watermark): returns how
+    /// many of those never arrived and counts them as seen.
+    pub fn watermark(&mut self, from: &MemberId, sender_epoch: u64, stamp: Stamp) -> u64 {
+        let Some(last) = self.entry(from, sender_epoch, stamp) else {
+            return 0;
+        };
+        if stamp.seq <= *last {
+            return 0;
+        }
+        let missing = stamp.seq - *last;
+        *last = stamp.seq;
+        missing
+    }
 }
 
 #[cfg(test)]
@@ -183,5 +348,33 @@ mod tests {
         assert_eq!(designated_handler(&ms, &"d".into(), up), Some("a".into()));
         assert_eq!(designated_handler(&ms, &"a".into(), |_| false), None);
         assert_eq!(designated_handler(&ms, &"zz".into(), up), None);
+    }
+
+    #[test]
+    fn sequence_numbers_detect_gaps_per_receiver_incarnation() {
+        let (a, b): (MemberId, MemberId) = ("a".into(), "b".into());
+        let mut out = Outbound::default();
+        assert_eq!(out.next(&b), Stamp::default(), "untracked until b's epoch is known");
+        out.learn_epoch(&b, 7);
+        let s1 = out.next(&b);
+        let s2 = out.next(&b);
+        let s3 = out.next(&b);
+        assert_eq!((s1.seq, s2.seq, s3.seq, s3.receiver_epoch), (1, 2, 3, 7));
+        let mut inb = Inbound::new(7);
+        assert_eq!(inb.arrive(&a, 1, Stamp::default()), Arrival::Untracked);
+        assert_eq!(inb.arrive(&a, 1, s1), Arrival::InOrder);
+        assert_eq!(inb.arrive(&a, 1, s3), Arrival::Gap(1));
+        assert_eq!(inb.arrive(&a, 1, s2), Arrival::Stale);
+        // A watermark above what arrived reports the tail that never came.
+        assert_eq!(inb.watermark(&a, 1, Stamp { receiver_epoch: 7, seq: 5 }), 2);
+        assert_eq!(inb.watermark(&a, 1, Stamp { receiver_epoch: 7, seq: 5 }), 0);
+        // A restarted sender numbers from 1 again.
+        assert_eq!(inb.arrive(&a, 2, Stamp { receiver_epoch: 7, seq: 1 }), Arrival::InOrder);
+        // Stamps for another incarnation of the receiver are not judged.
+        assert_eq!(inb.arrive(&a, 2, Stamp { receiver_epoch: 8, seq: 9 }), Arrival::Untracked);
+        // b restarted: numbering restarts.
+        out.learn_epoch(&b, 9);
+        assert_eq!(out.next(&b), Stamp { receiver_epoch: 9, seq: 1 });
+        assert_eq!(out.last(&b), Some(Stamp { receiver_epoch: 9, seq: 1 }));
     }
 }

@@ -31,11 +31,11 @@ mod tracker;
 
 pub use application::{AppContext, Application, ClientInterface, DynApplication, Target};
 pub use channel::ChannelManager;
-pub use cluster::{Cluster, ClusterEvents, ClusterTask, MemberStatus, Task};
+pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, MemberStatus, Task};
 pub use error::{CoreError, CoreResult};
 pub use id::{ApplicationId, ChannelId, ConnectionId, MemberId, SessionId};
 pub use message::{Client, Message, Metadata};
-pub use resource::{Minifier, Resource, ResourceKind, ResourceManager, TemplateEngine};
+pub use resource::{Minifier, Resource, ResourceKind, ResourceManager, TemplateEngine, attr};
 pub use rpc::{RpcError, RpcErrorCode, RpcHandler};
 pub use session::{SessionData, SessionStore};
 pub use tracker::{ClientTracker, MemberClients};

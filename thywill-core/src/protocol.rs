@@ -119,6 +119,47 @@ pub enum ServerFrame {
         /// Milliseconds to wait, jitter included.
         after_ms: u64,
     },
+    /// The server tells the client to load a resource outside the page's bootstrap set
+    /// (progressive exposure): a script, a stylesheet or a client template.
+    Load {
+        /// What to load.
+        kind: LoadKind,
+        /// The resource's client path, such as `/tabular/js/totals.js`.
+        path: String,
+    },
+}
+
+/// What a [`ServerFrame::Load`] frame asks the client to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadKind {
+    /// A script, run once (`<script src>`).
+    Script,
+    /// A stylesheet (`<link rel="stylesheet">`).
+    Stylesheet,
+    /// A client template, inlined as `<script type="text/template" id="…">`.
+    Template,
+}
+
+impl LoadKind {
+    /// The kind that suits a path's extension: `.css` is a stylesheet, `.tpl` or `.html` a
+    /// template, anything else a script.
+    pub fn from_path(path: &str) -> Self {
+        match crate::ResourceKind::from_path(path) {
+            crate::ResourceKind::Css => Self::Stylesheet,
+            crate::ResourceKind::Template | crate::ResourceKind::Html => Self::Template,
+            _ => Self::Script,
+        }
+    }
+
+    /// The wire name of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Script => "script",
+            Self::Stylesheet => "stylesheet",
+            Self::Template => "template",
+        }
+    }
 }
 
 /// Codes of [`ServerFrame::Error`] frames.
@@ -273,5 +314,19 @@ mod tests {
             Some(json!({"t":"msg","app":"echo","seq":3,"data":{"a":1},"_":{}}))
         );
         assert_eq!(ServerFrame::decode(&text).ok(), Some(f));
+    }
+
+    #[test]
+    fn load_frames_name_the_kind_and_path() {
+        let f = ServerFrame::Load {
+            kind: LoadKind::from_path("/t/css/extra.css"),
+            path: "/t/css/extra.css".into(),
+        };
+        assert_eq!(
+            serde_json::from_str::<Value>(&f.encode()).ok(),
+            Some(json!({"t":"load","kind":"stylesheet","path":"/t/css/extra.css"}))
+        );
+        assert_eq!(LoadKind::from_path("/t/js/a.js"), LoadKind::Script);
+        assert_eq!(LoadKind::from_path("/t/tpl/a.tpl").as_str(), "template");
     }
 }

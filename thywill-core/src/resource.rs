@@ -128,6 +128,60 @@ impl Resource {
     pub fn text(&self) -> Option<&str> {
         std::str::from_utf8(&self.body).ok()
     }
+
+    /// Sets the element id a client template is inlined under (`<script type="text/template" id="…">`).
+    pub fn with_template_id(mut self, id: impl Into<String>) -> Self {
+        self.template_id = Some(id.into());
+        self
+    }
+
+    /// Records where the content came from (a file path), for error messages.
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// Sets a free attribute (see [`attr`] for the names thywill itself reads).
+    pub fn with_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+
+    /// A free attribute's value.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+
+    /// The name to use in messages about this resource: its origin, else its client path.
+    pub fn display_name(&self) -> &str {
+        self.origin.as_deref().unwrap_or(&self.client_path)
+    }
+
+    /// The storage key of this resource's variant in a content coding (`br`, `gzip`):
+    /// `<client path>#<coding>`. A request path never contains `#`, so variants are only
+    /// reachable through content negotiation.
+    pub fn variant_key(client_path: &str, coding: &str) -> String {
+        format!("{client_path}#{coding}")
+    }
+}
+
+/// Names of the [`Resource::attributes`] that thywill components read and write.
+pub mod attr {
+    /// `Cache-Control` value to serve (default `no-cache`: revalidate with the ETag).
+    pub const CACHE_CONTROL: &str = "cache-control";
+    /// A precomputed strong ETag (with its quotes); computed from the body when absent.
+    pub const ETAG: &str = "etag";
+    /// Comma-separated content codings stored as variants (see [`Resource::variant_key`]).
+    pub const ENCODINGS: &str = "encodings";
+    /// On a variant: the content coding of its body (`br`, `gzip`).
+    pub const CONTENT_ENCODING: &str = "content-encoding";
+    /// On a variant: the ETag of the resource it was made from, so that a stale variant is
+    /// never served for a newer resource.
+    pub const VARIANT_OF: &str = "variant-of";
+    /// `true` when the body is already minified (minifiers leave it alone).
+    pub const MINIFIED: &str = "minified";
+    /// Character encoding of a text body; thywill serves and processes UTF-8 only.
+    pub const ENCODING: &str = "encoding";
 }
 
 /// Stores resources and looks them up by client path.
@@ -146,6 +200,29 @@ pub trait ResourceManager: Send + Sync + 'static {
 pub trait TemplateEngine: Send + Sync + 'static {
     /// Renders `source` (cached under `name`) with `context`.
     fn render(&self, name: &str, source: &str, context: &serde_json::Value) -> CoreResult<String>;
+
+    /// Renders a page template: `slots` are trusted HTML fragments built by thywill (the
+    /// bootstrap styles, scripts and client templates) that must be inserted unescaped;
+    /// `context` is data, escaped as the engine escapes.
+    ///
+    /// The default puts the slots into the context as plain strings, which is right for an
+    /// engine that does not escape; escaping engines override it.
+    fn render_page(
+        &self,
+        name: &str,
+        source: &str,
+        slots: &BTreeMap<String, String>,
+        context: &serde_json::Value,
+    ) -> CoreResult<String> {
+        let mut merged = match context {
+            serde_json::Value::Object(map) => map.clone(),
+            _ => serde_json::Map::new(),
+        };
+        for (k, v) in slots {
+            merged.insert(k.clone(), serde_json::Value::String(v.clone()));
+        }
+        self.render(name, source, &serde_json::Value::Object(merged))
+    }
 }
 
 /// Minifies scripts and styles.
@@ -168,5 +245,13 @@ mod tests {
         let r = Resource::new("/x/page.html", "<p>").with_weight(-3).bootstrap();
         assert_eq!((r.kind, r.weight, r.bootstrap), (ResourceKind::Html, -3, true));
         assert_eq!(r.text(), Some("<p>"));
+        let t = Resource::new("/x/t.tpl", "x")
+            .with_template_id("x-t")
+            .with_origin("static/t.tpl")
+            .with_attribute(attr::CACHE_CONTROL, "no-store");
+        assert_eq!(t.template_id.as_deref(), Some("x-t"));
+        assert_eq!(t.display_name(), "static/t.tpl");
+        assert_eq!(t.attribute(attr::CACHE_CONTROL), Some("no-store"));
+        assert_eq!(Resource::variant_key("/x/a.js", "br"), "/x/a.js#br");
     }
 }

@@ -17,6 +17,19 @@ pub enum AllowedOrigins {
     Any,
 }
 
+/// Who may read `<base>/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MetricsAccess {
+    /// No metrics route.
+    Off,
+    /// Only requests from loopback addresses (the default): a proxy in front of the node
+    /// makes the route unreachable from outside.
+    #[default]
+    Loopback,
+    /// Anyone who can reach the node.
+    Public,
+}
+
 /// Configuration of a node's transport. Build with [`TransportConfig::default`] and the
 /// `with_*` methods, which validate their input.
 #[derive(Clone, Debug)]
@@ -28,6 +41,7 @@ pub struct TransportConfig {
     pub(crate) keepalive_timeout: Duration,
     pub(crate) max_bad_frames: u32,
     pub(crate) origins: AllowedOrigins,
+    pub(crate) metrics: MetricsAccess,
 }
 
 impl Default for TransportConfig {
@@ -40,6 +54,7 @@ impl Default for TransportConfig {
             keepalive_timeout: Duration::from_secs(40),
             max_bad_frames: 16,
             origins: AllowedOrigins::default(),
+            metrics: MetricsAccess::default(),
         }
     }
 }
@@ -109,6 +124,12 @@ impl TransportConfig {
     /// Which origins may connect (default: same host only).
     pub fn with_allowed_origins(mut self, origins: AllowedOrigins) -> Self {
         self.origins = origins;
+        self
+    }
+
+    /// Who may read `<base>/metrics` (default: loopback only).
+    pub fn with_metrics(mut self, access: MetricsAccess) -> Self {
+        self.metrics = access;
         self
     }
 

@@ -16,13 +16,25 @@ use crate::node::{ConnHandle, Node, OutState, client};
 /// Concurrent RPC calls per connection; further calls wait (reading pauses).
 const MAX_PENDING_RPC: usize = 64;
 
-/// Runs a connection to its end.
-pub(crate) async fn run(node: Node, ws: WebSocket) {
+/// Runs a connection to its end. `cookie` is the handshake's `Cookie` header.
+pub(crate) async fn run(node: Node, mut ws: WebSocket, cookie: Option<String>) {
     let conn = node.new_connection_id();
-    // Plain mode: the session is the connection (sessions bound by cookie come with the
-    // session store).
-    let session = SessionId::from(conn.as_str());
-    let span = tracing::info_span!("connection", member = %node.member(), connection = %conn);
+    let session = match node.sessions() {
+        // Plain mode: the session is the connection.
+        None => SessionId::from(conn.as_str()),
+        Some(sessions) => match sessions.resolve(cookie.as_deref()).await {
+            Ok(id) => id,
+            Err(refusal) => {
+                tracing::info!(connection = %conn, reason = refusal.reason(), "session refused");
+                let _ = ws
+                    .send(WsMessage::close_with(close::SESSION_REFUSED, refusal.reason()))
+                    .await;
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ws.close()).await;
+                return;
+            }
+        },
+    };
+    let span = tracing::info_span!("connection", member = %node.member(), connection = %conn, session = %session);
     serve(node, ws, conn, session).instrument(span).await;
 }
 
@@ -30,7 +42,9 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
     let cfg = node.inner.config.clone();
     let (tx, mut rx) = mpsc::channel::<String>(cfg.outbound_queue);
     let (kill, mut killed) = watch::channel(None::<u16>);
+    let metrics = node.inner.metrics.clone();
     let handle = Arc::new(ConnHandle {
+        metrics: metrics.clone(),
         out: Mutex::new(OutState { seq: 0, tx }),
         kill,
     });
@@ -60,6 +74,8 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
         tracing::warn!(error = %e, "tracker did not record the connection");
     }
     tracing::debug!("connected");
+    metrics.opened.inc();
+    metrics.connections.inc();
     for (app, ctx) in node.inner.apps.values() {
         app.connection(ctx, &me).await;
     }
@@ -79,6 +95,7 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
             }
             out = rx.recv() => match out {
                 Some(text) => {
+                    metrics.bytes_out.inc_by(text.len() as u64);
                     if ws.send(WsMessage::text(text)).await.is_err() {
                         break (0, "write failed");
                     }
@@ -118,6 +135,7 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
                             tracing::info!("binary frame refused");
                             break (close::UNSUPPORTED_DATA, "binary frames are not accepted");
                         };
+                        metrics.bytes_in.inc_by(text.len() as u64);
                         match ClientFrame::decode(text, cfg.max_message_size) {
                             Ok(frame) => {
                                 bad_frames = 0;
@@ -159,6 +177,13 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ws.close()).await;
     }
     tracing::debug!(reason = reason.1, code = reason.0, "disconnected");
+    metrics.connections.dec();
+    metrics
+        .closed
+        .get_or_create(&crate::metrics::ReasonLabel {
+            reason: reason.1.to_owned(),
+        })
+        .inc();
     node.inner.forget_connection(&conn);
     if let Err(e) = node.inner.tracker.disconnected(&me).await {
         tracing::warn!(error = %e, "tracker did not record the disconnection");
@@ -191,6 +216,11 @@ async fn handle_frame(
         }
         ClientFrame::Msg { app, data, meta, .. } => match node.inner.apps.get(&app) {
             Some((a, ctx)) => {
+                node.inner
+                    .metrics
+                    .messages_in
+                    .get_or_create(&crate::metrics::AppLabel { app: app.to_string() })
+                    .inc();
                 let me = client(node, conn, session);
                 a.received(ctx, &me, Message { data, meta }).await;
             }
@@ -227,8 +257,10 @@ async fn handle_frame(
             let handle = handle.clone();
             let conn = conn.clone();
             let me = client(node, &conn, session);
+            let metrics = node.inner.metrics.clone();
             tokio::spawn(
                 async move {
+                    let started = Instant::now();
                     let result = match a.rpc() {
                         Some(h) => h.call(&me, &name, args).await,
                         None => Err(RpcError::new(
@@ -236,6 +268,18 @@ async fn handle_frame(
                             format!("application `{app}` has no remote procedures"),
                         )),
                     };
+                    metrics
+                        .rpc_seconds
+                        .get_or_create(&crate::metrics::AppLabel { app: app.to_string() })
+                        .observe(started.elapsed().as_secs_f64());
+                    let outcome = match &result {
+                        Ok(_) => "ok",
+                        Err(e) => e.code.as_str(),
+                    };
+                    metrics
+                        .rpc_calls
+                        .get_or_create(&crate::metrics::OutcomeLabel { outcome: outcome.into() })
+                        .inc();
                     let frame = match result {
                         Ok(result) => ServerFrame::RpcOk { app, id, result },
                         Err(e) => {

@@ -8,7 +8,9 @@
 //! | route | what |
 //! |---|---|
 //! | `GET <base>/ws` | the WebSocket endpoint (protocol v1, see `docs/PROTOCOL.md`) |
-//! | `GET <base>/alive` | health check, JSON |
+//! | `GET <base>/alive` | health check (cheap, always 200 while the process serves), JSON |
+//! | `GET <base>/ready` | readiness: 200 when the cluster link works and the node is not draining, else 503 |
+//! | `GET <base>/metrics` | Prometheus text format (loopback only by default) |
 //! | `GET <base>/thywill/thywill.js` | the browser client library (`.d.ts` beside it) |
 //! | `GET <any stored path>` | resources from the [`ResourceManager`](thywill_core::ResourceManager) |
 //!
@@ -23,10 +25,13 @@ mod config;
 mod connection;
 mod error;
 pub mod local;
+mod metrics;
 mod node;
 mod routes;
+mod session;
 
 pub use assets::{CLIENT_DTS, CLIENT_JS, client_js_path};
-pub use config::{AllowedOrigins, TransportConfig};
+pub use config::{AllowedOrigins, MetricsAccess, TransportConfig};
 pub use error::TransportError;
 pub use node::{Node, NodeParts};
+pub use session::{MIN_SECRET_LEN, SessionConfig, SessionRefusal, Sessions};

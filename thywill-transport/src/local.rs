@@ -174,10 +174,13 @@ impl SessionStore for MemorySessionStore {
     }
 }
 
+/// Sessions by channel and channels by session.
+type TwoWay = (BTreeMap<ChannelId, BTreeSet<SessionId>>, BTreeMap<SessionId, BTreeSet<ChannelId>>);
+
 /// In-memory [`ChannelManager`] with two-way indexes.
 #[derive(Debug, Default)]
 pub struct MemoryChannels {
-    inner: Mutex<(BTreeMap<ChannelId, BTreeSet<SessionId>>, BTreeMap<SessionId, BTreeSet<ChannelId>>)>,
+    inner: Mutex<TwoWay>,
 }
 
 impl MemoryChannels {

@@ -28,6 +28,8 @@ pub struct NodeParts {
     pub tracker: Arc<dyn ClientTracker>,
     /// The resource store pages and assets are served from.
     pub resources: Arc<dyn ResourceManager>,
+    /// Sessions bound by signed cookie; `None` for plain mode (session = connection).
+    pub sessions: Option<crate::Sessions>,
 }
 
 impl std::fmt::Debug for NodeParts {
@@ -41,6 +43,7 @@ impl std::fmt::Debug for NodeParts {
 
 /// A local connection as the router sees it.
 pub(crate) struct ConnHandle {
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Next sequence number and the sender, locked together so that sequence order equals
     /// queue order.
     pub(crate) out: Mutex<OutState>,
@@ -64,11 +67,19 @@ impl ConnHandle {
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(connection = %conn, "outbound queue full: closing slow consumer");
-                self.kill.send_replace(Some(close::SLOW_CONSUMER));
+                self.overflow(conn);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn overflow(&self, conn: &ConnectionId) {
+        self.metrics.queue_drops.inc();
+        let previous = self.kill.send_replace(Some(close::SLOW_CONSUMER));
+        if previous.is_none() {
+            self.metrics.slow_consumers.inc();
+            tracing::warn!(connection = %conn, "outbound queue full: closing slow consumer");
         }
     }
 
@@ -78,8 +89,7 @@ impl ConnHandle {
         match out.tx.try_send(frame.encode()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(connection = %conn, "outbound queue full: closing slow consumer");
-                self.kill.send_replace(Some(close::SLOW_CONSUMER));
+                self.overflow(conn);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -94,6 +104,8 @@ pub(crate) struct Inner {
     pub(crate) cluster: Arc<dyn Cluster>,
     pub(crate) tracker: Arc<dyn ClientTracker>,
     pub(crate) resources: Arc<dyn ResourceManager>,
+    pub(crate) sessions: Option<crate::Sessions>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) connections: RwLock<HashMap<ConnectionId, Arc<ConnHandle>>>,
     pub(crate) channels: RwLock<HashMap<ChannelId, HashSet<ConnectionId>>>,
     pub(crate) shutdown: watch::Sender<bool>,
@@ -163,6 +175,7 @@ impl Node {
             cluster,
             tracker,
             resources,
+            sessions,
         } = parts;
         let mut seen = HashSet::new();
         for (id, _) in &applications {
@@ -191,6 +204,8 @@ impl Node {
                 cluster,
                 tracker,
                 resources,
+                sessions,
+                metrics: crate::metrics::Metrics::new(),
                 connections: RwLock::new(HashMap::new()),
                 channels: RwLock::new(HashMap::new()),
                 shutdown,
@@ -236,6 +251,22 @@ impl Node {
         &self.inner.resources
     }
 
+    /// The node's sessions, when sessions are enabled.
+    pub fn sessions(&self) -> Option<&crate::Sessions> {
+        self.inner.sessions.as_ref()
+    }
+
+    /// The metrics page (Prometheus text format), as served at `<base>/metrics`.
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.render(self.inner.cluster.as_ref())
+    }
+
+    /// Whether the node should receive new clients: the cluster link works and the node is
+    /// not draining.
+    pub fn is_ready(&self) -> bool {
+        !self.is_shutting_down() && self.inner.cluster.is_healthy()
+    }
+
     /// Number of open local connections.
     pub fn connection_count(&self) -> usize {
         self.inner.connections.read().unwrap_or_else(PoisonError::into_inner).len()
@@ -269,15 +300,29 @@ impl Inner {
     }
 
     pub(crate) fn deliver_local(&self, app: &ApplicationId, conn: &ConnectionId, message: &Message) -> bool {
-        match self.local(conn) {
-            Some(h) => h.push(conn, |seq| ServerFrame::Msg {
-                app: app.clone(),
-                seq,
-                data: message.data.clone(),
-                meta: message.meta.clone(),
-            }),
-            None => false,
+        let Some(h) = self.local(conn) else {
+            return false;
+        };
+        let queued = h.push(conn, |seq| ServerFrame::Msg {
+            app: app.clone(),
+            seq,
+            data: message.data.clone(),
+            meta: message.meta.clone(),
+        });
+        if queued {
+            self.metrics
+                .messages_out
+                .get_or_create(&crate::metrics::AppLabel { app: app.to_string() })
+                .inc();
         }
+        queued
+    }
+
+    fn count_out(&self) {
+        self.metrics
+            .cluster_tasks
+            .get_or_create(&crate::metrics::DirectionLabel { direction: "out".into() })
+            .inc();
     }
 
     fn deliver_channel_local(&self, app: &ApplicationId, channel: &ChannelId, exclude: &[ConnectionId], message: &Message) {
@@ -349,6 +394,7 @@ impl Inner {
                     message: serde_json::to_string(&message).map_err(Self::codec_err)?,
                     to: DeliverTo::Connections(vec![conn.to_string()]),
                 };
+                self.count_out();
                 self.cluster.send_to(&member, task.to_task()?).await
             }
             Target::Session(session) => {
@@ -367,6 +413,7 @@ impl Inner {
                         message: serde_json::to_string(&message).map_err(Self::codec_err)?,
                         to: DeliverTo::Connections(conns),
                     };
+                    self.count_out();
                     self.cluster.send_to(&member, task.to_task()?).await?;
                 }
                 Ok(())
@@ -382,6 +429,7 @@ impl Inner {
                             exclude: exclude.iter().map(ToString::to_string).collect(),
                         },
                     };
+                    self.count_out();
                     self.cluster.send_to_others(task.to_task()?).await?;
                 }
                 Ok(())
@@ -406,6 +454,7 @@ impl Inner {
                 connections,
                 channels: channels.iter().map(ToString::to_string).collect(),
             };
+            self.count_out();
             self.cluster.send_to(&member, task.to_task()?).await?;
         }
         Ok(())
@@ -446,6 +495,11 @@ struct Events(Weak<Inner>);
 impl ClusterEvents for Events {
     fn task(&self, from: MemberId, task: ClusterTask) {
         let Some(inner) = self.0.upgrade() else { return };
+        inner
+            .metrics
+            .cluster_tasks
+            .get_or_create(&crate::metrics::DirectionLabel { direction: "in".into() })
+            .inc();
         if let Some(d) = task.decode::<Deliver>() {
             match d {
                 Ok(d) => {
@@ -482,6 +536,13 @@ impl ClusterEvents for Events {
             }
         } else {
             tracing::debug!(%from, task = %task.name, "cluster task with no handler");
+        }
+    }
+
+    fn gap(&self, from: MemberId, missing: u64) {
+        tracing::warn!(%from, missing, "lost member-to-member messages detected");
+        if let Some(inner) = self.0.upgrade() {
+            inner.metrics.cluster_gaps.inc_by(missing);
         }
     }
 

@@ -5,14 +5,14 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use thywill_core::Resource;
+use thywill_core::{Resource, ResourceKind, SessionId};
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::{AllowedOrigins, Node, TransportError};
+use crate::{AllowedOrigins, MetricsAccess, Node, TransportError};
 
 fn exact_path(path: String) -> BoxedFilter<()> {
     warp::path::full()
@@ -77,7 +77,52 @@ fn resource_response(resource: &Resource, if_none_match: Option<&str>) -> Respon
     r
 }
 
+/// Serves a page, issuing a session cookie when sessions are on and the browser has none.
+async fn page_response(node: &Node, page: &Resource, inm: Option<&str>, cookie: Option<&str>) -> Response {
+    let Some(sessions) = node.sessions() else {
+        return resource_response(page, inm);
+    };
+    if sessions.resolve(cookie).await.is_ok() {
+        return resource_response(page, inm);
+    }
+    match sessions.create().await {
+        Ok(id) => {
+            // A new session must reach the browser: never answer 304 here.
+            let mut r = resource_response(page, None);
+            let path = node.config().base_path().to_owned();
+            if let Ok(v) = HeaderValue::from_str(&sessions.config().set_cookie(&id, &path)) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create a session");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
 impl Node {
+    /// A warp filter giving ordinary routes the browser's session, the same one its
+    /// WebSocket is bound to: `None` without sessions or without a valid session cookie.
+    pub fn session(&self) -> BoxedFilter<(Option<SessionId>,)> {
+        let node = self.clone();
+        warp::header::optional::<String>("cookie")
+            .and_then(move |cookie: Option<String>| {
+                let node = node.clone();
+                async move {
+                    let id = match node.sessions() {
+                        Some(s) => s.resolve(cookie.as_deref()).await.ok(),
+                        None => None,
+                    };
+                    Ok::<_, std::convert::Infallible>(id)
+                }
+            })
+            .boxed()
+    }
+
     /// The node's warp routes: `<base>/ws`, `<base>/alive` and every stored resource.
     /// Combine them with your own routes with `.or(...)`.
     pub fn routes(&self) -> BoxedFilter<(Response,)> {
@@ -89,7 +134,8 @@ impl Node {
             .and(warp::ws())
             .and(warp::header::optional::<String>("origin"))
             .and(warp::header::optional::<String>("host"))
-            .map(move |ws: warp::ws::Ws, origin: Option<String>, host: Option<String>| {
+            .and(warp::header::optional::<String>("cookie"))
+            .map(move |ws: warp::ws::Ws, origin: Option<String>, host: Option<String>, cookie: Option<String>| {
                 let policy = &node.config().origins;
                 if !origin_allowed(policy, origin.as_deref(), host.as_deref()) {
                     tracing::warn!(?origin, ?host, "websocket refused: origin not allowed");
@@ -103,7 +149,7 @@ impl Node {
                 let node = node.clone();
                 ws.max_message_size(limit.saturating_mul(2))
                     .max_frame_size(limit.saturating_mul(2))
-                    .on_upgrade(move |socket| crate::connection::run(node, socket))
+                    .on_upgrade(move |socket| crate::connection::run(node, socket, cookie))
                     .into_response()
             });
 
@@ -122,11 +168,47 @@ impl Node {
         });
 
         let node = self.clone();
+        let ready = warp::get().and(exact_path(cfg.path("ready"))).map(move || {
+            let ready = node.is_ready();
+            let body = serde_json::json!({ "ready": ready, "member": node.member().as_str() });
+            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let mut r = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        });
+
+        let node = self.clone();
+        let metrics = warp::get()
+            .and(exact_path(cfg.path("metrics")))
+            .and(warp::addr::remote())
+            .and_then(move |remote: Option<SocketAddr>| {
+                let node = node.clone();
+                async move {
+                    let allowed = match node.config().metrics {
+                        MetricsAccess::Off => false,
+                        MetricsAccess::Public => true,
+                        MetricsAccess::Loopback => remote.is_some_and(|a| a.ip().is_loopback()),
+                    };
+                    if !allowed {
+                        return Err(warp::reject::not_found());
+                    }
+                    let mut r = node.metrics_text().into_response();
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                    );
+                    Ok(r)
+                }
+            });
+
+        let node = self.clone();
         let base = cfg.base_path().to_owned();
         let resources = warp::get()
             .and(warp::path::full())
             .and(warp::header::optional::<String>("if-none-match"))
-            .and_then(move |path: FullPath, inm: Option<String>| {
+            .and(warp::header::optional::<String>("cookie"))
+            .and_then(move |path: FullPath, inm: Option<String>, cookie: Option<String>| {
                 let node = node.clone();
                 let base = base.clone();
                 async move {
@@ -139,6 +221,9 @@ impl Node {
                         };
                     }
                     match node.resources().load(path).await {
+                        Ok(Some(r)) if r.kind == ResourceKind::Html => {
+                            Ok(page_response(&node, &r, inm.as_deref(), cookie.as_deref()).await)
+                        }
                         Ok(Some(r)) => Ok(resource_response(&r, inm.as_deref())),
                         Ok(None) => Err(warp::reject::not_found()),
                         Err(e) => {
@@ -149,7 +234,15 @@ impl Node {
                 }
             });
 
-        ws.or(alive).unify().or(resources).unify().boxed()
+        ws.or(alive)
+            .unify()
+            .or(ready)
+            .unify()
+            .or(metrics)
+            .unify()
+            .or(resources)
+            .unify()
+            .boxed()
     }
 
     /// Serves the node's routes (with a plain-text 404 for anything else) on `listener` until

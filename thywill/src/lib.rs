@@ -41,6 +41,8 @@
 //! | cluster backend | [`Cluster`] | [`LocalCluster`] (one member) |
 //! | client tracker | [`ClientTracker`] | [`MemoryTracker`] |
 //! | resources | [`ResourceManager`] | [`MemoryResources`] |
+//! | sessions | [`SessionStore`] | [`MemorySessionStore`] (sessions are off unless [`Builder::sessions`]) |
+//! | remote procedures | [`RpcHandler`] | none; [`rpc::Registry`] is a typed registry of functions (crate `thywill-rpc`) |
 //!
 //! See `ARCHITECTURE.md` for the map of the crates and the path of a message.
 
@@ -50,15 +52,19 @@ use std::sync::Arc;
 pub use thywill_core::{
     AppContext, Application, ApplicationId, ChannelId, Client, ClientTracker, Cluster, ConnectionId, CoreError,
     MemberClients, MemberId, Message, Metadata, Resource, ResourceKind, ResourceManager, RpcError, RpcErrorCode,
-    RpcHandler, SessionId, protocol,
+    RpcHandler, SessionData, SessionId, SessionStore, protocol,
 };
-pub use thywill_transport::local::{LocalCluster, MemoryResources, MemoryTracker};
-pub use thywill_transport::{AllowedOrigins, TransportConfig};
+pub use thywill_transport::local::{
+    LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker,
+};
+pub use thywill_transport::{AllowedOrigins, SessionConfig, SessionRefusal, TransportConfig};
 
 /// Re-export of the core crate, for component authors.
 pub use thywill_core as core;
 /// Re-export of the transport crate.
 pub use thywill_transport as transport;
+/// Re-export of the RPC crate: a typed registry of server functions for browsers to call.
+pub use thywill_rpc as rpc;
 
 /// Errors of building or running a node.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +95,8 @@ pub struct Builder {
     cluster: Option<Arc<dyn Cluster>>,
     tracker: Option<Arc<dyn ClientTracker>>,
     resources: Option<Arc<dyn ResourceManager>>,
+    sessions: Option<SessionConfig>,
+    session_store: Option<Arc<dyn SessionStore>>,
     initial: Vec<Resource>,
 }
 
@@ -111,6 +119,8 @@ impl Default for Builder {
             cluster: None,
             tracker: None,
             resources: None,
+            sessions: None,
+            session_store: None,
             initial: Vec::new(),
         }
     }
@@ -159,6 +169,20 @@ impl Builder {
         self
     }
 
+    /// Binds connections to browser sessions by signed cookie (issued with the page); without
+    /// this, every connection is its own session. The store defaults to memory.
+    pub fn sessions(mut self, config: SessionConfig) -> Self {
+        self.sessions = Some(config);
+        self
+    }
+
+    /// Uses this session store (shared by members in a cluster). Enables sessions with a
+    /// random secret unless [`Builder::sessions`] sets one.
+    pub fn session_store<S: SessionStore>(mut self, store: S) -> Self {
+        self.session_store = Some(Arc::new(store));
+        self
+    }
+
     /// Stores a resource (a page, a script, a style) when the node starts.
     pub fn resource(mut self, resource: Resource) -> Self {
         self.initial.push(resource);
@@ -180,6 +204,13 @@ impl Builder {
             cluster,
             tracker: self.tracker.unwrap_or_else(|| Arc::new(MemoryTracker::new())),
             resources,
+            sessions: match (self.sessions, self.session_store) {
+                (None, None) => None,
+                (config, store) => Some(thywill_transport::Sessions::new(
+                    config.unwrap_or_else(SessionConfig::random),
+                    store.unwrap_or_else(|| Arc::new(MemorySessionStore::new())),
+                )),
+            },
         })
         .await?;
         Ok(Thywill { node })
@@ -226,6 +257,17 @@ impl Thywill {
     /// The local member's id.
     pub fn member(&self) -> &MemberId {
         self.node.member()
+    }
+
+    /// A warp filter giving your own routes the browser's session (see
+    /// [`Builder::sessions`]): `None` without a valid session cookie.
+    pub fn session(&self) -> warp::filters::BoxedFilter<(Option<SessionId>,)> {
+        self.node.session()
+    }
+
+    /// The session store, when sessions are on: load and store a session's data.
+    pub fn session_store(&self) -> Option<&Arc<dyn SessionStore>> {
+        self.node.sessions().map(|s| s.store())
     }
 
     /// Number of open local connections.

@@ -5,32 +5,22 @@ use std::time::Duration;
 use thywill_core::protocol::close;
 use thywill_testkit::WsClient;
 use thywill_transport::TransportConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::Fixture;
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    tokio::time::timeout(thywill_testkit::TIMEOUT, s.read_to_string(&mut out)).await??;
-    Ok(out)
-}
+use crate::support::{Fixture, http_get};
 
 #[tokio::test]
 async fn alive_answers_json_and_unknown_paths_404() -> anyhow::Result<()> {
     let fx = Fixture::default().await?;
-    let r = http_get(fx.addr, "/t/alive").await?;
+    let r = http_get(fx.addr, "/t/alive", "").await?;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     let body = r.split("\r\n\r\n").nth(1).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(body)?;
     assert_eq!(v["alive"], true);
     assert_eq!(v["member"], "alpha");
-    let js = http_get(fx.addr, "/t/thywill/thywill.js").await?;
+    let js = http_get(fx.addr, "/t/thywill/thywill.js", "").await?;
     assert!(js.starts_with("HTTP/1.1 200"), "{js}");
     assert!(js.to_ascii_lowercase().contains("content-type: text/javascript"));
-    let missing = http_get(fx.addr, "/t/nothing-here").await?;
+    let missing = http_get(fx.addr, "/t/nothing-here", "").await?;
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     Ok(())
 }
@@ -59,5 +49,79 @@ async fn a_silent_client_is_dropped_after_the_keepalive_timeout() -> anyhow::Res
     fx.until("the silent connection to be dropped", |n| n.connection_count() == 0)
         .await?;
     drop(silent);
+    Ok(())
+}
+
+/// Parses Prometheus / OpenMetrics text: `name{labels} value` lines, `#` comments, `# EOF`.
+fn parse_metrics(text: &str) -> anyhow::Result<std::collections::HashMap<String, f64>> {
+    let mut out = std::collections::HashMap::new();
+    let mut saw_eof = false;
+    for line in text.lines() {
+        if line == "# EOF" {
+            saw_eof = true;
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            anyhow::ensure!(
+                line.is_empty() || line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line.starts_with("# UNIT "),
+                "bad comment line {line:?}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .ok_or_else(|| anyhow::anyhow!("no value in {line:?}"))?;
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        anyhow::ensure!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        if name_end < series.len() {
+            anyhow::ensure!(series.ends_with('}'), "unclosed labels in {line:?}");
+        }
+        out.insert(series.to_owned(), value.parse::<f64>()?);
+    }
+    anyhow::ensure!(saw_eof, "no # EOF");
+    Ok(out)
+}
+
+#[tokio::test]
+async fn metrics_move_as_clients_connect_send_call_and_leave() -> anyhow::Result<()> {
+    let fx = Fixture::default().await?;
+    let before = parse_metrics(&fx.node.metrics_text())?;
+    assert_eq!(before.get("thywill_connections"), Some(&0.0));
+    let mut c = WsClient::connect(&fx.ws_url()).await?;
+    c.send("echo", serde_json::json!("hi")).await?;
+    let _ = c.recv().await?;
+    c.rpc("echo", 1, "no.such", serde_json::json!([])).await?;
+    let _ = c.recv().await?;
+    let during = parse_metrics(&fx.node.metrics_text())?;
+    assert_eq!(during.get("thywill_connections"), Some(&1.0));
+    assert_eq!(during.get("thywill_messages_in_total{app=\"echo\"}"), Some(&1.0));
+    assert_eq!(during.get("thywill_messages_out_total{app=\"echo\"}"), Some(&1.0));
+    assert_eq!(during.get("thywill_rpc_calls_total{outcome=\"nf\"}"), Some(&1.0));
+    assert!(during.get("thywill_bytes_in_total").is_some_and(|b| *b > 0.0));
+    assert_eq!(during.get("thywill_cluster_member_up{member=\"alpha\"}"), Some(&1.0));
+    c.close().await;
+    fx.until("the connection to close", |n| n.connection_count() == 0).await?;
+    let after = parse_metrics(&fx.node.metrics_text())?;
+    assert_eq!(after.get("thywill_connections"), Some(&0.0));
+    assert_eq!(after.get("thywill_connections_opened_total"), Some(&1.0));
+    // Served over HTTP to loopback clients.
+    let page = http_get(fx.addr, "/t/metrics", "").await?;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    parse_metrics(page.split("\r\n\r\n").nth(1).unwrap_or_default())?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn readiness_turns_false_while_draining() -> anyhow::Result<()> {
+    let fx = Fixture::default().await?;
+    let r = http_get(fx.addr, "/t/ready", "").await?;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(fx.node.is_ready());
+    fx.node.shutdown();
+    assert!(!fx.node.is_ready());
     Ok(())
 }

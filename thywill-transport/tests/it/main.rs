@@ -5,3 +5,4 @@ mod support;
 mod delivery;
 mod errors;
 mod lifecycle;
+mod sessions;

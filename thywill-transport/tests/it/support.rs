@@ -4,9 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde_json::json;
-use thywill_core::{AppContext, Application, ApplicationId, Client, DynApplication, Message};
+use thywill_core::{
+    AppContext, Application, ApplicationId, Client, DynApplication, Message, Resource, ResourceKind, ResourceManager,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use thywill_transport::local::{LocalCluster, MemoryResources, MemoryTracker};
-use thywill_transport::{Node, NodeParts, TransportConfig};
+use thywill_transport::{Node, NodeParts, Sessions, TransportConfig};
 
 /// Echoes every message; `{"flood": n, "size": s}` answers with `n` messages of `s` bytes.
 pub(crate) struct Echo;
@@ -50,14 +53,23 @@ pub(crate) struct Fixture {
 
 impl Fixture {
     pub(crate) async fn start(config: TransportConfig) -> anyhow::Result<Fixture> {
+        Self::start_with(config, None).await
+    }
+
+    pub(crate) async fn start_with(config: TransportConfig, sessions: Option<Sessions>) -> anyhow::Result<Fixture> {
         let applications: Vec<(ApplicationId, Arc<dyn DynApplication>)> =
             vec![("echo".into(), Arc::new(Echo)), ("shout".into(), Arc::new(Shout))];
+        let resources = Arc::new(MemoryResources::new());
+        resources
+            .store(Resource::new("/t/", "<!doctype html><title>t</title>").with_kind(ResourceKind::Html))
+            .await?;
         let node = Node::start(NodeParts {
             config,
             applications,
             cluster: Arc::new(LocalCluster::new("alpha")),
             tracker: Arc::new(MemoryTracker::new()),
-            resources: Arc::new(MemoryResources::new()),
+            resources,
+            sessions,
         })
         .await?;
         let (addr, serving) = node.clone().bind(([127, 0, 0, 1], 0).into()).await?;
@@ -87,4 +99,14 @@ impl Fixture {
         }
         Ok(())
     }
+}
+
+/// A plain HTTP/1.1 GET with extra header lines; returns the whole response text.
+pub(crate) async fn http_get(addr: SocketAddr, path: &str, headers: &str) -> anyhow::Result<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = String::new();
+    tokio::time::timeout(thywill_testkit::TIMEOUT, s.read_to_string(&mut out)).await??;
+    Ok(out)
 }

@@ -1,0 +1,133 @@
+//! Node metrics in the Prometheus (OpenMetrics) text format, served at `<base>/metrics`.
+//!
+//! One [`Metrics`] per node, registered in its own registry (no global state). The transport
+//! counts what it sees; cluster figures are read from the [`Cluster`] when the page is
+//! rendered.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use thywill_core::{Cluster, MemberStatus};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AppLabel {
+    pub(crate) app: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabel {
+    pub(crate) reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabel {
+    pub(crate) outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct MemberLabel {
+    pub(crate) member: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DirectionLabel {
+    pub(crate) direction: String,
+}
+
+fn rpc_latency() -> Histogram {
+    // 100 µs .. ~3.3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// The counters of one node.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) connections: Gauge,
+    pub(crate) opened: Counter,
+    pub(crate) closed: Family<ReasonLabel, Counter>,
+    pub(crate) messages_in: Family<AppLabel, Counter>,
+    pub(crate) messages_out: Family<AppLabel, Counter>,
+    pub(crate) bytes_in: Counter,
+    pub(crate) bytes_out: Counter,
+    pub(crate) queue_drops: Counter,
+    pub(crate) slow_consumers: Counter,
+    pub(crate) rpc_calls: Family<OutcomeLabel, Counter>,
+    pub(crate) rpc_seconds: Family<AppLabel, Histogram, fn() -> Histogram>,
+    pub(crate) cluster_tasks: Family<DirectionLabel, Counter>,
+    pub(crate) cluster_gaps: Counter,
+    member_up: Family<MemberLabel, Gauge>,
+    cluster_healthy: Gauge,
+    cluster_reconnects: Gauge,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("thywill");
+        let m = Metrics {
+            connections: Gauge::default(),
+            opened: Counter::default(),
+            closed: Family::default(),
+            messages_in: Family::default(),
+            messages_out: Family::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            queue_drops: Counter::default(),
+            slow_consumers: Counter::default(),
+            rpc_calls: Family::default(),
+            rpc_seconds: Family::new_with_constructor(rpc_latency as fn() -> Histogram),
+            cluster_tasks: Family::default(),
+            cluster_gaps: Counter::default(),
+            member_up: Family::default(),
+            cluster_healthy: Gauge::default(),
+            cluster_reconnects: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("connections", "Open WebSocket connections", m.connections.clone());
+        registry.register("connections_opened", "WebSocket connections opened", m.opened.clone());
+        registry.register("connections_closed", "WebSocket connections closed, by reason", m.closed.clone());
+        registry.register("messages_in", "Application messages received from clients", m.messages_in.clone());
+        registry.register("messages_out", "Application messages queued to clients", m.messages_out.clone());
+        registry.register("bytes_in", "Bytes of text frames received from clients", m.bytes_in.clone());
+        registry.register("bytes_out", "Bytes of frames written to clients", m.bytes_out.clone());
+        registry.register("outbound_queue_drops", "Frames refused by a full outbound queue", m.queue_drops.clone());
+        registry.register("slow_consumers", "Connections cut off as slow consumers", m.slow_consumers.clone());
+        registry.register("rpc_calls", "RPC calls by outcome (ok or error code)", m.rpc_calls.clone());
+        registry.register("rpc_duration_seconds", "RPC call latency", m.rpc_seconds.clone());
+        registry.register("cluster_tasks", "Cluster tasks by direction (in, out)", m.cluster_tasks.clone());
+        registry.register("cluster_gaps", "Gaps detected in member-to-member traffic", m.cluster_gaps.clone());
+        registry.register("cluster_member_up", "1 if the member is up, 0 if not", m.member_up.clone());
+        registry.register("cluster_healthy", "1 while the cluster link works", m.cluster_healthy.clone());
+        registry.register(
+            "cluster_reconnects",
+            "Reconnections of the cluster backend (for example to Redis)",
+            m.cluster_reconnects.clone(),
+        );
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Renders the text exposition, refreshing the cluster figures first.
+    pub(crate) fn render(&self, cluster: &dyn Cluster) -> String {
+        for member in cluster.members() {
+            let up = i64::from(cluster.status(&member) == MemberStatus::Up);
+            self.member_up
+                .get_or_create(&MemberLabel {
+                    member: member.to_string(),
+                })
+                .set(up);
+        }
+        self.cluster_healthy.set(i64::from(cluster.is_healthy()));
+        let stats = cluster.stats();
+        self.cluster_reconnects.set(i64::try_from(stats.reconnects).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("metrics encoding failed");
+        }
+        out
+    }
+}
