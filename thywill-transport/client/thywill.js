@@ -1,1 +1,856 @@
-// placeholder
+/*!
+ * thywill.js: the browser client of thywill-rs, wire protocol version 1.
+ *
+ * A classic script (no modules, no build step) that defines exactly one global, `Thywill`.
+ * It is served at `<base>/thywill/thywill.js` and derives `<base>` from its own URL, so the
+ * WebSocket endpoint is `ws(s)://<page host><base>/ws` unless `Thywill.configure({url})` says
+ * otherwise. The declarations in `thywill.d.ts` (served next to it) document the API.
+ *
+ * - One WebSocket per page, shared by every `Thywill.ApplicationInterface`; frames are
+ *   multiplexed by application id.
+ * - "connected" means the server's `welcome` frame arrived, not merely that the socket opened.
+ * - Reconnects forever with jittered exponential backoff; `Thywill.disconnect()` stops it.
+ * - Messages sent while disconnected are buffered (at most 1000) and flushed in order after
+ *   the next welcome. RPC calls are never buffered: they fail at once with code `dc`.
+ * - The page connects by itself once the document has been parsed (so that page scripts can
+ *   call `Thywill.configure` first), unless `configure({autoConnect: false})` or the script
+ *   tag's `data-auto-connect="false"` says otherwise.
+ */
+(function (global) {
+  'use strict';
+
+  // Loaded twice (two script tags, a bundle plus a tag): keep the first client and its socket.
+  if (global.Thywill && global.Thywill.protocolVersion === 1 && typeof global.Thywill.connect === 'function') {
+    return;
+  }
+
+  var console = global.console;
+
+  /** Protocol version this client speaks. */
+  var PROTOCOL_VERSION = 1;
+  /** Path of this script under the base path. */
+  var SCRIPT_SUFFIX = '/thywill/thywill.js';
+  /** Most messages kept while disconnected; beyond that the oldest are dropped. */
+  var MAX_BUFFERED = 1000;
+  /** Default RPC timeout in milliseconds. */
+  var DEFAULT_RPC_TIMEOUT = 10000;
+  /** The largest delay setTimeout accepts. */
+  var MAX_TIMER = 0x7fffffff;
+  /**
+   * Close codes after which the client retries slowly, at the maximum delay: policy violation,
+   * session refused (the page may want to reload: see the `disconnected` info), rate limited.
+   */
+  var SLOW_RETRY_CODES = [1008, 4401, 4429];
+  var EVENTS = ['connecting', 'connected', 'disconnected', 'connectionFailure'];
+
+  // ------------------------------------------------------------------------------------------
+  // Small helpers
+  // ------------------------------------------------------------------------------------------
+
+  function isObject(v) {
+    return v !== null && typeof v === 'object' && !Array.isArray(v);
+  }
+
+  function checkAppId(appId) {
+    if (typeof appId !== 'string' || appId === '') {
+      throw new TypeError('thywill: an application id must be a non-empty string, got ' + String(appId));
+    }
+  }
+
+  function checkDelay(name, v) {
+    if (typeof v !== 'number' || !isFinite(v) || v < 0) {
+      throw new RangeError('thywill: ' + name + ' must be a finite number of milliseconds >= 0, got ' + String(v));
+    }
+  }
+
+  /** Calls a listener or hook; its exceptions are logged and never reach the library. */
+  function callSafely(fn, self, args, what) {
+    try {
+      fn.apply(self, args);
+    } catch (e) {
+      console.error('thywill: a ' + what + ' handler threw', e);
+    }
+  }
+
+  function randomBetween(lo, hi) {
+    return lo + Math.random() * Math.max(0, hi - lo);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Emitter
+  // ------------------------------------------------------------------------------------------
+
+  var LISTENERS = Symbol('thywill.listeners');
+
+  function listenersOf(emitter) {
+    if (!Object.prototype.hasOwnProperty.call(emitter, LISTENERS)) {
+      Object.defineProperty(emitter, LISTENERS, { value: new Map() });
+    }
+    return emitter[LISTENERS];
+  }
+
+  /**
+   * A minimal event emitter: `on`, `once`, `off`, `emit`. Listener exceptions are caught and
+   * logged with console.error, so one faulty listener cannot break the others or the library.
+   */
+  class Emitter {
+    on(event, fn) {
+      return addListener(this, event, fn, false);
+    }
+
+    once(event, fn) {
+      return addListener(this, event, fn, true);
+    }
+
+    /**
+     * Removes `fn` from `event` (its most recent registration), every listener of `event`
+     * when `fn` is omitted, or every listener when both are omitted.
+     */
+    off(event, fn) {
+      var map = listenersOf(this);
+      if (event === undefined) {
+        map.clear();
+        return this;
+      }
+      if (fn === undefined) {
+        map.delete(event);
+        return this;
+      }
+      var list = map.get(event);
+      if (!list) {
+        return this;
+      }
+      for (var i = list.length - 1; i >= 0; i--) {
+        if (list[i].fn === fn) {
+          list.splice(i, 1);
+          break;
+        }
+      }
+      if (list.length === 0) {
+        map.delete(event);
+      }
+      return this;
+    }
+
+    /** Calls the listeners of `event` in registration order; true when there were any. */
+    emit(event) {
+      var list = listenersOf(this).get(event);
+      if (!list || list.length === 0) {
+        return false;
+      }
+      var args = Array.prototype.slice.call(arguments, 1);
+      var snapshot = list.slice();
+      for (var i = 0; i < snapshot.length; i++) {
+        var entry = snapshot[i];
+        if (entry.once) {
+          var at = list.indexOf(entry);
+          if (at < 0) {
+            continue; // a once-listener already consumed by a nested emit
+          }
+          list.splice(at, 1);
+        }
+        callSafely(entry.fn, this, args, '"' + String(event) + '"');
+      }
+      if (list.length === 0) {
+        listenersOf(this).delete(event);
+      }
+      return true;
+    }
+
+    /** Number of listeners of `event`. */
+    listenerCount(event) {
+      var list = listenersOf(this).get(event);
+      return list ? list.length : 0;
+    }
+  }
+
+  function addListener(emitter, event, fn, once) {
+    if (typeof fn !== 'function') {
+      throw new TypeError('thywill: a listener must be a function');
+    }
+    var map = listenersOf(emitter);
+    var list = map.get(event);
+    if (!list) {
+      list = [];
+      map.set(event, list);
+    }
+    list.push({ fn: fn, once: once });
+    return emitter;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Message and RpcError
+  // ------------------------------------------------------------------------------------------
+
+  /** An application message: a JSON payload plus metadata (`_` on the wire). */
+  class Message {
+    constructor(data, meta) {
+      this.data = data === undefined ? null : data;
+      this._ = isObject(meta) ? meta : {};
+    }
+
+    getData() {
+      return this.data;
+    }
+
+    /** The metadata value under `key`, or the whole metadata object without a key. */
+    getMetadata(key) {
+      return key === undefined ? this._ : this._[key];
+    }
+
+    setMetadata(key, value) {
+      this._[key] = value;
+      return this;
+    }
+
+    toJSON() {
+      return { data: this.data, _: this._ };
+    }
+  }
+
+  var RPC_MESSAGES = {
+    np: 'permission refused',
+    nf: 'no such function',
+    ba: 'bad arguments',
+    he: 'the function failed',
+    to: 'timed out',
+    dc: 'disconnected'
+  };
+
+  /** Why a remote procedure call failed; `code` is one of np, nf, ba, he, to, dc. */
+  class RpcError extends Error {
+    constructor(code, message, functionName) {
+      super(message || RPC_MESSAGES[code] || 'rpc failed');
+      this.name = 'RpcError';
+      this.code = code;
+      this.functionName = functionName === undefined ? null : functionName;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Connection state (one per page)
+  // ------------------------------------------------------------------------------------------
+
+  var script = global.document ? global.document.currentScript : null;
+
+  /** The base path this script was served under, without a trailing slash ('' at the root). */
+  var basePath = (function () {
+    if (!script || !script.src) {
+      console.warn('thywill: cannot locate thywill.js; assuming the root base path (use Thywill.configure({url}))');
+      return '';
+    }
+    var path = new URL(script.src, global.location.href).pathname;
+    if (path.slice(-SCRIPT_SUFFIX.length) !== SCRIPT_SUFFIX) {
+      console.warn('thywill: thywill.js is not served at <base>' + SCRIPT_SUFFIX + '; assuming the root base path');
+      return '';
+    }
+    return path.slice(0, -SCRIPT_SUFFIX.length);
+  })();
+
+  var config = {
+    url: null,
+    minDelay: 250,
+    maxDelay: 10000,
+    autoConnect: !(script && script.getAttribute('data-auto-connect') === 'false')
+  };
+  if (script && script.getAttribute('data-url')) {
+    config.url = script.getAttribute('data-url');
+  }
+
+  var state = 'disconnected';
+  var socket = null; // the current WebSocket, opening or open
+  var wanted = false; // whether the client should be (re)connecting
+  var controlled = false; // connect() or disconnect() was called: no automatic connect any more
+  var autoConnectDue = false; // the document has been parsed: the automatic connect was due
+  var retryTimer = null;
+  var attempt = 0; // failed attempts since the last welcome
+  var delayOverride = null; // from a `reconnect` frame
+  var session = null; // what the welcome frame said, while connected
+  var nextMessageId = 1;
+  var nextRpcId = 1;
+  var outbox = []; // encoded msg frames waiting for a connection
+  var pending = new Map(); // rpc id -> { app, name, resolve, reject, timer }
+
+  function socketUrl() {
+    var proto = global.location.protocol === 'https:' ? 'wss:' : 'ws:';
+    if (config.url === null) {
+      return proto + '//' + global.location.host + basePath + '/ws';
+    }
+    var u = new URL(config.url, global.location.href);
+    if (u.protocol === 'http:') {
+      u.protocol = 'ws:';
+    } else if (u.protocol === 'https:') {
+      u.protocol = 'wss:';
+    }
+    return u.href;
+  }
+
+  function setState(next) {
+    if (state === next) {
+      return false;
+    }
+    state = next;
+    Thywill.emit('stateChange', next);
+    return true;
+  }
+
+  function clearRetry() {
+    if (retryTimer !== null) {
+      clearTimeout(retryTimer);
+      retryTimer = null;
+    }
+  }
+
+  function failPending(code, message) {
+    if (pending.size === 0) {
+      return;
+    }
+    var entries = Array.from(pending.values());
+    pending.clear();
+    entries.forEach(function (p) {
+      if (p.timer !== null) {
+        clearTimeout(p.timer);
+      }
+      p.reject(new RpcError(code, message, p.name));
+    });
+  }
+
+  /** Sends one encoded frame now; false when there is no open, welcomed socket. */
+  function trySend(text) {
+    if (state !== 'connected' || !socket || socket.readyState !== 1) {
+      return false;
+    }
+    try {
+      socket.send(text);
+      return true;
+    } catch (e) {
+      console.warn('thywill: send failed', e);
+      return false;
+    }
+  }
+
+  function enqueue(text) {
+    outbox.push(text);
+    if (outbox.length > MAX_BUFFERED) {
+      var dropped = outbox.splice(0, outbox.length - MAX_BUFFERED);
+      console.warn('thywill: ' + dropped.length + ' buffered message(s) dropped: more than ' +
+        MAX_BUFFERED + ' waiting for a connection');
+    }
+  }
+
+  function flush() {
+    var sent = 0;
+    while (sent < outbox.length && trySend(outbox[sent])) {
+      sent++;
+    }
+    outbox.splice(0, sent);
+  }
+
+  function open() {
+    clearRetry();
+    if (socket || state !== 'disconnected' || !wanted) {
+      return;
+    }
+    setState('connecting');
+    Thywill.emit('connecting');
+    if (!wanted || socket || state !== 'connecting') {
+      return; // a listener changed its mind
+    }
+    var url;
+    var ws;
+    try {
+      url = socketUrl();
+      ws = new global.WebSocket(url);
+    } catch (e) {
+      console.error('thywill: cannot open a WebSocket to ' + String(url), e);
+      closed(0, String(e && e.message));
+      return;
+    }
+    socket = ws;
+    ws.onopen = function () {
+      if (ws === socket) {
+        try {
+          ws.send(JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION }));
+        } catch (e) {
+          console.warn('thywill: could not send hello', e);
+        }
+      }
+    };
+    ws.onmessage = function (ev) {
+      if (ws === socket) {
+        received(ev.data);
+      }
+    };
+    ws.onclose = function (ev) {
+      if (ws === socket) {
+        socket = null;
+        closed(ev.code, ev.reason);
+      }
+    };
+    ws.onerror = function () {
+      // A close event follows, which does the work.
+    };
+  }
+
+  /** Closes the current socket and forgets it: its later events are ignored. */
+  function dropSocket(code, reason) {
+    var ws = socket;
+    socket = null;
+    if (ws) {
+      try {
+        ws.close(code, reason);
+      } catch (e) {
+        // Already closing.
+      }
+    }
+  }
+
+  /** The socket ended (or never opened): update the state, tell everybody, plan a retry. */
+  function closed(code, reason) {
+    var wasConnected = state === 'connected';
+    session = null;
+    failPending('dc', 'the connection closed');
+    if (state !== 'disconnected') {
+      setState('disconnected');
+      var info = { code: code, reason: reason || '' };
+      if (wasConnected) {
+        Thywill.emit('disconnected', info);
+      } else {
+        Thywill.emit('connectionFailure', info);
+      }
+    }
+    if (wanted && !socket && state === 'disconnected' && retryTimer === null) {
+      scheduleRetry(code);
+    }
+  }
+
+  function scheduleRetry(code) {
+    var delay;
+    if (delayOverride !== null) {
+      delay = delayOverride;
+      delayOverride = null;
+    } else if (SLOW_RETRY_CODES.indexOf(code) >= 0) {
+      delay = randomBetween(config.maxDelay / 2, config.maxDelay);
+      attempt++;
+    } else {
+      // Full jitter between minDelay and an exponentially growing cap (factor 2).
+      var cap = Math.min(config.maxDelay, config.minDelay * Math.pow(2, Math.min(attempt, 30) + 1));
+      delay = randomBetween(config.minDelay, cap);
+      attempt++;
+    }
+    retryTimer = setTimeout(function () {
+      retryTimer = null;
+      open();
+    }, Math.min(MAX_TIMER, Math.round(delay)));
+  }
+
+  function received(raw) {
+    if (typeof raw !== 'string') {
+      console.warn('thywill: binary frame ignored');
+      return;
+    }
+    var f;
+    try {
+      f = JSON.parse(raw);
+    } catch (e) {
+      console.warn('thywill: malformed frame ignored', raw);
+      return;
+    }
+    if (!isObject(f) || typeof f.t !== 'string') {
+      console.warn('thywill: frame without a type ignored', f);
+      return;
+    }
+    switch (f.t) {
+      case 'welcome':
+        welcomed(f);
+        break;
+      case 'msg':
+        if (typeof f.app !== 'string') {
+          console.warn('thywill: message without an application ignored', f);
+          return;
+        }
+        Thywill.emit('received', f.app, new Message(f.data, f._));
+        break;
+      case 'rpc_ok':
+      case 'rpc_err':
+        replied(f);
+        break;
+      case 'error':
+        console.warn('thywill: server error ' + String(f.code) + ': ' + String(f.message), f);
+        Thywill.emit('serverError', f);
+        break;
+      case 'reconnect': {
+        var after = typeof f.after_ms === 'number' && isFinite(f.after_ms) ? f.after_ms : 0;
+        delayOverride = Math.max(0, Math.min(after, MAX_TIMER));
+        dropSocket(1000, 'reconnect requested');
+        closed(1000, 'reconnect requested by the server');
+        break;
+      }
+      default:
+        // A frame type from a newer server: ignore it.
+        break;
+    }
+  }
+
+  function welcomed(f) {
+    if (f.v !== PROTOCOL_VERSION) {
+      console.warn('thywill: the server speaks protocol version ' + String(f.v) + ', this client ' + PROTOCOL_VERSION);
+    }
+    session = {
+      connection: typeof f.connection === 'string' ? f.connection : null,
+      session: typeof f.session === 'string' ? f.session : null,
+      member: typeof f.member === 'string' ? f.member : null,
+      apps: Array.isArray(f.apps) ? f.apps.slice() : []
+    };
+    attempt = 0;
+    if (state === 'connected') {
+      return;
+    }
+    // Buffered messages go first, so that anything sent by `connected` listeners follows them.
+    state = 'connected';
+    flush();
+    Thywill.emit('stateChange', state);
+    if (state === 'connected') {
+      Thywill.emit('connected');
+    }
+  }
+
+  function replied(f) {
+    var p = pending.get(f.id);
+    if (!p) {
+      return; // timed out already, or not ours
+    }
+    pending.delete(f.id);
+    if (p.timer !== null) {
+      clearTimeout(p.timer);
+    }
+    if (f.t === 'rpc_ok') {
+      p.resolve(f.result === undefined ? null : f.result);
+    } else {
+      p.reject(new RpcError(typeof f.code === 'string' ? f.code : 'he', typeof f.message === 'string' ? f.message : '', p.name));
+    }
+  }
+
+  function rpcCall(appId, name, args, timeout) {
+    checkAppId(appId);
+    if (typeof name !== 'string' || name === '') {
+      throw new TypeError('thywill: an rpc function name must be a non-empty string');
+    }
+    if (timeout !== undefined) {
+      checkDelay('timeout', timeout);
+    }
+    var ms = timeout === undefined ? DEFAULT_RPC_TIMEOUT : timeout;
+    return new Promise(function (resolve, reject) {
+      if (state !== 'connected') {
+        reject(new RpcError('dc', 'not connected', name));
+        return;
+      }
+      var id = nextRpcId++;
+      var text = JSON.stringify({ t: 'rpc', app: appId, id: id, name: name, args: args === undefined ? [] : args });
+      if (!trySend(text)) {
+        reject(new RpcError('dc', 'not connected', name));
+        return;
+      }
+      var entry = { app: appId, name: name, resolve: resolve, reject: reject, timer: null };
+      pending.set(id, entry);
+      if (ms > 0) {
+        entry.timer = setTimeout(function () {
+          if (pending.get(id) === entry) {
+            pending.delete(id);
+            reject(new RpcError('to', 'no reply within ' + ms + ' ms', name));
+          }
+        }, Math.min(MAX_TIMER, ms));
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The global
+  // ------------------------------------------------------------------------------------------
+
+  class ThywillClient extends Emitter {
+    /** Changes settings; takes effect at the next connection attempt. Returns Thywill. */
+    configure(options) {
+      var o = options || {};
+      var min = o.minDelay === undefined ? config.minDelay : o.minDelay;
+      var max = o.maxDelay === undefined ? config.maxDelay : o.maxDelay;
+      checkDelay('minDelay', min);
+      checkDelay('maxDelay', max);
+      if (min <= 0 || max < min) {
+        throw new RangeError('thywill: need 0 < minDelay <= maxDelay, got ' + min + ' and ' + max);
+      }
+      if (o.url !== undefined && o.url !== null && typeof o.url !== 'string') {
+        throw new TypeError('thywill: url must be a string or null');
+      }
+      if (o.autoConnect !== undefined && typeof o.autoConnect !== 'boolean') {
+        throw new TypeError('thywill: autoConnect must be a boolean');
+      }
+      config.minDelay = min;
+      config.maxDelay = max;
+      if (o.url !== undefined) {
+        config.url = o.url;
+      }
+      if (o.autoConnect !== undefined) {
+        config.autoConnect = o.autoConnect;
+        if (o.autoConnect && autoConnectDue && !controlled) {
+          this.connect();
+        }
+      }
+      return this;
+    }
+
+    /** Starts connecting (now, even if a retry was waiting) and keeps reconnecting. */
+    connect() {
+      controlled = true;
+      wanted = true;
+      if (!socket && state === 'disconnected') {
+        open();
+      }
+      return this;
+    }
+
+    /** Closes the connection and stops reconnecting until `connect()`. */
+    disconnect() {
+      controlled = true;
+      wanted = false;
+      clearRetry();
+      delayOverride = null;
+      dropSocket(1000, 'client disconnected');
+      if (state !== 'disconnected') {
+        session = null;
+        failPending('dc', 'disconnected by the client');
+        setState('disconnected');
+        Thywill.emit('disconnected', { code: 1000, reason: 'disconnect() called' });
+      }
+      return this;
+    }
+
+    /** Sends data (or a Message) to an application; buffered while disconnected. Returns its id. */
+    send(appId, dataOrMessage) {
+      checkAppId(appId);
+      var m = dataOrMessage instanceof Message ? dataOrMessage : new Message(dataOrMessage);
+      var id = nextMessageId++;
+      var text = JSON.stringify({ t: 'msg', app: appId, data: m.data, _: m._, id: id });
+      if (outbox.length > 0 || !trySend(text)) {
+        enqueue(text);
+      }
+      return id;
+    }
+
+    /** Calls a remote procedure of an application. */
+    rpc(appId, name, args, options) {
+      return rpcCall(appId, name, args, options && options.timeout);
+    }
+
+    get state() {
+      return state;
+    }
+
+    get isConnected() {
+      return state === 'connected';
+    }
+
+    get connectionId() {
+      return session ? session.connection : null;
+    }
+
+    get sessionId() {
+      return session ? session.session : null;
+    }
+
+    get member() {
+      return session ? session.member : null;
+    }
+
+    get applications() {
+      return session ? session.apps.slice() : [];
+    }
+
+    get buffered() {
+      return outbox.length;
+    }
+
+    get url() {
+      return socketUrl();
+    }
+
+    get basePath() {
+      return basePath;
+    }
+  }
+
+  var Thywill = new ThywillClient();
+
+  // ------------------------------------------------------------------------------------------
+  // ApplicationInterface
+  // ------------------------------------------------------------------------------------------
+
+  var INTERNAL = Symbol('thywill.applicationInterface');
+
+  function deliver(app, event, args) {
+    var own = app[INTERNAL];
+    if (own.destroyed) {
+      return;
+    }
+    if (event !== 'received' && event !== 'serverError') {
+      own.announced = true;
+    }
+    if (typeof app[event] === 'function') {
+      callSafely(app[event], app, args, event + '() hook');
+    }
+    app.emit.apply(app, [event].concat(args));
+  }
+
+  function appCall(app, name, args, timeout) {
+    if (app[INTERNAL].destroyed) {
+      return Promise.reject(new RpcError('dc', 'the application interface was destroyed', name));
+    }
+    return rpcCall(app.applicationId, name, args, timeout);
+  }
+
+  /**
+   * One application's view of the shared connection. Subclass it and override the hooks
+   * (received, connected, connecting, disconnected, connectionFailure, serverError), or
+   * listen to the events of the same names.
+   */
+  class ApplicationInterface extends Emitter {
+    constructor(applicationId) {
+      super();
+      checkAppId(applicationId);
+      this.applicationId = applicationId;
+      /** Default RPC timeout in milliseconds (0: none); a plain field, as in the original. */
+      this.rpcTimeout = DEFAULT_RPC_TIMEOUT;
+      var self = this;
+      var own = {
+        destroyed: false,
+        announced: false,
+        listeners: {}
+      };
+      Object.defineProperty(this, INTERNAL, { value: own });
+      EVENTS.forEach(function (event) {
+        own.listeners[event] = function () {
+          deliver(self, event, Array.prototype.slice.call(arguments));
+        };
+      });
+      own.listeners.received = function (appId, message) {
+        if (appId === self.applicationId) {
+          deliver(self, 'received', [message]);
+        }
+      };
+      own.listeners.serverError = function (frame) {
+        if (frame && frame.app === self.applicationId) {
+          deliver(self, 'serverError', [frame]);
+        }
+      };
+      Object.keys(own.listeners).forEach(function (event) {
+        Thywill.on(event, own.listeners[event]);
+      });
+      // State replay: an interface created while the connection is up (or coming up) learns
+      // it, asynchronously, so that subclass constructors and `on` calls made right after
+      // `new` see it. A new interface assumes "disconnected" and is not told that.
+      Promise.resolve().then(function () {
+        if (own.announced || own.destroyed) {
+          return;
+        }
+        if (state === 'connected') {
+          deliver(self, 'connected', []);
+        } else if (state === 'connecting') {
+          deliver(self, 'connecting', []);
+        }
+      });
+    }
+
+    /** Sends data or a Message to this application on the server. Returns the message id. */
+    send(dataOrMessage) {
+      return Thywill.send(this.applicationId, dataOrMessage);
+    }
+
+    /**
+     * `rpc(name, args?, {timeout?})` returns a Promise of the result; `rpc({name, args,
+     * timeout}, callback)` calls back `callback(errorCodeOrNull, result, error)` instead.
+     */
+    rpc(nameOrCall, argsOrCallback, options) {
+      if (isObject(nameOrCall)) {
+        var call = nameOrCall;
+        var callback = argsOrCallback;
+        if (callback !== undefined && typeof callback !== 'function') {
+          throw new TypeError('thywill: the rpc callback must be a function');
+        }
+        var done = appCall(this, call.name, call.args, call.timeout === undefined ? this.rpcTimeout : call.timeout);
+        done.then(function (result) {
+          if (callback) {
+            callSafely(callback, null, [null, result], 'rpc callback');
+          }
+        }, function (error) {
+          if (callback) {
+            callSafely(callback, null, [error && error.code ? error.code : 'he', undefined, error], 'rpc callback');
+          }
+        });
+        return undefined;
+      }
+      var timeout = options && options.timeout !== undefined ? options.timeout : this.rpcTimeout;
+      return appCall(this, nameOrCall, argsOrCallback, timeout);
+    }
+
+    /** Sets the default RPC timeout in milliseconds (0: no timeout). */
+    setRpcTimeout(ms) {
+      checkDelay('rpc timeout', ms);
+      this.rpcTimeout = ms;
+      return this;
+    }
+
+    /** Stops listening to the connection (the socket stays up for other interfaces). */
+    destroy() {
+      var own = this[INTERNAL];
+      if (own.destroyed) {
+        return;
+      }
+      own.destroyed = true;
+      Object.keys(own.listeners).forEach(function (event) {
+        Thywill.off(event, own.listeners[event]);
+      });
+    }
+
+    // Overridable hooks; the defaults do nothing.
+    received(message) {}
+    connected() {}
+    connecting() {}
+    disconnected(info) {}
+    connectionFailure(info) {}
+    serverError(frame) {}
+  }
+
+  Thywill.Emitter = Emitter;
+  Thywill.Message = Message;
+  Thywill.RpcError = RpcError;
+  Thywill.ApplicationInterface = ApplicationInterface;
+  Thywill.protocolVersion = PROTOCOL_VERSION;
+
+  global.Thywill = Thywill;
+
+  // ------------------------------------------------------------------------------------------
+  // Automatic connection
+  // ------------------------------------------------------------------------------------------
+
+  function autoConnect() {
+    autoConnectDue = true;
+    if (config.autoConnect && !controlled) {
+      Thywill.connect();
+    }
+  }
+
+  if (global.document && global.document.readyState === 'loading') {
+    global.document.addEventListener('DOMContentLoaded', autoConnect, { once: true });
+  } else {
+    setTimeout(autoConnect, 0);
+  }
+
+  // Back online: retry now instead of waiting out the backoff.
+  if (typeof global.addEventListener === 'function') {
+    global.addEventListener('online', function () {
+      if (wanted && retryTimer !== null) {
+        open();
+      }
+    });
+  }
+})(typeof window !== 'undefined' ? window : this);

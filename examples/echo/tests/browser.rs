@@ -1,0 +1,216 @@
+//! Browser tests of the Echo page: headless Chromium (through chromedriver) drives the real
+//! page and the real client library against in-process echo nodes.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail};
+use thywill_testkit::TIMEOUT;
+use thywill_testkit::browser::{self, Browser};
+
+/// A running echo node and its serving task.
+struct Served {
+    node: thywill::Thywill,
+    addr: SocketAddr,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    /// Starts an echo node on `addr`, retrying while the port is still held (bounded).
+    async fn start(addr: SocketAddr) -> anyhow::Result<Served> {
+        let node = example_echo::builder()?.build().await?;
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        let (addr, serving) = loop {
+            match node.bind(addr).await {
+                Ok(bound) => break bound,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    eprintln!("bind failed, retrying: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e).context("cannot bind the echo node"),
+            }
+        };
+        Ok(Served {
+            node,
+            addr,
+            serving: tokio::spawn(serving),
+        })
+    }
+
+    /// Shuts the node down (sockets close with 1001) and waits until it stopped serving.
+    async fn stop(self) -> anyhow::Result<()> {
+        self.node.shutdown();
+        tokio::time::timeout(TIMEOUT, self.serving)
+            .await
+            .context("the node did not stop serving")??;
+        Ok(())
+    }
+}
+
+async fn start_browser() -> anyhow::Result<Browser> {
+    if !browser::available() {
+        bail!("chromium and chromedriver are needed for browser tests: run scripts/install-test-deps.sh");
+    }
+    Browser::start().await
+}
+
+/// Types `text`, clicks Send, and waits until it is the newest reply.
+async fn echo(b: &Browser, text: &str) -> anyhow::Result<()> {
+    b.type_into("#sender textarea", text).await?;
+    b.click("#sender button").await?;
+    b.wait_js(&format!(
+        "const m = document.querySelector('#echo-output .echoed-message'); return m !== null && m.textContent === {};",
+        js_string(text)
+    ))
+    .await
+    .with_context(|| format!("{text:?} was not echoed"))?;
+    b.wait_js("return document.querySelector('#sender textarea').value === '';")
+        .await
+}
+
+/// A JavaScript string literal.
+fn js_string(s: &str) -> String {
+    let mut out = String::from("'");
+    for c in s.chars() {
+        match c {
+            '\'' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+const STATUS_IS: &str = "return document.getElementById('status').textContent === ";
+
+#[tokio::test]
+async fn echo_page_sends_escapes_and_reconnects() -> anyhow::Result<()> {
+    let served = Served::start(([127, 0, 0, 1], thywill_testkit::free_port()).into()).await?;
+    let addr = served.addr;
+    let b = start_browser().await?;
+    b.goto(&format!("http://{addr}/echo/")).await?;
+
+    assert_eq!(b.client().title().await?, "Thywill: Echo Application");
+    assert_eq!(b.text("#title").await?, "Thywill: Echo Application");
+    assert!(
+        b.text("#instructions")
+            .await?
+            .starts_with("Enter text into the upper box and hit send.")
+    );
+    b.wait_text("#status", "Connected").await?;
+    b.wait_js(&format!("{STATUS_IS}'Connected';")).await?;
+    b.wait_js("return !document.querySelector('#sender textarea').disabled && !document.querySelector('#sender button').disabled;")
+        .await?;
+    b.wait_js("return Thywill.isConnected && Thywill.state === 'connected' && typeof Thywill.connectionId === 'string';")
+        .await?;
+
+    // Empty text is not sent.
+    b.click("#sender button").await?;
+
+    echo(&b, "hello from the browser").await?;
+    echo(&b, "<b>x</b>").await?;
+    b.wait_js(
+        "const all = document.querySelectorAll('#echo-output .echoed-message');
+         return all.length === 2 && all[0].textContent === '<b>x</b>' && all[0].querySelector('b') === null
+             && all[1].textContent === 'hello from the browser';",
+    )
+    .await
+    .context("replies are not escaped, newest first")?;
+    b.screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("echo.png"))
+        .await?;
+
+    // The server goes away: the page says so and disables its controls.
+    served.stop().await?;
+    b.wait_text("#status", "Disconnected").await?;
+    b.wait_js("return !Thywill.isConnected && Thywill.connectionId === null && document.querySelector('#sender textarea').disabled && document.querySelector('#sender button').disabled;")
+        .await?;
+
+    // A new node on the same port: the page reconnects by itself and echoes again.
+    let served = Served::start(addr).await?;
+    b.wait_js(&format!("{STATUS_IS}'Connected';"))
+        .await
+        .context("no reconnection")?;
+    b.wait_js("return Thywill.isConnected && !document.querySelector('#sender textarea').disabled;")
+        .await?;
+    echo(&b, "after the restart").await?;
+
+    // And once more, so that the state is right across repeated disconnects.
+    served.stop().await?;
+    b.wait_js(&format!("{STATUS_IS}'Disconnected';")).await?;
+    b.wait_js("return Thywill.isConnected === false && Thywill.state !== 'connected';")
+        .await?;
+    let served = Served::start(addr).await?;
+    b.wait_js(&format!("{STATUS_IS}'Connected';")).await?;
+    echo(&b, "third time").await?;
+
+    b.close().await?;
+    served.stop().await
+}
+
+#[tokio::test]
+async fn client_library_in_a_real_browser() -> anyhow::Result<()> {
+    let served = Served::start(([127, 0, 0, 1], 0).into()).await?;
+    let b = start_browser().await?;
+    b.goto(&format!("http://{}/echo/", served.addr)).await?;
+    b.wait_js("return Thywill.isConnected;").await?;
+    b.wait_js(&format!(
+        "return Thywill.basePath === '/echo' && Thywill.url === 'ws://{}/echo/ws' && Thywill.member === 'alpha'
+             && Thywill.applications.indexOf('echo') >= 0;",
+        served.addr
+    ))
+    .await?;
+
+    // State replay: an interface created while connected hears `connected`, asynchronously.
+    b.client()
+        .execute(
+            "window.late = [];
+             const app = new Thywill.ApplicationInterface('echo');
+             app.on('connected', () => late.push('connected'));
+             app.on('received', (m) => late.push('received:' + m.data));
+             window.lateApp = app;
+             return true;",
+            Vec::new(),
+        )
+        .await?;
+    b.wait_js("return late.length === 1 && late[0] === 'connected';")
+        .await?;
+
+    // RPC: echo has no remote procedures (`nf`); replies never reach `received`.
+    b.client()
+        .execute(
+            "window.rpcResult = null;
+             lateApp.rpc('no.such', [1]).then(r => { rpcResult = 'ok'; }, e => { rpcResult = e.code + ':' + (e instanceof Thywill.RpcError); });
+             return true;",
+            Vec::new(),
+        )
+        .await?;
+    b.wait_js("return rpcResult === 'nf:true' && late.length === 1;")
+        .await?;
+
+    // Messages sent while disconnected are buffered and flushed in order after the welcome;
+    // RPC calls are not: they fail with `dc` at once.
+    b.client()
+        .execute(
+            "Thywill.disconnect();
+             window.dc = null;
+             lateApp.rpc('x').catch(e => { dc = e.code; });
+             lateApp.send('one'); lateApp.send('two');
+             window.buffered = Thywill.buffered;
+             Thywill.connect();
+             return true;",
+            Vec::new(),
+        )
+        .await?;
+    b.wait_js("return dc === 'dc' && buffered === 2;").await?;
+    b.wait_js(
+        "return late.length === 4 && late[1] === 'connected' && late[2] === 'received:one' && late[3] === 'received:two';",
+    )
+    .await?;
+    b.wait_js(&format!("{STATUS_IS}'Connected';")).await?;
+
+    b.close().await?;
+    served.stop().await
+}

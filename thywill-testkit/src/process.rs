@@ -1,0 +1,1 @@
+//! Real processes for multi-process tests (being written).
