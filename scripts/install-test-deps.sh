@@ -7,6 +7,9 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 if ((${#need[@]})); then
   echo "install-test-deps: installing ${need[*]}"
   SUDO=""
@@ -15,5 +18,8 @@ if ((${#need[@]})); then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# Debian's nginx package may start a system service on port 80; tests run their own
+# instances on free ports, so stop it where a service manager is around.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop nginx >/dev/null 2>&1 || true; fi
 # redis-server from Debian may start a system service; tests use their own instances.
 echo "install-test-deps: chromium $(chromium --version 2>/dev/null | awk '{print $2}'), redis $(redis-server --version | awk '{print $3}')"

@@ -125,6 +125,12 @@ impl Browser {
     /// with a fresh profile. Fails with a clear message when Chromium or chromedriver is
     /// missing.
     pub async fn start() -> anyhow::Result<Browser> {
+        Self::start_with_args(&[]).await
+    }
+
+    /// Like [`Browser::start`], with extra Chromium command-line switches (for example
+    /// `--ignore-certificate-errors` for a test certificate).
+    pub async fn start_with_args(extra: &[&str]) -> anyhow::Result<Browser> {
         let chromium = chromium_path().ok_or_else(|| {
             anyhow!("chromium is not installed (or not in PATH): run scripts/install-test-deps.sh")
         })?;
@@ -147,7 +153,7 @@ impl Browser {
         for attempt in 1..=3 {
             let log = driver.dir.join(format!("chromedriver-{attempt}.log"));
             let profile = driver.dir.join(format!("profile-{attempt}"));
-            match start_once(&mut driver, &chromedriver, &chromium, &log, &profile).await {
+            match start_once(&mut driver, &chromedriver, &chromium, &log, &profile, extra).await {
                 Ok(client) => return Ok(Browser { client, driver }),
                 Err(e) => {
                     driver.kill();
@@ -275,13 +281,14 @@ async fn start_once(
     chromium: &Path,
     log: &Path,
     profile: &Path,
+    extra: &[&str],
 ) -> anyhow::Result<Client> {
     let port = crate::free_port();
     let child = spawn_driver(chromedriver, port, log)
         .with_context(|| format!("cannot run {}", chromedriver.display()))?;
     driver.child = Some(child);
     wait_for_driver(driver, port).await?;
-    tokio::time::timeout(crate::TIMEOUT, session(port, chromium, profile))
+    tokio::time::timeout(crate::TIMEOUT, session(port, chromium, profile, extra))
         .await
         .map_err(|_| anyhow!("no WebDriver session within {:?}", crate::TIMEOUT))?
 }
@@ -307,8 +314,8 @@ async fn wait_for_driver(driver: &mut Driver, port: u16) -> anyhow::Result<()> {
 }
 
 /// Opens a WebDriver session for headless Chromium with the profile directory `profile`.
-async fn session(port: u16, chromium: &Path, profile: &Path) -> anyhow::Result<Client> {
-    let caps = json!({
+async fn session(port: u16, chromium: &Path, profile: &Path, extra: &[&str]) -> anyhow::Result<Client> {
+    let mut caps = json!({
         "browserName": "chrome",
         "goog:chromeOptions": {
             "binary": chromium.display().to_string(),
@@ -327,6 +334,9 @@ async fn session(port: u16, chromium: &Path, profile: &Path) -> anyhow::Result<C
             ],
         },
     });
+    if let Some(Value::Array(args)) = caps.pointer_mut("/goog:chromeOptions/args") {
+        args.extend(extra.iter().map(|a| Value::from(*a)));
+    }
     let Value::Object(caps) = caps else {
         bail!("capabilities are not a JSON object");
     };
