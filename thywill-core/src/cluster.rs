@@ -51,7 +51,8 @@ fn codec() -> bincode::config::Configuration {
 impl ClusterTask {
     /// Encodes a value under a task name.
     pub fn encode<T: Serialize>(name: &str, value: &T) -> CoreResult<Self> {
-        let payload = bincode::serde::encode_to_vec(value, codec()).map_err(|e| CoreError::Codec(e.to_string()))?;
+        let payload =
+            bincode::serde::encode_to_vec(value, codec()).map_err(|e| CoreError::Codec(e.to_string()))?;
         Ok(Self {
             name: name.to_owned(),
             payload,
@@ -297,7 +298,11 @@ impl Inbound {
         }
         let missing = stamp.seq - *last - 1;
         *last = stamp.seq;
-        if missing == 0 { Arrival::InOrder } else { Arrival::Gap(missing) }
+        if missing == 0 {
+            Arrival::InOrder
+        } else {
+            Arrival::Gap(missing)
+        }
     }
 
     /// The sender states it had sent up to `stamp.seq` (a heartbeat's watermark): returns how
@@ -330,10 +335,20 @@ mod tests {
 
     #[test]
     fn tasks_round_trip_by_name() -> CoreResult<()> {
-        let t = Hello { n: 7, who: "x".into() }.to_task()?;
+        let t = Hello {
+            n: 7,
+            who: "x".into(),
+        }
+        .to_task()?;
         let bytes = t.to_bytes()?;
         let back = ClusterTask::from_bytes(&bytes)?;
-        assert_eq!(back.decode::<Hello>().transpose()?, Some(Hello { n: 7, who: "x".into() }));
+        assert_eq!(
+            back.decode::<Hello>().transpose()?,
+            Some(Hello {
+                n: 7,
+                who: "x".into()
+            })
+        );
         let other = ClusterTask::encode("other", &1u8)?;
         assert!(other.decode::<Hello>().is_none());
         assert!(ClusterTask::from_bytes(&[0xff, 0xff, 0xff]).is_err());
@@ -354,7 +369,11 @@ mod tests {
     fn sequence_numbers_detect_gaps_per_receiver_incarnation() {
         let (a, b): (MemberId, MemberId) = ("a".into(), "b".into());
         let mut out = Outbound::default();
-        assert_eq!(out.next(&b), Stamp::default(), "untracked until b's epoch is known");
+        assert_eq!(
+            out.next(&b),
+            Stamp::default(),
+            "untracked until b's epoch is known"
+        );
         out.learn_epoch(&b, 7);
         let s1 = out.next(&b);
         let s2 = out.next(&b);
@@ -366,15 +385,67 @@ mod tests {
         assert_eq!(inb.arrive(&a, 1, s3), Arrival::Gap(1));
         assert_eq!(inb.arrive(&a, 1, s2), Arrival::Stale);
         // A watermark above what arrived reports the tail that never came.
-        assert_eq!(inb.watermark(&a, 1, Stamp { receiver_epoch: 7, seq: 5 }), 2);
-        assert_eq!(inb.watermark(&a, 1, Stamp { receiver_epoch: 7, seq: 5 }), 0);
+        assert_eq!(
+            inb.watermark(
+                &a,
+                1,
+                Stamp {
+                    receiver_epoch: 7,
+                    seq: 5
+                }
+            ),
+            2
+        );
+        assert_eq!(
+            inb.watermark(
+                &a,
+                1,
+                Stamp {
+                    receiver_epoch: 7,
+                    seq: 5
+                }
+            ),
+            0
+        );
         // A restarted sender numbers from 1 again.
-        assert_eq!(inb.arrive(&a, 2, Stamp { receiver_epoch: 7, seq: 1 }), Arrival::InOrder);
+        assert_eq!(
+            inb.arrive(
+                &a,
+                2,
+                Stamp {
+                    receiver_epoch: 7,
+                    seq: 1
+                }
+            ),
+            Arrival::InOrder
+        );
         // Stamps for another incarnation of the receiver are not judged.
-        assert_eq!(inb.arrive(&a, 2, Stamp { receiver_epoch: 8, seq: 9 }), Arrival::Untracked);
+        assert_eq!(
+            inb.arrive(
+                &a,
+                2,
+                Stamp {
+                    receiver_epoch: 8,
+                    seq: 9
+                }
+            ),
+            Arrival::Untracked
+        );
         // b restarted: numbering restarts.
         out.learn_epoch(&b, 9);
-        assert_eq!(out.next(&b), Stamp { receiver_epoch: 9, seq: 1 });
-        assert_eq!(out.last(&b), Some(Stamp { receiver_epoch: 9, seq: 1 }));
+        assert_eq!(
+            out.next(&b),
+            Stamp {
+                receiver_epoch: 9,
+                seq: 1
+            }
+        );
+        assert_eq!(
+            out.last(&b),
+            Some(Stamp {
+                receiver_epoch: 9,
+                seq: 1
+            })
+        );
     }
 }

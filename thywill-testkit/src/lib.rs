@@ -4,11 +4,15 @@
 //! - [`free_port`]: a free loopback port.
 //! - [`browser`]: headless Chromium driven through chromedriver (Debian packages).
 //! - [`process`]: real example processes, killed on drop.
+//! - [`redis`]: a real `redis-server` on a free loopback port.
+//! - [`conformance`]: the suite every cluster backend passes.
 //!
 //! Every wait here is bounded by a timeout; nothing sleeps to synchronise.
 
 pub mod browser;
+pub mod conformance;
 pub mod process;
+pub mod redis;
 mod ws;
 
 pub use ws::{WsClient, WsError};

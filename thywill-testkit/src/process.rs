@@ -1,1 +1,178 @@
-//! Real processes for multi-process tests (being written).
+//! Real processes for multi-process tests: started from built binaries, their stdout read line
+//! by line, killed (SIGKILL) on drop.
+//!
+//! ```no_run
+//! # async fn t() -> anyhow::Result<()> {
+//! use thywill_testkit::process::Process;
+//! let mut p = Process::spawn(env!("CARGO"), ["--version"])?;
+//! let line = p.wait_line(|l| l.starts_with("cargo")).await?;
+//! # let _ = line; Ok(()) }
+//! ```
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::mpsc;
+
+/// A child process whose stdout lines are collected; killed on drop.
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+    program: String,
+}
+
+impl Process {
+    /// Starts `program` with `args`; stdout is captured, stderr inherited (shown by the test
+    /// harness on failure).
+    pub fn spawn<I, S>(program: impl AsRef<OsStr>, args: I) -> anyhow::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(program.as_ref());
+        cmd.args(args);
+        Self::spawn_command(cmd)
+    }
+
+    /// Starts a prepared command (stdout is replaced by a pipe).
+    pub fn spawn_command(mut cmd: Command) -> anyhow::Result<Self> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().with_context(|| format!("starting {program}"))?;
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        let (tx, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        Ok(Self {
+            child,
+            lines,
+            seen: Vec::new(),
+            program,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every stdout line read so far (by [`Process::wait_line`] and friends).
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
+    /// Reads stdout lines until one satisfies `pred`, within [`crate::TIMEOUT`].
+    pub async fn wait_line(&mut self, pred: impl FnMut(&str) -> bool) -> anyhow::Result<String> {
+        self.wait_line_within(crate::TIMEOUT, pred).await
+    }
+
+    /// Reads stdout lines until one satisfies `pred`, within `wait`. Lines read on the way are
+    /// kept in [`Process::seen`].
+    pub async fn wait_line_within(
+        &mut self,
+        wait: Duration,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Err(_) => bail!("{}: no matching line within {wait:?}", self.program),
+                Ok(None) => bail!("{}: stdout closed (process exited?)", self.program),
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return Ok(line);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads lines until the `listening: <url>` line the examples print, and returns the URL.
+    pub async fn listening_url(&mut self) -> anyhow::Result<String> {
+        let line = self.wait_line(|l| l.starts_with("listening: ")).await?;
+        Ok(line.trim_start_matches("listening: ").trim().to_owned())
+    }
+
+    /// Lines already printed, without waiting.
+    pub fn drain(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l.clone());
+            out.push(l);
+        }
+        out
+    }
+
+    /// Kills the process with SIGKILL (`kill -9`) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits (bounded by [`crate::TIMEOUT`]) for the process to exit; kills
+    /// it if it does not. Returns whether it exited by itself.
+    pub async fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = tokio::time::Instant::now() + crate::TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.kill();
+        false
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The path of a binary built in this workspace's target directory (`target/debug/<name>`),
+/// found from the running test executable (`target/debug/deps/<test>`).
+///
+/// In a package's own integration tests prefer `env!("CARGO_BIN_EXE_<name>")`.
+pub fn cargo_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("current exe")?;
+    let mut dir: Option<&Path> = exe.parent();
+    while let Some(d) = dir {
+        let candidate = d.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d.parent();
+        if d.file_name().is_some_and(|n| n == "target") {
+            break;
+        }
+    }
+    bail!(
+        "binary {name} not found next to {}: build it first",
+        exe.display()
+    )
+}

@@ -167,7 +167,12 @@ declare namespace Thywill {
     stateChange: (state: State) => void;
     /** The server reported an error that did not close the connection. */
     serverError: (frame: ServerErrorFrame) => void;
+    /** A resource loaded on demand (by the page or because the server said so) is in place. */
+    loaded: (kind: LoadKind, path: string, element: HTMLElement) => void;
   }
+
+  /** What {@link load} loads: a script, a stylesheet or a client template. */
+  type LoadKind = 'script' | 'stylesheet' | 'template';
 
   /** Events of an {@link ApplicationInterface}; each has an overridable hook of the same name. */
   interface ApplicationEvents {
@@ -377,6 +382,23 @@ declare namespace Thywill {
 
   /** Calls a remote procedure of an application (see {@link ApplicationInterface.rpc}). */
   function rpc<R = unknown>(applicationId: string, name: string, args?: unknown, options?: RpcOptions): Promise<R>;
+
+  /**
+   * Loads a resource outside the page's bootstrap set, at most once per path (progressive
+   * exposure); the server can ask for the same with a `load` frame. Rejects when it cannot be
+   * loaded (a later call tries again).
+   */
+  function load(kind: LoadKind, path: string): Promise<HTMLElement>;
+  /** Loads and runs a script once; resolves when it has run. */
+  function loadScript(path: string): Promise<HTMLScriptElement>;
+  /** Loads a stylesheet once; resolves when it applies. */
+  function loadStylesheet(path: string): Promise<HTMLLinkElement>;
+  /**
+   * Loads a client template once and inlines it as `<script type="text/template" id>`: the id
+   * is `id`, else the server's `X-Thywill-Template-Id` header, else the file name without its
+   * extension.
+   */
+  function loadTemplate(path: string, id?: string): Promise<HTMLScriptElement>;
 
   /** Adds a listener of the connection's events. */
   function on<K extends keyof ThywillEvents>(event: K, fn: ThywillEvents[K]): typeof Thywill;

@@ -2,8 +2,9 @@
  * thywill.js: the browser client of thywill-rs, wire protocol version 1.
  *
  * A classic script (no modules, no build step) that defines exactly one global, `Thywill`.
- * It is served at `<base>/thywill/thywill.js` and derives `<base>` from its own URL, so the
- * WebSocket endpoint is `ws(s)://<page host><base>/ws` unless `Thywill.configure({url})` says
+ * It is served at `<base>/thywill/thywill.js` and derives `<base>` from its own URL (inside a
+ * page's script bundle, from the script tag's `data-base` attribute), so the WebSocket
+ * endpoint is `ws(s)://<page host><base>/ws` unless `Thywill.configure({url})` says
  * otherwise. The declarations in `thywill.d.ts` (served next to it) document the API.
  *
  * - One WebSocket per page, shared by every `Thywill.ApplicationInterface`; frames are
@@ -12,6 +13,8 @@
  * - Reconnects forever with jittered exponential backoff; `Thywill.disconnect()` stops it.
  * - Messages sent while disconnected are buffered (at most 1000) and flushed in order after
  *   the next welcome. RPC calls are never buffered: they fail at once with code `dc`.
+ * - Scripts, stylesheets and client templates outside the page's bundle load on demand with
+ *   `Thywill.load(kind, path)`, when the page asks or when the server sends a `load` frame.
  * - The page connects by itself once the document has been parsed (so that page scripts can
  *   call `Thywill.configure` first), unless `configure({autoConnect: false})` or the script
  *   tag's `data-auto-connect="false"` says otherwise.
@@ -235,6 +238,11 @@
 
   /** The base path this script was served under, without a trailing slash ('' at the root). */
   var basePath = (function () {
+    // A bundle that contains this script says where it is served with `data-base`.
+    var declared = script ? script.getAttribute('data-base') : null;
+    if (declared !== null) {
+      return declared.replace(/\/+$/, '');
+    }
     if (!script || !script.src) {
       console.warn('thywill: cannot locate thywill.js; assuming the root base path (use Thywill.configure({url}))');
       return '';
@@ -479,6 +487,16 @@
         console.warn('thywill: server error ' + String(f.code) + ': ' + String(f.message), f);
         Thywill.emit('serverError', f);
         break;
+      case 'load':
+        // Progressive exposure: the server tells the page to load a resource of its own.
+        if (LOAD_KINDS.indexOf(f.kind) < 0 || typeof f.path !== 'string' || !/^\/(?!\/)/.test(f.path)) {
+          console.warn('thywill: invalid load frame ignored', f);
+          return;
+        }
+        Thywill.load(f.kind, f.path).catch(function (error) {
+          console.warn('thywill: cannot load ' + f.kind + ' ' + f.path, error);
+        });
+        break;
       case 'reconnect': {
         var after = typeof f.after_ms === 'number' && isFinite(f.after_ms) ? f.after_ms : 0;
         delayOverride = Math.max(0, Math.min(after, MAX_TIMER));
@@ -565,6 +583,89 @@
   }
 
   // ------------------------------------------------------------------------------------------
+  // Resources on demand (progressive exposure)
+  // ------------------------------------------------------------------------------------------
+
+  var LOAD_KINDS = ['script', 'stylesheet', 'template'];
+  /** "kind absolute-url" -> Promise of the element; failed loads are forgotten (retryable). */
+  var loads = new Map();
+
+  function appendElement(el, what, url) {
+    return new Promise(function (resolve, reject) {
+      el.onload = function () {
+        resolve(el);
+      };
+      el.onerror = function () {
+        el.remove();
+        reject(new Error('thywill: cannot load ' + what + ' ' + url));
+      };
+      global.document.head.appendChild(el);
+    });
+  }
+
+  function fetchTemplate(url, id) {
+    return global.fetch(url, { credentials: 'same-origin' }).then(function (response) {
+      if (!response.ok) {
+        throw new Error('thywill: cannot load template ' + url + ': HTTP ' + response.status);
+      }
+      var name = new URL(url).pathname.split('/').pop() || 'template';
+      var elementId = id || response.headers.get('x-thywill-template-id') || name.split('.')[0];
+      return response.text().then(function (text) {
+        var el = global.document.getElementById(elementId);
+        if (!el) {
+          el = global.document.createElement('script');
+          el.type = 'text/template';
+          el.id = elementId;
+          global.document.body.appendChild(el);
+        }
+        el.textContent = text;
+        return el;
+      });
+    });
+  }
+
+  function load(kind, path, id) {
+    if (LOAD_KINDS.indexOf(kind) < 0) {
+      return Promise.reject(new TypeError('thywill: cannot load a ' + String(kind) + ': use ' + LOAD_KINDS.join(', ')));
+    }
+    if (typeof path !== 'string' || path === '') {
+      return Promise.reject(new TypeError('thywill: a resource path must be a non-empty string'));
+    }
+    if (!global.document) {
+      return Promise.reject(new Error('thywill: resources can only be loaded in a page'));
+    }
+    var url = new URL(path, global.location.href).href;
+    var key = kind + ' ' + url;
+    var known = loads.get(key);
+    if (known) {
+      return known;
+    }
+    var started;
+    if (kind === 'script') {
+      var el = global.document.createElement('script');
+      el.src = url;
+      el.async = false;
+      started = appendElement(el, 'script', url);
+    } else if (kind === 'stylesheet') {
+      var link = global.document.createElement('link');
+      link.rel = 'stylesheet';
+      link.href = url;
+      started = appendElement(link, 'stylesheet', url);
+    } else {
+      started = fetchTemplate(url, id);
+    }
+    var done = started.then(function (element) {
+      Thywill.emit('loaded', kind, path, element);
+      return element;
+    });
+    loads.set(key, done);
+    done.catch(function () {
+      loads.delete(key);
+    });
+    return done;
+  }
+
+  // ------------------------------------------------------------------------------------------
   // The global
   // ------------------------------------------------------------------------------------------
 
@@ -640,6 +741,34 @@
     /** Calls a remote procedure of an application. */
     rpc(appId, name, args, options) {
       return rpcCall(appId, name, args, options && options.timeout);
+    }
+
+    /**
+     * Loads a resource outside the page's bootstrap set, once: `kind` is 'script',
+     * 'stylesheet' or 'template'. Returns a Promise of the element (a template is inlined as
+     * `<script type="text/template" id>`). The server can ask for the same with a `load` frame.
+     */
+    load(kind, path) {
+      return load(kind, path);
+    }
+
+    /** Loads and runs a script once; resolves with its element when it has run. */
+    loadScript(path) {
+      return load('script', path);
+    }
+
+    /** Loads a stylesheet once; resolves with its `<link>` when it applies. */
+    loadStylesheet(path) {
+      return load('stylesheet', path);
+    }
+
+    /**
+     * Loads a client template once and inlines it as `<script type="text/template" id>`; the
+     * id is `id`, else the server's `X-Thywill-Template-Id`, else the file name without its
+     * extension. Resolves with the element.
+     */
+    loadTemplate(path, id) {
+      return load('template', path, id);
     }
 
     get state() {

@@ -25,13 +25,16 @@ mod config;
 mod connection;
 mod error;
 pub mod local;
+pub mod tracker;
 mod metrics;
 mod node;
 mod routes;
 mod session;
+mod tls;
 
 pub use assets::{CLIENT_DTS, CLIENT_JS, client_js_path};
 pub use config::{AllowedOrigins, MetricsAccess, TransportConfig};
 pub use error::TransportError;
 pub use node::{Node, NodeParts};
+pub use tls::TlsConfig;
 pub use session::{MIN_SECRET_LEN, SessionConfig, SessionRefusal, Sessions};

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use serde::{Deserialize, Serialize};
-use thywill_core::protocol::{ServerFrame, close};
+use thywill_core::protocol::{LoadKind, ServerFrame, close};
 use thywill_core::{
     AppContext, ApplicationId, BoxFuture, ChannelId, Client, ClientInterface, ClientTracker, Cluster,
     ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication, MemberId, Message,
@@ -163,6 +163,18 @@ struct Subscription {
 
 impl Task for Subscription {
     const NAME: &'static str = "thywill.subscription";
+}
+
+/// Cluster task: tell local connections of the receiving member to load a resource.
+#[derive(Debug, Serialize, Deserialize)]
+struct Expose {
+    kind: LoadKind,
+    path: String,
+    to: DeliverTo,
+}
+
+impl Task for Expose {
+    const NAME: &'static str = "thywill.expose";
 }
 
 impl Node {
@@ -461,6 +473,96 @@ impl Inner {
     }
 }
 
+impl Inner {
+    fn expose_local(&self, conn: &ConnectionId, kind: LoadKind, path: &str) -> bool {
+        match self.local(conn) {
+            Some(h) => h.push_control(
+                conn,
+                ServerFrame::Load {
+                    kind,
+                    path: path.to_owned(),
+                },
+            ),
+            None => false,
+        }
+    }
+
+    fn expose_channel_local(
+        &self,
+        channel: &ChannelId,
+        exclude: &[ConnectionId],
+        kind: LoadKind,
+        path: &str,
+    ) {
+        let members: Vec<ConnectionId> = self
+            .channels
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(channel)
+            .map(|s| s.iter().filter(|c| !exclude.contains(c)).cloned().collect())
+            .unwrap_or_default();
+        for c in &members {
+            self.expose_local(c, kind, path);
+        }
+    }
+
+    /// Sends `load` frames to `target`, through the cluster for connections elsewhere.
+    async fn expose(&self, target: Target, kind: LoadKind, path: String) -> CoreResult<()> {
+        if *self.shutdown.borrow() {
+            return Err(CoreError::ShuttingDown);
+        }
+        let remote = |to: DeliverTo| Expose {
+            kind,
+            path: path.clone(),
+            to,
+        };
+        match target {
+            Target::Connection(conn) => {
+                if self.local(&conn).is_some() {
+                    return if self.expose_local(&conn, kind, &path) {
+                        Ok(())
+                    } else {
+                        Err(CoreError::Unavailable(format!("connection {conn} is closing")))
+                    };
+                }
+                let member = self
+                    .tracker
+                    .member_of(&conn)
+                    .await?
+                    .ok_or_else(|| CoreError::NotFound(format!("connection {conn}")))?;
+                let task = remote(DeliverTo::Connections(vec![conn.to_string()]));
+                self.cluster.send_to(&member, task.to_task()?).await
+            }
+            Target::Session(session) => {
+                let mut elsewhere: BTreeMap<MemberId, Vec<String>> = BTreeMap::new();
+                for (conn, member) in self.tracker.connections_of_session(&session).await? {
+                    if member == self.member {
+                        self.expose_local(&conn, kind, &path);
+                    } else {
+                        elsewhere.entry(member).or_default().push(conn.to_string());
+                    }
+                }
+                for (member, conns) in elsewhere {
+                    let task = remote(DeliverTo::Connections(conns));
+                    self.cluster.send_to(&member, task.to_task()?).await?;
+                }
+                Ok(())
+            }
+            Target::Channel { channel, exclude } => {
+                self.expose_channel_local(&channel, &exclude, kind, &path);
+                if self.cluster.members().len() > 1 {
+                    let task = remote(DeliverTo::Channel {
+                        channel: channel.to_string(),
+                        exclude: exclude.iter().map(ToString::to_string).collect(),
+                    });
+                    self.cluster.send_to_others(task.to_task()?).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 impl ClientInterface for Router {
     fn member(&self) -> &MemberId {
         &self.member
@@ -485,6 +587,13 @@ impl ClientInterface for Router {
         Box::pin(async move {
             let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
             inner.subscription(false, connections, channels).await
+        })
+    }
+
+    fn load(&self, target: Target, kind: LoadKind, path: String) -> BoxFuture<'_, CoreResult<()>> {
+        Box::pin(async move {
+            let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
+            inner.expose(target, kind, path).await
         })
     }
 }
@@ -533,6 +642,22 @@ impl ClusterEvents for Events {
                     inner.subscribe_local(s.subscribe, &conns, &chans);
                 }
                 Err(e) => tracing::warn!(%from, error = %e, "bad subscription task"),
+            }
+        } else if let Some(x) = task.decode::<Expose>() {
+            match x {
+                Ok(x) => match x.to {
+                    DeliverTo::Connections(conns) => {
+                        for c in conns {
+                            inner.expose_local(&ConnectionId::from(c), x.kind, &x.path);
+                        }
+                    }
+                    DeliverTo::Channel { channel, exclude } => {
+                        let exclude: Vec<ConnectionId> =
+                            exclude.into_iter().map(ConnectionId::from).collect();
+                        inner.expose_channel_local(&ChannelId::from(channel), &exclude, x.kind, &x.path);
+                    }
+                },
+                Err(e) => tracing::warn!(%from, error = %e, "bad expose task"),
             }
         } else {
             tracing::debug!(%from, task = %task.name, "cluster task with no handler");

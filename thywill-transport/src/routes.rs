@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use thywill_core::{Resource, ResourceKind, SessionId};
+use thywill_core::{Resource, ResourceKind, SessionId, attr};
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::path::FullPath;
@@ -52,29 +52,146 @@ fn origin_allowed(policy: &AllowedOrigins, origin: Option<&str>, host: Option<&s
     }
 }
 
-fn resource_response(resource: &Resource, if_none_match: Option<&str>) -> Response {
-    let etag = format!("\"{:016x}\"", fnv1a(&resource.body));
-    if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
-        let mut r = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&etag) {
-            r.headers_mut().insert(header::ETAG, v);
+/// Whether an `If-None-Match` header matches `etag` (weak comparison, as RFC 9110 asks for
+/// conditional GET).
+fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    let bare = etag.trim_start_matches("W/");
+    if_none_match
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == bare)
+}
+
+/// The stored content coding to serve: the first of `available` (the resource's
+/// [`attr::ENCODINGS`], in the server's order of preference) that `Accept-Encoding` accepts.
+fn negotiate<'a>(accept: Option<&str>, available: &'a str) -> Option<&'a str> {
+    let accept = accept?;
+    let mut star: Option<bool> = None;
+    let mut listed: Vec<(String, bool)> = Vec::new();
+    for part in accept.split(',') {
+        let mut fields = part.split(';');
+        let coding = fields.next().unwrap_or("").trim().to_ascii_lowercase();
+        if coding.is_empty() {
+            continue;
         }
-        return r;
+        let q_zero = fields.any(|f| {
+            let f = f.trim();
+            f.strip_prefix("q=")
+                .or_else(|| f.strip_prefix("Q="))
+                .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+        });
+        if coding == "*" {
+            star = Some(!q_zero);
+        } else {
+            listed.push((coding, !q_zero));
+        }
     }
-    let mut r = resource.body.to_vec().into_response();
+    available.split(',').map(str::trim).find(|c| {
+        match listed
+            .iter()
+            .find(|(l, _)| l == c || (*c == "gzip" && l == "x-gzip"))
+        {
+            Some((_, ok)) => *ok,
+            None => star == Some(true),
+        }
+    })
+}
+
+/// Serves a stored resource (or one of its precompressed variants) with its ETag,
+/// `Cache-Control` (default `no-cache`: revalidate) and content coding; answers 304 when the
+/// browser's copy is current.
+fn resource_response(resource: &Resource, if_none_match: Option<&str>) -> Response {
+    let etag = match resource.attribute(attr::ETAG) {
+        Some(tag) => tag.to_owned(),
+        None => format!("\"{:016x}\"", fnv1a(&resource.body)),
+    };
+    let negotiated =
+        resource.attribute(attr::ENCODINGS).is_some() || resource.attribute(attr::CONTENT_ENCODING).is_some();
+    let cache = resource
+        .attribute(attr::CACHE_CONTROL)
+        .and_then(|v| HeaderValue::from_str(v).ok())
+        .unwrap_or(HeaderValue::from_static("no-cache"));
+    let mut r = if if_none_match.is_some_and(|v| etag_matches(v, &etag)) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = resource.body.to_vec().into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(resource.kind.mime()),
+        );
+        if let Some(coding) = resource
+            .attribute(attr::CONTENT_ENCODING)
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            h.insert(header::CONTENT_ENCODING, coding);
+        }
+        if let Some(id) = resource
+            .template_id
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            h.insert("x-thywill-template-id", id);
+        }
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        r
+    };
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(resource.kind.mime()));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
-    let cache = resource
-        .attributes
-        .get("cache-control")
-        .and_then(|v| HeaderValue::from_str(v).ok())
-        .unwrap_or(HeaderValue::from_static("no-cache"));
     h.insert(header::CACHE_CONTROL, cache);
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if negotiated {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
     r
+}
+
+/// The request headers that resource serving looks at.
+struct ResourceRequest {
+    if_none_match: Option<String>,
+    cookie: Option<String>,
+    accept_encoding: Option<String>,
+}
+
+fn resource_headers() -> BoxedFilter<(ResourceRequest,)> {
+    warp::header::optional::<String>("if-none-match")
+        .and(warp::header::optional::<String>("cookie"))
+        .and(warp::header::optional::<String>("accept-encoding"))
+        .map(|if_none_match, cookie, accept_encoding| ResourceRequest {
+            if_none_match,
+            cookie,
+            accept_encoding,
+        })
+        .boxed()
+}
+
+/// Loads the representation of `resource` to serve for `Accept-Encoding`: a precompressed
+/// variant when the browser accepts one that is stored and current, else the resource.
+async fn representation(node: &Node, resource: Resource, accept: Option<&str>) -> Resource {
+    let Some(coding) = resource
+        .attribute(attr::ENCODINGS)
+        .and_then(|list| negotiate(accept, list))
+    else {
+        return resource;
+    };
+    let key = Resource::variant_key(&resource.client_path, coding);
+    match node.resources().load(&key).await {
+        Ok(Some(v))
+            if v.attribute(attr::VARIANT_OF).is_some()
+                && v.attribute(attr::VARIANT_OF) == resource.attribute(attr::ETAG) =>
+        {
+            v
+        }
+        Ok(_) => resource,
+        Err(e) => {
+            tracing::warn!(path = %resource.client_path, coding, error = %e, "variant not loaded; serving identity");
+            resource
+        }
+    }
 }
 
 /// Serves a page, issuing a session cookie when sessions are on and the browser has none.
@@ -205,10 +322,11 @@ impl Node {
         let node = self.clone();
         let base = cfg.base_path().to_owned();
         let resources = warp::get()
+            .or(warp::head())
+            .unify()
             .and(warp::path::full())
-            .and(warp::header::optional::<String>("if-none-match"))
-            .and(warp::header::optional::<String>("cookie"))
-            .and_then(move |path: FullPath, inm: Option<String>, cookie: Option<String>| {
+            .and(resource_headers())
+            .and_then(move |path: FullPath, req: ResourceRequest| {
                 let node = node.clone();
                 let base = base.clone();
                 async move {
@@ -220,11 +338,17 @@ impl Node {
                             Err(_) => Err(warp::reject::not_found()),
                         };
                     }
-                    match node.resources().load(path).await {
+                    let accept = req.accept_encoding.as_deref();
+                    let loaded = match node.resources().load(path).await {
+                        Ok(Some(r)) => Ok(Some(representation(&node, r, accept).await)),
+                        other => other,
+                    };
+                    let inm = req.if_none_match.as_deref();
+                    match loaded {
                         Ok(Some(r)) if r.kind == ResourceKind::Html => {
-                            Ok(page_response(&node, &r, inm.as_deref(), cookie.as_deref()).await)
+                            Ok(page_response(&node, &r, inm, req.cookie.as_deref()).await)
                         }
-                        Ok(Some(r)) => Ok(resource_response(&r, inm.as_deref())),
+                        Ok(Some(r)) => Ok(resource_response(&r, inm)),
                         Ok(None) => Err(warp::reject::not_found()),
                         Err(e) => {
                             tracing::error!(%path, error = %e, "resource store failed");
@@ -266,14 +390,31 @@ impl Node {
         self,
         addr: SocketAddr,
     ) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), TransportError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| TransportError::Bind { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| TransportError::Bind { addr, source })?;
+        let (listener, local) = listen(addr)?;
         Ok((local, self.serve(listener)))
     }
+}
+
+/// Listen backlog: a member restart sends a burst of reconnections; tokio's default of 128
+/// would drop some SYNs and delay those clients by a second or more.
+const BACKLOG: u32 = 1024;
+
+/// Binds a listener with [`BACKLOG`] (and `SO_REUSEADDR`, so a restarted member can take its
+/// port back at once).
+pub(crate) fn listen(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), TransportError> {
+    let bind = || -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(BACKLOG)?;
+        let local = listener.local_addr()?;
+        Ok((listener, local))
+    };
+    bind().map_err(|source| TransportError::Bind { addr, source })
 }
 
 #[cfg(test)]
@@ -289,6 +430,20 @@ mod tests {
         let list = AllowedOrigins::List(vec!["https://a.example/".into()]);
         assert!(origin_allowed(&list, Some("https://a.example"), None));
         assert!(!origin_allowed(&list, Some("https://b.example"), None));
+    }
+
+    #[test]
+    fn content_negotiation() {
+        assert_eq!(negotiate(Some("gzip, deflate, br"), "br,gzip"), Some("br"));
+        assert_eq!(negotiate(Some("gzip"), "br,gzip"), Some("gzip"));
+        assert_eq!(negotiate(Some("br;q=0, gzip;q=0.5"), "br,gzip"), Some("gzip"));
+        assert_eq!(negotiate(Some("*"), "br,gzip"), Some("br"));
+        assert_eq!(negotiate(Some("*;q=0, identity"), "br,gzip"), None);
+        assert_eq!(negotiate(Some("identity"), "br,gzip"), None);
+        assert_eq!(negotiate(None, "br,gzip"), None);
+        assert!(etag_matches("W/\"abc\", \"def\"", "\"abc\""));
+        assert!(etag_matches("*", "\"abc\""));
+        assert!(!etag_matches("\"abd\"", "\"abc\""));
     }
 
     #[test]

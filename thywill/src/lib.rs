@@ -43,6 +43,26 @@
 //! | resources | [`ResourceManager`] | [`MemoryResources`] |
 //! | sessions | [`SessionStore`] | [`MemorySessionStore`] (sessions are off unless [`Builder::sessions`]) |
 //! | remote procedures | [`RpcHandler`] | none; [`rpc::Registry`] is a typed registry of functions (crate `thywill-rpc`) |
+//! | page templates | [`TemplateEngine`] | [`templates::MiniJinja`] (HTML autoescaping) |
+//! | minifier | [`Minifier`] | [`resources::DefaultMinifier`] (swc_core, lightningcss) |
+//!
+//! ## Pages and resources
+//!
+//! A service ships one page: [`Builder::bootstrap`] takes a [`Manifest`] of its files. At
+//! start-up the scripts (the client library first) and styles are minified, merged in weight
+//! order into one content-hashed bundle each (served as immutable), and the page template is
+//! rendered with them. Every resource is served with an ETag (304 when current) and, where the
+//! browser accepts it, brotli or gzip. A syntax error in a script or style fails
+//! [`Builder::build`] with file, line and column. Entries marked [`Entry::on_demand`] and
+//! resources stored while running ([`Thywill::resources`]) are served the same way and loaded
+//! by pages when they ask (`Thywill.loadScript(path)`) or the server tells them
+//! ([`AppContext::expose`]).
+//!
+//! ## Cargo features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `minify` | yes | minification with swc_core and lightningcss (without it, bundles are merged unminified and clean builds take about half the time) |
 //!
 //! See `ARCHITECTURE.md` for the map of the crates and the path of a message.
 
@@ -57,7 +77,9 @@ pub use thywill_core::{
 pub use thywill_transport::local::{
     LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker,
 };
-pub use thywill_transport::{AllowedOrigins, SessionConfig, SessionRefusal, TransportConfig};
+pub use thywill_transport::{
+    AllowedOrigins, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig, TransportConfig,
+};
 
 /// Re-export of the core crate, for component authors.
 pub use thywill_core as core;
@@ -65,6 +87,12 @@ pub use thywill_core as core;
 pub use thywill_transport as transport;
 /// Re-export of the RPC crate: a typed registry of server functions for browsers to call.
 pub use thywill_rpc as rpc;
+/// Re-export of the resources crate: manifests, the bootstrap pipeline, minifiers.
+pub use thywill_resources as resources;
+/// Re-export of the template engine crate.
+pub use thywill_templates as templates;
+pub use thywill_core::{Minifier, TemplateEngine};
+pub use thywill_resources::{Entry, Manifest, Source};
 
 /// Errors of building or running a node.
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +104,27 @@ pub enum Error {
     /// A component failed.
     #[error(transparent)]
     Core(#[from] CoreError),
+    /// The page's resources could not be assembled (a file is missing, a script or style does
+    /// not parse: the message names file, line and column).
+    #[error(transparent)]
+    Resources(#[from] thywill_resources::ResourcesError),
 }
 
 impl Error {
     /// Whether the error is an invalid configuration value.
     pub fn is_config(&self) -> bool {
         matches!(self, Self::Transport(thywill_transport::TransportError::Config { .. }))
+    }
+
+    /// Whether the error is a syntax error in a script or stylesheet.
+    pub fn is_syntax(&self) -> bool {
+        match self {
+            Self::Resources(e) => e.is_syntax(),
+            Self::Core(CoreError::Component { component, .. }) => {
+                *component == thywill_resources::SYNTAX_COMPONENT
+            }
+            _ => false,
+        }
     }
 }
 
@@ -98,6 +141,10 @@ pub struct Builder {
     sessions: Option<SessionConfig>,
     session_store: Option<Arc<dyn SessionStore>>,
     initial: Vec<Resource>,
+    manifest: Manifest,
+    minify: bool,
+    minifier: Option<Arc<dyn Minifier>>,
+    templates: Option<Arc<dyn TemplateEngine>>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -122,6 +169,10 @@ impl Default for Builder {
             sessions: None,
             session_store: None,
             initial: Vec::new(),
+            manifest: Manifest::new(),
+            minify: true,
+            minifier: None,
+            templates: None,
         }
     }
 }
@@ -183,9 +234,39 @@ impl Builder {
         self
     }
 
-    /// Stores a resource (a page, a script, a style) when the node starts.
+    /// Stores a resource (a page, a script, a style) when the node starts. Resources marked
+    /// [`Resource::bootstrap`] join the page's bundles, like manifest entries.
     pub fn resource(mut self, resource: Resource) -> Self {
         self.initial.push(resource);
+        self
+    }
+
+    /// Adds the resources of a bootstrap manifest. At start-up the page's scripts (the client
+    /// library first) and styles are minified and merged in weight order into one
+    /// content-hashed bundle each, and every `text/html` entry is rendered as a page template
+    /// with the slots `{{ bootstrap_css }}`, `{{ bootstrap_js }}`, `{{ bootstrap_templates }}`.
+    /// Entries marked [`Entry::on_demand`] are stored and served for progressive exposure.
+    pub fn bootstrap(mut self, manifest: Manifest) -> Self {
+        self.manifest = self.manifest.extend(manifest);
+        self
+    }
+
+    /// Minifies scripts and styles (default on; needs the `minify` cargo feature, else it is
+    /// a no-op).
+    pub fn minify(mut self, on: bool) -> Self {
+        self.minify = on;
+        self
+    }
+
+    /// Uses this minifier instead of swc_core and lightningcss.
+    pub fn minifier<M: Minifier>(mut self, minifier: M) -> Self {
+        self.minifier = Some(Arc::new(minifier));
+        self
+    }
+
+    /// Renders page templates with this engine instead of minijinja.
+    pub fn templates<T: TemplateEngine>(mut self, templates: T) -> Self {
+        self.templates = Some(Arc::new(templates));
         self
     }
 
@@ -194,8 +275,34 @@ impl Builder {
     pub async fn build(self) -> Result<Thywill, Error> {
         let member = self.member;
         let cluster = self.cluster.unwrap_or_else(|| Arc::new(LocalCluster::new(member)));
-        let resources = self.resources.unwrap_or_else(|| Arc::new(MemoryResources::new()));
-        for r in self.initial {
+        let store = self.resources.unwrap_or_else(|| Arc::new(MemoryResources::new()));
+        let base = self.config.base_path().to_owned();
+        let pipeline = thywill_resources::Pipeline::new(
+            thywill_resources::PipelineConfig::new(&base).with_minify(self.minify),
+        )
+        .with_minifier(self.minifier.unwrap_or_else(thywill_resources::default_minifier))
+        .with_templates(
+            self.templates
+                .unwrap_or_else(|| Arc::new(thywill_templates::MiniJinja::new())),
+        );
+        let mut inputs = self.manifest.resources()?;
+        inputs.extend(self.initial);
+        if inputs.iter().any(|r| r.bootstrap) {
+            // The client library opens the page's bundle.
+            let client = Resource::new(
+                self.config.path("thywill/thywill.js"),
+                thywill_transport::CLIENT_JS,
+            )
+            .with_kind(ResourceKind::Javascript)
+            .with_weight(i32::MIN)
+            .with_origin("thywill-transport/client/thywill.js")
+            .bootstrap();
+            inputs.insert(0, client);
+        }
+        let assembly = pipeline.assemble(inputs)?;
+        let resources: Arc<dyn ResourceManager> =
+            Arc::new(thywill_resources::PreparedStore::new(store, pipeline));
+        for r in assembly.resources {
             resources.store(r).await?;
         }
         let node = thywill_transport::Node::start(thywill_transport::NodeParts {
@@ -243,6 +350,36 @@ impl Thywill {
         Ok(self.node.clone().bind(addr).await?)
     }
 
+    /// Binds `addr` for HTTPS and WSS with `tls` and returns the bound address and the future
+    /// that serves until [`Thywill::shutdown`].
+    pub async fn bind_tls(
+        &self,
+        addr: SocketAddr,
+        tls: TlsConfig,
+    ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + Send + 'static), Error> {
+        Ok(self.node.clone().bind_tls(addr, tls).await?)
+    }
+
+    /// Binds `addr` for plain HTTP that redirects every request to HTTPS on `https_port`.
+    pub async fn bind_https_redirect(
+        &self,
+        addr: SocketAddr,
+        https_port: u16,
+    ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + Send + 'static), Error> {
+        Ok(self.node.clone().bind_https_redirect(addr, https_port).await?)
+    }
+
+    /// The metrics page in the Prometheus text format (also served at `<base>/metrics`).
+    pub fn metrics_text(&self) -> String {
+        self.node.metrics_text()
+    }
+
+    /// Whether the node should receive new clients (cluster link up, not draining); served at
+    /// `<base>/ready`.
+    pub fn is_ready(&self) -> bool {
+        self.node.is_ready()
+    }
+
     /// Closes every connection with code 1001 and stops serving.
     pub fn shutdown(&self) {
         self.node.shutdown();
@@ -273,6 +410,12 @@ impl Thywill {
     /// Number of open local connections.
     pub fn connection_count(&self) -> usize {
         self.node.connection_count()
+    }
+
+    /// The resource store. Resources stored while running are minified, compressed and served
+    /// like the bootstrap set; tell pages to load them with [`AppContext::expose`].
+    pub fn resources(&self) -> &Arc<dyn ResourceManager> {
+        self.node.resources()
     }
 
     /// The underlying transport node.

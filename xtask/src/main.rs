@@ -1,2 +1,159 @@
-//! Project automation (placeholder; see the README).
-fn main() {}
+//! `cargo xtask`: the project's automation, in Rust (see <https://github.com/matklad/cargo-xtask>).
+//!
+//! One module per task. Every subprocess is started through [`cmd`], which roots it at the
+//! project root; cargo itself is `$CARGO` (the cargo that runs us), through [`cargo`].
+
+mod bench;
+mod flags;
+mod lint;
+mod run_example;
+mod sys;
+mod test;
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+
+const HELP: &str = "\
+usage: cargo xtask <task> [options]
+
+tasks:
+  run-example  run an example: NAME [--members N] [--cluster none|redis|http] [--port P] [--redis-url URL] [--release]
+  test         the test command: install test dependencies, run every test (nextest), then the doc tests
+  lint         cargo fmt --check, clippy -D warnings, rustdoc -D warnings
+  ci           lint, then test (what .ci/run does)
+  bench        benchmarks on release builds: bench NAME [options]; `cargo xtask bench help` lists them
+  help         this list
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_deref() {
+        None | Some("help" | "-h" | "--help") => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some("run-example") => run_example::run(rest),
+        Some("test") => no_options("test", &rest).and_then(|()| test::run()),
+        Some("lint") => no_options("lint", &rest).and_then(|()| lint::run()),
+        Some("ci") => no_options("ci", &rest).and_then(|()| ci()),
+        Some("bench") => bench::run(rest),
+        // Hidden: the raw tokio-tungstenite echo server `bench echo` compares against.
+        Some("bench-raw-server") => bench::raw_server::run(rest),
+        Some(other) => Err(anyhow::anyhow!("unknown task {other:?}\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn no_options(task: &str, rest: &[String]) -> anyhow::Result<()> {
+    match rest.first() {
+        None => Ok(()),
+        Some(a) => bail!("`{task}` takes no arguments (got {a:?})"),
+    }
+}
+
+/// `cargo xtask ci`: lint, then test. Both run even when lint fails, so one CI run shows
+/// everything that is wrong.
+fn ci() -> anyhow::Result<()> {
+    let lint = lint::run();
+    if let Err(e) = &lint {
+        eprintln!("xtask ci: lint failed ({e:#}); running the tests anyway");
+    }
+    test::run()?;
+    lint
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub(crate) fn project_root() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    dir.parent().unwrap_or(dir).to_path_buf()
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the project root, where our
+/// cargo commands run) or `<root>/target`.
+pub(crate) fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => project_root().join(dir),
+        _ => project_root().join("target"),
+    }
+}
+
+/// A built binary of the workspace: `<target>/<debug|release>/<name>`.
+pub(crate) fn binary(name: &str, release: bool) -> PathBuf {
+    target_dir()
+        .join(if release { "release" } else { "debug" })
+        .join(name)
+}
+
+/// The one way xtask starts a process: `program` with the project root as working directory.
+pub(crate) fn cmd(program: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(project_root());
+    c
+}
+
+/// `$CARGO` (the cargo running us), or `cargo`, rooted at the project root.
+pub(crate) fn cargo() -> Command {
+    cmd(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
+}
+
+/// Runs a command to completion with inherited stdio; fails unless it exits successfully.
+pub(crate) fn run(mut c: Command) -> anyhow::Result<()> {
+    let shown = show(&c);
+    eprintln!("$ {shown}");
+    let status = c.status().with_context(|| format!("cannot start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// A command as a shell-like line, for messages.
+pub(crate) fn show(c: &Command) -> String {
+    let mut line: String = c.get_envs().fold(String::new(), |mut s, (k, v)| {
+        if let Some(v) = v {
+            s.push_str(&format!("{}={} ", k.to_string_lossy(), v.to_string_lossy()));
+        }
+        s
+    });
+    let program = c.get_program();
+    line.push_str(
+        &Path::new(program)
+            .file_name()
+            .unwrap_or(program)
+            .to_string_lossy(),
+    );
+    for a in c.get_args() {
+        line.push(' ');
+        line.push_str(&a.to_string_lossy());
+    }
+    line
+}
+
+/// Runs every command even when some fail (like `--no-fail-fast`), then fails if any did.
+pub(crate) fn run_all(task: &str, commands: Vec<Command>) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    for c in commands {
+        if let Err(e) = run(c) {
+            eprintln!("xtask {task}: {e:#}");
+            failed.push(format!("{e:#}"));
+        }
+    }
+    if failed.is_empty() {
+        println!("xtask {task}: ok");
+        Ok(())
+    } else {
+        println!("xtask {task}: FAILED: {}", failed.join("; "));
+        bail!("{task}: {} of its steps failed", failed.len())
+    }
+}

@@ -1,6 +1,7 @@
 //! The Echo application: every message a browser sends comes back to it.
 
-use thywill::{AppContext, Application, Builder, Client, Message, Resource, ResourceKind};
+use thywill::resources::embed;
+use thywill::{AppContext, Application, Builder, Client, Entry, Manifest, Message, ResourceKind};
 
 /// Application id of the echo application.
 pub const APP_ID: &str = "echo";
@@ -21,12 +22,19 @@ impl Application for Echo {
     }
 }
 
+/// The page (a template with the bootstrap slots), its script and its style: served as one
+/// page, one minified script bundle (client library first) and one minified CSS bundle.
+pub fn manifest() -> Manifest {
+    Manifest::new()
+        .entry(Entry::new("/echo/", embed!("static/index.html")).kind(ResourceKind::Html))
+        .entry(Entry::new("/echo/js/echo.js", embed!("static/echo.js")).weight(10))
+        .entry(Entry::new("/echo/css/echo.css", embed!("static/echo.css")))
+}
+
 /// A builder with the echo application and its page, ready for more settings or `build()`.
 pub fn builder() -> Result<Builder, thywill::Error> {
     Ok(thywill::Thywill::builder()
         .base_path(BASE)?
         .application(APP_ID, Echo)
-        .resource(Resource::new("/echo/", include_str!("../static/index.html")).with_kind(ResourceKind::Html))
-        .resource(Resource::new("/echo/js/echo.js", include_str!("../static/echo.js")))
-        .resource(Resource::new("/echo/css/echo.css", include_str!("../static/echo.css"))))
+        .bootstrap(manifest()))
 }

@@ -1,10 +1,15 @@
-//! What every thywill-rs example shares: command-line options, logging, and serving a node
-//! until Ctrl-C (or SIGTERM), then shutting it down gracefully.
+//! What every thywill-rs example shares: command-line options, logging, the cluster backend
+//! chosen on the command line ([`cluster`]), and serving a node until Ctrl-C (or SIGTERM), then
+//! shutting it down gracefully.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::{Context, bail};
 use thywill::Thywill;
+
+pub mod cluster;
+
+pub use cluster::ClusterKind;
 
 /// Options every example accepts.
 #[derive(Clone, Debug)]
@@ -15,6 +20,23 @@ pub struct Options {
     pub port: u16,
     /// This member's id.
     pub member: String,
+    /// Cluster backend (`--cluster none|redis|http`, default none: a single member).
+    pub cluster: ClusterKind,
+    /// Redis server for `--cluster redis` (`--redis-url`, default `redis://127.0.0.1:6379`).
+    pub redis_url: Option<String>,
+    /// Channel prefix for `--cluster redis` (`--redis-prefix`, default `thywill:<app>:cluster:`).
+    pub redis_prefix: Option<String>,
+    /// Members (`--cluster-members`): `alpha=127.0.0.1:P1,beta=...` for HTTP (each member's
+    /// web or cluster address, see [`cluster`]); ids alone suffice for Redis.
+    pub cluster_members: Option<String>,
+    /// Port of the local HTTP cluster server (`--cluster-port`, default web port + 10000).
+    pub cluster_port: Option<u16>,
+    /// Shared secret of the HTTP cluster (`--cluster-secret`, or `THYWILL_CLUSTER_SECRET`).
+    pub cluster_secret: Option<String>,
+    /// Heartbeat interval / up-check interval in ms (`--heartbeat-interval`, default 200).
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Heartbeat timeout / up-check request timeout in ms (`--heartbeat-timeout`, default 500).
+    pub heartbeat_timeout_ms: Option<u64>,
 }
 
 impl Options {
@@ -29,6 +51,16 @@ impl Options {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: default_port,
             member: "alpha".into(),
+            cluster: ClusterKind::None,
+            redis_url: None,
+            redis_prefix: None,
+            cluster_members: None,
+            cluster_port: None,
+            cluster_secret: std::env::var("THYWILL_CLUSTER_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            heartbeat_interval_ms: None,
+            heartbeat_timeout_ms: None,
         };
         let mut args = args.into_iter();
         while let Some(a) = args.next() {
@@ -37,8 +69,40 @@ impl Options {
                 "--host" => o.host = value("--host")?.parse().context("--host: not an IP address")?,
                 "--port" => o.port = value("--port")?.parse().context("--port: not a port number")?,
                 "--member" => o.member = value("--member")?,
+                "--cluster" => o.cluster = value("--cluster")?.parse()?,
+                "--redis-url" => o.redis_url = Some(value("--redis-url")?),
+                "--redis-prefix" => o.redis_prefix = Some(value("--redis-prefix")?),
+                "--cluster-members" => o.cluster_members = Some(value("--cluster-members")?),
+                "--cluster-port" => {
+                    o.cluster_port = Some(
+                        value("--cluster-port")?
+                            .parse()
+                            .context("--cluster-port: not a port number")?,
+                    )
+                }
+                "--cluster-secret" => o.cluster_secret = Some(value("--cluster-secret")?),
+                "--heartbeat-interval" => {
+                    o.heartbeat_interval_ms = Some(
+                        value("--heartbeat-interval")?
+                            .parse()
+                            .context("--heartbeat-interval: milliseconds")?,
+                    )
+                }
+                "--heartbeat-timeout" => {
+                    o.heartbeat_timeout_ms = Some(
+                        value("--heartbeat-timeout")?
+                            .parse()
+                            .context("--heartbeat-timeout: milliseconds")?,
+                    )
+                }
                 "-h" | "--help" => {
-                    println!("options: --host IP (default 127.0.0.1) --port PORT --member ID");
+                    println!(
+                        "options: --host IP (default 127.0.0.1) --port PORT --member ID\n\
+                         \x20        --cluster none|redis|http --redis-url URL --redis-prefix P\n\
+                         \x20        --cluster-members alpha=127.0.0.1:P1,beta=... --cluster-port P\n\
+                         \x20        --cluster-secret S (or THYWILL_CLUSTER_SECRET)\n\
+                         \x20        --heartbeat-interval MS --heartbeat-timeout MS"
+                    );
                     std::process::exit(0);
                 }
                 other => bail!("unknown option {other:?}"),
@@ -57,7 +121,10 @@ impl Options {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Binds, prints `listening: <url>` on stdout, and serves until Ctrl-C or SIGTERM.
@@ -107,6 +174,20 @@ mod tests {
         assert!(o.host.is_loopback());
         assert!(Options::parse(["--bogus"].map(String::from), 1).is_err());
         assert!(Options::parse(["--port", "x"].map(String::from), 1).is_err());
+        let o = Options::parse(
+            [
+                "--cluster",
+                "http",
+                "--cluster-members",
+                "alpha=127.0.0.1:1",
+                "--cluster-port",
+                "9",
+            ]
+            .map(String::from),
+            1,
+        )?;
+        assert_eq!((o.cluster, o.cluster_port), (ClusterKind::Http, Some(9)));
+        assert!(Options::parse(["--cluster", "zookeeper"].map(String::from), 1).is_err());
         Ok(())
     }
 }

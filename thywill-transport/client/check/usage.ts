@@ -134,5 +134,18 @@ class Ticker extends Thywill.Emitter<{ tick: (n: number) => void }> {
 }
 new Ticker().on('tick', (n) => console.log(n + 1)).start();
 
+// Resources on demand (progressive exposure).
+async function loads(): Promise<void> {
+  const script: HTMLScriptElement = await Thywill.loadScript('/app/js/extra.js');
+  const link: HTMLLinkElement = await Thywill.loadStylesheet('/app/css/extra.css');
+  const tpl: HTMLScriptElement = await Thywill.loadTemplate('/app/tpl/row.tpl', 'app-row');
+  const any: HTMLElement = await Thywill.load('template', '/app/tpl/other.tpl');
+  // @ts-expect-error: not a kind of resource
+  await Thywill.load('image', '/app/x.png');
+  Thywill.on('loaded', (kind, path, element) => console.log(kind.toUpperCase(), path.length, element.tagName));
+  console.log(script.src, link.href, tpl.id, any.id);
+}
+
 void rpcs();
+void loads();
 Thywill.disconnect();

@@ -6,3 +6,4 @@ mod delivery;
 mod errors;
 mod lifecycle;
 mod sessions;
+mod tls;

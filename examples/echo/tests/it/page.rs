@@ -34,13 +34,18 @@ async fn page_and_assets_are_served() -> anyhow::Result<()> {
         r#"id="echo-output""#,
         r#"id="instructions""#,
         r#"id="status""#,
-        r#"<script src="/echo/thywill/thywill.js"></script>"#,
-        r#"<script src="/echo/js/echo.js"></script>"#,
-        r#"href="/echo/css/echo.css""#,
+        // One script bundle (client library and echo.js) and one style bundle.
+        r#"<script src="/echo/js/"#,
+        r#".min.js" data-base="/echo" defer></script>"#,
+        r#"<link rel="stylesheet" href="/echo/css/"#,
     ] {
         assert!(page.body.contains(needle), "page lacks {needle}");
     }
-    assert_eq!(page.body.matches("<script").count(), 2, "no inline scripts");
+    assert_eq!(
+        page.body.matches("<script").count(),
+        1,
+        "one script bundle, no inline scripts"
+    );
 
     let js = get(served.addr, "/echo/js/echo.js").await?;
     assert_eq!(js.status, 200);

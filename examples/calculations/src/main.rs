@@ -1,0 +1,19 @@
+//! Calculations: remote procedure calls from the browser to typed server functions. Numbers
+//! typed into the page are sent to `multiplicative.multiplyByTwo`, `multiplicative.divideByTwo`,
+//! `powers.square` and `powers.squareRoot`, and the results shown beside them.
+//!
+//! Run it with `cargo xtask run-example calculations` (or
+//! `cargo run -p example-calculations -- --port 10082`) and open
+//! <http://127.0.0.1:10082/calculations/>. The TypeScript declarations of the functions are
+//! served at <http://127.0.0.1:10082/calculations/rpc.d.ts>.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    example_support::init_tracing();
+    let opts = example_support::Options::from_args(example_calculations::DEFAULT_PORT)?;
+    let node = example_calculations::builder()?
+        .member(opts.member.as_str())
+        .build()
+        .await?;
+    example_support::serve(node, &opts, "/calculations/").await
+}

@@ -1,0 +1,45 @@
+//! Three members over HTTP: cross-member strokes, a killed member reported down (to its
+//! designated handler too) and up again.
+
+use anyhow::ensure;
+
+use crate::{Member, all_up, connect, kill_and_detect, restart_and_detect, stroke_reaches};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_fail_and_return() -> anyhow::Result<()> {
+    let ids = ["alpha", "beta", "gamma"];
+    let web: Vec<u16> = ids.iter().map(|_| thywill_testkit::free_port()).collect();
+    let cluster: Vec<u16> = ids.iter().map(|_| thywill_testkit::free_port()).collect();
+    let list: Vec<String> = ids
+        .iter()
+        .zip(&cluster)
+        .map(|(id, p)| format!("{id}=127.0.0.1:{p}"))
+        .collect();
+    let mut members = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let args = vec![
+            "--cluster".to_owned(),
+            "http".to_owned(),
+            "--cluster-members".to_owned(),
+            list.join(","),
+            "--cluster-secret".to_owned(),
+            "a test secret, long enough".to_owned(),
+        ];
+        members.push(Member::start(id, web[i], &args).await?);
+    }
+    all_up(&mut members).await?;
+    let mut on_alpha = connect(&members[0].ws()).await?;
+    let mut on_gamma = connect(&members[2].ws()).await?;
+    stroke_reaches(&mut on_alpha, &mut on_gamma, 1).await?;
+
+    kill_and_detect(&mut members, 1, "gamma").await?;
+    restart_and_detect(&mut members, 1).await?;
+    kill_and_detect(&mut members, 2, "alpha").await?;
+    restart_and_detect(&mut members, 2).await?;
+    let mut on_gamma = connect(&members[2].ws()).await?;
+    stroke_reaches(&mut on_alpha, &mut on_gamma, 100).await?;
+    for m in &mut members {
+        ensure!(m.proc.is_running(), "{} exited", m.id);
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Three members over a real Redis: cross-member strokes, a killed member reported down (to
+//! its designated handler too) and up again, and a Redis restart survived with the loss
+//! reported.
+
+use std::time::Duration;
+
+use anyhow::ensure;
+use thywill_testkit::redis::RedisServer;
+
+use crate::{
+    Member, all_up, connect, is, kill_and_detect, next_stroke, restart_and_detect, stroke, stroke_reaches,
+};
+
+async fn cluster(redis: &RedisServer) -> anyhow::Result<Vec<Member>> {
+    let args: Vec<String> = [
+        "--cluster",
+        "redis",
+        "--redis-url",
+        &redis.url(),
+        "--cluster-members",
+        "alpha,beta,gamma",
+        "--redis-prefix",
+        "test:draw:",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut members = Vec::new();
+    for id in ["alpha", "beta", "gamma"] {
+        members.push(Member::start(id, thywill_testkit::free_port(), &args).await?);
+    }
+    all_up(&mut members).await?;
+    Ok(members)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_fail_and_return() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let mut members = cluster(&redis).await?;
+    let mut on_alpha = connect(&members[0].ws()).await?;
+    let mut on_beta = connect(&members[1].ws()).await?;
+    stroke_reaches(&mut on_alpha, &mut on_beta, 1).await?;
+
+    // gamma dies: alpha (next in ring order after gamma) is its designated handler.
+    kill_and_detect(&mut members, 2, "alpha").await?;
+    restart_and_detect(&mut members, 2).await?;
+    // beta dies: gamma is its designated handler.
+    kill_and_detect(&mut members, 1, "gamma").await?;
+    restart_and_detect(&mut members, 1).await?;
+    let mut on_beta = connect(&members[1].ws()).await?;
+    stroke_reaches(&mut on_alpha, &mut on_beta, 100).await?;
+    for m in &mut members {
+        ensure!(m.proc.is_running(), "{} exited", m.id);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_is_survived_and_the_gap_reported() -> anyhow::Result<()> {
+    let mut redis = RedisServer::start().await?;
+    let mut members = cluster(&redis).await?;
+    let mut on_alpha = connect(&members[0].ws()).await?;
+    let mut on_beta = connect(&members[1].ws()).await?;
+    stroke_reaches(&mut on_alpha, &mut on_beta, 1).await?;
+    let cursors: Vec<usize> = members.iter().map(Member::cursor).collect();
+
+    redis.stop();
+    for (m, c) in members.iter_mut().zip(&cursors) {
+        m.wait_event(*c, thywill_testkit::TIMEOUT, |v| {
+            v["event"] == "health" && v["healthy"] == false
+        })
+        .await?;
+    }
+    // Strokes drawn during the outage.
+    const DURING: u64 = 10;
+    for id in 1000..1000 + DURING {
+        on_alpha
+            .send("draw", stroke(id))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    // The outage outlasts the Redis command timeout (2 s). This is the scenario's length, not
+    // a wait for something to happen.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    redis.restart().await?;
+    for (m, c) in members.iter_mut().zip(&cursors) {
+        m.wait_event(*c, thywill_testkit::TIMEOUT, |v| {
+            v["event"] == "health" && v["healthy"] == true
+        })
+        .await?;
+    }
+    on_alpha
+        .send("draw", stroke(2000))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut received: u64 = 0;
+    loop {
+        let s = next_stroke(&mut on_beta, thywill_testkit::TIMEOUT).await?;
+        match s["id"].as_u64() {
+            Some(2000) => break,
+            Some(id) if (1000..1000 + DURING).contains(&id) => received += 1,
+            _ => {}
+        }
+    }
+    // Whatever did not arrive must be reported lost (a publication that timed out may still
+    // go out after the reconnection and arrive: then there is nothing to report).
+    let beta = &mut members[1];
+    let mut reported: u64;
+    let deadline = tokio::time::Instant::now() + thywill_testkit::TIMEOUT;
+    loop {
+        let cursor = beta.cursor();
+        reported = beta
+            .events(|v| is(v, "gap", "alpha"))
+            .iter()
+            .filter_map(|v| v["missing"].as_u64())
+            .sum();
+        if received + reported >= DURING {
+            break;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        ensure!(
+            !left.is_zero(),
+            "{received} received + {reported} reported lost < {DURING} sent"
+        );
+        let _ = beta.wait_event(cursor, left, |v| is(v, "gap", "alpha")).await;
+    }
+    eprintln!("redis restart: {received} of {DURING} strokes arrived, {reported} messages reported lost");
+    for m in &mut members {
+        ensure!(m.proc.is_running(), "{} exited", m.id);
+        let downs = m.events(|v| v["event"] == "member_down");
+        ensure!(
+            downs.is_empty(),
+            "{}: members declared down during the Redis restart: {downs:?}",
+            m.id
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! The error type of the HTTP backend.
+
+use thywill_core::CoreError;
+
+/// Errors of the HTTP cluster backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting was refused.
+    #[error("invalid {setting}: {reason}")]
+    Config {
+        /// Which setting.
+        setting: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The cluster server could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The HTTP client failed.
+    #[error("http client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// A message could not be encoded or decoded.
+    #[error("codec: {0}")]
+    Codec(String),
+}
+
+impl From<Error> for CoreError {
+    fn from(e: Error) -> Self {
+        CoreError::component("cluster-http", e)
+    }
+}

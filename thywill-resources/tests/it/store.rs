@@ -1,0 +1,153 @@
+//! The preparing store: resources stored while running are minified, tagged and compressed.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use thywill_core::{BoxFuture, CoreResult, Resource, ResourceManager, attr};
+use thywill_resources::{Pipeline, PipelineConfig, PreparedStore};
+
+/// A plain map, standing in for any store.
+#[derive(Default)]
+struct Map(Mutex<BTreeMap<String, Resource>>);
+
+impl ResourceManager for Map {
+    fn store(&self, r: Resource) -> BoxFuture<'_, CoreResult<()>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(r.client_path.clone(), r);
+        Box::pin(async { Ok(()) })
+    }
+    fn load(&self, path: &str) -> BoxFuture<'_, CoreResult<Option<Resource>>> {
+        let r = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .cloned();
+        Box::pin(async move { Ok(r) })
+    }
+    fn remove(&self, path: &str) -> BoxFuture<'_, CoreResult<()>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+        Box::pin(async { Ok(()) })
+    }
+    fn bootstrap(&self) -> BoxFuture<'_, CoreResult<Vec<Resource>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+fn store() -> (Arc<Map>, PreparedStore) {
+    let map = Arc::new(Map::default());
+    let prepared = PreparedStore::new(map.clone(), Pipeline::new(PipelineConfig::new("/app")));
+    (map, prepared)
+}
+
+fn keys(map: &Map) -> Vec<String> {
+    map.0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn stored_scripts_are_minified_tagged_and_compressed() -> anyhow::Result<()> {
+    let (map, store) = store();
+    let source = format!(
+        "// a comment\nfunction feature(x) {{\n  return x * 2;\n}}\n{}",
+        "feature(1);\n".repeat(40)
+    );
+    store
+        .store(Resource::new("/app/js/feature.js", source.clone()))
+        .await?;
+    assert_eq!(
+        keys(&map),
+        [
+            "/app/js/feature.js",
+            "/app/js/feature.js#br",
+            "/app/js/feature.js#gzip"
+        ]
+    );
+
+    let r = store
+        .load("/app/js/feature.js")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("not stored"))?;
+    let text = r.text().unwrap_or_default();
+    assert!(text.len() < source.len() && !text.contains("a comment"), "{text}");
+    assert_eq!(r.attribute(attr::MINIFIED), Some("true"));
+    assert_eq!(r.attribute(attr::ENCODINGS), Some("br,gzip"));
+    let etag = r.attribute(attr::ETAG).unwrap_or_default().to_owned();
+    assert!(etag.starts_with('"') && etag.len() == 34, "{etag}");
+
+    let gz = store
+        .load("/app/js/feature.js#gzip")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no gzip"))?;
+    assert_eq!(gz.attribute(attr::CONTENT_ENCODING), Some("gzip"));
+    assert_eq!(gz.attribute(attr::VARIANT_OF), Some(etag.as_str()));
+    let mut plain = Vec::new();
+    flate2_read(&gz.body, &mut plain)?;
+    assert_eq!(plain, r.body.to_vec());
+
+    // Small resources get no variants, and a shrinking resource loses its old ones.
+    store
+        .store(Resource::new("/app/js/feature.js", "var tiny = 1;"))
+        .await?;
+    assert_eq!(keys(&map), ["/app/js/feature.js"]);
+    let r = store
+        .load("/app/js/feature.js")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("not stored"))?;
+    assert_eq!(r.attribute(attr::ENCODINGS), None);
+
+    // Removing removes the variants too.
+    let css: String = (0..50).map(|i| format!(".a{i} {{ margin: {i}px; }}\n")).collect();
+    store.store(Resource::new("/app/css/big.css", css)).await?;
+    assert_eq!(keys(&map).len(), 4);
+    store.remove("/app/css/big.css").await?;
+    assert_eq!(keys(&map), ["/app/js/feature.js"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn broken_scripts_are_refused_with_file_line_and_column() -> anyhow::Result<()> {
+    let (map, store) = store();
+    let r = Resource::new("/app/js/bad.js", "var a = 1;\n  a +;\n").with_origin("src/bad.js");
+    let err = store
+        .store(r)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("src/bad.js:2:6"), "{err}");
+    assert!(keys(&map).is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn other_resources_pass_unchanged() -> anyhow::Result<()> {
+    let (_, store) = store();
+    let json = "{ \"a\": 1 }";
+    store.store(Resource::new("/app/data.json", json)).await?;
+    let r = store
+        .load("/app/data.json")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("not stored"))?;
+    assert_eq!(r.text(), Some(json));
+    store
+        .store(Resource::new("/app/js/x.min.js", "/* keep */ var   x = 1;"))
+        .await?;
+    let r = store
+        .load("/app/js/x.min.js")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("not stored"))?;
+    assert_eq!(r.text(), Some("/* keep */ var   x = 1;"));
+    Ok(())
+}
+
+fn flate2_read(body: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
+    flate2::read::GzDecoder::new(body).read_to_end(out)
+}

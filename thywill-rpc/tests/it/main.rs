@@ -1,0 +1,6 @@
+//! Integration tests of thywill-rpc: real nodes on loopback ports, real WebSocket clients.
+
+mod calls;
+mod failures;
+mod fixture;
+mod lifecycle;

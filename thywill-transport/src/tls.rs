@@ -1,0 +1,181 @@
+//! HTTPS and WSS served directly with rustls (warp 0.4 has no TLS of its own): a
+//! tokio-rustls accept loop in front of the node's warp service, and an optional plain-HTTP
+//! listener that redirects to HTTPS.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::service::TowerToHyperService;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use warp::Filter;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Reply;
+
+use crate::{Node, TransportError};
+
+/// Time allowed for a TLS handshake before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server certificate chain and key, ready to serve.
+#[derive(Clone)]
+pub struct TlsConfig {
+    server: Arc<ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig").finish_non_exhaustive()
+    }
+}
+
+fn tls_err(key: &'static str, e: impl std::fmt::Display) -> TransportError {
+    TransportError::Config {
+        key,
+        message: e.to_string(),
+    }
+}
+
+impl TlsConfig {
+    /// Reads a PEM certificate chain (leaf first) and a PEM private key (PKCS#8, PKCS#1 or
+    /// SEC1) from files.
+    pub fn from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, TransportError> {
+        let (cert, key) = (cert.as_ref(), key.as_ref());
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| tls_err("tls.cert", format!("{}: {e}", cert.display())))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls_err("tls.cert", format!("{}: {e}", cert.display())))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err("tls.key", format!("{}: {e}", key.display())))?;
+        Self::new(certs, key)
+    }
+
+    /// Parses a PEM certificate chain and key held in memory.
+    pub fn from_pem(cert: &[u8], key: &[u8]) -> Result<Self, TransportError> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls_err("tls.cert", e))?;
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| tls_err("tls.key", e))?;
+        Self::new(certs, key)
+    }
+
+    fn new(certs: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Self, TransportError> {
+        if certs.is_empty() {
+            return Err(tls_err("tls.cert", "no certificate in the PEM data"));
+        }
+        // The ring provider, passed explicitly: no process-wide default is needed.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut server = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err("tls", e))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| tls_err("tls.key", e))?;
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Self {
+            server: Arc::new(server),
+        })
+    }
+}
+
+impl Node {
+    /// Serves the node's routes over TLS (HTTPS and WSS) on `listener` until
+    /// [`Node::shutdown`].
+    pub async fn serve_tls(self, listener: TcpListener, tls: TlsConfig) {
+        let not_found = warp::any()
+            .map(|| warp::reply::with_status("No such resource.", StatusCode::NOT_FOUND).into_response());
+        let service = warp::service(self.routes().or(not_found).unify());
+        let acceptor = TlsAcceptor::from(tls.server);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut stop = self.inner.shutdown.subscribe();
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            let acceptor = acceptor.clone();
+            let service = service.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let builder = ConnBuilder::new(TokioExecutor::new());
+                let conn =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        // Upgraded WebSockets close themselves on shutdown; wait (bounded) for HTTP requests.
+        let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    }
+
+    /// Binds `addr` and returns the bound address and the future that serves HTTPS until
+    /// shutdown.
+    pub async fn bind_tls(
+        self,
+        addr: SocketAddr,
+        tls: TlsConfig,
+    ) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), TransportError> {
+        let (listener, local) = crate::routes::listen(addr)?;
+        Ok((local, self.serve_tls(listener, tls)))
+    }
+
+    /// Binds `addr` for plain HTTP that redirects every request to the same path on HTTPS
+    /// port `https_port` (301), until shutdown.
+    pub async fn bind_https_redirect(
+        self,
+        addr: SocketAddr,
+        https_port: u16,
+    ) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), TransportError> {
+        let (listener, local) = crate::routes::listen(addr)?;
+        let redirect = warp::path::full()
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(warp::header::optional::<String>("host"))
+            .map(move |path: warp::path::FullPath, query: String, host: Option<String>| {
+                let host = host.unwrap_or_default();
+                let hostname = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+                let query = if query.is_empty() { String::new() } else { format!("?{query}") };
+                let location = format!("https://{hostname}:{https_port}{}{query}", path.as_str());
+                let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r
+            });
+        let mut stop = self.inner.shutdown.subscribe();
+        let serving = async move {
+            warp::serve(redirect)
+                .incoming(listener)
+                .graceful(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .run()
+                .await;
+        };
+        Ok((local, serving))
+    }
+}

@@ -1,0 +1,529 @@
+//! `cargo xtask bench echo`: the echo example against a raw tokio-tungstenite echo server, in
+//! one run, so that the ratio shows what the framework costs.
+//!
+//! - Round trips: `--conns` connections each send a 32-byte message and wait for the echo, one
+//!   in flight per connection, for `--secs` seconds after `--warmup` seconds; the result is
+//!   round trips per second and the p50/p99 latency of the round trips inside the window.
+//! - Memory: `--idle` idle connections are opened (100 at a time); the server's resident
+//!   memory (`VmRSS`) before and after, divided by their number, is its memory per connection.
+//!
+//! Both servers are separate release processes on loopback ports; the client is this process.
+//! On thywill the client speaks protocol v1 (`/echo/ws`: welcome frame, then `msg` frames).
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::Child;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, timeout};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::flags::Args;
+use crate::sys::{self, Signals};
+use crate::{binary, cmd};
+
+/// The payload of every message: 32 bytes.
+const PAYLOAD: &str = "0123456789abcdef0123456789abcdef";
+/// Connections opened concurrently while setting up. Below 128, the listen backlog tokio (like
+/// std) gives both servers: beyond it SYNs are dropped and retried a second later.
+const BATCH: usize = 100;
+/// Bound on every single wait: connecting, a reply, a server start.
+pub(super) const WAIT: Duration = Duration::from_secs(30);
+
+pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The options of `bench echo`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Options {
+    secs: u64,
+    warmup: u64,
+    conns: usize,
+    idle: usize,
+}
+
+pub(crate) fn parse(args: &[String]) -> anyhow::Result<Options> {
+    let mut args = Args::new(args.iter().cloned());
+    let opts = Options {
+        secs: args.value_or("--secs", 10)?,
+        warmup: args.value_or("--warmup", 2)?,
+        conns: args.value_or("--conns", 100)?,
+        idle: args.value_or("--idle", 10_000)?,
+    };
+    args.finish()?;
+    if opts.secs == 0 || opts.conns == 0 {
+        bail!("--secs and --conns must be at least 1");
+    }
+    Ok(opts)
+}
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let opts = parse(args)?;
+    // Each side of each connection is an open file: the client holds all of them, each server its own.
+    let limit = sys::raise_open_files_limit().context("cannot raise the open-files limit")?;
+    let needed = (opts.idle.max(opts.conns) + 256) as u64;
+    if limit < needed {
+        bail!(
+            "{} connections need about {needed} open files, the limit is {limit}: lower --idle",
+            opts.idle
+        );
+    }
+    let thywill = binary("example-echo", true);
+    if !thywill.is_file() {
+        bail!(
+            "{} is missing: run `cargo build --release --workspace --bins`",
+            thywill.display()
+        );
+    }
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let mut signals = Signals::new()?;
+        tokio::select! {
+            result = bench(&opts) => result,
+            // Dropping the benchmark kills the servers (kill_on_drop).
+            signal = signals.recv() => bail!("interrupted by {signal}"),
+        }
+    })
+}
+
+/// The two servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Raw,
+    Thywill,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Raw => "raw",
+            Kind::Thywill => "thywill",
+        }
+    }
+}
+
+/// What one server achieved.
+#[derive(Debug)]
+struct Results {
+    round_trips_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    /// Bytes of resident memory per idle connection, when measured.
+    rss_per_conn: Option<f64>,
+}
+
+async fn bench(opts: &Options) -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "bench echo: {} connections x {}-byte messages, one in flight each, {} s after a {} s warm-up; \
+         memory with {} idle connections; client and servers share {cpus} CPUs",
+        opts.conns,
+        PAYLOAD.len(),
+        opts.secs,
+        opts.warmup,
+        opts.idle
+    );
+    let raw = measure(Kind::Raw, opts).await?;
+    let thywill = measure(Kind::Thywill, opts).await?;
+    println!();
+    print!("{}", table(&raw, &thywill));
+    Ok(())
+}
+
+/// Starts one server, measures it, stops it.
+async fn measure(kind: Kind, opts: &Options) -> anyhow::Result<Results> {
+    let (mut child, addr) = start(kind).await?;
+    let pid = child.id().context("the server exited at once")?;
+    let url = match kind {
+        Kind::Raw => format!("ws://{addr}/"),
+        Kind::Thywill => format!("ws://{addr}/echo/ws"),
+    };
+    println!("{}: pid {pid}, {url}", kind.name());
+
+    let mut rss_per_conn = None;
+    if opts.idle > 0 {
+        let before = sys::rss_kib(pid)?;
+        let started = Instant::now();
+        let conns = open(kind, &url, opts.idle).await?;
+        if kind == Kind::Thywill {
+            wait_for_connections(addr, |n| n >= opts.idle as u64).await?;
+        }
+        let after = sys::rss_kib(pid)?;
+        let per_conn = after.saturating_sub(before) as f64 * 1024.0 / opts.idle as f64;
+        println!(
+            "{}: {} idle connections opened in {:.1} s; VmRSS {before} KiB -> {after} KiB: {} per connection",
+            kind.name(),
+            opts.idle,
+            started.elapsed().as_secs_f64(),
+            bytes(per_conn)
+        );
+        rss_per_conn = Some(per_conn);
+        drop(conns);
+        if kind == Kind::Thywill {
+            wait_for_connections(addr, |n| n == 0).await?;
+        }
+    }
+
+    let conns = open(kind, &url, opts.conns).await?;
+    let frame = Utf8Bytes::from(match kind {
+        Kind::Raw => PAYLOAD.to_owned(),
+        Kind::Thywill => serde_json::json!({"t": "msg", "app": "echo", "data": PAYLOAD, "_": {}}).to_string(),
+    });
+    let warm_end = Instant::now() + Duration::from_secs(opts.warmup);
+    let end = warm_end + Duration::from_secs(opts.secs);
+    let mut tasks = JoinSet::new();
+    for ws in conns {
+        tasks.spawn(drive(kind, ws, frame.clone(), warm_end, end));
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done??);
+    }
+    latencies.sort_unstable();
+    let results = Results {
+        round_trips_per_sec: latencies.len() as f64 / opts.secs as f64,
+        p50: percentile(&latencies, 50.0),
+        p99: percentile(&latencies, 99.0),
+        rss_per_conn,
+    };
+    println!(
+        "{}: {:.0} round trips/s, p50 {}, p99 {}",
+        kind.name(),
+        results.round_trips_per_sec,
+        millis(results.p50),
+        millis(results.p99)
+    );
+    let status = sys::stop(&mut child, Duration::from_secs(10)).await?;
+    if !status.success() && status.code().is_some() {
+        eprintln!("{}: server exited with {status}", kind.name());
+    }
+    Ok(results)
+}
+
+/// Starts a server on a free port; returns it and the address from its `listening:` line.
+async fn start(kind: Kind) -> anyhow::Result<(Child, SocketAddr)> {
+    let c = match kind {
+        Kind::Raw => {
+            let mut c = cmd(std::env::current_exe()?);
+            c.args(["bench-raw-server", "--port", "0"]);
+            c
+        }
+        Kind::Thywill => {
+            let mut c = cmd(binary("example-echo", true));
+            c.args(["--port", "0", "--member", "alpha"])
+                .env("RUST_LOG", "warn");
+            c
+        }
+    };
+    spawn_server(c, kind.name()).await
+}
+
+/// Starts a server that prints `listening: URL` on stdout (in its own process group, killed
+/// on drop); returns it and the address it listens on.
+pub(super) async fn spawn_server(
+    c: std::process::Command,
+    name: &str,
+) -> anyhow::Result<(Child, SocketAddr)> {
+    let mut c = tokio::process::Command::from(c);
+    // Own process group: a Ctrl-C in the terminal reaches xtask, which stops the server.
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = c
+        .spawn()
+        .with_context(|| format!("cannot start the {} server", name))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(addr) = listening_addr(&line) {
+                return Ok(addr);
+            }
+        }
+        bail!("the {} server exited before listening", name)
+    })
+    .await
+    .with_context(|| format!("the {} server did not listen within {WAIT:?}", name))??;
+    // Keep reading, so that the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, addr))
+}
+
+/// The address in `listening: http://127.0.0.1:10080/echo/` (or `ws://…`).
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let url = line.strip_prefix("listening: ")?.trim();
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next()?.parse().ok()
+}
+
+/// Opens `count` connections, [`BATCH`] at a time; on thywill each has read its welcome frame.
+pub(super) async fn open(kind: Kind, url: &str, count: usize) -> anyhow::Result<Vec<Ws>> {
+    let mut conns = Vec::with_capacity(count);
+    while conns.len() < count {
+        let mut batch = JoinSet::new();
+        for _ in 0..BATCH.min(count - conns.len()) {
+            batch.spawn(connect(kind, url.to_owned()));
+        }
+        while let Some(ws) = batch.join_next().await {
+            conns.push(ws?.with_context(|| format!("connection {} of {count} failed", conns.len() + 1))?);
+        }
+    }
+    Ok(conns)
+}
+
+async fn connect(kind: Kind, url: String) -> anyhow::Result<Ws> {
+    let (mut ws, _) = timeout(
+        WAIT,
+        tokio_tungstenite::connect_async_with_config(url.as_str(), None, true),
+    )
+    .await
+    .context("connect timed out")??;
+    if kind == Kind::Thywill {
+        let first = timeout(WAIT, ws.next()).await.context("no welcome frame")?;
+        match first {
+            Some(Ok(Message::Text(text))) if frame_type(&text).as_deref() == Some("welcome") => {}
+            other => bail!("expected a welcome frame, got {other:?}"),
+        }
+    }
+    Ok(ws)
+}
+
+/// The `t` of a protocol frame.
+pub(super) fn frame_type(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    Some(value.get("t")?.as_str()?.to_owned())
+}
+
+/// One connection's loop: send, await the echo, repeat until `end`; returns the latencies of
+/// the round trips that started after `warm_end` and finished by `end`.
+async fn drive(
+    kind: Kind,
+    mut ws: Ws,
+    frame: Utf8Bytes,
+    warm_end: Instant,
+    end: Instant,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut latencies = Vec::new();
+    loop {
+        let sent = Instant::now();
+        if sent >= end {
+            break;
+        }
+        ws.send(Message::Text(frame.clone())).await?;
+        timeout(WAIT, reply(kind, &mut ws))
+            .await
+            .context("no echo within the time limit")??;
+        let done = Instant::now();
+        if sent >= warm_end && done <= end {
+            latencies.push(done - sent);
+        }
+    }
+    Ok(latencies)
+}
+
+async fn reply(kind: Kind, ws: &mut Ws) -> anyhow::Result<()> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => match kind {
+                Kind::Raw if text.as_str() == PAYLOAD => return Ok(()),
+                Kind::Raw => bail!("unexpected echo {text:?}"),
+                Kind::Thywill => match frame_type(&text).as_deref() {
+                    Some("msg") => return Ok(()),
+                    Some("error") => bail!("the server answered with an error: {text}"),
+                    _ => {}
+                },
+            },
+            Some(Ok(Message::Close(frame))) => bail!("the server closed the connection: {frame:?}"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("the connection ended"),
+        }
+    }
+}
+
+/// Polls thywill's `/echo/alive` until its connection count satisfies `done`.
+async fn wait_for_connections(addr: SocketAddr, done: impl Fn(u64) -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let n = alive_connections(addr).await?;
+        if done(n) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("thywill still reports {n} connections after {WAIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `connections` count of thywill's health route (a bare HTTP/1.0 request).
+async fn alive_connections(addr: SocketAddr) -> anyhow::Result<u64> {
+    let get = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /echo/alive HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        anyhow::Ok(response)
+    };
+    let response = timeout(WAIT, get).await.context("/echo/alive did not answer")??;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let value: serde_json::Value = serde_json::from_str(body).context("/echo/alive: not JSON")?;
+    value
+        .get("connections")
+        .and_then(serde_json::Value::as_u64)
+        .context("/echo/alive: no connection count")
+}
+
+/// The `p`th percentile of sorted durations (nearest rank); zero when there are none.
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub(super) fn millis(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn bytes(b: f64) -> String {
+    format!("{:.1} KiB", b / 1024.0)
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}x", a / b)
+    } else {
+        "-".to_owned()
+    }
+}
+
+/// The printed comparison.
+fn table(raw: &Results, thywill: &Results) -> String {
+    let row = |name: &str, r: &Results| {
+        format!(
+            "{name:<12} {:>14.0} {:>12} {:>12} {:>12}\n",
+            r.round_trips_per_sec,
+            millis(r.p50),
+            millis(r.p99),
+            r.rss_per_conn.map_or("-".to_owned(), bytes)
+        )
+    };
+    let mut out = format!(
+        "{:<12} {:>14} {:>12} {:>12} {:>12}\n",
+        "server", "round trips/s", "p50", "p99", "RSS/conn"
+    );
+    out.push_str(&row("raw", raw));
+    out.push_str(&row("thywill", thywill));
+    let rss = match (thywill.rss_per_conn, raw.rss_per_conn) {
+        (Some(t), Some(r)) => ratio(t, r),
+        _ => "-".to_owned(),
+    };
+    out.push_str(&format!(
+        "{:<12} {:>14} {:>12} {:>12} {:>12}\n",
+        "thywill/raw",
+        ratio(thywill.round_trips_per_sec, raw.round_trips_per_sec),
+        ratio(thywill.p50.as_secs_f64(), raw.p50.as_secs_f64()),
+        ratio(thywill.p99.as_secs_f64(), raw.p99.as_secs_f64()),
+        rss
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_options() -> anyhow::Result<()> {
+        assert_eq!(
+            parse(&[])?,
+            Options {
+                secs: 10,
+                warmup: 2,
+                conns: 100,
+                idle: 10_000
+            }
+        );
+        assert_eq!(
+            parse(&args("--secs 3 --idle 2000 --conns 10 --warmup 0"))?,
+            Options {
+                secs: 3,
+                warmup: 0,
+                conns: 10,
+                idle: 2000
+            }
+        );
+        for bad in [
+            "--secs 0",
+            "--conns 0",
+            "--secs x",
+            "--idle -1",
+            "extra",
+            "--bogus 1",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?} was accepted");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn reads_listening_lines() {
+        let addr = |s: &str| listening_addr(s).map(|a| a.to_string());
+        assert_eq!(
+            addr("listening: http://127.0.0.1:10080/echo/").as_deref(),
+            Some("127.0.0.1:10080")
+        );
+        assert_eq!(
+            addr("listening: ws://127.0.0.1:4000/").as_deref(),
+            Some("127.0.0.1:4000")
+        );
+        assert_eq!(addr("something else"), None);
+    }
+
+    #[test]
+    fn percentiles() {
+        let ms: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&ms, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&ms, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&ms[..1], 99.0), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn frame_types() {
+        assert_eq!(
+            frame_type(r#"{"t":"msg","app":"echo","seq":1,"data":"x","_":{}}"#).as_deref(),
+            Some("msg")
+        );
+        assert_eq!(frame_type("not json"), None);
+    }
+
+    #[test]
+    fn table_has_ratios() {
+        let r = |rt: f64, ms: u64, rss: f64| Results {
+            round_trips_per_sec: rt,
+            p50: Duration::from_millis(ms),
+            p99: Duration::from_millis(ms * 2),
+            rss_per_conn: Some(rss),
+        };
+        let t = table(&r(1000.0, 1, 1024.0), &r(500.0, 2, 4096.0));
+        assert!(t.contains("thywill/raw"), "{t}");
+        assert!(
+            t.contains("0.50x") && t.contains("2.00x") && t.contains("4.00x"),
+            "{t}"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! `cargo xtask bench NAME`: benchmarks. They measure release binaries, and the load generator
+//! itself must be optimised too, so [`in_release_build`] reruns xtask from a release build.
+
+mod cluster;
+mod echo;
+mod minify;
+pub(crate) mod raw_server;
+mod rpc;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use anyhow::{Context, bail};
+
+use crate::sys::{self, Signals};
+use crate::{binary, cargo, cmd, run as run_cmd};
+
+const BENCHES: &str = "\
+benchmarks:
+  echo  round trips/s, p50/p99 latency and memory per idle connection, thywill against a raw
+        tokio-tungstenite server: [--secs 10] [--conns 100] [--idle 10000] [--warmup 2]
+  cluster  messages/s and p50/p99 latency from a client on member A through the draw
+        application to a client on member B: single member, Redis, HTTP:
+        [--secs 5] [--warmup 1] [--inflight 32]
+  rpc   RPC calls/s and p50/p99 latency against the calculations example, a synchronous and an
+        asynchronous function: [--secs 10] [--conns 100] [--inflight 1] [--warmup 2]
+  minify  size and time of minifying the examples' scripts and styles, thywill (swc_core,
+        lightningcss) against terser and clean-css from npm: [--repeat 20] [--no-node]
+";
+
+pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
+    let Some((name, rest)) = args.split_first() else {
+        print!("usage: cargo xtask bench NAME [options]\n\n{BENCHES}");
+        bail!("which benchmark?");
+    };
+    match name.as_str() {
+        "echo" => {
+            // Check the options before a build that may take minutes.
+            echo::parse(rest)?;
+            in_release_build(|| echo::run(rest))
+        }
+        "rpc" => rpc::run(rest),
+        "cluster" => {
+            cluster::parse(rest)?;
+            in_release_build(|| cluster::run(rest))
+        }
+        "minify" => minify::run(rest),
+        "-h" | "--help" | "help" => {
+            print!("{BENCHES}");
+            Ok(())
+        }
+        other => bail!("unknown benchmark {other:?}\n\n{BENCHES}"),
+    }
+}
+
+/// Runs `bench` in a release build of xtask. When this process is not one, builds the whole
+/// workspace in release mode (`--workspace`: see crates.md, "the -p trap") and reruns the
+/// release xtask with the same arguments; the benchmark then finds every release binary built.
+pub(crate) fn in_release_build(bench: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let release = binary("xtask", true);
+    let me = std::env::current_exe().context("cannot find the running xtask")?;
+    if same_file(&me, &release) {
+        return bench();
+    }
+    eprintln!(
+        "xtask bench: building the workspace in release mode (the first release build takes several minutes)"
+    );
+    let mut build = cargo();
+    build.args(["build", "--release", "--workspace", "--bins"]);
+    run_cmd(build)?;
+
+    let mut again = tokio::process::Command::from(cmd(&release));
+    again
+        .args(std::env::args_os().skip(1))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let mut signals = Signals::new()?;
+        let mut child = again
+            .spawn()
+            .with_context(|| format!("cannot start {}", release.display()))?;
+        let status = tokio::select! {
+            status = child.wait() => status?,
+            _ = signals.recv() => sys::stop(&mut child, std::time::Duration::from_secs(30)).await?,
+        };
+        if !status.success() {
+            bail!("the release benchmark failed ({status})");
+        }
+        Ok(())
+    })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

@@ -1,0 +1,122 @@
+//! Operating-system helpers: signals for child processes, the open-files limit, resident memory.
+//!
+//! The only `unsafe` code of the workspace lives here: two libc calls, each allowed on its own.
+
+use std::io;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::process::Child;
+
+/// Sends `signal` (such as [`libc::SIGTERM`]) to process `pid`.
+#[allow(unsafe_code)]
+pub(crate) fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit (children inherit it) and
+/// returns the new soft limit.
+#[allow(unsafe_code)]
+pub(crate) fn raise_open_files_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one `rlimit`, which we own, and keeps no pointer to it.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The kernel refuses "infinity" for open files; a million is far beyond what we need.
+    let wanted = limit.rlim_max.min(1 << 20);
+    if limit.rlim_cur < wanted {
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit(2) reads one `rlimit`, which we own, and keeps no pointer to it.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_vm_rss(&status).with_context(|| format!("no VmRSS line in {path}"))
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM, hooked from creation on: from then until the process exits they
+/// no longer kill it, they only wake [`Signals::recv`].
+#[derive(Debug)]
+pub(crate) struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Hooks both signals (needs a running tokio runtime).
+    pub(crate) fn new() -> io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the next SIGINT or SIGTERM and returns its name.
+    pub(crate) async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
+}
+
+/// Stops a child politely: SIGTERM, then SIGKILL if it has not exited within `grace`.
+pub(crate) async fn stop(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
+    if let Some(pid) = child.id() {
+        // It may have exited in the meantime (ESRCH): waiting below tells.
+        let _ = send_signal(pid, libc::SIGTERM);
+        if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
+            return status;
+        }
+        eprintln!("xtask: process {pid} ignored SIGTERM for {grace:?}; killing it");
+    }
+    child.kill().await?;
+    child.wait().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_rss() -> anyhow::Result<()> {
+        assert!(rss_kib(std::process::id())? > 0);
+        assert_eq!(parse_vm_rss("Name:\tx\nVmRSS:\t   1234 kB\n"), Some(1234));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn open_files_limit_can_be_raised() -> anyhow::Result<()> {
+        assert!(raise_open_files_limit()? >= 64);
+        Ok(())
+    }
+}
