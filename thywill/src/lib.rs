@@ -63,8 +63,16 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `minify` | yes | minification with swc_core and lightningcss (without it, bundles are merged unminified and clean builds take about half the time) |
+//! | `redis` | yes | the Redis cluster backend: [`RedisCluster`] (crate `thywill-cluster-redis`) |
+//! | `http` | yes | the HTTP cluster backend: [`HttpCluster`] (crate `thywill-cluster-http`) |
+//!
+//! A clustered node also needs a cluster-wide client tracker, to reach a connection held by
+//! another member: [`tracked`] wraps a backend and returns it with its [`ClusterTracker`]
+//! (`builder.cluster(cluster).tracker(tracker)`).
 //!
 //! See `ARCHITECTURE.md` for the map of the crates and the path of a message.
+
+pub mod config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -93,6 +101,16 @@ pub use thywill_resources as resources;
 pub use thywill_templates as templates;
 pub use thywill_core::{Minifier, TemplateEngine};
 pub use thywill_resources::{Entry, Manifest, Source};
+pub use thywill_transport::tracker::{ClusterTracker, TrackedCluster, tracked};
+/// Re-export of the HTTP cluster backend.
+#[cfg(feature = "http")]
+pub use thywill_cluster_http::{self as cluster_http, HttpCluster, HttpClusterConfig};
+/// Re-export of the Redis cluster backend.
+#[cfg(feature = "redis")]
+pub use thywill_cluster_redis::{self as cluster_redis, RedisCluster, RedisClusterConfig};
+
+/// A boxed serving future, as returned by [`config::Config::serve`].
+pub type BoxServe = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
 
 /// Errors of building or running a node.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +122,9 @@ pub enum Error {
     /// A component failed.
     #[error(transparent)]
     Core(#[from] CoreError),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// The page's resources could not be assembled (a file is missing, a script or style does
     /// not parse: the message names file, line and column).
     #[error(transparent)]
@@ -113,7 +134,10 @@ pub enum Error {
 impl Error {
     /// Whether the error is an invalid configuration value.
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::Transport(thywill_transport::TransportError::Config { .. }))
+        matches!(
+            self,
+            Self::Transport(thywill_transport::TransportError::Config { .. }) | Self::Config(_)
+        )
     }
 
     /// Whether the error is a syntax error in a script or stylesheet.

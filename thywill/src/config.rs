@@ -1,0 +1,607 @@
+//! Typed configuration of a node, from a TOML file, the environment and command-line
+//! overrides, with errors that name the offending key.
+//!
+//! Precedence, lowest first:
+//!
+//! 1. defaults ([`Config::default`]);
+//! 2. the TOML file, if one is given;
+//! 3. environment variables `THYWILL_<KEY>`, sections separated by a double underscore:
+//!    `THYWILL_PORT=10080`, `THYWILL_CLUSTER__BACKEND=redis`,
+//!    `THYWILL_CLUSTER__REDIS_URL=redis://10.0.0.5:6379`, `THYWILL_SESSION__SECRET=…`;
+//! 4. explicit overrides (typically command-line flags), as `("cluster.backend", "redis")`.
+//!
+//! The library never reads the environment itself: pass `std::env::vars()` to
+//! [`Config::load`].
+//!
+//! ```toml
+//! host = "127.0.0.1"
+//! port = 10087
+//! member = "alpha"
+//! base_path = "/chat"
+//!
+//! [limits]
+//! max_message_size = 65536
+//! outbound_queue = 1024
+//!
+//! [cluster]
+//! backend = "redis"                 # none | redis | http
+//! members = ["alpha", "beta"]       # http: ["alpha=10.0.0.1:20087", …]
+//! redis_url = "redis://127.0.0.1:6379"
+//!
+//! [session]
+//! secret = "at least 32 bytes of secret, shared by every member"
+//!
+//! [tls]
+//! cert = "/etc/thywill/cert.pem"
+//! key = "/etc/thywill/key.pem"
+//! redirect_port = 80
+//!
+//! [log]
+//! format = "json"                   # pretty | json
+//! filter = "info,thywill_transport=debug"
+//!
+//! metrics = "loopback"              # off | loopback | public
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::{Builder, Error, MetricsAccess, SessionConfig, Thywill, TlsConfig, TransportConfig};
+
+/// An invalid configuration value; `key` names it (dotted, such as `cluster.redis_url`).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration `{key}`: {message}")]
+pub struct ConfigError {
+    /// The dotted key.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Self {
+            key: key.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Limits of the transport.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest client message in bytes (close 1009 above it).
+    pub max_message_size: usize,
+    /// Outbound frames queued per connection before it is cut off as a slow consumer.
+    pub outbound_queue: usize,
+    /// Ping interval in milliseconds.
+    pub keepalive_interval_ms: u64,
+    /// Silence after which a connection counts as dead, in milliseconds.
+    pub keepalive_timeout_ms: u64,
+    /// Malformed frames tolerated before closing with 4000.
+    pub max_bad_frames: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 64 * 1024,
+            outbound_queue: 1024,
+            keepalive_interval_ms: 15_000,
+            keepalive_timeout_ms: 40_000,
+            max_bad_frames: 16,
+        }
+    }
+}
+
+/// Which cluster backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// A single member.
+    #[default]
+    None,
+    /// Redis pub/sub (feature `redis`).
+    Redis,
+    /// Direct HTTP between members (feature `http`).
+    Http,
+}
+
+/// Cluster settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The backend.
+    pub backend: Backend,
+    /// Member ids (Redis) or `id=host:port` cluster addresses (HTTP); a list or a
+    /// comma-separated string.
+    #[serde(deserialize_with = "string_or_list")]
+    pub members: Vec<String>,
+    /// Redis URL.
+    pub redis_url: String,
+    /// Redis channel prefix (default `thywill:<app>:cluster:`).
+    pub prefix: Option<String>,
+    /// Address of the local HTTP cluster server (default: the member's listed address).
+    pub listen: Option<SocketAddr>,
+    /// Shared secret of HTTP cluster traffic (required beyond loopback).
+    pub secret: Option<String>,
+    /// Heartbeat (Redis) or up-check (HTTP) interval in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// Heartbeat timeout (Redis) or up-check request timeout (HTTP) in milliseconds.
+    pub heartbeat_timeout_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            backend: Backend::None,
+            members: Vec::new(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            prefix: None,
+            listen: None,
+            secret: None,
+            heartbeat_interval_ms: 200,
+            heartbeat_timeout_ms: 500,
+        }
+    }
+}
+
+/// Session settings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Signing secret (≥ 32 bytes, the same on every member); sessions are off without it.
+    pub secret: Option<String>,
+    /// Cookie name (default `thywill.sid`).
+    pub cookie_name: Option<String>,
+    /// Mark the cookie `Secure`.
+    pub secure: bool,
+}
+
+/// TLS settings: HTTPS and WSS served directly.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Plain-HTTP port that redirects to HTTPS, if any.
+    #[serde(default)]
+    pub redirect_port: Option<u16>,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines (development).
+    #[default]
+    Pretty,
+    /// One JSON object per line (production).
+    Json,
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// `tracing` filter directives, such as `info,thywill_transport=debug`.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Who may read `<base>/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsSetting {
+    /// No metrics route.
+    Off,
+    /// Loopback clients only.
+    #[default]
+    Loopback,
+    /// Everyone.
+    Public,
+}
+
+/// The configuration of one member.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (default 127.0.0.1: loopback only).
+    pub host: IpAddr,
+    /// Port to listen on.
+    pub port: u16,
+    /// This member's id.
+    pub member: String,
+    /// Path prefix of the service (default: the application's own).
+    pub base_path: Option<String>,
+    /// Transport limits.
+    pub limits: Limits,
+    /// Cluster.
+    pub cluster: ClusterSettings,
+    /// Sessions.
+    pub session: SessionSettings,
+    /// TLS, if served directly.
+    pub tls: Option<TlsSettings>,
+    /// Logging.
+    pub log: LogSettings,
+    /// Metrics route access.
+    pub metrics: MetricsSetting,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 10080,
+            member: "alpha".into(),
+            base_path: None,
+            limits: Limits::default(),
+            cluster: ClusterSettings::default(),
+            session: SessionSettings::default(),
+            tls: None,
+            log: LogSettings::default(),
+            metrics: MetricsSetting::default(),
+        }
+    }
+}
+
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        Either::Many(v) => v,
+    })
+}
+
+/// Parses an environment or command-line value as a TOML value (number, boolean, array),
+/// else takes it as a string.
+fn scalar(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    }
+}
+
+fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), ConfigError> {
+    let mut parts = key.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        if part.is_empty() {
+            return Err(ConfigError::new(key, "empty key segment"));
+        }
+        if parts.peek().is_none() {
+            current.insert(part.to_owned(), value);
+            return Ok(());
+        }
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(ConfigError::new(key, format!("`{part}` is not a section"))),
+        };
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Loads defaults, then `file` (TOML), then `THYWILL_*` variables from `env`, then
+    /// `overrides` (dotted keys), and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(&str, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::new("config", format!("{}: {e}", path.display())))?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| ConfigError::new("config", format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        let mut from_env: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix("THYWILL_")?;
+                Some((rest.to_ascii_lowercase().replace("__", "."), v))
+            })
+            .collect();
+        from_env.sort();
+        for (key, value) in &from_env {
+            set_dotted(&mut table, key, scalar(value))?;
+        }
+        for (key, value) in overrides {
+            set_dotted(&mut table, key, scalar(value))?;
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if path == "." { "config".to_owned() } else { path };
+            ConfigError::new(key, e.into_inner())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.transport(None)?;
+        self.session_config()?;
+        if let Some(tls) = &self.tls {
+            TlsConfig::from_pem_files(&tls.cert, &tls.key).map_err(|e| ConfigError::new("tls", e))?;
+        }
+        if self.member.is_empty() {
+            return Err(ConfigError::new("member", "must not be empty"));
+        }
+        match self.cluster.backend {
+            Backend::None => {}
+            Backend::Redis if !cfg!(feature = "redis") => {
+                return Err(ConfigError::new("cluster.backend", "built without the `redis` feature"));
+            }
+            Backend::Http if !cfg!(feature = "http") => {
+                return Err(ConfigError::new("cluster.backend", "built without the `http` feature"));
+            }
+            Backend::Redis | Backend::Http => {
+                self.cluster_backend("app")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The transport configuration; `default_base` is the application's base path.
+    pub fn transport(&self, default_base: Option<&str>) -> Result<TransportConfig, ConfigError> {
+        let l = &self.limits;
+        let base = self.base_path.as_deref().or(default_base).unwrap_or("/");
+        let key = |k: &'static str| move |e: crate::transport::TransportError| ConfigError::new(k, e);
+        let config = TransportConfig::default()
+            .with_base_path(base)
+            .map_err(key("base_path"))?
+            .with_max_message_size(l.max_message_size)
+            .map_err(key("limits.max_message_size"))?
+            .with_outbound_queue(l.outbound_queue)
+            .map_err(key("limits.outbound_queue"))?
+            .with_keepalive(
+                Duration::from_millis(l.keepalive_interval_ms),
+                Duration::from_millis(l.keepalive_timeout_ms),
+            )
+            .map_err(key("limits.keepalive_interval_ms"))?
+            .with_max_bad_frames(l.max_bad_frames)
+            .with_metrics(match self.metrics {
+                MetricsSetting::Off => MetricsAccess::Off,
+                MetricsSetting::Loopback => MetricsAccess::Loopback,
+                MetricsSetting::Public => MetricsAccess::Public,
+            });
+        Ok(config)
+    }
+
+    /// The session configuration, if a secret is set.
+    pub fn session_config(&self) -> Result<Option<SessionConfig>, ConfigError> {
+        let Some(secret) = &self.session.secret else {
+            return Ok(None);
+        };
+        let mut c = SessionConfig::new(secret.as_bytes()).map_err(|e| ConfigError::new("session.secret", e))?;
+        if let Some(name) = &self.session.cookie_name {
+            c = c.with_cookie_name(name).map_err(|e| ConfigError::new("session.cookie_name", e))?;
+        }
+        Ok(Some(c.with_secure(self.session.secure)))
+    }
+
+    /// Builds the configured cluster backend (`None` for a single member). `app` names the
+    /// default Redis prefix `thywill:<app>:cluster:`.
+    pub fn cluster_backend(&self, app: &str) -> Result<Option<Arc<dyn crate::Cluster>>, ConfigError> {
+        let c = &self.cluster;
+        let heartbeat = (
+            Duration::from_millis(c.heartbeat_interval_ms),
+            Duration::from_millis(c.heartbeat_timeout_ms),
+        );
+        match c.backend {
+            Backend::None => Ok(None),
+            #[cfg(feature = "redis")]
+            Backend::Redis => {
+                use thywill_cluster_redis::{RedisCluster, RedisClusterConfig};
+                let e = |k: &'static str| move |e: thywill_cluster_redis::Error| ConfigError::new(k, e);
+                let mut members: Vec<crate::MemberId> = c
+                    .members
+                    .iter()
+                    .map(|m| crate::MemberId::from(m.split('=').next().unwrap_or_default().trim()))
+                    .collect();
+                let local = crate::MemberId::from(self.member.as_str());
+                if !members.contains(&local) {
+                    members.push(local.clone());
+                }
+                let config = RedisClusterConfig::default()
+                    .with_url(c.redis_url.clone())
+                    .map_err(e("cluster.redis_url"))?
+                    .with_prefix(c.prefix.clone().unwrap_or_else(|| format!("thywill:{app}:cluster:")))
+                    .map_err(e("cluster.prefix"))?
+                    .with_members(members)
+                    .map_err(e("cluster.members"))?
+                    .with_local(local)
+                    .map_err(e("member"))?
+                    .with_heartbeat(heartbeat.0, heartbeat.1)
+                    .map_err(e("cluster.heartbeat_interval_ms"))?;
+                Ok(Some(Arc::new(RedisCluster::new(config).map_err(e("cluster"))?)))
+            }
+            #[cfg(feature = "http")]
+            Backend::Http => {
+                use thywill_cluster_http::{HttpCluster, HttpClusterConfig};
+                let e = |k: &'static str| move |e: thywill_cluster_http::Error| ConfigError::new(k, e);
+                let members =
+                    thywill_cluster_http::parse_members(&c.members.join(",")).map_err(e("cluster.members"))?;
+                let mut config = HttpClusterConfig::default()
+                    .with_members(members)
+                    .map_err(e("cluster.members"))?
+                    .with_local(crate::MemberId::from(self.member.as_str()))
+                    .map_err(e("member"))?
+                    .with_up_check(heartbeat.0, heartbeat.1, 2)
+                    .map_err(e("cluster.heartbeat_interval_ms"))?;
+                if let Some(listen) = c.listen {
+                    config = config.with_listen(listen);
+                }
+                if let Some(secret) = &c.secret {
+                    config = config.with_secret(secret.as_bytes().to_vec()).map_err(e("cluster.secret"))?;
+                }
+                Ok(Some(Arc::new(HttpCluster::new(config).map_err(e("cluster"))?)))
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(ConfigError::new(
+                "cluster.backend",
+                format!("{other:?} is not compiled in"),
+            )),
+        }
+    }
+
+    /// Applies the configuration to a builder: member, transport, sessions, and the cluster
+    /// backend with a cluster-wide client tracker. `base` is the application's default base
+    /// path; `app` names the default Redis prefix.
+    pub fn apply(&self, builder: Builder, base: &str, app: &str) -> Result<Builder, ConfigError> {
+        let mut builder = builder.member(self.member.as_str()).transport(self.transport(Some(base))?);
+        if let Some(sessions) = self.session_config()? {
+            builder = builder.sessions(sessions);
+        }
+        if let Some(cluster) = self.cluster_backend(app)? {
+            let (cluster, tracker) = crate::transport::tracker::tracked_arc(cluster);
+            builder = builder.cluster(cluster).tracker(tracker);
+        }
+        Ok(builder)
+    }
+
+    /// Binds the node as configured (HTTPS with an optional redirect when `tls` is set, else
+    /// plain HTTP) and serves until [`Thywill::shutdown`]. Returns the URL of `page`.
+    pub async fn serve(
+        &self,
+        node: &Thywill,
+        page: &str,
+    ) -> Result<(String, impl std::future::Future<Output = ()> + Send + 'static), Error> {
+        let addr = SocketAddr::new(self.host, self.port);
+        match &self.tls {
+            None => {
+                let (bound, serving) = node.bind(addr).await?;
+                Ok((format!("http://{bound}{page}"), Box::pin(serving) as crate::BoxServe))
+            }
+            Some(tls) => {
+                let config = TlsConfig::from_pem_files(&tls.cert, &tls.key)?;
+                let (bound, serving) = node.bind_tls(addr, config).await?;
+                let serving: crate::BoxServe = match tls.redirect_port {
+                    Some(port) => {
+                        let (_, redirect) = node
+                            .bind_https_redirect(SocketAddr::new(self.host, port), bound.port())
+                            .await?;
+                        Box::pin(async move {
+                            let redirect = tokio::spawn(redirect);
+                            serving.await;
+                            let _ = redirect.await;
+                        })
+                    }
+                    None => Box::pin(serving),
+                };
+                Ok((format!("https://{bound}{page}"), serving))
+            }
+        }
+    }
+
+    /// Installs a global `tracing` subscriber as `log` says (pretty or JSON lines on stderr).
+    /// Does nothing if one is installed already.
+    pub fn init_logging(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        let _ = match self.log.format {
+            LogFormat::Pretty => builder.try_init(),
+            LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).try_init(),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_file_env_and_overrides_apply_in_order() -> Result<(), ConfigError> {
+        let dir = std::env::temp_dir().join(format!("thywill-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| ConfigError::new("test", e))?;
+        let file = dir.join("member.toml");
+        std::fs::write(
+            &file,
+            "port = 1\nmember = \"file\"\n[limits]\noutbound_queue = 7\n[log]\nformat = \"json\"\n",
+        )
+        .map_err(|e| ConfigError::new("test", e))?;
+        let c = Config::load(
+            Some(&file),
+            env(&[("THYWILL_PORT", "2"), ("THYWILL_LIMITS__MAX_MESSAGE_SIZE", "4096"), ("OTHER", "x")]),
+            &[("port", "3".into())],
+        )?;
+        assert_eq!(c.port, 3, "overrides beat the environment");
+        assert_eq!(c.member, "file", "the file beats defaults");
+        assert_eq!(c.limits.outbound_queue, 7);
+        assert_eq!(c.limits.max_message_size, 4096, "the environment beats the file");
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert!(c.host.is_loopback(), "loopback by default");
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("THYWILL_PORT", "seventy")], "port"),
+            (&[("THYWILL_LIMITS__MAX_MESSAGE_SIZE", "10")], "limits.max_message_size"),
+            (&[("THYWILL_LIMITS__OUTBOUND_QUEUE", "0")], "limits.outbound_queue"),
+            (&[("THYWILL_CLUSTER__BACKEND", "carrier-pigeon")], "cluster.backend"),
+            (&[("THYWILL_SESSION__SECRET", "short")], "session.secret"),
+            (&[("THYWILL_BASE_PATH", "/a b")], "base_path"),
+            (&[("THYWILL_HOST", "nowhere")], "host"),
+            (&[("THYWILL_LOG__FORMAT", "xml")], "log.format"),
+            (&[("THYWILL_TLS__CERT", "/nonexistent.pem"), ("THYWILL_TLS__KEY", "/nonexistent.pem")], "tls"),
+        ];
+        for (vars, key) in cases {
+            match Config::load(None, env(vars), &[]) {
+                Err(e) => assert_eq!(e.key, *key, "{vars:?}: {e}"),
+                Ok(_) => panic!("{vars:?} should be refused"),
+            }
+        }
+        match Config::load(None, env(&[("THYWILL_CLUSTER__NOPE", "1")]), &[]) {
+            Err(e) => assert!(e.to_string().contains("nope"), "{e}"),
+            Ok(_) => panic!("unknown keys are refused"),
+        }
+    }
+
+    #[test]
+    fn members_accept_a_comma_separated_string() -> Result<(), ConfigError> {
+        let c = Config::load(None, env(&[("THYWILL_CLUSTER__MEMBERS", "alpha, beta")]), &[])?;
+        assert_eq!(c.cluster.members, vec!["alpha".to_owned(), "beta".to_owned()]);
+        Ok(())
+    }
+}
