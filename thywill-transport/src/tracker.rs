@@ -244,9 +244,13 @@ impl Cluster for TrackedCluster {
 }
 
 impl ClusterTracker {
+    /// Tells the other members; a failure (cluster stopped, queue full) is logged, not
+    /// returned: the local table is right, and the others purge this member when it goes down.
     async fn announce(&self, task: TrackerTask) -> CoreResult<()> {
-        if self.table.cluster.members().len() > 1 {
-            self.table.cluster.send_to_others(task.to_task()?).await?;
+        if self.table.cluster.members().len() > 1
+            && let Err(e) = self.table.cluster.send_to_others(task.to_task()?).await
+        {
+            tracing::debug!(error = %e, "tracker announcement not sent");
         }
         Ok(())
     }

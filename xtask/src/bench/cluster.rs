@@ -199,7 +199,7 @@ async fn start(backend: Backend) -> anyhow::Result<(Vec<Child>, String, String)>
 }
 
 async fn connect(url: &str) -> anyhow::Result<Ws> {
-    let (mut ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
+    let (mut ws, _) = timeout(WAIT, tokio_tungstenite::connect_async_with_config(url, None, true))
         .await
         .context("connect timed out")??;
     match timeout(WAIT, ws.next()).await.context("no welcome frame")? {
