@@ -42,6 +42,10 @@ pub struct TransportConfig {
     pub(crate) max_bad_frames: u32,
     pub(crate) origins: AllowedOrigins,
     pub(crate) metrics: MetricsAccess,
+    pub(crate) rate_per_sec: u32,
+    pub(crate) rate_burst: u32,
+    pub(crate) max_connections: usize,
+    pub(crate) drain_jitter: Duration,
 }
 
 impl Default for TransportConfig {
@@ -55,6 +59,10 @@ impl Default for TransportConfig {
             max_bad_frames: 16,
             origins: AllowedOrigins::default(),
             metrics: MetricsAccess::default(),
+            rate_per_sec: 200,
+            rate_burst: 400,
+            max_connections: 100_000,
+            drain_jitter: Duration::from_secs(2),
         }
     }
 }
@@ -124,6 +132,40 @@ impl TransportConfig {
     /// Which origins may connect (default: same host only).
     pub fn with_allowed_origins(mut self, origins: AllowedOrigins) -> Self {
         self.origins = origins;
+        self
+    }
+
+    /// Per-connection rate limit on client frames: a token bucket refilled at `per_sec` with room
+    /// for `burst`; a client above it is closed with 4429 (defaults 200/s, burst 400).
+    pub fn with_rate_limit(mut self, per_sec: u32, burst: u32) -> Result<Self, TransportError> {
+        if per_sec == 0 || burst == 0 {
+            return Err(TransportError::Config {
+                key: "rate_limit",
+                message: "rate and burst must be at least 1".into(),
+            });
+        }
+        self.rate_per_sec = per_sec;
+        self.rate_burst = burst;
+        Ok(self)
+    }
+
+    /// Most WebSocket connections this node holds; further handshakes get 503
+    /// (default 100,000).
+    pub fn with_max_connections(mut self, n: usize) -> Result<Self, TransportError> {
+        if n == 0 {
+            return Err(TransportError::Config {
+                key: "max_connections",
+                message: "must be at least 1".into(),
+            });
+        }
+        self.max_connections = n;
+        Ok(self)
+    }
+
+    /// On shutdown, each client is told to reconnect after a random delay up to this bound,
+    /// so that a draining member's clients do not all land on the others at once (default 2 s).
+    pub fn with_drain_jitter(mut self, jitter: Duration) -> Self {
+        self.drain_jitter = jitter;
         self
     }
 

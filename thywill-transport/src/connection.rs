@@ -82,6 +82,7 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
 
     let rpc_slots = Arc::new(Semaphore::new(MAX_PENDING_RPC));
     let mut bad_frames = 0u32;
+    let mut bucket = TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst);
     let mut last_heard = Instant::now();
     let mut ping = tokio::time::interval(cfg.keepalive_interval);
     ping.tick().await;
@@ -131,6 +132,10 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
                         if msg.is_ping() || msg.is_pong() {
                             continue;
                         }
+                        if !bucket.take() {
+                            tracing::info!("rate limit exceeded");
+                            break (close::RATE_LIMITED, "rate limit exceeded");
+                        }
                         let Ok(text) = msg.to_str() else {
                             tracing::info!("binary frame refused");
                             break (close::UNSUPPORTED_DATA, "binary frames are not accepted");
@@ -172,6 +177,10 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
                     break;
                 }
             }
+            // Draining: spread the reconnections of this member's clients over the jitter.
+            let bound = u64::try_from(cfg.drain_jitter.as_millis()).unwrap_or(u64::MAX);
+            let after_ms = if bound == 0 { 0 } else { rand::random::<u64>() % bound };
+            let _ = ws.feed(WsMessage::text(ServerFrame::Reconnect { after_ms }.encode())).await;
         }
         let _ = ws.send(WsMessage::close_with(reason.0, reason.1)).await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ws.close()).await;
@@ -298,5 +307,50 @@ async fn handle_frame(
                 .in_current_span(),
             );
         }
+    }
+}
+
+/// A token bucket counting client frames.
+struct TokenBucket {
+    tokens: f64,
+    burst: f64,
+    per_sec: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(per_sec: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            burst: f64::from(burst),
+            per_sec: f64::from(per_sec),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one token; false when the bucket is empty.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenBucket;
+
+    #[test]
+    fn the_bucket_allows_the_burst_then_refuses() {
+        let mut b = TokenBucket::new(1, 3);
+        assert!(b.take() && b.take() && b.take());
+        assert!(!b.take());
     }
 }

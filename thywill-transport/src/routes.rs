@@ -262,6 +262,11 @@ impl Node {
                     return warp::reply::with_status("shutting down", StatusCode::SERVICE_UNAVAILABLE)
                         .into_response();
                 }
+                if node.connection_count() >= node.config().max_connections {
+                    tracing::warn!("websocket refused: connection limit reached");
+                    return warp::reply::with_status("too many connections", StatusCode::SERVICE_UNAVAILABLE)
+                        .into_response();
+                }
                 let limit = node.config().max_message_size;
                 let node = node.clone();
                 ws.max_message_size(limit.saturating_mul(2))

@@ -85,6 +85,12 @@ pub struct Limits {
     pub keepalive_timeout_ms: u64,
     /// Malformed frames tolerated before closing with 4000.
     pub max_bad_frames: u32,
+    /// Client frames per second per connection (close 4429 above it).
+    pub rate_per_sec: u32,
+    /// Burst allowance of the rate limit.
+    pub rate_burst: u32,
+    /// Most WebSocket connections of this member.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -95,6 +101,9 @@ impl Default for Limits {
             keepalive_interval_ms: 15_000,
             keepalive_timeout_ms: 40_000,
             max_bad_frames: 16,
+            rate_per_sec: 200,
+            rate_burst: 400,
+            max_connections: 100_000,
         }
     }
 }
@@ -393,6 +402,10 @@ impl Config {
             )
             .map_err(key("limits.keepalive_interval_ms"))?
             .with_max_bad_frames(l.max_bad_frames)
+            .with_rate_limit(l.rate_per_sec, l.rate_burst)
+            .map_err(key("limits.rate_per_sec"))?
+            .with_max_connections(l.max_connections)
+            .map_err(key("limits.max_connections"))?
             .with_metrics(match self.metrics {
                 MetricsSetting::Off => MetricsAccess::Off,
                 MetricsSetting::Loopback => MetricsAccess::Loopback,

@@ -121,3 +121,31 @@ async fn a_slow_consumer_is_cut_off_with_4008_without_stalling_others() -> anyho
     assert_eq!(slow.closed().await?, Some(close::SLOW_CONSUMER));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_flooding_client_is_closed_with_4429_and_others_carry_on() -> anyhow::Result<()> {
+    let cfg = TransportConfig::default().with_base_path("/t")?.with_rate_limit(5, 10)?;
+    let fx = Fixture::start(cfg).await?;
+    let mut other = WsClient::connect(&fx.ws_url()).await?;
+    let mut flood = WsClient::connect(&fx.ws_url()).await?;
+    for i in 0..100 {
+        if flood.send("nope", json!(i)).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(flood.closed().await?, Some(close::RATE_LIMITED));
+    assert_echo_works(&mut other).await
+}
+
+#[tokio::test]
+async fn handshakes_beyond_the_connection_limit_are_refused() -> anyhow::Result<()> {
+    let cfg = TransportConfig::default().with_base_path("/t")?.with_max_connections(2)?;
+    let fx = Fixture::start(cfg).await?;
+    let mut a = WsClient::connect(&fx.ws_url()).await?;
+    let _b = WsClient::connect(&fx.ws_url()).await?;
+    match WsClient::connect(&fx.ws_url()).await {
+        Err(WsError::Other(e)) => assert!(format!("{e:#}").contains("503"), "{e:#}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_echo_works(&mut a).await
+}

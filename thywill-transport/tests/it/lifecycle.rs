@@ -31,6 +31,11 @@ async fn shutdown_closes_clients_with_1001_and_stops_serving() -> anyhow::Result
     let mut a = WsClient::connect(&fx.ws_url()).await?;
     let mut b = WsClient::connect(&fx.ws_url()).await?;
     fx.node.shutdown();
+    // Draining: first a reconnect hint with a jittered delay, then the close.
+    match a.recv().await? {
+        thywill_core::protocol::ServerFrame::Reconnect { after_ms } => assert!(after_ms < 2_000),
+        other => panic!("expected a reconnect frame, got {other:?}"),
+    }
     assert_eq!(a.closed().await?, Some(close::GOING_AWAY));
     assert_eq!(b.closed().await?, Some(close::GOING_AWAY));
     tokio::time::timeout(thywill_testkit::TIMEOUT, fx.serving).await??;
