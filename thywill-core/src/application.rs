@@ -1,14 +1,20 @@
 //! The [`Application`] trait and the handle applications use to talk to clients.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::cluster::MemberStatus;
 use crate::protocol::LoadKind;
 use crate::{
-    ApplicationId, BoxFuture, ChannelId, Client, ConnectionId, CoreError, CoreResult, MemberClients, MemberId,
-    Message, RpcHandler, SessionId,
+    ApplicationId, BoxFuture, ChannelId, Client, ClientTracker, ConnectionId, CoreError, CoreResult, MemberClients,
+    MemberId, Message, RpcHandler, SessionId, TrackerEvent,
 };
+
+fn unavailable<'a, T: Send + 'a>(what: &'static str) -> BoxFuture<'a, CoreResult<T>> {
+    Box::pin(async move { Err(CoreError::Unavailable(format!("this client interface has no {what}"))) })
+}
 
 /// Where a message goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +61,57 @@ pub trait ClientInterface: Send + Sync + 'static {
     fn load(&self, target: Target, kind: LoadKind, path: String) -> BoxFuture<'_, CoreResult<()>> {
         let _ = (target, kind, path);
         Box::pin(async { Err(CoreError::Unavailable("this client interface cannot expose resources".into())) })
+    }
+
+    /// Every member of the cluster, in ring order (the default: the local member alone).
+    fn members(&self) -> Vec<MemberId> {
+        vec![self.member().clone()]
+    }
+
+    /// The cluster-wide client tracker, for connection and session queries (the default:
+    /// none).
+    fn tracker(&self) -> Option<&dyn ClientTracker> {
+        None
+    }
+
+    /// Adds sessions to a channel (persisted by the channel manager) and subscribes every
+    /// connection of those sessions, now and whenever one connects later, on any member.
+    fn add_sessions(&self, channel: ChannelId, sessions: Vec<SessionId>) -> BoxFuture<'_, CoreResult<()>> {
+        let _ = (channel, sessions);
+        unavailable("channel manager")
+    }
+
+    /// Removes sessions from a channel and unsubscribes their connections.
+    fn remove_sessions(&self, channel: ChannelId, sessions: Vec<SessionId>) -> BoxFuture<'_, CoreResult<()>> {
+        let _ = (channel, sessions);
+        unavailable("channel manager")
+    }
+
+    /// Removes every session from a channel, unsubscribes their connections, and returns the
+    /// sessions removed.
+    fn clear_channel(&self, channel: ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+        let _ = channel;
+        unavailable("channel manager")
+    }
+
+    /// The sessions of a channel (from the channel manager).
+    fn channel_sessions(&self, channel: ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+        let _ = channel;
+        unavailable("channel manager")
+    }
+
+    /// The channels of a session (from the channel manager).
+    fn session_channels(&self, session: SessionId) -> BoxFuture<'_, CoreResult<Vec<ChannelId>>> {
+        let _ = session;
+        unavailable("channel manager")
+    }
+
+    /// The sessions present in a channel, cluster-wide: those with at least one connection
+    /// subscribed to it on any member. Only channels some application tracks (see
+    /// [`Application::tracks_presence`]) have presence.
+    fn presence(&self, channel: ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+        let _ = channel;
+        unavailable("presence")
     }
 }
 
@@ -151,6 +208,74 @@ impl AppContext {
     pub async fn expose_to(&self, target: Target, kind: LoadKind, path: &str) -> CoreResult<()> {
         self.clients.load(target, kind, path.to_owned()).await
     }
+
+    /// Every member of the cluster, in ring order.
+    pub fn members(&self) -> Vec<MemberId> {
+        self.clients.members()
+    }
+
+    fn tracker(&self) -> CoreResult<&dyn ClientTracker> {
+        self.clients
+            .tracker()
+            .ok_or_else(|| CoreError::Unavailable("no client tracker".into()))
+    }
+
+    /// The member holding a connection, if it is connected anywhere in the cluster.
+    pub async fn member_of(&self, connection: &ConnectionId) -> CoreResult<Option<MemberId>> {
+        self.tracker()?.member_of(connection).await
+    }
+
+    /// Whether a connection is connected to any member.
+    pub async fn is_connected(&self, connection: &ConnectionId) -> CoreResult<bool> {
+        Ok(self.member_of(connection).await?.is_some())
+    }
+
+    /// Every connection of a session, cluster-wide, with the member holding each.
+    pub async fn connections_of_session(&self, session: &SessionId) -> CoreResult<Vec<(ConnectionId, MemberId)>> {
+        self.tracker()?.connections_of_session(session).await
+    }
+
+    /// Whether a session has a connection on any member.
+    pub async fn is_session_connected(&self, session: &SessionId) -> CoreResult<bool> {
+        Ok(!self.connections_of_session(session).await?.is_empty())
+    }
+
+    /// The whole table of connections (each with its session), by member.
+    pub async fn connected_clients(&self) -> CoreResult<BTreeMap<MemberId, MemberClients>> {
+        self.tracker()?.snapshot().await
+    }
+
+    /// Adds sessions to a channel: persisted, and every connection of those sessions (on any
+    /// member, now and whenever one connects later) is subscribed to it.
+    pub async fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> CoreResult<()> {
+        self.clients.add_sessions(channel.clone(), sessions.to_vec()).await
+    }
+
+    /// Removes sessions from a channel and unsubscribes their connections.
+    pub async fn remove_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> CoreResult<()> {
+        self.clients.remove_sessions(channel.clone(), sessions.to_vec()).await
+    }
+
+    /// Removes every session from a channel (unsubscribing their connections) and returns
+    /// them.
+    pub async fn clear_channel(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
+        self.clients.clear_channel(channel.clone()).await
+    }
+
+    /// The sessions of a channel.
+    pub async fn channel_sessions(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
+        self.clients.channel_sessions(channel.clone()).await
+    }
+
+    /// The channels a session belongs to.
+    pub async fn session_channels(&self, session: &SessionId) -> CoreResult<Vec<ChannelId>> {
+        self.clients.session_channels(session.clone()).await
+    }
+
+    /// The sessions present in a channel cluster-wide (see [`Application::tracks_presence`]).
+    pub async fn presence(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
+        self.clients.presence(channel.clone()).await
+    }
 }
 
 impl From<serde_json::Value> for Message {
@@ -228,6 +353,45 @@ pub trait Application: Send + Sync + 'static {
         async {}
     }
 
+    /// Another member came up or went down. Called on every member (unlike
+    /// [`cluster_member_down`](Application::cluster_member_down)).
+    fn cluster_member_status(
+        &self,
+        ctx: &AppContext,
+        member: &MemberId,
+        status: MemberStatus,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, member, status);
+        async {}
+    }
+
+    /// Something the cluster-wide client tracker learnt from another member (connections,
+    /// disconnections, table snapshots). Connections and disconnections also call
+    /// [`connection_to`](Application::connection_to) and
+    /// [`disconnection_from`](Application::disconnection_from).
+    fn tracker_event(&self, ctx: &AppContext, event: &TrackerEvent) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, event);
+        async {}
+    }
+
+    /// Whether this application wants presence on `channel`: the node then keeps, cluster-wide,
+    /// which sessions have a connection subscribed to it, answers
+    /// [`AppContext::presence`], and sends this application's presence messages to the
+    /// channel's subscribers:
+    ///
+    /// | message data | when |
+    /// |---|---|
+    /// | `{"presence": "state", "channel": C, "sessions": [S, ...]}` | to a connection, as it subscribes: who is present |
+    /// | `{"presence": "join", "channel": C, "session": S}` | to every subscriber: S became present (its first connection subscribed) |
+    /// | `{"presence": "leave", "channel": C, "session": S}` | to every subscriber: S left (its last connection unsubscribed or disconnected, or the member holding it went down) |
+    ///
+    /// Every member must answer the same (they run the same applications). The default: no
+    /// presence.
+    fn tracks_presence(&self, channel: &ChannelId) -> bool {
+        let _ = channel;
+        false
+    }
+
     /// The application's remote procedures, if it offers any (see the `thywill-rpc` crate).
     fn rpc(&self) -> Option<&dyn RpcHandler> {
         None
@@ -262,6 +426,17 @@ pub trait DynApplication: Send + Sync + 'static {
         member: &'a MemberId,
         clients: &'a MemberClients,
     ) -> BoxFuture<'a, ()>;
+    /// See [`Application::cluster_member_status`].
+    fn cluster_member_status<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        member: &'a MemberId,
+        status: MemberStatus,
+    ) -> BoxFuture<'a, ()>;
+    /// See [`Application::tracker_event`].
+    fn tracker_event<'a>(&'a self, ctx: &'a AppContext, event: &'a TrackerEvent) -> BoxFuture<'a, ()>;
+    /// See [`Application::tracks_presence`].
+    fn tracks_presence(&self, channel: &ChannelId) -> bool;
     /// See [`Application::rpc`].
     fn rpc(&self) -> Option<&dyn RpcHandler>;
 }
@@ -297,6 +472,20 @@ impl<A: Application> DynApplication for A {
         clients: &'a MemberClients,
     ) -> BoxFuture<'a, ()> {
         Box::pin(Application::cluster_member_down(self, ctx, member, clients))
+    }
+    fn cluster_member_status<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        member: &'a MemberId,
+        status: MemberStatus,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(Application::cluster_member_status(self, ctx, member, status))
+    }
+    fn tracker_event<'a>(&'a self, ctx: &'a AppContext, event: &'a TrackerEvent) -> BoxFuture<'a, ()> {
+        Box::pin(Application::tracker_event(self, ctx, event))
+    }
+    fn tracks_presence(&self, channel: &ChannelId) -> bool {
+        Application::tracks_presence(self, channel)
     }
     fn rpc(&self) -> Option<&dyn RpcHandler> {
         Application::rpc(self)

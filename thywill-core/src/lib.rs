@@ -38,7 +38,7 @@ pub use message::{Client, Message, Metadata};
 pub use resource::{Minifier, Resource, ResourceKind, ResourceManager, TemplateEngine, attr};
 pub use rpc::{RpcError, RpcErrorCode, RpcHandler};
 pub use session::{SessionData, SessionStore};
-pub use tracker::{ClientTracker, MemberClients};
+pub use tracker::{ClientTracker, MemberClients, TrackerEvent, TrackerListener};
 
 /// A boxed, sendable future: the return type of trait methods that must stay object safe.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

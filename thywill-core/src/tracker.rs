@@ -1,6 +1,7 @@
 //! The [`ClientTracker`] trait: who is connected where, cluster-wide.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,46 @@ impl MemberClients {
     }
 }
 
+/// What a cluster-wide tracker learnt about other members, reported in the order its table
+/// changed (see [`ClientTracker::set_listener`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrackerEvent {
+    /// A client connected to another member.
+    ConnectedTo {
+        /// The member holding the client.
+        member: MemberId,
+        /// The client.
+        client: Client,
+    },
+    /// A client disconnected from another member.
+    DisconnectedFrom {
+        /// The member that held the client.
+        member: MemberId,
+        /// The client.
+        client: Client,
+    },
+    /// Another member asked for this member's table of local connections.
+    SnapshotRequested {
+        /// Who asked.
+        member: MemberId,
+    },
+    /// Another member's table of connections arrived and replaced what was known of it.
+    SnapshotReceived {
+        /// Whose table.
+        member: MemberId,
+        /// How many connections it holds.
+        connections: usize,
+    },
+}
+
+/// Receives a tracker's [`TrackerEvent`]s. Called synchronously, in order: implementations
+/// queue the event and return at once.
+pub trait TrackerListener: Send + Sync + 'static {
+    /// One event.
+    fn tracker_event(&self, event: TrackerEvent);
+}
+
 /// The cluster-wide table of connections and sessions.
 ///
 /// The node calls [`connected`](ClientTracker::connected) and
@@ -42,4 +83,9 @@ pub trait ClientTracker: Send + Sync + 'static {
     fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>>;
     /// Removes and returns a member's entries (on member down).
     fn purge_member(&self, member: &MemberId) -> BoxFuture<'_, CoreResult<MemberClients>>;
+    /// Registers the listener of changes learnt from other members (the node registers one at
+    /// start). A tracker that only knows the local member ignores it (the default).
+    fn set_listener(&self, listener: Arc<dyn TrackerListener>) {
+        let _ = listener;
+    }
 }

@@ -6,11 +6,13 @@
 //! - [`process`]: real example processes, killed on drop.
 //! - [`redis`]: a real `redis-server` on a free loopback port.
 //! - [`conformance`]: the suite every cluster backend passes.
+//! - [`hub`]: an in-memory cluster of several members in one process.
 //!
 //! Every wait here is bounded by a timeout; nothing sleeps to synchronise.
 
 pub mod browser;
 pub mod conformance;
+pub mod hub;
 pub mod process;
 pub mod redis;
 mod ws;

@@ -20,7 +20,7 @@ use tokio::process::Child;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::echo::{Ws, WAIT, frame_type, millis, percentile, spawn_server};
+use super::echo::{WAIT, Ws, frame_type, millis, percentile, spawn_server};
 use crate::flags::Args;
 use crate::sys::{self, Signals};
 use crate::{binary, cmd};
@@ -51,7 +51,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let opts = parse(args)?;
     let draw = binary("example-draw", true);
     if !draw.is_file() {
-        bail!("{} is missing: run `cargo build --release --workspace --bins`", draw.display());
+        bail!(
+            "{} is missing: run `cargo build --release --workspace --bins`",
+            draw.display()
+        );
     }
     tokio::runtime::Runtime::new()?.block_on(async {
         let mut signals = Signals::new()?;
@@ -113,7 +116,13 @@ async fn bench(opts: &Options) -> anyhow::Result<()> {
     }
     println!("\n| backend | messages/s | p50 | p99 |\n|---|---|---|---|");
     for (b, r) in &rows {
-        println!("| {} | {:.0} | {} | {} |", b.name(), r.per_sec, millis(r.p50), millis(r.p99));
+        println!(
+            "| {} | {:.0} | {} | {} |",
+            b.name(),
+            r.per_sec,
+            millis(r.p50),
+            millis(r.p99)
+        );
     }
     Ok(())
 }
@@ -126,12 +135,21 @@ fn free_port() -> anyhow::Result<u16> {
 async fn start_redis() -> anyhow::Result<(Child, String)> {
     let port = free_port()?;
     let mut c = tokio::process::Command::from(cmd("redis-server"));
-    c.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
+    c.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .process_group(0)
+    .kill_on_drop(true);
     let child = c
         .spawn()
         .context("cannot start redis-server (`bash scripts/install-test-deps.sh` installs it)")?;
@@ -144,7 +162,12 @@ async fn start_redis() -> anyhow::Result<(Child, String)> {
             s.read_exact(&mut buf).await.ok()?;
             (&buf == b"+PONG\r\n").then_some(())
         };
-        if timeout(Duration::from_secs(1), ping).await.ok().flatten().is_some() {
+        if timeout(Duration::from_secs(1), ping)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
             return Ok((child, format!("redis://127.0.0.1:{port}")));
         }
         if Instant::now() >= deadline {
@@ -159,7 +182,9 @@ async fn start(backend: Backend) -> anyhow::Result<(Vec<Child>, String, String)>
     let draw = binary("example-draw", true);
     let member = |id: &str, extra: &[String]| {
         let mut c = cmd(&draw);
-        c.args(["--port", "0", "--member", id]).args(extra).env("RUST_LOG", "warn");
+        c.args(["--port", "0", "--member", id])
+            .args(extra)
+            .env("RUST_LOG", "warn");
         c
     };
     let ws = |addr: SocketAddr| format!("ws://{addr}/draw/ws");
@@ -170,10 +195,17 @@ async fn start(backend: Backend) -> anyhow::Result<(Vec<Child>, String, String)>
         }
         Backend::Redis => {
             let (redis, url) = start_redis().await?;
-            let extra: Vec<String> = ["--cluster", "redis", "--redis-url", &url, "--cluster-members", "alpha,beta"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            let extra: Vec<String> = [
+                "--cluster",
+                "redis",
+                "--redis-url",
+                &url,
+                "--cluster-members",
+                "alpha,beta",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
             let (a, addr_a) = spawn_server(member("alpha", &extra), "draw alpha").await?;
             let (b, addr_b) = spawn_server(member("beta", &extra), "draw beta").await?;
             Ok((vec![a, b, redis], ws(addr_a), ws(addr_b)))
@@ -199,9 +231,12 @@ async fn start(backend: Backend) -> anyhow::Result<(Vec<Child>, String, String)>
 }
 
 async fn connect(url: &str) -> anyhow::Result<Ws> {
-    let (mut ws, _) = timeout(WAIT, tokio_tungstenite::connect_async_with_config(url, None, true))
-        .await
-        .context("connect timed out")??;
+    let (mut ws, _) = timeout(
+        WAIT,
+        tokio_tungstenite::connect_async_with_config(url, None, true),
+    )
+    .await
+    .context("connect timed out")??;
     match timeout(WAIT, ws.next()).await.context("no welcome frame")? {
         Some(Ok(Message::Text(text))) if frame_type(&text).as_deref() == Some("welcome") => Ok(ws),
         other => bail!("expected a welcome frame, got {other:?}"),
@@ -325,10 +360,15 @@ mod tests {
         let o = parse(&args("--secs 3 --inflight 8"))?;
         assert_eq!((o.secs, o.warmup, o.inflight), (3, 1, 8));
         assert!(parse(&args("--secs 0")).is_err());
-        let Message::Text(t) = stroke(7) else { bail!("not text") };
+        let Message::Text(t) = stroke(7) else {
+            bail!("not text")
+        };
         let v: serde_json::Value = serde_json::from_str(&t)?;
         assert_eq!(v["data"]["id"], 7);
-        assert_eq!(stroke_id(r#"{"t":"msg","app":"draw","seq":1,"data":{"segments":[],"id":9},"_":{}}"#), Some(9));
+        assert_eq!(
+            stroke_id(r#"{"t":"msg","app":"draw","seq":1,"data":{"segments":[],"id":9},"_":{}}"#),
+            Some(9)
+        );
         assert_eq!(stroke_id(r#"{"t":"welcome"}"#), None);
         Ok(())
     }

@@ -5,6 +5,7 @@
 mod http;
 mod redis;
 mod single;
+mod tracker;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

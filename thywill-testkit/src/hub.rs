@@ -1,0 +1,201 @@
+//! An in-memory cluster of several members in one process, for fast tests of what runs above
+//! the cluster (tracker, channels, presence, applications): tasks travel through one ordered
+//! queue per receiving member, and the test decides when a member dies.
+//!
+//! ```no_run
+//! # async fn t() -> anyhow::Result<()> {
+//! use thywill_testkit::hub::Hub;
+//! let hub = Hub::new(["alpha", "beta"]);
+//! let alpha = hub.member("alpha"); // a `Cluster`: give it to a node
+//! # let _ = alpha;
+//! hub.kill("beta"); // alpha is told that beta went down (it is the designated handler)
+//! # Ok(()) }
+//! ```
+//!
+//! Members report each other up as soon as both have started; a killed member stops receiving
+//! and sending, and every live member is told it went down (with `designated` set on its
+//! designated handler, ring order). Starting a killed member again brings it back up.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use thywill_core::cluster::designated_handler;
+use thywill_core::{BoxFuture, Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus};
+use tokio::sync::mpsc;
+
+/// What a member's queue carries.
+enum Delivery {
+    Task(MemberId, ClusterTask),
+    Up(MemberId),
+    Down(MemberId, bool),
+}
+
+struct Slot {
+    queue: mpsc::UnboundedSender<Delivery>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Started (live) members and their queues.
+    live: HashMap<MemberId, Slot>,
+}
+
+/// The shared medium of an in-memory cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    members: Vec<MemberId>,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("members", &self.members).finish()
+    }
+}
+
+impl Hub {
+    /// A cluster of these members, in ring order; none is started yet.
+    pub fn new<I, M>(members: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<MemberId>,
+    {
+        Self {
+            members: members.into_iter().map(Into::into).collect(),
+            state: Arc::new(Mutex::new(State::default())),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The member `id`, as a [`Cluster`] to give to a node (a new instance each call: a
+    /// restarted member is a new one).
+    pub fn member(&self, id: impl Into<MemberId>) -> HubMember {
+        HubMember {
+            hub: self.clone(),
+            local: id.into(),
+        }
+    }
+
+    /// Whether `id` is live (started and not killed).
+    pub fn is_live(&self, id: &MemberId) -> bool {
+        self.state().live.contains_key(id)
+    }
+
+    /// Kills `id` at once: it stops sending and receiving, and every live member is told it
+    /// went down.
+    pub fn kill(&self, id: impl Into<MemberId>) {
+        let id = id.into();
+        let mut st = self.state();
+        if st.live.remove(&id).is_none() {
+            return;
+        }
+        let handler = designated_handler(&self.members, &id, |m| st.live.contains_key(m));
+        for (m, slot) in &st.live {
+            let _ = slot
+                .queue
+                .send(Delivery::Down(id.clone(), handler.as_ref() == Some(m)));
+        }
+    }
+}
+
+/// One member of a [`Hub`].
+pub struct HubMember {
+    hub: Hub,
+    local: MemberId,
+}
+
+impl std::fmt::Debug for HubMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubMember").field("local", &self.local).finish()
+    }
+}
+
+impl HubMember {
+    fn post(&self, to: &MemberId, task: ClusterTask) -> CoreResult<()> {
+        let st = self.hub.state();
+        if !st.live.contains_key(&self.local) {
+            return Err(CoreError::Unavailable(format!("{} is not running", self.local)));
+        }
+        if let Some(slot) = st.live.get(to) {
+            let _ = slot.queue.send(Delivery::Task(self.local.clone(), task));
+        }
+        Ok(())
+    }
+}
+
+async fn pump(mut rx: mpsc::UnboundedReceiver<Delivery>, events: Arc<dyn ClusterEvents>) {
+    while let Some(d) = rx.recv().await {
+        match d {
+            Delivery::Task(from, task) => events.task(from, task),
+            Delivery::Up(m) => events.member_up(m),
+            Delivery::Down(m, designated) => events.member_down(m, designated),
+        }
+    }
+}
+
+impl Cluster for HubMember {
+    fn local_member(&self) -> &MemberId {
+        &self.local
+    }
+
+    fn members(&self) -> Vec<MemberId> {
+        self.hub.members.clone()
+    }
+
+    fn status(&self, member: &MemberId) -> MemberStatus {
+        if *member == self.local || self.hub.is_live(member) {
+            MemberStatus::Up
+        } else {
+            MemberStatus::Down
+        }
+    }
+
+    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(pump(rx, events));
+        let mut st = self.hub.state();
+        for (m, slot) in &st.live {
+            let _ = slot.queue.send(Delivery::Up(self.local.clone()));
+            let _ = tx.send(Delivery::Up(m.clone()));
+        }
+        st.live.insert(self.local.clone(), Slot { queue: tx });
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn stop(&self) -> BoxFuture<'_, CoreResult<()>> {
+        self.hub.kill(self.local.clone());
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+        let r = if self.hub.members.contains(member) {
+            self.post(member, task)
+        } else {
+            Err(CoreError::NotFound(format!("member {member}")))
+        };
+        Box::pin(std::future::ready(r))
+    }
+
+    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+        let mut r = Ok(());
+        for m in self.hub.members.iter().filter(|m| **m != self.local) {
+            if let Err(e) = self.post(m, task.clone()) {
+                r = Err(e);
+            }
+        }
+        Box::pin(std::future::ready(r))
+    }
+
+    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+        let mut r = Ok(());
+        for m in &self.hub.members {
+            if let Err(e) = self.post(m, task.clone()) {
+                r = Err(e);
+            }
+        }
+        Box::pin(std::future::ready(r))
+    }
+}
