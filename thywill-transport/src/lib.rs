@@ -29,6 +29,7 @@ pub mod tracker;
 mod metrics;
 mod node;
 mod routes;
+mod serve;
 mod session;
 mod tls;
 

@@ -303,14 +303,14 @@ impl Node {
         let node = self.clone();
         let metrics = warp::get()
             .and(exact_path(cfg.path("metrics")))
-            .and(warp::addr::remote())
-            .and_then(move |remote: Option<SocketAddr>| {
+            .and(warp::ext::optional::<crate::serve::PeerAddr>())
+            .and_then(move |remote: Option<crate::serve::PeerAddr>| {
                 let node = node.clone();
                 async move {
                     let allowed = match node.config().metrics {
                         MetricsAccess::Off => false,
                         MetricsAccess::Public => true,
-                        MetricsAccess::Loopback => remote.is_some_and(|a| a.ip().is_loopback()),
+                        MetricsAccess::Loopback => remote.is_some_and(|a| a.0.ip().is_loopback()),
                     };
                     if !allowed {
                         return Err(warp::reject::not_found());
@@ -377,17 +377,7 @@ impl Node {
     /// Serves the node's routes (with a plain-text 404 for anything else) on `listener` until
     /// [`Node::shutdown`] is called, then closes every connection with code 1001.
     pub async fn serve(self, listener: tokio::net::TcpListener) {
-        let not_found = warp::any()
-            .map(|| warp::reply::with_status("No such resource.", StatusCode::NOT_FOUND).into_response());
-        let routes = self.routes().or(not_found).unify().boxed();
-        let mut stop = self.inner.shutdown.subscribe();
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .run()
-            .await;
+        crate::serve::accept_loop(self, listener, None).await;
     }
 
     /// Binds `addr` and returns the bound address and the future that serves until shutdown.

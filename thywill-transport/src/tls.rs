@@ -6,11 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -21,9 +17,6 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Reply;
 
 use crate::{Node, TransportError};
-
-/// Time allowed for a TLS handshake before the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server certificate chain and key, ready to serve.
 #[derive(Clone)]
@@ -85,52 +78,17 @@ impl TlsConfig {
     }
 }
 
+impl TlsConfig {
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.server.clone())
+    }
+}
+
 impl Node {
     /// Serves the node's routes over TLS (HTTPS and WSS) on `listener` until
     /// [`Node::shutdown`].
     pub async fn serve_tls(self, listener: TcpListener, tls: TlsConfig) {
-        let not_found = warp::any()
-            .map(|| warp::reply::with_status("No such resource.", StatusCode::NOT_FOUND).into_response());
-        let service = warp::service(self.routes().or(not_found).unify());
-        let acceptor = TlsAcceptor::from(tls.server);
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut stop = self.inner.shutdown.subscribe();
-        loop {
-            let (tcp, peer) = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
-            };
-            let acceptor = acceptor.clone();
-            let service = service.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let builder = ConnBuilder::new(TokioExecutor::new());
-                let conn =
-                    builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
-        }
-        // Upgraded WebSockets close themselves on shutdown; wait (bounded) for HTTP requests.
-        let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+        crate::serve::accept_loop(self, listener, Some(tls.acceptor())).await;
     }
 
     /// Binds `addr` and returns the bound address and the future that serves HTTPS until

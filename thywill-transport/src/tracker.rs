@@ -6,14 +6,22 @@
 //! (`thywill.tracker`) before the node sees the cluster's events:
 //!
 //! - a local connect or disconnect is announced to the other members (`send_to_others`);
-//! - when a member comes up, every member sends it a snapshot of its local connections, which
-//!   the receiver merges into its table;
-//! - when a member goes down, the node purges its entries (through
-//!   [`ClientTracker::purge_member`]) and tells the designated handler's applications.
+//! - when a member comes up (at start, every other member does), the tracker asks it for its
+//!   table of local connections; the answer **replaces** what was known of that member, and the
+//!   differences are reported as connections and disconnections;
+//! - when a member goes down, its entries are purged at once (no ghosts once the failure is
+//!   detected); the node takes them with [`ClientTracker::purge_member`] and tells the
+//!   designated handler's applications;
+//! - when the backend reports lost traffic from a member (a gap), the tracker asks that member
+//!   for its table again, which repairs whatever announcement was lost;
+//! - tasks from a member currently seen as down are ignored (its table is asked for again
+//!   when it comes back up).
 //!
-//! Announcements travel in per-sender order, so a connect is always applied before its
-//! disconnect. Lost announcements (a cluster gap) are not repaired until the member restarts;
-//! a later version may re-request snapshots on gaps.
+//! Announcements and answers leave in the order the local table changed (one ordering lock),
+//! and the backend keeps per-sender order, so a table never misses a disconnection that
+//! followed its snapshot. What the tracker learns from other members reaches the listener
+//! ([`ClientTracker::set_listener`]: the node, which calls the applications' hooks) in the
+//! order the table changed.
 //!
 //! ```no_run
 //! # fn f(cluster: thywill_transport::local::LocalCluster) {
@@ -22,13 +30,14 @@
 //! # let _ = (cluster, tracker); }
 //! ```
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use serde::{Deserialize, Serialize};
+use thywill_core::cluster::ClusterStats;
 use thywill_core::{
     BoxFuture, Client, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreResult,
-    MemberClients, MemberId, MemberStatus, SessionId, Task,
+    MemberClients, MemberId, MemberStatus, SessionId, Task, TrackerEvent, TrackerListener,
 };
 
 /// Cluster task of the tracker.
@@ -38,41 +47,42 @@ enum TrackerTask {
     Connected { connection: String, session: String },
     /// A client disconnected from the sender.
     Disconnected { connection: String },
-    /// The sender's local connections, each with its session.
+    /// The sender's local connections, each with its session: replaces what the receiver knew.
     Snapshot { connections: Vec<(String, String)> },
+    /// The sender asks for the receiver's snapshot.
+    SnapshotRequest,
 }
 
 impl Task for TrackerTask {
     const NAME: &'static str = "thywill.tracker";
 }
 
+type Members = BTreeMap<MemberId, MemberClients>;
+
 struct Table {
     local: MemberId,
     cluster: Arc<dyn Cluster>,
-    members: RwLock<BTreeMap<MemberId, MemberClients>>,
+    members: RwLock<Members>,
+    /// Entries purged when members went down, one set per down event, until the node takes
+    /// them ([`ClientTracker::purge_member`]).
+    purged: Mutex<BTreeMap<MemberId, VecDeque<MemberClients>>>,
+    listener: RwLock<Option<Arc<dyn TrackerListener>>>,
+    /// Held while the local table changes and the matching task is queued, so that tasks
+    /// leave in the order of the changes.
+    order: tokio::sync::Mutex<()>,
 }
 
 impl Table {
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<MemberId, MemberClients>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Members> {
         self.members.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<MemberId, MemberClients>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Members> {
         self.members.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn insert(&self, member: &MemberId, connection: ConnectionId, session: SessionId) {
-        self.write()
-            .entry(member.clone())
-            .or_default()
-            .connections
-            .insert(connection, session);
-    }
-
-    fn remove(&self, member: &MemberId, connection: &ConnectionId) {
-        if let Some(mc) = self.write().get_mut(member) {
-            mc.connections.remove(connection);
-        }
+    fn listener(&self) -> Option<Arc<dyn TrackerListener>> {
+        self.listener.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn local_snapshot(&self) -> Vec<(String, String)> {
@@ -86,6 +96,99 @@ impl Table {
             })
             .unwrap_or_default()
     }
+
+    /// Applies a task from another member; returns the events, in order.
+    fn apply(&self, from: &MemberId, task: TrackerTask, events: &mut Vec<TrackerEvent>) {
+        let client = |connection: ConnectionId, session: SessionId| Client {
+            connection,
+            session,
+            member: from.clone(),
+        };
+        let mut table = self.write();
+        match task {
+            TrackerTask::Connected { connection, session } => {
+                let (c, s) = (ConnectionId::from(connection), SessionId::from(session));
+                let entry = table.entry(from.clone()).or_default();
+                if entry.connections.insert(c.clone(), s.clone()).as_ref() != Some(&s) {
+                    events.push(TrackerEvent::ConnectedTo {
+                        member: from.clone(),
+                        client: client(c, s),
+                    });
+                }
+            }
+            TrackerTask::Disconnected { connection } => {
+                let c = ConnectionId::from(connection);
+                if let Some(s) = table.get_mut(from).and_then(|mc| mc.connections.remove(&c)) {
+                    events.push(TrackerEvent::DisconnectedFrom {
+                        member: from.clone(),
+                        client: client(c, s),
+                    });
+                }
+            }
+            TrackerTask::Snapshot { connections } => {
+                let fresh: BTreeMap<ConnectionId, SessionId> = connections
+                    .into_iter()
+                    .map(|(c, s)| (ConnectionId::from(c), SessionId::from(s)))
+                    .collect();
+                let count = fresh.len();
+                let old = std::mem::take(&mut table.entry(from.clone()).or_default().connections);
+                for (c, s) in &old {
+                    if fresh.get(c) != Some(s) {
+                        events.push(TrackerEvent::DisconnectedFrom {
+                            member: from.clone(),
+                            client: client(c.clone(), s.clone()),
+                        });
+                    }
+                }
+                for (c, s) in &fresh {
+                    if old.get(c) != Some(s) {
+                        events.push(TrackerEvent::ConnectedTo {
+                            member: from.clone(),
+                            client: client(c.clone(), s.clone()),
+                        });
+                    }
+                }
+                table.entry(from.clone()).or_default().connections = fresh;
+                events.push(TrackerEvent::SnapshotReceived {
+                    member: from.clone(),
+                    connections: count,
+                });
+            }
+            TrackerTask::SnapshotRequest => events.push(TrackerEvent::SnapshotRequested { member: from.clone() }),
+        }
+        // Reported under the lock: the listener sees changes in table order.
+        if let Some(l) = self.listener() {
+            for e in events.iter() {
+                l.tracker_event(e.clone());
+            }
+        }
+    }
+
+    /// Removes a member's entries (it went down) and keeps them for the node.
+    fn purge(&self, member: &MemberId) {
+        let removed = self.write().remove(member).unwrap_or_default();
+        self.purged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(member.clone())
+            .or_default()
+            .push_back(removed);
+    }
+}
+
+/// Sends a task to one member from a spawned task (event callbacks must not block).
+fn send_later(table: &Arc<Table>, to: MemberId, what: &'static str, task: impl FnOnce(&Table) -> TrackerTask + Send + 'static) {
+    let table = table.clone();
+    tokio::spawn(async move {
+        let _order = table.order.lock().await;
+        let result = match task(&table).to_task() {
+            Ok(t) => table.cluster.send_to(&to, t).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(member = %to, error = %e, "tracker {what} not sent");
+        }
+    });
 }
 
 /// The cluster-wide client tracker made by [`tracked`]. Cheap to clone.
@@ -136,6 +239,9 @@ pub fn tracked_arc(cluster: Arc<dyn Cluster>) -> (TrackedCluster, ClusterTracker
         local: cluster.local_member().clone(),
         cluster: cluster.clone(),
         members: RwLock::new(BTreeMap::new()),
+        purged: Mutex::new(BTreeMap::new()),
+        listener: RwLock::new(None),
+        order: tokio::sync::Mutex::new(()),
     });
     (
         TrackedCluster {
@@ -162,14 +268,20 @@ impl ClusterEvents for TrackerEvents {
         if from == table.local {
             return;
         }
+        if table.cluster.status(&from) == MemberStatus::Down {
+            // Its table is asked for again when it comes back up.
+            tracing::debug!(%from, "tracker task from a member seen as down ignored");
+            return;
+        }
         match decoded {
-            Ok(TrackerTask::Connected { connection, session }) => {
-                table.insert(&from, connection.into(), session.into());
-            }
-            Ok(TrackerTask::Disconnected { connection }) => table.remove(&from, &connection.into()),
-            Ok(TrackerTask::Snapshot { connections }) => {
-                for (c, s) in connections {
-                    table.insert(&from, c.into(), s.into());
+            Ok(t) => {
+                let answer = matches!(t, TrackerTask::SnapshotRequest);
+                let mut events = Vec::new();
+                table.apply(&from, t, &mut events);
+                if answer {
+                    send_later(&table, from, "snapshot", |t| TrackerTask::Snapshot {
+                        connections: t.local_snapshot(),
+                    });
                 }
             }
             Err(e) => tracing::warn!(%from, error = %e, "bad tracker task"),
@@ -178,30 +290,23 @@ impl ClusterEvents for TrackerEvents {
 
     fn member_up(&self, member: MemberId) {
         if let Some(table) = self.table.upgrade() {
-            let snapshot = TrackerTask::Snapshot {
-                connections: table.local_snapshot(),
-            };
-            match snapshot.to_task() {
-                Ok(task) => {
-                    let cluster = table.cluster.clone();
-                    let to = member.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = cluster.send_to(&to, task).await {
-                            tracing::warn!(member = %to, error = %e, "tracker snapshot not sent");
-                        }
-                    });
-                }
-                Err(e) => tracing::warn!(error = %e, "tracker snapshot not encoded"),
-            }
+            send_later(&table, member.clone(), "snapshot request", |_| TrackerTask::SnapshotRequest);
         }
         self.next.member_up(member);
     }
 
     fn member_down(&self, member: MemberId, designated: bool) {
+        if let Some(table) = self.table.upgrade() {
+            table.purge(&member);
+        }
         self.next.member_down(member, designated);
     }
 
     fn gap(&self, from: MemberId, missing: u64) {
+        if let Some(table) = self.table.upgrade() {
+            // Announcements were lost: ask for the whole table again.
+            send_later(&table, from.clone(), "snapshot request", |_| TrackerTask::SnapshotRequest);
+        }
         self.next.gap(from, missing);
     }
 }
@@ -238,19 +343,23 @@ impl Cluster for TrackedCluster {
     fn is_healthy(&self) -> bool {
         self.cluster.is_healthy()
     }
+    fn stats(&self) -> ClusterStats {
+        self.cluster.stats()
+    }
     fn designated_handler(&self, failed: &MemberId) -> Option<MemberId> {
         self.cluster.designated_handler(failed)
     }
 }
 
 impl ClusterTracker {
-    /// Tells the other members; a failure (cluster stopped, queue full) is logged, not
-    /// returned: the local table is right, and the others purge this member when it goes down.
-    async fn announce(&self, task: TrackerTask) -> CoreResult<()> {
-        if self.table.cluster.members().len() > 1
-            && let Err(e) = self.table.cluster.send_to_others(task.to_task()?).await
+    /// Changes the local table and announces the change, in order with every other change.
+    async fn local_change(&self, change: impl FnOnce(&mut Members), announce: Option<TrackerTask>) -> CoreResult<()> {
+        let _order = self.table.order.lock().await;
+        change(&mut self.table.write());
+        if let Some(task) = announce
+            && self.table.cluster.members().len() > 1
         {
-            tracing::debug!(error = %e, "tracker announcement not sent");
+            self.table.cluster.send_to_others(task.to_task()?).await?;
         }
         Ok(())
     }
@@ -260,30 +369,38 @@ impl ClientTracker for ClusterTracker {
     fn connected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>> {
         let client = client.clone();
         Box::pin(async move {
-            self.table
-                .insert(&client.member, client.connection.clone(), client.session.clone());
-            if client.member == self.table.local {
-                self.announce(TrackerTask::Connected {
-                    connection: client.connection.to_string(),
-                    session: client.session.to_string(),
-                })
-                .await?;
-            }
-            Ok(())
+            let announce = (client.member == self.table.local).then(|| TrackerTask::Connected {
+                connection: client.connection.to_string(),
+                session: client.session.to_string(),
+            });
+            self.local_change(
+                |t| {
+                    t.entry(client.member.clone())
+                        .or_default()
+                        .connections
+                        .insert(client.connection.clone(), client.session.clone());
+                },
+                announce,
+            )
+            .await
         })
     }
 
     fn disconnected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>> {
         let client = client.clone();
         Box::pin(async move {
-            self.table.remove(&client.member, &client.connection);
-            if client.member == self.table.local {
-                self.announce(TrackerTask::Disconnected {
-                    connection: client.connection.to_string(),
-                })
-                .await?;
-            }
-            Ok(())
+            let announce = (client.member == self.table.local).then(|| TrackerTask::Disconnected {
+                connection: client.connection.to_string(),
+            });
+            self.local_change(
+                |t| {
+                    if let Some(mc) = t.get_mut(&client.member) {
+                        mc.connections.remove(&client.connection);
+                    }
+                },
+                announce,
+            )
+            .await
         })
     }
 
@@ -319,8 +436,24 @@ impl ClientTracker for ClusterTracker {
         Box::pin(std::future::ready(Ok(self.table.read().clone())))
     }
 
+    /// The entries purged when `member` went down (one call per down event); a member purged by
+    /// hand (no down event pending) is removed from the table now.
     fn purge_member(&self, member: &MemberId) -> BoxFuture<'_, CoreResult<MemberClients>> {
-        let removed = self.table.write().remove(member).unwrap_or_default();
+        let stashed = self
+            .table
+            .purged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(member)
+            .and_then(VecDeque::pop_front);
+        let removed = match stashed {
+            Some(s) => s,
+            None => self.table.write().remove(member).unwrap_or_default(),
+        };
         Box::pin(std::future::ready(Ok(removed)))
+    }
+
+    fn set_listener(&self, listener: Arc<dyn TrackerListener>) {
+        *self.table.listener.write().unwrap_or_else(PoisonError::into_inner) = Some(listener);
     }
 }

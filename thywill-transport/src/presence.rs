@@ -1,0 +1,411 @@
+//! Local channel subscriptions and cluster-wide presence, as pure bookkeeping (no IO): the node
+//! holds one [`Subs`] under a lock and carries out the [`Effect`]s each change returns, still
+//! under that lock, so that every subscriber sees presence changes in the order they happened.
+//!
+//! **Presence.** For a channel some application tracks, a session is *present* while at least
+//! one of its connections is subscribed to the channel on any member. Each member counts its
+//! own subscribed connections per session and announces the first and the last
+//! ([`PresenceTask::Here`], [`PresenceTask::Gone`]); every member keeps, per channel and
+//! session, the set of members where the session is present. A member that goes down is
+//! removed from every set at once, and its sessions that vanish leave. When a member comes up
+//! (or lost traffic from it is detected) its contribution is asked for and replaced wholesale
+//! ([`PresenceTask::Snapshot`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use thywill_core::{ChannelId, ConnectionId, MemberId, SessionId, Task};
+
+/// Cluster task of presence.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum PresenceTask {
+    /// The sender now has a connection of `session` subscribed to `channel`.
+    Here { channel: String, session: String },
+    /// The sender no longer has a connection of `session` subscribed to `channel`.
+    Gone { channel: String, session: String },
+    /// Every (channel, session) present on the sender: replaces what the receiver knew of it.
+    Snapshot { entries: Vec<(String, String)> },
+    /// The sender asks for the receiver's snapshot.
+    SnapshotRequest,
+}
+
+impl Task for PresenceTask {
+    const NAME: &'static str = "thywill.presence";
+}
+
+/// Something the node must do after a change, in this order.
+#[derive(Debug)]
+pub(crate) enum Effect {
+    /// Announce to the other members.
+    Announce(PresenceTask),
+    /// Send presence data (`{"presence": ...}`) to local connections, from every application
+    /// tracking the channel.
+    Notify {
+        channel: ChannelId,
+        to: Vec<ConnectionId>,
+        data: Value,
+    },
+}
+
+fn join(channel: &ChannelId, session: &SessionId) -> Value {
+    json!({"presence": "join", "channel": channel.as_str(), "session": session.as_str()})
+}
+
+fn leave(channel: &ChannelId, session: &SessionId) -> Value {
+    json!({"presence": "leave", "channel": channel.as_str(), "session": session.as_str()})
+}
+
+/// One local connection's subscriptions.
+#[derive(Debug)]
+struct ConnSubs {
+    session: SessionId,
+    channels: HashSet<ChannelId>,
+}
+
+/// Local subscriptions (channel → connections, connection → channels, session → connections)
+/// and the cluster-wide presence of tracked channels.
+pub(crate) struct Subs {
+    local: MemberId,
+    tracked: Box<dyn Fn(&ChannelId) -> bool + Send + Sync>,
+    channels: HashMap<ChannelId, HashSet<ConnectionId>>,
+    conns: HashMap<ConnectionId, ConnSubs>,
+    sessions: HashMap<SessionId, HashSet<ConnectionId>>,
+    /// Tracked channel → session → local subscribed connections.
+    counts: HashMap<ChannelId, HashMap<SessionId, usize>>,
+    /// Tracked channel → session → members where it is present.
+    present: HashMap<ChannelId, BTreeMap<SessionId, BTreeSet<MemberId>>>,
+}
+
+impl std::fmt::Debug for Subs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subs")
+            .field("local", &self.local)
+            .field("channels", &self.channels.len())
+            .field("connections", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subs {
+    /// Empty state for member `local`; `tracked` says which channels have presence.
+    pub(crate) fn new(local: MemberId, tracked: impl Fn(&ChannelId) -> bool + Send + Sync + 'static) -> Self {
+        Self {
+            local,
+            tracked: Box::new(tracked),
+            channels: HashMap::new(),
+            conns: HashMap::new(),
+            sessions: HashMap::new(),
+            counts: HashMap::new(),
+            present: HashMap::new(),
+        }
+    }
+
+    /// Records a local connection of `session`.
+    pub(crate) fn register(&mut self, conn: &ConnectionId, session: &SessionId) {
+        self.conns.entry(conn.clone()).or_insert_with(|| ConnSubs {
+            session: session.clone(),
+            channels: HashSet::new(),
+        });
+        self.sessions.entry(session.clone()).or_default().insert(conn.clone());
+    }
+
+    /// The local connections of a session.
+    pub(crate) fn connections_of(&self, session: &SessionId) -> Vec<ConnectionId> {
+        self.sessions
+            .get(session)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The local subscribers of a channel, but `exclude`.
+    pub(crate) fn subscribers(&self, channel: &ChannelId, exclude: &[ConnectionId]) -> Vec<ConnectionId> {
+        self.channels
+            .get(channel)
+            .map(|s| s.iter().filter(|c| !exclude.contains(c)).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The sessions present in a tracked channel, cluster-wide.
+    pub(crate) fn present(&self, channel: &ChannelId) -> Vec<SessionId> {
+        self.present
+            .get(channel)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every (channel, session) present on the local member.
+    pub(crate) fn local_snapshot(&self) -> Vec<(String, String)> {
+        self.counts
+            .iter()
+            .flat_map(|(ch, m)| m.keys().map(move |s| (ch.to_string(), s.to_string())))
+            .collect()
+    }
+
+    /// Adds `member` to the holders of `session` in `channel`; a join if it was absent.
+    fn add_holder(&mut self, channel: &ChannelId, session: &SessionId, member: &MemberId, fx: &mut Vec<Effect>) {
+        let holders = self
+            .present
+            .entry(channel.clone())
+            .or_default()
+            .entry(session.clone())
+            .or_default();
+        let was_absent = holders.is_empty();
+        holders.insert(member.clone());
+        if was_absent {
+            fx.push(Effect::Notify {
+                channel: channel.clone(),
+                to: self.subscribers(channel, &[]),
+                data: join(channel, session),
+            });
+        }
+    }
+
+    /// Removes `member` from the holders of `session` in `channel`; a leave if none is left.
+    fn remove_holder(&mut self, channel: &ChannelId, session: &SessionId, member: &MemberId, fx: &mut Vec<Effect>) {
+        let Some(sessions) = self.present.get_mut(channel) else { return };
+        let Some(holders) = sessions.get_mut(session) else { return };
+        if !holders.remove(member) || !holders.is_empty() {
+            return;
+        }
+        sessions.remove(session);
+        if sessions.is_empty() {
+            self.present.remove(channel);
+        }
+        fx.push(Effect::Notify {
+            channel: channel.clone(),
+            to: self.subscribers(channel, &[]),
+            data: leave(channel, session),
+        });
+    }
+
+    /// Subscribes (or unsubscribes) local connections to channels; unknown connections are
+    /// skipped. Returns the effects.
+    pub(crate) fn subscribe(&mut self, subscribe: bool, conns: &[ConnectionId], channels: &[ChannelId]) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        for conn in conns {
+            for ch in channels {
+                if subscribe {
+                    self.add(conn, ch, &mut fx);
+                } else {
+                    self.remove(conn, ch, &mut fx);
+                }
+            }
+        }
+        fx
+    }
+
+    fn add(&mut self, conn: &ConnectionId, channel: &ChannelId, fx: &mut Vec<Effect>) {
+        let Some(cs) = self.conns.get_mut(conn) else { return };
+        if !cs.channels.insert(channel.clone()) {
+            return;
+        }
+        let session = cs.session.clone();
+        self.channels.entry(channel.clone()).or_default().insert(conn.clone());
+        if !(self.tracked)(channel) {
+            return;
+        }
+        let count = self
+            .counts
+            .entry(channel.clone())
+            .or_default()
+            .entry(session.clone())
+            .or_default();
+        *count += 1;
+        if *count == 1 {
+            fx.push(Effect::Announce(PresenceTask::Here {
+                channel: channel.to_string(),
+                session: session.to_string(),
+            }));
+            let local = self.local.clone();
+            // The join goes to the others; the new subscriber gets the whole state below.
+            let before = fx.len();
+            self.add_holder(channel, &session, &local, fx);
+            if let Some(Effect::Notify { to, .. }) = fx.get_mut(before) {
+                to.retain(|c| c != conn);
+            }
+        }
+        fx.push(Effect::Notify {
+            channel: channel.clone(),
+            to: vec![conn.clone()],
+            data: json!({"presence": "state", "channel": channel.as_str(), "sessions": self.present(channel)}),
+        });
+    }
+
+    fn remove(&mut self, conn: &ConnectionId, channel: &ChannelId, fx: &mut Vec<Effect>) {
+        let Some(cs) = self.conns.get_mut(conn) else { return };
+        if !cs.channels.remove(channel) {
+            return;
+        }
+        let session = cs.session.clone();
+        if let Some(set) = self.channels.get_mut(channel) {
+            set.remove(conn);
+            if set.is_empty() {
+                self.channels.remove(channel);
+            }
+        }
+        let Some(counts) = self.counts.get_mut(channel) else { return };
+        let Some(count) = counts.get_mut(&session) else { return };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        counts.remove(&session);
+        if counts.is_empty() {
+            self.counts.remove(channel);
+        }
+        fx.push(Effect::Announce(PresenceTask::Gone {
+            channel: channel.to_string(),
+            session: session.to_string(),
+        }));
+        let local = self.local.clone();
+        self.remove_holder(channel, &session, &local, fx);
+    }
+
+    /// Forgets a local connection: unsubscribes it from everything.
+    pub(crate) fn forget(&mut self, conn: &ConnectionId) -> Vec<Effect> {
+        let Some(cs) = self.conns.get(conn) else { return Vec::new() };
+        let channels: Vec<ChannelId> = cs.channels.iter().cloned().collect();
+        let session = cs.session.clone();
+        let fx = self.subscribe(false, std::slice::from_ref(conn), &channels);
+        self.conns.remove(conn);
+        if let Some(set) = self.sessions.get_mut(&session) {
+            set.remove(conn);
+            if set.is_empty() {
+                self.sessions.remove(&session);
+            }
+        }
+        fx
+    }
+
+    /// Applies a presence task from another member.
+    pub(crate) fn remote(&mut self, from: &MemberId, task: PresenceTask) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match task {
+            PresenceTask::Here { channel, session } => {
+                self.add_holder(&channel.into(), &session.into(), from, &mut fx);
+            }
+            PresenceTask::Gone { channel, session } => {
+                self.remove_holder(&channel.into(), &session.into(), from, &mut fx);
+            }
+            PresenceTask::Snapshot { entries } => {
+                let fresh: BTreeSet<(ChannelId, SessionId)> =
+                    entries.into_iter().map(|(c, s)| (c.into(), s.into())).collect();
+                for (ch, s) in self.held_by(from) {
+                    if !fresh.contains(&(ch.clone(), s.clone())) {
+                        self.remove_holder(&ch, &s, from, &mut fx);
+                    }
+                }
+                for (ch, s) in &fresh {
+                    self.add_holder(ch, s, from, &mut fx);
+                }
+            }
+            PresenceTask::SnapshotRequest => {}
+        }
+        fx
+    }
+
+    fn held_by(&self, member: &MemberId) -> Vec<(ChannelId, SessionId)> {
+        self.present
+            .iter()
+            .flat_map(|(ch, m)| {
+                m.iter()
+                    .filter(|(_, holders)| holders.contains(member))
+                    .map(move |(s, _)| (ch.clone(), s.clone()))
+            })
+            .collect()
+    }
+
+    /// A member went down: it holds nothing any more.
+    pub(crate) fn purge(&mut self, member: &MemberId) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        for (ch, s) in self.held_by(member) {
+            self.remove_holder(&ch, &s, member, &mut fx);
+        }
+        fx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids<T: From<&'static str>>(v: &[&'static str]) -> Vec<T> {
+        v.iter().map(|s| T::from(*s)).collect()
+    }
+
+    fn notified(fx: &[Effect]) -> Vec<(String, Vec<ConnectionId>)> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Notify { to, data, .. } => {
+                    let mut to = to.clone();
+                    to.sort();
+                    Some((data["presence"].as_str().unwrap_or_default().to_owned(), to))
+                }
+                Effect::Announce(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_session_is_present_while_one_of_its_connections_is_subscribed() {
+        let mut subs = Subs::new("alpha".into(), |c: &ChannelId| c.as_str() == "room");
+        let room = ChannelId::from("room");
+        subs.register(&"c1".into(), &"s1".into());
+        subs.register(&"c2".into(), &"s1".into());
+        subs.register(&"c3".into(), &"s2".into());
+
+        let fx = subs.subscribe(true, &ids(&["c1"]), std::slice::from_ref(&room));
+        assert!(matches!(fx[0], Effect::Announce(PresenceTask::Here { .. })));
+        assert_eq!(notified(&fx), vec![("join".into(), vec![]), ("state".into(), ids(&["c1"]))]);
+        // A second connection of the same session: no announcement, no join.
+        let fx = subs.subscribe(true, &ids(&["c2"]), std::slice::from_ref(&room));
+        assert_eq!(notified(&fx), vec![("state".into(), ids(&["c2"]))]);
+        let fx = subs.subscribe(true, &ids(&["c3"]), std::slice::from_ref(&room));
+        assert_eq!(
+            notified(&fx),
+            vec![("join".into(), ids(&["c1", "c2"])), ("state".into(), ids(&["c3"]))]
+        );
+        assert_eq!(subs.present(&room), ids::<SessionId>(&["s1", "s2"]));
+
+        // Another member holds s3; then it goes down: s3 leaves.
+        let fx = subs.remote(
+            &"beta".into(),
+            PresenceTask::Here {
+                channel: "room".into(),
+                session: "s3".into(),
+            },
+        );
+        assert_eq!(notified(&fx), vec![("join".into(), ids(&["c1", "c2", "c3"]))]);
+        let fx = subs.purge(&"beta".into());
+        assert_eq!(notified(&fx), vec![("leave".into(), ids(&["c1", "c2", "c3"]))]);
+
+        // s1 stays while c2 is subscribed, leaves with it.
+        assert!(notified(&subs.forget(&"c1".into())).is_empty());
+        let fx = subs.forget(&"c2".into());
+        assert!(matches!(fx[0], Effect::Announce(PresenceTask::Gone { .. })));
+        assert_eq!(notified(&fx), vec![("leave".into(), ids(&["c3"]))]);
+        assert_eq!(subs.present(&room), ids::<SessionId>(&["s2"]));
+        assert_eq!(subs.local_snapshot(), vec![("room".to_owned(), "s2".to_owned())]);
+        assert!(subs.connections_of(&"s1".into()).is_empty());
+    }
+
+    #[test]
+    fn snapshots_replace_a_members_contribution_and_untracked_channels_have_none() {
+        let mut subs = Subs::new("alpha".into(), |c: &ChannelId| c.as_str() != "quiet");
+        subs.register(&"c1".into(), &"s1".into());
+        assert!(subs.subscribe(true, &ids(&["c1"]), &ids(&["quiet"])).is_empty());
+        assert_eq!(subs.subscribers(&"quiet".into(), &[]), ids::<ConnectionId>(&["c1"]));
+        let beta = MemberId::from("beta");
+        let snap = |entries: &[(&str, &str)]| PresenceTask::Snapshot {
+            entries: entries.iter().map(|(c, s)| ((*c).to_owned(), (*s).to_owned())).collect(),
+        };
+        subs.remote(&beta, snap(&[("room", "a"), ("room", "b")]));
+        assert_eq!(subs.present(&"room".into()), ids::<SessionId>(&["a", "b"]));
+        subs.remote(&beta, snap(&[("room", "b"), ("hall", "c")]));
+        assert_eq!(subs.present(&"room".into()), ids::<SessionId>(&["b"]));
+        assert_eq!(subs.present(&"hall".into()), ids::<SessionId>(&["c"]));
+        subs.purge(&beta);
+        assert!(subs.present(&"room".into()).is_empty() && subs.present(&"hall".into()).is_empty());
+    }
+}
