@@ -135,6 +135,8 @@ struct Shared {
     published: Mutex<HashMap<MemberId, Stamp>>,
     inbound: Mutex<Inbound>,
     gaps: AtomicU64,
+    reconnects: AtomicU64,
+    sent: AtomicU64,
     healthy: AtomicBool,
     link: Mutex<Option<Link>>,
     stop: watch::Sender<bool>,
@@ -189,6 +191,8 @@ impl RedisCluster {
                 published: Mutex::new(HashMap::new()),
                 inbound: Mutex::new(Inbound::new(epoch)),
                 gaps: AtomicU64::new(0),
+                reconnects: AtomicU64::new(0),
+                sent: AtomicU64::new(0),
                 healthy: AtomicBool::new(false),
                 link: Mutex::new(None),
                 stop: watch::channel(false).0,
@@ -253,6 +257,14 @@ impl RedisCluster {
             .await
             .map_err(|_| Error::Timeout("subscriber"))??;
         let resubscribe = subscriber.manage_subscriptions();
+        let mut reconnected = subscriber.reconnect_rx();
+        let counter = sh.clone();
+        let count_reconnects = tokio::spawn(async move {
+            while reconnected.recv().await.is_ok() {
+                counter.reconnects.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("redis subscriber reconnected");
+            }
+        });
         let task_rx = subscriber.message_rx();
         let beat_rx = subscriber.message_rx();
         tokio::time::timeout(
@@ -271,6 +283,7 @@ impl RedisCluster {
         sh.healthy.store(true, Ordering::Relaxed);
         let tasks = vec![
             resubscribe,
+            count_reconnects,
             tokio::spawn(publish_loop(sh.clone(), publisher.clone(), rx)),
             tokio::spawn(receive_loop(sh.clone(), task_rx)),
             tokio::spawn(heartbeat_loop(
@@ -319,6 +332,7 @@ impl RedisCluster {
             bytes,
             stamps: env.stamps,
         });
+        sh.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -743,5 +757,15 @@ impl Cluster for RedisCluster {
 
     fn is_healthy(&self) -> bool {
         self.shared.healthy.load(Ordering::Relaxed)
+    }
+
+    fn stats(&self) -> thywill_core::ClusterStats {
+        let sh = &self.shared;
+        thywill_core::ClusterStats::new(
+            sh.reconnects.load(Ordering::Relaxed),
+            sh.gaps.load(Ordering::Relaxed),
+            sh.sent.load(Ordering::Relaxed),
+            0,
+        )
     }
 }

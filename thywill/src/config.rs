@@ -298,6 +298,18 @@ fn scalar(raw: &str) -> toml::Value {
     }
 }
 
+/// Deep-merges `over` into `base`: tables merge, anything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), ConfigError> {
     let mut parts = key.split('.').peekable();
     let mut current = table;
@@ -328,7 +340,22 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &[(&str, String)],
     ) -> Result<Config, ConfigError> {
-        let mut table = match file {
+        Self::load_with_defaults(&[], file, env, overrides)
+    }
+
+    /// Like [`Config::load`], with application defaults (dotted keys, such as an example's own
+    /// port) that sit between the built-in defaults and the file.
+    pub fn load_with_defaults(
+        defaults: &[(&str, String)],
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(&str, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::new();
+        for (key, value) in defaults {
+            set_dotted(&mut table, key, scalar(value))?;
+        }
+        let from_file = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError::new("config", format!("{}: {e}", path.display())))?;
@@ -337,6 +364,7 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        merge(&mut table, from_file);
         let mut from_env: Vec<(String, String)> = env
             .into_iter()
             .filter_map(|(k, v)| {

@@ -40,6 +40,7 @@
 //! |---|---|---|
 //! | cluster backend | [`Cluster`] | [`LocalCluster`] (one member) |
 //! | client tracker | [`ClientTracker`] | [`MemoryTracker`] |
+//! | channels of sessions | [`ChannelManager`] | [`MemoryChannels`] |
 //! | resources | [`ResourceManager`] | [`MemoryResources`] |
 //! | sessions | [`SessionStore`] | [`MemorySessionStore`] (sessions are off unless [`Builder::sessions`]) |
 //! | remote procedures | [`RpcHandler`] | none; [`rpc::Registry`] is a typed registry of functions (crate `thywill-rpc`) |
@@ -77,10 +78,11 @@ pub mod config;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use thywill_core::cluster::MemberStatus;
 pub use thywill_core::{
-    AppContext, Application, ApplicationId, ChannelId, Client, ClientTracker, Cluster, ConnectionId, CoreError,
-    MemberClients, MemberId, Message, Metadata, Resource, ResourceKind, ResourceManager, RpcError, RpcErrorCode,
-    RpcHandler, SessionData, SessionId, SessionStore, protocol,
+    AppContext, Application, ApplicationId, ChannelId, ChannelManager, Client, ClientTracker, Cluster, ConnectionId,
+    CoreError, MemberClients, MemberId, Message, Metadata, Resource, ResourceKind, ResourceManager, RpcError,
+    RpcErrorCode, RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent, protocol,
 };
 pub use thywill_transport::local::{
     LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker,
@@ -161,6 +163,7 @@ pub struct Builder {
     applications: Vec<(ApplicationId, Arc<dyn thywill_core::DynApplication>)>,
     cluster: Option<Arc<dyn Cluster>>,
     tracker: Option<Arc<dyn ClientTracker>>,
+    channels: Option<Arc<dyn ChannelManager>>,
     resources: Option<Arc<dyn ResourceManager>>,
     sessions: Option<SessionConfig>,
     session_store: Option<Arc<dyn SessionStore>>,
@@ -189,6 +192,7 @@ impl Default for Builder {
             applications: Vec::new(),
             cluster: None,
             tracker: None,
+            channels: None,
             resources: None,
             sessions: None,
             session_store: None,
@@ -206,6 +210,11 @@ impl Builder {
     pub fn base_path(mut self, base: impl AsRef<str>) -> Result<Self, Error> {
         self.config = self.config.with_base_path(base)?;
         Ok(self)
+    }
+
+    /// The transport configuration so far (its base path, limits).
+    pub fn transport_config(&self) -> &TransportConfig {
+        &self.config
     }
 
     /// Replaces the whole transport configuration.
@@ -235,6 +244,13 @@ impl Builder {
     /// Uses this client tracker.
     pub fn tracker<T: ClientTracker>(mut self, tracker: T) -> Self {
         self.tracker = Some(Arc::new(tracker));
+        self
+    }
+
+    /// Persists channels of sessions in this channel manager (shared by members in a cluster;
+    /// default: memory). See [`AppContext::add_sessions`].
+    pub fn channels<C: ChannelManager>(mut self, channels: C) -> Self {
+        self.channels = Some(Arc::new(channels));
         self
     }
 
@@ -334,6 +350,7 @@ impl Builder {
             applications: self.applications,
             cluster,
             tracker: self.tracker.unwrap_or_else(|| Arc::new(MemoryTracker::new())),
+            channels: self.channels.unwrap_or_else(|| Arc::new(MemoryChannels::new())),
             resources,
             sessions: match (self.sessions, self.session_store) {
                 (None, None) => None,

@@ -9,10 +9,10 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    example_support::init_tracing();
     let opts = example_support::Options::from_args(example_calculations::DEFAULT_PORT)?;
-    let node = example_calculations::builder()?
-        .member(opts.member.as_str())
+    opts.init_logging();
+    let node = opts.configure(example_calculations::builder()?)?
+        
         .build()
         .await?;
     example_support::serve(node, &opts, "/calculations/").await

@@ -19,8 +19,8 @@ use thywill::MemberId;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    example_support::init_tracing();
     let opts = example_support::Options::from_args(example_draw::DEFAULT_PORT)?;
+    opts.init_logging();
     let local = MemberId::from(opts.member.as_str());
     let app = example_draw::Draw::default().on_member_down(move |member, connections| {
         let mut fields = serde_json::Map::new();

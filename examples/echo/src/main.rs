@@ -6,8 +6,8 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    example_support::init_tracing();
     let opts = example_support::Options::from_args(example_echo::DEFAULT_PORT)?;
-    let node = example_echo::builder()?.member(opts.member.as_str()).build().await?;
+    opts.init_logging();
+    let node = opts.configure(example_echo::builder()?)?.build().await?;
     example_support::serve(node, &opts, "/echo/").await
 }

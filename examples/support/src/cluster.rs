@@ -29,8 +29,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use thywill::core::{BoxFuture, ClusterEvents, ClusterTask, CoreResult, MemberStatus};
 use thywill::{Builder, Cluster, MemberId};
-use thywill_cluster_http::{HttpCluster, HttpClusterConfig};
-use thywill_cluster_redis::{RedisCluster, RedisClusterConfig};
 
 use crate::Options;
 
@@ -153,6 +151,9 @@ impl Cluster for Printed {
     fn is_healthy(&self) -> bool {
         self.0.is_healthy()
     }
+    fn stats(&self) -> thywill::core::ClusterStats {
+        self.0.stats()
+    }
     fn designated_handler(&self, failed: &MemberId) -> Option<MemberId> {
         self.0.designated_handler(failed)
     }
@@ -161,48 +162,47 @@ impl Cluster for Printed {
 /// Member ids of a Redis cluster when `--cluster-members` is not given.
 const DEFAULT_REDIS_MEMBERS: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
 
-/// Builds the backend chosen by `opts` (`None` for a single member). `app` names the default
-/// Redis channel prefix `thywill:<app>:cluster:`.
-pub fn backend(opts: &Options, app: &str) -> anyhow::Result<Option<Arc<dyn Cluster>>> {
-    let local = MemberId::from(opts.member.as_str());
+fn quoted(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// The cluster flags as configuration overrides (see [`thywill::config`]).
+pub(crate) fn overrides(opts: &Options) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    let backend = match opts.cluster {
+        ClusterKind::None => return Ok(out),
+        ClusterKind::Redis => "redis",
+        ClusterKind::Http => "http",
+    };
+    out.push(("cluster.backend", backend.into()));
+    if let Some(url) = &opts.redis_url {
+        out.push(("cluster.redis_url", quoted(url)));
+    }
+    if let Some(prefix) = &opts.redis_prefix {
+        out.push(("cluster.prefix", quoted(prefix)));
+    }
+    if let Some(secret) = &opts.cluster_secret {
+        out.push(("cluster.secret", quoted(secret)));
+    }
+    if let Some(ms) = opts.heartbeat_interval_ms {
+        out.push(("cluster.heartbeat_interval_ms", ms.to_string()));
+    }
+    if let Some(ms) = opts.heartbeat_timeout_ms {
+        out.push(("cluster.heartbeat_timeout_ms", ms.to_string()));
+    }
     match opts.cluster {
-        ClusterKind::None => Ok(None),
         ClusterKind::Redis => {
-            let mut members: Vec<MemberId> = match &opts.cluster_members {
-                Some(list) => list
-                    .split(',')
-                    .map(|m| m.split('=').next().unwrap_or_default().trim())
-                    .filter(|m| !m.is_empty())
-                    .map(MemberId::from)
-                    .collect(),
-                None => DEFAULT_REDIS_MEMBERS.iter().map(|m| MemberId::from(*m)).collect(),
-            };
-            if !members.contains(&local) {
-                members.push(local.clone());
-            }
-            let mut config = RedisClusterConfig::default()
-                .with_url(
-                    opts.redis_url
-                        .clone()
-                        .unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
-                )?
-                .with_prefix(
-                    opts.redis_prefix
-                        .clone()
-                        .unwrap_or_else(|| format!("thywill:{app}:cluster:")),
-                )?
-                .with_members(members)?
-                .with_local(local)?;
-            if let Some((interval, timeout)) = heartbeat(opts) {
-                config = config.with_heartbeat(interval, timeout)?;
-            }
-            Ok(Some(Arc::new(RedisCluster::new(config)?)))
+            let members = opts
+                .cluster_members
+                .clone()
+                .unwrap_or_else(|| DEFAULT_REDIS_MEMBERS.join(","));
+            out.push(("cluster.members", quoted(&members)));
         }
         ClusterKind::Http => {
-            let list = opts
-                .cluster_members
-                .as_deref()
-                .context("--cluster http needs --cluster-members alpha=127.0.0.1:P1,beta=...")?;
+            let Some(list) = opts.cluster_members.as_deref() else {
+                return Ok(out);
+            };
+            let local = MemberId::from(opts.member.as_str());
             let mut members = thywill_cluster_http::parse_members(list)?;
             let listed = members
                 .iter()
@@ -219,32 +219,25 @@ pub fn backend(opts: &Options, app: &str) -> anyhow::Result<Option<Arc<dyn Clust
                     a.set_port(port);
                 }
             }
-            let mut config = HttpClusterConfig::default()
-                .with_members(members)?
-                .with_local(local.clone())?;
+            let list: Vec<String> = members.iter().map(|(m, a)| format!("{m}={a}")).collect();
+            out.push(("cluster.members", quoted(&list.join(","))));
             if let Some(port) = opts.cluster_port {
-                let ip = config.address_of(&local).map_or(opts.host, |a| a.ip());
-                config = config.with_listen(SocketAddr::new(ip, port));
+                let ip = members
+                    .iter()
+                    .find(|(m, _)| *m == local)
+                    .map_or(opts.host, |(_, a)| a.ip());
+                out.push(("cluster.listen", quoted(&SocketAddr::new(ip, port).to_string())));
             }
-            if let Some(secret) = &opts.cluster_secret {
-                config = config.with_secret(secret.as_bytes().to_vec())?;
-            }
-            if let Some((interval, timeout)) = heartbeat(opts) {
-                config = config.with_up_check(interval, timeout, 2)?;
-            }
-            Ok(Some(Arc::new(HttpCluster::new(config)?)))
         }
+        ClusterKind::None => {}
     }
+    Ok(out)
 }
 
-fn heartbeat(opts: &Options) -> Option<(Duration, Duration)> {
-    if opts.heartbeat_interval_ms.is_none() && opts.heartbeat_timeout_ms.is_none() {
-        return None;
-    }
-    Some((
-        Duration::from_millis(opts.heartbeat_interval_ms.unwrap_or(200)),
-        Duration::from_millis(opts.heartbeat_timeout_ms.unwrap_or(500)),
-    ))
+/// Builds the configured backend (`None` for a single member). `app` names the default Redis
+/// channel prefix `thywill:<app>:cluster:`.
+pub fn backend(opts: &Options, app: &str) -> anyhow::Result<Option<Arc<dyn Cluster>>> {
+    Ok(opts.config.cluster_backend(app)?)
 }
 
 /// Configures `builder` for the cluster chosen by `opts`: the member id, and for Redis or HTTP
@@ -255,7 +248,7 @@ pub fn apply(
     opts: &Options,
     app: &str,
 ) -> anyhow::Result<(Builder, Option<Arc<dyn Cluster>>)> {
-    let builder = builder.member(opts.member.as_str());
+    let builder = opts.configure(builder)?;
     let Some(backend) = backend(opts, app)? else {
         return Ok((builder, None));
     };
@@ -298,8 +291,8 @@ mod tests {
         assert_eq!(c.members(), vec![MemberId::from("alpha"), MemberId::from("beta")]);
         let o = opts(
             "--port 100 --member beta --cluster http --cluster-members alpha=127.0.0.1:5,gamma=127.0.0.1:6",
-        )?;
-        assert!(backend(&o, "draw").is_err(), "the local member must be listed");
+        );
+        assert!(o.is_err(), "the local member must be listed");
         Ok(())
     }
 

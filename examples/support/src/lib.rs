@@ -1,11 +1,18 @@
-//! What every thywill-rs example shares: command-line options, logging, the cluster backend
-//! chosen on the command line ([`cluster`]), and serving a node until Ctrl-C (or SIGTERM), then
-//! shutting it down gracefully.
+//! What every thywill-rs example shares: its configuration, logging, the cluster backend
+//! ([`cluster`]), and serving a node until Ctrl-C (or SIGTERM), then shutting it down
+//! gracefully.
+//!
+//! Configuration comes from [`thywill::config::Config`], lowest precedence first: defaults, the
+//! TOML file named by `--config FILE`, `THYWILL_*` environment variables (for example
+//! `THYWILL_LIMITS__OUTBOUND_QUEUE=256`, `THYWILL_LOG__FORMAT=json`), then the command-line
+//! flags below. An invalid value stops start-up with an error naming its key.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use thywill::Thywill;
+use thywill::config::Config;
 
 pub mod cluster;
 
@@ -37,6 +44,10 @@ pub struct Options {
     pub heartbeat_interval_ms: Option<u64>,
     /// Heartbeat timeout / up-check request timeout in ms (`--heartbeat-timeout`, default 500).
     pub heartbeat_timeout_ms: Option<u64>,
+    /// The configuration file (`--config FILE`).
+    pub config_file: Option<PathBuf>,
+    /// The resolved configuration: defaults < file < environment < flags.
+    pub config: Config,
 }
 
 impl Options {
@@ -61,11 +72,18 @@ impl Options {
                 .filter(|s| !s.is_empty()),
             heartbeat_interval_ms: None,
             heartbeat_timeout_ms: None,
+            config_file: None,
+            config: Config::default(),
         };
         let mut args = args.into_iter();
+        let mut given: Vec<&'static str> = Vec::new();
         while let Some(a) = args.next() {
             let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+            if let Some(flag) = ["--host", "--port", "--member"].into_iter().find(|f| *f == a) {
+                given.push(flag);
+            }
             match a.as_str() {
+                "--config" => o.config_file = Some(PathBuf::from(value("--config")?)),
                 "--host" => o.host = value("--host")?.parse().context("--host: not an IP address")?,
                 "--port" => o.port = value("--port")?.parse().context("--port: not a port number")?,
                 "--member" => o.member = value("--member")?,
@@ -97,7 +115,7 @@ impl Options {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "options: --host IP (default 127.0.0.1) --port PORT --member ID\n\
+                        "options: --config FILE --host IP (default 127.0.0.1) --port PORT --member ID\n\
                          \x20        --cluster none|redis|http --redis-url URL --redis-prefix P\n\
                          \x20        --cluster-members alpha=127.0.0.1:P1,beta=... --cluster-port P\n\
                          \x20        --cluster-secret S (or THYWILL_CLUSTER_SECRET)\n\
@@ -108,7 +126,62 @@ impl Options {
                 other => bail!("unknown option {other:?}"),
             }
         }
+        o.config = o.resolve(&given)?;
+        // The file and the environment may set what no flag did.
+        if !given.contains(&"--host") {
+            o.host = o.config.host;
+        }
+        if !given.contains(&"--port") {
+            o.port = o.config.port;
+        }
+        if !given.contains(&"--member") {
+            o.member = o.config.member.clone();
+        }
         Ok(o)
+    }
+
+    /// Loads the configuration with the flags as the highest-precedence overrides.
+    fn resolve(&self, given: &[&str]) -> anyhow::Result<Config> {
+        let mut overrides: Vec<(&str, String)> = Vec::new();
+        if given.contains(&"--host") {
+            overrides.push(("host", self.host.to_string()));
+        }
+        if given.contains(&"--port") {
+            overrides.push(("port", self.port.to_string()));
+        }
+        if given.contains(&"--member") {
+            overrides.push(("member", format!("\"{}\"", self.member)));
+        }
+        for (key, value) in cluster::overrides(self)? {
+            overrides.push((key, value));
+        }
+        // The example's own port sits below the file and the environment.
+        let defaults = [("port", self.port.to_string())];
+        // THYWILL_CLUSTER_SECRET (one underscore) is read as `--cluster-secret` above.
+        let env = std::env::vars().filter(|(k, _)| k != "THYWILL_CLUSTER_SECRET");
+        Ok(Config::load_with_defaults(&defaults, self.config_file.as_deref(), env, &overrides)?)
+    }
+
+    /// Installs logging as configured (`[log]`: pretty or JSON; `RUST_LOG` wins for the filter).
+    pub fn init_logging(&self) {
+        let mut config = self.config.clone();
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            config.log.filter = filter;
+        }
+        config.init_logging();
+    }
+
+    /// Applies the configuration's transport settings (limits, metrics access) and sessions to
+    /// `builder`, keeping the example's base path.
+    pub fn configure(&self, builder: thywill::Builder) -> anyhow::Result<thywill::Builder> {
+        let base = builder.transport_config().base_path().to_owned();
+        let mut builder = builder
+            .member(self.member.as_str())
+            .transport(self.config.transport(Some(&base))?);
+        if let Some(sessions) = self.config.session_config()? {
+            builder = builder.sessions(sessions);
+        }
+        Ok(builder)
     }
 
     /// The socket address to bind.
@@ -127,10 +200,14 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Binds, prints `listening: <url>` on stdout, and serves until Ctrl-C or SIGTERM.
+/// Binds (HTTPS when `[tls]` is configured), prints `listening: <url>` on stdout, and serves
+/// until Ctrl-C or SIGTERM.
 pub async fn serve(node: Thywill, opts: &Options, page_path: &str) -> anyhow::Result<()> {
-    let (addr, serving) = node.bind(opts.addr()).await?;
-    println!("listening: http://{addr}{page_path}");
+    let mut config = opts.config.clone();
+    config.host = opts.host;
+    config.port = opts.port;
+    let (url, serving) = config.serve(&node, page_path).await?;
+    println!("listening: {url}");
     let stopper = node.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -7,10 +7,10 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    example_support::init_tracing();
     let opts = example_support::Options::from_args(example_tabular::DEFAULT_PORT)?;
-    let node = example_tabular::builder()?
-        .member(opts.member.as_str())
+    opts.init_logging();
+    let node = opts.configure(example_tabular::builder()?)?
+        
         .build()
         .await?;
     example_support::serve(node, &opts, "/tabular/").await
