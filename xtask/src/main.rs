@@ -5,6 +5,7 @@
 
 mod bench;
 mod flags;
+mod fuzz;
 mod lint;
 mod run_example;
 mod sys;
@@ -25,6 +26,7 @@ tasks:
   lint         cargo fmt --check, clippy -D warnings, rustdoc -D warnings
   ci           lint, then test (what .ci/run does)
   bench        benchmarks on release builds: bench NAME [options]; `cargo xtask bench help` lists them
+  fuzz         fuzz the frame decoder and RPC requests (cargo-fuzz): [--secs N] [TARGET…]; `fuzz --help`
   help         this list
 ";
 
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Some("lint") => no_options("lint", &rest).and_then(|()| lint::run()),
         Some("ci") => no_options("ci", &rest).and_then(|()| ci()),
         Some("bench") => bench::run(rest),
+        Some("fuzz") => fuzz::run(rest),
         // Hidden: the raw tokio-tungstenite echo server `bench echo` compares against.
         Some("bench-raw-server") => bench::raw_server::run(rest),
         Some(other) => Err(anyhow::anyhow!("unknown task {other:?}\n\n{HELP}")),
