@@ -171,7 +171,7 @@ pub mod attr {
     pub const CACHE_CONTROL: &str = "cache-control";
     /// A precomputed strong ETag (with its quotes); computed from the body when absent.
     pub const ETAG: &str = "etag";
-    /// Comma-separated content codings stored as variants (see [`Resource::variant_key`]).
+    /// Comma-separated content codings stored as variants (see [`Resource::variant_key`](super::Resource::variant_key)).
     pub const ENCODINGS: &str = "encodings";
     /// On a variant: the content coding of its body (`br`, `gzip`).
     pub const CONTENT_ENCODING: &str = "content-encoding";

@@ -83,7 +83,7 @@ async fn missing_forged_and_unknown_sessions_are_refused_with_4401() -> anyhow::
         other => panic!("{other:?}"),
     }
     let cookie = page_cookie(&fx).await?;
-    let forged = cookie.replace(|c: char| c == 'a', "b");
+    let forged = cookie.replace('a', "b");
     let forged = if forged == cookie { format!("{cookie}0") } else { forged };
     assert_eq!(connect_with_cookie(&fx, &forged).await?, (close::SESSION_REFUSED, None));
     let unknown = format!("thywill.sid={}", config.sign(&SessionId::from("never-stored")));
