@@ -78,13 +78,11 @@ struct Batch {
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard()).map_err(|e| Error::Codec(e.to_string()))
+    thywill_core::cluster::codec::encode(v).map_err(|e| Error::Codec(e.to_string()))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, Error> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| Error::Codec(e.to_string()))
+    thywill_core::cluster::codec::decode(b).map_err(|e| Error::Codec(e.to_string()))
 }
 
 #[derive(Clone, Copy, Debug)]

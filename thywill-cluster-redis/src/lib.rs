@@ -42,9 +42,12 @@
 //! # let _ = cluster; Ok(()) }
 //! ```
 
+mod channels;
 mod config;
 mod error;
 mod resources;
+mod sessions;
+mod store;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -66,7 +69,9 @@ use tokio::task::JoinHandle;
 
 pub use config::RedisClusterConfig;
 pub use error::Error;
+pub use channels::{RedisChannels, RedisChannelsConfig};
 pub use resources::{RedisResources, RedisResourcesConfig};
+pub use sessions::{RedisSessions, RedisSessionsConfig};
 
 /// How many queued tasks one pipeline publishes at most.
 const BATCH: usize = 256;
@@ -90,14 +95,12 @@ struct Beat {
     published: Vec<(MemberId, Stamp)>,
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard()).map_err(|e| Error::Codec(e.to_string()))
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
+    thywill_core::cluster::codec::encode(v).map_err(|e| Error::Codec(e.to_string()))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, Error> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| Error::Codec(e.to_string()))
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, Error> {
+    thywill_core::cluster::codec::decode(b).map_err(|e| Error::Codec(e.to_string()))
 }
 
 struct Outgoing {

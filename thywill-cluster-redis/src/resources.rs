@@ -16,7 +16,7 @@ use thywill_core::{BoxFuture, CoreResult, Resource, ResourceKind, ResourceManage
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::Error;
+use crate::{Error, decode, encode};
 
 /// Settings of a [`RedisResources`] store.
 #[derive(Clone, Debug)]
@@ -112,16 +112,6 @@ struct Record {
 struct Invalidation {
     from: u64,
     path: String,
-}
-
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard()).map_err(|e| Error::Codec(e.to_string()))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, Error> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| Error::Codec(e.to_string()))
 }
 
 /// Least-recently-used cache of resources by client path.

@@ -48,6 +48,27 @@ fn codec() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// The one binary codec of member-to-member traffic (bincode, standard configuration), for
+/// backends that put their own envelopes around [`ClusterTask`]s. Swap it here, and every
+/// backend follows.
+pub mod codec {
+    use serde::{Serialize, de::DeserializeOwned};
+
+    use crate::{CoreError, CoreResult};
+
+    /// Encodes a value.
+    pub fn encode<T: Serialize>(value: &T) -> CoreResult<Vec<u8>> {
+        bincode::serde::encode_to_vec(value, super::codec()).map_err(|e| CoreError::Codec(e.to_string()))
+    }
+
+    /// Decodes a value written by [`encode`]; trailing bytes are ignored.
+    pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> CoreResult<T> {
+        bincode::serde::decode_from_slice(bytes, super::codec())
+            .map(|(v, _)| v)
+            .map_err(|e| CoreError::Codec(e.to_string()))
+    }
+}
+
 impl ClusterTask {
     /// Encodes a value under a task name.
     pub fn encode<T: Serialize>(name: &str, value: &T) -> CoreResult<Self> {
@@ -73,14 +94,12 @@ impl ClusterTask {
 
     /// Encodes the whole task (name and payload) to bytes for a backend's wire.
     pub fn to_bytes(&self) -> CoreResult<Vec<u8>> {
-        bincode::serde::encode_to_vec(self, codec()).map_err(|e| CoreError::Codec(e.to_string()))
+        codec::encode(self)
     }
 
     /// Decodes a task written by [`ClusterTask::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<Self> {
-        bincode::serde::decode_from_slice(bytes, codec())
-            .map(|(v, _)| v)
-            .map_err(|e| CoreError::Codec(e.to_string()))
+        codec::decode(bytes)
     }
 }
 
