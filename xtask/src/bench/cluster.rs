@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::echo::{WAIT, Ws, frame_type, millis, percentile, spawn_server};
 use crate::flags::Args;
-use crate::sys::{self, Signals};
+use crate::sys;
 use crate::{binary, cmd};
 
 /// The options of `bench cluster`.
@@ -49,21 +49,8 @@ pub(crate) fn parse(args: &[String]) -> anyhow::Result<Options> {
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let opts = parse(args)?;
-    let draw = binary("example-draw", true);
-    if !draw.is_file() {
-        bail!(
-            "{} is missing: run `cargo build --release --workspace --bins`",
-            draw.display()
-        );
-    }
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let mut signals = Signals::new()?;
-        tokio::select! {
-            result = bench(&opts) => result,
-            // Dropping the benchmark kills the processes (kill_on_drop).
-            signal = signals.recv() => bail!("interrupted by {signal}"),
-        }
-    })
+    super::release_binary("example-draw")?;
+    super::block_on_interruptible(bench(&opts))
 }
 
 /// How the two members are linked.

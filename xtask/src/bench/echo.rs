@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::flags::Args;
-use crate::sys::{self, Signals};
+use crate::sys;
 use crate::{binary, cmd};
 
 /// The payload of every message: 32 bytes.
@@ -65,29 +65,10 @@ pub(crate) fn parse(args: &[String]) -> anyhow::Result<Options> {
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let opts = parse(args)?;
     // Each side of each connection is an open file: the client holds all of them, each server its own.
-    let limit = sys::raise_open_files_limit().context("cannot raise the open-files limit")?;
     let needed = (opts.idle.max(opts.conns) + 256) as u64;
-    if limit < needed {
-        bail!(
-            "{} connections need about {needed} open files, the limit is {limit}: lower --idle",
-            opts.idle
-        );
-    }
-    let thywill = binary("example-echo", true);
-    if !thywill.is_file() {
-        bail!(
-            "{} is missing: run `cargo build --release --workspace --bins`",
-            thywill.display()
-        );
-    }
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let mut signals = Signals::new()?;
-        tokio::select! {
-            result = bench(&opts) => result,
-            // Dropping the benchmark kills the servers (kill_on_drop).
-            signal = signals.recv() => bail!("interrupted by {signal}"),
-        }
-    })
+    super::ensure_open_files(needed, &format!("{} connections (lower --idle)", opts.idle))?;
+    super::release_binary("example-echo")?;
+    super::block_on_interruptible(bench(&opts))
 }
 
 /// The two servers.

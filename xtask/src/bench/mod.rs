@@ -53,6 +53,36 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
     }
 }
 
+/// Raises the open-files limit and checks that it allows `needed` descriptors.
+pub(crate) fn ensure_open_files(needed: u64, what: &str) -> anyhow::Result<()> {
+    let limit = sys::raise_open_files_limit().context("cannot raise the open-files limit")?;
+    if limit < needed {
+        bail!("{what} need about {needed} open files, the limit is {limit}");
+    }
+    Ok(())
+}
+
+/// The release binary `name`, which must have been built.
+pub(crate) fn release_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = binary(name, true);
+    if !path.is_file() {
+        bail!("{} is missing: run `cargo build --release --workspace --bins`", path.display());
+    }
+    Ok(path)
+}
+
+/// Runs a benchmark on a fresh runtime until it ends or Ctrl-C / SIGTERM arrives; dropping
+/// the benchmark's future kills its servers (`kill_on_drop`).
+pub(crate) fn block_on_interruptible(bench: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let mut signals = Signals::new()?;
+        tokio::select! {
+            result = bench => result,
+            signal = signals.recv() => bail!("interrupted by {signal}"),
+        }
+    })
+}
+
 /// Runs `bench` in a release build of xtask. When this process is not one, builds the whole
 /// workspace in release mode (`--workspace`: see crates.md, "the -p trap") and reruns the
 /// release xtask with the same arguments; the benchmark then finds every release binary built.

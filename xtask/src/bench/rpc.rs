@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::echo::{self, Kind, WAIT, Ws};
 use crate::flags::Args;
-use crate::sys::{self, Signals};
+use crate::sys;
 use crate::{binary, cmd};
 
 /// The application id of the Calculations example.
@@ -83,29 +83,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 
 fn run_release(args: &[String]) -> anyhow::Result<()> {
     let opts = parse(args)?;
-    let limit = sys::raise_open_files_limit().context("cannot raise the open-files limit")?;
-    let needed = (opts.conns + 256) as u64;
-    if limit < needed {
-        bail!(
-            "{} connections need about {needed} open files, the limit is {limit}",
-            opts.conns
-        );
-    }
-    let server = binary("example-calculations", true);
-    if !server.is_file() {
-        bail!(
-            "{} is missing: run `cargo build --release --workspace --bins`",
-            server.display()
-        );
-    }
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let mut signals = Signals::new()?;
-        tokio::select! {
-            result = bench(&opts) => result,
-            // Dropping the benchmark kills the server (kill_on_drop).
-            signal = signals.recv() => bail!("interrupted by {signal}"),
-        }
-    })
+    super::ensure_open_files((opts.conns + 256) as u64, &format!("{} connections", opts.conns))?;
+    super::release_binary("example-calculations")?;
+    super::block_on_interruptible(bench(&opts))
 }
 
 /// What one function achieved.
