@@ -67,9 +67,9 @@ use thywill_core::{
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use channels::{RedisChannels, RedisChannelsConfig};
 pub use config::RedisClusterConfig;
 pub use error::Error;
-pub use channels::{RedisChannels, RedisChannelsConfig};
 pub use resources::{RedisResources, RedisResourcesConfig};
 pub use sessions::{RedisSessions, RedisSessionsConfig};
 

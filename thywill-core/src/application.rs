@@ -8,12 +8,16 @@ use std::sync::Arc;
 use crate::cluster::MemberStatus;
 use crate::protocol::LoadKind;
 use crate::{
-    ApplicationId, BoxFuture, ChannelId, Client, ClientTracker, ConnectionId, CoreError, CoreResult, MemberClients,
-    MemberId, Message, RpcHandler, SessionId, TrackerEvent,
+    ApplicationId, BoxFuture, ChannelId, Client, ClientTracker, ConnectionId, CoreError, CoreResult,
+    MemberClients, MemberId, Message, RpcHandler, SessionId, TrackerEvent,
 };
 
 fn unavailable<'a, T: Send + 'a>(what: &'static str) -> BoxFuture<'a, CoreResult<T>> {
-    Box::pin(async move { Err(CoreError::Unavailable(format!("this client interface has no {what}"))) })
+    Box::pin(async move {
+        Err(CoreError::Unavailable(format!(
+            "this client interface has no {what}"
+        )))
+    })
 }
 
 /// Where a message goes.
@@ -47,10 +51,18 @@ pub trait ClientInterface: Send + Sync + 'static {
     fn send(&self, app: &ApplicationId, target: Target, message: Message) -> BoxFuture<'_, CoreResult<()>>;
 
     /// Subscribes connections to channels, wherever the connections are.
-    fn subscribe(&self, connections: Vec<ConnectionId>, channels: Vec<ChannelId>) -> BoxFuture<'_, CoreResult<()>>;
+    fn subscribe(
+        &self,
+        connections: Vec<ConnectionId>,
+        channels: Vec<ChannelId>,
+    ) -> BoxFuture<'_, CoreResult<()>>;
 
     /// Unsubscribes connections from channels.
-    fn unsubscribe(&self, connections: Vec<ConnectionId>, channels: Vec<ChannelId>) -> BoxFuture<'_, CoreResult<()>>;
+    fn unsubscribe(
+        &self,
+        connections: Vec<ConnectionId>,
+        channels: Vec<ChannelId>,
+    ) -> BoxFuture<'_, CoreResult<()>>;
 
     /// Tells the clients at `target` to load a resource (a [`ServerFrame::Load`] frame):
     /// progressive exposure of scripts, stylesheets and client templates.
@@ -60,7 +72,11 @@ pub trait ClientInterface: Send + Sync + 'static {
     /// [`ServerFrame::Load`]: crate::protocol::ServerFrame::Load
     fn load(&self, target: Target, kind: LoadKind, path: String) -> BoxFuture<'_, CoreResult<()>> {
         let _ = (target, kind, path);
-        Box::pin(async { Err(CoreError::Unavailable("this client interface cannot expose resources".into())) })
+        Box::pin(async {
+            Err(CoreError::Unavailable(
+                "this client interface cannot expose resources".into(),
+            ))
+        })
     }
 
     /// Every member of the cluster, in ring order (the default: the local member alone).
@@ -155,7 +171,11 @@ impl AppContext {
     }
 
     /// Sends a message to one connection.
-    pub async fn send_to_connection(&self, connection: &ConnectionId, message: impl Into<Message>) -> CoreResult<()> {
+    pub async fn send_to_connection(
+        &self,
+        connection: &ConnectionId,
+        message: impl Into<Message>,
+    ) -> CoreResult<()> {
         self.clients
             .send(&self.app, Target::Connection(connection.clone()), message.into())
             .await
@@ -200,8 +220,12 @@ impl AppContext {
     /// kind follows from the extension (see [`LoadKind::from_path`]). The resource must be
     /// stored (for example in the manifest with `bootstrap: false`, or added at run time).
     pub async fn expose(&self, connection: &ConnectionId, path: &str) -> CoreResult<()> {
-        self.expose_to(Target::Connection(connection.clone()), LoadKind::from_path(path), path)
-            .await
+        self.expose_to(
+            Target::Connection(connection.clone()),
+            LoadKind::from_path(path),
+            path,
+        )
+        .await
     }
 
     /// Tells every client at `target` to load the resource at `path` as `kind`.
@@ -231,7 +255,10 @@ impl AppContext {
     }
 
     /// Every connection of a session, cluster-wide, with the member holding each.
-    pub async fn connections_of_session(&self, session: &SessionId) -> CoreResult<Vec<(ConnectionId, MemberId)>> {
+    pub async fn connections_of_session(
+        &self,
+        session: &SessionId,
+    ) -> CoreResult<Vec<(ConnectionId, MemberId)>> {
         self.tracker()?.connections_of_session(session).await
     }
 
@@ -248,12 +275,16 @@ impl AppContext {
     /// Adds sessions to a channel: persisted, and every connection of those sessions (on any
     /// member, now and whenever one connects later) is subscribed to it.
     pub async fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> CoreResult<()> {
-        self.clients.add_sessions(channel.clone(), sessions.to_vec()).await
+        self.clients
+            .add_sessions(channel.clone(), sessions.to_vec())
+            .await
     }
 
     /// Removes sessions from a channel and unsubscribes their connections.
     pub async fn remove_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> CoreResult<()> {
-        self.clients.remove_sessions(channel.clone(), sessions.to_vec()).await
+        self.clients
+            .remove_sessions(channel.clone(), sessions.to_vec())
+            .await
     }
 
     /// Removes every session from a channel (unsubscribing their connections) and returns
@@ -310,7 +341,12 @@ pub trait Application: Send + Sync + 'static {
     }
 
     /// A message from a client arrived for this application.
-    fn received(&self, ctx: &AppContext, client: &Client, message: Message) -> impl Future<Output = ()> + Send;
+    fn received(
+        &self,
+        ctx: &AppContext,
+        client: &Client,
+        message: Message,
+    ) -> impl Future<Output = ()> + Send;
 
     /// A client connected to this member.
     fn connection(&self, ctx: &AppContext, client: &Client) -> impl Future<Output = ()> + Send {
@@ -325,7 +361,12 @@ pub trait Application: Send + Sync + 'static {
     }
 
     /// A client connected to another member (needs a cluster-wide client tracker).
-    fn connection_to(&self, ctx: &AppContext, member: &MemberId, client: &Client) -> impl Future<Output = ()> + Send {
+    fn connection_to(
+        &self,
+        ctx: &AppContext,
+        member: &MemberId,
+        client: &Client,
+    ) -> impl Future<Output = ()> + Send {
         let _ = (ctx, member, client);
         async {}
     }
@@ -405,13 +446,19 @@ pub trait DynApplication: Send + Sync + 'static {
     /// See [`Application::setup`].
     fn setup<'a>(&'a self, ctx: &'a AppContext) -> BoxFuture<'a, CoreResult<()>>;
     /// See [`Application::received`].
-    fn received<'a>(&'a self, ctx: &'a AppContext, client: &'a Client, message: Message) -> BoxFuture<'a, ()>;
+    fn received<'a>(&'a self, ctx: &'a AppContext, client: &'a Client, message: Message)
+    -> BoxFuture<'a, ()>;
     /// See [`Application::connection`].
     fn connection<'a>(&'a self, ctx: &'a AppContext, client: &'a Client) -> BoxFuture<'a, ()>;
     /// See [`Application::disconnection`].
     fn disconnection<'a>(&'a self, ctx: &'a AppContext, client: &'a Client) -> BoxFuture<'a, ()>;
     /// See [`Application::connection_to`].
-    fn connection_to<'a>(&'a self, ctx: &'a AppContext, member: &'a MemberId, client: &'a Client) -> BoxFuture<'a, ()>;
+    fn connection_to<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        member: &'a MemberId,
+        client: &'a Client,
+    ) -> BoxFuture<'a, ()>;
     /// See [`Application::disconnection_from`].
     fn disconnection_from<'a>(
         &'a self,
@@ -445,7 +492,12 @@ impl<A: Application> DynApplication for A {
     fn setup<'a>(&'a self, ctx: &'a AppContext) -> BoxFuture<'a, CoreResult<()>> {
         Box::pin(Application::setup(self, ctx))
     }
-    fn received<'a>(&'a self, ctx: &'a AppContext, client: &'a Client, message: Message) -> BoxFuture<'a, ()> {
+    fn received<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        client: &'a Client,
+        message: Message,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(Application::received(self, ctx, client, message))
     }
     fn connection<'a>(&'a self, ctx: &'a AppContext, client: &'a Client) -> BoxFuture<'a, ()> {
@@ -454,7 +506,12 @@ impl<A: Application> DynApplication for A {
     fn disconnection<'a>(&'a self, ctx: &'a AppContext, client: &'a Client) -> BoxFuture<'a, ()> {
         Box::pin(Application::disconnection(self, ctx, client))
     }
-    fn connection_to<'a>(&'a self, ctx: &'a AppContext, member: &'a MemberId, client: &'a Client) -> BoxFuture<'a, ()> {
+    fn connection_to<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        member: &'a MemberId,
+        client: &'a Client,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(Application::connection_to(self, ctx, member, client))
     }
     fn disconnection_from<'a>(

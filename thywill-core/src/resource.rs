@@ -240,7 +240,10 @@ mod tests {
     #[test]
     fn kind_and_mime_from_extension() {
         assert_eq!(ResourceKind::from_path("/a/b.JS"), ResourceKind::Javascript);
-        assert_eq!(ResourceKind::from_path("/a/t.tpl").mime(), "text/template; charset=utf-8");
+        assert_eq!(
+            ResourceKind::from_path("/a/t.tpl").mime(),
+            "text/template; charset=utf-8"
+        );
         assert_eq!(ResourceKind::from_path("/a/noext"), ResourceKind::Text);
         let r = Resource::new("/x/page.html", "<p>").with_weight(-3).bootstrap();
         assert_eq!((r.kind, r.weight, r.bootstrap), (ResourceKind::Html, -3, true));

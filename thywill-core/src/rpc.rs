@@ -68,5 +68,10 @@ pub trait RpcHandler: Send + Sync + 'static {
     /// Calls function `name` for `caller` with JSON `args`.
     ///
     /// The transport applies no timeout of its own: the handler bounds its calls.
-    fn call<'a>(&'a self, caller: &'a Client, name: &'a str, args: Value) -> BoxFuture<'a, Result<Value, RpcError>>;
+    fn call<'a>(
+        &'a self,
+        caller: &'a Client,
+        name: &'a str,
+        args: Value,
+    ) -> BoxFuture<'a, Result<Value, RpcError>>;
 }

@@ -78,7 +78,10 @@ pub trait ClientTracker: Send + Sync + 'static {
     /// The member holding a connection, if it is connected anywhere.
     fn member_of(&self, connection: &ConnectionId) -> BoxFuture<'_, CoreResult<Option<MemberId>>>;
     /// Every connection of a session, with the member holding each.
-    fn connections_of_session(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Vec<(ConnectionId, MemberId)>>>;
+    fn connections_of_session(
+        &self,
+        session: &SessionId,
+    ) -> BoxFuture<'_, CoreResult<Vec<(ConnectionId, MemberId)>>>;
     /// The whole table, by member.
     fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>>;
     /// Removes and returns a member's entries (on member down).

@@ -20,7 +20,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use thywill_core::cluster::designated_handler;
-use thywill_core::{BoxFuture, Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus};
+use thywill_core::{
+    BoxFuture, Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus,
+};
 use tokio::sync::mpsc;
 
 /// What a member's queue carries.

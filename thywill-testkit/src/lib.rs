@@ -7,12 +7,14 @@
 //! - [`redis`]: a real `redis-server` on a free loopback port.
 //! - [`conformance`]: the suite every cluster backend passes.
 //! - [`hub`]: an in-memory cluster of several members in one process.
+//! - [`members`]: cluster members as real example processes (kill -9, restart, event lines).
 //!
 //! Every wait here is bounded by a timeout; nothing sleeps to synchronise.
 
 pub mod browser;
 pub mod conformance;
 pub mod hub;
+pub mod members;
 pub mod process;
 pub mod redis;
 mod ws;

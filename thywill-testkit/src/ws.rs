@@ -53,10 +53,27 @@ impl WsClient {
 
     /// Connects with an `Origin` header.
     pub async fn connect_with_origin(url: &str, origin: Option<&str>) -> Result<Self, WsError> {
+        let headers: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+        Self::connect_with_headers(url, &headers).await
+    }
+
+    /// Connects with a `Cookie` header (`name=value`), as a browser holding a session does.
+    pub async fn connect_with_cookie(url: &str, cookie: &str) -> Result<Self, WsError> {
+        Self::connect_with_headers(url, &[("cookie", cookie)]).await
+    }
+
+    /// Connects with extra handshake headers.
+    pub async fn connect_with_headers(url: &str, headers: &[(&str, &str)]) -> Result<Self, WsError> {
         let mut req = url.into_client_request().map_err(|e| WsError::Other(e.into()))?;
-        if let Some(o) = origin {
-            req.headers_mut()
-                .insert("origin", o.parse().map_err(|e: tokio_tungstenite::tungstenite::http::header::InvalidHeaderValue| WsError::Other(e.into()))?);
+        for (name, value) in headers {
+            let name = tokio_tungstenite::tungstenite::http::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| WsError::Other(e.into()))?;
+            let value = value.parse().map_err(
+                |e: tokio_tungstenite::tungstenite::http::header::InvalidHeaderValue| {
+                    WsError::Other(e.into())
+                },
+            )?;
+            req.headers_mut().insert(name, value);
         }
         let (ws, _) = tokio::time::timeout(crate::TIMEOUT, tokio_tungstenite::connect_async(req))
             .await
@@ -125,9 +142,9 @@ impl WsClient {
                     return ServerFrame::decode(t.as_str()).map_err(|e| WsError::Other(e.into()));
                 }
                 Some(Ok(WsMessage::Close(frame))) => {
-                    return Err(WsError::Closed(
-                        frame.map(|CloseFrame { code, reason }| (u16::from(code), reason.to_string())),
-                    ));
+                    return Err(WsError::Closed(frame.map(|CloseFrame { code, reason }| {
+                        (u16::from(code), reason.to_string())
+                    })));
                 }
                 Some(Ok(_)) => continue,
             }

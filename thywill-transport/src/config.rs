@@ -72,7 +72,10 @@ impl TransportConfig {
     pub fn with_base_path(mut self, base: impl AsRef<str>) -> Result<Self, TransportError> {
         let b = base.as_ref().trim_matches('/');
         if b.split('/').any(|seg| {
-            seg.is_empty() && !b.is_empty() || !seg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            seg.is_empty() && !b.is_empty()
+                || !seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         }) {
             return Err(TransportError::Config {
                 key: "base_path",

@@ -34,7 +34,8 @@ pub(crate) async fn run(node: Node, mut ws: WebSocket, cookie: Option<String>) {
             }
         },
     };
-    let span = tracing::info_span!("connection", member = %node.member(), connection = %conn, session = %session);
+    let span =
+        tracing::info_span!("connection", member = %node.member(), connection = %conn, session = %session);
     serve(node, ws, conn, session).instrument(span).await;
 }
 
@@ -50,7 +51,9 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
     });
     let mut shutdown = node.inner.shutdown.subscribe();
     if *shutdown.borrow_and_update() {
-        let _ = ws.send(WsMessage::close_with(close::GOING_AWAY, "shutting down")).await;
+        let _ = ws
+            .send(WsMessage::close_with(close::GOING_AWAY, "shutting down"))
+            .await;
         return;
     }
 
@@ -64,15 +67,12 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
     if ws.send(WsMessage::text(welcome.encode())).await.is_err() {
         return;
     }
-    node.inner
-        .connections
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(conn.clone(), handle.clone());
+    node.inner.register(&conn, &session, handle.clone());
     let me = client(&node, &conn, &session);
     if let Err(e) = node.inner.tracker.connected(&me).await {
         tracing::warn!(error = %e, "tracker did not record the connection");
     }
+    node.inner.subscribe_to_session_channels(&me).await;
     tracing::debug!("connected");
     metrics.opened.inc();
     metrics.connections.inc();
@@ -179,8 +179,14 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
             }
             // Draining: spread the reconnections of this member's clients over the jitter.
             let bound = u64::try_from(cfg.drain_jitter.as_millis()).unwrap_or(u64::MAX);
-            let after_ms = if bound == 0 { 0 } else { rand::random::<u64>() % bound };
-            let _ = ws.feed(WsMessage::text(ServerFrame::Reconnect { after_ms }.encode())).await;
+            let after_ms = if bound == 0 {
+                0
+            } else {
+                rand::random::<u64>() % bound
+            };
+            let _ = ws
+                .feed(WsMessage::text(ServerFrame::Reconnect { after_ms }.encode()))
+                .await;
         }
         let _ = ws.send(WsMessage::close_with(reason.0, reason.1)).await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ws.close()).await;
@@ -287,7 +293,9 @@ async fn handle_frame(
                     };
                     metrics
                         .rpc_calls
-                        .get_or_create(&crate::metrics::OutcomeLabel { outcome: outcome.into() })
+                        .get_or_create(&crate::metrics::OutcomeLabel {
+                            outcome: outcome.into(),
+                        })
                         .inc();
                     let frame = match result {
                         Ok(result) => ServerFrame::RpcOk { app, id, result },

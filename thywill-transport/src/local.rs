@@ -23,7 +23,9 @@ pub struct LocalCluster {
 
 impl std::fmt::Debug for LocalCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalCluster").field("member", &self.member).finish()
+        f.debug_struct("LocalCluster")
+            .field("member", &self.member)
+            .finish()
     }
 }
 
@@ -117,7 +119,10 @@ impl ClientTracker for MemoryTracker {
             .map(|(id, _)| id.clone());
         ready(Ok(found))
     }
-    fn connections_of_session(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Vec<(ConnectionId, MemberId)>>> {
+    fn connections_of_session(
+        &self,
+        session: &SessionId,
+    ) -> BoxFuture<'_, CoreResult<Vec<(ConnectionId, MemberId)>>> {
         let m = self.members.read().unwrap_or_else(PoisonError::into_inner);
         let found = m
             .iter()
@@ -131,7 +136,11 @@ impl ClientTracker for MemoryTracker {
         ready(Ok(found))
     }
     fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>> {
-        ready(Ok(self.members.read().unwrap_or_else(PoisonError::into_inner).clone()))
+        ready(Ok(self
+            .members
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()))
     }
     fn purge_member(&self, member: &MemberId) -> BoxFuture<'_, CoreResult<MemberClients>> {
         let removed = self
@@ -159,7 +168,12 @@ impl MemorySessionStore {
 
 impl SessionStore for MemorySessionStore {
     fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>> {
-        ready(Ok(self.sessions.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()))
+        ready(Ok(self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()))
     }
     fn store(&self, id: &SessionId, data: SessionData) -> BoxFuture<'_, CoreResult<()>> {
         self.sessions
@@ -169,13 +183,19 @@ impl SessionStore for MemorySessionStore {
         ready(Ok(()))
     }
     fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
-        self.sessions.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
         ready(Ok(()))
     }
 }
 
 /// Sessions by channel and channels by session.
-type TwoWay = (BTreeMap<ChannelId, BTreeSet<SessionId>>, BTreeMap<SessionId, BTreeSet<ChannelId>>);
+type TwoWay = (
+    BTreeMap<ChannelId, BTreeSet<SessionId>>,
+    BTreeMap<SessionId, BTreeSet<ChannelId>>,
+);
 
 /// In-memory [`ChannelManager`] with two-way indexes.
 #[derive(Debug, Default)]
@@ -223,11 +243,19 @@ impl ChannelManager for MemoryChannels {
     }
     fn sessions(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
         let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        ready(Ok(g.0.get(channel).map(|s| s.iter().cloned().collect()).unwrap_or_default()))
+        ready(Ok(g
+            .0
+            .get(channel)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()))
     }
     fn channels_of(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Vec<ChannelId>>> {
         let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        ready(Ok(g.1.get(session).map(|s| s.iter().cloned().collect()).unwrap_or_default()))
+        ready(Ok(g
+            .1
+            .get(session)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()))
     }
 }
 
@@ -261,7 +289,10 @@ impl ResourceManager for MemoryResources {
             .cloned()))
     }
     fn remove(&self, client_path: &str) -> BoxFuture<'_, CoreResult<()>> {
-        self.resources.write().unwrap_or_else(PoisonError::into_inner).remove(client_path);
+        self.resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(client_path);
         ready(Ok(()))
     }
     fn bootstrap(&self) -> BoxFuture<'_, CoreResult<Vec<Resource>>> {

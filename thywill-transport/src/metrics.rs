@@ -89,20 +89,72 @@ impl Metrics {
             registry: Registry::default(),
         };
         registry.register("connections", "Open WebSocket connections", m.connections.clone());
-        registry.register("connections_opened", "WebSocket connections opened", m.opened.clone());
-        registry.register("connections_closed", "WebSocket connections closed, by reason", m.closed.clone());
-        registry.register("messages_in", "Application messages received from clients", m.messages_in.clone());
-        registry.register("messages_out", "Application messages queued to clients", m.messages_out.clone());
-        registry.register("bytes_in", "Bytes of text frames received from clients", m.bytes_in.clone());
-        registry.register("bytes_out", "Bytes of frames written to clients", m.bytes_out.clone());
-        registry.register("outbound_queue_drops", "Frames refused by a full outbound queue", m.queue_drops.clone());
-        registry.register("slow_consumers", "Connections cut off as slow consumers", m.slow_consumers.clone());
-        registry.register("rpc_calls", "RPC calls by outcome (ok or error code)", m.rpc_calls.clone());
+        registry.register(
+            "connections_opened",
+            "WebSocket connections opened",
+            m.opened.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "WebSocket connections closed, by reason",
+            m.closed.clone(),
+        );
+        registry.register(
+            "messages_in",
+            "Application messages received from clients",
+            m.messages_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Application messages queued to clients",
+            m.messages_out.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Bytes of text frames received from clients",
+            m.bytes_in.clone(),
+        );
+        registry.register(
+            "bytes_out",
+            "Bytes of frames written to clients",
+            m.bytes_out.clone(),
+        );
+        registry.register(
+            "outbound_queue_drops",
+            "Frames refused by a full outbound queue",
+            m.queue_drops.clone(),
+        );
+        registry.register(
+            "slow_consumers",
+            "Connections cut off as slow consumers",
+            m.slow_consumers.clone(),
+        );
+        registry.register(
+            "rpc_calls",
+            "RPC calls by outcome (ok or error code)",
+            m.rpc_calls.clone(),
+        );
         registry.register("rpc_duration_seconds", "RPC call latency", m.rpc_seconds.clone());
-        registry.register("cluster_tasks", "Cluster tasks by direction (in, out)", m.cluster_tasks.clone());
-        registry.register("cluster_gaps", "Gaps detected in member-to-member traffic", m.cluster_gaps.clone());
-        registry.register("cluster_member_up", "1 if the member is up, 0 if not", m.member_up.clone());
-        registry.register("cluster_healthy", "1 while the cluster link works", m.cluster_healthy.clone());
+        registry.register(
+            "cluster_tasks",
+            "Cluster tasks by direction (in, out)",
+            m.cluster_tasks.clone(),
+        );
+        registry.register(
+            "cluster_gaps",
+            "Gaps detected in member-to-member traffic",
+            m.cluster_gaps.clone(),
+        );
+        registry.register(
+            "cluster_member_up",
+            "1 if the member is up, 0 if not",
+            m.member_up.clone(),
+        );
+        registry.register(
+            "cluster_healthy",
+            "1 while the cluster link works",
+            m.cluster_healthy.clone(),
+        );
         registry.register(
             "cluster_reconnects",
             "Reconnections of the cluster backend (for example to Redis)",
@@ -123,7 +175,8 @@ impl Metrics {
         }
         self.cluster_healthy.set(i64::from(cluster.is_healthy()));
         let stats = cluster.stats();
-        self.cluster_reconnects.set(i64::try_from(stats.reconnects).unwrap_or(i64::MAX));
+        self.cluster_reconnects
+            .set(i64::try_from(stats.reconnects).unwrap_or(i64::MAX));
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             tracing::error!("metrics encoding failed");

@@ -1,20 +1,37 @@
 //! The node runtime: registered applications, local connections and channel subscriptions,
 //! and the routing of messages to local connections or, through the cluster, to other members.
+//!
+//! Besides routing, the node ties the components together:
+//!
+//! - **Client tracker.** The node records local connections in the tracker and registers as
+//!   its listener: what the tracker learns from other members becomes the applications'
+//!   `connection_to` / `disconnection_from` / `tracker_event` hooks; a member down becomes
+//!   `cluster_member_status` everywhere and `cluster_member_down` (with the member's purged
+//!   connections) on its designated handler. These hooks run one at a time, in order, on one
+//!   task.
+//! - **Channel manager.** Sessions added to a channel are persisted by the
+//!   [`ChannelManager`]; every member then subscribes its local connections of those sessions
+//!   (a `thywill.channel-sessions` task), and a connection that opens later is subscribed to its
+//!   session's channels before the applications' `connection` hook runs. A reconnecting browser
+//!   is therefore back in its channels at once.
+//! - **Presence** (see [`crate::presence`]): for channels an application tracks.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 
 use serde::{Deserialize, Serialize};
+use thywill_core::cluster::MemberStatus;
 use thywill_core::protocol::{LoadKind, ServerFrame, close};
 use thywill_core::{
-    AppContext, ApplicationId, BoxFuture, ChannelId, Client, ClientInterface, ClientTracker, Cluster,
-    ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication, MemberId, Message,
-    ResourceManager, Target, Task,
+    AppContext, ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientInterface, ClientTracker,
+    Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication, MemberId,
+    Message, ResourceManager, SessionId, Target, Task, TrackerEvent, TrackerListener,
 };
 use tokio::sync::{mpsc, watch};
 
 use crate::TransportConfig;
+use crate::presence::{Effect, PresenceTask, Subs};
 
 /// Everything a node is made of. Built by the facade's builder.
 pub struct NodeParts {
@@ -26,6 +43,8 @@ pub struct NodeParts {
     pub cluster: Arc<dyn Cluster>,
     /// The client tracker.
     pub tracker: Arc<dyn ClientTracker>,
+    /// Where channels of sessions are persisted.
+    pub channels: Arc<dyn ChannelManager>,
     /// The resource store pages and assets are served from.
     pub resources: Arc<dyn ResourceManager>,
     /// Sessions bound by signed cookie; `None` for plain mode (session = connection).
@@ -36,7 +55,10 @@ impl std::fmt::Debug for NodeParts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeParts")
             .field("config", &self.config)
-            .field("applications", &self.applications.iter().map(|(id, _)| id).collect::<Vec<_>>())
+            .field(
+                "applications",
+                &self.applications.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -57,11 +79,12 @@ pub(crate) struct OutState {
 }
 
 impl ConnHandle {
-    /// Queues a frame without waiting; a full queue marks the client a slow consumer.
-    pub(crate) fn push(&self, conn: &ConnectionId, frame: impl FnOnce(u64) -> ServerFrame) -> bool {
+    /// Queues a sequenced frame (encoded, given its sequence number) without waiting; a full
+    /// queue marks the client a slow consumer.
+    pub(crate) fn push(&self, conn: &ConnectionId, frame: impl FnOnce(u64) -> String) -> bool {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = out.seq + 1;
-        match out.tx.try_send(frame(seq).encode()) {
+        match out.tx.try_send(frame(seq)) {
             Ok(()) => {
                 out.seq = seq;
                 true
@@ -97,19 +120,76 @@ impl ConnHandle {
     }
 }
 
+/// An application message encoded once for many connections: only the sequence number
+/// differs between their frames.
+struct Encoded {
+    /// `{"t":"msg","app":<app>,"seq":`
+    head: String,
+    /// `,"data":<data>,"_":<meta>}`
+    tail: String,
+}
+
+impl Encoded {
+    fn new(app: &ApplicationId, message: &Message) -> Self {
+        Self {
+            head: format!(r#"{{"t":"msg","app":{},"seq":"#, to_json(app.as_str())),
+            tail: format!(
+                r#","data":{},"_":{}}}"#,
+                to_json(&message.data),
+                to_json(&message.meta)
+            ),
+        }
+    }
+
+    fn frame(&self, seq: u64) -> String {
+        use std::fmt::Write;
+        let mut f = String::with_capacity(self.head.len() + 20 + self.tail.len());
+        f.push_str(&self.head);
+        let _ = write!(f, "{seq}");
+        f.push_str(&self.tail);
+        f
+    }
+}
+
+/// JSON text of a value made of strings and JSON values (which cannot fail to serialise).
+fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
 pub(crate) struct Inner {
     pub(crate) config: TransportConfig,
     pub(crate) member: MemberId,
     pub(crate) apps: BTreeMap<ApplicationId, (Arc<dyn DynApplication>, AppContext)>,
     pub(crate) cluster: Arc<dyn Cluster>,
     pub(crate) tracker: Arc<dyn ClientTracker>,
+    pub(crate) channel_store: Arc<dyn ChannelManager>,
     pub(crate) resources: Arc<dyn ResourceManager>,
     pub(crate) sessions: Option<crate::Sessions>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) connections: RwLock<HashMap<ConnectionId, Arc<ConnHandle>>>,
-    pub(crate) channels: RwLock<HashMap<ChannelId, HashSet<ConnectionId>>>,
+    /// Local subscriptions and presence. Presence effects are carried out under this lock.
+    pub(crate) subs: Mutex<Subs>,
+    /// Presence tasks for other members, sent in order by one task.
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    /// Application hooks fed by the tracker and cluster events, run in order by one task.
+    hooks: mpsc::UnboundedSender<Hook>,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) next_conn: AtomicU64,
+}
+
+/// A presence task waiting to be sent.
+enum Outgoing {
+    Others(PresenceTask),
+    To(MemberId, PresenceTask),
+    /// The local presence snapshot, taken when it is sent.
+    SnapshotTo(MemberId),
+}
+
+/// An application hook waiting to run.
+enum Hook {
+    Tracker(TrackerEvent),
+    Status(MemberId, MemberStatus),
+    Down { member: MemberId, designated: bool },
 }
 
 /// A running thywill node: cheap to clone, shared by the routes and every connection task.
@@ -132,6 +212,8 @@ impl std::fmt::Debug for Node {
 struct Router {
     inner: Weak<Inner>,
     member: MemberId,
+    members: Vec<MemberId>,
+    tracker: Arc<dyn ClientTracker>,
 }
 
 /// Cluster task: deliver a message to local connections of the receiving member.
@@ -177,6 +259,28 @@ impl Task for Expose {
     const NAME: &'static str = "thywill.expose";
 }
 
+/// Cluster task: sessions were added to (or removed from) a channel; the receiving member
+/// subscribes (or unsubscribes) its local connections of those sessions.
+#[derive(Debug, Serialize, Deserialize)]
+struct ChannelSessions {
+    subscribe: bool,
+    channel: String,
+    sessions: Vec<String>,
+}
+
+impl Task for ChannelSessions {
+    const NAME: &'static str = "thywill.channel-sessions";
+}
+
+/// Passes what the tracker learns from other members to the hook task.
+struct HookListener(mpsc::UnboundedSender<Hook>);
+
+impl TrackerListener for HookListener {
+    fn tracker_event(&self, event: TrackerEvent) {
+        let _ = self.0.send(Hook::Tracker(event));
+    }
+}
+
 impl Node {
     /// Assembles a node from its parts and runs every application's `setup` and the
     /// cluster's `start`. Does not listen yet: see [`Node::routes`] and [`Node::serve`].
@@ -186,6 +290,7 @@ impl Node {
             applications,
             cluster,
             tracker,
+            channels,
             resources,
             sessions,
         } = parts;
@@ -197,10 +302,20 @@ impl Node {
         }
         let member = cluster.local_member().clone();
         let (shutdown, _) = watch::channel(false);
+        let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let (hooks, hooks_rx) = mpsc::unbounded_channel();
+        tracker.set_listener(Arc::new(HookListener(hooks.clone())));
+        let presence_apps: Vec<Arc<dyn DynApplication>> =
+            applications.iter().map(|(_, a)| a.clone()).collect();
+        let subs = Subs::new(member.clone(), move |ch: &ChannelId| {
+            presence_apps.iter().any(|a| a.tracks_presence(ch))
+        });
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let router: Arc<dyn ClientInterface> = Arc::new(Router {
                 inner: weak.clone(),
                 member: member.clone(),
+                members: cluster.members(),
+                tracker: tracker.clone(),
             });
             let apps = applications
                 .into_iter()
@@ -215,15 +330,20 @@ impl Node {
                 apps,
                 cluster,
                 tracker,
+                channel_store: channels,
                 resources,
                 sessions,
                 metrics: crate::metrics::Metrics::new(),
                 connections: RwLock::new(HashMap::new()),
-                channels: RwLock::new(HashMap::new()),
+                subs: Mutex::new(subs),
+                outbox,
+                hooks,
                 shutdown,
                 next_conn: AtomicU64::new(0),
             }
         });
+        tokio::spawn(send_presence(Arc::downgrade(&inner), outbox_rx));
+        tokio::spawn(run_hooks(Arc::downgrade(&inner), hooks_rx));
         let node = Node { inner };
         crate::assets::store_client_assets(&node).await?;
         node.inner
@@ -281,7 +401,11 @@ impl Node {
 
     /// Number of open local connections.
     pub fn connection_count(&self) -> usize {
-        self.inner.connections.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.inner
+            .connections
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Starts a graceful shutdown: every connection is closed with code 1001 (going away) and
@@ -312,20 +436,32 @@ impl Inner {
     }
 
     pub(crate) fn deliver_local(&self, app: &ApplicationId, conn: &ConnectionId, message: &Message) -> bool {
-        let Some(h) = self.local(conn) else {
-            return false;
+        self.deliver_local_many(app, std::slice::from_ref(conn), message) == 1
+    }
+
+    /// Queues a message for local connections (unknown ones are skipped): encoded once, the
+    /// sequence number spliced in per connection. Returns how many were queued.
+    fn deliver_local_many(&self, app: &ApplicationId, conns: &[ConnectionId], message: &Message) -> usize {
+        let handles: Vec<(&ConnectionId, Arc<ConnHandle>)> = {
+            let map = self.connections.read().unwrap_or_else(PoisonError::into_inner);
+            conns
+                .iter()
+                .filter_map(|c| map.get(c).map(|h| (c, h.clone())))
+                .collect()
         };
-        let queued = h.push(conn, |seq| ServerFrame::Msg {
-            app: app.clone(),
-            seq,
-            data: message.data.clone(),
-            meta: message.meta.clone(),
-        });
-        if queued {
+        if handles.is_empty() {
+            return 0;
+        }
+        let encoded = Encoded::new(app, message);
+        let queued = handles
+            .iter()
+            .filter(|(c, h)| h.push(c, |seq| encoded.frame(seq)))
+            .count();
+        if queued > 0 {
             self.metrics
                 .messages_out
                 .get_or_create(&crate::metrics::AppLabel { app: app.to_string() })
-                .inc();
+                .inc_by(queued as u64);
         }
         queued
     }
@@ -333,38 +469,82 @@ impl Inner {
     fn count_out(&self) {
         self.metrics
             .cluster_tasks
-            .get_or_create(&crate::metrics::DirectionLabel { direction: "out".into() })
+            .get_or_create(&crate::metrics::DirectionLabel {
+                direction: "out".into(),
+            })
             .inc();
     }
 
-    fn deliver_channel_local(&self, app: &ApplicationId, channel: &ChannelId, exclude: &[ConnectionId], message: &Message) {
-        let members: Vec<ConnectionId> = self
-            .channels
-            .read()
+    pub(crate) fn subs(&self) -> MutexGuard<'_, Subs> {
+        self.subs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Carries out presence effects; called with the subscriptions locked, so that every
+    /// subscriber sees presence changes in the order they happened.
+    fn run_effects(&self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Announce(task) => {
+                    if self.cluster.members().len() > 1 {
+                        let _ = self.outbox.send(Outgoing::Others(task));
+                    }
+                }
+                Effect::Notify { channel, to, data } => {
+                    let message = Message::new(data);
+                    for (id, (app, _)) in &self.apps {
+                        if app.tracks_presence(&channel) {
+                            self.deliver_local_many(id, &to, &message);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver_channel_local(
+        &self,
+        app: &ApplicationId,
+        channel: &ChannelId,
+        exclude: &[ConnectionId],
+        message: &Message,
+    ) {
+        let members = self.subs().subscribers(channel, exclude);
+        self.deliver_local_many(app, &members, message);
+    }
+
+    /// Records a new local connection (before the tracker and the applications hear of it).
+    pub(crate) fn register(&self, conn: &ConnectionId, session: &SessionId, handle: Arc<ConnHandle>) {
+        self.connections
+            .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(channel)
-            .map(|s| s.iter().filter(|c| !exclude.contains(c)).cloned().collect())
-            .unwrap_or_default();
-        for c in &members {
-            self.deliver_local(app, c, message);
+            .insert(conn.clone(), handle);
+        self.subs().register(conn, session);
+    }
+
+    /// Subscribes a new local connection to its session's channels.
+    pub(crate) async fn subscribe_to_session_channels(&self, client: &Client) {
+        match self.channel_store.channels_of(&client.session).await {
+            Ok(channels) if !channels.is_empty() => {
+                tracing::debug!(count = channels.len(), "subscribed to the session's channels");
+                self.subscribe_local(true, std::slice::from_ref(&client.connection), &channels);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "channels of the session not loaded"),
         }
     }
 
     fn subscribe_local(&self, subscribe: bool, connections: &[ConnectionId], channels: &[ChannelId]) {
-        let mut map = self.channels.write().unwrap_or_else(PoisonError::into_inner);
-        for ch in channels {
-            if subscribe {
-                let set = map.entry(ch.clone()).or_default();
-                set.extend(connections.iter().cloned());
-            } else if let Some(set) = map.get_mut(ch) {
-                for c in connections {
-                    set.remove(c);
-                }
-                if set.is_empty() {
-                    map.remove(ch);
-                }
-            }
-        }
+        let mut subs = self.subs();
+        let fx = subs.subscribe(subscribe, connections, channels);
+        self.run_effects(fx);
+    }
+
+    /// Subscribes (or unsubscribes) the local connections of `sessions`.
+    fn subscribe_sessions_local(&self, subscribe: bool, channel: &ChannelId, sessions: &[SessionId]) {
+        let mut subs = self.subs();
+        let conns: Vec<ConnectionId> = sessions.iter().flat_map(|s| subs.connections_of(s)).collect();
+        let fx = subs.subscribe(subscribe, &conns, std::slice::from_ref(channel));
+        self.run_effects(fx);
     }
 
     pub(crate) fn forget_connection(&self, conn: &ConnectionId) {
@@ -372,11 +552,50 @@ impl Inner {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(conn);
-        let mut map = self.channels.write().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, set| {
-            set.remove(conn);
-            !set.is_empty()
-        });
+        let mut subs = self.subs();
+        let fx = subs.forget(conn);
+        self.run_effects(fx);
+    }
+
+    /// Persists a change of a channel's sessions and (un)subscribes their connections on every
+    /// member.
+    async fn change_channel_sessions(
+        &self,
+        subscribe: bool,
+        channel: ChannelId,
+        sessions: Vec<SessionId>,
+    ) -> CoreResult<()> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        self.subscribe_sessions_local(subscribe, &channel, &sessions);
+        if self.cluster.members().len() > 1 {
+            let task = ChannelSessions {
+                subscribe,
+                channel: channel.to_string(),
+                sessions: sessions.iter().map(ToString::to_string).collect(),
+            };
+            self.count_out();
+            self.cluster.send_to_others(task.to_task()?).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_sessions(&self, channel: ChannelId, sessions: Vec<SessionId>) -> CoreResult<()> {
+        self.channel_store.add_sessions(&channel, &sessions).await?;
+        self.change_channel_sessions(true, channel, sessions).await
+    }
+
+    async fn remove_sessions(&self, channel: ChannelId, sessions: Vec<SessionId>) -> CoreResult<()> {
+        self.channel_store.remove_sessions(&channel, &sessions).await?;
+        self.change_channel_sessions(false, channel, sessions).await
+    }
+
+    async fn clear_channel(&self, channel: ChannelId) -> CoreResult<Vec<SessionId>> {
+        let removed = self.channel_store.clear(&channel).await?;
+        self.change_channel_sessions(false, channel, removed.clone())
+            .await?;
+        Ok(removed)
     }
 
     fn codec_err(e: serde_json::Error) -> CoreError {
@@ -411,14 +630,16 @@ impl Inner {
             }
             Target::Session(session) => {
                 let conns = self.tracker.connections_of_session(&session).await?;
+                let mut local = Vec::new();
                 let mut remote: BTreeMap<MemberId, Vec<String>> = BTreeMap::new();
                 for (conn, member) in conns {
                     if member == self.member {
-                        self.deliver_local(app, &conn, &message);
+                        local.push(conn);
                     } else {
                         remote.entry(member).or_default().push(conn.to_string());
                     }
                 }
+                self.deliver_local_many(app, &local, &message);
                 for (member, conns) in remote {
                     let task = Deliver {
                         app: app.to_string(),
@@ -449,7 +670,12 @@ impl Inner {
         }
     }
 
-    async fn subscription(&self, subscribe: bool, conns: Vec<ConnectionId>, channels: Vec<ChannelId>) -> CoreResult<()> {
+    async fn subscription(
+        &self,
+        subscribe: bool,
+        conns: Vec<ConnectionId>,
+        channels: Vec<ChannelId>,
+    ) -> CoreResult<()> {
         let mut remote: BTreeMap<MemberId, Vec<String>> = BTreeMap::new();
         let mut local = Vec::new();
         for c in conns {
@@ -494,13 +720,7 @@ impl Inner {
         kind: LoadKind,
         path: &str,
     ) {
-        let members: Vec<ConnectionId> = self
-            .channels
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(channel)
-            .map(|s| s.iter().filter(|c| !exclude.contains(c)).cloned().collect())
-            .unwrap_or_default();
+        let members = self.subs().subscribers(channel, exclude);
         for c in &members {
             self.expose_local(c, kind, path);
         }
@@ -576,14 +796,22 @@ impl ClientInterface for Router {
         })
     }
 
-    fn subscribe(&self, connections: Vec<ConnectionId>, channels: Vec<ChannelId>) -> BoxFuture<'_, CoreResult<()>> {
+    fn subscribe(
+        &self,
+        connections: Vec<ConnectionId>,
+        channels: Vec<ChannelId>,
+    ) -> BoxFuture<'_, CoreResult<()>> {
         Box::pin(async move {
             let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
             inner.subscription(true, connections, channels).await
         })
     }
 
-    fn unsubscribe(&self, connections: Vec<ConnectionId>, channels: Vec<ChannelId>) -> BoxFuture<'_, CoreResult<()>> {
+    fn unsubscribe(
+        &self,
+        connections: Vec<ConnectionId>,
+        channels: Vec<ChannelId>,
+    ) -> BoxFuture<'_, CoreResult<()>> {
         Box::pin(async move {
             let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
             inner.subscription(false, connections, channels).await
@@ -596,6 +824,133 @@ impl ClientInterface for Router {
             inner.expose(target, kind, path).await
         })
     }
+
+    fn members(&self) -> Vec<MemberId> {
+        self.members.clone()
+    }
+
+    fn tracker(&self) -> Option<&dyn ClientTracker> {
+        Some(self.tracker.as_ref())
+    }
+
+    fn add_sessions(&self, channel: ChannelId, sessions: Vec<SessionId>) -> BoxFuture<'_, CoreResult<()>> {
+        Box::pin(async move {
+            let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
+            inner.add_sessions(channel, sessions).await
+        })
+    }
+
+    fn remove_sessions(&self, channel: ChannelId, sessions: Vec<SessionId>) -> BoxFuture<'_, CoreResult<()>> {
+        Box::pin(async move {
+            let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
+            inner.remove_sessions(channel, sessions).await
+        })
+    }
+
+    fn clear_channel(&self, channel: ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+        Box::pin(async move {
+            let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
+            inner.clear_channel(channel).await
+        })
+    }
+
+    fn channel_sessions(&self, channel: ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+        Box::pin(async move {
+            let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
+            inner.channel_store.sessions(&channel).await
+        })
+    }
+
+    fn session_channels(&self, session: SessionId) -> BoxFuture<'_, CoreResult<Vec<ChannelId>>> {
+        Box::pin(async move {
+            let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
+            inner.channel_store.channels_of(&session).await
+        })
+    }
+
+    fn presence(&self, channel: ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+        let r = match self.inner.upgrade() {
+            Some(inner) => Ok(inner.subs().present(&channel)),
+            None => Err(CoreError::ShuttingDown),
+        };
+        Box::pin(std::future::ready(r))
+    }
+}
+
+/// Sends presence tasks to other members, in the order they were queued.
+async fn send_presence(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    while let Some(out) = rx.recv().await {
+        let Some(inner) = inner.upgrade() else { break };
+        let (to, task) = match out {
+            Outgoing::Others(task) => (None, task),
+            Outgoing::To(member, task) => (Some(member), task),
+            Outgoing::SnapshotTo(member) => {
+                let entries = inner.subs().local_snapshot();
+                (Some(member), PresenceTask::Snapshot { entries })
+            }
+        };
+        let encoded = match task.to_task() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence task not encoded");
+                continue;
+            }
+        };
+        inner.count_out();
+        let sent = match &to {
+            None => inner.cluster.send_to_others(encoded).await,
+            Some(member) => inner.cluster.send_to(member, encoded).await,
+        };
+        if let Err(e) = sent {
+            tracing::warn!(member = ?to, error = %e, "presence task not sent");
+        }
+    }
+}
+
+/// Runs the applications' tracker and cluster hooks, one at a time, in order.
+async fn run_hooks(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Hook>) {
+    while let Some(hook) = rx.recv().await {
+        let Some(inner) = inner.upgrade() else { break };
+        match hook {
+            Hook::Tracker(event) => {
+                for (app, ctx) in inner.apps.values() {
+                    match &event {
+                        TrackerEvent::ConnectedTo { member, client } => {
+                            app.connection_to(ctx, member, client).await
+                        }
+                        TrackerEvent::DisconnectedFrom { member, client } => {
+                            app.disconnection_from(ctx, member, client).await
+                        }
+                        _ => {}
+                    }
+                    app.tracker_event(ctx, &event).await;
+                }
+            }
+            Hook::Status(member, status) => {
+                for (app, ctx) in inner.apps.values() {
+                    app.cluster_member_status(ctx, &member, status).await;
+                }
+            }
+            Hook::Down { member, designated } => {
+                let clients = match inner.tracker.purge_member(&member).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(%member, error = %e, "tracker purge failed");
+                        Default::default()
+                    }
+                };
+                tracing::info!(%member, designated, connections = clients.connections.len(), "member down: its clients purged");
+                for (app, ctx) in inner.apps.values() {
+                    app.cluster_member_status(ctx, &member, MemberStatus::Down).await;
+                }
+                if designated {
+                    for (app, ctx) in inner.apps.values() {
+                        app.cluster_member_down(ctx, &member, &clients).await;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Receives cluster tasks and member events for the node.
@@ -607,7 +962,9 @@ impl ClusterEvents for Events {
         inner
             .metrics
             .cluster_tasks
-            .get_or_create(&crate::metrics::DirectionLabel { direction: "in".into() })
+            .get_or_create(&crate::metrics::DirectionLabel {
+                direction: "in".into(),
+            })
             .inc();
         if let Some(d) = task.decode::<Deliver>() {
             match d {
@@ -622,12 +979,13 @@ impl ClusterEvents for Events {
                     let app = ApplicationId::from(d.app);
                     match d.to {
                         DeliverTo::Connections(conns) => {
-                            for c in conns {
-                                inner.deliver_local(&app, &ConnectionId::from(c), &message);
-                            }
+                            let conns: Vec<ConnectionId> =
+                                conns.into_iter().map(ConnectionId::from).collect();
+                            inner.deliver_local_many(&app, &conns, &message);
                         }
                         DeliverTo::Channel { channel, exclude } => {
-                            let exclude: Vec<ConnectionId> = exclude.into_iter().map(ConnectionId::from).collect();
+                            let exclude: Vec<ConnectionId> =
+                                exclude.into_iter().map(ConnectionId::from).collect();
                             inner.deliver_channel_local(&app, &ChannelId::from(channel), &exclude, &message);
                         }
                     }
@@ -637,11 +995,40 @@ impl ClusterEvents for Events {
         } else if let Some(s) = task.decode::<Subscription>() {
             match s {
                 Ok(s) => {
-                    let conns: Vec<ConnectionId> = s.connections.into_iter().map(ConnectionId::from).collect();
+                    let conns: Vec<ConnectionId> =
+                        s.connections.into_iter().map(ConnectionId::from).collect();
                     let chans: Vec<ChannelId> = s.channels.into_iter().map(ChannelId::from).collect();
                     inner.subscribe_local(s.subscribe, &conns, &chans);
                 }
                 Err(e) => tracing::warn!(%from, error = %e, "bad subscription task"),
+            }
+        } else if let Some(c) = task.decode::<ChannelSessions>() {
+            match c {
+                Ok(c) => {
+                    let sessions: Vec<SessionId> = c.sessions.into_iter().map(SessionId::from).collect();
+                    inner.subscribe_sessions_local(c.subscribe, &ChannelId::from(c.channel), &sessions);
+                }
+                Err(e) => tracing::warn!(%from, error = %e, "bad channel-sessions task"),
+            }
+        } else if let Some(p) = task.decode::<PresenceTask>() {
+            if from == inner.member {
+                return;
+            }
+            if inner.cluster.status(&from) == MemberStatus::Down {
+                // Its presence is asked for again when it comes back up.
+                tracing::debug!(%from, "presence task from a member seen as down ignored");
+                return;
+            }
+            match p {
+                Ok(PresenceTask::SnapshotRequest) => {
+                    let _ = inner.outbox.send(Outgoing::SnapshotTo(from));
+                }
+                Ok(p) => {
+                    let mut subs = inner.subs();
+                    let fx = subs.remote(&from, p);
+                    inner.run_effects(fx);
+                }
+                Err(e) => tracing::warn!(%from, error = %e, "bad presence task"),
             }
         } else if let Some(x) = task.decode::<Expose>() {
             match x {
@@ -668,30 +1055,32 @@ impl ClusterEvents for Events {
         tracing::warn!(%from, missing, "lost member-to-member messages detected");
         if let Some(inner) = self.0.upgrade() {
             inner.metrics.cluster_gaps.inc_by(missing);
+            // Presence announcements may be among the lost: ask for the sender's again.
+            let _ = inner
+                .outbox
+                .send(Outgoing::To(from, PresenceTask::SnapshotRequest));
         }
     }
 
     fn member_up(&self, member: MemberId) {
         tracing::info!(%member, "cluster member up");
+        let Some(inner) = self.0.upgrade() else { return };
+        let _ = inner
+            .outbox
+            .send(Outgoing::To(member.clone(), PresenceTask::SnapshotRequest));
+        let _ = inner.hooks.send(Hook::Status(member, MemberStatus::Up));
     }
 
     fn member_down(&self, member: MemberId, designated: bool) {
         tracing::warn!(%member, designated, "cluster member down");
         let Some(inner) = self.0.upgrade() else { return };
-        tokio::spawn(async move {
-            let clients = match inner.tracker.purge_member(&member).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(%member, error = %e, "tracker purge failed");
-                    return;
-                }
-            };
-            if designated {
-                for (app, ctx) in inner.apps.values() {
-                    app.cluster_member_down(ctx, &member, &clients).await;
-                }
-            }
-        });
+        // Presence is purged at once: its sessions that vanish leave now.
+        {
+            let mut subs = inner.subs();
+            let fx = subs.purge(&member);
+            inner.run_effects(fx);
+        }
+        let _ = inner.hooks.send(Hook::Down { member, designated });
     }
 }
 
@@ -701,5 +1090,28 @@ pub(crate) fn client(node: &Node, connection: &ConnectionId, session: &thywill_c
         connection: connection.clone(),
         session: session.clone(),
         member: node.inner.member.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_encoded_once_decodes_as_the_frame_per_connection() {
+        let app = ApplicationId::from("dr\"aw");
+        let message = Message::new(serde_json::json!({"segments": [{"x": 1, "y": 2.5}], "t": "é\n"}))
+            .with_meta("k", "v");
+        let encoded = Encoded::new(&app, &message);
+        for seq in [1, 42, u64::MAX] {
+            let frame = ServerFrame::decode(&encoded.frame(seq)).ok();
+            let want = ServerFrame::Msg {
+                app: app.clone(),
+                seq,
+                data: message.data.clone(),
+                meta: message.meta.clone(),
+            };
+            assert_eq!(frame, Some(want));
+        }
     }
 }

@@ -107,7 +107,10 @@ impl Subs {
             session: session.clone(),
             channels: HashSet::new(),
         });
-        self.sessions.entry(session.clone()).or_default().insert(conn.clone());
+        self.sessions
+            .entry(session.clone())
+            .or_default()
+            .insert(conn.clone());
     }
 
     /// The local connections of a session.
@@ -143,7 +146,13 @@ impl Subs {
     }
 
     /// Adds `member` to the holders of `session` in `channel`; a join if it was absent.
-    fn add_holder(&mut self, channel: &ChannelId, session: &SessionId, member: &MemberId, fx: &mut Vec<Effect>) {
+    fn add_holder(
+        &mut self,
+        channel: &ChannelId,
+        session: &SessionId,
+        member: &MemberId,
+        fx: &mut Vec<Effect>,
+    ) {
         let holders = self
             .present
             .entry(channel.clone())
@@ -162,9 +171,19 @@ impl Subs {
     }
 
     /// Removes `member` from the holders of `session` in `channel`; a leave if none is left.
-    fn remove_holder(&mut self, channel: &ChannelId, session: &SessionId, member: &MemberId, fx: &mut Vec<Effect>) {
-        let Some(sessions) = self.present.get_mut(channel) else { return };
-        let Some(holders) = sessions.get_mut(session) else { return };
+    fn remove_holder(
+        &mut self,
+        channel: &ChannelId,
+        session: &SessionId,
+        member: &MemberId,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(sessions) = self.present.get_mut(channel) else {
+            return;
+        };
+        let Some(holders) = sessions.get_mut(session) else {
+            return;
+        };
         if !holders.remove(member) || !holders.is_empty() {
             return;
         }
@@ -181,7 +200,12 @@ impl Subs {
 
     /// Subscribes (or unsubscribes) local connections to channels; unknown connections are
     /// skipped. Returns the effects.
-    pub(crate) fn subscribe(&mut self, subscribe: bool, conns: &[ConnectionId], channels: &[ChannelId]) -> Vec<Effect> {
+    pub(crate) fn subscribe(
+        &mut self,
+        subscribe: bool,
+        conns: &[ConnectionId],
+        channels: &[ChannelId],
+    ) -> Vec<Effect> {
         let mut fx = Vec::new();
         for conn in conns {
             for ch in channels {
@@ -196,12 +220,17 @@ impl Subs {
     }
 
     fn add(&mut self, conn: &ConnectionId, channel: &ChannelId, fx: &mut Vec<Effect>) {
-        let Some(cs) = self.conns.get_mut(conn) else { return };
+        let Some(cs) = self.conns.get_mut(conn) else {
+            return;
+        };
         if !cs.channels.insert(channel.clone()) {
             return;
         }
         let session = cs.session.clone();
-        self.channels.entry(channel.clone()).or_default().insert(conn.clone());
+        self.channels
+            .entry(channel.clone())
+            .or_default()
+            .insert(conn.clone());
         if !(self.tracked)(channel) {
             return;
         }
@@ -233,7 +262,9 @@ impl Subs {
     }
 
     fn remove(&mut self, conn: &ConnectionId, channel: &ChannelId, fx: &mut Vec<Effect>) {
-        let Some(cs) = self.conns.get_mut(conn) else { return };
+        let Some(cs) = self.conns.get_mut(conn) else {
+            return;
+        };
         if !cs.channels.remove(channel) {
             return;
         }
@@ -244,8 +275,12 @@ impl Subs {
                 self.channels.remove(channel);
             }
         }
-        let Some(counts) = self.counts.get_mut(channel) else { return };
-        let Some(count) = counts.get_mut(&session) else { return };
+        let Some(counts) = self.counts.get_mut(channel) else {
+            return;
+        };
+        let Some(count) = counts.get_mut(&session) else {
+            return;
+        };
         *count -= 1;
         if *count > 0 {
             return;
@@ -264,7 +299,9 @@ impl Subs {
 
     /// Forgets a local connection: unsubscribes it from everything.
     pub(crate) fn forget(&mut self, conn: &ConnectionId) -> Vec<Effect> {
-        let Some(cs) = self.conns.get(conn) else { return Vec::new() };
+        let Some(cs) = self.conns.get(conn) else {
+            return Vec::new();
+        };
         let channels: Vec<ChannelId> = cs.channels.iter().cloned().collect();
         let session = cs.session.clone();
         let fx = self.subscribe(false, std::slice::from_ref(conn), &channels);
@@ -357,14 +394,20 @@ mod tests {
 
         let fx = subs.subscribe(true, &ids(&["c1"]), std::slice::from_ref(&room));
         assert!(matches!(fx[0], Effect::Announce(PresenceTask::Here { .. })));
-        assert_eq!(notified(&fx), vec![("join".into(), vec![]), ("state".into(), ids(&["c1"]))]);
+        assert_eq!(
+            notified(&fx),
+            vec![("join".into(), vec![]), ("state".into(), ids(&["c1"]))]
+        );
         // A second connection of the same session: no announcement, no join.
         let fx = subs.subscribe(true, &ids(&["c2"]), std::slice::from_ref(&room));
         assert_eq!(notified(&fx), vec![("state".into(), ids(&["c2"]))]);
         let fx = subs.subscribe(true, &ids(&["c3"]), std::slice::from_ref(&room));
         assert_eq!(
             notified(&fx),
-            vec![("join".into(), ids(&["c1", "c2"])), ("state".into(), ids(&["c3"]))]
+            vec![
+                ("join".into(), ids(&["c1", "c2"])),
+                ("state".into(), ids(&["c3"]))
+            ]
         );
         assert_eq!(subs.present(&room), ids::<SessionId>(&["s1", "s2"]));
 
@@ -395,10 +438,16 @@ mod tests {
         let mut subs = Subs::new("alpha".into(), |c: &ChannelId| c.as_str() != "quiet");
         subs.register(&"c1".into(), &"s1".into());
         assert!(subs.subscribe(true, &ids(&["c1"]), &ids(&["quiet"])).is_empty());
-        assert_eq!(subs.subscribers(&"quiet".into(), &[]), ids::<ConnectionId>(&["c1"]));
+        assert_eq!(
+            subs.subscribers(&"quiet".into(), &[]),
+            ids::<ConnectionId>(&["c1"])
+        );
         let beta = MemberId::from("beta");
         let snap = |entries: &[(&str, &str)]| PresenceTask::Snapshot {
-            entries: entries.iter().map(|(c, s)| ((*c).to_owned(), (*s).to_owned())).collect(),
+            entries: entries
+                .iter()
+                .map(|(c, s)| ((*c).to_owned(), (*s).to_owned()))
+                .collect(),
         };
         subs.remote(&beta, snap(&[("room", "a"), ("room", "b")]));
         assert_eq!(subs.present(&"room".into()), ids::<SessionId>(&["a", "b"]));

@@ -32,9 +32,9 @@ fn exact_path(path: String) -> BoxedFilter<()> {
 
 /// A stable 64-bit FNV-1a hash, so that every member computes the same ETag.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn origin_allowed(policy: &AllowedOrigins, origin: Option<&str>, host: Option<&str>) -> bool {
@@ -252,28 +252,37 @@ impl Node {
             .and(warp::header::optional::<String>("origin"))
             .and(warp::header::optional::<String>("host"))
             .and(warp::header::optional::<String>("cookie"))
-            .map(move |ws: warp::ws::Ws, origin: Option<String>, host: Option<String>, cookie: Option<String>| {
-                let policy = &node.config().origins;
-                if !origin_allowed(policy, origin.as_deref(), host.as_deref()) {
-                    tracing::warn!(?origin, ?host, "websocket refused: origin not allowed");
-                    return warp::reply::with_status("origin not allowed", StatusCode::FORBIDDEN).into_response();
-                }
-                if node.is_shutting_down() {
-                    return warp::reply::with_status("shutting down", StatusCode::SERVICE_UNAVAILABLE)
+            .map(
+                move |ws: warp::ws::Ws,
+                      origin: Option<String>,
+                      host: Option<String>,
+                      cookie: Option<String>| {
+                    let policy = &node.config().origins;
+                    if !origin_allowed(policy, origin.as_deref(), host.as_deref()) {
+                        tracing::warn!(?origin, ?host, "websocket refused: origin not allowed");
+                        return warp::reply::with_status("origin not allowed", StatusCode::FORBIDDEN)
+                            .into_response();
+                    }
+                    if node.is_shutting_down() {
+                        return warp::reply::with_status("shutting down", StatusCode::SERVICE_UNAVAILABLE)
+                            .into_response();
+                    }
+                    if node.connection_count() >= node.config().max_connections {
+                        tracing::warn!("websocket refused: connection limit reached");
+                        return warp::reply::with_status(
+                            "too many connections",
+                            StatusCode::SERVICE_UNAVAILABLE,
+                        )
                         .into_response();
-                }
-                if node.connection_count() >= node.config().max_connections {
-                    tracing::warn!("websocket refused: connection limit reached");
-                    return warp::reply::with_status("too many connections", StatusCode::SERVICE_UNAVAILABLE)
-                        .into_response();
-                }
-                let limit = node.config().max_message_size;
-                let node = node.clone();
-                ws.max_message_size(limit.saturating_mul(2))
-                    .max_frame_size(limit.saturating_mul(2))
-                    .on_upgrade(move |socket| crate::connection::run(node, socket, cookie))
-                    .into_response()
-            });
+                    }
+                    let limit = node.config().max_message_size;
+                    let node = node.clone();
+                    ws.max_message_size(limit.saturating_mul(2))
+                        .max_frame_size(limit.saturating_mul(2))
+                        .on_upgrade(move |socket| crate::connection::run(node, socket, cookie))
+                        .into_response()
+                },
+            );
 
         let node = self.clone();
         let alive = warp::get().and(exact_path(cfg.path("alive"))).map(move || {
@@ -293,7 +302,11 @@ impl Node {
         let ready = warp::get().and(exact_path(cfg.path("ready"))).map(move || {
             let ready = node.is_ready();
             let body = serde_json::json!({ "ready": ready, "member": node.member().as_str() });
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             let mut r = warp::reply::with_status(warp::reply::json(&body), status).into_response();
             r.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -318,7 +331,9 @@ impl Node {
                     let mut r = node.metrics_text().into_response();
                     r.headers_mut().insert(
                         header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                        HeaderValue::from_static(
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        ),
                     );
                     Ok(r)
                 }
@@ -420,8 +435,16 @@ mod tests {
     fn origin_policy() {
         let same = AllowedOrigins::SameHost;
         assert!(origin_allowed(&same, None, None));
-        assert!(origin_allowed(&same, Some("http://127.0.0.1:8080"), Some("127.0.0.1:8080")));
-        assert!(!origin_allowed(&same, Some("http://evil.example"), Some("127.0.0.1:8080")));
+        assert!(origin_allowed(
+            &same,
+            Some("http://127.0.0.1:8080"),
+            Some("127.0.0.1:8080")
+        ));
+        assert!(!origin_allowed(
+            &same,
+            Some("http://evil.example"),
+            Some("127.0.0.1:8080")
+        ));
         let list = AllowedOrigins::List(vec!["https://a.example/".into()]);
         assert!(origin_allowed(&list, Some("https://a.example"), None));
         assert!(!origin_allowed(&list, Some("https://b.example"), None));

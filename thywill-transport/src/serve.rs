@@ -29,8 +29,8 @@ pub(crate) struct PeerAddr(pub(crate) SocketAddr);
 /// Accepts connections on `listener` until the node shuts down, then waits (bounded) for
 /// open HTTP exchanges. Upgraded WebSockets close themselves on shutdown.
 pub(crate) async fn accept_loop(node: Node, listener: TcpListener, tls: Option<TlsAcceptor>) {
-    let not_found =
-        warp::any().map(|| warp::reply::with_status("No such resource.", StatusCode::NOT_FOUND).into_response());
+    let not_found = warp::any()
+        .map(|| warp::reply::with_status("No such resource.", StatusCode::NOT_FOUND).into_response());
     let service = warp::service(node.routes().or(not_found).unify());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = node.inner.shutdown.subscribe();
@@ -79,8 +79,11 @@ async fn serve_connection<IO, S>(
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<warp::http::Request<Incoming>, Response = warp::reply::Response, Error = std::convert::Infallible>
-        + Clone
+    S: Service<
+            warp::http::Request<Incoming>,
+            Response = warp::reply::Response,
+            Error = std::convert::Infallible,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,

@@ -68,7 +68,11 @@ impl SessionConfig {
     /// Names the cookie (letters, digits, `.`, `-`, `_`).
     pub fn with_cookie_name(mut self, name: impl Into<String>) -> Result<Self, TransportError> {
         let name = name.into();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c)) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+        {
             return Err(TransportError::Config {
                 key: "session.cookie_name",
                 message: format!("{name:?} is not a valid cookie name"),
@@ -169,7 +173,9 @@ pub struct Sessions {
 
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sessions").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Sessions")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 

@@ -46,7 +46,8 @@ impl TlsConfig {
             .map_err(|e| tls_err("tls.cert", format!("{}: {e}", cert.display())))?
             .collect::<Result<_, _>>()
             .map_err(|e| tls_err("tls.cert", format!("{}: {e}", cert.display())))?;
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err("tls.key", format!("{}: {e}", key.display())))?;
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| tls_err("tls.key", format!("{}: {e}", key.display())))?;
         Self::new(certs, key)
     }
 
@@ -113,17 +114,23 @@ impl Node {
         let redirect = warp::path::full()
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
             .and(warp::header::optional::<String>("host"))
-            .map(move |path: warp::path::FullPath, query: String, host: Option<String>| {
-                let host = host.unwrap_or_default();
-                let hostname = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-                let query = if query.is_empty() { String::new() } else { format!("?{query}") };
-                let location = format!("https://{hostname}:{https_port}{}{query}", path.as_str());
-                let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
-                if let Ok(v) = HeaderValue::from_str(&location) {
-                    r.headers_mut().insert(header::LOCATION, v);
-                }
-                r
-            });
+            .map(
+                move |path: warp::path::FullPath, query: String, host: Option<String>| {
+                    let host = host.unwrap_or_default();
+                    let hostname = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+                    let query = if query.is_empty() {
+                        String::new()
+                    } else {
+                        format!("?{query}")
+                    };
+                    let location = format!("https://{hostname}:{https_port}{}{query}", path.as_str());
+                    let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+                    if let Ok(v) = HeaderValue::from_str(&location) {
+                        r.headers_mut().insert(header::LOCATION, v);
+                    }
+                    r
+                },
+            );
         let mut stop = self.inner.shutdown.subscribe();
         let serving = async move {
             warp::serve(redirect)

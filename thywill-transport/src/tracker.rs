@@ -82,7 +82,10 @@ impl Table {
     }
 
     fn listener(&self) -> Option<Arc<dyn TrackerListener>> {
-        self.listener.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.listener
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn local_snapshot(&self) -> Vec<(String, String)> {
@@ -154,7 +157,9 @@ impl Table {
                     connections: count,
                 });
             }
-            TrackerTask::SnapshotRequest => events.push(TrackerEvent::SnapshotRequested { member: from.clone() }),
+            TrackerTask::SnapshotRequest => {
+                events.push(TrackerEvent::SnapshotRequested { member: from.clone() })
+            }
         }
         // Reported under the lock: the listener sees changes in table order.
         if let Some(l) = self.listener() {
@@ -177,7 +182,12 @@ impl Table {
 }
 
 /// Sends a task to one member from a spawned task (event callbacks must not block).
-fn send_later(table: &Arc<Table>, to: MemberId, what: &'static str, task: impl FnOnce(&Table) -> TrackerTask + Send + 'static) {
+fn send_later(
+    table: &Arc<Table>,
+    to: MemberId,
+    what: &'static str,
+    task: impl FnOnce(&Table) -> TrackerTask + Send + 'static,
+) {
     let table = table.clone();
     tokio::spawn(async move {
         let _order = table.order.lock().await;
@@ -290,7 +300,9 @@ impl ClusterEvents for TrackerEvents {
 
     fn member_up(&self, member: MemberId) {
         if let Some(table) = self.table.upgrade() {
-            send_later(&table, member.clone(), "snapshot request", |_| TrackerTask::SnapshotRequest);
+            send_later(&table, member.clone(), "snapshot request", |_| {
+                TrackerTask::SnapshotRequest
+            });
         }
         self.next.member_up(member);
     }
@@ -305,7 +317,9 @@ impl ClusterEvents for TrackerEvents {
     fn gap(&self, from: MemberId, missing: u64) {
         if let Some(table) = self.table.upgrade() {
             // Announcements were lost: ask for the whole table again.
-            send_later(&table, from.clone(), "snapshot request", |_| TrackerTask::SnapshotRequest);
+            send_later(&table, from.clone(), "snapshot request", |_| {
+                TrackerTask::SnapshotRequest
+            });
         }
         self.next.gap(from, missing);
     }
@@ -353,7 +367,11 @@ impl Cluster for TrackedCluster {
 
 impl ClusterTracker {
     /// Changes the local table and announces the change, in order with every other change.
-    async fn local_change(&self, change: impl FnOnce(&mut Members), announce: Option<TrackerTask>) -> CoreResult<()> {
+    async fn local_change(
+        &self,
+        change: impl FnOnce(&mut Members),
+        announce: Option<TrackerTask>,
+    ) -> CoreResult<()> {
         let _order = self.table.order.lock().await;
         change(&mut self.table.write());
         if let Some(task) = announce
@@ -454,6 +472,10 @@ impl ClientTracker for ClusterTracker {
     }
 
     fn set_listener(&self, listener: Arc<dyn TrackerListener>) {
-        *self.table.listener.write().unwrap_or_else(PoisonError::into_inner) = Some(listener);
+        *self
+            .table
+            .listener
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(listener);
     }
 }

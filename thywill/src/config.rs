@@ -400,10 +400,16 @@ impl Config {
         match self.cluster.backend {
             Backend::None => {}
             Backend::Redis if !cfg!(feature = "redis") => {
-                return Err(ConfigError::new("cluster.backend", "built without the `redis` feature"));
+                return Err(ConfigError::new(
+                    "cluster.backend",
+                    "built without the `redis` feature",
+                ));
             }
             Backend::Http if !cfg!(feature = "http") => {
-                return Err(ConfigError::new("cluster.backend", "built without the `http` feature"));
+                return Err(ConfigError::new(
+                    "cluster.backend",
+                    "built without the `http` feature",
+                ));
             }
             Backend::Redis | Backend::Http => {
                 self.cluster_backend("app")?;
@@ -447,9 +453,12 @@ impl Config {
         let Some(secret) = &self.session.secret else {
             return Ok(None);
         };
-        let mut c = SessionConfig::new(secret.as_bytes()).map_err(|e| ConfigError::new("session.secret", e))?;
+        let mut c =
+            SessionConfig::new(secret.as_bytes()).map_err(|e| ConfigError::new("session.secret", e))?;
         if let Some(name) = &self.session.cookie_name {
-            c = c.with_cookie_name(name).map_err(|e| ConfigError::new("session.cookie_name", e))?;
+            c = c
+                .with_cookie_name(name)
+                .map_err(|e| ConfigError::new("session.cookie_name", e))?;
         }
         Ok(Some(c.with_secure(self.session.secure)))
     }
@@ -480,7 +489,11 @@ impl Config {
                 let config = RedisClusterConfig::default()
                     .with_url(c.redis_url.clone())
                     .map_err(e("cluster.redis_url"))?
-                    .with_prefix(c.prefix.clone().unwrap_or_else(|| format!("thywill:{app}:cluster:")))
+                    .with_prefix(
+                        c.prefix
+                            .clone()
+                            .unwrap_or_else(|| format!("thywill:{app}:cluster:")),
+                    )
                     .map_err(e("cluster.prefix"))?
                     .with_members(members)
                     .map_err(e("cluster.members"))?
@@ -494,8 +507,8 @@ impl Config {
             Backend::Http => {
                 use thywill_cluster_http::{HttpCluster, HttpClusterConfig};
                 let e = |k: &'static str| move |e: thywill_cluster_http::Error| ConfigError::new(k, e);
-                let members =
-                    thywill_cluster_http::parse_members(&c.members.join(",")).map_err(e("cluster.members"))?;
+                let members = thywill_cluster_http::parse_members(&c.members.join(","))
+                    .map_err(e("cluster.members"))?;
                 let mut config = HttpClusterConfig::default()
                     .with_members(members)
                     .map_err(e("cluster.members"))?
@@ -507,7 +520,9 @@ impl Config {
                     config = config.with_listen(listen);
                 }
                 if let Some(secret) = &c.secret {
-                    config = config.with_secret(secret.as_bytes().to_vec()).map_err(e("cluster.secret"))?;
+                    config = config
+                        .with_secret(secret.as_bytes().to_vec())
+                        .map_err(e("cluster.secret"))?;
                 }
                 Ok(Some(Arc::new(HttpCluster::new(config).map_err(e("cluster"))?)))
             }
@@ -523,7 +538,9 @@ impl Config {
     /// backend with a cluster-wide client tracker. `base` is the application's default base
     /// path; `app` names the default Redis prefix.
     pub fn apply(&self, builder: Builder, base: &str, app: &str) -> Result<Builder, ConfigError> {
-        let mut builder = builder.member(self.member.as_str()).transport(self.transport(Some(base))?);
+        let mut builder = builder
+            .member(self.member.as_str())
+            .transport(self.transport(Some(base))?);
         if let Some(sessions) = self.session_config()? {
             builder = builder.sessions(sessions);
         }
@@ -545,7 +562,10 @@ impl Config {
         match &self.tls {
             None => {
                 let (bound, serving) = node.bind(addr).await?;
-                Ok((format!("http://{bound}{page}"), Box::pin(serving) as crate::BoxServe))
+                Ok((
+                    format!("http://{bound}{page}"),
+                    Box::pin(serving) as crate::BoxServe,
+                ))
             }
             Some(tls) => {
                 let config = TlsConfig::from_pem_files(&tls.cert, &tls.key)?;
@@ -573,10 +593,16 @@ impl Config {
     pub fn init_logging(&self) {
         let filter = tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
         let _ = match self.log.format {
             LogFormat::Pretty => builder.try_init(),
-            LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).try_init(),
+            LogFormat::Json => builder
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .try_init(),
         };
     }
 }
@@ -586,7 +612,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -601,7 +630,11 @@ mod tests {
         .map_err(|e| ConfigError::new("test", e))?;
         let c = Config::load(
             Some(&file),
-            env(&[("THYWILL_PORT", "2"), ("THYWILL_LIMITS__MAX_MESSAGE_SIZE", "4096"), ("OTHER", "x")]),
+            env(&[
+                ("THYWILL_PORT", "2"),
+                ("THYWILL_LIMITS__MAX_MESSAGE_SIZE", "4096"),
+                ("OTHER", "x"),
+            ]),
             &[("port", "3".into())],
         )?;
         assert_eq!(c.port, 3, "overrides beat the environment");
@@ -618,14 +651,29 @@ mod tests {
     fn invalid_values_name_their_key() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("THYWILL_PORT", "seventy")], "port"),
-            (&[("THYWILL_LIMITS__MAX_MESSAGE_SIZE", "10")], "limits.max_message_size"),
-            (&[("THYWILL_LIMITS__OUTBOUND_QUEUE", "0")], "limits.outbound_queue"),
-            (&[("THYWILL_CLUSTER__BACKEND", "carrier-pigeon")], "cluster.backend"),
+            (
+                &[("THYWILL_LIMITS__MAX_MESSAGE_SIZE", "10")],
+                "limits.max_message_size",
+            ),
+            (
+                &[("THYWILL_LIMITS__OUTBOUND_QUEUE", "0")],
+                "limits.outbound_queue",
+            ),
+            (
+                &[("THYWILL_CLUSTER__BACKEND", "carrier-pigeon")],
+                "cluster.backend",
+            ),
             (&[("THYWILL_SESSION__SECRET", "short")], "session.secret"),
             (&[("THYWILL_BASE_PATH", "/a b")], "base_path"),
             (&[("THYWILL_HOST", "nowhere")], "host"),
             (&[("THYWILL_LOG__FORMAT", "xml")], "log.format"),
-            (&[("THYWILL_TLS__CERT", "/nonexistent.pem"), ("THYWILL_TLS__KEY", "/nonexistent.pem")], "tls"),
+            (
+                &[
+                    ("THYWILL_TLS__CERT", "/nonexistent.pem"),
+                    ("THYWILL_TLS__KEY", "/nonexistent.pem"),
+                ],
+                "tls",
+            ),
         ];
         for (vars, key) in cases {
             match Config::load(None, env(vars), &[]) {

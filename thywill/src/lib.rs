@@ -59,6 +59,27 @@
 //! by pages when they ask (`Thywill.loadScript(path)`) or the server tells them
 //! ([`AppContext::expose`]).
 //!
+//! ## Sessions, channels, presence and the cluster-wide tracker
+//!
+//! - **Sessions** ([`Builder::sessions`]): the page issues a signed cookie; every tab of one
+//!   browser, on any member, is then one [`SessionId`]. A cluster shares the secret and a
+//!   session store ([`cluster_redis::RedisSessions`]).
+//! - **Who is connected** ([`AppContext::is_connected`], [`AppContext::connections_of_session`],
+//!   [`AppContext::connected_clients`]): the cluster-wide tracker. Clients of other members
+//!   reach [`Application::connection_to`] / [`Application::disconnection_from`] on every member;
+//!   a member's failure reaches [`Application::cluster_member_down`] (with its purged clients) on
+//!   its designated handler and [`Application::cluster_member_status`] everywhere.
+//! - **Channels of sessions** ([`AppContext::add_sessions`], [`AppContext::remove_sessions`],
+//!   [`AppContext::clear_channel`], [`AppContext::channel_sessions`],
+//!   [`AppContext::session_channels`]): persisted by the [`ChannelManager`]
+//!   ([`Builder::channels`]; [`cluster_redis::RedisChannels`] in a cluster). Every connection of
+//!   those sessions is subscribed, on any member, now and whenever one connects later (a
+//!   reconnecting browser is back in its channels before [`Application::connection`] runs).
+//!   Connections can also be subscribed one by one ([`AppContext::subscribe`]).
+//! - **Presence** ([`Application::tracks_presence`], [`AppContext::presence`]): which sessions
+//!   have a connection subscribed to a channel anywhere, with `state` / `join` / `leave`
+//!   messages to its subscribers; a member's sessions leave as soon as its failure is detected.
+//!
 //! ## Cargo features
 //!
 //! | feature | default | what |
@@ -80,9 +101,10 @@ use std::sync::Arc;
 
 pub use thywill_core::cluster::MemberStatus;
 pub use thywill_core::{
-    AppContext, Application, ApplicationId, ChannelId, ChannelManager, Client, ClientTracker, Cluster, ConnectionId,
-    CoreError, MemberClients, MemberId, Message, Metadata, Resource, ResourceKind, ResourceManager, RpcError,
-    RpcErrorCode, RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent, protocol,
+    AppContext, Application, ApplicationId, ChannelId, ChannelManager, Client, ClientTracker, Cluster,
+    ConnectionId, CoreError, MemberClients, MemberId, Message, Metadata, Resource, ResourceKind,
+    ResourceManager, RpcError, RpcErrorCode, RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent,
+    protocol,
 };
 pub use thywill_transport::local::{
     LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker,
@@ -91,25 +113,25 @@ pub use thywill_transport::{
     AllowedOrigins, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig, TransportConfig,
 };
 
-/// Re-export of the core crate, for component authors.
-pub use thywill_core as core;
-/// Re-export of the transport crate.
-pub use thywill_transport as transport;
-/// Re-export of the RPC crate: a typed registry of server functions for browsers to call.
-pub use thywill_rpc as rpc;
-/// Re-export of the resources crate: manifests, the bootstrap pipeline, minifiers.
-pub use thywill_resources as resources;
-/// Re-export of the template engine crate.
-pub use thywill_templates as templates;
-pub use thywill_core::{Minifier, TemplateEngine};
-pub use thywill_resources::{Entry, Manifest, Source};
-pub use thywill_transport::tracker::{ClusterTracker, TrackedCluster, tracked};
 /// Re-export of the HTTP cluster backend.
 #[cfg(feature = "http")]
 pub use thywill_cluster_http::{self as cluster_http, HttpCluster, HttpClusterConfig};
 /// Re-export of the Redis cluster backend.
 #[cfg(feature = "redis")]
 pub use thywill_cluster_redis::{self as cluster_redis, RedisCluster, RedisClusterConfig};
+/// Re-export of the core crate, for component authors.
+pub use thywill_core as core;
+pub use thywill_core::{Minifier, TemplateEngine};
+/// Re-export of the resources crate: manifests, the bootstrap pipeline, minifiers.
+pub use thywill_resources as resources;
+pub use thywill_resources::{Entry, Manifest, Source};
+/// Re-export of the RPC crate: a typed registry of server functions for browsers to call.
+pub use thywill_rpc as rpc;
+/// Re-export of the template engine crate.
+pub use thywill_templates as templates;
+/// Re-export of the transport crate.
+pub use thywill_transport as transport;
+pub use thywill_transport::tracker::{ClusterTracker, TrackedCluster, tracked};
 
 /// A boxed serving future, as returned by [`config::Config::serve`].
 pub type BoxServe = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
@@ -179,7 +201,10 @@ impl std::fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("config", &self.config)
             .field("member", &self.member)
-            .field("applications", &self.applications.iter().map(|(id, _)| id).collect::<Vec<_>>())
+            .field(
+                "applications",
+                &self.applications.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -314,7 +339,9 @@ impl Builder {
     /// [`Thywill::bind`] and [`Thywill::routes`].
     pub async fn build(self) -> Result<Thywill, Error> {
         let member = self.member;
-        let cluster = self.cluster.unwrap_or_else(|| Arc::new(LocalCluster::new(member)));
+        let cluster = self
+            .cluster
+            .unwrap_or_else(|| Arc::new(LocalCluster::new(member)));
         let store = self.resources.unwrap_or_else(|| Arc::new(MemoryResources::new()));
         let base = self.config.base_path().to_owned();
         let pipeline = thywill_resources::Pipeline::new(

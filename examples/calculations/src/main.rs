@@ -11,9 +11,6 @@
 async fn main() -> anyhow::Result<()> {
     let opts = example_support::Options::from_args(example_calculations::DEFAULT_PORT)?;
     opts.init_logging();
-    let node = opts.configure(example_calculations::builder()?)?
-        
-        .build()
-        .await?;
+    let node = opts.configure(example_calculations::builder()?)?.build().await?;
     example_support::serve(node, &opts, "/calculations/").await
 }

@@ -20,7 +20,9 @@ async fn status(url: &str) -> anyhow::Result<u16> {
 /// The status code and body of `GET url`.
 async fn get(url: &str) -> anyhow::Result<(u16, String)> {
     let rest = url.strip_prefix("http://").context("http URL")?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
     let mut s = tokio::net::TcpStream::connect(host).await?;
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
         .await?;
@@ -32,7 +34,10 @@ async fn get(url: &str) -> anyhow::Result<(u16, String)> {
         .context("no status line")?
         .parse()
         .context("bad status")?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((code, body))
 }
 

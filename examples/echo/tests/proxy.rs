@@ -33,7 +33,10 @@ fn nginx_binary() -> Option<PathBuf> {
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot run {cmd:?}"))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -44,7 +47,17 @@ fn run(cmd: &mut Command) -> anyhow::Result<String> {
 fn make_certificate(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
         .arg("-keyout")
         .arg(&key)
@@ -59,7 +72,10 @@ async fn start_nginx(members: [SocketAddr; 2], http: u16, https: u16) -> anyhow:
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let (cert, key) = make_certificate(&dir)?;
-    let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/nginx/thywill.conf"))?;
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/nginx/thywill.conf"
+    ))?;
     let site = sample
         .replace("@MEMBER1_PORT@", &members[0].port().to_string())
         .replace("@MEMBER2_PORT@", &members[1].port().to_string())
@@ -68,7 +84,10 @@ async fn start_nginx(members: [SocketAddr; 2], http: u16, https: u16) -> anyhow:
         .replace("@CERT_FILE@", &cert.display().to_string())
         .replace("@KEY_FILE@", &key.display().to_string());
     // The sample's HTTPS listener binds all addresses on the port; keep the test on loopback.
-    let site = site.replace(&format!("listen {https} ssl"), &format!("listen 127.0.0.1:{https} ssl"));
+    let site = site.replace(
+        &format!("listen {https} ssl"),
+        &format!("listen 127.0.0.1:{https} ssl"),
+    );
     std::fs::write(dir.join("thywill.conf"), site)?;
     let root = run(Command::new("id").arg("-u"))?.trim() == "0";
     let d = dir.display();
@@ -92,7 +111,10 @@ async fn start_nginx(members: [SocketAddr; 2], http: u16, https: u16) -> anyhow:
         .context("cannot start nginx")?;
     let mut nginx = Nginx { child, dir };
     let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", https)).await.is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", https))
+        .await
+        .is_err()
+    {
         if let Ok(Some(status)) = nginx.child.try_wait() {
             let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
             bail!("nginx exited with {status}: {log}");
@@ -123,12 +145,17 @@ async fn the_echo_page_works_through_the_nginx_sample_over_tls() -> anyhow::Resu
 
     // Plain HTTP is redirected to HTTPS.
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", http)).await?;
-    s.write_all(format!("GET /echo/ HTTP/1.1\r\nHost: 127.0.0.1:{http}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(
+        format!("GET /echo/ HTTP/1.1\r\nHost: 127.0.0.1:{http}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut reply = String::new();
     tokio::time::timeout(TIMEOUT, s.read_to_string(&mut reply)).await??;
     assert!(reply.starts_with("HTTP/1.1 301"), "{reply}");
-    assert!(reply.contains(&format!("Location: https://127.0.0.1:{https}/echo/")), "{reply}");
+    assert!(
+        reply.contains(&format!("Location: https://127.0.0.1:{https}/echo/")),
+        "{reply}"
+    );
 
     // The page, its assets and the WebSocket all go through the proxy.
     let b = Browser::start_with_args(&["--ignore-certificate-errors"]).await?;
@@ -136,7 +163,8 @@ async fn the_echo_page_works_through_the_nginx_sample_over_tls() -> anyhow::Resu
     b.wait_text("#status", "Connected").await?;
     b.type_into("#sender textarea", "through the proxy").await?;
     b.click("#sender button").await?;
-    b.wait_text("#echo-output .echoed-message", "through the proxy").await?;
+    b.wait_text("#echo-output .echoed-message", "through the proxy")
+        .await?;
     b.wait_js("return location.protocol === 'https:' && Thywill.url.startsWith('wss://');")
         .await?;
     b.close().await?;

@@ -159,7 +159,12 @@ impl Options {
         let defaults = [("port", self.port.to_string())];
         // THYWILL_CLUSTER_SECRET (one underscore) is read as `--cluster-secret` above.
         let env = std::env::vars().filter(|(k, _)| k != "THYWILL_CLUSTER_SECRET");
-        Ok(Config::load_with_defaults(&defaults, self.config_file.as_deref(), env, &overrides)?)
+        Ok(Config::load_with_defaults(
+            &defaults,
+            self.config_file.as_deref(),
+            env,
+            &overrides,
+        )?)
     }
 
     /// Installs logging as configured (`[log]`: pretty or JSON; `RUST_LOG` wins for the filter).

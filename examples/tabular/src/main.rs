@@ -9,9 +9,6 @@
 async fn main() -> anyhow::Result<()> {
     let opts = example_support::Options::from_args(example_tabular::DEFAULT_PORT)?;
     opts.init_logging();
-    let node = opts.configure(example_tabular::builder()?)?
-        
-        .build()
-        .await?;
+    let node = opts.configure(example_tabular::builder()?)?.build().await?;
     example_support::serve(node, &opts, "/tabular/").await
 }

@@ -57,7 +57,9 @@ async fn malformed_frames_get_bad_frame_errors_and_others_are_unaffected() -> an
 
 #[tokio::test]
 async fn a_stream_of_malformed_frames_is_closed_with_4000() -> anyhow::Result<()> {
-    let cfg = TransportConfig::default().with_base_path("/t")?.with_max_bad_frames(3);
+    let cfg = TransportConfig::default()
+        .with_base_path("/t")?
+        .with_max_bad_frames(3);
     let fx = Fixture::start(cfg).await?;
     let mut c = WsClient::connect(&fx.ws_url()).await?;
     for _ in 0..10 {
@@ -71,7 +73,9 @@ async fn a_stream_of_malformed_frames_is_closed_with_4000() -> anyhow::Result<()
 
 #[tokio::test]
 async fn oversize_frames_close_with_1009() -> anyhow::Result<()> {
-    let cfg = TransportConfig::default().with_base_path("/t")?.with_max_message_size(1024)?;
+    let cfg = TransportConfig::default()
+        .with_base_path("/t")?
+        .with_max_message_size(1024)?;
     let fx = Fixture::start(cfg).await?;
     let mut bystander = WsClient::connect(&fx.ws_url()).await?;
     // Just over the limit (checked by the protocol decoder) and far over it (refused by the
@@ -109,7 +113,9 @@ async fn a_foreign_origin_is_refused_and_the_same_host_accepted() -> anyhow::Res
 
 #[tokio::test]
 async fn a_slow_consumer_is_cut_off_with_4008_without_stalling_others() -> anyhow::Result<()> {
-    let cfg = TransportConfig::default().with_base_path("/t")?.with_outbound_queue(8)?;
+    let cfg = TransportConfig::default()
+        .with_base_path("/t")?
+        .with_outbound_queue(8)?;
     let fx = Fixture::start(cfg).await?;
     let mut other = WsClient::connect(&fx.ws_url()).await?;
     let mut slow = WsClient::connect(&fx.ws_url()).await?;
@@ -124,7 +130,9 @@ async fn a_slow_consumer_is_cut_off_with_4008_without_stalling_others() -> anyho
 
 #[tokio::test]
 async fn a_flooding_client_is_closed_with_4429_and_others_carry_on() -> anyhow::Result<()> {
-    let cfg = TransportConfig::default().with_base_path("/t")?.with_rate_limit(5, 10)?;
+    let cfg = TransportConfig::default()
+        .with_base_path("/t")?
+        .with_rate_limit(5, 10)?;
     let fx = Fixture::start(cfg).await?;
     let mut other = WsClient::connect(&fx.ws_url()).await?;
     let mut flood = WsClient::connect(&fx.ws_url()).await?;
@@ -139,7 +147,9 @@ async fn a_flooding_client_is_closed_with_4429_and_others_carry_on() -> anyhow::
 
 #[tokio::test]
 async fn handshakes_beyond_the_connection_limit_are_refused() -> anyhow::Result<()> {
-    let cfg = TransportConfig::default().with_base_path("/t")?.with_max_connections(2)?;
+    let cfg = TransportConfig::default()
+        .with_base_path("/t")?
+        .with_max_connections(2)?;
     let fx = Fixture::start(cfg).await?;
     let mut a = WsClient::connect(&fx.ws_url()).await?;
     let _b = WsClient::connect(&fx.ws_url()).await?;

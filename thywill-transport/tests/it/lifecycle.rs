@@ -50,9 +50,12 @@ async fn a_silent_client_is_dropped_after_the_keepalive_timeout() -> anyhow::Res
     let fx = Fixture::start(cfg).await?;
     // Never read: the client library cannot answer the server's pings.
     let silent = WsClient::connect(&fx.ws_url()).await?;
-    fx.until("the connection to open", |n| n.connection_count() == 1).await?;
-    fx.until("the silent connection to be dropped", |n| n.connection_count() == 0)
+    fx.until("the connection to open", |n| n.connection_count() == 1)
         .await?;
+    fx.until("the silent connection to be dropped", |n| {
+        n.connection_count() == 0
+    })
+    .await?;
     drop(silent);
     Ok(())
 }
@@ -68,7 +71,10 @@ fn parse_metrics(text: &str) -> anyhow::Result<std::collections::HashMap<String,
         }
         if line.starts_with('#') || line.is_empty() {
             anyhow::ensure!(
-                line.is_empty() || line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line.starts_with("# UNIT "),
+                line.is_empty()
+                    || line.starts_with("# HELP ")
+                    || line.starts_with("# TYPE ")
+                    || line.starts_with("# UNIT "),
                 "bad comment line {line:?}"
             );
             continue;
@@ -79,7 +85,10 @@ fn parse_metrics(text: &str) -> anyhow::Result<std::collections::HashMap<String,
         let name_end = series.find('{').unwrap_or(series.len());
         let name = &series[..name_end];
         anyhow::ensure!(
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "bad metric name in {line:?}"
         );
         if name_end < series.len() {
@@ -107,9 +116,13 @@ async fn metrics_move_as_clients_connect_send_call_and_leave() -> anyhow::Result
     assert_eq!(during.get("thywill_messages_out_total{app=\"echo\"}"), Some(&1.0));
     assert_eq!(during.get("thywill_rpc_calls_total{outcome=\"nf\"}"), Some(&1.0));
     assert!(during.get("thywill_bytes_in_total").is_some_and(|b| *b > 0.0));
-    assert_eq!(during.get("thywill_cluster_member_up{member=\"alpha\"}"), Some(&1.0));
+    assert_eq!(
+        during.get("thywill_cluster_member_up{member=\"alpha\"}"),
+        Some(&1.0)
+    );
     c.close().await;
-    fx.until("the connection to close", |n| n.connection_count() == 0).await?;
+    fx.until("the connection to close", |n| n.connection_count() == 0)
+        .await?;
     let after = parse_metrics(&fx.node.metrics_text())?;
     assert_eq!(after.get("thywill_connections"), Some(&0.0));
     assert_eq!(after.get("thywill_connections_opened_total"), Some(&1.0));

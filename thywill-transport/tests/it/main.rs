@@ -1,9 +1,12 @@
 //! Integration tests of the transport: real nodes on loopback ports, real WebSocket clients.
 
+mod cluster;
 mod support;
 
+mod channels;
 mod delivery;
 mod errors;
 mod lifecycle;
+mod presence;
 mod sessions;
 mod tls;

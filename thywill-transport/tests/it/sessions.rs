@@ -39,10 +39,12 @@ async fn connect_with_cookie(fx: &Fixture, cookie: &str) -> anyhow::Result<(u16,
     use futures_util::StreamExt;
     let first = tokio::time::timeout(thywill_testkit::TIMEOUT, ws.next()).await?;
     match first {
-        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => match ServerFrame::decode(t.as_str())? {
-            ServerFrame::Welcome { session, .. } => Ok((0, Some(session))),
-            other => anyhow::bail!("unexpected {other:?}"),
-        },
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+            match ServerFrame::decode(t.as_str())? {
+                ServerFrame::Welcome { session, .. } => Ok((0, Some(session))),
+                other => anyhow::bail!("unexpected {other:?}"),
+            }
+        }
         Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(f)))) => Ok((u16::from(f.code), None)),
         other => anyhow::bail!("unexpected {other:?}"),
     }
@@ -68,7 +70,10 @@ async fn the_page_issues_a_session_that_every_tab_and_route_shares() -> anyhow::
         .header("cookie", &cookie)
         .reply(&route)
         .await;
-    assert_eq!(Some(String::from_utf8_lossy(seen.body()).into_owned()), a.map(|s| s.to_string()));
+    assert_eq!(
+        Some(String::from_utf8_lossy(seen.body()).into_owned()),
+        a.map(|s| s.to_string())
+    );
     Ok(())
 }
 
@@ -84,9 +89,19 @@ async fn missing_forged_and_unknown_sessions_are_refused_with_4401() -> anyhow::
     }
     let cookie = page_cookie(&fx).await?;
     let forged = cookie.replace('a', "b");
-    let forged = if forged == cookie { format!("{cookie}0") } else { forged };
-    assert_eq!(connect_with_cookie(&fx, &forged).await?, (close::SESSION_REFUSED, None));
+    let forged = if forged == cookie {
+        format!("{cookie}0")
+    } else {
+        forged
+    };
+    assert_eq!(
+        connect_with_cookie(&fx, &forged).await?,
+        (close::SESSION_REFUSED, None)
+    );
     let unknown = format!("thywill.sid={}", config.sign(&SessionId::from("never-stored")));
-    assert_eq!(connect_with_cookie(&fx, &unknown).await?, (close::SESSION_REFUSED, None));
+    assert_eq!(
+        connect_with_cookie(&fx, &unknown).await?,
+        (close::SESSION_REFUSED, None)
+    );
     Ok(())
 }

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 use thywill_core::{
-    AppContext, Application, ApplicationId, Client, DynApplication, Message, Resource, ResourceKind, ResourceManager,
+    AppContext, Application, ApplicationId, Client, DynApplication, Message, Resource, ResourceKind,
+    ResourceManager,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use thywill_transport::local::{LocalCluster, MemoryResources, MemoryTracker};
+use thywill_transport::local::{LocalCluster, MemoryChannels, MemoryResources, MemoryTracker};
 use thywill_transport::{Node, NodeParts, Sessions, TransportConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Echoes every message; `{"flood": n, "size": s}` answers with `n` messages of `s` bytes.
 pub(crate) struct Echo;
@@ -56,7 +57,10 @@ impl Fixture {
         Self::start_with(config, None).await
     }
 
-    pub(crate) async fn start_with(config: TransportConfig, sessions: Option<Sessions>) -> anyhow::Result<Fixture> {
+    pub(crate) async fn start_with(
+        config: TransportConfig,
+        sessions: Option<Sessions>,
+    ) -> anyhow::Result<Fixture> {
         let applications: Vec<(ApplicationId, Arc<dyn DynApplication>)> =
             vec![("echo".into(), Arc::new(Echo)), ("shout".into(), Arc::new(Shout))];
         let resources = Arc::new(MemoryResources::new());
@@ -68,6 +72,7 @@ impl Fixture {
             applications,
             cluster: Arc::new(LocalCluster::new("alpha")),
             tracker: Arc::new(MemoryTracker::new()),
+            channels: Arc::new(MemoryChannels::new()),
             resources,
             sessions,
         })
@@ -104,8 +109,10 @@ impl Fixture {
 /// A plain HTTP/1.1 GET with extra header lines; returns the whole response text.
 pub(crate) async fn http_get(addr: SocketAddr, path: &str, headers: &str) -> anyhow::Result<String> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut out = String::new();
     tokio::time::timeout(thywill_testkit::TIMEOUT, s.read_to_string(&mut out)).await??;
     Ok(out)

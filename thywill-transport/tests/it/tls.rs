@@ -68,12 +68,18 @@ async fn wss_echo_and_https_pages_work_and_http_is_redirected() -> anyhow::Resul
     let url = format!("wss://localhost:{}/t/ws", addr.port());
     let (mut ws, _) = tokio::time::timeout(
         thywill_testkit::TIMEOUT,
-        tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(Connector::Rustls(client.clone()))),
+        tokio_tungstenite::connect_async_tls_with_config(
+            url,
+            None,
+            false,
+            Some(Connector::Rustls(client.clone())),
+        ),
     )
     .await??;
     let welcome = ws.next().await;
     assert!(matches!(welcome, Some(Ok(WsMessage::Text(_)))), "{welcome:?}");
-    ws.send(WsMessage::text(r#"{"t":"msg","app":"echo","data":"secure"}"#)).await?;
+    ws.send(WsMessage::text(r#"{"t":"msg","app":"echo","data":"secure"}"#))
+        .await?;
     match tokio::time::timeout(thywill_testkit::TIMEOUT, ws.next()).await? {
         Some(Ok(WsMessage::Text(t))) => match ServerFrame::decode(t.as_str())? {
             ServerFrame::Msg { data, .. } => assert_eq!(data, serde_json::json!("secure")),
@@ -85,7 +91,10 @@ async fn wss_echo_and_https_pages_work_and_http_is_redirected() -> anyhow::Resul
     // HTTPS page.
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let mut tls_stream = tokio_rustls::TlsConnector::from(client)
-        .connect(rustls_pki_types::ServerName::try_from("localhost")?.to_owned(), tcp)
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost")?.to_owned(),
+            tcp,
+        )
         .await?;
     tls_stream
         .write_all(b"GET /t/alive HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -98,7 +107,13 @@ async fn wss_echo_and_https_pages_work_and_http_is_redirected() -> anyhow::Resul
     // Plain HTTP is redirected.
     let r = http_get(plain, "/t/alive?x=1", "").await?;
     assert!(r.starts_with("HTTP/1.1 301"), "{r}");
-    assert!(r.contains(&format!("location: https://127.0.0.1:{}/t/alive?x=1", addr.port())), "{r}");
+    assert!(
+        r.contains(&format!(
+            "location: https://127.0.0.1:{}/t/alive?x=1",
+            addr.port()
+        )),
+        "{r}"
+    );
 
     fx.node.shutdown();
     tokio::time::timeout(thywill_testkit::TIMEOUT, serving).await??;

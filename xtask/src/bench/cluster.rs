@@ -55,7 +55,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 
 /// How the two members are linked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
+pub(super) enum Backend {
     Single,
     Redis,
     Http,
@@ -165,7 +165,7 @@ async fn start_redis() -> anyhow::Result<(Child, String)> {
 }
 
 /// Starts the members; returns the processes and the WebSocket URLs of A and B.
-async fn start(backend: Backend) -> anyhow::Result<(Vec<Child>, String, String)> {
+pub(super) async fn start(backend: Backend) -> anyhow::Result<(Vec<Child>, String, String)> {
     let draw = binary("example-draw", true);
     let member = |id: &str, extra: &[String]| {
         let mut c = cmd(&draw);

@@ -1,6 +1,7 @@
 //! `cargo xtask bench NAME`: benchmarks. They measure release binaries, and the load generator
 //! itself must be optimised too, so [`in_release_build`] reruns xtask from a release build.
 
+mod broadcast;
 mod cluster;
 mod echo;
 mod minify;
@@ -19,6 +20,9 @@ const BENCHES: &str = "\
 benchmarks:
   echo  round trips/s, p50/p99 latency and memory per idle connection, thywill against a raw
         tokio-tungstenite server: [--secs 10] [--conns 100] [--idle 10000] [--warmup 2]
+  broadcast  one publisher, 10,000 subscribers of one channel over two members (Redis), then on one
+        member: deliveries/s, delivery ratio (must be 1.0), p50/p99 publish-to-delivery latency:
+        [--subscribers 10000] [--rate 10] [--secs 10]
   cluster  messages/s and p50/p99 latency from a client on member A through the draw
         application to a client on member B: single member, Redis, HTTP:
         [--secs 5] [--warmup 1] [--inflight 32]
@@ -40,6 +44,10 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
             in_release_build(|| echo::run(rest))
         }
         "rpc" => rpc::run(rest),
+        "broadcast" => {
+            broadcast::parse(rest)?;
+            in_release_build(|| broadcast::run(rest))
+        }
         "cluster" => {
             cluster::parse(rest)?;
             in_release_build(|| cluster::run(rest))
@@ -66,14 +74,19 @@ pub(crate) fn ensure_open_files(needed: u64, what: &str) -> anyhow::Result<()> {
 pub(crate) fn release_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
     let path = binary(name, true);
     if !path.is_file() {
-        bail!("{} is missing: run `cargo build --release --workspace --bins`", path.display());
+        bail!(
+            "{} is missing: run `cargo build --release --workspace --bins`",
+            path.display()
+        );
     }
     Ok(path)
 }
 
 /// Runs a benchmark on a fresh runtime until it ends or Ctrl-C / SIGTERM arrives; dropping
 /// the benchmark's future kills its servers (`kill_on_drop`).
-pub(crate) fn block_on_interruptible(bench: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+pub(crate) fn block_on_interruptible(
+    bench: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
         let mut signals = Signals::new()?;
         tokio::select! {

@@ -1,0 +1,452 @@
+//! The Chat application: visitors are paired into one-on-one chats. Pairs are **sessions**, not
+//! connections, so every tab of one browser shares the chat, on whichever member each tab is
+//! connected to; a partner who leaves and comes back finds the chat where it was.
+//!
+//! How it works (the original's design, on thywill-rs's components):
+//!
+//! - A session with no chat waits in the [`WaitingPool`] (a Redis set in a cluster, memory
+//!   otherwise). A session that arrives takes a random waiting one that is still connected
+//!   somewhere (asked of the cluster-wide client tracker) and not already chatting; the two are
+//!   added to a channel named after them ([`channel_id`]) through the channel manager, which
+//!   subscribes every connection of both sessions, now and when they reconnect later.
+//! - Messages go to the channel, so both partners (every tab) see them, the sender included.
+//! - A kick clears the channel; the partner is told `kicked` and either may look for a new
+//!   partner (`findPartner`).
+//! - When a session's last connection closes (or the member holding it dies: the designated
+//!   handler of that member takes over), its partner is told `disconnected`; when the session
+//!   connects again, `reconnected`.
+//!
+//! Messages from the page: `{"action": "message", "message": text}`, `{"action": "kick"}`,
+//! `{"action": "findPartner"}`. Messages to the page: `{"action": "startChat", "channelId": id}`,
+//! `{"action": "message", "message": text}`, `{"action": "kicked"}`,
+//! `{"action": "disconnected"}`, `{"action": "reconnected"}`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context;
+use fred::prelude::{Builder as RedisBuilder, ClientLike, ReconnectPolicy};
+use fred::types::{ClusterHash, CustomCommand, Value as RedisValue};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use thywill::config::Backend;
+use thywill::core::{BoxFuture, CoreError, CoreResult};
+use thywill::resources::embed;
+use thywill::{
+    AppContext, Application, Builder, ChannelId, Client, Cluster, Entry, Manifest, MemberClients, MemberId,
+    Message, ResourceKind, SessionConfig, SessionId, Thywill,
+};
+
+/// Application id.
+pub const APP_ID: &str = "chat";
+/// Base path the example is served under.
+pub const BASE: &str = "/chat";
+/// Default port (the original's).
+pub const DEFAULT_PORT: u16 = 10087;
+/// Longest chat message accepted, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 2_000;
+/// The session-signing secret the members of a **development** cluster share when none is
+/// configured (`--session-secret`, `THYWILL_SESSION__SECRET` or `[session] secret`). Anyone can
+/// read it here, so anyone can forge session cookies: configure your own for real use.
+pub const DEV_SESSION_SECRET: &str = "thywill-rs chat example: development secret, not for production";
+/// Prefix of the example's Redis keys (sessions, channels, waiting pool).
+pub const REDIS_PREFIX: &str = "thywill:chat:";
+
+/// The sessions waiting for a partner.
+pub trait WaitingPool: Send + Sync + 'static {
+    /// Adds a session.
+    fn add(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<()>>;
+    /// Removes and returns a random session, if any.
+    fn pop(&self) -> BoxFuture<'_, CoreResult<Option<SessionId>>>;
+    /// Removes a session.
+    fn remove(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<()>>;
+}
+
+/// A waiting pool in memory: for a single member.
+#[derive(Debug, Default)]
+pub struct MemoryPool {
+    waiting: Mutex<HashSet<SessionId>>,
+}
+
+impl MemoryPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<SessionId>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl WaitingPool for MemoryPool {
+    fn add(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
+        self.lock().insert(session.clone());
+        Box::pin(std::future::ready(Ok(())))
+    }
+    fn pop(&self) -> BoxFuture<'_, CoreResult<Option<SessionId>>> {
+        let mut w = self.lock();
+        // A HashSet's order is random per process, like SPOP's choice.
+        let taken = w.iter().next().cloned();
+        if let Some(s) = &taken {
+            w.remove(s);
+        }
+        Box::pin(std::future::ready(Ok(taken)))
+    }
+    fn remove(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
+        self.lock().remove(session);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// A waiting pool in a Redis set (`SADD` / `SPOP` / `SREM`), shared by the members of a
+/// cluster: `<prefix>application:queue`, as in the original.
+pub struct RedisPool {
+    client: fred::prelude::Client,
+    key: String,
+}
+
+impl std::fmt::Debug for RedisPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPool").field("key", &self.key).finish()
+    }
+}
+
+/// Bound of every Redis command of the pool.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl RedisPool {
+    /// Connects to `url`; the set is `<prefix>application:queue`.
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let mut b = RedisBuilder::from_config(fred::types::config::Config::from_url(url)?);
+        b.set_policy(ReconnectPolicy::new_exponential(0, 50, 1_000, 2));
+        let client = b.build()?;
+        tokio::time::timeout(REDIS_TIMEOUT * 2, client.init())
+            .await
+            .context("connecting to Redis timed out")??;
+        Ok(Self {
+            client,
+            key: format!("{prefix}application:queue"),
+        })
+    }
+
+    async fn run<R: fred::types::FromValue>(
+        &self,
+        name: &'static str,
+        args: Vec<RedisValue>,
+    ) -> CoreResult<R> {
+        let cmd = CustomCommand::new_static(name, ClusterHash::FirstKey, false);
+        tokio::time::timeout(REDIS_TIMEOUT, self.client.custom(cmd, args))
+            .await
+            .map_err(|_| CoreError::Unavailable(format!("redis {name} timed out")))?
+            .map_err(|e| CoreError::component("chat-pool", e))
+    }
+
+    fn args(&self, session: &SessionId) -> Vec<RedisValue> {
+        vec![
+            RedisValue::from(self.key.as_str()),
+            RedisValue::from(session.as_str()),
+        ]
+    }
+}
+
+impl WaitingPool for RedisPool {
+    fn add(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
+        let args = self.args(session);
+        Box::pin(async move { self.run::<RedisValue>("SADD", args).await.map(|_| ()) })
+    }
+    fn pop(&self) -> BoxFuture<'_, CoreResult<Option<SessionId>>> {
+        Box::pin(async move {
+            let popped: Option<String> = self
+                .run("SPOP", vec![RedisValue::from(self.key.as_str())])
+                .await?;
+            Ok(popped.map(SessionId::from))
+        })
+    }
+    fn remove(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
+        let args = self.args(session);
+        Box::pin(async move { self.run::<RedisValue>("SREM", args).await.map(|_| ()) })
+    }
+}
+
+/// The channel of the chat between two sessions: the hex SHA-256 (first 32 digits) of their
+/// ids, sorted and joined with a comma (the original used MD5 of the same string).
+pub fn channel_id(a: &SessionId, b: &SessionId) -> ChannelId {
+    let mut pair = [a.as_str(), b.as_str()];
+    pair.sort_unstable();
+    let digest = Sha256::digest(pair.join(",").as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    ChannelId::from(hex)
+}
+
+/// Pairs sessions into chats; see the [crate docs](crate).
+#[derive(Clone)]
+pub struct Chat {
+    pool: Arc<dyn WaitingPool>,
+}
+
+impl std::fmt::Debug for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chat").finish_non_exhaustive()
+    }
+}
+
+/// Most waiting sessions looked at for one pairing (the rest stay for later).
+const MAX_CANDIDATES: usize = 100;
+
+impl Chat {
+    /// A chat application with this waiting pool.
+    pub fn new(pool: impl WaitingPool) -> Self {
+        Self { pool: Arc::new(pool) }
+    }
+
+    async fn send(ctx: &AppContext, session: &SessionId, data: Value) {
+        if let Err(e) = ctx.send_to_session(session, data).await {
+            tracing::debug!(%session, error = %e, "not sent");
+        }
+    }
+
+    /// The session's chat, if it has one.
+    async fn chat_of(ctx: &AppContext, session: &SessionId) -> Option<ChannelId> {
+        match ctx.session_channels(session).await {
+            Ok(channels) => channels.into_iter().next(),
+            Err(e) => {
+                tracing::warn!(%session, error = %e, "channels of the session not loaded");
+                None
+            }
+        }
+    }
+
+    /// The other sessions of a chat.
+    async fn partners(ctx: &AppContext, channel: &ChannelId, session: &SessionId) -> Vec<SessionId> {
+        ctx.channel_sessions(channel)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s != session)
+            .collect()
+    }
+
+    /// Pairs `session` with a waiting session, or makes it wait.
+    async fn find_partner(&self, ctx: &AppContext, session: &SessionId) {
+        if let Err(e) = self.pool.remove(session).await {
+            tracing::warn!(error = %e, "waiting pool unavailable");
+            return;
+        }
+        for _ in 0..MAX_CANDIDATES {
+            let other = match self.pool.pop().await {
+                Ok(Some(other)) if other != *session => other,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "waiting pool unavailable");
+                    return;
+                }
+            };
+            // A waiting session that left, or was paired meanwhile, is dropped from the pool.
+            let connected = ctx.is_session_connected(&other).await.unwrap_or(false);
+            if connected && Self::chat_of(ctx, &other).await.is_none() {
+                self.pair(ctx, session, &other).await;
+                return;
+            }
+        }
+        if let Err(e) = self.pool.add(session).await {
+            tracing::warn!(error = %e, "waiting pool unavailable");
+        }
+    }
+
+    async fn pair(&self, ctx: &AppContext, a: &SessionId, b: &SessionId) {
+        let channel = channel_id(a, b);
+        if let Err(e) = ctx.add_sessions(&channel, &[a.clone(), b.clone()]).await {
+            tracing::warn!(error = %e, "chat not started");
+            return;
+        }
+        tracing::info!(%channel, "chat started");
+        for s in [a, b] {
+            Self::send(
+                ctx,
+                s,
+                json!({"action": "startChat", "channelId": channel.as_str()}),
+            )
+            .await;
+        }
+    }
+
+    /// `session` has no connection left anywhere: its partner is told, or it stops waiting.
+    async fn gone(&self, ctx: &AppContext, session: &SessionId) {
+        match Self::chat_of(ctx, session).await {
+            Some(channel) => {
+                for other in Self::partners(ctx, &channel, session).await {
+                    Self::send(ctx, &other, json!({"action": "disconnected"})).await;
+                }
+            }
+            None => {
+                let _ = self.pool.remove(session).await;
+            }
+        }
+    }
+}
+
+impl Application for Chat {
+    async fn connection(&self, ctx: &AppContext, client: &Client) {
+        let session = &client.session;
+        let Some(channel) = Self::chat_of(ctx, session).await else {
+            self.find_partner(ctx, session).await;
+            return;
+        };
+        // Back in a chat (the connection is already subscribed to it).
+        let start = json!({"action": "startChat", "channelId": channel.as_str()});
+        if let Err(e) = ctx.send_to_connection(&client.connection, start).await {
+            tracing::debug!(error = %e, "startChat not sent");
+        }
+        let tabs = ctx.connections_of_session(session).await.unwrap_or_default();
+        if tabs.len() <= 1 {
+            for other in Self::partners(ctx, &channel, session).await {
+                Self::send(ctx, &other, json!({"action": "reconnected"})).await;
+            }
+        }
+    }
+
+    async fn received(&self, ctx: &AppContext, client: &Client, message: Message) {
+        let session = &client.session;
+        match message.data.get("action").and_then(Value::as_str) {
+            Some("message") => {
+                let Some(text) = message.data.get("message").and_then(Value::as_str) else {
+                    return;
+                };
+                if text.trim().is_empty() || text.chars().count() > MAX_MESSAGE_CHARS {
+                    tracing::info!(connection = %client.connection, "chat message refused (empty or too long)");
+                    return;
+                }
+                if let Some(channel) = Self::chat_of(ctx, session).await {
+                    let data = json!({"action": "message", "message": text});
+                    if let Err(e) = ctx.send_to_channel(&channel, data, &[]).await {
+                        tracing::warn!(error = %e, "chat message not sent");
+                    }
+                }
+            }
+            Some("kick") => {
+                let Some(channel) = Self::chat_of(ctx, session).await else {
+                    return;
+                };
+                match ctx.clear_channel(&channel).await {
+                    Ok(removed) => {
+                        for other in removed.iter().filter(|s| *s != session) {
+                            Self::send(ctx, other, json!({"action": "kicked"})).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "kick failed"),
+                }
+            }
+            Some("findPartner") => {
+                if Self::chat_of(ctx, session).await.is_none() {
+                    self.find_partner(ctx, session).await;
+                }
+            }
+            other => tracing::info!(action = ?other, "unknown chat action"),
+        }
+    }
+
+    async fn disconnection(&self, ctx: &AppContext, client: &Client) {
+        if !ctx.is_session_connected(&client.session).await.unwrap_or(false) {
+            self.gone(ctx, &client.session).await;
+        }
+    }
+
+    async fn cluster_member_down(&self, ctx: &AppContext, member: &MemberId, clients: &MemberClients) {
+        tracing::warn!(%member, sessions = clients.sessions().len(), "member down: telling partners of its sessions");
+        for session in clients.sessions() {
+            if !ctx.is_session_connected(&session).await.unwrap_or(false) {
+                self.gone(ctx, &session).await;
+            }
+        }
+    }
+}
+
+/// The page (a template with the bootstrap slots), its script and its style.
+pub fn manifest() -> Manifest {
+    Manifest::new()
+        .entry(Entry::new("/chat/", embed!("static/index.html")).kind(ResourceKind::Html))
+        .entry(Entry::new("/chat/js/chat.js", embed!("static/chat.js")).weight(10))
+        .entry(Entry::new("/chat/css/chat.css", embed!("static/chat.css")))
+}
+
+/// A builder with the chat application (waiting in `pool`) and its page. Sessions must be on
+/// ([`Builder::sessions`]): without them every tab is its own session.
+pub fn builder(pool: impl WaitingPool) -> Result<Builder, thywill::Error> {
+    Ok(Thywill::builder()
+        .base_path(BASE)?
+        .application(APP_ID, Chat::new(pool))
+        .bootstrap(manifest()))
+}
+
+/// Builds a chat member as `opts` says: clustered members keep sessions, channels and the
+/// waiting pool in Redis (at `cluster.redis_url`, keys under [`REDIS_PREFIX`]) and share the
+/// session secret (`session_secret`, else the configured one, else [`DEV_SESSION_SECRET`] with
+/// a warning); a single member keeps them in memory with a random secret unless one is
+/// configured. Returns the node (not yet listening) and the cluster backend.
+pub async fn build(
+    mut opts: example_support::Options,
+    session_secret: Option<String>,
+) -> anyhow::Result<(Thywill, Option<Arc<dyn Cluster>>)> {
+    let clustered = opts.config.cluster.backend != Backend::None;
+    if let Some(secret) = session_secret {
+        opts.config.session.secret = Some(secret);
+    }
+    if clustered && opts.config.session.secret.is_none() {
+        tracing::warn!(
+            "no session secret configured: using the development secret (set --session-secret for real use)"
+        );
+        opts.config.session.secret = Some(DEV_SESSION_SECRET.to_owned());
+    }
+    let (builder, stores) = if clustered {
+        let url = opts.config.cluster.redis_url.clone();
+        let pool = RedisPool::connect(&url, REDIS_PREFIX)
+            .await
+            .with_context(|| format!("the chat's waiting pool needs Redis at {url}"))?;
+        let sessions = thywill::cluster_redis::RedisSessions::connect(
+            thywill::cluster_redis::RedisSessionsConfig::default()
+                .with_url(url.clone())?
+                .with_prefix(REDIS_PREFIX)?,
+        )
+        .await?;
+        let channels = thywill::cluster_redis::RedisChannels::connect(
+            thywill::cluster_redis::RedisChannelsConfig::default()
+                .with_url(url)?
+                .with_prefix(format!("{REDIS_PREFIX}channel:"))?,
+        )
+        .await?;
+        (builder(pool)?, Some((sessions, channels)))
+    } else {
+        (builder(MemoryPool::default())?, None)
+    };
+    let (mut builder, backend) = example_support::cluster::apply(builder, &opts, APP_ID)?;
+    if opts.config.session.secret.is_none() {
+        builder = builder.sessions(SessionConfig::random());
+    }
+    if let Some((sessions, channels)) = stores {
+        builder = builder.session_store(sessions).channels(channels);
+    }
+    Ok((builder.build().await?, backend))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pair_has_one_channel_whichever_comes_first() {
+        let (a, b) = (SessionId::from("a"), SessionId::from("b"));
+        assert_eq!(channel_id(&a, &b), channel_id(&b, &a));
+        assert_eq!(channel_id(&a, &b).as_str().len(), 32);
+        assert_ne!(channel_id(&a, &b), channel_id(&a, &SessionId::from("c")));
+        assert!(DEV_SESSION_SECRET.len() >= thywill::transport::MIN_SECRET_LEN);
+    }
+
+    #[tokio::test]
+    async fn the_memory_pool_pops_each_session_once() -> CoreResult<()> {
+        let pool = MemoryPool::default();
+        pool.add(&"a".into()).await?;
+        pool.add(&"b".into()).await?;
+        pool.add(&"b".into()).await?;
+        pool.remove(&"a".into()).await?;
+        assert_eq!(pool.pop().await?, Some("b".into()));
+        assert_eq!(pool.pop().await?, None);
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! Browser test of the Chat page across two members clustered over a real Redis (sessions,
+//! channels and the waiting pool in Redis too), with two separate browsers (two sessions):
+//! paired, messages both ways, partner disconnected and reconnected, a second tab sharing the
+//! chat from the other member, kick, new chat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use thywill::core::MemberStatus;
+use thywill::{Cluster, MemberId};
+use thywill_testkit::TIMEOUT;
+use thywill_testkit::browser::{self, Browser};
+use thywill_testkit::redis::RedisServer;
+
+/// A served member.
+struct Served {
+    node: thywill::Thywill,
+    url: String,
+    backend: Arc<dyn Cluster>,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+async fn member(id: &str, redis: &str) -> anyhow::Result<Served> {
+    let args = format!(
+        "--port 0 --member {id} --cluster redis --redis-url {redis} --cluster-members alpha,beta \
+         --heartbeat-interval 100 --heartbeat-timeout 300"
+    );
+    let opts = example_support::Options::parse(args.split_whitespace().map(String::from), 0)?;
+    let (node, backend) =
+        example_chat::build(opts.clone(), Some("a browser test secret of enough bytes".into())).await?;
+    let (addr, serving) = node.bind(opts.addr()).await?;
+    Ok(Served {
+        node,
+        url: format!("http://{addr}/chat/"),
+        backend: backend.context("a clustered backend")?,
+        serving: tokio::spawn(serving),
+    })
+}
+
+async fn wait_up(m: &Served, other: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while m.backend.status(&MemberId::from(other)) != MemberStatus::Up {
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{other} not up");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// The channel shown while chatting.
+const CHATTING: &str = "const w = document.getElementById('chat-wrapper'); \
+     return w.classList.contains('chatting') && !document.getElementById('channel').hidden && \
+     document.querySelector('#channel .channel').textContent === w.dataset.channel && \
+     !document.querySelector('#control button.send-button').disabled;";
+
+/// Whether the newest message (first in the output) is `text`.
+fn newest(text: &str) -> String {
+    format!(
+        "const m = document.querySelector('#chat-output .chat-message'); \
+         return m !== null && m.textContent === {};",
+        serde_json::Value::from(text)
+    )
+}
+
+/// Whether only the notice `id` is shown.
+fn notice(id: &str) -> String {
+    format!(
+        "return ['waiting', 'kick', 'kicked'].every(n => document.getElementById(n).hidden === (n !== '{id}'));"
+    )
+}
+
+async fn send(b: &Browser, text: &str) -> anyhow::Result<()> {
+    b.type_into("#control textarea", text).await?;
+    b.click("#control button.send-button").await
+}
+
+async fn channel(b: &Browser) -> anyhow::Result<String> {
+    b.text("#channel .channel").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browsers_chat_across_two_members() -> anyhow::Result<()> {
+    if !browser::available() {
+        bail!("chromium and chromedriver are needed for browser tests: run scripts/install-test-deps.sh");
+    }
+    let redis = RedisServer::start().await?;
+    let alpha = member("alpha", &redis.url()).await?;
+    let beta = member("beta", &redis.url()).await?;
+    wait_up(&alpha, "beta").await?;
+    wait_up(&beta, "alpha").await?;
+
+    // Ann on alpha waits; Bob on beta arrives: paired.
+    let ann = Browser::start().await?;
+    ann.goto(&alpha.url).await?;
+    ann.wait_text("#status", "Connected").await?;
+    ann.wait_text("#title", "Thywill: Chat Application").await?;
+    ann.wait_js(&notice("waiting")).await?;
+    let bob = Browser::start().await?;
+    bob.goto(&beta.url).await?;
+    bob.wait_text("#status", "Connected").await?;
+    ann.wait_js(CHATTING).await.context("ann was not paired")?;
+    bob.wait_js(CHATTING).await.context("bob was not paired")?;
+    let chat = channel(&ann).await?;
+    assert_eq!(channel(&bob).await?, chat);
+    assert!(!chat.is_empty());
+
+    // Messages both ways; each sees its own too.
+    send(&ann, "hello from alpha").await?;
+    bob.wait_js(&newest("hello from alpha")).await?;
+    ann.wait_js(&newest("hello from alpha")).await?;
+    send(&bob, "hi <b>ann</b>").await?;
+    ann.wait_js(&newest("hi <b>ann</b>"))
+        .await
+        .context("text is shown, never markup")?;
+
+    // Bob leaves the page: Ann is told. Bob comes back: Ann is told, and Bob's page resumes the
+    // chat without anything else (his session was re-subscribed to the chat's channel).
+    bob.goto("about:blank").await?;
+    ann.wait_js(&newest("Chat partner disconnected.")).await?;
+    ann.wait_js("return document.querySelector('#chat-output .chat-message.partner-disconnected') !== null;")
+        .await?;
+    bob.goto(&beta.url).await?;
+    bob.wait_js(CHATTING).await.context("bob's chat did not resume")?;
+    assert_eq!(channel(&bob).await?, chat);
+    ann.wait_js(&newest("Chat partner reconnected.")).await?;
+    send(&ann, "welcome back").await?;
+    bob.wait_js(&newest("welcome back")).await?;
+
+    // A second tab of Bob's browser, on the other member, shares the chat.
+    let first_tab = bob.client().window().await?;
+    let second_tab = bob.client().new_window(true).await?.handle;
+    bob.client().switch_to_window(second_tab).await?;
+    bob.goto(&alpha.url).await?;
+    bob.wait_js(CHATTING)
+        .await
+        .context("bob's second tab did not join the chat")?;
+    assert_eq!(channel(&bob).await?, chat);
+    send(&ann, "to both tabs").await?;
+    bob.wait_js(&newest("to both tabs")).await?;
+    bob.client().close_window().await?;
+    bob.client().switch_to_window(first_tab).await?;
+    bob.wait_js(&newest("to both tabs")).await?;
+
+    // Bob kicks Ann.
+    bob.click("#control button.kick-button").await?;
+    bob.wait_js(&notice("kick")).await?;
+    ann.wait_js(&notice("kicked")).await?;
+    ann.wait_js("return !document.getElementById('chat-wrapper').classList.contains('chatting');")
+        .await?;
+
+    // Both ask for a new chat: paired again.
+    bob.click("#kick button.new-partner").await?;
+    bob.wait_js(&notice("waiting")).await?;
+    ann.click("#kicked button.new-partner").await?;
+    ann.wait_js(CHATTING).await.context("no new chat for ann")?;
+    bob.wait_js(CHATTING).await.context("no new chat for bob")?;
+    send(&bob, "again").await?;
+    ann.wait_js(&newest("again")).await?;
+
+    ann.close().await?;
+    bob.close().await?;
+    for m in [alpha, beta] {
+        m.node.shutdown();
+        tokio::time::timeout(TIMEOUT, m.serving)
+            .await
+            .context("node did not stop")??;
+        m.backend.stop().await?;
+    }
+    Ok(())
+}

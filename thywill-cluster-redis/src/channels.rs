@@ -1,0 +1,270 @@
+//! [`RedisChannels`]: a [`ChannelManager`] in Redis, shared by the members of a cluster.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fred::types::{ClusterHash, Value};
+use thywill_core::{BoxFuture, ChannelId, ChannelManager, CoreResult, SessionId};
+
+use crate::Error;
+use crate::store::{Commands, check_prefix, check_timeout, check_url};
+
+/// Adds (`SADD`) or removes (`SREM`) sessions, both ways, atomically.
+/// KEYS[1]: the channel's set; ARGV[1]: the command; ARGV[2]: the prefix of sessions' sets;
+/// ARGV[3]: the channel id; ARGV[4..]: the sessions.
+const CHANGE: &str = r"
+for i = 4, #ARGV do
+  redis.call(ARGV[1], KEYS[1], ARGV[i])
+  redis.call(ARGV[1], ARGV[2] .. ARGV[i], ARGV[3])
+end
+return #ARGV - 3
+";
+
+/// Empties a channel, both ways, atomically, and returns its sessions.
+/// KEYS[1]: the channel's set; ARGV[1]: the prefix of sessions' sets; ARGV[2]: the channel id.
+const CLEAR: &str = r"
+local sessions = redis.call('SMEMBERS', KEYS[1])
+for _, s in ipairs(sessions) do
+  redis.call('SREM', ARGV[1] .. s, ARGV[2])
+end
+redis.call('DEL', KEYS[1])
+return sessions
+";
+
+/// Settings of a [`RedisChannels`] manager.
+#[derive(Clone, Debug)]
+pub struct RedisChannelsConfig {
+    url: String,
+    prefix: String,
+    command_timeout: Duration,
+}
+
+impl Default for RedisChannelsConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "thywill:".into(),
+            command_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RedisChannelsConfig {
+    /// The Redis server (`redis://host:port[/db]`).
+    pub fn with_url(mut self, url: impl Into<String>) -> Result<Self, Error> {
+        let url = url.into();
+        check_url(&url)?;
+        self.url = url;
+        Ok(self)
+    }
+
+    /// Prefix of every key (default `thywill:`).
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, Error> {
+        let prefix = prefix.into();
+        check_prefix(&prefix)?;
+        self.prefix = prefix;
+        Ok(self)
+    }
+
+    /// Bound of every Redis command (default 2 s).
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
+        check_timeout(timeout)?;
+        self.command_timeout = timeout;
+        Ok(self)
+    }
+
+    fn channel_key(&self, channel: &ChannelId) -> String {
+        format!("{}channelsessionids:{channel}", self.prefix)
+    }
+
+    fn session_prefix(&self) -> String {
+        format!("{}sessionchannelids:", self.prefix)
+    }
+
+    fn session_key(&self, session: &SessionId) -> String {
+        format!("{}{session}", self.session_prefix())
+    }
+}
+
+/// Channels of sessions in Redis, with two-way indexes (the original's keys):
+///
+/// | key | holds |
+/// |---|---|
+/// | `<prefix>channelsessionids:<channel>` | set of the channel's session ids |
+/// | `<prefix>sessionchannelids:<session>` | set of the session's channel ids |
+///
+/// Changes update both sets in one Lua script, so the indexes never disagree. The sets have no
+/// expiry: an application removes sessions it no longer wants (for example when a chat ends).
+/// The scripts build the session keys themselves, so this store needs a single Redis server
+/// (not Redis Cluster).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), thywill_cluster_redis::Error> {
+/// use thywill_cluster_redis::{RedisChannels, RedisChannelsConfig};
+///
+/// let channels = RedisChannels::connect(
+///     RedisChannelsConfig::default()
+///         .with_url("redis://127.0.0.1:6379")?
+///         .with_prefix("thywill:chat:channel:")?,
+/// )
+/// .await?;
+/// // Thywill::builder().channels(channels)
+/// # let _ = channels; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisChannels {
+    config: RedisChannelsConfig,
+    redis: Arc<Commands>,
+}
+
+impl std::fmt::Debug for RedisChannels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisChannels")
+            .field("prefix", &self.config.prefix)
+            .finish()
+    }
+}
+
+impl RedisChannels {
+    /// Connects (one connection, which reconnects by itself).
+    pub async fn connect(config: RedisChannelsConfig) -> Result<Self, Error> {
+        let redis = Commands::connect(&config.url, config.command_timeout).await?;
+        Ok(Self {
+            config,
+            redis: Arc::new(redis),
+        })
+    }
+
+    /// Closes the connection.
+    pub async fn quit(&self) {
+        self.redis.quit().await;
+    }
+
+    async fn change(&self, command: &str, channel: &ChannelId, sessions: &[SessionId]) -> Result<(), Error> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec![
+            Value::from(CHANGE),
+            Value::from(1),
+            Value::from(self.config.channel_key(channel)),
+            Value::from(command),
+            Value::from(self.config.session_prefix()),
+            Value::from(channel.as_str()),
+        ];
+        args.extend(sessions.iter().map(|s| Value::from(s.as_str())));
+        let _: Value = self.redis.run("EVAL", ClusterHash::Offset(2), args).await?;
+        Ok(())
+    }
+
+    async fn clear(&self, channel: &ChannelId) -> Result<Vec<SessionId>, Error> {
+        let args = vec![
+            Value::from(CLEAR),
+            Value::from(1),
+            Value::from(self.config.channel_key(channel)),
+            Value::from(self.config.session_prefix()),
+            Value::from(channel.as_str()),
+        ];
+        let removed: Vec<String> = self.redis.run("EVAL", ClusterHash::Offset(2), args).await?;
+        Ok(removed.into_iter().map(SessionId::from).collect())
+    }
+
+    async fn members(&self, key: String) -> Result<Vec<String>, Error> {
+        let mut m: Vec<String> = self
+            .redis
+            .run("SMEMBERS", ClusterHash::FirstKey, vec![Value::from(key)])
+            .await?;
+        m.sort();
+        Ok(m)
+    }
+}
+
+impl ChannelManager for RedisChannels {
+    fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>> {
+        let (channel, sessions) = (channel.clone(), sessions.to_vec());
+        Box::pin(async move { Ok(self.change("SADD", &channel, &sessions).await?) })
+    }
+
+    fn remove_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>> {
+        let (channel, sessions) = (channel.clone(), sessions.to_vec());
+        Box::pin(async move { Ok(self.change("SREM", &channel, &sessions).await?) })
+    }
+
+    fn clear(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+        let channel = channel.clone();
+        Box::pin(async move { Ok(self.clear(&channel).await?) })
+    }
+
+    fn sessions(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+        let key = self.config.channel_key(channel);
+        Box::pin(async move {
+            Ok(self
+                .members(key)
+                .await?
+                .into_iter()
+                .map(SessionId::from)
+                .collect())
+        })
+    }
+
+    fn channels_of(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Vec<ChannelId>>> {
+        let key = self.config.session_key(session);
+        Box::pin(async move {
+            Ok(self
+                .members(key)
+                .await?
+                .into_iter()
+                .map(ChannelId::from)
+                .collect())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use thywill_testkit::redis::RedisServer;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn two_way_indexes_are_kept_in_redis() -> anyhow::Result<()> {
+        let redis = RedisServer::start().await?;
+        let config = RedisChannelsConfig::default()
+            .with_url(redis.url())?
+            .with_prefix("t:ch:")?;
+        let alpha = RedisChannels::connect(config.clone()).await?;
+        let beta = RedisChannels::connect(config).await?;
+        let (room, hall) = (ChannelId::from("room"), ChannelId::from("hall"));
+        let (a, b) = (SessionId::from("a"), SessionId::from("b"));
+
+        alpha.add_sessions(&room, &[a.clone(), b.clone()]).await?;
+        alpha.add_sessions(&hall, std::slice::from_ref(&a)).await?;
+        alpha.add_sessions(&hall, &[]).await?;
+        assert_eq!(beta.sessions(&room).await?, vec![a.clone(), b.clone()]);
+        assert_eq!(beta.channels_of(&a).await?, vec![hall.clone(), room.clone()]);
+        // The original's key layout.
+        let raw: Vec<String> = alpha
+            .redis
+            .run(
+                "SMEMBERS",
+                ClusterHash::FirstKey,
+                vec![Value::from("t:ch:sessionchannelids:b")],
+            )
+            .await?;
+        assert_eq!(raw, ["room"]);
+
+        beta.remove_sessions(&room, std::slice::from_ref(&a)).await?;
+        assert_eq!(alpha.channels_of(&a).await?, vec![hall.clone()]);
+        assert_eq!(alpha.sessions(&room).await?, vec![b.clone()]);
+
+        let mut cleared = beta.clear(&hall).await?;
+        cleared.sort();
+        assert_eq!(cleared, vec![a.clone()]);
+        assert!(alpha.channels_of(&a).await?.is_empty());
+        assert!(alpha.sessions(&hall).await?.is_empty());
+        assert!(beta.clear(&hall).await?.is_empty());
+        alpha.quit().await;
+        beta.quit().await;
+        Ok(())
+    }
+}
