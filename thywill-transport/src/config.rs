@@ -46,6 +46,7 @@ pub struct TransportConfig {
     pub(crate) rate_burst: u32,
     pub(crate) max_connections: usize,
     pub(crate) drain_jitter: Duration,
+    pub(crate) handshake_timeout: Duration,
 }
 
 impl Default for TransportConfig {
@@ -63,6 +64,7 @@ impl Default for TransportConfig {
             rate_burst: 400,
             max_connections: 100_000,
             drain_jitter: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -170,6 +172,19 @@ impl TransportConfig {
     pub fn with_drain_jitter(mut self, jitter: Duration) -> Self {
         self.drain_jitter = jitter;
         self
+    }
+
+    /// Time allowed for a TLS handshake and for a request's headers (the WebSocket handshake
+    /// included) before the socket is dropped (default 10 s).
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Result<Self, TransportError> {
+        if timeout.is_zero() {
+            return Err(TransportError::Config {
+                key: "handshake_timeout",
+                message: "must be above zero".into(),
+            });
+        }
+        self.handshake_timeout = timeout;
+        Ok(self)
     }
 
     /// Who may read `<base>/metrics` (default: loopback only).

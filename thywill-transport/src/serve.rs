@@ -18,9 +18,6 @@ use warp::reply::Reply;
 
 use crate::Node;
 
-/// Time allowed for a TLS handshake before the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The client's socket address, as a request extension (read with
 /// `warp::ext::optional::<PeerAddr>()`).
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +30,7 @@ pub(crate) async fn accept_loop(node: Node, listener: TcpListener, tls: Option<T
         .map(|| warp::reply::with_status("No such resource.", StatusCode::NOT_FOUND).into_response());
     let service = warp::service(node.routes().or(not_found).unify());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let handshake = node.config().handshake_timeout;
     let mut stop = node.inner.shutdown.subscribe();
     let stopped = async move {
         // The guard `wait_for` returns is dropped here, before any other await.
@@ -60,9 +58,9 @@ pub(crate) async fn accept_loop(node: Node, listener: TcpListener, tls: Option<T
         let acceptor = tls.clone();
         tokio::spawn(async move {
             match acceptor {
-                None => serve_connection(tcp, peer, service, watcher).await,
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, peer, service, watcher).await,
+                None => serve_connection(tcp, peer, service, watcher, handshake).await,
+                Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, peer, service, watcher, handshake).await,
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },
@@ -77,6 +75,7 @@ async fn serve_connection<IO, S>(
     peer: SocketAddr,
     service: S,
     watcher: hyper_util::server::graceful::Watcher,
+    handshake: Duration,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<
@@ -93,7 +92,13 @@ async fn serve_connection<IO, S>(
         let mut service = service.clone();
         service.call(req)
     });
-    let builder = ConnBuilder::new(TokioExecutor::new());
+    let mut builder = ConnBuilder::new(TokioExecutor::new());
+    // A client that opens a socket and never finishes its request headers (the WebSocket
+    // handshake included) is dropped after the handshake timeout.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(handshake);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -91,6 +91,8 @@ pub struct Limits {
     pub rate_burst: u32,
     /// Most WebSocket connections of this member.
     pub max_connections: usize,
+    /// Time for a TLS handshake and a request's headers, in milliseconds.
+    pub handshake_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -104,6 +106,7 @@ impl Default for Limits {
             rate_per_sec: 200,
             rate_burst: 400,
             max_connections: 100_000,
+            handshake_timeout_ms: 10_000,
         }
     }
 }
@@ -440,6 +443,8 @@ impl Config {
             .map_err(key("limits.rate_per_sec"))?
             .with_max_connections(l.max_connections)
             .map_err(key("limits.max_connections"))?
+            .with_handshake_timeout(Duration::from_millis(l.handshake_timeout_ms))
+            .map_err(key("limits.handshake_timeout_ms"))?
             .with_metrics(match self.metrics {
                 MetricsSetting::Off => MetricsAccess::Off,
                 MetricsSetting::Loopback => MetricsAccess::Loopback,

@@ -143,3 +143,18 @@ async fn readiness_turns_false_while_draining() -> anyhow::Result<()> {
     assert!(!fx.node.is_ready());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_handshake_is_dropped() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg = TransportConfig::default()
+        .with_base_path("/t")?
+        .with_handshake_timeout(Duration::from_millis(200))?;
+    let fx = Fixture::start(cfg).await?;
+    let mut s = tokio::net::TcpStream::connect(fx.addr).await?;
+    s.write_all(b"GET /t/ws HTTP/1.1\r\nHost: x\r\n").await?;
+    // The server closes the socket (end of stream, perhaps after a 408) instead of waiting.
+    let mut rest = Vec::new();
+    tokio::time::timeout(thywill_testkit::TIMEOUT, s.read_to_end(&mut rest)).await??;
+    Ok(())
+}
