@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use thywill_core::cluster::{Arrival, Inbound, Outbound, Stamp, designated_handler, new_epoch};
+use thywill_core::cluster::{Arrival, Inbound, Outbound, Stamp, local_is_designated, new_epoch};
 use thywill_core::{
     BoxFuture, Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus,
 };
@@ -282,13 +282,10 @@ impl Shared {
     }
 
     fn is_designated(&self, peers: &HashMap<MemberId, Peer>, failed: &MemberId) -> bool {
-        let local = &self.config.local;
         let ring: Vec<MemberId> = self.config.members.iter().map(|(m, _)| m.clone()).collect();
-        designated_handler(&ring, failed, |m| {
-            m == local || peers.get(m).is_some_and(|p| p.status == MemberStatus::Up)
+        local_is_designated(&ring, &self.config.local, failed, |m| {
+            peers.get(m).is_some_and(|p| p.status == MemberStatus::Up)
         })
-        .as_ref()
-            == Some(local)
     }
 
     /// Handles one task request; returns the status to answer.

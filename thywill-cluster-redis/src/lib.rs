@@ -60,7 +60,7 @@ use fred::prelude::{
     ReconnectPolicy,
 };
 use serde::{Deserialize, Serialize};
-use thywill_core::cluster::{Arrival, Inbound, Outbound, Stamp, designated_handler, new_epoch};
+use thywill_core::cluster::{Arrival, Inbound, Outbound, Stamp, local_is_designated, new_epoch};
 use thywill_core::{
     BoxFuture, Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus,
 };
@@ -377,12 +377,9 @@ impl Shared {
 
     /// Whether the local member is the designated handler of `failed`, given `peers`.
     fn is_designated(&self, peers: &HashMap<MemberId, Peer>, failed: &MemberId) -> bool {
-        let local = &self.config.local;
-        designated_handler(&self.config.members, failed, |m| {
-            m == local || peers.get(m).is_some_and(|p| p.status == MemberStatus::Up)
+        local_is_designated(&self.config.members, &self.config.local, failed, |m| {
+            peers.get(m).is_some_and(|p| p.status == MemberStatus::Up)
         })
-        .as_ref()
-            == Some(local)
     }
 }
 

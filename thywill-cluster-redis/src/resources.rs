@@ -16,6 +16,7 @@ use thywill_core::{BoxFuture, CoreResult, Resource, ResourceKind, ResourceManage
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use crate::store::{check_prefix, check_timeout, check_url};
 use crate::{Error, decode, encode};
 
 /// Settings of a [`RedisResources`] store.
@@ -42,10 +43,7 @@ impl RedisResourcesConfig {
     /// The Redis server (`redis://host:port[/db]`).
     pub fn with_url(mut self, url: impl Into<String>) -> Result<Self, Error> {
         let url = url.into();
-        fred::types::config::Config::from_url(&url).map_err(|e| Error::Config {
-            setting: "url",
-            reason: e.to_string(),
-        })?;
+        check_url(&url)?;
         self.url = url;
         Ok(self)
     }
@@ -54,12 +52,7 @@ impl RedisResourcesConfig {
     /// Redis server.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, Error> {
         let prefix = prefix.into();
-        if prefix.chars().any(char::is_whitespace) {
-            return Err(Error::Config {
-                setting: "prefix",
-                reason: "must not contain whitespace".into(),
-            });
-        }
+        check_prefix(&prefix)?;
         self.prefix = prefix;
         Ok(self)
     }
@@ -72,12 +65,7 @@ impl RedisResourcesConfig {
 
     /// Bound of every Redis command (default 2 s).
     pub fn with_command_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        if timeout.is_zero() {
-            return Err(Error::Config {
-                setting: "command timeout",
-                reason: "must be positive".into(),
-            });
-        }
+        check_timeout(timeout)?;
         self.command_timeout = timeout;
         Ok(self)
     }

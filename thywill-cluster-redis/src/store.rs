@@ -1,5 +1,6 @@
 //! A Redis command connection shared by the stores of this crate (sessions, channels): one
-//! fred client that reconnects by itself, every command bounded by a timeout.
+//! fred client that reconnects by itself, every command bounded by a timeout; and the checks
+//! of the settings every store has (url, prefix, command timeout; resources too).
 
 use std::time::Duration;
 

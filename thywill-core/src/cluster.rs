@@ -201,6 +201,17 @@ pub fn designated_handler(
         .cloned()
 }
 
+/// Whether `local` is the designated handler of `failed`: [`designated_handler`] with `local`
+/// counted up whatever `is_up` says of it (a member is up to itself).
+pub fn local_is_designated(
+    members: &[MemberId],
+    local: &MemberId,
+    failed: &MemberId,
+    is_up: impl Fn(&MemberId) -> bool,
+) -> bool {
+    designated_handler(members, failed, |m| m == local || is_up(m)).as_ref() == Some(local)
+}
+
 /// The sequence stamp one member-to-member message carries for one receiver.
 ///
 /// Backends number the traffic of every (sender, receiver) pair so that a receiver can tell a
@@ -382,6 +393,17 @@ mod tests {
         assert_eq!(designated_handler(&ms, &"d".into(), up), Some("a".into()));
         assert_eq!(designated_handler(&ms, &"a".into(), |_| false), None);
         assert_eq!(designated_handler(&ms, &"zz".into(), up), None);
+    }
+
+    #[test]
+    fn the_local_member_counts_itself_up() {
+        let ms: Vec<MemberId> = ["a", "b", "c"].into_iter().map(MemberId::from).collect();
+        let none_up = |_: &MemberId| false;
+        assert!(local_is_designated(&ms, &"c".into(), &"b".into(), none_up));
+        assert!(!local_is_designated(&ms, &"a".into(), &"b".into(), |m| m
+            .as_str()
+            == "c"));
+        assert!(!local_is_designated(&ms, &"a".into(), &"zz".into(), none_up));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The [`Registry`] of named server functions and its [`RegistryBuilder`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -280,6 +281,42 @@ fn panicked(name: &str) -> RpcError {
     )
 }
 
+/// Decodes the arguments of a call and goes on with `then`, or answers `ba`.
+fn with_args<A: Args>(args: Value, then: impl FnOnce(A) -> Invocation) -> Invocation {
+    match A::from_json(args) {
+        Ok(args) => then(args),
+        Err(e) => Invocation::Done(Err(bad_arguments(e))),
+    }
+}
+
+/// Runs a synchronous function inline: its value encoded, an `Err` answered `he`, a panic `he`.
+fn run_sync<T: Serialize, E: fmt::Display>(label: &str, run: impl FnOnce() -> Result<T, E>) -> Invocation {
+    Invocation::Done(match catch_unwind(AssertUnwindSafe(run)) {
+        Ok(Ok(value)) => encode(&value),
+        Ok(Err(e)) => Err(handler_error(e)),
+        Err(_) => Err(panicked(label)),
+    })
+}
+
+/// Starts an asynchronous function, to be spawned: its value encoded, an `Err` answered `he`;
+/// a panic while starting it answers `he` at once.
+fn run_async<Fut, T, E>(label: &str, start: impl FnOnce() -> Fut) -> Invocation
+where
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Serialize,
+    E: fmt::Display,
+{
+    match catch_unwind(AssertUnwindSafe(start)) {
+        Ok(fut) => Invocation::Spawn(Box::pin(async move {
+            match fut.await {
+                Ok(value) => encode(&value),
+                Err(e) => Err(handler_error(e)),
+            }
+        })),
+        Err(_) => Invocation::Done(Err(panicked(label))),
+    }
+}
+
 fn bad_arguments(e: serde_json::Error) -> RpcError {
     RpcError::new(RpcErrorCode::BadArguments, e.to_string())
 }
@@ -385,13 +422,8 @@ impl RegistryBuilder {
         let name = name.into();
         let label = name.clone();
         let invoke: Invoke = Box::new(move |_caller: &Client, args: Value| {
-            let args = match A::from_json(args) {
-                Ok(args) => args,
-                Err(e) => return Invocation::Done(Err(bad_arguments(e))),
-            };
-            Invocation::Done(match catch_unwind(AssertUnwindSafe(|| f.call(args))) {
-                Ok(value) => encode(&value),
-                Err(_) => Err(panicked(&label)),
+            with_args(args, |args: A| {
+                run_sync(&label, || Ok::<T, Infallible>(f.call(args)))
             })
         });
         self.add(name, FunctionKind::Sync, signature::<A, T>, invoke)
@@ -409,15 +441,7 @@ impl RegistryBuilder {
         let name = name.into();
         let label = name.clone();
         let invoke: Invoke = Box::new(move |_caller: &Client, args: Value| {
-            let args = match A::from_json(args) {
-                Ok(args) => args,
-                Err(e) => return Invocation::Done(Err(bad_arguments(e))),
-            };
-            Invocation::Done(match catch_unwind(AssertUnwindSafe(|| f.call(args))) {
-                Ok(Ok(value)) => encode(&value),
-                Ok(Err(e)) => Err(handler_error(e)),
-                Err(_) => Err(panicked(&label)),
-            })
+            with_args(args, |args: A| run_sync(&label, || f.call(args)))
         });
         self.add(name, FunctionKind::Sync, signature::<A, T>, invoke)
     }
@@ -439,19 +463,7 @@ impl RegistryBuilder {
         let name = name.into();
         let label = name.clone();
         let invoke: Invoke = Box::new(move |_caller: &Client, args: Value| {
-            let args = match A::from_json(args) {
-                Ok(args) => args,
-                Err(e) => return Invocation::Done(Err(bad_arguments(e))),
-            };
-            match catch_unwind(AssertUnwindSafe(|| f.call(args))) {
-                Ok(fut) => Invocation::Spawn(Box::pin(async move {
-                    match fut.await {
-                        Ok(value) => encode(&value),
-                        Err(e) => Err(handler_error(e)),
-                    }
-                })),
-                Err(_) => Invocation::Done(Err(panicked(&label))),
-            }
+            with_args(args, |args: A| run_async(&label, || f.call(args)))
         });
         self.add(name, FunctionKind::Async, signature::<A, T>, invoke)
     }
@@ -470,19 +482,7 @@ impl RegistryBuilder {
         let name = name.into();
         let label = name.clone();
         let invoke: Invoke = Box::new(move |caller: &Client, args: Value| {
-            let args = match A::from_json(args) {
-                Ok(args) => args,
-                Err(e) => return Invocation::Done(Err(bad_arguments(e))),
-            };
-            match catch_unwind(AssertUnwindSafe(|| f(caller.clone(), args))) {
-                Ok(fut) => Invocation::Spawn(Box::pin(async move {
-                    match fut.await {
-                        Ok(value) => encode(&value),
-                        Err(e) => Err(handler_error(e)),
-                    }
-                })),
-                Err(_) => Invocation::Done(Err(panicked(&label))),
-            }
+            with_args(args, |args: A| run_async(&label, || f(caller.clone(), args)))
         });
         self.add(name, FunctionKind::Async, signature::<A, T>, invoke)
     }

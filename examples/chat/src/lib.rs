@@ -363,6 +363,7 @@ pub fn manifest() -> Manifest {
     Manifest::new()
         .entry(Entry::new("/chat/", embed!("static/index.html")).kind(ResourceKind::Html))
         .entry(Entry::new("/chat/js/chat.js", embed!("static/chat.js")).weight(10))
+        .entry(example_support::example_css("/chat"))
         .entry(Entry::new("/chat/css/chat.css", embed!("static/chat.css")))
 }
 

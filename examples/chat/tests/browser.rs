@@ -4,14 +4,13 @@
 //! chat from the other member, kick, new chat.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
-use thywill::core::MemberStatus;
-use thywill::{Cluster, MemberId};
+use anyhow::Context;
+use thywill::Cluster;
 use thywill_testkit::TIMEOUT;
-use thywill_testkit::browser::{self, Browser};
+use thywill_testkit::browser::Browser;
 use thywill_testkit::redis::RedisServer;
+use thywill_testkit::served;
 
 /// A served member.
 struct Served {
@@ -36,17 +35,6 @@ async fn member(id: &str, redis: &str) -> anyhow::Result<Served> {
         backend: backend.context("a clustered backend")?,
         serving: tokio::spawn(serving),
     })
-}
-
-async fn wait_up(m: &Served, other: &str) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while m.backend.status(&MemberId::from(other)) != MemberStatus::Up {
-        if tokio::time::Instant::now() >= deadline {
-            bail!("{other} not up");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
 }
 
 /// The channel shown while chatting.
@@ -82,14 +70,12 @@ async fn channel(b: &Browser) -> anyhow::Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browsers_chat_across_two_members() -> anyhow::Result<()> {
-    if !browser::available() {
-        bail!("chromium and chromedriver are needed for browser tests: run scripts/install-test-deps.sh");
-    }
+    served::require_browser()?;
     let redis = RedisServer::start().await?;
     let alpha = member("alpha", &redis.url()).await?;
     let beta = member("beta", &redis.url()).await?;
-    wait_up(&alpha, "beta").await?;
-    wait_up(&beta, "alpha").await?;
+    served::wait_up(&*alpha.backend, "beta").await?;
+    served::wait_up(&*beta.backend, "alpha").await?;
 
     // Ann on alpha waits; Bob on beta arrives: paired.
     let ann = Browser::start().await?;

@@ -166,6 +166,7 @@ pub fn manifest() -> Manifest {
     Manifest::new()
         .entry(Entry::new("/display/", embed!("static/index.html")).kind(ResourceKind::Html))
         .entry(Entry::new("/display/js/display.js", embed!("static/display.js")).weight(10))
+        .entry(example_support::example_css("/display"))
         .entry(Entry::new(
             "/display/css/display.css",
             embed!("static/display.css"),

@@ -2,9 +2,10 @@
 //! columns show each member's connections; when a member is killed (`kill -9`), the survivor's
 //! page receives the dead member's connections in a `disconnectionList` and drops them.
 
-use anyhow::{Context, bail};
-use thywill_testkit::browser::{self, Browser};
+use anyhow::Context;
+use thywill_testkit::browser::Browser;
 use thywill_testkit::members::{Member, all_up};
+use thywill_testkit::served;
 use thywill_testkit::{WsClient, free_port};
 
 const DISPLAY: &str = env!("CARGO_BIN_EXE_example-display");
@@ -40,9 +41,7 @@ async fn http_cluster(ids: &[&str]) -> anyhow::Result<Vec<Member>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_members_connections_are_dropped_from_the_survivors_page() -> anyhow::Result<()> {
-    if !browser::available() {
-        bail!("chromium and chromedriver are needed for browser tests: run scripts/install-test-deps.sh");
-    }
+    served::require_browser()?;
     let mut members = http_cluster(&["alpha", "beta"]).await?;
     let b = Browser::start().await?;
     b.goto(&members[0].url("/display/")).await?;

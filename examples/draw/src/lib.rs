@@ -105,6 +105,7 @@ pub fn manifest() -> Manifest {
     Manifest::new()
         .entry(Entry::new("/draw/", embed!("static/index.html")).kind(ResourceKind::Html))
         .entry(Entry::new("/draw/js/draw.js", embed!("static/draw.js")).weight(10))
+        .entry(example_support::example_css("/draw"))
         .entry(Entry::new("/draw/css/draw.css", embed!("static/draw.css")))
 }
 

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use thywill::core::MemberStatus;
-use thywill::{Cluster, MemberId};
+use thywill::Cluster;
 use thywill_testkit::TIMEOUT;
-use thywill_testkit::browser::{self, Browser};
+use thywill_testkit::browser::Browser;
+use thywill_testkit::served;
 
 /// A served member.
 struct Served {
@@ -32,17 +32,6 @@ async fn member(id: &str, web: u16, list: &str) -> anyhow::Result<Served> {
     })
 }
 
-async fn wait_up(m: &Served, other: &str) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while m.backend.status(&MemberId::from(other)) != MemberStatus::Up {
-        if tokio::time::Instant::now() >= deadline {
-            bail!("{other} not up");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
 /// Draws a stroke through the canvas's pointer events, in page coordinates of the canvas.
 const DRAW: &str = r#"
 const c = document.getElementById('canvas');
@@ -60,15 +49,13 @@ return c.dataset.drawn;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stroke_drawn_on_alpha_appears_on_beta() -> anyhow::Result<()> {
-    if !browser::available() {
-        bail!("chromium and chromedriver are needed for browser tests: run scripts/install-test-deps.sh");
-    }
+    served::require_browser()?;
     let ports: Vec<u16> = (0..4).map(|_| thywill_testkit::free_port()).collect();
     let list = format!("alpha=127.0.0.1:{},beta=127.0.0.1:{}", ports[2], ports[3]);
     let alpha = member("alpha", ports[0], &list).await?;
     let beta = member("beta", ports[1], &list).await?;
-    wait_up(&alpha, "beta").await?;
-    wait_up(&beta, "alpha").await?;
+    served::wait_up(&*alpha.backend, "beta").await?;
+    served::wait_up(&*beta.backend, "alpha").await?;
 
     let b = Browser::start().await?;
     b.goto(&beta.url).await?;

@@ -28,6 +28,7 @@ pub fn manifest() -> Manifest {
     Manifest::new()
         .entry(Entry::new("/echo/", embed!("static/index.html")).kind(ResourceKind::Html))
         .entry(Entry::new("/echo/js/echo.js", embed!("static/echo.js")).weight(10))
+        .entry(example_support::example_css("/echo"))
         .entry(Entry::new("/echo/css/echo.css", embed!("static/echo.css")))
 }
 

@@ -3,9 +3,10 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use thywill_testkit::TIMEOUT;
-use thywill_testkit::browser::{self, Browser};
+use thywill_testkit::browser::Browser;
+use thywill_testkit::served;
 
 /// A running echo node and its serving task.
 struct Served {
@@ -46,13 +47,6 @@ impl Served {
     }
 }
 
-async fn start_browser() -> anyhow::Result<Browser> {
-    if !browser::available() {
-        bail!("chromium and chromedriver are needed for browser tests: run scripts/install-test-deps.sh");
-    }
-    Browser::start().await
-}
-
 /// Types `text`, clicks Send, and waits until it is the newest reply.
 async fn echo(b: &Browser, text: &str) -> anyhow::Result<()> {
     b.type_into("#sender textarea", text).await?;
@@ -90,7 +84,7 @@ const STATUS_IS: &str = "return document.getElementById('status').textContent ==
 async fn echo_page_sends_escapes_and_reconnects() -> anyhow::Result<()> {
     let served = Served::start(([127, 0, 0, 1], thywill_testkit::free_port()).into()).await?;
     let addr = served.addr;
-    let b = start_browser().await?;
+    let b = served::start_browser().await?;
     b.goto(&format!("http://{addr}/echo/")).await?;
 
     assert_eq!(b.client().title().await?, "Thywill: Echo Application");
@@ -153,7 +147,7 @@ async fn echo_page_sends_escapes_and_reconnects() -> anyhow::Result<()> {
 #[tokio::test]
 async fn client_library_in_a_real_browser() -> anyhow::Result<()> {
     let served = Served::start(([127, 0, 0, 1], 0).into()).await?;
-    let b = start_browser().await?;
+    let b = served::start_browser().await?;
     b.goto(&format!("http://{}/echo/", served.addr)).await?;
     b.wait_js("return Thywill.isConnected;").await?;
     b.wait_js(&format!(

@@ -18,6 +18,17 @@ pub mod cluster;
 
 pub use cluster::ClusterKind;
 
+/// The stylesheet shared by the example pages (body font, title, connection-state colours),
+/// as a manifest entry at `<base>/css/example.css` with weight -10: it comes first in the page's
+/// CSS bundle, so the page's own rules follow it and win.
+pub fn example_css(base: &str) -> thywill::Entry {
+    thywill::Entry::new(
+        format!("{base}/css/example.css"),
+        thywill::resources::embed!("static/example.css"),
+    )
+    .weight(-10)
+}
+
 /// Options every example accepts.
 #[derive(Clone, Debug)]
 pub struct Options {

@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use example_tabular::Tabular;
 use thywill::{ConnectionId, Resource};
 use thywill_testkit::TIMEOUT;
-use thywill_testkit::browser::{self, Browser};
+use thywill_testkit::browser::Browser;
+use thywill_testkit::served;
 
 /// A served node; `stop` shuts it down.
 struct Served {
@@ -45,13 +46,6 @@ impl Served {
     }
 }
 
-async fn start_browser() -> anyhow::Result<Browser> {
-    if !browser::available() {
-        bail!("chromium and chromedriver are needed for browser tests: run scripts/install-test-deps.sh");
-    }
-    Browser::start().await
-}
-
 /// Data rows on the page (the header row excluded).
 const ROWS: &str = "document.querySelectorAll('ul.table > li.row:not(.row-header)')";
 
@@ -82,7 +76,7 @@ async fn rows_stream_newest_first_and_stop() -> anyhow::Result<()> {
             .with_unlock_after(0),
     )
     .await?;
-    let b = start_browser().await?;
+    let b = served::start_browser().await?;
     b.goto(&served.url()).await?;
     assert_eq!(b.client().title().await?, "Thywill: Tabular Application");
     b.wait_text(".status", "Connected").await?;
@@ -139,7 +133,7 @@ async fn the_server_exposes_the_totals_feature() -> anyhow::Result<()> {
             .with_unlock_after(3),
     )
     .await?;
-    let b = start_browser().await?;
+    let b = served::start_browser().await?;
     b.goto(&served.url()).await?;
     b.wait_text(".status", "Connected").await?;
     // Not part of the page until the server says so.
@@ -198,7 +192,7 @@ async fn resources_added_while_running_load_on_demand() -> anyhow::Result<()> {
         )
         .await?;
 
-    let b = start_browser().await?;
+    let b = served::start_browser().await?;
     b.goto(&served.url()).await?;
     b.wait_text(".status", "Connected").await?;
 

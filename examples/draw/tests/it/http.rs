@@ -3,7 +3,7 @@
 
 use anyhow::ensure;
 
-use crate::{Member, all_up, connect, kill_and_detect, restart_and_detect, stroke_reaches};
+use crate::{all_up, connect, kill_and_detect, restart_and_detect, stroke_reaches};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_fail_and_return() -> anyhow::Result<()> {
@@ -25,18 +25,18 @@ async fn members_fail_and_return() -> anyhow::Result<()> {
             "--cluster-secret".to_owned(),
             "a test secret, long enough".to_owned(),
         ];
-        members.push(Member::start(id, web[i], &args).await?);
+        members.push(crate::start_member(id, web[i], &args).await?);
     }
     all_up(&mut members).await?;
-    let mut on_alpha = connect(&members[0].ws()).await?;
-    let mut on_gamma = connect(&members[2].ws()).await?;
+    let mut on_alpha = connect(&members[0].ws(crate::BASE)).await?;
+    let mut on_gamma = connect(&members[2].ws(crate::BASE)).await?;
     stroke_reaches(&mut on_alpha, &mut on_gamma, 1).await?;
 
     kill_and_detect(&mut members, 1, "gamma").await?;
     restart_and_detect(&mut members, 1).await?;
     kill_and_detect(&mut members, 2, "alpha").await?;
     restart_and_detect(&mut members, 2).await?;
-    let mut on_gamma = connect(&members[2].ws()).await?;
+    let mut on_gamma = connect(&members[2].ws(crate::BASE)).await?;
     stroke_reaches(&mut on_alpha, &mut on_gamma, 100).await?;
     for m in &mut members {
         ensure!(m.proc.is_running(), "{} exited", m.id);

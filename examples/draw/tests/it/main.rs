@@ -7,141 +7,26 @@ mod redis;
 mod single;
 mod tracker;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use thywill::protocol::ServerFrame;
 use thywill_testkit::WsClient;
-use thywill_testkit::process::Process;
+pub use thywill_testkit::members::{Member, all_up, is};
 
 /// Heartbeat timeout + one interval: the bound on reporting a killed member down.
 pub const DETECTION: Duration = Duration::from_millis(500 + 200);
 /// Scheduling slack on a loaded 2-core machine (three debug processes, Redis, the test).
 pub const SLACK: Duration = Duration::from_millis(300);
 
-/// One member process.
-#[derive(Debug)]
-pub struct Member {
-    /// Member id.
-    pub id: String,
-    /// Web port.
-    pub port: u16,
-    /// The process.
-    pub proc: Process,
-    args: Vec<String>,
-}
+/// The base path the Draw example is served under.
+pub const BASE: &str = "/draw";
 
-impl Member {
-    /// Starts `example-draw` with `args` plus `--port` and `--member`, and waits until it listens.
-    pub async fn start(id: &str, port: u16, args: &[String]) -> anyhow::Result<Member> {
-        let mut all = vec![
-            "--port".to_owned(),
-            port.to_string(),
-            "--member".to_owned(),
-            id.to_owned(),
-        ];
-        all.extend(args.iter().cloned());
-        let mut proc = Process::spawn(env!("CARGO_BIN_EXE_example-draw"), &all)?;
-        proc.listening_url()
-            .await
-            .with_context(|| format!("{id} did not start"))?;
-        Ok(Member {
-            id: id.to_owned(),
-            port,
-            proc,
-            args: args.to_vec(),
-        })
-    }
-
-    /// Kills the process (`kill -9`) and returns the wall-clock time of the kill in ms.
-    pub fn kill(&mut self) -> u64 {
-        let at = now_ms();
-        self.proc.kill();
-        at
-    }
-
-    /// Starts the member again with the same arguments.
-    pub async fn restart(&mut self) -> anyhow::Result<()> {
-        let again = Member::start(&self.id, self.port, &self.args).await?;
-        *self = again;
-        Ok(())
-    }
-
-    /// The WebSocket URL.
-    pub fn ws(&self) -> String {
-        format!("ws://127.0.0.1:{}/draw/ws", self.port)
-    }
-
-    /// How many stdout lines were read so far (a cursor for [`Member::wait_event`]).
-    pub fn cursor(&self) -> usize {
-        self.proc.seen().len()
-    }
-
-    /// Waits for a JSON event line satisfying `pred`, among lines from `since` on.
-    pub async fn wait_event(
-        &mut self,
-        since: usize,
-        wait: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> anyhow::Result<Value> {
-        for line in self.proc.seen().iter().skip(since) {
-            if let Ok(v) = serde_json::from_str::<Value>(line)
-                && pred(&v)
-            {
-                return Ok(v);
-            }
-        }
-        let waited = self
-            .proc
-            .wait_line_within(wait, |l| serde_json::from_str::<Value>(l).is_ok_and(|v| pred(&v)))
-            .await;
-        let line = match waited {
-            Ok(l) => l,
-            Err(e) => {
-                let recent: Vec<&String> = self.proc.seen().iter().rev().take(8).collect();
-                bail!("on {}: {e}; last lines: {recent:?}", self.id);
-            }
-        };
-        Ok(serde_json::from_str(&line)?)
-    }
-
-    /// Every event line read so far satisfying `pred`.
-    pub fn events(&mut self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        self.proc.drain();
-        self.proc
-            .seen()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| pred(v))
-            .collect()
-    }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Whether `v` is the event `event` about `member`.
-pub fn is(v: &Value, event: &str, member: &str) -> bool {
-    v["event"] == event && v["member"] == member
-}
-
-/// Waits until every member reports every other one up.
-pub async fn all_up(members: &mut [Member]) -> anyhow::Result<()> {
-    let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
-    for m in members.iter_mut() {
-        let me = m.id.clone();
-        for other in ids.iter().filter(|o| **o != me) {
-            m.wait_event(0, thywill_testkit::TIMEOUT, |v| is(v, "member_up", other))
-                .await?;
-        }
-    }
-    Ok(())
+/// Starts an `example-draw` member with `--port port --member id` and `args`, and waits until
+/// it listens.
+pub async fn start_member(id: &str, port: u16, args: &[String]) -> anyhow::Result<Member> {
+    Member::start(env!("CARGO_BIN_EXE_example-draw"), id, port, args).await
 }
 
 /// A stroke with an id.

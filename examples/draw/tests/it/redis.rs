@@ -27,7 +27,7 @@ async fn cluster(redis: &RedisServer) -> anyhow::Result<Vec<Member>> {
     .collect();
     let mut members = Vec::new();
     for id in ["alpha", "beta", "gamma"] {
-        members.push(Member::start(id, thywill_testkit::free_port(), &args).await?);
+        members.push(crate::start_member(id, thywill_testkit::free_port(), &args).await?);
     }
     all_up(&mut members).await?;
     Ok(members)
@@ -37,8 +37,8 @@ async fn cluster(redis: &RedisServer) -> anyhow::Result<Vec<Member>> {
 async fn members_fail_and_return() -> anyhow::Result<()> {
     let redis = RedisServer::start().await?;
     let mut members = cluster(&redis).await?;
-    let mut on_alpha = connect(&members[0].ws()).await?;
-    let mut on_beta = connect(&members[1].ws()).await?;
+    let mut on_alpha = connect(&members[0].ws(crate::BASE)).await?;
+    let mut on_beta = connect(&members[1].ws(crate::BASE)).await?;
     stroke_reaches(&mut on_alpha, &mut on_beta, 1).await?;
 
     // gamma dies: alpha (next in ring order after gamma) is its designated handler.
@@ -47,7 +47,7 @@ async fn members_fail_and_return() -> anyhow::Result<()> {
     // beta dies: gamma is its designated handler.
     kill_and_detect(&mut members, 1, "gamma").await?;
     restart_and_detect(&mut members, 1).await?;
-    let mut on_beta = connect(&members[1].ws()).await?;
+    let mut on_beta = connect(&members[1].ws(crate::BASE)).await?;
     stroke_reaches(&mut on_alpha, &mut on_beta, 100).await?;
     for m in &mut members {
         ensure!(m.proc.is_running(), "{} exited", m.id);
@@ -59,8 +59,8 @@ async fn members_fail_and_return() -> anyhow::Result<()> {
 async fn a_redis_restart_is_survived_and_the_gap_reported() -> anyhow::Result<()> {
     let mut redis = RedisServer::start().await?;
     let mut members = cluster(&redis).await?;
-    let mut on_alpha = connect(&members[0].ws()).await?;
-    let mut on_beta = connect(&members[1].ws()).await?;
+    let mut on_alpha = connect(&members[0].ws(crate::BASE)).await?;
+    let mut on_beta = connect(&members[1].ws(crate::BASE)).await?;
     stroke_reaches(&mut on_alpha, &mut on_beta, 1).await?;
     let cursors: Vec<usize> = members.iter().map(Member::cursor).collect();
 

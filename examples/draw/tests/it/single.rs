@@ -6,15 +6,15 @@ use std::time::Duration;
 use anyhow::ensure;
 use serde_json::json;
 
-use crate::{Member, connect, next_stroke, stroke_reaches};
+use crate::{connect, next_stroke, stroke_reaches};
 
 #[tokio::test]
 async fn strokes_reach_the_other_pages_only() -> anyhow::Result<()> {
     let port = thywill_testkit::free_port();
-    let alpha = Member::start("alpha", port, &[]).await?;
-    let mut a = connect(&alpha.ws()).await?;
-    let mut b = connect(&alpha.ws()).await?;
-    let mut c = connect(&alpha.ws()).await?;
+    let alpha = crate::start_member("alpha", port, &[]).await?;
+    let mut a = connect(&alpha.ws(crate::BASE)).await?;
+    let mut b = connect(&alpha.ws(crate::BASE)).await?;
+    let mut c = connect(&alpha.ws(crate::BASE)).await?;
     let id = stroke_reaches(&mut a, &mut b, 1).await?;
     let on_c = next_stroke(&mut c, thywill_testkit::TIMEOUT).await?;
     ensure!(on_c["id"].as_u64() >= Some(1), "c got {on_c}");

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 use serde_json::json;
-use thywill::core::MemberStatus;
-use thywill::{AppContext, Application, Client, Cluster, ConnectionId, MemberId, Message, SessionId};
-use thywill_testkit::{TIMEOUT, WsClient};
+use thywill::{AppContext, Application, Client, Cluster, ConnectionId, Message, SessionId};
+use thywill_testkit::WsClient;
+use thywill_testkit::served;
 
 /// Relays `{"to": connection, "text": ...}` to that connection, `{"session": s, ...}` to a
 /// session.
@@ -54,15 +54,6 @@ async fn node(id: &str, list: &str) -> anyhow::Result<Node> {
     })
 }
 
-async fn wait_up(n: &Node, other: &str) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while n.backend.status(&MemberId::from(other)) != MemberStatus::Up {
-        ensure!(tokio::time::Instant::now() < deadline, "{other} not up");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
 async fn connect(url: &str) -> anyhow::Result<WsClient> {
     WsClient::connect(url)
         .await
@@ -99,8 +90,8 @@ async fn messages_reach_connections_and_sessions_on_other_members() -> anyhow::R
     // A client connects to alpha before beta exists: beta learns of it from alpha's snapshot.
     let mut on_alpha = connect(&alpha.ws).await?;
     let beta = node("beta", &list).await?;
-    wait_up(&alpha, "beta").await?;
-    wait_up(&beta, "alpha").await?;
+    served::wait_up(&*alpha.backend, "beta").await?;
+    served::wait_up(&*beta.backend, "alpha").await?;
     let mut on_beta = connect(&beta.ws).await?;
 
     // alpha -> a connection on beta (announced when it connected).
