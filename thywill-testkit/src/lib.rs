@@ -27,9 +27,21 @@ pub use ws::{WsClient, WsError};
 pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A loopback port that was free a moment ago.
+///
+/// Never returns the same port twice in one process: the kernel may hand a just-released port
+/// out again, and two members of one test must not be given the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..1000 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port that was not handed out already")
 }

@@ -300,6 +300,11 @@ impl ClusterEvents for TrackerEvents {
 
     fn member_up(&self, member: MemberId) {
         if let Some(table) = self.table.upgrade() {
+            // Both ways: our table to the member that came up (it may have seen us up before
+            // we saw it, when its request could not reach us), and a request for its table.
+            send_later(&table, member.clone(), "snapshot", |t| TrackerTask::Snapshot {
+                connections: t.local_snapshot(),
+            });
             send_later(&table, member.clone(), "snapshot request", |_| {
                 TrackerTask::SnapshotRequest
             });

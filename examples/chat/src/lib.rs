@@ -179,6 +179,9 @@ pub fn channel_id(a: &SessionId, b: &SessionId) -> ChannelId {
 #[derive(Clone)]
 pub struct Chat {
     pool: Arc<dyn WaitingPool>,
+    /// Sessions whose partners were told "disconnected" by this member and that have not
+    /// come back: two tabs closing at once must not produce two notices.
+    away: Arc<std::sync::Mutex<std::collections::HashSet<SessionId>>>,
 }
 
 impl std::fmt::Debug for Chat {
@@ -193,7 +196,10 @@ const MAX_CANDIDATES: usize = 100;
 impl Chat {
     /// A chat application with this waiting pool.
     pub fn new(pool: impl WaitingPool) -> Self {
-        Self { pool: Arc::new(pool) }
+        Self {
+            pool: Arc::new(pool),
+            away: Arc::default(),
+        }
     }
 
     async fn send(ctx: &AppContext, session: &SessionId, data: Value) {
@@ -285,6 +291,10 @@ impl Chat {
 impl Application for Chat {
     async fn connection(&self, ctx: &AppContext, client: &Client) {
         let session = &client.session;
+        self.away
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(session);
         let Some(channel) = Self::chat_of(ctx, session).await else {
             self.find_partner(ctx, session).await;
             return;
@@ -344,7 +354,14 @@ impl Application for Chat {
 
     async fn disconnection(&self, ctx: &AppContext, client: &Client) {
         if !ctx.is_session_connected(&client.session).await.unwrap_or(false) {
-            self.gone(ctx, &client.session).await;
+            let first = self
+                .away
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(client.session.clone());
+            if first {
+                self.gone(ctx, &client.session).await;
+            }
         }
     }
 
