@@ -61,6 +61,19 @@ async fn connections_and_disconnections_are_shown_on_every_member() -> anyhow::R
         json!({"type": "connection", "connectionId": me, "clusterMemberId": "alpha"})
     );
 
+    // Announcements from different members travel independently: wait (bounded) until beta's
+    // tracker has alpha's connection, so that the list beta sends below must contain it.
+    let beta_ctx = beta
+        .context("display")
+        .ok_or_else(|| anyhow::anyhow!("no display context"))?;
+    let deadline = tokio::time::Instant::now() + thywill_testkit::TIMEOUT;
+    while !beta_ctx.is_connected(&me.as_str().into()).await.unwrap_or(false) {
+        if tokio::time::Instant::now() > deadline {
+            bail!("beta never learned of alpha's connection");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
     // A connection to beta: alpha's client sees beta's announcement, and alpha's own remark.
     let mut on_beta = WsClient::connect(&beta_url).await?;
     let other = on_beta.connection.to_string();
