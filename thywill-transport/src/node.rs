@@ -216,13 +216,44 @@ struct Router {
     tracker: Arc<dyn ClientTracker>,
 }
 
-/// Cluster task: deliver a message to local connections of the receiving member.
+/// Cluster task: deliver a message, or a `load` frame, to local connections of the receiving
+/// member.
 #[derive(Debug, Serialize, Deserialize)]
 struct Deliver {
-    app: String,
-    /// JSON of the [`Message`].
-    message: String,
+    payload: Payload,
     to: DeliverTo,
+}
+
+/// What a [`Deliver`] task carries.
+#[derive(Debug, Serialize, Deserialize)]
+enum Payload {
+    /// An application message; `message` is the JSON of the [`Message`] (bincode cannot
+    /// carry `serde_json::Value`).
+    Msg { app: String, message: String },
+    /// A `load` frame (progressive exposure).
+    Load { kind: LoadKind, path: String },
+}
+
+/// What to push to local connections: the borrowed form of [`Payload`].
+#[derive(Clone, Copy)]
+enum Push<'a> {
+    Msg(&'a ApplicationId, &'a Message),
+    Load(LoadKind, &'a str),
+}
+
+impl Push<'_> {
+    fn payload(self) -> CoreResult<Payload> {
+        Ok(match self {
+            Push::Msg(app, message) => Payload::Msg {
+                app: app.to_string(),
+                message: serde_json::to_string(message).map_err(|e| CoreError::Codec(e.to_string()))?,
+            },
+            Push::Load(kind, path) => Payload::Load {
+                kind,
+                path: path.to_owned(),
+            },
+        })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -245,18 +276,6 @@ struct Subscription {
 
 impl Task for Subscription {
     const NAME: &'static str = "thywill.subscription";
-}
-
-/// Cluster task: tell local connections of the receiving member to load a resource.
-#[derive(Debug, Serialize, Deserialize)]
-struct Expose {
-    kind: LoadKind,
-    path: String,
-    to: DeliverTo,
-}
-
-impl Task for Expose {
-    const NAME: &'static str = "thywill.expose";
 }
 
 /// Cluster task: sessions were added to (or removed from) a channel; the receiving member
@@ -435,10 +454,6 @@ impl Inner {
             .cloned()
     }
 
-    pub(crate) fn deliver_local(&self, app: &ApplicationId, conn: &ConnectionId, message: &Message) -> bool {
-        self.deliver_local_many(app, std::slice::from_ref(conn), message) == 1
-    }
-
     /// Queues a message for local connections (unknown ones are skipped): encoded once, the
     /// sequence number spliced in per connection. Returns how many were queued.
     fn deliver_local_many(&self, app: &ApplicationId, conns: &[ConnectionId], message: &Message) -> usize {
@@ -501,15 +516,30 @@ impl Inner {
         }
     }
 
-    fn deliver_channel_local(
-        &self,
-        app: &ApplicationId,
-        channel: &ChannelId,
-        exclude: &[ConnectionId],
-        message: &Message,
-    ) {
+    /// Pushes to local connections (unknown ones are skipped); returns how many were queued.
+    fn push_local(&self, conns: &[ConnectionId], push: Push<'_>) -> usize {
+        match push {
+            Push::Msg(app, message) => self.deliver_local_many(app, conns, message),
+            Push::Load(kind, path) => conns
+                .iter()
+                .filter(|c| {
+                    self.local(c).is_some_and(|h| {
+                        h.push_control(
+                            c,
+                            ServerFrame::Load {
+                                kind,
+                                path: path.to_owned(),
+                            },
+                        )
+                    })
+                })
+                .count(),
+        }
+    }
+
+    fn push_channel_local(&self, channel: &ChannelId, exclude: &[ConnectionId], push: Push<'_>) {
         let members = self.subs().subscribers(channel, exclude);
-        self.deliver_local_many(app, &members, message);
+        self.push_local(&members, push);
     }
 
     /// Records a new local connection (before the tracker and the applications hear of it).
@@ -598,18 +628,16 @@ impl Inner {
         Ok(removed)
     }
 
-    fn codec_err(e: serde_json::Error) -> CoreError {
-        CoreError::Codec(e.to_string())
-    }
-
-    async fn send(&self, app: &ApplicationId, target: Target, message: Message) -> CoreResult<()> {
+    /// Pushes `push` to `target`: local connections directly, connections on other members
+    /// through a [`Deliver`] task to each member holding some.
+    async fn route(&self, target: Target, push: Push<'_>) -> CoreResult<()> {
         if *self.shutdown.borrow() {
             return Err(CoreError::ShuttingDown);
         }
         match target {
             Target::Connection(conn) => {
                 if self.local(&conn).is_some() {
-                    return if self.deliver_local(app, &conn, &message) {
+                    return if self.push_local(std::slice::from_ref(&conn), push) == 1 {
                         Ok(())
                     } else {
                         Err(CoreError::Unavailable(format!("connection {conn} is closing")))
@@ -621,8 +649,7 @@ impl Inner {
                     .await?
                     .ok_or_else(|| CoreError::NotFound(format!("connection {conn}")))?;
                 let task = Deliver {
-                    app: app.to_string(),
-                    message: serde_json::to_string(&message).map_err(Self::codec_err)?,
+                    payload: push.payload()?,
                     to: DeliverTo::Connections(vec![conn.to_string()]),
                 };
                 self.count_out();
@@ -639,11 +666,10 @@ impl Inner {
                         remote.entry(member).or_default().push(conn.to_string());
                     }
                 }
-                self.deliver_local_many(app, &local, &message);
+                self.push_local(&local, push);
                 for (member, conns) in remote {
                     let task = Deliver {
-                        app: app.to_string(),
-                        message: serde_json::to_string(&message).map_err(Self::codec_err)?,
+                        payload: push.payload()?,
                         to: DeliverTo::Connections(conns),
                     };
                     self.count_out();
@@ -652,11 +678,10 @@ impl Inner {
                 Ok(())
             }
             Target::Channel { channel, exclude } => {
-                self.deliver_channel_local(app, &channel, &exclude, &message);
+                self.push_channel_local(&channel, &exclude, push);
                 if self.cluster.members().len() > 1 {
                     let task = Deliver {
-                        app: app.to_string(),
-                        message: serde_json::to_string(&message).map_err(Self::codec_err)?,
+                        payload: push.payload()?,
                         to: DeliverTo::Channel {
                             channel: channel.to_string(),
                             exclude: exclude.iter().map(ToString::to_string).collect(),
@@ -699,90 +724,6 @@ impl Inner {
     }
 }
 
-impl Inner {
-    fn expose_local(&self, conn: &ConnectionId, kind: LoadKind, path: &str) -> bool {
-        match self.local(conn) {
-            Some(h) => h.push_control(
-                conn,
-                ServerFrame::Load {
-                    kind,
-                    path: path.to_owned(),
-                },
-            ),
-            None => false,
-        }
-    }
-
-    fn expose_channel_local(
-        &self,
-        channel: &ChannelId,
-        exclude: &[ConnectionId],
-        kind: LoadKind,
-        path: &str,
-    ) {
-        let members = self.subs().subscribers(channel, exclude);
-        for c in &members {
-            self.expose_local(c, kind, path);
-        }
-    }
-
-    /// Sends `load` frames to `target`, through the cluster for connections elsewhere.
-    async fn expose(&self, target: Target, kind: LoadKind, path: String) -> CoreResult<()> {
-        if *self.shutdown.borrow() {
-            return Err(CoreError::ShuttingDown);
-        }
-        let remote = |to: DeliverTo| Expose {
-            kind,
-            path: path.clone(),
-            to,
-        };
-        match target {
-            Target::Connection(conn) => {
-                if self.local(&conn).is_some() {
-                    return if self.expose_local(&conn, kind, &path) {
-                        Ok(())
-                    } else {
-                        Err(CoreError::Unavailable(format!("connection {conn} is closing")))
-                    };
-                }
-                let member = self
-                    .tracker
-                    .member_of(&conn)
-                    .await?
-                    .ok_or_else(|| CoreError::NotFound(format!("connection {conn}")))?;
-                let task = remote(DeliverTo::Connections(vec![conn.to_string()]));
-                self.cluster.send_to(&member, task.to_task()?).await
-            }
-            Target::Session(session) => {
-                let mut elsewhere: BTreeMap<MemberId, Vec<String>> = BTreeMap::new();
-                for (conn, member) in self.tracker.connections_of_session(&session).await? {
-                    if member == self.member {
-                        self.expose_local(&conn, kind, &path);
-                    } else {
-                        elsewhere.entry(member).or_default().push(conn.to_string());
-                    }
-                }
-                for (member, conns) in elsewhere {
-                    let task = remote(DeliverTo::Connections(conns));
-                    self.cluster.send_to(&member, task.to_task()?).await?;
-                }
-                Ok(())
-            }
-            Target::Channel { channel, exclude } => {
-                self.expose_channel_local(&channel, &exclude, kind, &path);
-                if self.cluster.members().len() > 1 {
-                    let task = remote(DeliverTo::Channel {
-                        channel: channel.to_string(),
-                        exclude: exclude.iter().map(ToString::to_string).collect(),
-                    });
-                    self.cluster.send_to_others(task.to_task()?).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 impl ClientInterface for Router {
     fn member(&self) -> &MemberId {
         &self.member
@@ -792,7 +733,7 @@ impl ClientInterface for Router {
         let app = app.clone();
         Box::pin(async move {
             let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
-            inner.send(&app, target, message).await
+            inner.route(target, Push::Msg(&app, &message)).await
         })
     }
 
@@ -821,7 +762,7 @@ impl ClientInterface for Router {
     fn load(&self, target: Target, kind: LoadKind, path: String) -> BoxFuture<'_, CoreResult<()>> {
         Box::pin(async move {
             let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
-            inner.expose(target, kind, path).await
+            inner.route(target, Push::Load(kind, &path)).await
         })
     }
 
@@ -969,24 +910,32 @@ impl ClusterEvents for Events {
         if let Some(d) = task.decode::<Deliver>() {
             match d {
                 Ok(d) => {
-                    let message: Message = match serde_json::from_str(&d.message) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tracing::warn!(%from, error = %e, "undecodable message in deliver task");
-                            return;
+                    let message: Message;
+                    let app: ApplicationId;
+                    let push = match &d.payload {
+                        Payload::Msg { app: a, message: m } => {
+                            message = match serde_json::from_str(m) {
+                                Ok(m) => m,
+                                Err(e) => {
+                                    tracing::warn!(%from, error = %e, "undecodable message in deliver task");
+                                    return;
+                                }
+                            };
+                            app = ApplicationId::from(a.as_str());
+                            Push::Msg(&app, &message)
                         }
+                        Payload::Load { kind, path } => Push::Load(*kind, path),
                     };
-                    let app = ApplicationId::from(d.app);
                     match d.to {
                         DeliverTo::Connections(conns) => {
                             let conns: Vec<ConnectionId> =
                                 conns.into_iter().map(ConnectionId::from).collect();
-                            inner.deliver_local_many(&app, &conns, &message);
+                            inner.push_local(&conns, push);
                         }
                         DeliverTo::Channel { channel, exclude } => {
                             let exclude: Vec<ConnectionId> =
                                 exclude.into_iter().map(ConnectionId::from).collect();
-                            inner.deliver_channel_local(&app, &ChannelId::from(channel), &exclude, &message);
+                            inner.push_channel_local(&ChannelId::from(channel), &exclude, push);
                         }
                     }
                 }
@@ -1029,22 +978,6 @@ impl ClusterEvents for Events {
                     inner.run_effects(fx);
                 }
                 Err(e) => tracing::warn!(%from, error = %e, "bad presence task"),
-            }
-        } else if let Some(x) = task.decode::<Expose>() {
-            match x {
-                Ok(x) => match x.to {
-                    DeliverTo::Connections(conns) => {
-                        for c in conns {
-                            inner.expose_local(&ConnectionId::from(c), x.kind, &x.path);
-                        }
-                    }
-                    DeliverTo::Channel { channel, exclude } => {
-                        let exclude: Vec<ConnectionId> =
-                            exclude.into_iter().map(ConnectionId::from).collect();
-                        inner.expose_channel_local(&ChannelId::from(channel), &exclude, x.kind, &x.path);
-                    }
-                },
-                Err(e) => tracing::warn!(%from, error = %e, "bad expose task"),
             }
         } else {
             tracing::debug!(%from, task = %task.name, "cluster task with no handler");
