@@ -64,15 +64,16 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
         member: node.member().clone(),
         apps: node.applications(),
     };
-    if ws.send(WsMessage::text(welcome.encode())).await.is_err() {
-        return;
-    }
+    // Registered and subscribed before the welcome: a client that has its welcome already
+    // receives what is sent to its session's channels. Frames queued meanwhile follow the
+    // welcome.
     node.inner.register(&conn, &session, handle.clone());
     let me = client(&node, &conn, &session);
     if let Err(e) = node.inner.tracker.connected(&me).await {
         tracing::warn!(error = %e, "tracker did not record the connection");
     }
     node.inner.subscribe_to_session_channels(&me).await;
+    let welcomed = ws.send(WsMessage::text(welcome.encode())).await.is_ok();
     tracing::debug!("connected");
     metrics.opened.inc();
     metrics.connections.inc();
@@ -86,80 +87,84 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
     let mut last_heard = Instant::now();
     let mut ping = tokio::time::interval(cfg.keepalive_interval);
     ping.tick().await;
-    let reason: (u16, &'static str) = loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => break (close::GOING_AWAY, "server shutting down"),
-            _ = killed.changed() => {
-                let code = (*killed.borrow()).unwrap_or(close::INTERNAL_ERROR);
-                break (code, if code == close::SLOW_CONSUMER { "slow consumer" } else { "closed by server" });
-            }
-            out = rx.recv() => match out {
-                Some(text) => {
-                    metrics.bytes_out.inc_by(text.len() as u64);
-                    if ws.send(WsMessage::text(text)).await.is_err() {
+    let reason: (u16, &'static str) = if !welcomed {
+        (0, "write failed")
+    } else {
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break (close::GOING_AWAY, "server shutting down"),
+                _ = killed.changed() => {
+                    let code = (*killed.borrow()).unwrap_or(close::INTERNAL_ERROR);
+                    break (code, if code == close::SLOW_CONSUMER { "slow consumer" } else { "closed by server" });
+                }
+                out = rx.recv() => match out {
+                    Some(text) => {
+                        metrics.bytes_out.inc_by(text.len() as u64);
+                        if ws.send(WsMessage::text(text)).await.is_err() {
+                            break (0, "write failed");
+                        }
+                    }
+                    None => break (close::INTERNAL_ERROR, "queue closed"),
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > cfg.keepalive_timeout {
+                        tracing::info!("keepalive timeout");
+                        break (close::KEEPALIVE_TIMEOUT, "keepalive timeout");
+                    }
+                    if ws.send(WsMessage::ping(Vec::new())).await.is_err() {
                         break (0, "write failed");
                     }
                 }
-                None => break (close::INTERNAL_ERROR, "queue closed"),
-            },
-            _ = ping.tick() => {
-                if last_heard.elapsed() > cfg.keepalive_timeout {
-                    tracing::info!("keepalive timeout");
-                    break (close::KEEPALIVE_TIMEOUT, "keepalive timeout");
-                }
-                if ws.send(WsMessage::ping(Vec::new())).await.is_err() {
-                    break (0, "write failed");
-                }
-            }
-            frame = ws.next() => {
-                last_heard = Instant::now();
-                match frame {
-                    None => break (0, "closed by client"),
-                    Some(Err(e)) => {
-                        let text = e.to_string();
-                        if text.contains("Space limit") || text.contains("too long") {
-                            tracing::info!(error = %text, "message too big");
-                            break (close::MESSAGE_TOO_BIG, "message too big");
-                        }
-                        tracing::debug!(error = %text, "read failed");
-                        break (0, "read failed");
-                    }
-                    Some(Ok(msg)) => {
-                        if msg.is_close() {
-                            break (0, "closed by client");
-                        }
-                        if msg.is_ping() || msg.is_pong() {
-                            continue;
-                        }
-                        if !bucket.take() {
-                            tracing::info!("rate limit exceeded");
-                            break (close::RATE_LIMITED, "rate limit exceeded");
-                        }
-                        let Ok(text) = msg.to_str() else {
-                            tracing::info!("binary frame refused");
-                            break (close::UNSUPPORTED_DATA, "binary frames are not accepted");
-                        };
-                        metrics.bytes_in.inc_by(text.len() as u64);
-                        match ClientFrame::decode(text, cfg.max_message_size) {
-                            Ok(frame) => {
-                                bad_frames = 0;
-                                handle_frame(&node, &handle, &conn, &session, frame, &rpc_slots).await;
-                            }
-                            Err(ProtocolError::TooBig { size, limit }) => {
-                                tracing::info!(size, limit, "message too big");
+                frame = ws.next() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        None => break (0, "closed by client"),
+                        Some(Err(e)) => {
+                            let text = e.to_string();
+                            if text.contains("Space limit") || text.contains("too long") {
+                                tracing::info!(error = %text, "message too big");
                                 break (close::MESSAGE_TOO_BIG, "message too big");
                             }
-                            Err(e) => {
-                                bad_frames += 1;
-                                tracing::info!(error = %e, count = bad_frames, "malformed frame");
-                                handle.push_control(&conn, ServerFrame::Error {
-                                    code: ErrorCode::BadFrame,
-                                    message: e.to_string(),
-                                    app: None,
-                                });
-                                if bad_frames > cfg.max_bad_frames {
-                                    break (close::TOO_MANY_BAD_FRAMES, "too many malformed frames");
+                            tracing::debug!(error = %text, "read failed");
+                            break (0, "read failed");
+                        }
+                        Some(Ok(msg)) => {
+                            if msg.is_close() {
+                                break (0, "closed by client");
+                            }
+                            if msg.is_ping() || msg.is_pong() {
+                                continue;
+                            }
+                            if !bucket.take() {
+                                tracing::info!("rate limit exceeded");
+                                break (close::RATE_LIMITED, "rate limit exceeded");
+                            }
+                            let Ok(text) = msg.to_str() else {
+                                tracing::info!("binary frame refused");
+                                break (close::UNSUPPORTED_DATA, "binary frames are not accepted");
+                            };
+                            metrics.bytes_in.inc_by(text.len() as u64);
+                            match ClientFrame::decode(text, cfg.max_message_size) {
+                                Ok(frame) => {
+                                    bad_frames = 0;
+                                    handle_frame(&node, &handle, &conn, &session, frame, &rpc_slots).await;
+                                }
+                                Err(ProtocolError::TooBig { size, limit }) => {
+                                    tracing::info!(size, limit, "message too big");
+                                    break (close::MESSAGE_TOO_BIG, "message too big");
+                                }
+                                Err(e) => {
+                                    bad_frames += 1;
+                                    tracing::info!(error = %e, count = bad_frames, "malformed frame");
+                                    handle.push_control(&conn, ServerFrame::Error {
+                                        code: ErrorCode::BadFrame,
+                                        message: e.to_string(),
+                                        app: None,
+                                    });
+                                    if bad_frames > cfg.max_bad_frames {
+                                        break (close::TOO_MANY_BAD_FRAMES, "too many malformed frames");
+                                    }
                                 }
                             }
                         }
