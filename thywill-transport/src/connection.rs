@@ -236,11 +236,9 @@ async fn handle_frame(
         }
         ClientFrame::Msg { app, data, meta, .. } => match node.inner.apps.get(&app) {
             Some((a, ctx)) => {
-                node.inner
-                    .metrics
-                    .messages_in
-                    .get_or_create(&crate::metrics::AppLabel { app: app.to_string() })
-                    .inc();
+                if let Some(c) = node.inner.app_counters.get(&app) {
+                    c.messages_in.inc();
+                }
                 let me = client(node, conn, session);
                 a.received(ctx, &me, Message { data, meta }).await;
             }

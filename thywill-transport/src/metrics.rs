@@ -66,7 +66,23 @@ pub(crate) struct Metrics {
     cluster_reconnects: Gauge,
 }
 
+/// The per-application counters, looked up once per application instead of once per message.
+#[derive(Clone, Debug)]
+pub(crate) struct AppCounters {
+    pub(crate) messages_in: Counter,
+    pub(crate) messages_out: Counter,
+}
+
 impl Metrics {
+    /// Handles on an application's counters (they share state with the registry's).
+    pub(crate) fn app_counters(&self, app: &str) -> AppCounters {
+        let label = AppLabel { app: app.to_owned() };
+        AppCounters {
+            messages_in: self.messages_in.get_or_create(&label).clone(),
+            messages_out: self.messages_out.get_or_create(&label).clone(),
+        }
+    }
+
     pub(crate) fn new() -> Arc<Self> {
         let mut registry = Registry::with_prefix("thywill");
         let m = Metrics {

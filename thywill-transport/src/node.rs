@@ -166,6 +166,8 @@ pub(crate) struct Inner {
     pub(crate) resources: Arc<dyn ResourceManager>,
     pub(crate) sessions: Option<crate::Sessions>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Counters of the registered applications, resolved at start.
+    pub(crate) app_counters: HashMap<ApplicationId, crate::metrics::AppCounters>,
     pub(crate) connections: RwLock<HashMap<ConnectionId, Arc<ConnHandle>>>,
     /// Local subscriptions and presence. Presence effects are carried out under this lock.
     pub(crate) subs: Mutex<Subs>,
@@ -336,12 +338,17 @@ impl Node {
                 members: cluster.members(),
                 tracker: tracker.clone(),
             });
-            let apps = applications
+            let apps: BTreeMap<ApplicationId, _> = applications
                 .into_iter()
                 .map(|(id, app)| {
                     let ctx = AppContext::new(id.clone(), router.clone());
                     (id, (app, ctx))
                 })
+                .collect();
+            let metrics = crate::metrics::Metrics::new();
+            let app_counters = apps
+                .keys()
+                .map(|id| (id.clone(), metrics.app_counters(id.as_str())))
                 .collect();
             Inner {
                 config,
@@ -352,7 +359,8 @@ impl Node {
                 channel_store: channels,
                 resources,
                 sessions,
-                metrics: crate::metrics::Metrics::new(),
+                metrics,
+                app_counters,
                 connections: RwLock::new(HashMap::new()),
                 subs: Mutex::new(subs),
                 outbox,
@@ -473,10 +481,15 @@ impl Inner {
             .filter(|(c, h)| h.push(c, |seq| encoded.frame(seq)))
             .count();
         if queued > 0 {
-            self.metrics
-                .messages_out
-                .get_or_create(&crate::metrics::AppLabel { app: app.to_string() })
-                .inc_by(queued as u64);
+            match self.app_counters.get(app) {
+                Some(c) => c.messages_out.inc_by(queued as u64),
+                // An application this member does not serve (a task from another member).
+                None => self
+                    .metrics
+                    .app_counters(app.as_str())
+                    .messages_out
+                    .inc_by(queued as u64),
+            };
         }
         queued
     }
