@@ -41,10 +41,15 @@
 //! // hand it to the node builder: Thywill::builder().cluster(cluster)
 //! # let _ = cluster; Ok(()) }
 //! ```
+//!
+//! The crate also holds Redis-backed stores shared by the members: [`RedisSessions`],
+//! [`RedisChannels`], [`RedisResources`] and [`RedisHistory`] (the replay logs that let a
+//! client recover what it missed after reconnecting to any member).
 
 mod channels;
 mod config;
 mod error;
+mod history;
 mod resources;
 mod sessions;
 mod store;
@@ -70,6 +75,7 @@ use tokio::task::JoinHandle;
 pub use channels::{RedisChannels, RedisChannelsConfig};
 pub use config::RedisClusterConfig;
 pub use error::Error;
+pub use history::{RedisHistory, RedisHistoryConfig};
 pub use resources::{RedisResources, RedisResourcesConfig};
 pub use sessions::{RedisSessions, RedisSessionsConfig};
 

@@ -1,6 +1,7 @@
 //! Integration tests of the Redis backend against a real `redis-server` on a free loopback port.
 
 mod conformance;
+mod history;
 mod recovery;
 
 use std::sync::Arc;
