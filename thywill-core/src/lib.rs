@@ -11,7 +11,8 @@
 //! - the browser wire protocol v1 ([`protocol`]), shared by the server and the fuzz targets;
 //! - the traits every component implements: [`Application`], [`ClientInterface`],
 //!   [`Cluster`], [`ClientTracker`], [`ChannelManager`], [`SessionStore`],
-//!   [`ResourceManager`], [`TemplateEngine`], [`Minifier`] and [`RpcHandler`].
+//!   [`ResourceManager`], [`TemplateEngine`], [`Minifier`], [`RpcHandler`] and [`History`]
+//!   (replay logs for recovery after reconnects).
 //!
 //! Async trait methods return [`BoxFuture`] where the trait must be stored as a trait object;
 //! the user-facing [`Application`] trait uses `impl Future` and is erased internally through
@@ -21,6 +22,7 @@ mod application;
 mod channel;
 pub mod cluster;
 mod error;
+pub mod history;
 mod id;
 mod message;
 pub mod protocol;
@@ -33,6 +35,7 @@ pub use application::{AppContext, Application, ClientInterface, DynApplication, 
 pub use channel::ChannelManager;
 pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, MemberStatus, Task};
 pub use error::{CoreError, CoreResult};
+pub use history::{Entry, History, HistoryLimits, Offset, Replay};
 pub use id::{ApplicationId, ChannelId, ConnectionId, MemberId, SessionId};
 pub use message::{Client, Message, Metadata};
 pub use resource::{Minifier, Resource, ResourceKind, ResourceManager, TemplateEngine, attr};

@@ -5,10 +5,12 @@
 //! Decoding never panics: anything malformed becomes a [`ProtocolError`] that the transport
 //! answers with an [`ServerFrame::Error`] frame or a close code from [`close`].
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{ApplicationId, ConnectionId, MemberId, Metadata, RpcErrorCode, SessionId};
+use crate::{ApplicationId, ConnectionId, MemberId, Metadata, Offset, RpcErrorCode, SessionId};
 
 /// The protocol version this crate speaks.
 pub const VERSION: u32 = 1;
@@ -17,14 +19,28 @@ pub const VERSION: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
-    /// Optional first frame: the protocol version the client speaks and, reserved for replay,
+    /// Optional first frame: the protocol version the client speaks and, after a reconnect,
     /// where it left off.
     Hello {
         /// Protocol version; must be [`VERSION`].
         v: u32,
-        /// The last server sequence number the client saw on its previous connection.
+        /// Accepted and ignored: per-connection sequence numbers do not survive a reconnect
+        /// (stream offsets in `streams` do).
         #[serde(default)]
         last_seq: Option<u64>,
+        /// The browser tab's stable id (chosen by the client, kept across reconnects): the
+        /// server drops messages of the tab whose `id` it has processed already.
+        #[serde(default)]
+        tab: Option<String>,
+        /// The last offset the client saw per stream: the server replays what follows.
+        #[serde(default)]
+        streams: BTreeMap<String, Offset>,
+    },
+    /// Asks for the messages of streams after the given offsets, on an open connection (the
+    /// client saw a gap).
+    Resume {
+        /// The last offset the client saw per stream.
+        streams: BTreeMap<String, Offset>,
     },
     /// An application message.
     Msg {
@@ -36,8 +52,8 @@ pub enum ClientFrame {
         /// Metadata (the original's `_`).
         #[serde(default, rename = "_")]
         meta: Metadata,
-        /// Optional client message id, reserved so that the server can drop duplicates of
-        /// messages resent after a reconnect.
+        /// Client message id, increasing per tab: acknowledged by [`ServerFrame::Ack`] and
+        /// processed at most once per tab (see `tab` in [`ClientFrame::Hello`]).
         #[serde(default)]
         id: Option<u64>,
     },
@@ -76,13 +92,49 @@ pub enum ServerFrame {
     Msg {
         /// The application the message comes from.
         app: ApplicationId,
-        /// Per-session sequence number, strictly increasing by one; reserved for replay.
+        /// Per-connection sequence number, strictly increasing by one.
         seq: u64,
         /// The payload.
         data: Value,
         /// Metadata.
         #[serde(rename = "_")]
         meta: Metadata,
+        /// The replayable stream the message belongs to (`c:<channel>`, `s:<session>`), when
+        /// it was sent to a channel or a session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream: Option<String>,
+        /// The epoch of the stream's log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+        /// The message's offset in the stream: one more than the previous message's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        off: Option<u64>,
+    },
+    /// Offset `off` of a stream is a message this connection does not receive (it was sent
+    /// to the channel excluding it); the client counts it as seen.
+    Skip {
+        /// The stream.
+        stream: String,
+        /// The stream's epoch.
+        epoch: String,
+        /// The skipped offset.
+        off: u64,
+    },
+    /// Client messages up to `id` (of this tab) are processed; the client may forget them.
+    Ack {
+        /// The highest processed client message id.
+        id: u64,
+    },
+    /// The messages of a stream after the client's offset can no longer be replayed (trimmed
+    /// from the log, older than its age bound, or the log was lost). The client resumes at
+    /// `next` in `epoch`; replayed messages from `next` may follow.
+    ContinuityLost {
+        /// The stream.
+        stream: String,
+        /// The stream's current epoch.
+        epoch: String,
+        /// The offset the client continues from.
+        next: u64,
     },
     /// A successful RPC reply.
     RpcOk {
@@ -307,6 +359,9 @@ mod tests {
             seq: 3,
             data: json!({"a": 1}),
             meta: Metadata::new(),
+            stream: None,
+            epoch: None,
+            off: None,
         };
         let text = f.encode();
         assert_eq!(

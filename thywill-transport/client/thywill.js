@@ -11,8 +11,19 @@
  *   multiplexed by application id.
  * - "connected" means the server's `welcome` frame arrived, not merely that the socket opened.
  * - Reconnects forever with jittered exponential backoff; `Thywill.disconnect()` stops it.
- * - Messages sent while disconnected are buffered (at most 1000) and flushed in order after
- *   the next welcome. RPC calls are never buffered: they fail at once with code `dc`.
+ * - Every page load has a random tab id (`Thywill.tab`, 16 hex digits), sent in each `hello`.
+ *   Every message carries an id, increasing per tab; the client keeps each message until the
+ *   server acknowledges it (`ack`), and after every welcome resends the unacknowledged ones,
+ *   then those sent while disconnected, in id order (at most 1000 kept in all; beyond that the
+ *   oldest are dropped with a warning). The server processes each id once.
+ *   RPC calls are never buffered: they fail at once with code `dc`.
+ * - Messages sent to a channel or a session carry their stream offset (`stream`, `epoch`,
+ *   `off`). The client delivers each stream in order and once: duplicates are dropped, early
+ *   messages are held until the gap before them fills, and a gap still open after 250 ms (or a
+ *   message of another epoch) makes it ask the server to replay (`resume`). Each `hello` says
+ *   where the page left off per stream, so a reconnect replays what was missed. When the
+ *   server can no longer replay a gap (`continuity_lost`), the page is told with a
+ *   `continuityLost` event, on `Thywill` and on the ApplicationInterfaces concerned.
  * - Scripts, stylesheets and client templates outside the page's bundle load on demand with
  *   `Thywill.load(kind, path)`, when the page asks or when the server sends a `load` frame.
  * - The page connects by itself once the document has been parsed (so that page scripts can
@@ -33,8 +44,30 @@
   var PROTOCOL_VERSION = 1;
   /** Path of this script under the base path. */
   var SCRIPT_SUFFIX = '/thywill/thywill.js';
-  /** Most messages kept while disconnected; beyond that the oldest are dropped. */
+  /**
+   * Most messages kept, unacknowledged or waiting for a connection, in all; beyond that the
+   * oldest are dropped.
+   */
   var MAX_BUFFERED = 1000;
+  /** How long a gap in a stream may stay open before the client asks for a replay (ms). */
+  var GAP_WAIT = 250;
+  /** How often the client asks again while a gap stays open (ms). */
+  var RESUME_RETRY = 1000;
+  /**
+   * Replay requests for one gap (or one change of epoch) without any progress after which the
+   * client gives up on it, reports the loss itself and carries on (about 10 s).
+   */
+  var MAX_RESUME_ASKS = 10;
+  /** Most messages held back by one stream while a gap before them is open. */
+  var MAX_HELD_PER_STREAM = 10000;
+  /** Most messages held back by all streams together. */
+  var MAX_HELD = 20000;
+  /** Most streams the client keeps a position for; the least recently active are forgotten. */
+  var MAX_STREAMS = 256;
+  /** Most characters of stream positions in one `hello` (the server's frame limit is 64 KiB). */
+  var MAX_POSITIONS_CHARS = 32768;
+  /** Most application ids remembered per stream (to address `continuityLost`); beyond: all. */
+  var MAX_STREAM_APPS = 32;
   /** Default RPC timeout in milliseconds. */
   var DEFAULT_RPC_TIMEOUT = 10000;
   /** The largest delay setTimeout accepts. */
@@ -44,6 +77,11 @@
    * session refused (the page may want to reload: see the `disconnected` info), rate limited.
    */
   var SLOW_RETRY_CODES = [1008, 4401, 4429];
+  /**
+   * Connection events, passed on to every ApplicationInterface. The other events of `Thywill`
+   * are `received`, `serverError` and `continuityLost` (passed on to the interfaces they
+   * concern), `stateChange` and `loaded`.
+   */
   var EVENTS = ['connecting', 'connected', 'disconnected', 'connectionFailure'];
 
   // ------------------------------------------------------------------------------------------
@@ -77,6 +115,30 @@
 
   function randomBetween(lo, hi) {
     return lo + Math.random() * Math.max(0, hi - lo);
+  }
+
+  /**
+   * A new random tab id: 16 hex digits from `crypto.getRandomValues` (from Math.random where
+   * the Web Crypto API is missing, which only makes collisions likelier).
+   */
+  function newTabId() {
+    var bytes = new Uint8Array(8);
+    var crypto = global.crypto;
+    if (crypto && typeof crypto.getRandomValues === 'function') {
+      crypto.getRandomValues(bytes);
+    } else {
+      for (var i = 0; i < bytes.length; i++) {
+        bytes[i] = Math.floor(Math.random() * 256);
+      }
+    }
+    return Array.prototype.map.call(bytes, function (b) {
+      return (b < 16 ? '0' : '') + b.toString(16);
+    }).join('');
+  }
+
+  /** Whether `v` is an integer that JSON numbers and Rust's u64 agree on, and at least `min`. */
+  function isCount(v, min) {
+    return typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -274,9 +336,13 @@
   var attempt = 0; // failed attempts since the last welcome
   var delayOverride = null; // from a `reconnect` frame
   var session = null; // what the welcome frame said, while connected
+  var tabId = newTabId(); // this page load's id, kept across reconnects
   var nextMessageId = 1;
   var nextRpcId = 1;
-  var outbox = []; // encoded msg frames waiting for a connection
+  // Messages not acknowledged yet, in id order: { id, text } (`text` is the encoded frame).
+  // The first `sentCount` were sent on the current connection; the rest wait for one.
+  var outbox = [];
+  var sentCount = 0;
   var pending = new Map(); // rpc id -> { app, name, resolve, reject, timer }
 
   function socketUrl() {
@@ -337,21 +403,47 @@
     }
   }
 
-  function enqueue(text) {
-    outbox.push(text);
+  /**
+   * Keeps a message until the server acknowledges it; beyond MAX_BUFFERED kept messages the
+   * oldest are dropped (never resent) with a warning.
+   */
+  function enqueue(id, text) {
+    outbox.push({ id: id, text: text });
     if (outbox.length > MAX_BUFFERED) {
-      var dropped = outbox.splice(0, outbox.length - MAX_BUFFERED);
-      console.warn('thywill: ' + dropped.length + ' buffered message(s) dropped: more than ' +
-        MAX_BUFFERED + ' waiting for a connection');
+      var count = outbox.length - MAX_BUFFERED;
+      outbox.splice(0, count);
+      var wasSent = Math.min(count, sentCount);
+      sentCount -= wasSent;
+      console.warn('thywill: ' + count + ' message(s) dropped (' + wasSent + ' sent but not acknowledged): more than ' +
+        MAX_BUFFERED + ' unacknowledged or waiting for a connection');
     }
   }
 
+  /**
+   * Sends the kept messages not yet sent on this connection, in id order, while the socket
+   * takes them. Unacknowledged messages of an earlier connection come first: after a welcome
+   * every kept message counts as unsent.
+   */
   function flush() {
-    var sent = 0;
-    while (sent < outbox.length && trySend(outbox[sent])) {
-      sent++;
+    while (sentCount < outbox.length && trySend(outbox[sentCount].text)) {
+      sentCount++;
     }
-    outbox.splice(0, sent);
+  }
+
+  /** The server processed this tab's messages up to `id` (an `ack` frame): forget them. */
+  function acknowledged(id) {
+    if (!isCount(id, 0)) {
+      console.warn('thywill: invalid ack frame ignored', id);
+      return;
+    }
+    var count = 0;
+    while (count < outbox.length && outbox[count].id <= id) {
+      count++;
+    }
+    if (count > 0) {
+      outbox.splice(0, count);
+      sentCount = Math.max(0, sentCount - count);
+    }
   }
 
   function open() {
@@ -377,11 +469,19 @@
     socket = ws;
     ws.onopen = function () {
       if (ws === socket) {
+        var hello = { t: 'hello', v: PROTOCOL_VERSION, tab: tabId };
+        var positions = streamPositions();
+        if (positions !== null) {
+          hello.streams = positions;
+        }
         try {
-          ws.send(JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION }));
+          ws.send(JSON.stringify(hello));
         } catch (e) {
           console.warn('thywill: could not send hello', e);
+          return;
         }
+        // The hello asked for the open gaps: ask again only if they stay open.
+        restartAsks();
       }
     };
     ws.onmessage = function (ev) {
@@ -417,6 +517,8 @@
   function closed(code, reason) {
     var wasConnected = state === 'connected';
     session = null;
+    sentCount = 0;
+    stopAsks();
     failPending('dc', 'the connection closed');
     if (state !== 'disconnected') {
       setState('disconnected');
@@ -473,11 +575,17 @@
         welcomed(f);
         break;
       case 'msg':
-        if (typeof f.app !== 'string') {
-          console.warn('thywill: message without an application ignored', f);
-          return;
+        if (isStreamMessage(f)) {
+          streamMessage(f);
+        } else {
+          deliver(null, f);
         }
-        Thywill.emit('received', f.app, new Message(f.data, f._));
+        break;
+      case 'ack':
+        acknowledged(f.id);
+        break;
+      case 'continuity_lost':
+        continuityLost(f);
         break;
       case 'rpc_ok':
       case 'rpc_err':
@@ -524,8 +632,10 @@
     if (state === 'connected') {
       return;
     }
-    // Buffered messages go first, so that anything sent by `connected` listeners follows them.
+    // Kept messages go first (unacknowledged, then buffered, in id order), so that anything
+    // sent by `connected` listeners follows them.
     state = 'connected';
+    sentCount = 0;
     flush();
     Thywill.emit('stateChange', state);
     if (state === 'connected') {
@@ -719,6 +829,8 @@
       dropSocket(1000, 'client disconnected');
       if (state !== 'disconnected') {
         session = null;
+        sentCount = 0;
+        stopAsks();
         failPending('dc', 'disconnected by the client');
         setState('disconnected');
         Thywill.emit('disconnected', { code: 1000, reason: 'disconnect() called' });
@@ -731,10 +843,8 @@
       checkAppId(appId);
       var m = dataOrMessage instanceof Message ? dataOrMessage : new Message(dataOrMessage);
       var id = nextMessageId++;
-      var text = JSON.stringify({ t: 'msg', app: appId, data: m.data, _: m._, id: id });
-      if (outbox.length > 0 || !trySend(text)) {
-        enqueue(text);
-      }
+      enqueue(id, JSON.stringify({ t: 'msg', app: appId, data: m.data, _: m._, id: id }));
+      flush();
       return id;
     }
 

@@ -47,6 +47,8 @@ pub struct TransportConfig {
     pub(crate) max_connections: usize,
     pub(crate) drain_jitter: Duration,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) replay: bool,
+    pub(crate) append_timeout: Duration,
 }
 
 impl Default for TransportConfig {
@@ -65,6 +67,8 @@ impl Default for TransportConfig {
             max_connections: 100_000,
             drain_jitter: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
+            replay: true,
+            append_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -184,6 +188,27 @@ impl TransportConfig {
             });
         }
         self.handshake_timeout = timeout;
+        Ok(self)
+    }
+
+    /// Whether messages sent to channels and sessions are numbered and logged in the node's
+    /// [`History`](thywill_core::History) so that reconnecting clients recover what they
+    /// missed (default on; see `docs/PROTOCOL.md`, "Recovery after a reconnect").
+    pub fn with_replay(mut self, on: bool) -> Self {
+        self.replay = on;
+        self
+    }
+
+    /// How long sending a stream message keeps retrying to log it while the history is
+    /// unreachable (for example during a Redis restart) before the send fails (default 10 s).
+    pub fn with_append_timeout(mut self, timeout: Duration) -> Result<Self, TransportError> {
+        if timeout.is_zero() {
+            return Err(TransportError::Config {
+                key: "append_timeout",
+                message: "must be positive".into(),
+            });
+        }
+        self.append_timeout = timeout;
         Ok(self)
     }
 

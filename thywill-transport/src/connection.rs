@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::Instrument;
 use warp::ws::{Message as WsMessage, WebSocket};
 
-use crate::node::{ConnHandle, Node, OutState, client};
+use crate::node::{ConnHandle, Encoded, Node, OutState, Replayed, client};
 
 /// Concurrent RPC calls per connection; further calls wait (reading pauses).
 const MAX_PENDING_RPC: usize = 64;
@@ -48,6 +48,7 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
         metrics: metrics.clone(),
         out: Mutex::new(OutState { seq: 0, tx }),
         kill,
+        tab: Mutex::new(None),
     });
     let mut shutdown = node.inner.shutdown.subscribe();
     if *shutdown.borrow_and_update() {
@@ -87,6 +88,9 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
     let mut last_heard = Instant::now();
     let mut ping = tokio::time::interval(cfg.keepalive_interval);
     ping.tick().await;
+    let mut inbound = Inbound::default();
+    let ack_timer = tokio::time::sleep(ACK_DELAY);
+    tokio::pin!(ack_timer);
     let reason: (u16, &'static str) = if !welcomed {
         (0, "write failed")
     } else {
@@ -107,6 +111,10 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
                     }
                     None => break (close::INTERNAL_ERROR, "queue closed"),
                 },
+                () = &mut ack_timer, if inbound.ack_due => {
+                    inbound.ack_due = false;
+                    send_ack(&node, &handle, &conn, inbound.tab.clone(), inbound.mark);
+                }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > cfg.keepalive_timeout {
                         tracing::info!("keepalive timeout");
@@ -146,8 +154,43 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
                             };
                             metrics.bytes_in.inc_by(text.len() as u64);
                             match ClientFrame::decode(text, cfg.max_message_size) {
+                                Ok(ClientFrame::Hello { v, tab, streams, .. }) => {
+                                    bad_frames = 0;
+                                    if v != protocol::VERSION {
+                                        handle.push_control(&conn, ServerFrame::Error {
+                                            code: ErrorCode::UnsupportedVersion,
+                                            message: format!("server speaks protocol version {}", protocol::VERSION),
+                                            app: None,
+                                        });
+                                    }
+                                    if let Some(tab) = tab {
+                                        inbound.set_tab(&node, &handle, tab).await;
+                                    }
+                                    let items = node.inner.replay(&conn, &session, inbound.tab.as_deref(), streams).await;
+                                    if !write_replay(&mut ws, &mut rx, &handle, items).await {
+                                        break (0, "write failed");
+                                    }
+                                }
+                                Ok(ClientFrame::Resume { streams }) => {
+                                    bad_frames = 0;
+                                    let items = node.inner.replay(&conn, &session, inbound.tab.as_deref(), streams).await;
+                                    if !write_replay(&mut ws, &mut rx, &handle, items).await {
+                                        break (0, "write failed");
+                                    }
+                                }
                                 Ok(frame) => {
                                     bad_frames = 0;
+                                    if let ClientFrame::Msg { id: Some(id), .. } = &frame {
+                                        if !inbound.admit(*id) {
+                                            tracing::debug!(id, "duplicate client message dropped");
+                                            metrics.duplicates_dropped.inc();
+                                            continue;
+                                        }
+                                        if !inbound.ack_due {
+                                            inbound.ack_due = true;
+                                            ack_timer.as_mut().reset(tokio::time::Instant::now() + ACK_DELAY);
+                                        }
+                                    }
                                     handle_frame(&node, &handle, &conn, &session, frame, &rpc_slots).await;
                                 }
                                 Err(ProtocolError::TooBig { size, limit }) => {
@@ -196,6 +239,18 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
         let _ = ws.send(WsMessage::close_with(reason.0, reason.1)).await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ws.close()).await;
     }
+    if let Some(tab) = &inbound.tab
+        && inbound.mark > 0
+    {
+        let saved = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            node.inner.history.set_received_mark(tab, inbound.mark),
+        )
+        .await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::warn!("received mark of the tab not saved");
+        }
+    }
     tracing::debug!(reason = reason.1, code = reason.0, "disconnected");
     metrics.connections.dec();
     metrics
@@ -222,18 +277,8 @@ async fn handle_frame(
     rpc_slots: &Arc<Semaphore>,
 ) {
     match frame {
-        ClientFrame::Hello { v, .. } => {
-            if v != protocol::VERSION {
-                handle.push_control(
-                    conn,
-                    ServerFrame::Error {
-                        code: ErrorCode::UnsupportedVersion,
-                        message: format!("server speaks protocol version {}", protocol::VERSION),
-                        app: None,
-                    },
-                );
-            }
-        }
+        // Handled by the connection loop, which writes replays itself.
+        ClientFrame::Hello { .. } | ClientFrame::Resume { .. } => {}
         ClientFrame::Msg { app, data, meta, .. } => match node.inner.apps.get(&app) {
             Some((a, ctx)) => {
                 if let Some(c) = node.inner.app_counters.get(&app) {
@@ -319,6 +364,112 @@ async fn handle_frame(
             );
         }
     }
+}
+
+/// How long an acknowledgement of client messages waits to cover later ones too.
+const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// Longest tab id accepted in `hello`.
+const MAX_TAB_LEN: usize = 64;
+
+/// What the connection knows of its client's messages: the tab and the highest id processed.
+#[derive(Default)]
+struct Inbound {
+    tab: Option<String>,
+    mark: u64,
+    ack_due: bool,
+}
+
+impl Inbound {
+    /// Takes the tab named by `hello` and its received mark (which may come from a previous
+    /// connection, on any member when the history is shared).
+    async fn set_tab(&mut self, node: &Node, handle: &ConnHandle, tab: String) {
+        if tab.is_empty()
+            || tab.len() > MAX_TAB_LEN
+            || !tab
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            tracing::info!("invalid tab id ignored");
+            return;
+        }
+        match node.inner.history.received_mark(&tab).await {
+            Ok(mark) => self.mark = self.mark.max(mark),
+            Err(e) => tracing::warn!(error = %e, "received mark of the tab not loaded"),
+        }
+        *handle
+            .tab
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tab.clone());
+        self.tab = Some(tab);
+    }
+
+    /// Whether a client message id is new (and records it).
+    fn admit(&mut self, id: u64) -> bool {
+        if self.tab.is_some() && id <= self.mark {
+            return false;
+        }
+        self.mark = self.mark.max(id);
+        true
+    }
+}
+
+/// Records the tab's mark, then acknowledges client messages up to it.
+fn send_ack(node: &Node, handle: &Arc<ConnHandle>, conn: &ConnectionId, tab: Option<String>, mark: u64) {
+    let node = node.clone();
+    let handle = handle.clone();
+    let conn = conn.clone();
+    tokio::spawn(
+        async move {
+            if let Some(tab) = &tab
+                && let Err(e) = node.inner.history.set_received_mark(tab, mark).await
+            {
+                // Not acknowledged: the client resends, and a member that lost the mark may
+                // process the message twice.
+                tracing::warn!(error = %e, "received mark not saved: not acknowledged");
+                return;
+            }
+            handle.push_control(&conn, ServerFrame::Ack { id: mark });
+        }
+        .in_current_span(),
+    );
+}
+
+/// Writes a replay: the frames queued before it first (keeping sequence numbers in order),
+/// then its frames. False when the socket failed.
+async fn write_replay(
+    ws: &mut WebSocket,
+    rx: &mut mpsc::Receiver<String>,
+    handle: &ConnHandle,
+    items: Vec<Replayed>,
+) -> bool {
+    if items.is_empty() {
+        return true;
+    }
+    let msgs = items.iter().filter(|i| matches!(i, Replayed::Msg(..))).count() as u64;
+    let (mut seq, queued) = handle.reserve(msgs);
+    for _ in 0..queued {
+        let Ok(text) = rx.try_recv() else { break };
+        handle.metrics.bytes_out.inc_by(text.len() as u64);
+        if ws.feed(WsMessage::text(text)).await.is_err() {
+            return false;
+        }
+    }
+    for item in items {
+        let text = match item {
+            Replayed::Frame(f) => f.encode(),
+            Replayed::Msg(app, message, at) => {
+                let text = Encoded::replayed(&app, &message, &at, seq);
+                seq += 1;
+                text
+            }
+        };
+        handle.metrics.bytes_out.inc_by(text.len() as u64);
+        if ws.feed(WsMessage::text(text)).await.is_err() {
+            return false;
+        }
+    }
+    ws.flush().await.is_ok()
 }
 
 /// A token bucket counting client frames.

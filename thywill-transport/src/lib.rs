@@ -18,12 +18,14 @@
 //! those who compose nodes by hand or write components.
 //!
 //! The [`local`] module has the single-member defaults: [`local::LocalCluster`] and in-memory
-//! tracker, channels, sessions and resources.
+//! tracker, channels, sessions and resources; [`LocalHistory`] is the default replay history
+//! (see `docs/PROTOCOL.md`, "Recovery after a reconnect").
 
 mod assets;
 mod config;
 mod connection;
 mod error;
+mod history;
 pub mod local;
 mod metrics;
 mod node;
@@ -37,6 +39,7 @@ pub mod tracker;
 pub use assets::{CLIENT_DTS, CLIENT_JS, client_js_path};
 pub use config::{AllowedOrigins, MetricsAccess, TransportConfig};
 pub use error::TransportError;
+pub use history::LocalHistory;
 pub use node::{Node, NodeParts};
 pub use session::{MIN_SECRET_LEN, SessionConfig, SessionRefusal, Sessions};
 pub use tls::TlsConfig;

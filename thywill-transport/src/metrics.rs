@@ -61,6 +61,10 @@ pub(crate) struct Metrics {
     pub(crate) rpc_seconds: Family<AppLabel, Histogram, fn() -> Histogram>,
     pub(crate) cluster_tasks: Family<DirectionLabel, Counter>,
     pub(crate) cluster_gaps: Counter,
+    pub(crate) history_failures: Counter,
+    pub(crate) replayed: Counter,
+    pub(crate) continuity_lost: Counter,
+    pub(crate) duplicates_dropped: Counter,
     member_up: Family<MemberLabel, Gauge>,
     cluster_healthy: Gauge,
     cluster_reconnects: Gauge,
@@ -99,6 +103,10 @@ impl Metrics {
             rpc_seconds: Family::new_with_constructor(rpc_latency as fn() -> Histogram),
             cluster_tasks: Family::default(),
             cluster_gaps: Counter::default(),
+            history_failures: Counter::default(),
+            replayed: Counter::default(),
+            continuity_lost: Counter::default(),
+            duplicates_dropped: Counter::default(),
             member_up: Family::default(),
             cluster_healthy: Gauge::default(),
             cluster_reconnects: Gauge::default(),
@@ -160,6 +168,26 @@ impl Metrics {
             "cluster_gaps",
             "Gaps detected in member-to-member traffic",
             m.cluster_gaps.clone(),
+        );
+        registry.register(
+            "history_failures",
+            "Stream messages not sent because the history could not log them in time",
+            m.history_failures.clone(),
+        );
+        registry.register(
+            "replayed_messages",
+            "Messages replayed to reconnecting clients",
+            m.replayed.clone(),
+        );
+        registry.register(
+            "continuity_lost",
+            "Streams a client could not resume (gap no longer in the history)",
+            m.continuity_lost.clone(),
+        );
+        registry.register(
+            "duplicate_client_messages",
+            "Client messages dropped because their id was processed already",
+            m.duplicates_dropped.clone(),
         );
         registry.register(
             "cluster_member_up",

@@ -25,8 +25,8 @@ use thywill_core::cluster::MemberStatus;
 use thywill_core::protocol::{LoadKind, ServerFrame, close};
 use thywill_core::{
     AppContext, ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientInterface, ClientTracker,
-    Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication, MemberId,
-    Message, ResourceManager, SessionId, Target, Task, TrackerEvent, TrackerListener,
+    Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication, History,
+    MemberId, Message, Offset, ResourceManager, SessionId, Target, Task, TrackerEvent, TrackerListener,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -49,6 +49,8 @@ pub struct NodeParts {
     pub resources: Arc<dyn ResourceManager>,
     /// Sessions bound by signed cookie; `None` for plain mode (session = connection).
     pub sessions: Option<crate::Sessions>,
+    /// Replay logs of channel and session streams, and received marks of tabs.
+    pub history: Arc<dyn History>,
 }
 
 impl std::fmt::Debug for NodeParts {
@@ -71,6 +73,8 @@ pub(crate) struct ConnHandle {
     pub(crate) out: Mutex<OutState>,
     /// Set to a close code to make the connection task close the socket.
     pub(crate) kill: watch::Sender<Option<u16>>,
+    /// The browser tab, once its `hello` named it.
+    pub(crate) tab: Mutex<Option<String>>,
 }
 
 pub(crate) struct OutState {
@@ -106,6 +110,20 @@ impl ConnHandle {
         }
     }
 
+    /// Reserves `n` sequence numbers for frames the connection task writes itself (replays);
+    /// returns the first one and how many frames are queued before them.
+    pub(crate) fn reserve(&self, n: u64) -> (u64, usize) {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = out.seq + 1;
+        out.seq += n;
+        (first, out.tx.max_capacity() - out.tx.capacity())
+    }
+
+    /// The tab of the connection, if known.
+    pub(crate) fn tab(&self) -> Option<String> {
+        self.tab.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Queues a frame that carries no sequence number (RPC replies, errors).
     pub(crate) fn push_control(&self, conn: &ConnectionId, frame: ServerFrame) -> bool {
         let out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
@@ -122,7 +140,7 @@ impl ConnHandle {
 
 /// An application message encoded once for many connections: only the sequence number
 /// differs between their frames.
-struct Encoded {
+pub(crate) struct Encoded {
     /// `{"t":"msg","app":<app>,"seq":`
     head: String,
     /// `,"data":<data>,"_":<meta>}`
@@ -130,15 +148,28 @@ struct Encoded {
 }
 
 impl Encoded {
-    fn new(app: &ApplicationId, message: &Message) -> Self {
+    fn new(app: &ApplicationId, message: &Message, at: Option<&At>) -> Self {
+        let position = at.map_or_else(String::new, |at| {
+            format!(
+                r#","stream":{},"epoch":{},"off":{}"#,
+                to_json(&at.stream),
+                to_json(&at.offset.epoch),
+                at.offset.off
+            )
+        });
         Self {
             head: format!(r#"{{"t":"msg","app":{},"seq":"#, to_json(app.as_str())),
             tail: format!(
-                r#","data":{},"_":{}}}"#,
+                r#","data":{},"_":{}{position}}}"#,
                 to_json(&message.data),
                 to_json(&message.meta)
             ),
         }
+    }
+
+    /// The frame of a replayed message.
+    pub(crate) fn replayed(app: &ApplicationId, message: &Message, at: &At, seq: u64) -> String {
+        Self::new(app, message, Some(at)).frame(seq)
     }
 
     fn frame(&self, seq: u64) -> String {
@@ -156,6 +187,56 @@ fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
+/// Where a message sits in a replayable stream, as the client sees it: the stream's wire
+/// name (`c:<channel>`, `s:<session>`, plus `@<member>` when the history is not shared) and
+/// its offset there.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct At {
+    pub(crate) stream: String,
+    pub(crate) offset: Offset,
+}
+
+/// How a [`Deliver`] task's message is numbered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Numbering {
+    /// Not a stream message.
+    None,
+    /// Numbered by the sender in the shared history.
+    Numbered(At),
+    /// To be numbered by the receiving member in its own history under this stream.
+    Local(String),
+}
+
+/// What a logged entry holds (as JSON): the application, the message and the tabs excluded
+/// from it.
+#[derive(Serialize, Deserialize)]
+struct Logged {
+    app: ApplicationId,
+    message: Message,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    excluded: Vec<String>,
+}
+
+fn log_payload(app: &ApplicationId, message: &Message, excluded: Vec<String>) -> CoreResult<String> {
+    let logged = Logged {
+        app: app.clone(),
+        message: message.clone(),
+        excluded,
+    };
+    serde_json::to_string(&logged).map_err(|e| CoreError::Codec(e.to_string()))
+}
+
+/// What a replay sends, in order.
+pub(crate) enum Replayed {
+    /// A control frame (`continuity_lost`, `skip`).
+    Frame(ServerFrame),
+    /// A logged message.
+    Msg(ApplicationId, Message, At),
+}
+
+/// Most streams a client may name in one `hello` or `resume`.
+pub(crate) const MAX_RESUME_STREAMS: usize = 256;
+
 pub(crate) struct Inner {
     pub(crate) config: TransportConfig,
     pub(crate) member: MemberId,
@@ -165,6 +246,7 @@ pub(crate) struct Inner {
     pub(crate) channel_store: Arc<dyn ChannelManager>,
     pub(crate) resources: Arc<dyn ResourceManager>,
     pub(crate) sessions: Option<crate::Sessions>,
+    pub(crate) history: Arc<dyn History>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Counters of the registered applications, resolved at start.
     pub(crate) app_counters: HashMap<ApplicationId, crate::metrics::AppCounters>,
@@ -224,10 +306,11 @@ struct Router {
 struct Deliver {
     payload: Payload,
     to: DeliverTo,
+    numbering: Numbering,
 }
 
 /// What a [`Deliver`] task carries.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 enum Payload {
     /// An application message; `message` is the JSON of the [`Message`] (bincode cannot
     /// carry `serde_json::Value`).
@@ -239,14 +322,14 @@ enum Payload {
 /// What to push to local connections: the borrowed form of [`Payload`].
 #[derive(Clone, Copy)]
 enum Push<'a> {
-    Msg(&'a ApplicationId, &'a Message),
+    Msg(&'a ApplicationId, &'a Message, Option<&'a At>),
     Load(LoadKind, &'a str),
 }
 
 impl Push<'_> {
     fn payload(self) -> CoreResult<Payload> {
         Ok(match self {
-            Push::Msg(app, message) => Payload::Msg {
+            Push::Msg(app, message, _) => Payload::Msg {
                 app: app.to_string(),
                 message: serde_json::to_string(message).map_err(|e| CoreError::Codec(e.to_string()))?,
             },
@@ -314,6 +397,7 @@ impl Node {
             channels,
             resources,
             sessions,
+            history,
         } = parts;
         let mut seen = HashSet::new();
         for (id, _) in &applications {
@@ -359,6 +443,7 @@ impl Node {
                 channel_store: channels,
                 resources,
                 sessions,
+                history,
                 metrics,
                 app_counters,
                 connections: RwLock::new(HashMap::new()),
@@ -464,7 +549,13 @@ impl Inner {
 
     /// Queues a message for local connections (unknown ones are skipped): encoded once, the
     /// sequence number spliced in per connection. Returns how many were queued.
-    fn deliver_local_many(&self, app: &ApplicationId, conns: &[ConnectionId], message: &Message) -> usize {
+    fn deliver_local_many(
+        &self,
+        app: &ApplicationId,
+        conns: &[ConnectionId],
+        message: &Message,
+        at: Option<&At>,
+    ) -> usize {
         let handles: Vec<(&ConnectionId, Arc<ConnHandle>)> = {
             let map = self.connections.read().unwrap_or_else(PoisonError::into_inner);
             conns
@@ -475,7 +566,7 @@ impl Inner {
         if handles.is_empty() {
             return 0;
         }
-        let encoded = Encoded::new(app, message);
+        let encoded = Encoded::new(app, message, at);
         let queued = handles
             .iter()
             .filter(|(c, h)| h.push(c, |seq| encoded.frame(seq)))
@@ -521,7 +612,7 @@ impl Inner {
                     let message = Message::new(data);
                     for (id, (app, _)) in &self.apps {
                         if app.tracks_presence(&channel) {
-                            self.deliver_local_many(id, &to, &message);
+                            self.deliver_local_many(id, &to, &message, None);
                         }
                     }
                 }
@@ -532,7 +623,7 @@ impl Inner {
     /// Pushes to local connections (unknown ones are skipped); returns how many were queued.
     fn push_local(&self, conns: &[ConnectionId], push: Push<'_>) -> usize {
         match push {
-            Push::Msg(app, message) => self.deliver_local_many(app, conns, message),
+            Push::Msg(app, message, at) => self.deliver_local_many(app, conns, message, at),
             Push::Load(kind, path) => conns
                 .iter()
                 .filter(|c| {
@@ -551,8 +642,141 @@ impl Inner {
     }
 
     fn push_channel_local(&self, channel: &ChannelId, exclude: &[ConnectionId], push: Push<'_>) {
-        let members = self.subs().subscribers(channel, exclude);
+        let (members, skipped) = {
+            let subs = self.subs();
+            let skipped: Vec<ConnectionId> = match push {
+                Push::Msg(_, _, Some(_)) => exclude
+                    .iter()
+                    .filter(|c| subs.is_subscribed(c, channel))
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (subs.subscribers(channel, exclude), skipped)
+        };
         self.push_local(&members, push);
+        if let Push::Msg(_, _, Some(at)) = push {
+            // Excluded subscribers count the offset as seen.
+            for c in skipped {
+                if let Some(h) = self.local(&c) {
+                    h.push_control(
+                        &c,
+                        ServerFrame::Skip {
+                            stream: at.stream.clone(),
+                            epoch: at.offset.epoch.clone(),
+                            off: at.offset.off,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// The tabs of local connections among `conns`.
+    fn tabs_of(&self, conns: &[ConnectionId]) -> Vec<String> {
+        conns
+            .iter()
+            .filter_map(|c| self.local(c).and_then(|h| h.tab()))
+            .collect()
+    }
+
+    /// What resumes `streams` (offsets a client saw) for a connection: for each stream it may
+    /// read — a channel it is subscribed to, its own session — a `continuity_lost` frame when
+    /// the gap is no longer in the history, then the logged messages after the offset (or
+    /// `skip` frames for those its tab was excluded from).
+    pub(crate) async fn replay(
+        &self,
+        conn: &ConnectionId,
+        session: &SessionId,
+        tab: Option<&str>,
+        streams: BTreeMap<String, Offset>,
+    ) -> Vec<Replayed> {
+        let mut out = Vec::new();
+        let suffix = format!("@{}", self.member);
+        for (stream, after) in streams.into_iter().take(MAX_RESUME_STREAMS) {
+            let base = if self.history.is_shared() {
+                Some(stream.as_str())
+            } else {
+                stream.strip_suffix(&suffix)
+            };
+            let Some(base) = base else {
+                // Numbered by another member's own history: only it could replay it.
+                if !after.epoch.is_empty() {
+                    self.metrics.continuity_lost.inc();
+                    out.push(Replayed::Frame(ServerFrame::ContinuityLost {
+                        stream,
+                        epoch: String::new(),
+                        next: 1,
+                    }));
+                }
+                continue;
+            };
+            let readable = if let Some(channel) = base.strip_prefix("c:") {
+                self.subs().is_subscribed(conn, &ChannelId::from(channel))
+            } else if let Some(s) = base.strip_prefix("s:") {
+                s == session.as_str()
+            } else {
+                false
+            };
+            if !readable {
+                tracing::debug!(%stream, "resume of a stream the connection does not read ignored");
+                continue;
+            }
+            let replay = match self.history.read_after(base, &after).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // Not a loss: the client asks again (on its next gap or reconnect).
+                    tracing::warn!(%stream, error = %e, "history not readable: no replay");
+                    continue;
+                }
+            };
+            if !replay.continuous {
+                let next = replay.entries.first().map_or(replay.last + 1, |e| e.off);
+                tracing::info!(%stream, client_epoch = %after.epoch, client_off = after.off, epoch = %replay.epoch, next, "continuity lost");
+                self.metrics.continuity_lost.inc();
+                out.push(Replayed::Frame(ServerFrame::ContinuityLost {
+                    stream: stream.clone(),
+                    epoch: replay.epoch.clone(),
+                    next,
+                }));
+            }
+            for entry in replay.entries {
+                let logged: Logged = match serde_json::from_str(&entry.payload) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(%stream, off = entry.off, error = %e, "undecodable history entry skipped");
+                        out.push(Replayed::Frame(ServerFrame::Skip {
+                            stream: stream.clone(),
+                            epoch: replay.epoch.clone(),
+                            off: entry.off,
+                        }));
+                        continue;
+                    }
+                };
+                let offset = Offset {
+                    epoch: replay.epoch.clone(),
+                    off: entry.off,
+                };
+                if tab.is_some_and(|t| logged.excluded.iter().any(|x| x == t)) {
+                    out.push(Replayed::Frame(ServerFrame::Skip {
+                        stream: stream.clone(),
+                        epoch: offset.epoch,
+                        off: offset.off,
+                    }));
+                } else {
+                    self.metrics.replayed.inc();
+                    out.push(Replayed::Msg(
+                        logged.app,
+                        logged.message,
+                        At {
+                            stream: stream.clone(),
+                            offset,
+                        },
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// Records a new local connection (before the tracker and the applications hear of it).
@@ -641,12 +865,118 @@ impl Inner {
         Ok(removed)
     }
 
+    /// The wire name of a stream: a shared history's streams are the same on every member;
+    /// a per-member history's are named after the member.
+    pub(crate) fn wire_stream(&self, base: &str) -> String {
+        if self.history.is_shared() {
+            base.to_owned()
+        } else {
+            format!("{base}@{}", self.member)
+        }
+    }
+
+    /// The replayable stream of a target, when replay is on: `c:<channel>`, or `s:<session>`
+    /// when sessions outlive connections.
+    fn stream_of(&self, target: &Target) -> Option<String> {
+        if !self.config.replay {
+            return None;
+        }
+        match target {
+            Target::Channel { channel, .. } => Some(format!("c:{channel}")),
+            Target::Session(session) if self.sessions.is_some() => Some(format!("s:{session}")),
+            _ => None,
+        }
+    }
+
+    /// Logs a stream message, retrying while the history is unreachable (a Redis restart),
+    /// up to the append timeout.
+    async fn append(&self, base: &str, payload: String) -> CoreResult<At> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.config.append_timeout;
+        let mut pause = std::time::Duration::from_millis(20);
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let error =
+                match tokio::time::timeout(remaining, self.history.append(base, payload.clone())).await {
+                    Ok(Ok(offset)) => {
+                        return Ok(At {
+                            stream: self.wire_stream(base),
+                            offset,
+                        });
+                    }
+                    Ok(Err(e)) => e,
+                    Err(_) => CoreError::Unavailable("the history did not answer in time".into()),
+                };
+            if tokio::time::Instant::now() + pause >= deadline {
+                self.metrics.history_failures.inc();
+                tracing::warn!(stream = base, error = %error, waited = ?started.elapsed(), "message not logged: not sent");
+                return Err(error);
+            }
+            tracing::debug!(stream = base, error = %error, "history append failed; retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(500));
+        }
+    }
+
+    /// Numbers a message of a per-member stream in this member's history, which answers at
+    /// once (it is in memory); `None` if it does not.
+    fn append_now(
+        &self,
+        base: &str,
+        app: &ApplicationId,
+        message: &Message,
+        exclude: &[ConnectionId],
+    ) -> Option<At> {
+        use futures_util::FutureExt;
+        let payload = log_payload(app, message, self.tabs_of(exclude)).ok()?;
+        match self.history.append(base, payload).now_or_never() {
+            Some(Ok(offset)) => Some(At {
+                stream: self.wire_stream(base),
+                offset,
+            }),
+            Some(Err(e)) => {
+                tracing::warn!(stream = base, error = %e, "message not logged");
+                None
+            }
+            None => {
+                tracing::warn!(
+                    stream = base,
+                    "a per-member history must answer at once: message not logged"
+                );
+                None
+            }
+        }
+    }
+
     /// Pushes `push` to `target`: local connections directly, connections on other members
-    /// through a [`Deliver`] task to each member holding some.
+    /// through a [`Deliver`] task to each member holding some. A message to a channel or a
+    /// session is first numbered in its stream (see [`Inner::stream_of`]).
     async fn route(&self, target: Target, push: Push<'_>) -> CoreResult<()> {
         if *self.shutdown.borrow() {
             return Err(CoreError::ShuttingDown);
         }
+        let shared = self.history.is_shared();
+        let at: Option<At>;
+        let mut numbering = Numbering::None;
+        let push = match (push, self.stream_of(&target)) {
+            (Push::Msg(app, message, _), Some(base)) => {
+                if shared {
+                    let excluded = match &target {
+                        Target::Channel { exclude, .. } => self.tabs_of(exclude),
+                        _ => Vec::new(),
+                    };
+                    let numbered = self.append(&base, log_payload(app, message, excluded)?).await?;
+                    numbering = Numbering::Numbered(numbered.clone());
+                    at = Some(numbered);
+                } else {
+                    numbering = Numbering::Local(base.clone());
+                    // Numbered below, only where this member delivers (or logs) it.
+                    at = None;
+                }
+                Push::Msg(app, message, at.as_ref())
+            }
+            (push, _) => push,
+        };
         match target {
             Target::Connection(conn) => {
                 if self.local(&conn).is_some() {
@@ -664,6 +994,7 @@ impl Inner {
                 let task = Deliver {
                     payload: push.payload()?,
                     to: DeliverTo::Connections(vec![conn.to_string()]),
+                    numbering,
                 };
                 self.count_out();
                 self.cluster.send_to(&member, task.to_task()?).await
@@ -679,18 +1010,43 @@ impl Inner {
                         remote.entry(member).or_default().push(conn.to_string());
                     }
                 }
+                // A per-member stream is numbered where it is delivered; with no connection
+                // anywhere, here, so that the session's next connection can replay it.
+                let numbered_here;
+                let push = match (&numbering, push) {
+                    (Numbering::Local(base), Push::Msg(app, message, _))
+                        if !local.is_empty() || remote.is_empty() =>
+                    {
+                        numbered_here = self.append_now(base, app, message, &[]);
+                        Push::Msg(app, message, numbered_here.as_ref())
+                    }
+                    (_, push) => push,
+                };
                 self.push_local(&local, push);
-                for (member, conns) in remote {
-                    let task = Deliver {
-                        payload: push.payload()?,
-                        to: DeliverTo::Connections(conns),
-                    };
-                    self.count_out();
-                    self.cluster.send_to(&member, task.to_task()?).await?;
+                if !remote.is_empty() {
+                    let payload = push.payload()?;
+                    for (member, conns) in remote {
+                        let task = Deliver {
+                            payload: payload.clone(),
+                            to: DeliverTo::Connections(conns),
+                            numbering: numbering.clone(),
+                        };
+                        self.count_out();
+                        self.cluster.send_to(&member, task.to_task()?).await?;
+                    }
                 }
                 Ok(())
             }
             Target::Channel { channel, exclude } => {
+                // Every member logs a per-member channel stream, whoever subscribes.
+                let numbered_here;
+                let push = match (&numbering, push) {
+                    (Numbering::Local(base), Push::Msg(app, message, _)) => {
+                        numbered_here = self.append_now(base, app, message, &exclude);
+                        Push::Msg(app, message, numbered_here.as_ref())
+                    }
+                    (_, push) => push,
+                };
                 self.push_channel_local(&channel, &exclude, push);
                 if self.cluster.members().len() > 1 {
                     let task = Deliver {
@@ -699,6 +1055,7 @@ impl Inner {
                             channel: channel.to_string(),
                             exclude: exclude.iter().map(ToString::to_string).collect(),
                         },
+                        numbering,
                     };
                     self.count_out();
                     self.cluster.send_to_others(task.to_task()?).await?;
@@ -746,7 +1103,7 @@ impl ClientInterface for Router {
         let app = app.clone();
         Box::pin(async move {
             let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
-            inner.route(target, Push::Msg(&app, &message)).await
+            inner.route(target, Push::Msg(&app, &message, None)).await
         })
     }
 
@@ -925,6 +1282,7 @@ impl ClusterEvents for Events {
                 Ok(d) => {
                     let message: Message;
                     let app: ApplicationId;
+                    let at: Option<At>;
                     let push = match &d.payload {
                         Payload::Msg { app: a, message: m } => {
                             message = match serde_json::from_str(m) {
@@ -935,7 +1293,20 @@ impl ClusterEvents for Events {
                                 }
                             };
                             app = ApplicationId::from(a.as_str());
-                            Push::Msg(&app, &message)
+                            at = match d.numbering {
+                                Numbering::None => None,
+                                Numbering::Numbered(at) => Some(at),
+                                Numbering::Local(ref base) => {
+                                    let exclude: Vec<ConnectionId> = match &d.to {
+                                        DeliverTo::Channel { exclude, .. } => {
+                                            exclude.iter().map(|c| ConnectionId::from(c.as_str())).collect()
+                                        }
+                                        DeliverTo::Connections(_) => Vec::new(),
+                                    };
+                                    inner.append_now(base, &app, &message, &exclude)
+                                }
+                            };
+                            Push::Msg(&app, &message, at.as_ref())
                         }
                         Payload::Load { kind, path } => Push::Load(*kind, path),
                     };
@@ -1048,7 +1419,7 @@ mod tests {
         let app = ApplicationId::from("dr\"aw");
         let message = Message::new(serde_json::json!({"segments": [{"x": 1, "y": 2.5}], "t": "é\n"}))
             .with_meta("k", "v");
-        let encoded = Encoded::new(&app, &message);
+        let encoded = Encoded::new(&app, &message, None);
         for seq in [1, 42, u64::MAX] {
             let frame = ServerFrame::decode(&encoded.frame(seq)).ok();
             let want = ServerFrame::Msg {
@@ -1056,6 +1427,9 @@ mod tests {
                 seq,
                 data: message.data.clone(),
                 meta: message.meta.clone(),
+                stream: None,
+                epoch: None,
+                off: None,
             };
             assert_eq!(frame, Some(want));
         }

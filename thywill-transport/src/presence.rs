@@ -121,6 +121,11 @@ impl Subs {
             .unwrap_or_default()
     }
 
+    /// Whether a local connection is subscribed to a channel.
+    pub(crate) fn is_subscribed(&self, conn: &ConnectionId, channel: &ChannelId) -> bool {
+        self.channels.get(channel).is_some_and(|s| s.contains(conn))
+    }
+
     /// The local subscribers of a channel, but `exclude`.
     pub(crate) fn subscribers(&self, channel: &ChannelId, exclude: &[ConnectionId]) -> Vec<ConnectionId> {
         self.channels

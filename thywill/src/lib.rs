@@ -102,15 +102,15 @@ use std::sync::Arc;
 pub use thywill_core::cluster::MemberStatus;
 pub use thywill_core::{
     AppContext, Application, ApplicationId, ChannelId, ChannelManager, Client, ClientTracker, Cluster,
-    ConnectionId, CoreError, MemberClients, MemberId, Message, Metadata, Resource, ResourceKind,
-    ResourceManager, RpcError, RpcErrorCode, RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent,
-    protocol,
+    ConnectionId, CoreError, History, HistoryLimits, MemberClients, MemberId, Message, Metadata, Resource,
+    ResourceKind, ResourceManager, RpcError, RpcErrorCode, RpcHandler, SessionData, SessionId, SessionStore,
+    TrackerEvent, protocol,
 };
 pub use thywill_transport::local::{
     LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker,
 };
 pub use thywill_transport::{
-    AllowedOrigins, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig, TransportConfig,
+    AllowedOrigins, LocalHistory, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig, TransportConfig,
 };
 
 /// Re-export of the HTTP cluster backend.
@@ -194,6 +194,7 @@ pub struct Builder {
     minify: bool,
     minifier: Option<Arc<dyn Minifier>>,
     templates: Option<Arc<dyn TemplateEngine>>,
+    history: Option<Arc<dyn History>>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -226,6 +227,7 @@ impl Default for Builder {
             minify: true,
             minifier: None,
             templates: None,
+            history: None,
         }
     }
 }
@@ -335,6 +337,20 @@ impl Builder {
         self
     }
 
+    /// Keeps the replay logs of channel and session streams in this history (default: a
+    /// [`LocalHistory`] in memory; in a Redis cluster use
+    /// [`cluster_redis::RedisHistory`] so that clients recover on any member).
+    pub fn history<H: History>(mut self, history: H) -> Self {
+        self.history = Some(Arc::new(history));
+        self
+    }
+
+    /// Like [`Builder::history`], for a history already shared behind an `Arc`.
+    pub fn history_arc(mut self, history: Arc<dyn History>) -> Self {
+        self.history = Some(history);
+        self
+    }
+
     /// Starts the components and the applications. The node does not listen yet: see
     /// [`Thywill::bind`] and [`Thywill::routes`].
     pub async fn build(self) -> Result<Thywill, Error> {
@@ -386,6 +402,9 @@ impl Builder {
                     store.unwrap_or_else(|| Arc::new(MemorySessionStore::new())),
                 )),
             },
+            history: self
+                .history
+                .unwrap_or_else(|| Arc::new(thywill_transport::LocalHistory::default())),
         })
         .await?;
         Ok(Thywill { node })

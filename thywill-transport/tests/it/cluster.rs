@@ -207,6 +207,7 @@ impl Cluster {
             channels: self.channels.clone(),
             resources: Arc::new(MemoryResources::new()),
             sessions: Some(self.sessions.clone()),
+            history: Arc::new(thywill_transport::LocalHistory::default()),
         })
         .await?;
         let (addr, serving) = node.clone().bind(([127, 0, 0, 1], 0).into()).await?;

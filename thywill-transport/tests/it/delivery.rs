@@ -29,7 +29,9 @@ async fn echo_round_trip_keeps_data_and_metadata() -> anyhow::Result<()> {
         .await?;
     let f = c.recv().await?;
     match f {
-        ServerFrame::Msg { app, seq, data, meta } => {
+        ServerFrame::Msg {
+            app, seq, data, meta, ..
+        } => {
             assert_eq!(app.as_str(), "echo");
             assert_eq!(seq, 1);
             assert_eq!(data, json!({"text": "hello"}));

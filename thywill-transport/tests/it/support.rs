@@ -75,6 +75,7 @@ impl Fixture {
             channels: Arc::new(MemoryChannels::new()),
             resources,
             sessions,
+            history: Arc::new(thywill_transport::LocalHistory::default()),
         })
         .await?;
         let (addr, serving) = node.clone().bind(([127, 0, 0, 1], 0).into()).await?;

@@ -1,0 +1,102 @@
+//! The [`History`] trait: bounded replay logs of message streams, so that a client that
+//! reconnects (to the same member or another one) receives what it missed.
+//!
+//! A **stream** is a named sequence of server→client messages: `c:<channel>` for messages sent
+//! to a channel, `s:<session>` for messages sent to a session. [`History::append`] gives each
+//! message an [`Offset`]: an **epoch** (which log) and a number that grows by exactly one per
+//! message, so that a client can tell a gap from a duplicate. A reconnecting client names the
+//! last offset it saw per stream and the node asks [`History::read_after`] for the rest.
+//!
+//! The log is bounded in entries and age ([`HistoryLimits`]); when the client's gap no longer
+//! lies inside it — or the epoch changed because the log itself was lost — the read says so
+//! ([`Replay::continuous`] is false) and the client is told `continuity_lost` instead of being
+//! left to believe it has everything.
+//!
+//! The same trait keeps the **high-water marks** of client message ids (per browser tab), so a
+//! message resent after a reconnect is processed once even on another member.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BoxFuture, CoreResult};
+
+/// Where a message sits in its stream.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Offset {
+    /// The log's epoch: a new epoch starts when a log starts empty (first use, or its store
+    /// lost it), so offsets of different epochs are never compared.
+    pub epoch: String,
+    /// The message's number in the epoch: 1 for the first, then one more per message.
+    pub off: u64,
+}
+
+/// One logged message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its number in the epoch.
+    pub off: u64,
+    /// The payload given to [`History::append`].
+    pub payload: String,
+}
+
+/// The answer of [`History::read_after`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replay {
+    /// The stream's current epoch (empty when the stream has no log at all).
+    pub epoch: String,
+    /// Whether `entries` follow the requested offset without a gap (same epoch, nothing
+    /// trimmed between). When false, the client lost messages it can never get back.
+    pub continuous: bool,
+    /// The entries after the requested offset (or, when not continuous, every entry still
+    /// kept in the current epoch), in order.
+    pub entries: Vec<Entry>,
+    /// The stream's last offset in `epoch` (0 when empty): a client that is told of lost
+    /// continuity and given no entries resumes after it.
+    pub last: u64,
+}
+
+/// Bounds of every stream's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Entries kept per stream; older ones are trimmed.
+    pub max_entries: usize,
+    /// How long an entry stays replayable.
+    pub max_age: Duration,
+}
+
+impl Default for HistoryLimits {
+    /// 10,000 entries and 5 minutes per stream.
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Replay logs of streams and high-water marks of client message ids.
+///
+/// Implementations: an in-memory log per member (`thywill-transport`'s `LocalHistory`) and a
+/// Redis log shared by every member (`thywill-cluster-redis`'s `RedisHistory`), which lets a
+/// client recover on any member after the one it was connected to crashed.
+pub trait History: Send + Sync + 'static {
+    /// Whether every member of the cluster reads the same logs. When false, offsets are only
+    /// meaningful on the member that assigned them, and the node names its streams after
+    /// itself.
+    fn is_shared(&self) -> bool;
+
+    /// Appends a payload to a stream and returns its offset. Appends to one stream are
+    /// numbered in the order they complete.
+    fn append(&self, stream: &str, payload: String) -> BoxFuture<'_, CoreResult<Offset>>;
+
+    /// The entries of `stream` after `after` (an offset the client saw), at most the log's
+    /// bound, oldest first.
+    fn read_after<'a>(&'a self, stream: &'a str, after: &'a Offset) -> BoxFuture<'a, CoreResult<Replay>>;
+
+    /// The highest client message id processed for a tab (0 when none is known).
+    fn received_mark<'a>(&'a self, tab: &'a str) -> BoxFuture<'a, CoreResult<u64>>;
+
+    /// Records that messages of a tab up to `id` were processed; never lowers the mark.
+    fn set_received_mark<'a>(&'a self, tab: &'a str, id: u64) -> BoxFuture<'a, CoreResult<()>>;
+}
