@@ -12,7 +12,9 @@ use crate::store::{Commands, check_prefix, check_timeout, check_url};
 
 /// Appends one entry, atomically, and returns `{epoch, off}`.
 ///
-/// KEYS[1]: the stream's meta hash; KEYS[2]: its list. ARGV[1]: an epoch for a log that starts
+/// KEYS[1]: the stream's meta hash; KEYS[2]: its list; KEYS[3]: the append's key, which
+/// remembers its offset for a minute (a retried append returns it instead of logging twice).
+/// ARGV[1]: an epoch for a log that starts
 /// now (used only when the meta hash is absent); ARGV[2]: the payload; ARGV[3]: minus the entries kept;
 /// ARGV[4]: the list's TTL (ms); ARGV[5]: the meta hash's TTL (ms).
 ///
@@ -20,6 +22,11 @@ use crate::store::{Commands, check_prefix, check_timeout, check_url};
 /// list always holds consecutive offsets of the current epoch. The entry's time is Redis's
 /// `TIME`, so the clocks of the members do not matter.
 const APPEND: &str = r"
+local seen = redis.call('GET', KEYS[3])
+if seen then
+  local e, o = string.match(seen, '^(%S+) (%d+)$')
+  if e then return {e, o} end
+end
 local epoch = redis.call('HGET', KEYS[1], 'e')
 if not epoch then
   epoch = ARGV[1]
@@ -34,6 +41,7 @@ redis.call('RPUSH', KEYS[2], off .. ' ' .. string.format('%d', ms) .. ' ' .. ARG
 redis.call('LTRIM', KEYS[2], ARGV[3], -1)
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('SET', KEYS[3], epoch .. ' ' .. off, 'PX', 60000)
 return {epoch, off}
 ";
 
@@ -170,6 +178,10 @@ impl RedisHistoryConfig {
     /// The limits of every stream's log.
     pub fn limits(&self) -> HistoryLimits {
         self.limits
+    }
+
+    fn append_key(&self, stream: &str, key: u64) -> String {
+        format!("{}k:{stream}:{key:016x}", self.prefix)
     }
 
     fn meta_key(&self, stream: &str) -> String {
@@ -313,13 +325,14 @@ impl RedisHistory {
         self.redis.quit().await;
     }
 
-    async fn append(&self, stream: &str, payload: String) -> Result<Offset, Error> {
+    async fn append(&self, stream: &str, key: u64, payload: String) -> Result<Offset, Error> {
         let fresh_epoch = format!("{:016x}", rand::random::<u64>());
         let args = vec![
             Value::from(APPEND),
-            Value::from(2),
+            Value::from(3),
             Value::from(self.config.meta_key(stream)),
             Value::from(self.config.list_key(stream)),
+            Value::from(self.config.append_key(stream, key)),
             Value::from(fresh_epoch),
             Value::from(payload),
             Value::from(format!("-{}", self.config.max_entries())),
@@ -423,9 +436,9 @@ impl History for RedisHistory {
         true
     }
 
-    fn append(&self, stream: &str, payload: String) -> BoxFuture<'_, CoreResult<Offset>> {
+    fn append(&self, stream: &str, key: u64, payload: String) -> BoxFuture<'_, CoreResult<Offset>> {
         let stream = stream.to_owned();
-        Box::pin(async move { Ok(self.append(&stream, payload).await?) })
+        Box::pin(async move { Ok(self.append(&stream, key, payload).await?) })
     }
 
     fn read_after<'a>(&'a self, stream: &'a str, after: &'a Offset) -> BoxFuture<'a, CoreResult<Replay>> {

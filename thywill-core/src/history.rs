@@ -88,7 +88,11 @@ pub trait History: Send + Sync + 'static {
 
     /// Appends a payload to a stream and returns its offset. Appends to one stream are
     /// numbered in the order they complete.
-    fn append(&self, stream: &str, payload: String) -> BoxFuture<'_, CoreResult<Offset>>;
+    ///
+    /// `key` identifies the message (a random number): appending again with the same key —
+    /// a retry after an attempt whose answer was lost — returns the first offset instead of
+    /// logging the message twice (for at least a minute).
+    fn append(&self, stream: &str, key: u64, payload: String) -> BoxFuture<'_, CoreResult<Offset>>;
 
     /// The entries of `stream` after `after` (an offset the client saw), at most the log's
     /// bound, oldest first.

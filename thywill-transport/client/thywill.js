@@ -578,7 +578,7 @@
         if (isStreamMessage(f)) {
           streamMessage(f);
         } else {
-          deliver(null, f);
+          deliverMessage(null, f);
         }
         break;
       case 'ack':
@@ -641,6 +641,377 @@
     if (state === 'connected') {
       Thywill.emit('connected');
     }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Streams: messages to a channel or a session, delivered in order and once
+  // ------------------------------------------------------------------------------------------
+
+  /**
+   * Stream name -> { name, epoch, last, held, heldTimer... }: the position of every stream the
+   * page has seen, least recently active first (a stream moves to the end when it is active).
+   * - `epoch`, `last`: the epoch and the offset of the last message delivered; epoch '' means
+   *   no position (the next message of the stream is taken as its starting point);
+   * - `held`: offset -> frame, messages that arrived before the gap ahead of them filled;
+   * - `mismatch`: a message of another epoch arrived, a replay was asked for;
+   * - `timer`, `asks`: the pending replay request and how many were sent without progress;
+   * - `lostPending`: the client gave up on an epoch change: report it with the next message;
+   * - `apps`: the applications whose messages the stream carried (null: too many to list).
+   */
+  var streams = new Map();
+  /** Messages held by all streams. */
+  var heldCount = 0;
+
+  /** Whether a `msg` frame carries a usable stream offset (otherwise it is delivered as is). */
+  function isStreamMessage(f) {
+    return typeof f.stream === 'string' && f.stream !== '' &&
+      typeof f.epoch === 'string' && f.epoch !== '' && isCount(f.off, 1);
+  }
+
+  /** Emits `received` for a message frame and notes its application in its stream `st`. */
+  function deliverMessage(st, f) {
+    if (typeof f.app !== 'string') {
+      console.warn('thywill: message without an application ignored', f);
+      return;
+    }
+    if (st !== null && st.apps !== null && !st.apps.has(f.app)) {
+      if (st.apps.size < MAX_STREAM_APPS) {
+        st.apps.add(f.app);
+      } else {
+        st.apps = null;
+      }
+    }
+    Thywill.emit('received', f.app, new Message(f.data, f._));
+  }
+
+  /** The state of stream `name`, marked as the most recently active; null when unknown. */
+  function touchStream(name) {
+    var st = streams.get(name);
+    if (st !== undefined) {
+      streams.delete(name);
+      streams.set(name, st);
+    }
+    return st === undefined ? null : st;
+  }
+
+  /**
+   * Starts keeping a position for stream `name` (after the message `last` of `epoch`). Beyond
+   * MAX_STREAMS the least recently active stream is forgotten (its held messages delivered
+   * first, past their gap).
+   */
+  function addStream(name, epoch, last) {
+    if (streams.size >= MAX_STREAMS) {
+      var oldest = streams.values().next().value;
+      while (oldest.held.size > 0) {
+        skipGap(oldest);
+      }
+      clearAsk(oldest);
+      streams.delete(oldest.name);
+    }
+    var st = {
+      name: name,
+      epoch: epoch,
+      last: last,
+      held: new Map(),
+      mismatch: false,
+      timer: null,
+      asks: 0,
+      lostPending: false,
+      apps: new Set()
+    };
+    streams.set(name, st);
+    return st;
+  }
+
+  /** A `msg` frame with a stream offset: deliver, drop, hold or ask for a replay. */
+  function streamMessage(f) {
+    var st = touchStream(f.stream);
+    if (st === null) {
+      // A stream not seen before: this message is its starting point.
+      st = addStream(f.stream, f.epoch, f.off - 1);
+    } else if (st.epoch === '') {
+      // No position (the server's log was gone, or the client gave up): a new starting point.
+      st.epoch = f.epoch;
+      st.last = f.off - 1;
+      st.mismatch = false;
+      if (st.lostPending) {
+        st.lostPending = false;
+        reportLoss(st, f.epoch, f.off);
+      }
+    }
+    if (f.epoch !== st.epoch) {
+      // Another log: the server must say where to continue. Ask now, unless a request is due.
+      st.mismatch = true;
+      if (st.timer === null) {
+        askNow(st);
+      }
+      return;
+    }
+    if (f.off <= st.last) {
+      return; // a duplicate (replayed, or resent by both a replay and the live path)
+    }
+    if (f.off === st.last + 1) {
+      st.asks = 0;
+      deliverMessage(st, f);
+      drain(st);
+      settle(st);
+      return;
+    }
+    hold(st, f);
+  }
+
+  /** Delivers the held messages that follow the stream's position without a gap. */
+  function drain(st) {
+    var next = st.held.get(st.last + 1);
+    while (next !== undefined) {
+      st.held.delete(st.last + 1);
+      heldCount--;
+      st.last++;
+      deliverMessage(st, next);
+      next = st.held.get(st.last + 1);
+    }
+  }
+
+  /**
+   * Delivers, in offset order, the held messages of a stream below offset `below`, past the
+   * gaps between them: used when the server says those gaps can never be filled. They were
+   * never delivered and will not be replayed, so delivering them loses the least.
+   */
+  function flushHeld(st, below) {
+    var offsets = [];
+    st.held.forEach(function (frame, off) {
+      if (off < below) {
+        offsets.push(off);
+      }
+    });
+    offsets.sort(function (a, b) {
+      return a - b;
+    });
+    offsets.forEach(function (off) {
+      var frame = st.held.get(off);
+      st.held.delete(off);
+      heldCount--;
+      st.last = Math.max(st.last, off);
+      deliverMessage(st, frame);
+    });
+  }
+
+  /**
+   * Holds a message that arrived ahead of a gap, and asks for a replay if the gap is not
+   * filled within GAP_WAIT. Past the bounds (per stream and in all), the stream holding the
+   * most skips its first gap: the loss is reported and what follows it is delivered.
+   */
+  function hold(st, f) {
+    if (st.held.has(f.off)) {
+      return; // held already
+    }
+    st.held.set(f.off, f);
+    heldCount++;
+    if (st.held.size > MAX_HELD_PER_STREAM) {
+      console.warn('thywill: more than ' + MAX_HELD_PER_STREAM + ' messages of ' + st.name + ' wait for a gap to fill: skipping it');
+      skipGap(st);
+    } else if (heldCount > MAX_HELD) {
+      var largest = st;
+      streams.forEach(function (other) {
+        if (other.held.size > largest.held.size) {
+          largest = other;
+        }
+      });
+      console.warn('thywill: more than ' + MAX_HELD + ' messages wait for gaps to fill: skipping one of ' + largest.name);
+      skipGap(largest);
+    }
+    settle(st);
+  }
+
+  /**
+   * Gives up on the first gap of a stream: reports the loss, then delivers the held messages
+   * from the first one after the gap on.
+   */
+  function skipGap(st) {
+    var first = Infinity;
+    st.held.forEach(function (frame, off) {
+      first = Math.min(first, off);
+    });
+    if (first === Infinity) {
+      return;
+    }
+    st.last = first - 1;
+    st.asks = 0;
+    reportLoss(st, st.epoch, first);
+    drain(st);
+    settle(st);
+  }
+
+  /**
+   * Tells the page that messages of a stream before `next` (in `epoch`) will never arrive:
+   * the `continuityLost` event, which the ApplicationInterfaces of the applications that
+   * received messages of the stream pass on (all of them when that is not known).
+   */
+  function reportLoss(st, epoch, next) {
+    Thywill.emit('continuityLost', {
+      stream: st.name,
+      epoch: epoch,
+      next: next,
+      apps: st.apps === null ? [] : Array.from(st.apps)
+    });
+  }
+
+  /** Whether a stream waits for a replay: a gap is open or a message of another epoch came. */
+  function needsReplay(st) {
+    return st.held.size > 0 || st.mismatch;
+  }
+
+  /**
+   * Plans or cancels the stream's replay request after a change: a new wait of GAP_WAIT when
+   * a replay is needed and none is planned, no request when none is needed.
+   */
+  function settle(st) {
+    if (!needsReplay(st)) {
+      clearAsk(st);
+      st.asks = 0;
+    } else if (st.timer === null) {
+      planAsk(st, GAP_WAIT);
+    }
+  }
+
+  /** Cancels the stream's planned replay request. */
+  function clearAsk(st) {
+    if (st.timer !== null) {
+      clearTimeout(st.timer);
+      st.timer = null;
+    }
+  }
+
+  /** Plans a replay request for the stream in `delay` ms (if it is still needed then). */
+  function planAsk(st, delay) {
+    clearAsk(st);
+    st.timer = setTimeout(function () {
+      st.timer = null;
+      if (streams.get(st.name) === st && needsReplay(st)) {
+        askNow(st);
+      }
+    }, delay);
+  }
+
+  /**
+   * Sends `resume` for the stream now and plans the next request in RESUME_RETRY ms; after
+   * MAX_RESUME_ASKS requests without progress it gives up: a gap is skipped (reported as
+   * lost), an epoch change makes the next message the stream's starting point.
+   */
+  function askNow(st) {
+    if (st.asks >= MAX_RESUME_ASKS) {
+      console.warn('thywill: the server did not replay ' + st.name + ' after ' + st.asks + ' requests: giving up');
+      st.asks = 0;
+      if (st.mismatch) {
+        // What the old epoch held comes first; the next message starts the stream anew.
+        flushHeld(st, Infinity);
+        st.mismatch = false;
+        st.epoch = '';
+        st.last = 0;
+        st.lostPending = true;
+      } else {
+        skipGap(st);
+      }
+      settle(st);
+      return;
+    }
+    var streamsAsked = {};
+    streamsAsked[st.name] = { epoch: st.epoch, off: st.last };
+    if (trySend(JSON.stringify({ t: 'resume', streams: streamsAsked }))) {
+      st.asks++;
+    }
+    planAsk(st, RESUME_RETRY);
+  }
+
+  /** Cancels every planned replay request (the connection closed). */
+  function stopAsks() {
+    streams.forEach(clearAsk);
+  }
+
+  /**
+   * After a `hello`, which asked for every open gap: ask again in RESUME_RETRY ms for those
+   * still open then, with a fresh count.
+   */
+  function restartAsks() {
+    streams.forEach(function (st) {
+      st.asks = 0;
+      if (needsReplay(st)) {
+        planAsk(st, RESUME_RETRY);
+      }
+    });
+  }
+
+  /**
+   * The positions for `hello`: {stream: {epoch, off}} of the known streams that have one,
+   * most recently active first, within MAX_POSITIONS_CHARS; null when there is none.
+   */
+  function streamPositions() {
+    var list = Array.from(streams.values());
+    var positions = {};
+    var chars = 0;
+    var any = false;
+    for (var i = list.length - 1; i >= 0; i--) {
+      var st = list[i];
+      if (st.epoch === '') {
+        continue;
+      }
+      var position = { epoch: st.epoch, off: st.last };
+      chars += JSON.stringify(st.name).length + JSON.stringify(position).length + 2;
+      if (chars > MAX_POSITIONS_CHARS) {
+        console.warn('thywill: too many streams to name in hello; the least recently active are not replayed');
+        break;
+      }
+      positions[st.name] = position;
+      any = true;
+    }
+    return any ? positions : null;
+  }
+
+  /**
+   * A `continuity_lost` frame: the server cannot replay the stream before `next` in `epoch`.
+   * The page is told (`continuityLost`, unless it already had everything before `next` in
+   * that epoch); the messages the client held from before `next` (or from the old epoch) are
+   * delivered, in order, since nobody can send them again; then the stream continues at
+   * `next`, with the held messages that follow.
+   */
+  function continuityLost(f) {
+    if (typeof f.stream !== 'string' || f.stream === '' || typeof f.epoch !== 'string' || !isCount(f.next, 0)) {
+      console.warn('thywill: invalid continuity_lost frame ignored', f);
+      return;
+    }
+    var next = Math.max(1, f.next);
+    var st = touchStream(f.stream);
+    if (st === null) {
+      st = addStream(f.stream, f.epoch, next - 1);
+      reportLoss(st, f.epoch, next);
+    } else if (st.epoch === f.epoch) {
+      // Same log: only what lies between the position and `next` is lost, if anything.
+      if (next > st.last + 1) {
+        reportLoss(st, f.epoch, next);
+        flushHeld(st, next);
+        st.last = next - 1;
+      }
+    } else {
+      reportLoss(st, f.epoch, next);
+      flushHeld(st, Infinity);
+      st.epoch = f.epoch;
+      st.last = next - 1;
+    }
+    st.mismatch = false;
+    st.lostPending = false;
+    st.asks = 0;
+    drain(st);
+    clearAsk(st);
+    settle(st);
+  }
+
+  /** A snapshot of the stream positions, for debugging: {stream: {epoch, off, held}}. */
+  function streamSnapshot() {
+    var out = {};
+    streams.forEach(function (st) {
+      out[st.name] = { epoch: st.epoch, off: st.last, held: st.held.size };
+    });
+    return out;
   }
 
   function replied(f) {
@@ -905,8 +1276,24 @@
       return session ? session.apps.slice() : [];
     }
 
+    /** Messages waiting to be sent (after the next welcome, while disconnected). */
     get buffered() {
-      return outbox.length;
+      return outbox.length - sentCount;
+    }
+
+    /** Messages sent on this connection that the server has not acknowledged yet. */
+    get unacknowledged() {
+      return sentCount;
+    }
+
+    /** This page load's tab id: 16 hex digits, sent in every `hello`. */
+    get tab() {
+      return tabId;
+    }
+
+    /** A snapshot of the stream positions, for debugging: {stream: {epoch, off, held}}. */
+    get streams() {
+      return streamSnapshot();
     }
 
     get url() {
@@ -931,8 +1318,8 @@
     if (own.destroyed) {
       return;
     }
-    if (event !== 'received' && event !== 'serverError') {
-      own.announced = true;
+    if (EVENTS.indexOf(event) >= 0) {
+      own.announced = true; // the interface knows the connection's state: no replay
     }
     if (typeof app[event] === 'function') {
       callSafely(app[event], app, args, event + '() hook');
@@ -949,8 +1336,8 @@
 
   /**
    * One application's view of the shared connection. Subclass it and override the hooks
-   * (received, connected, connecting, disconnected, connectionFailure, serverError), or
-   * listen to the events of the same names.
+   * (received, connected, connecting, disconnected, connectionFailure, serverError,
+   * continuityLost), or listen to the events of the same names.
    */
   class ApplicationInterface extends Emitter {
     constructor(applicationId) {
@@ -979,6 +1366,13 @@
       own.listeners.serverError = function (frame) {
         if (frame && frame.app === self.applicationId) {
           deliver(self, 'serverError', [frame]);
+        }
+      };
+      // A stream lost messages: tell the interfaces of the applications it carried (all of
+      // them when that is not known).
+      own.listeners.continuityLost = function (info) {
+        if (info && (info.apps.length === 0 || info.apps.indexOf(self.applicationId) >= 0)) {
+          deliver(self, 'continuityLost', [info]);
         }
       };
       Object.keys(own.listeners).forEach(function (event) {
@@ -1057,6 +1451,7 @@
     disconnected(info) {}
     connectionFailure(info) {}
     serverError(frame) {}
+    continuityLost(info) {}
   }
 
   Thywill.Emitter = Emitter;

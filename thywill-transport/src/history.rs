@@ -102,7 +102,8 @@ impl History for LocalHistory {
         false
     }
 
-    fn append(&self, stream: &str, payload: String) -> BoxFuture<'_, CoreResult<Offset>> {
+    fn append(&self, stream: &str, _key: u64, payload: String) -> BoxFuture<'_, CoreResult<Offset>> {
+        // In memory an append cannot half-fail, so there is no retry to recognise.
         let now = Instant::now();
         let mut state = self.state();
         state.appends += 1;
@@ -192,9 +193,9 @@ mod tests {
     async fn numbers_streams_apart_and_replays_the_tail() -> CoreResult<()> {
         let h = LocalHistory::default();
         for i in 1..=5u64 {
-            assert_eq!(h.append("c:a", format!("m{i}")).await?.off, i);
+            assert_eq!(h.append("c:a", 0, format!("m{i}")).await?.off, i);
         }
-        let b = h.append("c:b", "x".into()).await?;
+        let b = h.append("c:b", 0, "x".into()).await?;
         assert_eq!(b.off, 1);
         let after = Offset {
             epoch: b.epoch.clone(),
@@ -218,7 +219,7 @@ mod tests {
         });
         let mut epoch = String::new();
         for _ in 0..6 {
-            epoch = h.append("s:x", "p".into()).await?.epoch;
+            epoch = h.append("s:x", 0, "p".into()).await?.epoch;
         }
         let r = h
             .read_after(
@@ -260,10 +261,10 @@ mod tests {
             max_entries: 100,
             max_age: Duration::from_millis(50),
         });
-        let first = h.append("c:a", "old".into()).await?;
+        let first = h.append("c:a", 0, "old".into()).await?;
         // The age bound is the behaviour under test: let the clock pass it.
         tokio::time::sleep(Duration::from_millis(80)).await;
-        h.append("c:a", "new".into()).await?;
+        h.append("c:a", 0, "new".into()).await?;
         let r = h.read_after("c:a", &Offset { off: 0, ..first }).await?;
         assert!(!r.continuous);
         assert_eq!(offsets(&r), [2]);

@@ -894,19 +894,21 @@ impl Inner {
         let started = tokio::time::Instant::now();
         let deadline = started + self.config.append_timeout;
         let mut pause = std::time::Duration::from_millis(20);
+        // The same key on every attempt: a retry of an append that did happen is not logged twice.
+        let key: u64 = rand::random();
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let error =
-                match tokio::time::timeout(remaining, self.history.append(base, payload.clone())).await {
-                    Ok(Ok(offset)) => {
-                        return Ok(At {
-                            stream: self.wire_stream(base),
-                            offset,
-                        });
-                    }
-                    Ok(Err(e)) => e,
-                    Err(_) => CoreError::Unavailable("the history did not answer in time".into()),
-                };
+            let attempt = self.history.append(base, key, payload.clone());
+            let error = match tokio::time::timeout(remaining, attempt).await {
+                Ok(Ok(offset)) => {
+                    return Ok(At {
+                        stream: self.wire_stream(base),
+                        offset,
+                    });
+                }
+                Ok(Err(e)) => e,
+                Err(_) => CoreError::Unavailable("the history did not answer in time".into()),
+            };
             if tokio::time::Instant::now() + pause >= deadline {
                 self.metrics.history_failures.inc();
                 tracing::warn!(stream = base, error = %error, waited = ?started.elapsed(), "message not logged: not sent");
@@ -929,7 +931,7 @@ impl Inner {
     ) -> Option<At> {
         use futures_util::FutureExt;
         let payload = log_payload(app, message, self.tabs_of(exclude)).ok()?;
-        match self.history.append(base, payload).now_or_never() {
+        match self.history.append(base, rand::random(), payload).now_or_never() {
             Some(Ok(offset)) => Some(At {
                 stream: self.wire_stream(base),
                 offset,

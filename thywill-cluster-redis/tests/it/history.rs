@@ -61,7 +61,7 @@ async fn appends_are_numbered_and_the_tail_is_replayed_in_order() -> anyhow::Res
     ];
     let mut offsets = Vec::new();
     for p in &payloads {
-        offsets.push(h.append("c:room", p.clone()).await?);
+        offsets.push(h.append("c:room", rand::random(), p.clone()).await?);
     }
     let epoch = offsets[0].epoch.clone();
     ensure!(
@@ -101,7 +101,7 @@ async fn appends_are_numbered_and_the_tail_is_replayed_in_order() -> anyhow::Res
     }
 
     // Streams are independent.
-    let other = h.append("s:abc", "x".into()).await?;
+    let other = h.append("s:abc", rand::random(), "x".into()).await?;
     assert_eq!(other.off, 1);
     assert_ne!(other.epoch, epoch);
     assert_eq!(h.read_after("c:room", &at(&epoch, 3)).await?.last, 4);
@@ -115,7 +115,7 @@ async fn trimmed_offsets_are_not_continuous() -> anyhow::Result<()> {
     let h = connect(&redis, limits(3, Duration::from_secs(60))).await?;
     let mut epoch = String::new();
     for n in 1..=10u64 {
-        let o = h.append("c:t", format!("m{n}")).await?;
+        let o = h.append("c:t", rand::random(), format!("m{n}")).await?;
         assert_eq!(o.off, n);
         epoch = o.epoch;
     }
@@ -141,10 +141,10 @@ async fn entries_older_than_max_age_are_not_replayed() -> anyhow::Result<()> {
     let redis = RedisServer::start().await?;
     let max_age = Duration::from_millis(300);
     let h = connect(&redis, limits(100, max_age)).await?;
-    let first = h.append("c:age", "old".into()).await?;
+    let first = h.append("c:age", rand::random(), "old".into()).await?;
     // The behaviour under test is the clock: wait for the first entry to age out.
     tokio::time::sleep(max_age + Duration::from_millis(200)).await;
-    let second = h.append("c:age", "new".into()).await?;
+    let second = h.append("c:age", rand::random(), "new".into()).await?;
     assert_eq!((second.epoch.as_str(), second.off), (first.epoch.as_str(), 2));
 
     // Still in the list, but too old: the client at 0 lost 1.
@@ -172,7 +172,7 @@ async fn entries_older_than_max_age_are_not_replayed() -> anyhow::Result<()> {
     );
     let r = h.read_after("c:age", &at(&first.epoch, 2)).await?;
     assert!(r.continuous && r.entries.is_empty());
-    let third = h.append("c:age", "again".into()).await?;
+    let third = h.append("c:age", rand::random(), "again".into()).await?;
     assert_eq!((third.epoch.as_str(), third.off), (first.epoch.as_str(), 3));
     let r = h.read_after("c:age", &at(&first.epoch, 2)).await?;
     assert!(r.continuous);
@@ -186,7 +186,7 @@ async fn another_epoch_is_not_continuous() -> anyhow::Result<()> {
     let redis = RedisServer::start().await?;
     let h = connect(&redis, HistoryLimits::default()).await?;
     for n in 0..3 {
-        h.append("c:e", format!("m{n}")).await?;
+        h.append("c:e", rand::random(), format!("m{n}")).await?;
     }
     for client in [at("0123456789abcdef", 1), at("0123456789abcdef", 3), at("", 0)] {
         let r = h.read_after("c:e", &client).await?;
@@ -212,7 +212,10 @@ async fn members_share_one_gap_free_numbering() -> anyhow::Result<()> {
             tasks.push(tokio::spawn(async move {
                 let mut got = Vec::new();
                 for i in 0..PER_MEMBER / 4 {
-                    got.push(h.append("c:shared", format!("{name} {worker} {i}")).await?);
+                    got.push(
+                        h.append("c:shared", rand::random(), format!("{name} {worker} {i}"))
+                            .await?,
+                    );
                 }
                 anyhow::Ok(got)
             }));
@@ -266,7 +269,7 @@ async fn a_lost_log_starts_a_new_epoch() -> anyhow::Result<()> {
     let h = connect(&redis, HistoryLimits::default()).await?;
     let mut old = at("", 0);
     for n in 0..3 {
-        old = h.append("c:r", format!("m{n}")).await?;
+        old = h.append("c:r", rand::random(), format!("m{n}")).await?;
     }
     h.set_received_mark("tab", 5).await?;
     assert_eq!(old.off, 3);
@@ -275,7 +278,7 @@ async fn a_lost_log_starts_a_new_epoch() -> anyhow::Result<()> {
     // The connection comes back by itself; the first commands may fail while it does.
     let deadline = tokio::time::Instant::now() + thywill_testkit::TIMEOUT;
     let fresh = loop {
-        match h.append("c:r", "after".into()).await {
+        match h.append("c:r", rand::random(), "after".into()).await {
             Ok(o) => break o,
             Err(e) => {
                 ensure!(
@@ -330,5 +333,19 @@ async fn marks_only_go_up() -> anyhow::Result<()> {
     assert_eq!(beta.received_mark("tab-1").await?, 10, "tabs are independent");
     alpha.quit().await;
     beta.quit().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_retried_append_keeps_its_first_offset() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let h = connect(&redis, HistoryLimits::default()).await?;
+    let first = h.append("c:retry", 42, "once".into()).await?;
+    let again = h.append("c:retry", 42, "once".into()).await?;
+    ensure!(again == first, "a retry logged twice: {first:?} then {again:?}");
+    let next = h.append("c:retry", 43, "next".into()).await?;
+    ensure!(next.off == first.off + 1);
+    let r = h.read_after("c:retry", &at(&first.epoch, 0)).await?;
+    ensure!(offs(&r) == [1, 2], "entries {:?}", offs(&r));
     Ok(())
 }
