@@ -31,6 +31,11 @@
 //! [session]
 //! secret = "at least 32 bytes of secret, shared by every member"
 //!
+//! [replay]                          # recovery of missed messages after reconnects
+//! max_entries = 10000               # per stream
+//! max_age_ms = 300000
+//! # enabled = false; prefix = "thywill:chat:history:" (Redis)
+//!
 //! [tls]
 //! cert = "/etc/thywill/cert.pem"
 //! key = "/etc/thywill/key.pem"
@@ -107,6 +112,36 @@ impl Default for Limits {
             rate_burst: 400,
             max_connections: 100_000,
             handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Recovery of missed messages after reconnects (see `docs/PROTOCOL.md`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplaySettings {
+    /// Whether channel and session messages are numbered and logged for replay.
+    pub enabled: bool,
+    /// Messages kept per stream.
+    pub max_entries: usize,
+    /// How long a message stays replayable, in milliseconds.
+    pub max_age_ms: u64,
+    /// How long sending keeps retrying to log a message while the history is unreachable,
+    /// in milliseconds.
+    pub append_timeout_ms: u64,
+    /// Redis key prefix of the shared history (default `thywill:<app>:history:`).
+    pub prefix: Option<String>,
+}
+
+impl Default for ReplaySettings {
+    fn default() -> Self {
+        let limits = thywill_core::HistoryLimits::default();
+        Self {
+            enabled: true,
+            max_entries: limits.max_entries,
+            max_age_ms: u64::try_from(limits.max_age.as_millis()).unwrap_or(u64::MAX),
+            append_timeout_ms: 10_000,
+            prefix: None,
         }
     }
 }
@@ -249,6 +284,8 @@ pub struct Config {
     pub cluster: ClusterSettings,
     /// Sessions.
     pub session: SessionSettings,
+    /// Replay of missed messages.
+    pub replay: ReplaySettings,
     /// TLS, if served directly.
     pub tls: Option<TlsSettings>,
     /// Logging.
@@ -267,6 +304,7 @@ impl Default for Config {
             limits: Limits::default(),
             cluster: ClusterSettings::default(),
             session: SessionSettings::default(),
+            replay: ReplaySettings::default(),
             tls: None,
             log: LogSettings::default(),
             metrics: MetricsSetting::default(),
@@ -445,6 +483,9 @@ impl Config {
             .map_err(key("limits.max_connections"))?
             .with_handshake_timeout(Duration::from_millis(l.handshake_timeout_ms))
             .map_err(key("limits.handshake_timeout_ms"))?
+            .with_replay(self.replay.enabled)
+            .with_append_timeout(Duration::from_millis(self.replay.append_timeout_ms))
+            .map_err(key("replay.append_timeout_ms"))?
             .with_metrics(match self.metrics {
                 MetricsSetting::Off => MetricsAccess::Off,
                 MetricsSetting::Loopback => MetricsAccess::Loopback,
@@ -553,7 +594,50 @@ impl Config {
             let (cluster, tracker) = crate::transport::tracker::tracked_arc(cluster);
             builder = builder.cluster(cluster).tracker(tracker);
         }
-        Ok(builder)
+        self.history(builder, app)
+    }
+
+    /// The bounds of the replay history.
+    pub fn history_limits(&self) -> Result<thywill_core::HistoryLimits, ConfigError> {
+        let r = &self.replay;
+        if r.max_entries == 0 {
+            return Err(ConfigError::new("replay.max_entries", "must be at least 1"));
+        }
+        if r.max_age_ms == 0 {
+            return Err(ConfigError::new("replay.max_age_ms", "must be positive"));
+        }
+        Ok(thywill_core::HistoryLimits {
+            max_entries: r.max_entries,
+            max_age: Duration::from_millis(r.max_age_ms),
+        })
+    }
+
+    /// Gives the builder its replay history: shared in Redis (`<prefix>` default
+    /// `thywill:<app>:history:`) with the Redis backend, so that clients recover on any member;
+    /// else in memory.
+    pub fn history(&self, builder: Builder, app: &str) -> Result<Builder, ConfigError> {
+        let limits = self.history_limits()?;
+        match self.cluster.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis => {
+                use thywill_cluster_redis::RedisHistoryConfig;
+                let e = |k: &'static str| move |e: thywill_cluster_redis::Error| ConfigError::new(k, e);
+                let config = RedisHistoryConfig::default()
+                    .with_url(self.cluster.redis_url.clone())
+                    .map_err(e("cluster.redis_url"))?
+                    .with_prefix(
+                        self.replay
+                            .prefix
+                            .clone()
+                            .unwrap_or_else(|| format!("thywill:{app}:history:")),
+                    )
+                    .map_err(e("replay.prefix"))?
+                    .with_limits(limits)
+                    .map_err(e("replay.max_entries"))?;
+                Ok(builder.redis_history(config))
+            }
+            _ => Ok(builder.history(crate::LocalHistory::new(limits))),
+        }
     }
 
     /// Binds the node as configured (HTTPS with an optional redirect when `tls` is set, else

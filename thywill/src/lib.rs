@@ -194,7 +194,14 @@ pub struct Builder {
     minify: bool,
     minifier: Option<Arc<dyn Minifier>>,
     templates: Option<Arc<dyn TemplateEngine>>,
-    history: Option<Arc<dyn History>>,
+    history: Option<HistorySource>,
+}
+
+/// Where the builder's history comes from.
+enum HistorySource {
+    Ready(Arc<dyn History>),
+    #[cfg(feature = "redis")]
+    Redis(thywill_cluster_redis::RedisHistoryConfig),
 }
 
 impl std::fmt::Debug for Builder {
@@ -341,13 +348,20 @@ impl Builder {
     /// [`LocalHistory`] in memory; in a Redis cluster use
     /// [`cluster_redis::RedisHistory`] so that clients recover on any member).
     pub fn history<H: History>(mut self, history: H) -> Self {
-        self.history = Some(Arc::new(history));
+        self.history = Some(HistorySource::Ready(Arc::new(history)));
         self
     }
 
     /// Like [`Builder::history`], for a history already shared behind an `Arc`.
     pub fn history_arc(mut self, history: Arc<dyn History>) -> Self {
-        self.history = Some(history);
+        self.history = Some(HistorySource::Ready(history));
+        self
+    }
+
+    /// Keeps the replay logs in Redis, connecting when the node is built.
+    #[cfg(feature = "redis")]
+    pub fn redis_history(mut self, config: thywill_cluster_redis::RedisHistoryConfig) -> Self {
+        self.history = Some(HistorySource::Redis(config));
         self
     }
 
@@ -355,6 +369,16 @@ impl Builder {
     /// [`Thywill::bind`] and [`Thywill::routes`].
     pub async fn build(self) -> Result<Thywill, Error> {
         let member = self.member;
+        let history: Arc<dyn History> = match self.history {
+            None => Arc::new(LocalHistory::default()),
+            Some(HistorySource::Ready(h)) => h,
+            #[cfg(feature = "redis")]
+            Some(HistorySource::Redis(config)) => Arc::new(
+                thywill_cluster_redis::RedisHistory::connect(config)
+                    .await
+                    .map_err(|e| Error::Core(CoreError::component("cluster-redis", e)))?,
+            ),
+        };
         let cluster = self
             .cluster
             .unwrap_or_else(|| Arc::new(LocalCluster::new(member)));
@@ -402,9 +426,7 @@ impl Builder {
                     store.unwrap_or_else(|| Arc::new(MemorySessionStore::new())),
                 )),
             },
-            history: self
-                .history
-                .unwrap_or_else(|| Arc::new(thywill_transport::LocalHistory::default())),
+            history,
         })
         .await?;
         Ok(Thywill { node })
