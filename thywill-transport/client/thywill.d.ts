@@ -29,6 +29,12 @@ interface ThywillRpcFunctions {}
  * By default it connects once the document has been parsed, so page scripts may call
  * {@link Thywill.configure} first (or the script tag may carry `data-auto-connect="false"`
  * and `data-url="..."`).
+ *
+ * Recovery after a reconnect (docs/PROTOCOL.md): sent messages are kept until acknowledged
+ * and resent after a reconnect (the server processes each once, by {@link Thywill.tab} and
+ * message id); messages to a channel or a session are delivered in order and once, missed
+ * ones replayed, and a loss the server cannot repair is reported by the `continuityLost`
+ * event.
  */
 declare namespace Thywill {
   // ---------------------------------------------------------------------------------------
@@ -78,6 +84,37 @@ declare namespace Thywill {
     message: string;
     /** The application concerned, when there is one. */
     app?: string | null;
+  }
+
+  /**
+   * What the `continuityLost` event says: messages of a stream (sent to a channel or a
+   * session) before `next` will never arrive, because the server could not replay them after
+   * a reconnect or a gap (its log was trimmed, too old, or lost), or because the client gave
+   * up waiting for a replay. The stream continues at `next` in `epoch`; the messages the
+   * client already held from before `next` are delivered (after this event).
+   */
+  interface ContinuityLostInfo {
+    /** The stream: `c:<channel>` or `s:<session>`, with `@<member>` for a per-member history. */
+    stream: string;
+    /** The stream's epoch from now on (`''`: no position; the next message starts it). */
+    epoch: string;
+    /** The first offset the stream continues from. */
+    next: number;
+    /**
+     * The applications whose messages the stream carried on this page (their interfaces get
+     * the event too); empty when not known, and then every interface gets it.
+     */
+    apps: string[];
+  }
+
+  /** Where the page is in one stream: a snapshot for debugging ({@link streams}). */
+  interface StreamPosition {
+    /** The epoch of the stream's log (`''`: no position; the next message starts it). */
+    epoch: string;
+    /** The offset of the last message delivered (or skipped). */
+    off: number;
+    /** Messages held back until the gap before them fills. */
+    held: number;
   }
 
   /** Settings for {@link configure}. Every field is optional. */
@@ -169,6 +206,11 @@ declare namespace Thywill {
     serverError: (frame: ServerErrorFrame) => void;
     /** A resource loaded on demand (by the page or because the server said so) is in place. */
     loaded: (kind: LoadKind, path: string, element: HTMLElement) => void;
+    /**
+     * Messages of a stream were lost for good (see {@link ContinuityLostInfo}); fires before
+     * the messages that follow the loss are delivered.
+     */
+    continuityLost: (info: ContinuityLostInfo) => void;
   }
 
   /** What {@link load} loads: a script, a stylesheet or a client template. */
@@ -188,6 +230,11 @@ declare namespace Thywill {
     connectionFailure: (info: CloseInfo) => void;
     /** The server reported an error about this application. */
     serverError: (frame: ServerErrorFrame) => void;
+    /**
+     * Messages of a stream that carried this application's messages (or of a stream not
+     * known to the page) were lost for good.
+     */
+    continuityLost: (info: ContinuityLostInfo) => void;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -281,8 +328,10 @@ declare namespace Thywill {
 
     /**
      * Sends data (any JSON value) or a {@link Message} to the application on the server.
-     * While disconnected the message is buffered (the oldest are dropped beyond 1000) and
-     * sent after the next welcome. Returns the message's client id.
+     * The message is kept until the server acknowledges it and resent after a reconnect; the
+     * server processes it once. While disconnected it is buffered and sent after the next
+     * welcome (at most 1000 messages are kept in all; beyond that the oldest are dropped).
+     * Returns the message's client id.
      */
     send(data: unknown): number;
 
@@ -329,6 +378,8 @@ declare namespace Thywill {
     connectionFailure(info: CloseInfo): void;
     /** Hook: the server reported an error about this application (a message it refused). */
     serverError(frame: ServerErrorFrame): void;
+    /** Hook: messages of a stream this application received messages of were lost for good. */
+    continuityLost(info: ContinuityLostInfo): void;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -356,8 +407,26 @@ declare namespace Thywill {
   /** The applications the server serves on this endpoint; empty while not connected. */
   const applications: string[];
 
-  /** Messages waiting for a connection. */
+  /**
+   * Messages waiting to be sent: while disconnected, those sent meanwhile and those not
+   * acknowledged on the previous connection (all are sent after the next welcome).
+   */
   const buffered: number;
+
+  /** Messages sent on the current connection that the server has not acknowledged yet. */
+  const unacknowledged: number;
+
+  /**
+   * This page load's tab id (16 hex digits): sent in every `hello`, kept across reconnects,
+   * so that the server processes each message id of the page once.
+   */
+  const tab: string;
+
+  /**
+   * A snapshot of the page's position in every stream it has seen, by stream name, for
+   * debugging (the client keeps at most 256, the least recently active are forgotten).
+   */
+  const streams: { [stream: string]: StreamPosition };
 
   /** The WebSocket URL the next connection attempt uses. */
   const url: string;
@@ -375,7 +444,8 @@ declare namespace Thywill {
   function disconnect(): typeof Thywill;
 
   /**
-   * Sends data (any JSON value) or a {@link Message} to an application; buffered while
+   * Sends data (any JSON value) or a {@link Message} to an application; kept until the server
+   * acknowledges it (resent after a reconnect, processed once) and buffered while
    * disconnected. Returns the message's client id (increasing per page).
    */
   function send(applicationId: string, data: unknown): number;

@@ -19,8 +19,9 @@
  *   RPC calls are never buffered: they fail at once with code `dc`.
  * - Messages sent to a channel or a session carry their stream offset (`stream`, `epoch`,
  *   `off`). The client delivers each stream in order and once: duplicates are dropped, early
- *   messages are held until the gap before them fills, and a gap still open after 250 ms (or a
- *   message of another epoch) makes it ask the server to replay (`resume`). Each `hello` says
+ *   messages are held until the gap before them fills (a `skip` frame fills the place of a
+ *   message the connection is excluded from), and a gap still open after 250 ms (or a message
+ *   of another epoch) makes it ask the server to replay (`resume`). Each `hello` says
  *   where the page left off per stream, so a reconnect replays what was missed. When the
  *   server can no longer replay a gap (`continuity_lost`), the page is told with a
  *   `continuityLost` event, on `Thywill` and on the ApplicationInterfaces concerned.
@@ -581,6 +582,14 @@
           deliverMessage(null, f);
         }
         break;
+      case 'skip':
+        // A stream message this connection is excluded from: it only takes its offset.
+        if (isStreamMessage(f)) {
+          streamMessage(f);
+        } else {
+          console.warn('thywill: invalid skip frame ignored', f);
+        }
+        break;
       case 'ack':
         acknowledged(f.id);
         break;
@@ -648,11 +657,13 @@
   // ------------------------------------------------------------------------------------------
 
   /**
-   * Stream name -> { name, epoch, last, held, heldTimer... }: the position of every stream the
-   * page has seen, least recently active first (a stream moves to the end when it is active).
+   * Stream name -> { name, epoch, last, held, mismatch, timer, asks, lostPending, apps }: the
+   * position of every stream the page has seen (at most MAX_STREAMS, the same bound as the
+   * server's per `hello`), least recently active first (an active stream moves to the end).
    * - `epoch`, `last`: the epoch and the offset of the last message delivered; epoch '' means
    *   no position (the next message of the stream is taken as its starting point);
-   * - `held`: offset -> frame, messages that arrived before the gap ahead of them filled;
+   * - `held`: offset -> frame (`msg` or `skip`), messages that arrived before the gap ahead
+   *   of them filled;
    * - `mismatch`: a message of another epoch arrived, a replay was asked for;
    * - `timer`, `asks`: the pending replay request and how many were sent without progress;
    * - `lostPending`: the client gave up on an epoch change: report it with the next message;
@@ -662,14 +673,23 @@
   /** Messages held by all streams. */
   var heldCount = 0;
 
-  /** Whether a `msg` frame carries a usable stream offset (otherwise it is delivered as is). */
+  /**
+   * Whether a `msg` (or `skip`) frame carries a usable stream offset; a message without one
+   * is delivered as it comes.
+   */
   function isStreamMessage(f) {
     return typeof f.stream === 'string' && f.stream !== '' &&
       typeof f.epoch === 'string' && f.epoch !== '' && isCount(f.off, 1);
   }
 
-  /** Emits `received` for a message frame and notes its application in its stream `st`. */
+  /**
+   * Emits `received` for a message frame and notes its application in its stream `st`; a
+   * `skip` frame (a message this connection is excluded from) only took its place in order.
+   */
   function deliverMessage(st, f) {
+    if (f.t === 'skip') {
+      return;
+    }
     if (typeof f.app !== 'string') {
       console.warn('thywill: message without an application ignored', f);
       return;
@@ -697,13 +717,14 @@
   /**
    * Starts keeping a position for stream `name` (after the message `last` of `epoch`). Beyond
    * MAX_STREAMS the least recently active stream is forgotten (its held messages delivered
-   * first, past their gap).
+   * first, past their gaps, which are reported).
    */
   function addStream(name, epoch, last) {
     if (streams.size >= MAX_STREAMS) {
       var oldest = streams.values().next().value;
-      while (oldest.held.size > 0) {
-        skipGap(oldest);
+      if (oldest.held.size > 0) {
+        reportLoss(oldest, oldest.epoch, oldest.last + 1);
+        flushHeld(oldest, Infinity);
       }
       clearAsk(oldest);
       streams.delete(oldest.name);
@@ -723,7 +744,7 @@
     return st;
   }
 
-  /** A `msg` frame with a stream offset: deliver, drop, hold or ask for a replay. */
+  /** A `msg` or `skip` frame with a stream offset: deliver, drop, hold or ask for a replay. */
   function streamMessage(f) {
     var st = touchStream(f.stream);
     if (st === null) {
@@ -752,6 +773,7 @@
     }
     if (f.off === st.last + 1) {
       st.asks = 0;
+      st.last = f.off;
       deliverMessage(st, f);
       drain(st);
       settle(st);
@@ -799,7 +821,7 @@
   /**
    * Holds a message that arrived ahead of a gap, and asks for a replay if the gap is not
    * filled within GAP_WAIT. Past the bounds (per stream and in all), the stream holding the
-   * most skips its first gap: the loss is reported and what follows it is delivered.
+   * most gives up on its older gaps (see `relieve`).
    */
   function hold(st, f) {
     if (st.held.has(f.off)) {
@@ -808,8 +830,8 @@
     st.held.set(f.off, f);
     heldCount++;
     if (st.held.size > MAX_HELD_PER_STREAM) {
-      console.warn('thywill: more than ' + MAX_HELD_PER_STREAM + ' messages of ' + st.name + ' wait for a gap to fill: skipping it');
-      skipGap(st);
+      console.warn('thywill: more than ' + MAX_HELD_PER_STREAM + ' messages of ' + st.name + ' wait for a gap to fill: skipping gaps');
+      relieve(st);
     } else if (heldCount > MAX_HELD) {
       var largest = st;
       streams.forEach(function (other) {
@@ -817,9 +839,25 @@
           largest = other;
         }
       });
-      console.warn('thywill: more than ' + MAX_HELD + ' messages wait for gaps to fill: skipping one of ' + largest.name);
-      skipGap(largest);
+      console.warn('thywill: more than ' + MAX_HELD + ' messages wait for gaps to fill: skipping gaps of ' + largest.name);
+      relieve(largest);
     }
+    settle(st);
+  }
+
+  /**
+   * Makes room in a stream that holds too much: reports the loss, then delivers the older half
+   * of its held messages past the gaps between them (and whatever follows them without a gap),
+   * so that one overflow frees many places at once.
+   */
+  function relieve(st) {
+    var offsets = Array.from(st.held.keys()).sort(function (a, b) {
+      return a - b;
+    });
+    reportLoss(st, st.epoch, offsets[0]);
+    flushHeld(st, offsets[Math.floor(offsets.length / 2)]);
+    st.asks = 0;
+    drain(st);
     settle(st);
   }
 
