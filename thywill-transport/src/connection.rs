@@ -181,14 +181,16 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
                                 Ok(frame) => {
                                     bad_frames = 0;
                                     if let ClientFrame::Msg { id: Some(id), .. } = &frame {
-                                        if !inbound.admit(*id) {
-                                            tracing::debug!(id, "duplicate client message dropped");
-                                            metrics.duplicates_dropped.inc();
-                                            continue;
-                                        }
+                                        let new = inbound.admit(*id);
+                                        // Duplicates are acknowledged again: the client still has them.
                                         if !inbound.ack_due {
                                             inbound.ack_due = true;
                                             ack_timer.as_mut().reset(tokio::time::Instant::now() + ACK_DELAY);
+                                        }
+                                        if !new {
+                                            tracing::debug!(id, "duplicate client message dropped");
+                                            metrics.duplicates_dropped.inc();
+                                            continue;
                                         }
                                     }
                                     handle_frame(&node, &handle, &conn, &session, frame, &rpc_slots).await;

@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 use thywill_core::cluster::MemberStatus;
 use thywill_core::protocol::ServerFrame;
 use thywill_core::{
-    AppContext, Application, ApplicationId, ChannelId, Client, ConnectionId, DynApplication, MemberClients,
-    MemberId, Message, SessionId,
+    AppContext, Application, ApplicationId, ChannelId, Client, ConnectionId, DynApplication, History,
+    MemberClients, MemberId, Message, SessionId,
 };
 use thywill_testkit::WsClient;
 use thywill_testkit::hub::Hub;
 use thywill_transport::local::{MemoryChannels, MemoryResources, MemorySessionStore};
 use thywill_transport::tracker::tracked;
-use thywill_transport::{Node, NodeParts, SessionConfig, Sessions, TransportConfig};
+use thywill_transport::{LocalHistory, Node, NodeParts, SessionConfig, Sessions, TransportConfig};
 
 /// What the hooks saw, one line each: `"<local>: <hook> <details>"`.
 pub(crate) type Log = Arc<Mutex<Vec<String>>>;
@@ -170,11 +170,21 @@ pub(crate) struct Cluster {
     pub(crate) log: Log,
     channels: Arc<MemoryChannels>,
     sessions: Sessions,
+    /// Makes each member's history (a fresh in-memory one by default).
+    history: HistoryFactory,
 }
+
+/// Makes a member's history.
+pub(crate) type HistoryFactory = Arc<dyn Fn() -> Arc<dyn History> + Send + Sync>;
 
 impl Cluster {
     /// Starts a node for each member id, in order.
     pub(crate) async fn start(ids: &[&str]) -> anyhow::Result<Cluster> {
+        Self::start_with_history(ids, Arc::new(|| Arc::new(LocalHistory::default()))).await
+    }
+
+    /// Members whose histories `history` makes.
+    pub(crate) async fn start_with_history(ids: &[&str], history: HistoryFactory) -> anyhow::Result<Cluster> {
         let config = SessionConfig::new([9u8; 32])?;
         let mut c = Cluster {
             hub: Hub::new(ids.iter().copied()),
@@ -182,6 +192,7 @@ impl Cluster {
             log: Arc::new(Mutex::new(Vec::new())),
             channels: Arc::new(MemoryChannels::new()),
             sessions: Sessions::new(config, Arc::new(MemorySessionStore::new())),
+            history,
         };
         for id in ids {
             let m = c.start_member(id).await?;
@@ -207,7 +218,7 @@ impl Cluster {
             channels: self.channels.clone(),
             resources: Arc::new(MemoryResources::new()),
             sessions: Some(self.sessions.clone()),
-            history: Arc::new(thywill_transport::LocalHistory::default()),
+            history: (self.history)(),
         })
         .await?;
         let (addr, serving) = node.clone().bind(([127, 0, 0, 1], 0).into()).await?;

@@ -8,5 +8,6 @@ mod delivery;
 mod errors;
 mod lifecycle;
 mod presence;
+mod replay;
 mod sessions;
 mod tls;
