@@ -1409,7 +1409,8 @@
       // A stream lost messages: tell the interfaces of the applications it carried (all of
       // them when that is not known).
       own.listeners.continuityLost = function (info) {
-        if (info && (info.apps.length === 0 || info.apps.indexOf(self.applicationId) >= 0)) {
+        var apps = info && Array.isArray(info.apps) ? info.apps : [];
+        if (apps.length === 0 || apps.indexOf(self.applicationId) >= 0) {
           deliver(self, 'continuityLost', [info]);
         }
       };
