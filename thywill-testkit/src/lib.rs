@@ -8,6 +8,7 @@
 //! - [`conformance`]: the suite every cluster backend passes.
 //! - [`hub`]: an in-memory cluster of several members in one process.
 //! - [`members`]: cluster members as real example processes (kill -9, restart, event lines).
+//! - [`reliable`]: a client that implements recovery (ordered streams, resume, resend).
 //! - [`served`]: browser-test helpers (a required browser, waiting for a member to be up).
 //!
 //! Every wait here is bounded by a timeout; nothing sleeps to synchronise.
@@ -18,6 +19,7 @@ pub mod hub;
 pub mod members;
 pub mod process;
 pub mod redis;
+pub mod reliable;
 pub mod served;
 mod ws;
 
