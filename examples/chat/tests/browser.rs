@@ -156,3 +156,99 @@ async fn two_browsers_chat_across_two_members() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The partners' own messages shown, oldest first (notices left out).
+const MESSAGES: &str = "return Array.from(document.querySelectorAll('#chat-output .chat-message')) \
+     .filter(m => m.className === 'chat-message').map(m => m.textContent).reverse();";
+
+/// Waits until the page shows exactly `want` as its messages, in this order.
+async fn shows(b: &Browser, who: &str, want: &[&str]) -> anyhow::Result<()> {
+    let expected = serde_json::Value::from(want.to_vec()).to_string();
+    let script = format!(
+        "const got = (function () {{ {MESSAGES} }})(); return JSON.stringify(got) === JSON.stringify({expected});"
+    );
+    if let Err(e) = b.wait_js(&script).await {
+        let got = b
+            .client()
+            .execute(MESSAGES, vec![])
+            .await
+            .map(|v| v.to_string())
+            .unwrap_or_else(|e| format!("(unreadable: {e})"));
+        anyhow::bail!("{who} shows {got}, not {expected}: {e}");
+    }
+    Ok(())
+}
+
+/// Issue 7, item 7: the conversation survives a network blip of one partner and the crash
+/// (`kill -9`) of the member the other is connected to; every message sent meanwhile (also
+/// one typed while offline) appears once, in order, on both pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conversation_survives_a_blip_and_a_member_crash() -> anyhow::Result<()> {
+    use thywill_testkit::members::{Member, all_up, is};
+    served::require_browser()?;
+    let redis = RedisServer::start().await?;
+    let args: Vec<String> = format!(
+        "--cluster redis --redis-url {} --cluster-members alpha,beta --heartbeat-interval 100 \
+         --heartbeat-timeout 300",
+        redis.url()
+    )
+    .split_whitespace()
+    .map(String::from)
+    .collect();
+    let chat = env!("CARGO_BIN_EXE_example-chat");
+    let mut members = vec![
+        Member::start(chat, "alpha", thywill_testkit::free_port(), &args).await?,
+        Member::start(chat, "beta", thywill_testkit::free_port(), &args).await?,
+    ];
+    all_up(&mut members).await?;
+
+    let ann = Browser::start().await?;
+    ann.goto(&members[0].url("/chat/")).await?;
+    ann.wait_js(&notice("waiting")).await?;
+    let bob = Browser::start().await?;
+    bob.goto(&members[1].url("/chat/")).await?;
+    ann.wait_js(CHATTING).await.context("ann was not paired")?;
+    bob.wait_js(CHATTING).await.context("bob was not paired")?;
+    send(&ann, "one").await?;
+    send(&bob, "two").await?;
+    shows(&ann, "ann", &["one", "two"]).await?;
+
+    // A blip on Bob's side: his socket goes; Ann writes, and so does Bob, offline.
+    bob.client()
+        .execute("Thywill.disconnect(); return true;", vec![])
+        .await?;
+    send(&ann, "three").await?;
+    send(&ann, "four").await?;
+    send(&bob, "five (typed offline)").await?;
+    bob.client()
+        .execute("Thywill.connect(); return true;", vec![])
+        .await?;
+    let after_blip = ["one", "two", "three", "four", "five (typed offline)"];
+    shows(&bob, "bob", &after_blip).await?;
+    shows(&ann, "ann", &after_blip).await?;
+
+    // Alpha, Ann's member, crashes. Bob goes on writing; alpha comes back (Redis kept the
+    // chat's history) and Ann's page reconnects to it by itself.
+    let cursor = members[1].cursor();
+    members[0].kill();
+    members[1]
+        .wait_event(cursor, TIMEOUT, |v| is(v, "member_down", "alpha"))
+        .await?;
+    send(&bob, "six").await?;
+    send(&bob, "seven").await?;
+    members[0].restart().await?;
+    let mut all = after_blip.to_vec();
+    all.extend(["six", "seven"]);
+    shows(&ann, "ann", &all).await?;
+    send(&ann, "eight").await?;
+    all.push("eight");
+    shows(&bob, "bob", &all).await?;
+    shows(&ann, "ann", &all).await?;
+    ann.wait_js("return document.querySelector('#chat-output .continuity-lost') === null;")
+        .await
+        .context("a continuity loss was reported")?;
+
+    ann.close().await?;
+    bob.close().await?;
+    Ok(())
+}
