@@ -9,15 +9,15 @@ use thywill_core::protocol::{self, ClientFrame, ErrorCode, ProtocolError, Server
 use thywill_core::{ConnectionId, Message, RpcError, RpcErrorCode, SessionId};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::Instrument;
-use warp::ws::{Message as WsMessage, WebSocket};
 
 use crate::node::{ConnHandle, Encoded, Node, OutState, Replayed, client};
+use crate::socket::{Socket, WsError, WsMessage};
 
 /// Concurrent RPC calls per connection; further calls wait (reading pauses).
 const MAX_PENDING_RPC: usize = 64;
 
 /// Runs a connection to its end. `cookie` is the handshake's `Cookie` header.
-pub(crate) async fn run(node: Node, mut ws: WebSocket, cookie: Option<String>) {
+pub(crate) async fn run(node: Node, mut ws: impl Socket, cookie: Option<String>) {
     let conn = node.new_connection_id();
     let session = match node.sessions() {
         // Plain mode: the session is the connection.
@@ -27,9 +27,10 @@ pub(crate) async fn run(node: Node, mut ws: WebSocket, cookie: Option<String>) {
             Err(refusal) => {
                 tracing::info!(connection = %conn, reason = refusal.reason(), "session refused");
                 let _ = ws
-                    .send(WsMessage::close_with(close::SESSION_REFUSED, refusal.reason()))
+                    .send(crate::socket::close(close::SESSION_REFUSED, refusal.reason()))
                     .await;
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ws.close()).await;
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(2), SinkExt::close(&mut ws)).await;
                 return;
             }
         },
@@ -39,7 +40,7 @@ pub(crate) async fn run(node: Node, mut ws: WebSocket, cookie: Option<String>) {
     serve(node, ws, conn, session).instrument(span).await;
 }
 
-async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: SessionId) {
+async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: SessionId) {
     let cfg = node.inner.config.clone();
     let (tx, mut rx) = mpsc::channel::<String>(cfg.outbound_queue);
     let (kill, mut killed) = watch::channel(None::<u16>);
@@ -53,7 +54,7 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
     let mut shutdown = node.inner.shutdown.subscribe();
     if *shutdown.borrow_and_update() {
         let _ = ws
-            .send(WsMessage::close_with(close::GOING_AWAY, "shutting down"))
+            .send(crate::socket::close(close::GOING_AWAY, "shutting down"))
             .await;
         return;
     }
@@ -120,7 +121,7 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
                         tracing::info!("keepalive timeout");
                         break (close::KEEPALIVE_TIMEOUT, "keepalive timeout");
                     }
-                    if ws.send(WsMessage::ping(Vec::new())).await.is_err() {
+                    if ws.send(WsMessage::Ping(Default::default())).await.is_err() {
                         break (0, "write failed");
                     }
                 }
@@ -129,29 +130,27 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
                     match frame {
                         None => break (0, "closed by client"),
                         Some(Err(e)) => {
-                            let text = e.to_string();
-                            if text.contains("Space limit") || text.contains("too long") {
-                                tracing::info!(error = %text, "message too big");
+                            if is_too_big(&e) {
+                                tracing::info!(error = %e, "message too big");
                                 break (close::MESSAGE_TOO_BIG, "message too big");
                             }
-                            tracing::debug!(error = %text, "read failed");
+                            tracing::debug!(error = %e, "read failed");
                             break (0, "read failed");
                         }
                         Some(Ok(msg)) => {
-                            if msg.is_close() {
-                                break (0, "closed by client");
-                            }
-                            if msg.is_ping() || msg.is_pong() {
-                                continue;
-                            }
+                            let text = match &msg {
+                                WsMessage::Close(_) => break (0, "closed by client"),
+                                WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => continue,
+                                WsMessage::Binary(_) => {
+                                    tracing::info!("binary frame refused");
+                                    break (close::UNSUPPORTED_DATA, "binary frames are not accepted");
+                                }
+                                WsMessage::Text(t) => t.as_str(),
+                            };
                             if !bucket.take() {
                                 tracing::info!("rate limit exceeded");
                                 break (close::RATE_LIMITED, "rate limit exceeded");
                             }
-                            let Ok(text) = msg.to_str() else {
-                                tracing::info!("binary frame refused");
-                                break (close::UNSUPPORTED_DATA, "binary frames are not accepted");
-                            };
                             metrics.bytes_in.inc_by(text.len() as u64);
                             match ClientFrame::decode(text, cfg.max_message_size) {
                                 Ok(ClientFrame::Hello { v, tab, streams, .. }) => {
@@ -238,8 +237,8 @@ async fn serve(node: Node, mut ws: WebSocket, conn: ConnectionId, session: Sessi
                 .feed(WsMessage::text(ServerFrame::Reconnect { after_ms }.encode()))
                 .await;
         }
-        let _ = ws.send(WsMessage::close_with(reason.0, reason.1)).await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ws.close()).await;
+        let _ = ws.send(crate::socket::close(reason.0, reason.1)).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), SinkExt::close(&mut ws)).await;
     }
     if let Some(tab) = &inbound.tab
         && inbound.mark > 0
@@ -440,7 +439,7 @@ fn send_ack(node: &Node, handle: &Arc<ConnHandle>, conn: &ConnectionId, tab: Opt
 /// Writes a replay: the frames queued before it first (keeping sequence numbers in order),
 /// then its frames. False when the socket failed.
 async fn write_replay(
-    ws: &mut WebSocket,
+    ws: &mut impl Socket,
     rx: &mut mpsc::Receiver<String>,
     handle: &ConnHandle,
     items: Vec<Replayed>,
@@ -472,6 +471,20 @@ async fn write_replay(
         }
     }
     ws.flush().await.is_ok()
+}
+
+/// Whether a read failed because a frame or message exceeded the socket's size limits.
+fn is_too_big(e: &WsError) -> bool {
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => true,
+        // Adapted from warp's socket: only the text is left.
+        WsError::Io(io) => {
+            let text = io.to_string();
+            text.contains("Space limit") || text.contains("too long")
+        }
+        _ => false,
+    }
 }
 
 /// A token bucket counting client frames.

@@ -33,6 +33,7 @@ mod presence;
 mod routes;
 mod serve;
 mod session;
+mod socket;
 mod tls;
 pub mod tracker;
 

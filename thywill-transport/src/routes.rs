@@ -12,6 +12,7 @@ use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::socket::UpgradeSlot;
 use crate::{AllowedOrigins, MetricsAccess, Node, TransportError};
 
 fn exact_path(path: String) -> BoxedFilter<()> {
@@ -35,6 +36,27 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// Why a WebSocket may not open now (a response to send instead), if it may not: a foreign
+/// origin, a draining node, the connection limit.
+fn refuse_socket(node: &Node, origin: Option<&str>, host: Option<&str>) -> Option<Response> {
+    if !origin_allowed(&node.config().origins, origin, host) {
+        tracing::warn!(?origin, ?host, "websocket refused: origin not allowed");
+        return Some(warp::reply::with_status("origin not allowed", StatusCode::FORBIDDEN).into_response());
+    }
+    if node.is_shutting_down() {
+        return Some(
+            warp::reply::with_status("shutting down", StatusCode::SERVICE_UNAVAILABLE).into_response(),
+        );
+    }
+    if node.connection_count() >= node.config().max_connections {
+        tracing::warn!("websocket refused: connection limit reached");
+        return Some(
+            warp::reply::with_status("too many connections", StatusCode::SERVICE_UNAVAILABLE).into_response(),
+        );
+    }
+    None
 }
 
 fn origin_allowed(policy: &AllowedOrigins, origin: Option<&str>, host: Option<&str>) -> bool {
@@ -245,8 +267,80 @@ impl Node {
     pub fn routes(&self) -> BoxedFilter<(Response,)> {
         let cfg = self.config().clone();
 
+        // The node's own accept loop leaves the upgrade in an `UpgradeSlot`: the socket is
+        // built here, with a small read buffer. Served by another server, warp upgrades.
         let node = self.clone();
-        let ws = warp::get()
+        let own = warp::get()
+            .and(exact_path(cfg.path("ws")))
+            .and(warp::ext::get::<UpgradeSlot>())
+            .and(warp::header::optional::<String>("connection"))
+            .and(warp::header::optional::<String>("upgrade"))
+            .and(warp::header::optional::<String>("sec-websocket-version"))
+            .and(warp::header::optional::<String>("sec-websocket-key"))
+            .and(warp::header::optional::<String>("origin"))
+            .and(warp::header::optional::<String>("host"))
+            .and(warp::header::optional::<String>("cookie"))
+            .map(
+                move |slot: UpgradeSlot,
+                      connection: Option<String>,
+                      upgrade: Option<String>,
+                      version: Option<String>,
+                      key: Option<String>,
+                      origin: Option<String>,
+                      host: Option<String>,
+                      cookie: Option<String>| {
+                    let is_upgrade = connection
+                        .as_deref()
+                        .is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+                        && upgrade
+                            .as_deref()
+                            .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+                    let (Some(key), true) = (key, is_upgrade) else {
+                        return warp::reply::with_status(
+                            "expected a WebSocket upgrade",
+                            StatusCode::BAD_REQUEST,
+                        )
+                        .into_response();
+                    };
+                    if version.as_deref() != Some("13") {
+                        let mut r = warp::reply::with_status(
+                            "unsupported WebSocket version",
+                            StatusCode::UPGRADE_REQUIRED,
+                        )
+                        .into_response();
+                        r.headers_mut()
+                            .insert("sec-websocket-version", HeaderValue::from_static("13"));
+                        return r;
+                    }
+                    if let Some(refused) = refuse_socket(&node, origin.as_deref(), host.as_deref()) {
+                        return refused;
+                    }
+                    let Some(pending) = slot.take() else {
+                        return warp::reply::with_status("not upgradable", StatusCode::BAD_REQUEST)
+                            .into_response();
+                    };
+                    let node = node.clone();
+                    let limit = node.config().max_message_size;
+                    tokio::spawn(async move {
+                        match crate::socket::upgraded(pending, limit).await {
+                            Ok(ws) => crate::connection::run(node, ws, cookie).await,
+                            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+                        }
+                    });
+                    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+                    let mut r = warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS)
+                        .into_response();
+                    let h = r.headers_mut();
+                    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                    if let Ok(v) = HeaderValue::from_str(&accept) {
+                        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+                    }
+                    r
+                },
+            );
+        let node = self.clone();
+        let by_warp = warp::get()
             .and(exact_path(cfg.path("ws")))
             .and(warp::ws())
             .and(warp::header::optional::<String>("origin"))
@@ -257,32 +351,20 @@ impl Node {
                       origin: Option<String>,
                       host: Option<String>,
                       cookie: Option<String>| {
-                    let policy = &node.config().origins;
-                    if !origin_allowed(policy, origin.as_deref(), host.as_deref()) {
-                        tracing::warn!(?origin, ?host, "websocket refused: origin not allowed");
-                        return warp::reply::with_status("origin not allowed", StatusCode::FORBIDDEN)
-                            .into_response();
-                    }
-                    if node.is_shutting_down() {
-                        return warp::reply::with_status("shutting down", StatusCode::SERVICE_UNAVAILABLE)
-                            .into_response();
-                    }
-                    if node.connection_count() >= node.config().max_connections {
-                        tracing::warn!("websocket refused: connection limit reached");
-                        return warp::reply::with_status(
-                            "too many connections",
-                            StatusCode::SERVICE_UNAVAILABLE,
-                        )
-                        .into_response();
+                    if let Some(refused) = refuse_socket(&node, origin.as_deref(), host.as_deref()) {
+                        return refused;
                     }
                     let limit = node.config().max_message_size;
                     let node = node.clone();
                     ws.max_message_size(limit.saturating_mul(2))
                         .max_frame_size(limit.saturating_mul(2))
-                        .on_upgrade(move |socket| crate::connection::run(node, socket, cookie))
+                        .on_upgrade(move |socket| {
+                            crate::connection::run(node, crate::socket::from_warp(socket), cookie)
+                        })
                         .into_response()
                 },
             );
+        let ws = own.or(by_warp).unify();
 
         let node = self.clone();
         let alive = warp::get().and(exact_path(cfg.path("alive"))).map(move || {

@@ -17,6 +17,7 @@ use warp::http::StatusCode;
 use warp::reply::Reply;
 
 use crate::Node;
+use crate::socket::UpgradeSlot;
 
 /// The client's socket address, as a request extension (read with
 /// `warp::ext::optional::<PeerAddr>()`).
@@ -89,6 +90,17 @@ async fn serve_connection<IO, S>(
 {
     let svc = hyper::service::service_fn(move |mut req: warp::http::Request<Incoming>| {
         req.extensions_mut().insert(PeerAddr(peer));
+        // A WebSocket upgrade is finished by the node's own route (small buffers).
+        let upgrade = req
+            .headers()
+            .get(warp::http::header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        if upgrade && let Some(pending) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
+            req.extensions_mut()
+                .insert(UpgradeSlot(std::sync::Arc::new(std::sync::Mutex::new(Some(
+                    pending,
+                )))));
+        }
         let mut service = service.clone();
         service.call(req)
     });

@@ -158,3 +158,29 @@ async fn a_client_that_never_finishes_its_handshake_is_dropped() -> anyhow::Resu
     tokio::time::timeout(thywill_testkit::TIMEOUT, s.read_to_end(&mut rest)).await??;
     Ok(())
 }
+
+/// The routes also work served by warp's own server (warp upgrades the socket there), with
+/// the same limits.
+#[tokio::test]
+async fn the_routes_work_behind_warps_own_server() -> anyhow::Result<()> {
+    use thywill_core::protocol::ServerFrame;
+    let fx = Fixture::start(
+        TransportConfig::default()
+            .with_base_path("/t")?
+            .with_max_message_size(1024)?,
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(warp::serve(fx.node.routes()).incoming(listener).run());
+    let url = format!("ws://{addr}/t/ws");
+    let mut c = WsClient::connect(&url).await?;
+    c.send("echo", serde_json::json!("through warp")).await?;
+    match c.recv().await? {
+        ServerFrame::Msg { data, .. } => assert_eq!(data, serde_json::json!("through warp")),
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+    c.send("echo", serde_json::json!("x".repeat(4096))).await?;
+    assert_eq!(c.closed().await?, Some(close::MESSAGE_TOO_BIG));
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The WebSocket a connection task drives, whoever upgraded it.
+//!
+//! Behind [`crate::Node::bind`] (the node's own accept loop) the node takes the upgrade itself
+//! and builds the socket with a small read buffer ([`READ_BUFFER`]): tungstenite's default of
+//! 128 KiB per socket would dominate the memory of an idle connection. When the routes are
+//! served by another server (`warp::serve(node.routes())`), warp's own upgrade is used and
+//! its socket adapted to the same types.
+
+use std::io;
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+
+pub(crate) use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+
+/// Bytes read from a socket at a time (tungstenite's default is 128 KiB).
+pub(crate) const READ_BUFFER: usize = 4 * 1024;
+
+/// What a connection task reads frames from and writes frames to.
+pub(crate) trait Socket:
+    Stream<Item = Result<WsMessage, WsError>> + Sink<WsMessage, Error = WsError> + Unpin + Send + 'static
+{
+}
+
+impl<T> Socket for T where
+    T: Stream<Item = Result<WsMessage, WsError>> + Sink<WsMessage, Error = WsError> + Unpin + Send + 'static
+{
+}
+
+/// The pending upgrade of a request, taken out of the request by the accept loop so that the
+/// WebSocket route can finish the upgrade itself (a request extension must be `Clone`).
+#[derive(Clone)]
+pub(crate) struct UpgradeSlot(pub(crate) std::sync::Arc<std::sync::Mutex<Option<OnUpgrade>>>);
+
+impl UpgradeSlot {
+    /// Takes the upgrade (once).
+    pub(crate) fn take(&self) -> Option<OnUpgrade> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// The socket configuration: small read buffer, frames and messages bounded by twice the
+/// message size limit (the protocol's own limit, checked on decoding, closes with 1009).
+pub(crate) fn config(max_message_size: usize) -> WebSocketConfig {
+    let limit = max_message_size.saturating_mul(2);
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+}
+
+/// Finishes an upgrade taken by the accept loop.
+pub(crate) async fn upgraded(
+    upgrade: OnUpgrade,
+    max_message_size: usize,
+) -> hyper::Result<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>> {
+    let io = upgrade.await?;
+    Ok(
+        WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(config(max_message_size)))
+            .await,
+    )
+}
+
+/// warp's socket as a [`Socket`].
+pub(crate) fn from_warp(ws: warp::ws::WebSocket) -> impl Socket {
+    ws.map(|r| {
+        r.map(to_tungstenite)
+            .map_err(|e| WsError::Io(io::Error::other(e)))
+    })
+    .sink_map_err(|e| WsError::Io(io::Error::other(e)))
+    .with(|m: WsMessage| std::future::ready(Ok::<_, WsError>(to_warp(m))))
+}
+
+fn to_tungstenite(m: warp::ws::Message) -> WsMessage {
+    if let Ok(text) = m.to_str() {
+        WsMessage::text(text)
+    } else if m.is_ping() {
+        WsMessage::Ping(m.into_bytes())
+    } else if m.is_pong() {
+        WsMessage::Pong(m.into_bytes())
+    } else if m.is_close() {
+        WsMessage::Close(m.close_frame().map(|(code, reason)| close_frame(code, reason)))
+    } else {
+        WsMessage::Binary(m.into_bytes())
+    }
+}
+
+fn to_warp(m: WsMessage) -> warp::ws::Message {
+    match m {
+        WsMessage::Text(t) => warp::ws::Message::text(t.as_str()),
+        WsMessage::Binary(b) => warp::ws::Message::binary(b),
+        WsMessage::Ping(b) => warp::ws::Message::ping(b),
+        WsMessage::Pong(b) => warp::ws::Message::pong(b),
+        WsMessage::Close(Some(f)) => warp::ws::Message::close_with(u16::from(f.code), f.reason.to_string()),
+        WsMessage::Close(None) | WsMessage::Frame(_) => warp::ws::Message::close(),
+    }
+}
+
+fn close_frame(code: u16, reason: &str) -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_owned().into(),
+    }
+}
+
+/// A close frame with a code and a reason.
+pub(crate) fn close(code: u16, reason: &str) -> WsMessage {
+    WsMessage::Close(Some(close_frame(code, reason)))
+}
