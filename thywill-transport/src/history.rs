@@ -10,14 +10,14 @@ use thywill_core::{BoxFuture, CoreResult, Entry, History, HistoryLimits, Offset,
 const MAX_MARKS: usize = 100_000;
 
 /// Replay logs kept in this process: bounded per stream by [`HistoryLimits`], idle streams
-/// forgotten after `max_age`. Its epoch is new in every process, so a client that comes back
-/// after the member restarted is told `continuity_lost` rather than given wrong offsets.
+/// forgotten after `max_age`. Every log starts a new random epoch (in a new process, or when a
+/// forgotten stream is used again), so a client that comes back after the member restarted is
+/// told `continuity_lost` rather than given offsets of another log.
 ///
 /// Not shared: in a cluster without a shared history, each member numbers and replays the
 /// messages it sent itself (the node names such streams after the member).
 pub struct LocalHistory {
     limits: HistoryLimits,
-    epoch: String,
     state: Mutex<State>,
 }
 
@@ -29,6 +29,7 @@ struct State {
 }
 
 struct Log {
+    epoch: String,
     last: u64,
     entries: VecDeque<(u64, Instant, String)>,
     touched: Instant,
@@ -38,7 +39,6 @@ impl std::fmt::Debug for LocalHistory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalHistory")
             .field("limits", &self.limits)
-            .field("epoch", &self.epoch)
             .finish_non_exhaustive()
     }
 }
@@ -50,11 +50,10 @@ impl Default for LocalHistory {
 }
 
 impl LocalHistory {
-    /// An empty history with these bounds and a fresh epoch.
+    /// An empty history with these bounds.
     pub fn new(limits: HistoryLimits) -> Self {
         Self {
             limits,
-            epoch: format!("{:016x}", rand::random::<u64>()),
             state: Mutex::new(State::default()),
         }
     }
@@ -111,6 +110,7 @@ impl History for LocalHistory {
             self.sweep(&mut state, now);
         }
         let log = state.streams.entry(stream.to_owned()).or_insert_with(|| Log {
+            epoch: format!("{:016x}", rand::random::<u64>()),
             last: 0,
             entries: VecDeque::new(),
             touched: now,
@@ -121,7 +121,7 @@ impl History for LocalHistory {
         log.entries.push_back((off, now, payload));
         self.trim(log, now);
         let offset = Offset {
-            epoch: self.epoch.clone(),
+            epoch: log.epoch.clone(),
             off,
         };
         Box::pin(std::future::ready(Ok(offset)))
@@ -131,17 +131,16 @@ impl History for LocalHistory {
         let now = Instant::now();
         let mut state = self.state();
         let replay = match state.streams.get_mut(stream) {
+            // Never written here, or forgotten after `max_age` idle: no log.
             None => Replay {
-                // Never written here, or forgotten after max_age idle: an unknown epoch is
-                // a lost log; our own epoch with nothing newer is continuous.
-                epoch: self.epoch.clone(),
-                continuous: after.epoch == self.epoch,
+                epoch: String::new(),
+                continuous: false,
                 entries: Vec::new(),
-                last: if after.epoch == self.epoch { after.off } else { 0 },
+                last: 0,
             },
             Some(log) => {
                 self.trim(log, now);
-                let same = after.epoch == self.epoch;
+                let same = after.epoch == log.epoch;
                 let first = log.entries.front().map_or(log.last + 1, |(o, _, _)| *o);
                 let continuous = same && (after.off >= log.last || first <= after.off + 1);
                 let from = if continuous { after.off + 1 } else { 0 };
@@ -155,7 +154,7 @@ impl History for LocalHistory {
                     })
                     .collect();
                 Replay {
-                    epoch: self.epoch.clone(),
+                    epoch: log.epoch.clone(),
                     continuous,
                     entries,
                     last: log.last,
@@ -192,15 +191,16 @@ mod tests {
     #[tokio::test]
     async fn numbers_streams_apart_and_replays_the_tail() -> CoreResult<()> {
         let h = LocalHistory::default();
+        let mut epoch = String::new();
         for i in 1..=5u64 {
-            assert_eq!(h.append("c:a", 0, format!("m{i}")).await?.off, i);
+            let o = h.append("c:a", 0, format!("m{i}")).await?;
+            assert_eq!(o.off, i);
+            epoch = o.epoch;
         }
         let b = h.append("c:b", 0, "x".into()).await?;
         assert_eq!(b.off, 1);
-        let after = Offset {
-            epoch: b.epoch.clone(),
-            off: 2,
-        };
+        assert_ne!(b.epoch, epoch, "every log has its own epoch");
+        let after = Offset { epoch, off: 2 };
         let r = h.read_after("c:a", &after).await?;
         assert!(r.continuous);
         assert_eq!(offsets(&r), [3, 4, 5]);
