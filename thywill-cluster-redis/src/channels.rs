@@ -7,7 +7,7 @@ use fred::types::{ClusterHash, Value};
 use thywill_core::{BoxFuture, ChannelId, ChannelManager, CoreResult, SessionId};
 
 use crate::Error;
-use crate::store::{Commands, check_prefix, check_timeout, check_url};
+use crate::store::Commands;
 
 /// Adds (`SADD`) or removes (`SREM`) sessions, both ways, atomically.
 /// KEYS[1]: the channel's set; ARGV[1]: the command; ARGV[2]: the prefix of sessions' sets;
@@ -50,28 +50,7 @@ impl Default for RedisChannelsConfig {
 }
 
 impl RedisChannelsConfig {
-    /// The Redis server (`redis://host:port[/db]`).
-    pub fn with_url(mut self, url: impl Into<String>) -> Result<Self, Error> {
-        let url = url.into();
-        check_url(&url)?;
-        self.url = url;
-        Ok(self)
-    }
-
-    /// Prefix of every key (default `thywill:`).
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, Error> {
-        let prefix = prefix.into();
-        check_prefix(&prefix)?;
-        self.prefix = prefix;
-        Ok(self)
-    }
-
-    /// Bound of every Redis command (default 2 s).
-    pub fn with_command_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        check_timeout(timeout)?;
-        self.command_timeout = timeout;
-        Ok(self)
-    }
+    crate::store::store_setters!("Prefix of every key (default `thywill:`).");
 
     fn channel_key(&self, channel: &ChannelId) -> String {
         format!("{}channelsessionids:{channel}", self.prefix)

@@ -8,7 +8,7 @@ use fred::types::{ClusterHash, Value};
 use thywill_core::{BoxFuture, CoreResult, Entry, History, HistoryLimits, Offset, Replay};
 
 use crate::Error;
-use crate::store::{Commands, check_prefix, check_timeout, check_url};
+use crate::store::Commands;
 
 /// Appends one entry, atomically, and returns `{epoch, off}`.
 ///
@@ -132,28 +132,9 @@ impl Default for RedisHistoryConfig {
 }
 
 impl RedisHistoryConfig {
-    /// The Redis server (`redis://host:port[/db]`).
-    pub fn with_url(mut self, url: impl Into<String>) -> Result<Self, Error> {
-        let url = url.into();
-        check_url(&url)?;
-        self.url = url;
-        Ok(self)
-    }
-
-    /// Prefix of every key (default `thywill:history:`); see [`RedisHistory`] for the keys.
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, Error> {
-        let prefix = prefix.into();
-        check_prefix(&prefix)?;
-        self.prefix = prefix;
-        Ok(self)
-    }
-
-    /// Bound of every Redis command (default 2 s).
-    pub fn with_command_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        check_timeout(timeout)?;
-        self.command_timeout = timeout;
-        Ok(self)
-    }
+    crate::store::store_setters!(
+        "Prefix of every key (default `thywill:history:`); see [`RedisHistory`] for the keys."
+    );
 
     /// Entries kept per stream and how long each stays replayable (default: 10,000 entries,
     /// 5 minutes). Both must be positive; the age has millisecond resolution (at least 1 ms).

@@ -16,7 +16,6 @@ use thywill_core::{BoxFuture, CoreResult, Resource, ResourceKind, ResourceManage
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::store::{check_prefix, check_timeout, check_url};
 use crate::{Error, decode, encode};
 
 /// Settings of a [`RedisResources`] store.
@@ -40,33 +39,13 @@ impl Default for RedisResourcesConfig {
 }
 
 impl RedisResourcesConfig {
-    /// The Redis server (`redis://host:port[/db]`).
-    pub fn with_url(mut self, url: impl Into<String>) -> Result<Self, Error> {
-        let url = url.into();
-        check_url(&url)?;
-        self.url = url;
-        Ok(self)
-    }
-
-    /// Prefix of every key and channel (default `thywill:`), so that services can share a
-    /// Redis server.
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, Error> {
-        let prefix = prefix.into();
-        check_prefix(&prefix)?;
-        self.prefix = prefix;
-        Ok(self)
-    }
+    crate::store::store_setters!(
+        "Prefix of every key and channel (default `thywill:`), so that services can share a Redis server."
+    );
 
     /// Resources each member keeps in its local cache (default 100; 0 turns the cache off).
     pub fn with_cache_capacity(mut self, capacity: usize) -> Result<Self, Error> {
         self.cache_capacity = capacity;
-        Ok(self)
-    }
-
-    /// Bound of every Redis command (default 2 s).
-    pub fn with_command_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        check_timeout(timeout)?;
-        self.command_timeout = timeout;
         Ok(self)
     }
 

@@ -8,7 +8,7 @@ use fred::types::{ClusterHash, Value};
 use thywill_core::{BoxFuture, CoreResult, SessionData, SessionId, SessionStore};
 
 use crate::Error;
-use crate::store::{Commands, check_prefix, check_timeout, check_url};
+use crate::store::Commands;
 
 /// Settings of a [`RedisSessions`] store.
 #[derive(Clone, Debug)]
@@ -31,22 +31,9 @@ impl Default for RedisSessionsConfig {
 }
 
 impl RedisSessionsConfig {
-    /// The Redis server (`redis://host:port[/db]`).
-    pub fn with_url(mut self, url: impl Into<String>) -> Result<Self, Error> {
-        let url = url.into();
-        check_url(&url)?;
-        self.url = url;
-        Ok(self)
-    }
-
-    /// Prefix of every key (default `thywill:`); a session is stored at
-    /// `<prefix>session:<id>`.
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, Error> {
-        let prefix = prefix.into();
-        check_prefix(&prefix)?;
-        self.prefix = prefix;
-        Ok(self)
-    }
+    crate::store::store_setters!(
+        "Prefix of every key (default `thywill:`); a session is stored at `<prefix>session:<id>`."
+    );
 
     /// How long a session lives after it was last stored or loaded (default 24 h; whole
     /// seconds, at least one). The WebSocket handshake loads the session, so a session lives as
@@ -59,13 +46,6 @@ impl RedisSessionsConfig {
             });
         }
         self.ttl = ttl;
-        Ok(self)
-    }
-
-    /// Bound of every Redis command (default 2 s).
-    pub fn with_command_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        check_timeout(timeout)?;
-        self.command_timeout = timeout;
         Ok(self)
     }
 

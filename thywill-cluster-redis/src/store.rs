@@ -41,6 +41,37 @@ pub(crate) fn check_timeout(timeout: Duration) -> Result<(), Error> {
     Ok(())
 }
 
+/// Defines the setters every store's configuration has — `with_url`, `with_prefix` (its doc
+/// given) and `with_command_timeout` — on a struct with `url`, `prefix` and `command_timeout`
+/// fields. Used inside the struct's `impl` block.
+macro_rules! store_setters {
+    ($prefix_doc:literal) => {
+        /// The Redis server (`redis://host:port[/db]`).
+        pub fn with_url(mut self, url: impl Into<String>) -> Result<Self, Error> {
+            let url = url.into();
+            $crate::store::check_url(&url)?;
+            self.url = url;
+            Ok(self)
+        }
+
+        #[doc = $prefix_doc]
+        pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, Error> {
+            let prefix = prefix.into();
+            $crate::store::check_prefix(&prefix)?;
+            self.prefix = prefix;
+            Ok(self)
+        }
+
+        /// Bound of every Redis command (default 2 s).
+        pub fn with_command_timeout(mut self, timeout: std::time::Duration) -> Result<Self, Error> {
+            $crate::store::check_timeout(timeout)?;
+            self.command_timeout = timeout;
+            Ok(self)
+        }
+    };
+}
+pub(crate) use store_setters;
+
 /// One command connection.
 pub(crate) struct Commands {
     client: Client,
