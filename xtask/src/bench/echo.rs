@@ -210,6 +210,10 @@ pub(super) async fn spawn_server(
     name: &str,
 ) -> anyhow::Result<(Child, SocketAddr)> {
     let mut c = tokio::process::Command::from(c);
+    // The benchmarks measure throughput: lift the per-connection rate limit (default 200
+    // frames/s), which would close their connections with 4429.
+    c.env("THYWILL_LIMITS__RATE_PER_SEC", "1000000")
+        .env("THYWILL_LIMITS__RATE_BURST", "1000000");
     // Own process group: a Ctrl-C in the terminal reaches xtask, which stops the server.
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())
