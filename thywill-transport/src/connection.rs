@@ -106,8 +106,9 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
                 out = rx.recv() => match out {
                     Some(text) => {
                         metrics.bytes_out.inc_by(text.len() as u64);
-                        if ws.send(WsMessage::text(text)).await.is_err() {
-                            break (0, "write failed");
+                        let write = ws.send(WsMessage::text(text));
+                        if let Err(end) = bounded(write, &mut killed, &mut shutdown, cfg.keepalive_timeout).await {
+                            break end;
                         }
                     }
                     None => break (close::INTERNAL_ERROR, "queue closed"),
@@ -121,8 +122,9 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
                         tracing::info!("keepalive timeout");
                         break (close::KEEPALIVE_TIMEOUT, "keepalive timeout");
                     }
-                    if ws.send(WsMessage::Ping(Default::default())).await.is_err() {
-                        break (0, "write failed");
+                    let write = ws.send(WsMessage::Ping(Default::default()));
+                    if let Err(end) = bounded(write, &mut killed, &mut shutdown, cfg.keepalive_timeout).await {
+                        break end;
                     }
                 }
                 frame = ws.next() => {
@@ -166,15 +168,17 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
                                         inbound.set_tab(&node, &handle, tab).await;
                                     }
                                     let items = node.inner.replay(&conn, &session, inbound.tab.as_deref(), streams).await;
-                                    if !write_replay(&mut ws, &mut rx, &handle, items).await {
-                                        break (0, "write failed");
+                                    let write = write_replay(&mut ws, &mut rx, &handle, items);
+                                    if let Err(end) = bounded(write, &mut killed, &mut shutdown, cfg.keepalive_timeout).await {
+                                        break end;
                                     }
                                 }
                                 Ok(ClientFrame::Resume { streams }) => {
                                     bad_frames = 0;
                                     let items = node.inner.replay(&conn, &session, inbound.tab.as_deref(), streams).await;
-                                    if !write_replay(&mut ws, &mut rx, &handle, items).await {
-                                        break (0, "write failed");
+                                    let write = write_replay(&mut ws, &mut rx, &handle, items);
+                                    if let Err(end) = bounded(write, &mut killed, &mut shutdown, cfg.keepalive_timeout).await {
+                                        break end;
                                     }
                                 }
                                 Ok(frame) => {
@@ -219,26 +223,8 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
     };
 
     if reason.0 != 0 {
-        // Flush what is queued when closing politely (shutdown), then close with the code.
-        if reason.0 == close::GOING_AWAY {
-            while let Ok(text) = rx.try_recv() {
-                if ws.feed(WsMessage::text(text)).await.is_err() {
-                    break;
-                }
-            }
-            // Draining: spread the reconnections of this member's clients over the jitter.
-            let bound = u64::try_from(cfg.drain_jitter.as_millis()).unwrap_or(u64::MAX);
-            let after_ms = if bound == 0 {
-                0
-            } else {
-                rand::random::<u64>() % bound
-            };
-            let _ = ws
-                .feed(WsMessage::text(ServerFrame::Reconnect { after_ms }.encode()))
-                .await;
-        }
-        let _ = ws.send(crate::socket::close(reason.0, reason.1)).await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), SinkExt::close(&mut ws)).await;
+        // Bounded: a client that does not read gets no more than two seconds of our time.
+        let _ = tokio::time::timeout(CLOSING_TIME, close_with(&mut ws, &mut rx, &cfg, reason)).await;
     }
     if let Some(tab) = &inbound.tab
         && inbound.mark > 0
@@ -437,24 +423,22 @@ fn send_ack(node: &Node, handle: &Arc<ConnHandle>, conn: &ConnectionId, tab: Opt
 }
 
 /// Writes a replay: the frames queued before it first (keeping sequence numbers in order),
-/// then its frames. False when the socket failed.
+/// then its frames.
 async fn write_replay(
     ws: &mut impl Socket,
     rx: &mut mpsc::Receiver<String>,
     handle: &ConnHandle,
     items: Vec<Replayed>,
-) -> bool {
+) -> Result<(), WsError> {
     if items.is_empty() {
-        return true;
+        return Ok(());
     }
     let msgs = items.iter().filter(|i| matches!(i, Replayed::Msg(..))).count() as u64;
     let (mut seq, queued) = handle.reserve(msgs);
     for _ in 0..queued {
         let Ok(text) = rx.try_recv() else { break };
         handle.metrics.bytes_out.inc_by(text.len() as u64);
-        if ws.feed(WsMessage::text(text)).await.is_err() {
-            return false;
-        }
+        ws.feed(WsMessage::text(text)).await?;
     }
     for item in items {
         let text = match item {
@@ -466,11 +450,65 @@ async fn write_replay(
             }
         };
         handle.metrics.bytes_out.inc_by(text.len() as u64);
-        if ws.feed(WsMessage::text(text)).await.is_err() {
-            return false;
+        ws.feed(WsMessage::text(text)).await?;
+    }
+    ws.flush().await
+}
+
+/// How long closing a connection may take: the frames still queued (on shutdown), the
+/// `reconnect` hint, the close frame.
+const CLOSING_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs a socket write, but gives up when the connection is killed (a slow consumer's queue
+/// overflowed meanwhile), the node shuts down, or the write makes no progress for `limit`
+/// (a client that stopped reading): the reason to close with.
+async fn bounded<T>(
+    write: impl std::future::Future<Output = Result<T, WsError>>,
+    killed: &mut watch::Receiver<Option<u16>>,
+    shutdown: &mut watch::Receiver<bool>,
+    limit: std::time::Duration,
+) -> Result<(), (u16, &'static str)> {
+    tokio::select! {
+        biased;
+        written = write => written.map(|_| ()).map_err(|_| (0, "write failed")),
+        _ = killed.changed() => {
+            let code = (*killed.borrow()).unwrap_or(close::INTERNAL_ERROR);
+            Err((code, if code == close::SLOW_CONSUMER { "slow consumer" } else { "closed by server" }))
+        }
+        _ = shutdown.changed() => Err((close::GOING_AWAY, "server shutting down")),
+        () = tokio::time::sleep(limit) => {
+            tracing::info!("write stalled: closing slow consumer");
+            Err((close::SLOW_CONSUMER, "slow consumer"))
         }
     }
-    ws.flush().await.is_ok()
+}
+
+/// Closes politely with `reason`: on shutdown the frames still queued and a `reconnect` hint
+/// (with jitter, to spread this member's clients) go first.
+async fn close_with(
+    ws: &mut impl Socket,
+    rx: &mut mpsc::Receiver<String>,
+    cfg: &crate::TransportConfig,
+    reason: (u16, &'static str),
+) {
+    if reason.0 == close::GOING_AWAY {
+        while let Ok(text) = rx.try_recv() {
+            if ws.feed(WsMessage::text(text)).await.is_err() {
+                break;
+            }
+        }
+        let bound = u64::try_from(cfg.drain_jitter.as_millis()).unwrap_or(u64::MAX);
+        let after_ms = if bound == 0 {
+            0
+        } else {
+            rand::random::<u64>() % bound
+        };
+        let _ = ws
+            .feed(WsMessage::text(ServerFrame::Reconnect { after_ms }.encode()))
+            .await;
+    }
+    let _ = ws.send(crate::socket::close(reason.0, reason.1)).await;
+    let _ = SinkExt::close(ws).await;
 }
 
 /// Whether a read failed because a frame or message exceeded the socket's size limits.

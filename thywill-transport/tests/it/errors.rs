@@ -128,6 +128,26 @@ async fn a_slow_consumer_is_cut_off_with_4008_without_stalling_others() -> anyho
     Ok(())
 }
 
+/// A client that stops reading while messages trickle in fills the socket buffers first:
+/// the write blocks, and the queue overflows behind it. The server must still cut it off,
+/// without the client ever reading again.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_even_while_a_write_blocks() -> anyhow::Result<()> {
+    let cfg = TransportConfig::default()
+        .with_base_path("/t")?
+        .with_outbound_queue(8)?;
+    let fx = Fixture::start(cfg).await?;
+    let mut other = WsClient::connect(&fx.ws_url()).await?;
+    let mut slow = WsClient::connect(&fx.ws_url()).await?;
+    slow.send("echo", json!({"flood": 100_000, "size": 16_384, "pause_ms": 1}))
+        .await?;
+    fx.until("the stalled client to be cut off", |n| n.connection_count() == 1)
+        .await?;
+    assert_echo_works(&mut other).await?;
+    drop(slow); // it never read
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_flooding_client_is_closed_with_4429_and_others_carry_on() -> anyhow::Result<()> {
     let cfg = TransportConfig::default()

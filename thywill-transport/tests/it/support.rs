@@ -12,11 +12,30 @@ use thywill_transport::local::{LocalCluster, MemoryChannels, MemoryResources, Me
 use thywill_transport::{Node, NodeParts, Sessions, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Echoes every message; `{"flood": n, "size": s}` answers with `n` messages of `s` bytes.
+/// Echoes every message; `{"flood": n, "size": s}` answers with `n` messages of `s` bytes,
+/// and with `"pause_ms": p` waits `p` ms between them (in a task of its own).
 pub(crate) struct Echo;
 
 impl Application for Echo {
     async fn received(&self, ctx: &AppContext, client: &Client, message: Message) {
+        if let Some(pause) = message.data.get("pause_ms").and_then(|v| v.as_u64()) {
+            let n = message.data.get("flood").and_then(|v| v.as_u64()).unwrap_or(0);
+            let size = message.data.get("size").and_then(|v| v.as_u64()).unwrap_or(16) as usize;
+            let (ctx, conn, body) = (ctx.clone(), client.connection.clone(), "x".repeat(size));
+            tokio::spawn(async move {
+                for i in 0..n {
+                    if ctx
+                        .send_to_connection(&conn, json!({"i": i, "body": body}))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+            });
+            return;
+        }
         if let Some(n) = message.data.get("flood").and_then(|v| v.as_u64()) {
             let size = message.data.get("size").and_then(|v| v.as_u64()).unwrap_or(16) as usize;
             let body = "x".repeat(size);
