@@ -722,13 +722,10 @@ impl Inner {
                 tracing::debug!(%stream, "resume of a stream the connection does not read ignored");
                 continue;
             }
-            let replay = match self.history.read_after(base, &after).await {
-                Ok(r) => r,
-                Err(e) => {
-                    // Not a loss: the client asks again (on its next gap or reconnect).
-                    tracing::warn!(%stream, error = %e, "history not readable: no replay");
-                    continue;
-                }
+            let Some(replay) = self.read_after(base, &after).await else {
+                // Not a loss: the client asks again (on its next gap or reconnect).
+                tracing::warn!(%stream, "history not readable: no replay");
+                continue;
             };
             if !replay.continuous {
                 let next = replay.entries.first().map_or(replay.last + 1, |e| e.off);
@@ -888,36 +885,55 @@ impl Inner {
         }
     }
 
-    /// Logs a stream message, retrying while the history is unreachable (a Redis restart),
-    /// up to the append timeout.
-    async fn append(&self, base: &str, payload: String) -> CoreResult<At> {
-        let started = tokio::time::Instant::now();
-        let deadline = started + self.config.append_timeout;
+    /// Runs a history call until it succeeds, retrying with backoff while the history is
+    /// unreachable (a Redis restart), within the append timeout; the last error otherwise.
+    async fn retrying<T, F>(&self, stream: &str, mut attempt: impl FnMut() -> F) -> CoreResult<T>
+    where
+        F: std::future::Future<Output = CoreResult<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.config.append_timeout;
         let mut pause = std::time::Duration::from_millis(20);
-        // The same key on every attempt: a retry of an append that did happen is not logged twice.
-        let key: u64 = rand::random();
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let attempt = self.history.append(base, key, payload.clone());
-            let error = match tokio::time::timeout(remaining, attempt).await {
-                Ok(Ok(offset)) => {
-                    return Ok(At {
-                        stream: self.wire_stream(base),
-                        offset,
-                    });
-                }
+            let error = match tokio::time::timeout(remaining, attempt()).await {
+                Ok(Ok(done)) => return Ok(done),
                 Ok(Err(e)) => e,
                 Err(_) => CoreError::Unavailable("the history did not answer in time".into()),
             };
             if tokio::time::Instant::now() + pause >= deadline {
-                self.metrics.history_failures.inc();
-                tracing::warn!(stream = base, error = %error, waited = ?started.elapsed(), "message not logged: not sent");
                 return Err(error);
             }
-            tracing::debug!(stream = base, error = %error, "history append failed; retrying");
+            tracing::debug!(stream, error = %error, "history unreachable; retrying");
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_millis(500));
         }
+    }
+
+    /// Logs a stream message (see [`Inner::retrying`]).
+    async fn append(&self, base: &str, payload: String) -> CoreResult<At> {
+        // The same key on every attempt: a retry of an append that did happen is not logged twice.
+        let key: u64 = rand::random();
+        match self
+            .retrying(base, || self.history.append(base, key, payload.clone()))
+            .await
+        {
+            Ok(offset) => Ok(At {
+                stream: self.wire_stream(base),
+                offset,
+            }),
+            Err(error) => {
+                self.metrics.history_failures.inc();
+                tracing::warn!(stream = base, error = %error, "message not logged: not sent");
+                Err(error)
+            }
+        }
+    }
+
+    /// Reads a stream's history after an offset (see [`Inner::retrying`]).
+    async fn read_after(&self, base: &str, after: &Offset) -> Option<thywill_core::Replay> {
+        self.retrying(base, || self.history.read_after(base, after))
+            .await
+            .ok()
     }
 
     /// Numbers a message of a per-member stream in this member's history, which answers at
