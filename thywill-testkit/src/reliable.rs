@@ -2,8 +2,8 @@
 //! `docs/PROTOCOL.md` ("Recovery after a reconnect") describes it and `thywill.js` does it in
 //! browsers: a stable tab id, a position `{epoch, last}` per stream, messages held across a
 //! gap and a `resume` when the gap stays open for 250 ms, `skip` frames counted as seen,
-//! `continuity_lost` handled, and ids on sent messages, kept until acknowledged and resent
-//! after a reconnect.
+//! `continuity_lost` handled, a draining member's `reconnect` delay honoured, and ids on sent
+//! messages, kept until acknowledged and resent after a reconnect.
 //!
 //! [`Streams`] is the ordering logic alone (no IO, unit-tested below); [`ReliableClient`]
 //! drives it over a WebSocket ([`crate::WsClient`]), and tells the test what it delivered,
@@ -473,6 +473,9 @@ pub struct Counters {
     pub acked: u64,
     /// `error` frames received.
     pub errors: u64,
+    /// `reconnect` frames received (a draining member's hint; the next automatic
+    /// reconnection waits the delay it names).
+    pub reconnect_hints: u64,
 }
 
 #[derive(Debug)]
@@ -501,8 +504,13 @@ pub struct ReliableClient {
     auto_next: usize,
     retry_at: Option<Instant>,
     attempts: u32,
+    /// The delay of the last `reconnect` frame, for the next automatic reconnection.
+    hint: Option<Duration>,
     last_error: Option<String>,
 }
+
+/// Longest `reconnect` delay honoured.
+const MAX_HINT: Duration = Duration::from_secs(30);
 
 /// A random-enough tab id: 16 hex digits.
 fn new_tab_id() -> String {
@@ -541,6 +549,7 @@ impl ReliableClient {
             auto_next: 0,
             retry_at: None,
             attempts: 0,
+            hint: None,
             last_error: None,
         };
         c.open(url).await?;
@@ -685,6 +694,7 @@ impl ReliableClient {
         self.ws = Some(ws);
         self.retry_at = None;
         self.attempts = 0;
+        self.hint = None;
         // The hello asked for every open gap: ask again only if they stay open.
         self.streams.restart_asks(Instant::now());
         // Unacknowledged messages first, then those kept while disconnected, in id order.
@@ -714,7 +724,10 @@ impl ReliableClient {
         self.streams.stop_asks();
         if !self.auto.is_empty() && !dropped {
             self.attempts = 0;
-            self.retry_at = Some(Instant::now() + self.backoff());
+            // A draining member named the delay (jittered, to spread its clients); as
+            // `thywill.js`, the first attempt waits that long instead of the backoff.
+            let wait = self.hint.take().unwrap_or_else(|| self.backoff());
+            self.retry_at = Some(Instant::now() + wait);
         }
     }
 
@@ -905,7 +918,12 @@ impl ReliableClient {
                 self.counters.errors += 1;
                 self.last_error = Some(format!("{code:?}: {message}"));
             }
-            ServerFrame::Welcome { .. } | ServerFrame::Reconnect { .. } | ServerFrame::Load { .. } => {}
+            ServerFrame::Reconnect { after_ms } => {
+                // The close (1001) follows; the automatic reconnection waits this long.
+                self.counters.reconnect_hints += 1;
+                self.hint = Some(Duration::from_millis(after_ms).min(MAX_HINT));
+            }
+            ServerFrame::Welcome { .. } | ServerFrame::Load { .. } => {}
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Delivery guarantees (issue 7) with real member processes, a real `redis-server` and clients
 //! that implement recovery ([`ReliableClient`]): every stroke reaches every client exactly once
-//! and in order through a member crash and restart, a Redis restart, network drops and a
-//! slow-consumer cut-off, and no client is told that continuity was lost.
+//! and in order through a member crash and restart, a Redis restart, network drops, a
+//! slow-consumer cut-off and a rolling restart, and no client is told that continuity was lost.
 //!
 //! Strokes carry their number `n` and the publisher's clock `sent_us` in their data (Draw
 //! passes unknown fields through), so receivers check order and completeness and measure
 //! latency.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -54,7 +55,7 @@ fn strokes(delivered: &[Delivered]) -> Vec<(u64, u64, u64)> {
 
 /// Duplicates (numbers delivered more than once) and numbers out of order in `ns`.
 fn duplicates_and_disorder(ns: &[u64]) -> (usize, usize) {
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = BTreeSet::new();
     let dups = ns.iter().filter(|n| !seen.insert(**n)).count();
     let disorder = ns.windows(2).filter(|w| w[1] <= w[0]).count();
     (dups, disorder)
@@ -768,5 +769,296 @@ async fn c_a_slow_consumer_is_cut_off_recovers_everything_and_slows_nobody() -> 
         "the others' p99 latency during the slow consumer is {d99:.1} ms"
     );
     ensure!(member.is_running());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// D: a rolling restart (SIGTERM, drain, restart) of the three members loses nothing.
+// ---------------------------------------------------------------------------------------------
+
+/// Strokes of the rolling-restart run: 20 s at 50 per second.
+const ROLLING_TOTAL: u64 = 1000;
+/// Receiving clients.
+const ROLLING_CLIENTS: usize = 60;
+/// The stroke counts at which alpha, beta, then gamma are drained (5 s apart: each one's
+/// clients wait up to the 2 s drain jitter, and the member is back before the next).
+const DRAIN_AT: [u64; 3] = [100, 350, 600];
+
+/// The connection's closes, each with the member it was connected to, and whether the client
+/// was connected again after the last one.
+fn closes(events: &[ConnEvent]) -> (Vec<(String, Option<u16>)>, bool) {
+    let mut on = String::new();
+    let mut out = Vec::new();
+    for e in events {
+        match e {
+            ConnEvent::Connected { member, .. } => on = member.clone(),
+            ConnEvent::Disconnected { code, .. } => out.push((on.clone(), *code)),
+        }
+    }
+    let back = matches!(events.last(), Some(ConnEvent::Connected { .. }));
+    (out, back)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_a_rolling_restart_loses_nothing() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let args = redis_args(&redis, "alpha,beta,gamma");
+    let mut members = Vec::new();
+    for id in ["alpha", "beta", "gamma"] {
+        members.push(Member::start(DRAW, id, free_port(), &args).await?);
+    }
+    all_up(&mut members).await?;
+    let urls: Vec<String> = members.iter().map(|m| m.ws(BASE)).collect();
+
+    let started = Instant::now();
+    let deadline = started + PERIOD * ROLLING_TOTAL as u32 + Duration::from_secs(15);
+    let mut tasks = Vec::new();
+    for batch in (0..ROLLING_CLIENTS).collect::<Vec<_>>().chunks(20) {
+        let connecting: Vec<_> = batch
+            .iter()
+            .map(|&i| {
+                let url = urls[i % 3].clone();
+                tokio::spawn(async move { client(&url).await })
+            })
+            .collect();
+        for (&i, c) in batch.iter().zip(connecting) {
+            let mut c = c.await??;
+            let own = i % 3;
+            // Every client reconnects over all three members, in an order that spreads them.
+            let order = if (i / 3) % 2 == 0 {
+                [own, own + 1, own + 2]
+            } else {
+                [own, own + 2, own + 1]
+            };
+            c.auto_reconnect(order.iter().map(|k| urls[k % 3].clone()).collect());
+            tasks.push(tokio::spawn(receive(i, c, ROLLING_TOTAL, None, deadline)));
+        }
+    }
+    eprintln!(
+        "{ROLLING_CLIENTS} clients connected and subscribed in {:?}",
+        started.elapsed()
+    );
+
+    // The publisher is on alpha, drained first: it reconnects like the others, and resends
+    // what was not acknowledged; the server de-duplicates by tab.
+    let mut pubc = client(&urls[0]).await?;
+    pubc.auto_reconnect(urls.clone());
+    let mut publisher = Publisher::start(pubc, ROLLING_TOTAL, 0);
+    let publishing = now_us();
+
+    let mut steps = Vec::new();
+    for (k, at) in DRAIN_AT.into_iter().enumerate() {
+        publisher.reached(at).await?;
+        let cursors: Vec<usize> = members
+            .iter_mut()
+            .map(|m| {
+                m.proc.drain();
+                m.cursor()
+            })
+            .collect();
+        let id = members[k].id.clone();
+        let drain_start = Instant::now();
+        let sigterm_at = now_us();
+        // SIGTERM: the member sends every client `reconnect` (jittered) and closes with 1001,
+        // then exits.
+        let exited = members[k].proc.terminate().await;
+        ensure!(exited, "{id} did not exit within {TIMEOUT:?} of SIGTERM");
+        let drained = drain_start.elapsed();
+        members[k].restart().await?;
+        let listening = drain_start.elapsed();
+        for (j, m) in members.iter_mut().enumerate().filter(|(j, _)| *j != k) {
+            m.wait_event(cursors[j], TIMEOUT, |v| is(v, "member_up", &id))
+                .await?;
+        }
+        let up = drain_start.elapsed();
+        eprintln!(
+            "{id}: SIGTERM at +{} ms (stroke {at}), exited after {drained:?}, listening again after {listening:?}, up for the others after {up:?}",
+            (sigterm_at - publishing) / 1000
+        );
+        steps.push((id, *publisher.sent.borrow()));
+    }
+    let last_restart_done = *publisher.sent.borrow();
+    ensure!(
+        last_restart_done < ROLLING_TOTAL,
+        "the rolling restart outlasted the publisher ({steps:?})"
+    );
+
+    let pubc = publisher.finish().await?;
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await??);
+    }
+    let elapsed = started.elapsed();
+
+    // Figures.
+    let mut delivered = 0u64;
+    let mut app_duplicates = 0usize;
+    let mut dropped_duplicates = 0u64;
+    let mut continuity_lost = 0u64;
+    let mut resumes = 0u64;
+    let mut held = 0u64;
+    let mut hints = 0u64;
+    // Closes with 1001 (drained), and any other close, by the member the client was on.
+    let mut drained_from: BTreeMap<String, usize> = BTreeMap::new();
+    let mut other_closes: BTreeMap<(String, Option<u16>), usize> = BTreeMap::new();
+    let mut longest: Option<(Duration, Duration, usize)> = None;
+    let mut longest_from_up: Option<(Duration, usize)> = None;
+    let mut all_lat = Vec::new();
+    for o in &outcomes {
+        let ns: Vec<u64> = o.got.iter().map(|g| g.0).collect();
+        let mut unique = ns.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        delivered += unique.len() as u64;
+        app_duplicates += ns.len() - unique.len();
+        let counters = o.client.counters();
+        dropped_duplicates += counters.order.duplicates_dropped;
+        continuity_lost += counters.continuity_lost;
+        resumes += counters.resumes_sent;
+        held += counters.order.held;
+        hints += counters.reconnect_hints;
+        for (member, code) in closes(o.client.events()).0 {
+            if code == Some(1001) {
+                *drained_from.entry(member).or_default() += 1;
+            } else {
+                *other_closes.entry((member, code)).or_default() += 1;
+            }
+        }
+        for (from_down, from_up) in recoveries(o.client.events(), &o.got) {
+            if longest.is_none_or(|(d, _, _)| from_down > d) {
+                longest = Some((from_down, from_up, o.index));
+            }
+            if longest_from_up.is_none_or(|(d, _)| from_up > d) {
+                longest_from_up = Some((from_up, o.index));
+            }
+        }
+        all_lat.extend(latencies(&o.got, 0, u64::MAX));
+    }
+    let expected = ROLLING_CLIENTS as u64 * ROLLING_TOTAL;
+    let twice: BTreeSet<u64> = outcomes
+        .iter()
+        .flat_map(|o| {
+            let mut seen = BTreeSet::new();
+            o.got
+                .iter()
+                .filter(move |g| !seen.insert(g.0))
+                .map(|g| g.0)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let drains: usize = drained_from.values().sum();
+    eprintln!(
+        "rolling restart ({elapsed:?}): delivery ratio {delivered}/{expected} = {:.4}; duplicates delivered to the app {app_duplicates}; \
+         frames dropped as duplicates by the clients {dropped_duplicates}; continuity_lost frames {continuity_lost}; \
+         strokes delivered twice (new offsets: processed twice) {twice:?}; \
+         frames held across a gap {held}; resume requests {resumes}; reconnect hints {hints}; \
+         clients drained (closed with 1001) {drains}, by member {drained_from:?}; other closes (member, code) {other_closes:?}",
+        delivered as f64 / expected as f64
+    );
+    if let Some((from_down, from_up, index)) = longest {
+        eprintln!(
+            "longest recovery: client {index}, {from_down:?} from its disconnection (the drain jitter included; {from_up:?} from its reconnection) to the gap filled"
+        );
+    }
+    if let Some((from_up, index)) = longest_from_up {
+        eprintln!(
+            "longest recovery from a reconnection: client {index}, {from_up:?} (the publisher's own time away included)"
+        );
+    }
+    eprintln!(
+        "latency send→delivery: p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+        percentile_ms(&mut all_lat, 50),
+        percentile_ms(&mut all_lat, 99),
+        percentile_ms(&mut all_lat, 100),
+    );
+    let pc = pubc.counters();
+    let (pub_closes, pub_back) = closes(pubc.events());
+    // The publisher's connections, in ms from the first stroke: `→member` connected, `✕code` closed.
+    let at_ms = |t: u64| (t as i64 - publishing as i64) / 1000;
+    let timeline: Vec<String> = pubc
+        .events()
+        .iter()
+        .map(|e| match e {
+            ConnEvent::Connected { at_us, member, .. } => format!("+{}→{member}", at_ms(*at_us)),
+            ConnEvent::Disconnected { at_us, code, .. } => format!("+{}✕{code:?}", at_ms(*at_us)),
+        })
+        .collect();
+    eprintln!(
+        "publisher: {}; {} reconnect hints, {} reconnects, {} resent, {} skips of its own strokes, {} duplicates dropped",
+        timeline.join(" "),
+        pc.reconnect_hints,
+        pc.reconnects,
+        pc.resent,
+        pc.order.skipped,
+        pc.order.duplicates_dropped
+    );
+
+    // Guarantees: every violation is listed.
+    let mut failures = Vec::new();
+    let mut incomplete = 0;
+    for o in &outcomes {
+        let ns: Vec<u64> = o.got.iter().map(|g| g.0).collect();
+        if let Err(e) = ensure_complete(
+            &format!("client {} (on {})", o.index, o.client.member()),
+            &ns,
+            ROLLING_TOTAL,
+        ) {
+            incomplete += 1;
+            if incomplete <= 3 {
+                failures.push(e.to_string());
+            }
+        }
+        let counters = o.client.counters();
+        if counters.continuity_lost > 0 {
+            failures.push(format!(
+                "client {}: continuity lost {:?}",
+                o.index,
+                o.client.streams().losses()
+            ));
+        }
+        // Every client was on a member when it was drained, and came back.
+        let (cs, back) = closes(o.client.events());
+        if cs.is_empty() || !back || counters.reconnects != cs.len() as u64 {
+            failures.push(format!(
+                "client {}: closes {cs:?}, reconnected after the last: {back}, {counters:?}",
+                o.index
+            ));
+        }
+    }
+    if incomplete > 0 {
+        failures.push(format!(
+            "{incomplete} of {ROLLING_CLIENTS} clients did not get every stroke exactly once and in order"
+        ));
+    }
+    if !other_closes.is_empty() {
+        failures.push(format!(
+            "drained clients closed without `reconnect` and 1001 (member, code): {other_closes:?}"
+        ));
+    }
+    if drained_from.len() != 3 {
+        failures.push(format!("clients drained only from {drained_from:?}"));
+    }
+    if pc.continuity_lost > 0 {
+        failures.push(format!(
+            "publisher: continuity lost {:?}",
+            pubc.streams().losses()
+        ));
+    }
+    if !pub_back || pc.reconnects == 0 || pub_closes.iter().any(|(_, c)| *c != Some(1001)) {
+        failures.push(format!("publisher: closes {pub_closes:?}"));
+    }
+    if let Some((from_up, index)) = longest_from_up
+        && from_up >= Duration::from_secs(5)
+    {
+        failures.push(format!(
+            "client {index} took {from_up:?} after reconnecting to fill its gap"
+        ));
+    }
+    for m in &mut members {
+        if !m.proc.is_running() {
+            failures.push(format!("{} exited", m.id));
+        }
+    }
+    ensure!(failures.is_empty(), "{}", failures.join("\n"));
     Ok(())
 }
