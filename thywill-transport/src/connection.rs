@@ -18,6 +18,8 @@ const MAX_PENDING_RPC: usize = 64;
 
 /// Runs a connection to its end. `cookie` is the handshake's `Cookie` header.
 pub(crate) async fn run(node: Node, mut ws: impl Socket, cookie: Option<String>) {
+    // Counted until it ends, so that a node shutting down waits for its connections to close.
+    let _live = Live::new(&node);
     let conn = node.new_connection_id();
     let session = match node.sessions() {
         // Plain mode: the session is the connection.
@@ -222,10 +224,10 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
         }
     };
 
-    if reason.0 != 0 {
-        // Bounded: a client that does not read gets no more than two seconds of our time.
-        let _ = tokio::time::timeout(CLOSING_TIME, close_with(&mut ws, &mut rx, &cfg, reason)).await;
-    }
+    // The tab's mark before anything else: a client told to reconnect must find it on
+    // whichever member it reaches next (and is then told, with a last `ack`, that nothing
+    // needs resending).
+    let mut acked = None;
     if let Some(tab) = &inbound.tab
         && inbound.mark > 0
     {
@@ -234,9 +236,16 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
             node.inner.history.set_received_mark(tab, inbound.mark),
         )
         .await;
-        if !matches!(saved, Ok(Ok(()))) {
+        if matches!(saved, Ok(Ok(()))) {
+            acked = Some(inbound.mark);
+        } else {
             tracing::warn!("received mark of the tab not saved");
         }
+    }
+    if reason.0 != 0 {
+        // Bounded: a client that does not read gets no more than two seconds of our time.
+        let closing = close_with(&mut ws, &mut rx, &cfg, reason, acked);
+        let _ = tokio::time::timeout(CLOSING_TIME, closing).await;
     }
     tracing::debug!(reason = reason.1, code = reason.0, "disconnected");
     metrics.connections.dec();
@@ -455,6 +464,22 @@ async fn write_replay(
     ws.flush().await
 }
 
+/// A running connection task, counted in the node's `live` gauge.
+struct Live(Node);
+
+impl Live {
+    fn new(node: &Node) -> Self {
+        node.inner.live.send_modify(|n| *n += 1);
+        Self(node.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.inner.live.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 /// How long closing a connection may take: the frames still queued (on shutdown), the
 /// `reconnect` hint, the close frame.
 const CLOSING_TIME: std::time::Duration = std::time::Duration::from_secs(2);
@@ -483,19 +508,23 @@ async fn bounded<T>(
     }
 }
 
-/// Closes politely with `reason`: on shutdown the frames still queued and a `reconnect` hint
-/// (with jitter, to spread this member's clients) go first.
+/// Closes politely with `reason`: on shutdown the frames still queued, the last `ack` and a
+/// `reconnect` hint (with jitter, to spread this member's clients) go first.
 async fn close_with(
     ws: &mut impl Socket,
     rx: &mut mpsc::Receiver<String>,
     cfg: &crate::TransportConfig,
     reason: (u16, &'static str),
+    acked: Option<u64>,
 ) {
     if reason.0 == close::GOING_AWAY {
         while let Ok(text) = rx.try_recv() {
             if ws.feed(WsMessage::text(text)).await.is_err() {
                 break;
             }
+        }
+        if let Some(id) = acked {
+            let _ = ws.feed(WsMessage::text(ServerFrame::Ack { id }.encode())).await;
         }
         let bound = u64::try_from(cfg.drain_jitter.as_millis()).unwrap_or(u64::MAX);
         let after_ms = if bound == 0 {

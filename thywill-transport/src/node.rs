@@ -258,6 +258,8 @@ pub(crate) struct Inner {
     /// Application hooks fed by the tracker and cluster events, run in order by one task.
     hooks: mpsc::UnboundedSender<Hook>,
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Connection tasks running (including those still closing).
+    pub(crate) live: watch::Sender<usize>,
     pub(crate) next_conn: AtomicU64,
 }
 
@@ -451,6 +453,7 @@ impl Node {
                 outbox,
                 hooks,
                 shutdown,
+                live: watch::channel(0).0,
                 next_conn: AtomicU64::new(0),
             }
         });
@@ -521,7 +524,8 @@ impl Node {
     }
 
     /// Starts a graceful shutdown: every connection is closed with code 1001 (going away) and
-    /// [`Node::serve`] returns once open HTTP requests finish.
+    /// [`Node::serve`] returns once open HTTP requests finish and every connection has closed
+    /// (bounded).
     pub fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
     }

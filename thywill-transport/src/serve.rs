@@ -25,7 +25,7 @@ use crate::socket::UpgradeSlot;
 pub(crate) struct PeerAddr(pub(crate) SocketAddr);
 
 /// Accepts connections on `listener` until the node shuts down, then waits (bounded) for
-/// open HTTP exchanges. Upgraded WebSockets close themselves on shutdown.
+/// open HTTP exchanges and for the WebSocket connections to finish closing.
 pub(crate) async fn accept_loop(node: Node, listener: TcpListener, tls: Option<TlsAcceptor>) {
     let not_found = warp::any()
         .map(|| warp::reply::with_status("No such resource.", StatusCode::NOT_FOUND).into_response());
@@ -69,6 +69,15 @@ pub(crate) async fn accept_loop(node: Node, listener: TcpListener, tls: Option<T
         });
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    // Upgraded connections are not HTTP exchanges: wait (bounded) until they have told their
+    // clients to reconnect and saved what the next member needs.
+    let mut live = node.inner.live.subscribe();
+    if tokio::time::timeout(Duration::from_secs(10), live.wait_for(|n| *n == 0))
+        .await
+        .is_err()
+    {
+        tracing::warn!(open = *live.borrow(), "connections still closing at shutdown");
+    }
 }
 
 async fn serve_connection<IO, S>(
