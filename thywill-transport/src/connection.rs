@@ -10,8 +10,9 @@ use thywill_core::{ConnectionId, Message, RpcError, RpcErrorCode, SessionId};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::Instrument;
 
-use crate::node::{ConnHandle, Encoded, Node, OutState, Replayed, client};
+use crate::node::{ConnHandle, Encoded, Node, OutState, client};
 use crate::socket::{Socket, WsError, WsMessage};
+use crate::streams::Replayed;
 
 /// Concurrent RPC calls per connection; further calls wait (reading pauses).
 const MAX_PENDING_RPC: usize = 64;

@@ -34,6 +34,7 @@ mod routes;
 mod serve;
 mod session;
 mod socket;
+mod streams;
 mod tls;
 pub mod tracker;
 

@@ -26,12 +26,13 @@ use thywill_core::protocol::{LoadKind, ServerFrame, close};
 use thywill_core::{
     AppContext, ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientInterface, ClientTracker,
     Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication, History,
-    MemberId, Message, Offset, ResourceManager, SessionId, Target, Task, TrackerEvent, TrackerListener,
+    MemberId, Message, ResourceManager, SessionId, Target, Task, TrackerEvent, TrackerListener,
 };
 use tokio::sync::{mpsc, watch};
 
 use crate::TransportConfig;
 use crate::presence::{Effect, PresenceTask, Subs};
+use crate::streams::{At, Numbering, log_payload};
 
 /// Everything a node is made of. Built by the facade's builder.
 pub struct NodeParts {
@@ -186,56 +187,6 @@ impl Encoded {
 fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
-
-/// Where a message sits in a replayable stream, as the client sees it: the stream's wire
-/// name (`c:<channel>`, `s:<session>`, plus `@<member>` when the history is not shared) and
-/// its offset there.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct At {
-    pub(crate) stream: String,
-    pub(crate) offset: Offset,
-}
-
-/// How a [`Deliver`] task's message is numbered.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-enum Numbering {
-    /// Not a stream message.
-    None,
-    /// Numbered by the sender in the shared history.
-    Numbered(At),
-    /// To be numbered by the receiving member in its own history under this stream.
-    Local(String),
-}
-
-/// What a logged entry holds (as JSON): the application, the message and the tabs excluded
-/// from it.
-#[derive(Serialize, Deserialize)]
-struct Logged {
-    app: ApplicationId,
-    message: Message,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    excluded: Vec<String>,
-}
-
-fn log_payload(app: &ApplicationId, message: &Message, excluded: Vec<String>) -> CoreResult<String> {
-    let logged = Logged {
-        app: app.clone(),
-        message: message.clone(),
-        excluded,
-    };
-    serde_json::to_string(&logged).map_err(|e| CoreError::Codec(e.to_string()))
-}
-
-/// What a replay sends, in order.
-pub(crate) enum Replayed {
-    /// A control frame (`continuity_lost`, `skip`).
-    Frame(ServerFrame),
-    /// A logged message.
-    Msg(ApplicationId, Message, At),
-}
-
-/// Most streams a client may name in one `hello` or `resume`.
-pub(crate) const MAX_RESUME_STREAMS: usize = 256;
 
 pub(crate) struct Inner {
     pub(crate) config: TransportConfig,
@@ -543,7 +494,7 @@ impl Node {
 }
 
 impl Inner {
-    fn local(&self, conn: &ConnectionId) -> Option<Arc<ConnHandle>> {
+    pub(crate) fn local(&self, conn: &ConnectionId) -> Option<Arc<ConnHandle>> {
         self.connections
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -676,110 +627,6 @@ impl Inner {
         }
     }
 
-    /// The tabs of local connections among `conns`.
-    fn tabs_of(&self, conns: &[ConnectionId]) -> Vec<String> {
-        conns
-            .iter()
-            .filter_map(|c| self.local(c).and_then(|h| h.tab()))
-            .collect()
-    }
-
-    /// What resumes `streams` (offsets a client saw) for a connection: for each stream it may
-    /// read — a channel it is subscribed to, its own session — a `continuity_lost` frame when
-    /// the gap is no longer in the history, then the logged messages after the offset (or
-    /// `skip` frames for those its tab was excluded from).
-    pub(crate) async fn replay(
-        &self,
-        conn: &ConnectionId,
-        session: &SessionId,
-        tab: Option<&str>,
-        streams: BTreeMap<String, Offset>,
-    ) -> Vec<Replayed> {
-        let mut out = Vec::new();
-        let suffix = format!("@{}", self.member);
-        for (stream, after) in streams.into_iter().take(MAX_RESUME_STREAMS) {
-            let base = if self.history.is_shared() {
-                Some(stream.as_str())
-            } else {
-                stream.strip_suffix(&suffix)
-            };
-            let Some(base) = base else {
-                // Numbered by another member's own history: only it could replay it.
-                if !after.epoch.is_empty() {
-                    self.metrics.continuity_lost.inc();
-                    out.push(Replayed::Frame(ServerFrame::ContinuityLost {
-                        stream,
-                        epoch: String::new(),
-                        next: 1,
-                    }));
-                }
-                continue;
-            };
-            let readable = if let Some(channel) = base.strip_prefix("c:") {
-                self.subs().is_subscribed(conn, &ChannelId::from(channel))
-            } else if let Some(s) = base.strip_prefix("s:") {
-                s == session.as_str()
-            } else {
-                false
-            };
-            if !readable {
-                tracing::debug!(%stream, "resume of a stream the connection does not read ignored");
-                continue;
-            }
-            let Some(replay) = self.read_after(base, &after).await else {
-                // Not a loss: the client asks again (on its next gap or reconnect).
-                tracing::warn!(%stream, "history not readable: no replay");
-                continue;
-            };
-            if !replay.continuous {
-                let next = replay.entries.first().map_or(replay.last + 1, |e| e.off);
-                tracing::info!(%stream, client_epoch = %after.epoch, client_off = after.off, epoch = %replay.epoch, next, "continuity lost");
-                self.metrics.continuity_lost.inc();
-                out.push(Replayed::Frame(ServerFrame::ContinuityLost {
-                    stream: stream.clone(),
-                    epoch: replay.epoch.clone(),
-                    next,
-                }));
-            }
-            for entry in replay.entries {
-                let logged: Logged = match serde_json::from_str(&entry.payload) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(%stream, off = entry.off, error = %e, "undecodable history entry skipped");
-                        out.push(Replayed::Frame(ServerFrame::Skip {
-                            stream: stream.clone(),
-                            epoch: replay.epoch.clone(),
-                            off: entry.off,
-                        }));
-                        continue;
-                    }
-                };
-                let offset = Offset {
-                    epoch: replay.epoch.clone(),
-                    off: entry.off,
-                };
-                if tab.is_some_and(|t| logged.excluded.iter().any(|x| x == t)) {
-                    out.push(Replayed::Frame(ServerFrame::Skip {
-                        stream: stream.clone(),
-                        epoch: offset.epoch,
-                        off: offset.off,
-                    }));
-                } else {
-                    self.metrics.replayed.inc();
-                    out.push(Replayed::Msg(
-                        logged.app,
-                        logged.message,
-                        At {
-                            stream: stream.clone(),
-                            offset,
-                        },
-                    ));
-                }
-            }
-        }
-        out
-    }
-
     /// Records a new local connection (before the tracker and the applications hear of it).
     pub(crate) fn register(&self, conn: &ConnectionId, session: &SessionId, handle: Arc<ConnHandle>) {
         self.connections
@@ -864,110 +711,6 @@ impl Inner {
         self.change_channel_sessions(false, channel, removed.clone())
             .await?;
         Ok(removed)
-    }
-
-    /// The wire name of a stream: a shared history's streams are the same on every member;
-    /// a per-member history's are named after the member.
-    pub(crate) fn wire_stream(&self, base: &str) -> String {
-        if self.history.is_shared() {
-            base.to_owned()
-        } else {
-            format!("{base}@{}", self.member)
-        }
-    }
-
-    /// The replayable stream of a target, when replay is on: `c:<channel>`, or `s:<session>`
-    /// when sessions outlive connections.
-    fn stream_of(&self, target: &Target) -> Option<String> {
-        if !self.config.replay {
-            return None;
-        }
-        match target {
-            Target::Channel { channel, .. } => Some(format!("c:{channel}")),
-            Target::Session(session) if self.sessions.is_some() => Some(format!("s:{session}")),
-            _ => None,
-        }
-    }
-
-    /// Runs a history call until it succeeds, retrying with backoff while the history is
-    /// unreachable (a Redis restart), within the append timeout; the last error otherwise.
-    async fn retrying<T, F>(&self, stream: &str, mut attempt: impl FnMut() -> F) -> CoreResult<T>
-    where
-        F: std::future::Future<Output = CoreResult<T>>,
-    {
-        let deadline = tokio::time::Instant::now() + self.config.append_timeout;
-        let mut pause = std::time::Duration::from_millis(20);
-        loop {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let error = match tokio::time::timeout(remaining, attempt()).await {
-                Ok(Ok(done)) => return Ok(done),
-                Ok(Err(e)) => e,
-                Err(_) => CoreError::Unavailable("the history did not answer in time".into()),
-            };
-            if tokio::time::Instant::now() + pause >= deadline {
-                return Err(error);
-            }
-            tracing::debug!(stream, error = %error, "history unreachable; retrying");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_millis(500));
-        }
-    }
-
-    /// Logs a stream message (see [`Inner::retrying`]).
-    async fn append(&self, base: &str, payload: String) -> CoreResult<At> {
-        // The same key on every attempt: a retry of an append that did happen is not logged twice.
-        let key: u64 = rand::random();
-        match self
-            .retrying(base, || self.history.append(base, key, payload.clone()))
-            .await
-        {
-            Ok(offset) => Ok(At {
-                stream: self.wire_stream(base),
-                offset,
-            }),
-            Err(error) => {
-                self.metrics.history_failures.inc();
-                tracing::warn!(stream = base, error = %error, "message not logged: not sent");
-                Err(error)
-            }
-        }
-    }
-
-    /// Reads a stream's history after an offset (see [`Inner::retrying`]).
-    async fn read_after(&self, base: &str, after: &Offset) -> Option<thywill_core::Replay> {
-        self.retrying(base, || self.history.read_after(base, after))
-            .await
-            .ok()
-    }
-
-    /// Numbers a message of a per-member stream in this member's history, which answers at
-    /// once (it is in memory); `None` if it does not.
-    fn append_now(
-        &self,
-        base: &str,
-        app: &ApplicationId,
-        message: &Message,
-        exclude: &[ConnectionId],
-    ) -> Option<At> {
-        use futures_util::FutureExt;
-        let payload = log_payload(app, message, self.tabs_of(exclude)).ok()?;
-        match self.history.append(base, rand::random(), payload).now_or_never() {
-            Some(Ok(offset)) => Some(At {
-                stream: self.wire_stream(base),
-                offset,
-            }),
-            Some(Err(e)) => {
-                tracing::warn!(stream = base, error = %e, "message not logged");
-                None
-            }
-            None => {
-                tracing::warn!(
-                    stream = base,
-                    "a per-member history must answer at once: message not logged"
-                );
-                None
-            }
-        }
     }
 
     /// Pushes `push` to `target`: local connections directly, connections on other members
