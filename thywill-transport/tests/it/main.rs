@@ -4,6 +4,7 @@ mod cluster;
 mod support;
 
 mod channels;
+mod client_js;
 mod delivery;
 mod errors;
 mod lifecycle;
