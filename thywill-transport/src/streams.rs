@@ -1,7 +1,8 @@
 //! Replayable streams: how the node numbers messages to channels and sessions in its
-//! [`History`](thywill_core::History), and how it answers a client's `hello` / `resume` with what it missed (see
-//! `docs/PROTOCOL.md`, "Recovery after a reconnect").
+//! [`History`](thywill_core::History), and how it answers a client's `hello` / `resume` with
+//! what it missed (see `docs/PROTOCOL.md`, "Recovery after a reconnect").
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -35,9 +36,9 @@ pub(crate) enum Numbering {
 /// What a logged entry holds (as JSON): the application, the message and the tabs excluded
 /// from it.
 #[derive(Serialize, Deserialize)]
-pub(crate) struct Logged {
+pub(crate) struct Logged<'a> {
     app: ApplicationId,
-    message: Message,
+    message: Cow<'a, Message>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     excluded: Vec<String>,
 }
@@ -49,7 +50,7 @@ pub(crate) fn log_payload(
 ) -> CoreResult<String> {
     let logged = Logged {
         app: app.clone(),
-        message: message.clone(),
+        message: Cow::Borrowed(message),
         excluded,
     };
     serde_json::to_string(&logged).map_err(|e| CoreError::Codec(e.to_string()))
@@ -263,7 +264,7 @@ impl Inner {
                     self.metrics.replayed.inc();
                     out.push(Replayed::Msg(
                         logged.app,
-                        logged.message,
+                        logged.message.into_owned(),
                         At {
                             stream: stream.clone(),
                             offset,
