@@ -166,6 +166,31 @@ impl Publisher {
     }
 }
 
+/// Connects clients `batch` (numbers) at once, client `i` to member `i % 3`, each reconnecting
+/// by itself over all three members in an order that spreads the clients.
+async fn connect_spread(urls: &[String], batch: &[usize]) -> anyhow::Result<Vec<(usize, ReliableClient)>> {
+    let connecting: Vec<_> = batch
+        .iter()
+        .map(|&i| {
+            let url = urls[i % 3].clone();
+            tokio::spawn(async move { client(&url).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (&i, c) in batch.iter().zip(connecting) {
+        let mut c = c.await??;
+        let own = i % 3;
+        let order = if (i / 3) % 2 == 0 {
+            [own, own + 1, own + 2]
+        } else {
+            [own, own + 2, own + 1]
+        };
+        c.auto_reconnect(order.iter().map(|k| urls[k % 3].clone()).collect());
+        out.push((i, c));
+    }
+    Ok(out)
+}
+
 /// Arguments of a member of a Redis cluster.
 fn redis_args(redis: &RedisServer, members: &str) -> Vec<String> {
     [
@@ -413,23 +438,8 @@ async fn a_every_stroke_once_in_order_through_member_crash_and_redis_restart() -
     let mut moved = 0;
     // Connected 20 at a time, each subscribed before the next batch.
     for batch in (0..CLIENTS).collect::<Vec<_>>().chunks(20) {
-        let connecting: Vec<_> = batch
-            .iter()
-            .map(|&i| {
-                let url = urls[i % 3].clone();
-                tokio::spawn(async move { client(&url).await })
-            })
-            .collect();
-        for (&i, c) in batch.iter().zip(connecting) {
-            let mut c = c.await??;
+        for (i, c) in connect_spread(&urls, batch).await? {
             let own = i % 3;
-            // Reconnect to the other members first, in an order that spreads the clients.
-            let order = if (i / 3) % 2 == 0 {
-                [own, own + 1, own + 2]
-            } else {
-                [own, own + 2, own + 1]
-            };
-            c.auto_reconnect(order.iter().map(|k| urls[k % 3].clone()).collect());
             let moves = (own != 2 && moved < MOVED).then(|| {
                 moved += 1;
                 move_rx.clone()
@@ -814,23 +824,7 @@ async fn d_a_rolling_restart_loses_nothing() -> anyhow::Result<()> {
     let deadline = started + PERIOD * ROLLING_TOTAL as u32 + Duration::from_secs(15);
     let mut tasks = Vec::new();
     for batch in (0..ROLLING_CLIENTS).collect::<Vec<_>>().chunks(20) {
-        let connecting: Vec<_> = batch
-            .iter()
-            .map(|&i| {
-                let url = urls[i % 3].clone();
-                tokio::spawn(async move { client(&url).await })
-            })
-            .collect();
-        for (&i, c) in batch.iter().zip(connecting) {
-            let mut c = c.await??;
-            let own = i % 3;
-            // Every client reconnects over all three members, in an order that spreads them.
-            let order = if (i / 3) % 2 == 0 {
-                [own, own + 1, own + 2]
-            } else {
-                [own, own + 2, own + 1]
-            };
-            c.auto_reconnect(order.iter().map(|k| urls[k % 3].clone()).collect());
+        for (i, c) in connect_spread(&urls, batch).await? {
             tasks.push(tokio::spawn(receive(i, c, ROLLING_TOTAL, None, deadline)));
         }
     }

@@ -111,14 +111,20 @@ async fn a_foreign_origin_is_refused_and_the_same_host_accepted() -> anyhow::Res
     assert_echo_works(&mut c).await
 }
 
-#[tokio::test]
-async fn a_slow_consumer_is_cut_off_with_4008_without_stalling_others() -> anyhow::Result<()> {
+/// A node whose outbound queues hold 8 frames, and two clients of it.
+async fn small_queue_and_two_clients() -> anyhow::Result<(Fixture, WsClient, WsClient)> {
     let cfg = TransportConfig::default()
         .with_base_path("/t")?
         .with_outbound_queue(8)?;
     let fx = Fixture::start(cfg).await?;
-    let mut other = WsClient::connect(&fx.ws_url()).await?;
-    let mut slow = WsClient::connect(&fx.ws_url()).await?;
+    let other = WsClient::connect(&fx.ws_url()).await?;
+    let slow = WsClient::connect(&fx.ws_url()).await?;
+    Ok((fx, other, slow))
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_cut_off_with_4008_without_stalling_others() -> anyhow::Result<()> {
+    let (fx, mut other, mut slow) = small_queue_and_two_clients().await?;
     // Ask for far more than socket buffers hold, then do not read.
     slow.send("echo", json!({"flood": 20_000, "size": 2048})).await?;
     fx.until("the slow consumer to be cut off", |n| n.connection_count() == 1)
@@ -133,12 +139,7 @@ async fn a_slow_consumer_is_cut_off_with_4008_without_stalling_others() -> anyho
 /// without the client ever reading again.
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_even_while_a_write_blocks() -> anyhow::Result<()> {
-    let cfg = TransportConfig::default()
-        .with_base_path("/t")?
-        .with_outbound_queue(8)?;
-    let fx = Fixture::start(cfg).await?;
-    let mut other = WsClient::connect(&fx.ws_url()).await?;
-    let mut slow = WsClient::connect(&fx.ws_url()).await?;
+    let (fx, mut other, mut slow) = small_queue_and_two_clients().await?;
     slow.send("echo", json!({"flood": 100_000, "size": 16_384, "pause_ms": 1}))
         .await?;
     fx.until("the stalled client to be cut off", |n| n.connection_count() == 1)
