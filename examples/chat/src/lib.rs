@@ -5,8 +5,10 @@
 //! How it works (the original's design, on thywill-rs's components):
 //!
 //! - A session with no chat waits in the [`WaitingPool`] (a Redis set in a cluster, memory
-//!   otherwise). A session that arrives takes a random waiting one that is still connected
-//!   somewhere (asked of the cluster-wide client tracker) and not already chatting; the two are
+//!   otherwise). A session that arrives takes a random waiting one — or, if none waits, waits
+//!   itself, in one atomic step, so two arrivals on two members cannot both wait (the
+//!   original's race) — that is still connected somewhere (asked of the cluster-wide client
+//!   tracker) and not already chatting; the two are
 //!   added to a channel named after them ([`channel_id`]) through the channel manager, which
 //!   subscribes every connection of both sessions, now and when they reconnect later.
 //! - Messages go to the channel, so both partners (every tab) see them, the sender included.
@@ -55,10 +57,12 @@ pub const REDIS_PREFIX: &str = "thywill:chat:";
 
 /// The sessions waiting for a partner.
 pub trait WaitingPool: Send + Sync + 'static {
+    /// In one atomic step: removes and returns a random waiting session other than `session`
+    /// or, when there is none, adds `session`. Two sessions arriving at once (on two members)
+    /// therefore cannot both end up waiting.
+    fn pop_or_wait(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionId>>>;
     /// Adds a session.
     fn add(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<()>>;
-    /// Removes and returns a random session, if any.
-    fn pop(&self) -> BoxFuture<'_, CoreResult<Option<SessionId>>>;
     /// Removes a session.
     fn remove(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<()>>;
 }
@@ -76,18 +80,23 @@ impl MemoryPool {
 }
 
 impl WaitingPool for MemoryPool {
+    fn pop_or_wait(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionId>>> {
+        let mut w = self.lock();
+        // A HashSet's order is random per process, like SPOP's choice.
+        let taken = w.iter().find(|s| *s != session).cloned();
+        match &taken {
+            Some(s) => {
+                w.remove(s);
+            }
+            None => {
+                w.insert(session.clone());
+            }
+        }
+        Box::pin(std::future::ready(Ok(taken)))
+    }
     fn add(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
         self.lock().insert(session.clone());
         Box::pin(std::future::ready(Ok(())))
-    }
-    fn pop(&self) -> BoxFuture<'_, CoreResult<Option<SessionId>>> {
-        let mut w = self.lock();
-        // A HashSet's order is random per process, like SPOP's choice.
-        let taken = w.iter().next().cloned();
-        if let Some(s) = &taken {
-            w.remove(s);
-        }
-        Box::pin(std::future::ready(Ok(taken)))
     }
     fn remove(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
         self.lock().remove(session);
@@ -131,7 +140,16 @@ impl RedisPool {
         name: &'static str,
         args: Vec<RedisValue>,
     ) -> CoreResult<R> {
-        let cmd = CustomCommand::new_static(name, ClusterHash::FirstKey, false);
+        self.run_keyed(name, ClusterHash::FirstKey, args).await
+    }
+
+    async fn run_keyed<R: fred::types::FromValue>(
+        &self,
+        name: &'static str,
+        hash: ClusterHash,
+        args: Vec<RedisValue>,
+    ) -> CoreResult<R> {
+        let cmd = CustomCommand::new_static(name, hash, false);
         tokio::time::timeout(REDIS_TIMEOUT, self.client.custom(cmd, args))
             .await
             .map_err(|_| CoreError::Unavailable(format!("redis {name} timed out")))?
@@ -146,18 +164,30 @@ impl RedisPool {
     }
 }
 
+/// `pop_or_wait` in Redis: KEYS[1] the set, ARGV[1] the arriving session. Pops a random
+/// member other than the session (put back if it was the session itself), else adds it.
+const POP_OR_WAIT: &str = r"
+local other = redis.call('SPOP', KEYS[1])
+if other == ARGV[1] then
+  other = redis.call('SPOP', KEYS[1])
+end
+if other then return other end
+redis.call('SADD', KEYS[1], ARGV[1])
+return false
+";
+
 impl WaitingPool for RedisPool {
+    fn pop_or_wait(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionId>>> {
+        let mut args = vec![RedisValue::from(POP_OR_WAIT), RedisValue::from(1)];
+        args.extend(self.args(session));
+        Box::pin(async move {
+            let popped: Option<String> = self.run_keyed("EVAL", ClusterHash::Offset(2), args).await?;
+            Ok(popped.map(SessionId::from))
+        })
+    }
     fn add(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
         let args = self.args(session);
         Box::pin(async move { self.run::<RedisValue>("SADD", args).await.map(|_| ()) })
-    }
-    fn pop(&self) -> BoxFuture<'_, CoreResult<Option<SessionId>>> {
-        Box::pin(async move {
-            let popped: Option<String> = self
-                .run("SPOP", vec![RedisValue::from(self.key.as_str())])
-                .await?;
-            Ok(popped.map(SessionId::from))
-        })
     }
     fn remove(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
         let args = self.args(session);
@@ -236,9 +266,10 @@ impl Chat {
             return;
         }
         for _ in 0..MAX_CANDIDATES {
-            let other = match self.pool.pop().await {
-                Ok(Some(other)) if other != *session => other,
-                Ok(_) => break,
+            let other = match self.pool.pop_or_wait(session).await {
+                Ok(Some(other)) => other,
+                // Nobody was waiting: this session waits now.
+                Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "waiting pool unavailable");
                     return;
@@ -251,6 +282,7 @@ impl Chat {
                 return;
             }
         }
+        // Only stale sessions looked at: wait (the rest of the pool is looked at later).
         if let Err(e) = self.pool.add(session).await {
             tracing::warn!(error = %e, "waiting pool unavailable");
         }
@@ -457,14 +489,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_memory_pool_pops_each_session_once() -> CoreResult<()> {
+    async fn the_memory_pool_pairs_or_makes_wait_in_one_step() -> CoreResult<()> {
         let pool = MemoryPool::default();
-        pool.add(&"a".into()).await?;
-        pool.add(&"b".into()).await?;
-        pool.add(&"b".into()).await?;
-        pool.remove(&"a".into()).await?;
-        assert_eq!(pool.pop().await?, Some("b".into()));
-        assert_eq!(pool.pop().await?, None);
+        assert_eq!(pool.pop_or_wait(&"a".into()).await?, None, "a waits");
+        assert_eq!(
+            pool.pop_or_wait(&"a".into()).await?,
+            None,
+            "a is not its own partner"
+        );
+        assert_eq!(pool.pop_or_wait(&"b".into()).await?, Some("a".into()));
+        pool.add(&"c".into()).await?;
+        pool.remove(&"c".into()).await?;
+        assert_eq!(pool.pop_or_wait(&"d".into()).await?, None, "d waits");
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Protocol-level tests of the Chat example on one member (sessions, channels and the waiting
-//! pool in memory): browsers are played by protocol clients holding session cookies.
+//! pool in memory): browsers are played by protocol clients holding session cookies. Plus the
+//! Redis waiting pool's atomic pairing, against a real redis-server.
 
 use std::net::SocketAddr;
 
@@ -170,5 +171,32 @@ async fn a_third_visitor_waits_until_someone_is_free() -> anyhow::Result<()> {
     assert_eq!(start["action"], "startChat");
     assert_eq!(next(&mut tabs[2]).await?, start);
     s.node.shutdown();
+    Ok(())
+}
+
+/// Two sessions arriving at once on two members (two pool connections) are paired: one of
+/// them waits and the other takes it, never both waiting (the original's race).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_arrivals_at_once_on_two_members_never_both_wait() -> anyhow::Result<()> {
+    use example_chat::{RedisPool, WaitingPool};
+    let redis = thywill_testkit::redis::RedisServer::start().await?;
+    let alpha = std::sync::Arc::new(RedisPool::connect(&redis.url(), "race:").await?);
+    let beta = std::sync::Arc::new(RedisPool::connect(&redis.url(), "race:").await?);
+    for round in 0..50 {
+        let (a, b) = (
+            thywill::SessionId::from(format!("a{round}")),
+            thywill::SessionId::from(format!("b{round}")),
+        );
+        let (pa, pb) = (alpha.clone(), beta.clone());
+        let (sa, sb) = (a.clone(), b.clone());
+        let ta = tokio::spawn(async move { pa.pop_or_wait(&sa).await });
+        let tb = tokio::spawn(async move { pb.pop_or_wait(&sb).await });
+        let (ra, rb) = (ta.await??, tb.await??);
+        match (ra, rb) {
+            (Some(x), None) => anyhow::ensure!(x == b, "round {round}: a took {x}"),
+            (None, Some(x)) => anyhow::ensure!(x == a, "round {round}: b took {x}"),
+            other => anyhow::bail!("round {round}: not paired: {other:?}"),
+        }
+    }
     Ok(())
 }
