@@ -168,18 +168,18 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
                                         });
                                     }
                                     if let Some(tab) = tab {
-                                        inbound.set_tab(&node, &handle, tab).await;
+                                        Box::pin(inbound.set_tab(&node, &handle, tab)).await;
                                     }
-                                    let items = node.inner.replay(&conn, &session, inbound.tab.as_deref(), streams).await;
-                                    let write = write_replay(&mut ws, &mut rx, &handle, items);
+                                    let items = Box::pin(node.inner.replay(&conn, &session, inbound.tab.as_deref(), streams)).await;
+                                    let write = Box::pin(write_replay(&mut ws, &mut rx, &handle, items));
                                     if let Err(end) = bounded(write, &mut killed, &mut shutdown, cfg.keepalive_timeout).await {
                                         break end;
                                     }
                                 }
                                 Ok(ClientFrame::Resume { streams }) => {
                                     bad_frames = 0;
-                                    let items = node.inner.replay(&conn, &session, inbound.tab.as_deref(), streams).await;
-                                    let write = write_replay(&mut ws, &mut rx, &handle, items);
+                                    let items = Box::pin(node.inner.replay(&conn, &session, inbound.tab.as_deref(), streams)).await;
+                                    let write = Box::pin(write_replay(&mut ws, &mut rx, &handle, items));
                                     if let Err(end) = bounded(write, &mut killed, &mut shutdown, cfg.keepalive_timeout).await {
                                         break end;
                                     }
@@ -199,7 +199,7 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
                                             continue;
                                         }
                                     }
-                                    handle_frame(&node, &handle, &conn, &session, frame, &rpc_slots).await;
+                                    Box::pin(handle_frame(&node, &handle, &conn, &session, frame, &rpc_slots)).await;
                                 }
                                 Err(ProtocolError::TooBig { size, limit }) => {
                                     tracing::info!(size, limit, "message too big");
@@ -245,7 +245,7 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
     }
     if reason.0 != 0 {
         // Bounded: a client that does not read gets no more than two seconds of our time.
-        let closing = close_with(&mut ws, &mut rx, &cfg, reason, acked);
+        let closing = Box::pin(close_with(&mut ws, &mut rx, &cfg, reason, acked));
         let _ = tokio::time::timeout(CLOSING_TIME, closing).await;
     }
     tracing::debug!(reason = reason.1, code = reason.0, "disconnected");

@@ -1,10 +1,10 @@
 //! The WebSocket a connection task drives, whoever upgraded it.
 //!
 //! Behind [`crate::Node::bind`] (the node's own accept loop) the node takes the upgrade itself
-//! and builds the socket with a small read buffer ([`READ_BUFFER`]): tungstenite's default of
-//! 128 KiB per socket would dominate the memory of an idle connection. When the routes are
-//! served by another server (`warp::serve(node.routes())`), warp's own upgrade is used and
-//! its socket adapted to the same types.
+//! and builds the socket with a small read buffer ([`READ_BUFFER`], 2 KiB): tungstenite's
+//! default of 128 KiB per socket would dominate the memory of an idle connection. When the
+//! routes are served by another server (`warp::serve(node.routes())`), warp's own upgrade is
+//! used and its socket adapted to the same types.
 
 use std::io;
 
@@ -17,8 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 
 pub(crate) use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
-/// Bytes read from a socket at a time (tungstenite's default is 128 KiB).
-pub(crate) const READ_BUFFER: usize = 4 * 1024;
+/// Bytes read from a socket at a time (tungstenite's default is 128 KiB): most frames are
+/// small; a larger one takes several reads.
+pub(crate) const READ_BUFFER: usize = 2 * 1024;
 
 /// What a connection task reads frames from and writes frames to.
 pub(crate) trait Socket:
