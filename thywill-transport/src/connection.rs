@@ -32,8 +32,7 @@ pub(crate) async fn run(node: Node, mut ws: impl Socket, cookie: Option<String>)
                 let _ = ws
                     .send(crate::socket::close(close::SESSION_REFUSED, refusal.reason()))
                     .await;
-                let _ =
-                    tokio::time::timeout(std::time::Duration::from_secs(2), SinkExt::close(&mut ws)).await;
+                let _ = tokio::time::timeout(CLOSING_TIME, SinkExt::close(&mut ws)).await;
                 return;
             }
         },
@@ -158,26 +157,26 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
                             }
                             metrics.bytes_in.inc_by(text.len() as u64);
                             match ClientFrame::decode(text, cfg.max_message_size) {
-                                Ok(ClientFrame::Hello { v, tab, streams, .. }) => {
+                                Ok(frame @ (ClientFrame::Hello { .. } | ClientFrame::Resume { .. })) => {
                                     bad_frames = 0;
-                                    if v != protocol::VERSION {
-                                        handle.push_control(&conn, ServerFrame::Error {
-                                            code: ErrorCode::UnsupportedVersion,
-                                            message: format!("server speaks protocol version {}", protocol::VERSION),
-                                            app: None,
-                                        });
-                                    }
-                                    if let Some(tab) = tab {
-                                        Box::pin(inbound.set_tab(&node, &handle, tab)).await;
-                                    }
-                                    let items = Box::pin(node.inner.replay(&conn, &session, inbound.tab.as_deref(), streams)).await;
-                                    let write = Box::pin(write_replay(&mut ws, &mut rx, &handle, items));
-                                    if let Err(end) = bounded(write, &mut killed, &mut shutdown, cfg.keepalive_timeout).await {
-                                        break end;
-                                    }
-                                }
-                                Ok(ClientFrame::Resume { streams }) => {
-                                    bad_frames = 0;
+                                    let streams = match frame {
+                                        ClientFrame::Hello { v, tab, streams, .. } => {
+                                            if v != protocol::VERSION {
+                                                handle.push_control(&conn, ServerFrame::Error {
+                                                    code: ErrorCode::UnsupportedVersion,
+                                                    message: format!("server speaks protocol version {}", protocol::VERSION),
+                                                    app: None,
+                                                });
+                                            }
+                                            if let Some(tab) = tab {
+                                                Box::pin(inbound.set_tab(&node, &handle, tab)).await;
+                                            }
+                                            streams
+                                        }
+                                        ClientFrame::Resume { streams } => streams,
+                                        // The arm's pattern admits no other frame.
+                                        _ => continue,
+                                    };
                                     let items = Box::pin(node.inner.replay(&conn, &session, inbound.tab.as_deref(), streams)).await;
                                     let write = Box::pin(write_replay(&mut ws, &mut rx, &handle, items));
                                     if let Err(end) = bounded(write, &mut killed, &mut shutdown, cfg.keepalive_timeout).await {
@@ -199,7 +198,7 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
                                             continue;
                                         }
                                     }
-                                    Box::pin(handle_frame(&node, &handle, &conn, &session, frame, &rpc_slots)).await;
+                                    handle_frame(&node, &handle, &conn, &session, frame, &rpc_slots).await;
                                 }
                                 Err(ProtocolError::TooBig { size, limit }) => {
                                     tracing::info!(size, limit, "message too big");
