@@ -230,17 +230,9 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
     let mut acked = None;
     if let Some(tab) = &inbound.tab
         && inbound.mark > 0
+        && save_mark(&node, tab, inbound.mark).await
     {
-        let saved = tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            node.inner.history.set_received_mark(tab, inbound.mark),
-        )
-        .await;
-        if matches!(saved, Ok(Ok(()))) {
-            acked = Some(inbound.mark);
-        } else {
-            tracing::warn!("received mark of the tab not saved");
-        }
+        acked = Some(inbound.mark);
     }
     if reason.0 != 0 {
         // Bounded: a client that does not read gets no more than two seconds of our time.
@@ -417,18 +409,33 @@ fn send_ack(node: &Node, handle: &Arc<ConnHandle>, conn: &ConnectionId, tab: Opt
     let conn = conn.clone();
     tokio::spawn(
         async move {
+            // Not saved, not acknowledged: the client resends, and a member that lost the
+            // mark may process the message twice.
             if let Some(tab) = &tab
-                && let Err(e) = node.inner.history.set_received_mark(tab, mark).await
+                && !save_mark(&node, tab, mark).await
             {
-                // Not acknowledged: the client resends, and a member that lost the mark may
-                // process the message twice.
-                tracing::warn!(error = %e, "received mark not saved: not acknowledged");
                 return;
             }
             handle.push_control(&conn, ServerFrame::Ack { id: mark });
         }
         .in_current_span(),
     );
+}
+
+/// Records a tab's received mark in the history (bounded); whether it was saved.
+async fn save_mark(node: &Node, tab: &str, mark: u64) -> bool {
+    let saved = tokio::time::timeout(CLOSING_TIME, node.inner.history.set_received_mark(tab, mark)).await;
+    match saved {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "received mark of the tab not saved");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("received mark of the tab not saved in time");
+            false
+        }
+    }
 }
 
 /// Writes a replay: the frames queued before it first (keeping sequence numbers in order),
