@@ -279,7 +279,15 @@ enum Push<'a> {
     Load(LoadKind, &'a str),
 }
 
-impl Push<'_> {
+impl<'a> Push<'a> {
+    /// The same push, its message numbered `at` (when given).
+    fn numbered(self, at: Option<&'a At>) -> Self {
+        match (self, at) {
+            (Push::Msg(app, message, _), Some(at)) => Push::Msg(app, message, Some(at)),
+            (push, _) => push,
+        }
+    }
+
     fn payload(self) -> CoreResult<Payload> {
         Ok(match self {
             Push::Msg(app, message, _) => Payload::Msg {
@@ -713,6 +721,16 @@ impl Inner {
         Ok(removed)
     }
 
+    /// Numbers a message here when its stream is per member (see [`Numbering::Local`]).
+    fn number_here(&self, numbering: &Numbering, push: Push<'_>, exclude: &[ConnectionId]) -> Option<At> {
+        match (numbering, push) {
+            (Numbering::Local(base), Push::Msg(app, message, _)) => {
+                self.append_now(base, app, message, exclude)
+            }
+            _ => None,
+        }
+    }
+
     /// Pushes `push` to `target`: local connections directly, connections on other members
     /// through a [`Deliver`] task to each member holding some. A message to a channel or a
     /// session is first numbered in its stream (see [`Inner::stream_of`]).
@@ -777,16 +795,10 @@ impl Inner {
                 }
                 // A per-member stream is numbered where it is delivered; with no connection
                 // anywhere, here, so that the session's next connection can replay it.
-                let numbered_here;
-                let push = match (&numbering, push) {
-                    (Numbering::Local(base), Push::Msg(app, message, _))
-                        if !local.is_empty() || remote.is_empty() =>
-                    {
-                        numbered_here = self.append_now(base, app, message, &[]);
-                        Push::Msg(app, message, numbered_here.as_ref())
-                    }
-                    (_, push) => push,
-                };
+                let here = (!local.is_empty() || remote.is_empty())
+                    .then(|| self.number_here(&numbering, push, &[]))
+                    .flatten();
+                let push = push.numbered(here.as_ref());
                 self.push_local(&local, push);
                 if !remote.is_empty() {
                     let payload = push.payload()?;
@@ -804,14 +816,8 @@ impl Inner {
             }
             Target::Channel { channel, exclude } => {
                 // Every member logs a per-member channel stream, whoever subscribes.
-                let numbered_here;
-                let push = match (&numbering, push) {
-                    (Numbering::Local(base), Push::Msg(app, message, _)) => {
-                        numbered_here = self.append_now(base, app, message, &exclude);
-                        Push::Msg(app, message, numbered_here.as_ref())
-                    }
-                    (_, push) => push,
-                };
+                let here = self.number_here(&numbering, push, &exclude);
+                let push = push.numbered(here.as_ref());
                 self.push_channel_local(&channel, &exclude, push);
                 if self.cluster.members().len() > 1 {
                     let task = Deliver {
