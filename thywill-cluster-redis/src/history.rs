@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::types::{ClusterHash, Value};
-use thywill_core::{BoxFuture, CoreResult, Entry, History, HistoryLimits, Offset, Replay};
+use thywill_core::{BoxFuture, CoreResult, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
 
 use crate::Error;
 use crate::store::Commands;
@@ -15,8 +15,9 @@ use crate::store::Commands;
 /// KEYS[1]: the stream's meta hash; KEYS[2]: its list; KEYS[3]: the append's key, which
 /// remembers its offset for a minute (a retried append returns it instead of logging twice).
 /// ARGV[1]: an epoch for a log that starts
-/// now (used only when the meta hash is absent); ARGV[2]: the payload; ARGV[3]: minus the entries kept;
-/// ARGV[4]: the list's TTL (ms); ARGV[5]: the meta hash's TTL (ms).
+/// now (used only when the meta hash is absent); ARGV[2]: the payload; ARGV[3]: the entries kept;
+/// ARGV[4]: the list's TTL (ms); ARGV[5]: the meta hash's TTL (ms); ARGV[6]: the payload bytes
+/// kept (the meta hash's `b` counts the list's).
 ///
 /// A log that starts empty drops whatever list is left (its meta hash was lost), so that the
 /// list always holds consecutive offsets of the current epoch. The entry's time is Redis's
@@ -33,12 +34,24 @@ if not epoch then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'e', epoch)
 end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('HSET', KEYS[1], 'b', 0)
+end
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local off = string.format('%d', n)
-redis.call('RPUSH', KEYS[2], off .. ' ' .. string.format('%d', ms) .. ' ' .. ARGV[2])
-redis.call('LTRIM', KEYS[2], ARGV[3], -1)
+local entry = off .. ' ' .. string.format('%d', ms) .. ' ' .. ARGV[2]
+redis.call('RPUSH', KEYS[2], entry)
+local bytes = redis.call('HINCRBY', KEYS[1], 'b', #entry)
+local max_entries = tonumber(ARGV[3])
+local max_bytes = tonumber(ARGV[6])
+local len = redis.call('LLEN', KEYS[2])
+while len > 0 and (len > max_entries or bytes > max_bytes) do
+  local dropped = redis.call('LPOP', KEYS[2])
+  bytes = redis.call('HINCRBY', KEYS[1], 'b', -#dropped)
+  len = len - 1
+end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('SET', KEYS[3], epoch .. ' ' .. off, 'PX', 60000)
@@ -49,11 +62,12 @@ return {epoch, off}
 /// has no meta hash.
 ///
 /// KEYS[1]: the meta hash; KEYS[2]: the list. ARGV[1]: the client's epoch; ARGV[2]: the client's
-/// offset; ARGV[3]: entries returned at most.
+/// offset (decimal, any `u64`); ARGV[3]: entries returned at most; ARGV[4]: bytes returned at
+/// most (at least one entry is returned when there is one).
 ///
-/// Of the current epoch, the entries after the client's offset (every entry when the client's
-/// epoch is another), at most the last ARGV[3] of them. The list holds consecutive offsets, so
-/// the first wanted entry's index follows from the first entry's offset.
+/// Of the current epoch, the first entries after the client's offset (the oldest kept when the
+/// client's epoch is another), within ARGV[3] and ARGV[4]. The list holds consecutive offsets,
+/// so the first wanted entry's index follows from the first entry's offset.
 const READ: &str = r"
 local t = redis.call('TIME')
 local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -72,20 +86,25 @@ if not first then
 end
 local start = 0
 if m[1] == ARGV[1] then
-  start = tonumber(ARGV[2]) + 1 - first
+  -- A float for offsets near 2^64: only compared, never used as an index unless small.
+  local after = tonumber(ARGV[2])
+  if after >= first + len - 1 then
+    return out
+  end
+  start = after + 1 - first
   if start < 0 then
     start = 0
   end
 end
 local cap = tonumber(ARGV[3])
-if len - start > cap then
-  start = len - cap
-end
-if start >= len then
-  return out
-end
-local entries = redis.call('LRANGE', KEYS[2], start, -1)
+local max_bytes = tonumber(ARGV[4])
+local entries = redis.call('LRANGE', KEYS[2], start, start + cap - 1)
+local bytes = 0
 for i = 1, #entries do
+  bytes = bytes + #entries[i]
+  if i > 1 and bytes > max_bytes then
+    break
+  end
   out[#out + 1] = entries[i]
 end
 return out
@@ -105,6 +124,9 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 0
 ";
+
+/// Chunks made only of expired entries one read skips before it gives up.
+const MAX_SKIPPED_CHUNKS: usize = 64;
 
 /// How long a stream's epoch and counter, and a tab's mark, outlive their last use at least.
 const KEEP: Duration = Duration::from_secs(24 * 60 * 60);
@@ -211,7 +233,8 @@ fn ceil_ms(d: Duration) -> u128 {
 ///
 /// An append is one Lua script: it takes the epoch (or starts a new one, dropping any stale
 /// list), increments `n`, pushes the entry, trims the list to `max_entries` and renews the
-/// expiries: the list's to `max_age` (by then every entry is too old), the hash's to
+/// expiries (the hash's `b` counts the list's bytes; the oldest entries go while the list is
+/// over `max_entries` or `max_stream_bytes`): the list's to `max_age` (by then every entry is too old), the hash's to
 /// `max(24 h, max_age)`, so an idle stream keeps its epoch and numbering for a day. Offsets
 /// are therefore consecutive across all members, and the list always holds consecutive
 /// offsets. When Redis loses the hash (a restart without persistence, eviction) the next
@@ -243,6 +266,7 @@ fn ceil_ms(d: Duration) -> u128 {
 ///         .with_limits(HistoryLimits {
 ///             max_entries: 1_000,
 ///             max_age: Duration::from_secs(120),
+///             ..HistoryLimits::default()
 ///         })?,
 /// )
 /// .await?;
@@ -316,9 +340,10 @@ impl RedisHistory {
             Value::from(self.config.append_key(stream, key)),
             Value::from(fresh_epoch),
             Value::from(payload),
-            Value::from(format!("-{}", self.config.max_entries())),
+            Value::from(self.config.max_entries()),
             Value::from(self.config.list_ttl_ms()),
             Value::from(self.config.keep_ttl_ms()),
+            Value::from(self.config.limits.max_stream_bytes.to_string()),
         ];
         let reply: Vec<String> = self.redis.run("EVAL", ClusterHash::Offset(2), args).await?;
         let mut reply = reply.into_iter();
@@ -330,58 +355,74 @@ impl RedisHistory {
         Ok(Offset { epoch, off })
     }
 
-    async fn read_after(&self, stream: &str, after: &Offset) -> Result<Replay, Error> {
-        let args = vec![
-            Value::from(READ),
-            Value::from(2),
-            Value::from(self.config.meta_key(stream)),
-            Value::from(self.config.list_key(stream)),
-            Value::from(after.epoch.as_str()),
-            Value::from(after.off.to_string()),
-            Value::from(self.config.max_entries()),
-        ];
-        let reply: Vec<String> = self.redis.run("EVAL", ClusterHash::Offset(2), args).await?;
-        let mut reply = reply.into_iter();
-        let epoch = reply
-            .next()
-            .ok_or_else(|| Error::Codec("history read reply without epoch".into()))?;
-        let last = parse_number("last offset", reply.next())?;
-        let now_ms = parse_number("time", reply.next())?;
-        if epoch.is_empty() {
+    async fn read_after(&self, stream: &str, after: &Offset, limit: ReadLimit) -> Result<Replay, Error> {
+        // Entries older than max_age are dropped here, not by the script: a chunk made only of
+        // them moves the cursor on, a bounded number of times.
+        let mut cursor = after.clone();
+        for _ in 0..MAX_SKIPPED_CHUNKS {
+            let args = vec![
+                Value::from(READ),
+                Value::from(2),
+                Value::from(self.config.meta_key(stream)),
+                Value::from(self.config.list_key(stream)),
+                Value::from(cursor.epoch.as_str()),
+                Value::from(cursor.off.to_string()),
+                Value::from(limit.max_entries.clamp(1, 1 << 20).to_string()),
+                Value::from(limit.max_bytes.min(1 << 40).to_string()),
+            ];
+            let reply: Vec<String> = self.redis.run("EVAL", ClusterHash::Offset(2), args).await?;
+            let mut reply = reply.into_iter();
+            let epoch = reply
+                .next()
+                .ok_or_else(|| Error::Codec("history read reply without epoch".into()))?;
+            let last = parse_number("last offset", reply.next())?;
+            let now_ms = parse_number("time", reply.next())?;
+            if epoch.is_empty() {
+                return Ok(Replay {
+                    epoch,
+                    continuous: false,
+                    entries: Vec::new(),
+                    last: 0,
+                });
+            }
+            let mut entries = reply
+                .map(parse_entry)
+                .collect::<Result<Vec<(u64, u64, String)>, Error>>()?;
+            if epoch == cursor.epoch {
+                entries.retain(|(off, _, _)| *off > cursor.off);
+            }
+            let chunk_end = entries.last().map(|(off, _, _)| *off);
+            // Too old: every entry up to the last one older than max_age.
+            let max_age = ceil_ms(self.config.limits.max_age);
+            let too_old = |ms: u64| u128::from(now_ms.saturating_sub(ms)) > max_age;
+            if let Some(i) = entries.iter().rposition(|(_, ms, _)| too_old(*ms)) {
+                entries.drain(..=i);
+            }
+            if entries.is_empty()
+                && let Some(end) = chunk_end
+                && end < last
+            {
+                cursor = Offset { epoch, off: end };
+                continue;
+            }
+            let continuous = epoch == after.epoch
+                && (after.off >= last
+                    || entries
+                        .first()
+                        .is_some_and(|(off, _, _)| Some(*off) == after.off.checked_add(1)));
             return Ok(Replay {
                 epoch,
-                continuous: false,
-                entries: Vec::new(),
-                last: 0,
+                continuous,
+                entries: entries
+                    .into_iter()
+                    .map(|(off, _, payload)| Entry { off, payload })
+                    .collect(),
+                last,
             });
         }
-        let same_epoch = epoch == after.epoch;
-        let mut entries = reply
-            .map(parse_entry)
-            .collect::<Result<Vec<(u64, u64, String)>, Error>>()?;
-        if same_epoch {
-            entries.retain(|(off, _, _)| *off > after.off);
-        }
-        // Too old: every entry up to the last one older than max_age.
-        let max_age = ceil_ms(self.config.limits.max_age);
-        let too_old = |ms: u64| u128::from(now_ms.saturating_sub(ms)) > max_age;
-        if let Some(i) = entries.iter().rposition(|(_, ms, _)| too_old(*ms)) {
-            entries.drain(..=i);
-        }
-        let continuous = same_epoch
-            && (after.off >= last
-                || entries
-                    .first()
-                    .is_some_and(|(off, _, _)| Some(*off) == after.off.checked_add(1)));
-        Ok(Replay {
-            epoch,
-            continuous,
-            entries: entries
-                .into_iter()
-                .map(|(off, _, payload)| Entry { off, payload })
-                .collect(),
-            last,
-        })
+        Err(Error::Codec(format!(
+            "history of {stream}: more than {MAX_SKIPPED_CHUNKS} chunks of expired entries"
+        )))
     }
 
     async fn received_mark(&self, tab: &str) -> Result<u64, Error> {
@@ -422,8 +463,13 @@ impl History for RedisHistory {
         Box::pin(async move { Ok(self.append(&stream, key, payload).await?) })
     }
 
-    fn read_after<'a>(&'a self, stream: &'a str, after: &'a Offset) -> BoxFuture<'a, CoreResult<Replay>> {
-        Box::pin(async move { Ok(self.read_after(stream, after).await?) })
+    fn read_after<'a>(
+        &'a self,
+        stream: &'a str,
+        after: &'a Offset,
+        limit: ReadLimit,
+    ) -> BoxFuture<'a, CoreResult<Replay>> {
+        Box::pin(async move { Ok(self.read_after(stream, after, limit).await?) })
     }
 
     fn received_mark<'a>(&'a self, tab: &'a str) -> BoxFuture<'a, CoreResult<u64>> {
@@ -480,6 +526,7 @@ mod tests {
             .with_limits(HistoryLimits {
                 max_entries: 5,
                 max_age: Duration::from_secs(2 * 86_400),
+                ..HistoryLimits::default()
             })
             .map(|c| c.keep_ttl_ms());
         assert_eq!(long.ok().as_deref(), Some("172800000"));

@@ -7,7 +7,7 @@
 //! message, so that a client can tell a gap from a duplicate. A reconnecting client names the
 //! last offset it saw per stream and the node asks [`History::read_after`] for the rest.
 //!
-//! The log is bounded in entries and age ([`HistoryLimits`]); when the client's gap no longer
+//! The log is bounded in entries, bytes and age ([`HistoryLimits`]); when the client's gap no longer
 //! lies inside it — or the epoch changed because the log itself was lost — the read says so
 //! ([`Replay::continuous`] is false) and the client is told `continuity_lost` instead of being
 //! left to believe it has everything.
@@ -48,30 +48,75 @@ pub struct Replay {
     /// Whether `entries` follow the requested offset without a gap (same epoch, nothing
     /// trimmed between). When false, the client lost messages it can never get back.
     pub continuous: bool,
-    /// The entries after the requested offset (or, when not continuous, every entry still
-    /// kept in the current epoch), in order.
+    /// The entries after the requested offset (or, when not continuous, the oldest entries
+    /// still kept in the current epoch), in order, at most the read's [`ReadLimit`].
     pub entries: Vec<Entry>,
     /// The stream's last offset in `epoch` (0 when empty): a client that is told of lost
     /// continuity and given no entries resumes after it.
     pub last: u64,
 }
 
-/// Bounds of every stream's log.
+/// Bounds of every stream's log: whichever bound is reached first trims the oldest entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HistoryLimits {
-    /// Entries kept per stream; older ones are trimmed.
+    /// Entries kept per stream.
     pub max_entries: usize,
     /// How long an entry stays replayable.
     pub max_age: Duration,
+    /// Payload bytes kept per stream.
+    pub max_stream_bytes: usize,
+    /// Payload bytes kept in all streams together, where the implementation holds them
+    /// itself (an in-memory log; a shared store bounds its own memory).
+    pub max_total_bytes: usize,
 }
 
 impl Default for HistoryLimits {
-    /// 10,000 entries and 5 minutes per stream.
+    /// 10,000 entries, 8 MiB and 5 minutes per stream; 64 MiB in all.
     fn default() -> Self {
         Self {
             max_entries: 10_000,
             max_age: Duration::from_secs(300),
+            max_stream_bytes: 8 * 1024 * 1024,
+            max_total_bytes: 64 * 1024 * 1024,
         }
+    }
+}
+
+/// How much one [`History::read_after`] returns at most, so that a replay is read and written
+/// in bounded chunks, never held whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLimit {
+    /// Entries per read.
+    pub max_entries: usize,
+    /// Payload bytes per read; a read returns at least one entry when there is one, whatever
+    /// its size.
+    pub max_bytes: usize,
+}
+
+impl Default for ReadLimit {
+    /// 256 entries or 256 KiB.
+    fn default() -> Self {
+        Self {
+            max_entries: 256,
+            max_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl ReadLimit {
+    /// How many of `sizes` (payload lengths, oldest first) one read returns: at least one
+    /// when there is one.
+    pub fn take(&self, sizes: impl IntoIterator<Item = usize>) -> usize {
+        let mut bytes = 0usize;
+        let mut n = 0usize;
+        for size in sizes {
+            if n >= self.max_entries.max(1) || (n > 0 && bytes.saturating_add(size) > self.max_bytes) {
+                break;
+            }
+            bytes = bytes.saturating_add(size);
+            n += 1;
+        }
+        n
     }
 }
 
@@ -94,9 +139,19 @@ pub trait History: Send + Sync + 'static {
     /// logging the message twice (for at least a minute).
     fn append(&self, stream: &str, key: u64, payload: String) -> BoxFuture<'_, CoreResult<Offset>>;
 
-    /// The entries of `stream` after `after` (an offset the client saw), at most the log's
-    /// bound, oldest first.
-    fn read_after<'a>(&'a self, stream: &'a str, after: &'a Offset) -> BoxFuture<'a, CoreResult<Replay>>;
+    /// The entries of `stream` after `after` (an offset the client saw), oldest first, at most
+    /// `limit` of them: the caller reads on after the last entry returned until it reaches
+    /// [`Replay::last`].
+    ///
+    /// An `after.off` beyond the log's last offset in the same epoch (which no client was
+    /// given) is answered like a caught-up client: continuous, no entries. Offsets are
+    /// client input: implementations must not overflow on any `u64`.
+    fn read_after<'a>(
+        &'a self,
+        stream: &'a str,
+        after: &'a Offset,
+        limit: ReadLimit,
+    ) -> BoxFuture<'a, CoreResult<Replay>>;
 
     /// The highest client message id processed for a tab (0 when none is known).
     fn received_mark<'a>(&'a self, tab: &'a str) -> BoxFuture<'a, CoreResult<u64>>;

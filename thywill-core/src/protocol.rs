@@ -249,6 +249,11 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// A frame type the server does not accept (binary frames).
     pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A violation of the WebSocket protocol itself (an unmasked frame, reserved bits, a bad
+    /// opcode).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// Policy violation.
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A message larger than the configured maximum.

@@ -17,6 +17,23 @@ pub enum AllowedOrigins {
     Any,
 }
 
+/// Which `Host` header values a node answers (every route: pages, resources, WebSocket).
+/// A request naming another host gets 421 Misdirected Request: a page of a foreign site
+/// whose name was made to resolve to this node (DNS rebinding) cannot use it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum AllowedHosts {
+    /// A node listening on a loopback address answers only loopback names (`localhost`,
+    /// `127.0.0.1` and the rest of `127.0.0.0/8`, `[::1]`), with any port; a node listening on
+    /// another address answers any host (configure [`AllowedHosts::List`] on the internet).
+    #[default]
+    Default,
+    /// Only these host names (compared without the port, case-insensitively), such as
+    /// `example.com`.
+    List(Vec<String>),
+    /// Any host.
+    Any,
+}
+
 /// Who may read `<base>/metrics`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum MetricsAccess {
@@ -47,6 +64,10 @@ pub struct TransportConfig {
     pub(crate) max_connections: usize,
     pub(crate) drain_jitter: Duration,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_sockets: usize,
+    pub(crate) max_outbound_bytes: usize,
+    pub(crate) allowed_hosts: AllowedHosts,
     pub(crate) replay: bool,
     pub(crate) append_timeout: Duration,
 }
@@ -67,6 +88,10 @@ impl Default for TransportConfig {
             max_connections: 100_000,
             drain_jitter: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_sockets: 101_000,
+            max_outbound_bytes: 4 * 1024 * 1024,
+            allowed_hosts: AllowedHosts::default(),
             replay: true,
             append_timeout: Duration::from_secs(10),
         }
@@ -189,6 +214,54 @@ impl TransportConfig {
         }
         self.handshake_timeout = timeout;
         Ok(self)
+    }
+
+    /// Longest a socket of the node's own listener may go without a byte read or written
+    /// between HTTP exchanges (HTTP/1 keep-alive, HTTP/2) before it is closed (default 60 s).
+    /// A WebSocket is kept alive by its keepalive instead.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Result<Self, TransportError> {
+        if timeout.is_zero() {
+            return Err(TransportError::Config {
+                key: "idle_timeout",
+                message: "must be above zero".into(),
+            });
+        }
+        self.idle_timeout = timeout;
+        Ok(self)
+    }
+
+    /// Most TCP connections the node's own listener holds at once, whatever stage they are at
+    /// (before a request, HTTP, WebSocket); one more is closed as soon as it is accepted
+    /// (default 101,000).
+    pub fn with_max_sockets(mut self, n: usize) -> Result<Self, TransportError> {
+        if n == 0 {
+            return Err(TransportError::Config {
+                key: "max_sockets",
+                message: "must be at least 1".into(),
+            });
+        }
+        self.max_sockets = n;
+        Ok(self)
+    }
+
+    /// Bytes of frames queued for one connection before it counts as a slow consumer and is
+    /// closed with 4008 (default 4 MiB). Frames to many connections are shared, not copied,
+    /// but each connection is charged their full size.
+    pub fn with_max_outbound_bytes(mut self, bytes: usize) -> Result<Self, TransportError> {
+        if bytes < 1024 {
+            return Err(TransportError::Config {
+                key: "max_outbound_bytes",
+                message: format!("{bytes} is below the minimum of 1024 bytes"),
+            });
+        }
+        self.max_outbound_bytes = bytes;
+        Ok(self)
+    }
+
+    /// Which `Host` names requests may carry (default: see [`AllowedHosts::Default`]).
+    pub fn with_allowed_hosts(mut self, hosts: AllowedHosts) -> Self {
+        self.allowed_hosts = hosts;
+        self
     }
 
     /// Whether messages sent to channels and sessions are numbered and logged in the node's

@@ -1,18 +1,26 @@
 //! [`LocalHistory`]: the in-memory [`History`] of one member, the default.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use thywill_core::{BoxFuture, CoreResult, Entry, History, HistoryLimits, Offset, Replay};
+use thywill_core::{BoxFuture, CoreResult, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
 
 /// Most tabs whose received marks are kept; the least recently updated go first.
 const MAX_MARKS: usize = 100_000;
 
-/// Replay logs kept in this process: bounded per stream by [`HistoryLimits`], idle streams
-/// forgotten after `max_age`. Every log starts a new random epoch (in a new process, or when a
-/// forgotten stream is used again), so a client that comes back after the member restarted is
-/// told `continuity_lost` rather than given offsets of another log.
+/// How long a tab's received mark outlives its last update.
+const MARK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Appends and mark updates between two sweeps of idle streams and old marks.
+const SWEEP_EVERY: u64 = 1024;
+
+/// Replay logs kept in this process: bounded per stream by [`HistoryLimits`] (entries, bytes,
+/// age) and in all streams together by its total bytes (the oldest entry of any stream goes
+/// first); idle streams are forgotten after `max_age`. Every log starts a new random epoch (in
+/// a new process, or when a forgotten stream is used again), so a client that comes back
+/// after the member restarted is told `continuity_lost` rather than given offsets of another
+/// log.
 ///
 /// Not shared: in a cluster without a shared history, each member numbers and replays the
 /// messages it sent itself (the node names such streams after the member).
@@ -23,16 +31,120 @@ pub struct LocalHistory {
 
 #[derive(Default)]
 struct State {
-    streams: HashMap<String, Log>,
+    streams: HashMap<Arc<str>, Log>,
+    /// The first entry of every non-empty log, by global append order: the oldest entry of
+    /// all is the first of this set.
+    fronts: BTreeSet<(u64, Arc<str>)>,
+    /// Payload bytes of every log.
+    bytes: usize,
     marks: HashMap<String, (u64, Instant)>,
-    appends: u64,
+    /// Appends and mark updates so far (sweeps run every [`SWEEP_EVERY`]).
+    ops: u64,
+    /// Global append counter.
+    seq: u64,
 }
 
 struct Log {
     epoch: String,
     last: u64,
-    entries: VecDeque<(u64, Instant, String)>,
+    entries: VecDeque<Item>,
+    bytes: usize,
     touched: Instant,
+}
+
+struct Item {
+    off: u64,
+    at: Instant,
+    /// Global append order.
+    seq: u64,
+    payload: String,
+}
+
+impl State {
+    /// Drops the first entry of a log, keeping `fronts` and the byte counts right.
+    fn pop_front(&mut self, name: &Arc<str>) {
+        let Some(log) = self.streams.get_mut(name) else {
+            return;
+        };
+        let Some(item) = log.entries.pop_front() else {
+            return;
+        };
+        log.bytes -= item.payload.len();
+        self.bytes -= item.payload.len();
+        self.fronts.remove(&(item.seq, name.clone()));
+        if let Some(next) = log.entries.front() {
+            self.fronts.insert((next.seq, name.clone()));
+        }
+    }
+
+    /// Trims a log to the per-stream bounds.
+    fn trim(&mut self, name: &Arc<str>, limits: &HistoryLimits, now: Instant) {
+        loop {
+            let Some(log) = self.streams.get(name) else {
+                return;
+            };
+            let over = log.entries.len() > limits.max_entries
+                || log.bytes > limits.max_stream_bytes
+                || log
+                    .entries
+                    .front()
+                    .is_some_and(|i| now.duration_since(i.at) > limits.max_age);
+            if !over {
+                return;
+            }
+            self.pop_front(name);
+        }
+    }
+
+    /// Drops the oldest entries of all logs while the total is over its bound.
+    fn trim_total(&mut self, max: usize) {
+        while self.bytes > max {
+            let Some((_, name)) = self.fronts.first().cloned() else {
+                return;
+            };
+            self.pop_front(&name);
+        }
+    }
+
+    /// Removes a whole log.
+    fn remove(&mut self, name: &Arc<str>) {
+        if let Some(log) = self.streams.remove(name) {
+            self.bytes -= log.bytes;
+            if let Some(front) = log.entries.front() {
+                self.fronts.remove(&(front.seq, name.clone()));
+            }
+        }
+    }
+
+    /// Forgets streams idle for longer than `max_age` (their entries are all too old
+    /// anyway), marks older than [`MARK_TTL`] and the oldest marks beyond [`MAX_MARKS`].
+    fn sweep(&mut self, max_age: Duration, now: Instant) {
+        let idle: Vec<Arc<str>> = self
+            .streams
+            .iter()
+            .filter(|(_, log)| now.duration_since(log.touched) > max_age)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in idle {
+            self.remove(&name);
+        }
+        self.marks
+            .retain(|_, (_, at)| now.duration_since(*at) <= MARK_TTL);
+        if self.marks.len() > MAX_MARKS {
+            let mut ages: Vec<Instant> = self.marks.values().map(|(_, at)| *at).collect();
+            ages.sort_unstable();
+            let cut = ages[self.marks.len() - MAX_MARKS];
+            self.marks.retain(|_, (_, at)| *at >= cut);
+        }
+    }
+
+    /// Counts an operation; sweeps every [`SWEEP_EVERY`].
+    fn tick(&mut self, max_age: Duration, now: Instant) {
+        self.ops += 1;
+        if self.ops % SWEEP_EVERY == 0 {
+            self.sweep(max_age, now);
+        }
+    }
 }
 
 impl std::fmt::Debug for LocalHistory {
@@ -63,36 +175,18 @@ impl LocalHistory {
         self.limits
     }
 
+    /// Payload bytes held in all logs (bounded by [`HistoryLimits::max_total_bytes`]).
+    pub fn bytes(&self) -> usize {
+        self.state().bytes
+    }
+
+    /// Tabs whose received marks are held.
+    pub fn marks(&self) -> usize {
+        self.state().marks.len()
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn trim(&self, log: &mut Log, now: Instant) {
-        while log.entries.len() > self.limits.max_entries {
-            log.entries.pop_front();
-        }
-        while log
-            .entries
-            .front()
-            .is_some_and(|(_, at, _)| now.duration_since(*at) > self.limits.max_age)
-        {
-            log.entries.pop_front();
-        }
-    }
-
-    /// Forgets streams idle for longer than `max_age` (their entries are all too old anyway)
-    /// and the oldest marks beyond the bound; run every 1024 appends.
-    fn sweep(&self, state: &mut State, now: Instant) {
-        let max_age = self.limits.max_age;
-        state
-            .streams
-            .retain(|_, log| now.duration_since(log.touched) <= max_age);
-        if state.marks.len() > MAX_MARKS {
-            let mut ages: Vec<Instant> = state.marks.values().map(|(_, at)| *at).collect();
-            ages.sort_unstable();
-            let cut = ages[state.marks.len() - MAX_MARKS];
-            state.marks.retain(|_, (_, at)| *at >= cut);
-        }
     }
 }
 
@@ -105,32 +199,73 @@ impl History for LocalHistory {
         // In memory an append cannot half-fail, so there is no retry to recognise.
         let now = Instant::now();
         let mut state = self.state();
-        state.appends += 1;
-        if state.appends % 1024 == 0 {
-            self.sweep(&mut state, now);
-        }
-        let log = state.streams.entry(stream.to_owned()).or_insert_with(|| Log {
-            epoch: format!("{:016x}", rand::random::<u64>()),
-            last: 0,
-            entries: VecDeque::new(),
-            touched: now,
-        });
-        log.last += 1;
-        log.touched = now;
-        let off = log.last;
-        log.entries.push_back((off, now, payload));
-        self.trim(log, now);
-        let offset = Offset {
-            epoch: log.epoch.clone(),
-            off,
+        state.tick(self.limits.max_age, now);
+        state.seq += 1;
+        let seq = state.seq;
+        let name: Arc<str> = match state.streams.get_key_value(stream) {
+            Some((name, _)) => name.clone(),
+            None => {
+                let name: Arc<str> = Arc::from(stream);
+                state.streams.insert(
+                    name.clone(),
+                    Log {
+                        epoch: format!("{:016x}", rand::random::<u64>()),
+                        last: 0,
+                        entries: VecDeque::new(),
+                        bytes: 0,
+                        touched: now,
+                    },
+                );
+                name
+            }
         };
+        let len = payload.len();
+        let (offset, was_empty) = {
+            let Some(log) = state.streams.get_mut(&name) else {
+                return Box::pin(std::future::ready(Err(thywill_core::CoreError::Unavailable(
+                    "stream vanished".into(),
+                ))));
+            };
+            log.last += 1;
+            log.touched = now;
+            let was_empty = log.entries.is_empty();
+            log.entries.push_back(Item {
+                off: log.last,
+                at: now,
+                seq,
+                payload,
+            });
+            log.bytes += len;
+            (
+                Offset {
+                    epoch: log.epoch.clone(),
+                    off: log.last,
+                },
+                was_empty,
+            )
+        };
+        state.bytes += len;
+        if was_empty {
+            state.fronts.insert((seq, name.clone()));
+        }
+        state.trim(&name, &self.limits, now);
+        state.trim_total(self.limits.max_total_bytes);
         Box::pin(std::future::ready(Ok(offset)))
     }
 
-    fn read_after<'a>(&'a self, stream: &'a str, after: &'a Offset) -> BoxFuture<'a, CoreResult<Replay>> {
+    fn read_after<'a>(
+        &'a self,
+        stream: &'a str,
+        after: &'a Offset,
+        limit: ReadLimit,
+    ) -> BoxFuture<'a, CoreResult<Replay>> {
         let now = Instant::now();
         let mut state = self.state();
-        let replay = match state.streams.get_mut(stream) {
+        let name = state.streams.get_key_value(stream).map(|(n, _)| n.clone());
+        if let Some(name) = &name {
+            state.trim(name, &self.limits, now);
+        }
+        let replay = match name.as_ref().and_then(|n| state.streams.get(n)) {
             // Never written here, or forgotten after `max_age` idle: no log.
             None => Replay {
                 epoch: String::new(),
@@ -139,18 +274,19 @@ impl History for LocalHistory {
                 last: 0,
             },
             Some(log) => {
-                self.trim(log, now);
                 let same = after.epoch == log.epoch;
-                let first = log.entries.front().map_or(log.last + 1, |(o, _, _)| *o);
-                let continuous = same && (after.off >= log.last || first <= after.off + 1);
-                let from = if continuous { after.off + 1 } else { 0 };
-                let entries = log
-                    .entries
-                    .iter()
-                    .filter(|(o, _, _)| *o >= from)
-                    .map(|(off, _, payload)| Entry {
-                        off: *off,
-                        payload: payload.clone(),
+                // Client input: any u64, so no unchecked arithmetic.
+                let next = after.off.saturating_add(1);
+                let first = log.entries.front().map_or(log.last.saturating_add(1), |i| i.off);
+                let continuous = same && (after.off >= log.last || first <= next);
+                let from = if continuous { next } else { 0 };
+                let wanted = log.entries.iter().skip_while(|i| i.off < from);
+                let n = limit.take(wanted.clone().map(|i| i.payload.len()));
+                let entries = wanted
+                    .take(n)
+                    .map(|i| Entry {
+                        off: i.off,
+                        payload: i.payload.clone(),
                     })
                     .collect();
                 Replay {
@@ -172,6 +308,7 @@ impl History for LocalHistory {
     fn set_received_mark<'a>(&'a self, tab: &'a str, id: u64) -> BoxFuture<'a, CoreResult<()>> {
         let now = Instant::now();
         let mut state = self.state();
+        state.tick(self.limits.max_age, now);
         let mark = state.marks.entry(tab.to_owned()).or_insert((0, now));
         *mark = (mark.0.max(id), now);
         Box::pin(std::future::ready(Ok(())))
@@ -183,6 +320,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    fn all() -> ReadLimit {
+        ReadLimit {
+            max_entries: usize::MAX,
+            max_bytes: usize::MAX,
+        }
+    }
 
     fn offsets(r: &Replay) -> Vec<u64> {
         r.entries.iter().map(|e| e.off).collect()
@@ -201,12 +345,12 @@ mod tests {
         assert_eq!(b.off, 1);
         assert_ne!(b.epoch, epoch, "every log has its own epoch");
         let after = Offset { epoch, off: 2 };
-        let r = h.read_after("c:a", &after).await?;
+        let r = h.read_after("c:a", &after, all()).await?;
         assert!(r.continuous);
         assert_eq!(offsets(&r), [3, 4, 5]);
         assert_eq!(r.entries[0].payload, "m3");
         assert_eq!(r.last, 5);
-        let caught_up = h.read_after("c:a", &Offset { off: 5, ..after }).await?;
+        let caught_up = h.read_after("c:a", &Offset { off: 5, ..after }, all()).await?;
         assert!(caught_up.continuous && caught_up.entries.is_empty());
         Ok(())
     }
@@ -216,6 +360,7 @@ mod tests {
         let h = LocalHistory::new(HistoryLimits {
             max_entries: 3,
             max_age: Duration::from_secs(60),
+            ..HistoryLimits::default()
         });
         let mut epoch = String::new();
         for _ in 0..6 {
@@ -228,6 +373,7 @@ mod tests {
                     epoch: epoch.clone(),
                     off: 1,
                 },
+                all(),
             )
             .await?;
         assert!(!r.continuous);
@@ -239,6 +385,7 @@ mod tests {
                     epoch: epoch.clone(),
                     off: 3,
                 },
+                all(),
             )
             .await?;
         assert!(r.continuous);
@@ -247,10 +394,10 @@ mod tests {
             epoch: "0000".into(),
             off: 5,
         };
-        let r = h.read_after("s:x", &other).await?;
+        let r = h.read_after("s:x", &other, all()).await?;
         assert!(!r.continuous);
         assert_eq!(offsets(&r), [4, 5, 6]);
-        let r = h.read_after("s:never", &other).await?;
+        let r = h.read_after("s:never", &other, all()).await?;
         assert!(!r.continuous && r.entries.is_empty());
         Ok(())
     }
@@ -260,14 +407,163 @@ mod tests {
         let h = LocalHistory::new(HistoryLimits {
             max_entries: 100,
             max_age: Duration::from_millis(50),
+            ..HistoryLimits::default()
         });
         let first = h.append("c:a", 0, "old".into()).await?;
         // The age bound is the behaviour under test: let the clock pass it.
         tokio::time::sleep(Duration::from_millis(80)).await;
         h.append("c:a", 0, "new".into()).await?;
-        let r = h.read_after("c:a", &Offset { off: 0, ..first }).await?;
+        let r = h.read_after("c:a", &Offset { off: 0, ..first }, all()).await?;
         assert!(!r.continuous);
         assert_eq!(offsets(&r), [2]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_offset_beyond_the_log_is_answered_without_overflow() -> CoreResult<()> {
+        let h = LocalHistory::default();
+        let epoch = h.append("c:a", 0, "m".into()).await?.epoch;
+        for off in [u64::MAX, u64::MAX - 1, 2, 1] {
+            let r = h
+                .read_after(
+                    "c:a",
+                    &Offset {
+                        epoch: epoch.clone(),
+                        off,
+                    },
+                    all(),
+                )
+                .await?;
+            assert!(r.continuous && r.entries.is_empty(), "off {off}: {r:?}");
+        }
+        let foreign = h
+            .read_after(
+                "c:a",
+                &Offset {
+                    epoch: "x".into(),
+                    off: u64::MAX,
+                },
+                all(),
+            )
+            .await?;
+        assert!(!foreign.continuous);
+        assert_eq!(offsets(&foreign), [1]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn reads_come_in_bounded_chunks() -> CoreResult<()> {
+        let h = LocalHistory::default();
+        let mut epoch = String::new();
+        for _ in 0..10 {
+            epoch = h.append("c:a", 0, "x".repeat(100)).await?.epoch;
+        }
+        let by_count = ReadLimit {
+            max_entries: 3,
+            max_bytes: usize::MAX,
+        };
+        let r = h
+            .read_after(
+                "c:a",
+                &Offset {
+                    epoch: epoch.clone(),
+                    off: 2,
+                },
+                by_count,
+            )
+            .await?;
+        assert!(r.continuous);
+        assert_eq!(offsets(&r), [3, 4, 5]);
+        assert_eq!(r.last, 10);
+        let by_bytes = ReadLimit {
+            max_entries: 100,
+            max_bytes: 250,
+        };
+        let r = h
+            .read_after(
+                "c:a",
+                &Offset {
+                    epoch: epoch.clone(),
+                    off: 5,
+                },
+                by_bytes,
+            )
+            .await?;
+        assert_eq!(offsets(&r), [6, 7]);
+        // At least one entry, however small the byte bound.
+        let tiny = ReadLimit {
+            max_entries: 100,
+            max_bytes: 1,
+        };
+        let r = h.read_after("c:a", &Offset { epoch, off: 9 }, tiny).await?;
+        assert_eq!(offsets(&r), [10]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn bytes_are_bounded_per_stream_and_in_total() -> CoreResult<()> {
+        let h = LocalHistory::new(HistoryLimits {
+            max_stream_bytes: 1000,
+            max_total_bytes: 2500,
+            ..HistoryLimits::default()
+        });
+        let mut a = String::new();
+        for _ in 0..20 {
+            a = h.append("c:a", 0, "a".repeat(100)).await?.epoch;
+        }
+        assert_eq!(h.bytes(), 1000, "per stream: the 10 newest entries");
+        let r = h
+            .read_after(
+                "c:a",
+                &Offset {
+                    epoch: a.clone(),
+                    off: 0,
+                },
+                all(),
+            )
+            .await?;
+        assert!(!r.continuous);
+        assert_eq!(offsets(&r), (11..=20).collect::<Vec<_>>());
+        for _ in 0..10 {
+            h.append("c:b", 0, "b".repeat(100)).await?;
+        }
+        for stream in ["c:c", "c:d"] {
+            for _ in 0..10 {
+                h.append(stream, 0, "c".repeat(100)).await?;
+            }
+        }
+        assert!(h.bytes() <= 2500, "total bound: {}", h.bytes());
+        // The oldest entries overall went first: all of c:a's.
+        let r = h.read_after("c:a", &Offset { epoch: a, off: 20 }, all()).await?;
+        assert!(r.continuous && r.entries.is_empty());
+        let first_b = h
+            .read_after(
+                "c:b",
+                &Offset {
+                    epoch: String::new(),
+                    off: 0,
+                },
+                all(),
+            )
+            .await?;
+        assert_eq!(offsets(&first_b).first(), Some(&6));
+        // An entry bigger than the stream's bound is not kept at all.
+        h.append("c:big", 0, "x".repeat(5000)).await?;
+        assert!(h.bytes() <= 2500);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn marks_are_swept_without_appends() -> CoreResult<()> {
+        let h = LocalHistory::default();
+        for i in 0..(MAX_MARKS as u64 + 2 * SWEEP_EVERY) {
+            h.set_received_mark(&format!("t{i}"), 1).await?;
+        }
+        assert!(
+            h.marks() <= MAX_MARKS + SWEEP_EVERY as usize,
+            "{} marks",
+            h.marks()
+        );
         Ok(())
     }
 

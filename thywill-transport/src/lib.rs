@@ -39,7 +39,7 @@ mod tls;
 pub mod tracker;
 
 pub use assets::{CLIENT_DTS, CLIENT_JS, client_js_path};
-pub use config::{AllowedOrigins, MetricsAccess, TransportConfig};
+pub use config::{AllowedHosts, AllowedOrigins, MetricsAccess, TransportConfig};
 pub use error::TransportError;
 pub use history::LocalHistory;
 pub use node::{Node, NodeParts};

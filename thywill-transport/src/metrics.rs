@@ -65,6 +65,10 @@ pub(crate) struct Metrics {
     pub(crate) replayed: Counter,
     pub(crate) continuity_lost: Counter,
     pub(crate) duplicates_dropped: Counter,
+    pub(crate) sockets: Gauge,
+    pub(crate) sockets_refused: Counter,
+    pub(crate) accept_errors: Counter,
+    pub(crate) panics: Counter,
     member_up: Family<MemberLabel, Gauge>,
     cluster_healthy: Gauge,
     cluster_reconnects: Gauge,
@@ -107,12 +111,36 @@ impl Metrics {
             replayed: Counter::default(),
             continuity_lost: Counter::default(),
             duplicates_dropped: Counter::default(),
+            sockets: Gauge::default(),
+            sockets_refused: Counter::default(),
+            accept_errors: Counter::default(),
+            panics: Counter::default(),
             member_up: Family::default(),
             cluster_healthy: Gauge::default(),
             cluster_reconnects: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open WebSocket connections", m.connections.clone());
+        registry.register(
+            "sockets",
+            "Open TCP connections of the node's own listeners (HTTP and WebSocket)",
+            m.sockets.clone(),
+        );
+        registry.register(
+            "sockets_refused",
+            "TCP connections closed at once because the socket cap was reached",
+            m.sockets_refused.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Failed accepts (such as running out of file descriptors)",
+            m.accept_errors.clone(),
+        );
+        registry.register(
+            "panics",
+            "Panics caught in connection tasks and application hooks",
+            m.panics.clone(),
+        );
         registry.register(
             "connections_opened",
             "WebSocket connections opened",

@@ -80,18 +80,74 @@ pub(crate) struct ConnHandle {
 
 pub(crate) struct OutState {
     pub(crate) seq: u64,
-    pub(crate) tx: mpsc::Sender<String>,
+    pub(crate) tx: mpsc::Sender<Queued>,
+    /// Bytes of the frames in the queue, as if each were the connection's own copy.
+    pub(crate) bytes: usize,
+    /// The bound of `bytes` (a slow consumer past it).
+    pub(crate) max_bytes: usize,
+}
+
+/// A frame waiting in a connection's queue.
+pub(crate) enum Queued {
+    /// Encoded already (control frames).
+    Text(String),
+    /// A message frame shared by every connection it goes to, written with this
+    /// connection's sequence number.
+    Msg(u64, Arc<Encoded>),
+}
+
+impl Queued {
+    /// The frame's length in bytes (what it costs the connection's byte bound).
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Text(t) => t.len(),
+            Self::Msg(_, e) => e.len(),
+        }
+    }
+
+    /// The frame's text.
+    pub(crate) fn into_text(self) -> String {
+        match self {
+            Self::Text(t) => t,
+            Self::Msg(seq, e) => e.frame(seq),
+        }
+    }
 }
 
 impl ConnHandle {
-    /// Queues a sequenced frame (encoded, given its sequence number) without waiting; a full
-    /// queue marks the client a slow consumer.
-    pub(crate) fn push(&self, conn: &ConnectionId, frame: impl FnOnce(u64) -> String) -> bool {
-        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        let seq = out.seq + 1;
-        match out.tx.try_send(frame(seq)) {
+    /// A handle whose queue holds `frames` frames and `max_bytes` bytes at most.
+    pub(crate) fn new(
+        metrics: Arc<crate::metrics::Metrics>,
+        frames: usize,
+        max_bytes: usize,
+    ) -> (Self, mpsc::Receiver<Queued>, watch::Receiver<Option<u16>>) {
+        let (tx, rx) = mpsc::channel(frames);
+        let (kill, killed) = watch::channel(None);
+        let handle = Self {
+            metrics,
+            out: Mutex::new(OutState {
+                seq: 0,
+                tx,
+                bytes: 0,
+                max_bytes,
+            }),
+            kill,
+            tab: Mutex::new(None),
+        };
+        (handle, rx, killed)
+    }
+
+    /// Queues a frame without waiting; a full queue (in frames or bytes) marks the client a
+    /// slow consumer.
+    fn enqueue(&self, conn: &ConnectionId, out: &mut OutState, frame: Queued) -> bool {
+        let len = frame.len();
+        if out.bytes.saturating_add(len) > out.max_bytes {
+            self.overflow(conn);
+            return false;
+        }
+        match out.tx.try_send(frame) {
             Ok(()) => {
-                out.seq = seq;
+                out.bytes += len;
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -100,6 +156,23 @@ impl ConnHandle {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Queues a shared message frame with the connection's next sequence number.
+    pub(crate) fn push(&self, conn: &ConnectionId, frame: &Arc<Encoded>) -> bool {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = out.seq + 1;
+        let queued = self.enqueue(conn, &mut out, Queued::Msg(seq, frame.clone()));
+        if queued {
+            out.seq = seq;
+        }
+        queued
+    }
+
+    /// The connection task took a frame of `len` bytes off the queue.
+    pub(crate) fn dequeued(&self, len: usize) {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        out.bytes = out.bytes.saturating_sub(len);
     }
 
     fn overflow(&self, conn: &ConnectionId) {
@@ -127,20 +200,13 @@ impl ConnHandle {
 
     /// Queues a frame that carries no sequence number (RPC replies, errors).
     pub(crate) fn push_control(&self, conn: &ConnectionId, frame: ServerFrame) -> bool {
-        let out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        match out.tx.try_send(frame.encode()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow(conn);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        self.enqueue(conn, &mut out, Queued::Text(frame.encode()))
     }
 }
 
 /// An application message encoded once for many connections: only the sequence number
-/// differs between their frames.
+/// differs between their frames, and it is spliced in when a connection writes the frame.
 pub(crate) struct Encoded {
     /// `{"t":"msg","app":<app>,"seq":`
     head: String,
@@ -149,7 +215,7 @@ pub(crate) struct Encoded {
 }
 
 impl Encoded {
-    fn new(app: &ApplicationId, message: &Message, at: Option<&At>) -> Self {
+    pub(crate) fn new(app: &ApplicationId, message: &Message, at: Option<&At>) -> Self {
         let position = at.map_or_else(String::new, |at| {
             format!(
                 r#","stream":{},"epoch":{},"off":{}"#,
@@ -173,9 +239,14 @@ impl Encoded {
         Self::new(app, message, Some(at)).frame(seq)
     }
 
-    fn frame(&self, seq: u64) -> String {
+    /// The frame's length, counting the longest sequence number.
+    pub(crate) fn len(&self) -> usize {
+        self.head.len() + 20 + self.tail.len()
+    }
+
+    pub(crate) fn frame(&self, seq: u64) -> String {
         use std::fmt::Write;
-        let mut f = String::with_capacity(self.head.len() + 20 + self.tail.len());
+        let mut f = String::with_capacity(self.len());
         f.push_str(&self.head);
         let _ = write!(f, "{seq}");
         f.push_str(&self.tail);
@@ -529,11 +600,8 @@ impl Inner {
         if handles.is_empty() {
             return 0;
         }
-        let encoded = Encoded::new(app, message, at);
-        let queued = handles
-            .iter()
-            .filter(|(c, h)| h.push(c, |seq| encoded.frame(seq)))
-            .count();
+        let encoded = Arc::new(Encoded::new(app, message, at));
+        let queued = handles.iter().filter(|(c, h)| h.push(c, &encoded)).count();
         if queued > 0 {
             match self.app_counters.get(app) {
                 Some(c) => c.messages_out.inc_by(queued as u64),
@@ -800,19 +868,20 @@ impl Inner {
                     .flatten();
                 let push = push.numbered(here.as_ref());
                 self.push_local(&local, push);
-                if !remote.is_empty() {
-                    let payload = push.payload()?;
-                    for (member, conns) in remote {
-                        let task = Deliver {
-                            payload: payload.clone(),
-                            to: DeliverTo::Connections(conns),
-                            numbering: numbering.clone(),
-                        };
-                        self.count_out();
-                        self.cluster.send_to(&member, task.to_task()?).await?;
-                    }
+                if remote.is_empty() {
+                    return Ok(());
                 }
-                Ok(())
+                let payload = push.payload()?;
+                let mut sends = Vec::with_capacity(remote.len());
+                for (member, conns) in remote {
+                    let task = Deliver {
+                        payload: payload.clone(),
+                        to: DeliverTo::Connections(conns),
+                        numbering: numbering.clone(),
+                    };
+                    sends.push((member, task.to_task()?));
+                }
+                self.send_to_each(sends).await
             }
             Target::Channel { channel, exclude } => {
                 // Every member logs a per-member channel stream, whoever subscribes.
@@ -852,16 +921,30 @@ impl Inner {
             }
         }
         self.subscribe_local(subscribe, &local, &channels);
+        let mut sends = Vec::with_capacity(remote.len());
         for (member, connections) in remote {
             let task = Subscription {
                 subscribe,
                 connections,
                 channels: channels.iter().map(ToString::to_string).collect(),
             };
-            self.count_out();
-            self.cluster.send_to(&member, task.to_task()?).await?;
+            sends.push((member, task.to_task()?));
         }
-        Ok(())
+        self.send_to_each(sends).await
+    }
+
+    /// Sends each task to its member, all of them even when some fail (one unreachable
+    /// member must not keep the others from their share); the first failure, if any.
+    async fn send_to_each(&self, sends: Vec<(MemberId, ClusterTask)>) -> CoreResult<()> {
+        let mut first_error = None;
+        for (member, task) in sends {
+            self.count_out();
+            if let Err(e) = self.cluster.send_to(&member, task).await {
+                tracing::warn!(%member, error = %e, "task not sent to member");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 

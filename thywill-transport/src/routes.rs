@@ -13,7 +13,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::socket::UpgradeSlot;
-use crate::{AllowedOrigins, MetricsAccess, Node, TransportError};
+use crate::{AllowedHosts, AllowedOrigins, MetricsAccess, Node, TransportError};
 
 fn exact_path(path: String) -> BoxedFilter<()> {
     warp::path::full()
@@ -38,10 +38,31 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// The scheme a browser used to reach this node: `https` over TLS, or when a proxy in front
+/// says so (`X-Forwarded-Proto`, which a page's script cannot set), else `http`.
+fn request_scheme(addr: Option<&crate::serve::PeerAddr>, forwarded_proto: Option<&str>) -> &'static str {
+    let forwarded_https = forwarded_proto
+        .and_then(|p| p.split(',').next())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    if addr.is_some_and(|a| a.tls) || forwarded_https {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// What a WebSocket handshake is checked against.
+struct Handshake<'a> {
+    origin: Option<&'a str>,
+    host: Option<&'a str>,
+    scheme: &'static str,
+}
+
 /// Why a WebSocket may not open now (a response to send instead), if it may not: a foreign
 /// origin, a draining node, the connection limit.
-fn refuse_socket(node: &Node, origin: Option<&str>, host: Option<&str>) -> Option<Response> {
-    if !origin_allowed(&node.config().origins, origin, host) {
+fn refuse_socket(node: &Node, hs: &Handshake<'_>) -> Option<Response> {
+    let (origin, host) = (hs.origin, hs.host);
+    if !origin_allowed(&node.config().origins, origin, host, hs.scheme) {
         tracing::warn!(?origin, ?host, "websocket refused: origin not allowed");
         return Some(warp::reply::with_status("origin not allowed", StatusCode::FORBIDDEN).into_response());
     }
@@ -59,18 +80,107 @@ fn refuse_socket(node: &Node, origin: Option<&str>, host: Option<&str>) -> Optio
     None
 }
 
-fn origin_allowed(policy: &AllowedOrigins, origin: Option<&str>, host: Option<&str>) -> bool {
+fn origin_allowed(policy: &AllowedOrigins, origin: Option<&str>, host: Option<&str>, scheme: &str) -> bool {
     let Some(origin) = origin else {
         // Browsers always send Origin on WebSocket handshakes; other clients may not.
         return true;
     };
     match policy {
         AllowedOrigins::Any => true,
-        AllowedOrigins::List(list) => list.iter().any(|o| o.trim_end_matches('/') == origin),
+        AllowedOrigins::List(list) => list
+            .iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin)),
         AllowedOrigins::SameHost => {
-            let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
-            host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
+            // Scheme and host both: a page served over plain HTTP (which anyone on the path
+            // can alter) may not open the socket of the HTTPS site, nor the other way round.
+            let Some((origin_scheme, origin_host)) = origin.split_once("://") else {
+                return false;
+            };
+            origin_scheme.eq_ignore_ascii_case(scheme)
+                && host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
         }
+    }
+}
+
+/// The host name of a `Host` header, without its port (and without the brackets of an IPv6
+/// literal), lowercased.
+fn host_name(host: &str) -> String {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(h, _)| h)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+    };
+    name.to_ascii_lowercase()
+}
+
+/// Whether a host name is a loopback name: `localhost` (and `*.localhost`), `127.0.0.0/8`, `::1`.
+fn is_loopback_name(name: &str) -> bool {
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a request's `Host` may be answered (see [`AllowedHosts`]); `local` is the
+/// listener's address when the node's own accept loop serves it.
+fn host_allowed(policy: &AllowedHosts, host: Option<&str>, local: Option<std::net::SocketAddr>) -> bool {
+    match policy {
+        AllowedHosts::Any => true,
+        AllowedHosts::Default => match local {
+            Some(addr) if addr.ip().is_loopback() => host.is_some_and(|h| is_loopback_name(&host_name(h))),
+            _ => true,
+        },
+        AllowedHosts::List(list) => host.is_some_and(|h| {
+            let name = host_name(h);
+            list.iter().any(|allowed| allowed.eq_ignore_ascii_case(&name))
+        }),
+    }
+}
+
+/// Refuses (421) requests whose `Host` the node does not answer.
+fn host_guard(node: &Node) -> BoxedFilter<()> {
+    let node = node.clone();
+    warp::header::optional::<String>("host")
+        .and(warp::ext::optional::<crate::serve::PeerAddr>())
+        .and_then(
+            move |host: Option<String>, addr: Option<crate::serve::PeerAddr>| {
+                let allowed = host_allowed(
+                    &node.config().allowed_hosts,
+                    host.as_deref(),
+                    addr.map(|a| a.local),
+                );
+                async move {
+                    if allowed {
+                        Ok(())
+                    } else {
+                        tracing::warn!(?host, "request refused: host not allowed");
+                        Err(warp::reject::custom(HostRefused))
+                    }
+                }
+            },
+        )
+        .untuple_one()
+        .boxed()
+}
+
+/// A request for a host this node does not answer.
+#[derive(Debug)]
+struct HostRefused;
+
+impl warp::reject::Reject for HostRefused {}
+
+/// Turns a [`HostRefused`] rejection into 421 Misdirected Request.
+async fn refused_host(rejection: warp::Rejection) -> Result<Response, warp::Rejection> {
+    if rejection.find::<HostRefused>().is_some() {
+        Ok(warp::reply::with_status("host not allowed", StatusCode::MISDIRECTED_REQUEST).into_response())
+    } else {
+        Err(rejection)
     }
 }
 
@@ -172,6 +282,62 @@ fn resource_response(resource: &Resource, if_none_match: Option<&str>) -> Respon
     r
 }
 
+/// The request headers a WebSocket handshake is checked with.
+struct HandshakeHeaders {
+    origin: Option<String>,
+    host: Option<String>,
+    cookie: Option<String>,
+    scheme: &'static str,
+}
+
+impl HandshakeHeaders {
+    fn checked(&self) -> Handshake<'_> {
+        Handshake {
+            origin: self.origin.as_deref(),
+            host: self.host.as_deref(),
+            scheme: self.scheme,
+        }
+    }
+}
+
+fn handshake_headers() -> BoxedFilter<(HandshakeHeaders,)> {
+    warp::header::optional::<String>("origin")
+        .and(warp::header::optional::<String>("host"))
+        .and(cookies())
+        .and(warp::header::optional::<String>("x-forwarded-proto"))
+        .and(warp::ext::optional::<crate::serve::PeerAddr>())
+        .map(
+            |origin, host, cookie, proto: Option<String>, addr: Option<crate::serve::PeerAddr>| {
+                HandshakeHeaders {
+                    origin,
+                    host,
+                    cookie,
+                    scheme: request_scheme(addr.as_ref(), proto.as_deref()),
+                }
+            },
+        )
+        .boxed()
+}
+
+/// Every `Cookie` header of a request joined into one (HTTP/2 may send each cookie in a
+/// field of its own), or `None` without any.
+fn cookies() -> BoxedFilter<(Option<String>,)> {
+    warp::header::headers_cloned()
+        .map(|headers: warp::http::HeaderMap| {
+            let parts: Vec<&str> = headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if parts.is_empty() {
+                None
+            } else {
+                Some(parts.join("; "))
+            }
+        })
+        .boxed()
+}
+
 /// The request headers that resource serving looks at.
 struct ResourceRequest {
     if_none_match: Option<String>,
@@ -181,7 +347,7 @@ struct ResourceRequest {
 
 fn resource_headers() -> BoxedFilter<(ResourceRequest,)> {
     warp::header::optional::<String>("if-none-match")
-        .and(warp::header::optional::<String>("cookie"))
+        .and(cookies())
         .and(warp::header::optional::<String>("accept-encoding"))
         .map(|if_none_match, cookie, accept_encoding| ResourceRequest {
             if_none_match,
@@ -248,7 +414,7 @@ impl Node {
     /// WebSocket is bound to: `None` without sessions or without a valid session cookie.
     pub fn session(&self) -> BoxedFilter<(Option<SessionId>,)> {
         let node = self.clone();
-        warp::header::optional::<String>("cookie")
+        cookies()
             .and_then(move |cookie: Option<String>| {
                 let node = node.clone();
                 async move {
@@ -277,18 +443,14 @@ impl Node {
             .and(warp::header::optional::<String>("upgrade"))
             .and(warp::header::optional::<String>("sec-websocket-version"))
             .and(warp::header::optional::<String>("sec-websocket-key"))
-            .and(warp::header::optional::<String>("origin"))
-            .and(warp::header::optional::<String>("host"))
-            .and(warp::header::optional::<String>("cookie"))
+            .and(handshake_headers())
             .map(
                 move |slot: UpgradeSlot,
                       connection: Option<String>,
                       upgrade: Option<String>,
                       version: Option<String>,
                       key: Option<String>,
-                      origin: Option<String>,
-                      host: Option<String>,
-                      cookie: Option<String>| {
+                      hs: HandshakeHeaders| {
                     let is_upgrade = connection
                         .as_deref()
                         .is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
@@ -312,9 +474,10 @@ impl Node {
                             .insert("sec-websocket-version", HeaderValue::from_static("13"));
                         return r;
                     }
-                    if let Some(refused) = refuse_socket(&node, origin.as_deref(), host.as_deref()) {
+                    if let Some(refused) = refuse_socket(&node, &hs.checked()) {
                         return refused;
                     }
+                    let cookie = hs.cookie;
                     let Some(pending) = slot.take() else {
                         return warp::reply::with_status("not upgradable", StatusCode::BAD_REQUEST)
                             .into_response();
@@ -343,27 +506,21 @@ impl Node {
         let by_warp = warp::get()
             .and(exact_path(cfg.path("ws")))
             .and(warp::ws())
-            .and(warp::header::optional::<String>("origin"))
-            .and(warp::header::optional::<String>("host"))
-            .and(warp::header::optional::<String>("cookie"))
-            .map(
-                move |ws: warp::ws::Ws,
-                      origin: Option<String>,
-                      host: Option<String>,
-                      cookie: Option<String>| {
-                    if let Some(refused) = refuse_socket(&node, origin.as_deref(), host.as_deref()) {
-                        return refused;
-                    }
-                    let limit = node.config().max_message_size;
-                    let node = node.clone();
-                    ws.max_message_size(limit.saturating_mul(2))
-                        .max_frame_size(limit.saturating_mul(2))
-                        .on_upgrade(move |socket| {
-                            crate::connection::run(node, crate::socket::from_warp(socket), cookie)
-                        })
-                        .into_response()
-                },
-            );
+            .and(handshake_headers())
+            .map(move |ws: warp::ws::Ws, hs: HandshakeHeaders| {
+                if let Some(refused) = refuse_socket(&node, &hs.checked()) {
+                    return refused;
+                }
+                let cookie = hs.cookie;
+                let limit = node.config().max_message_size;
+                let node = node.clone();
+                ws.max_message_size(limit.saturating_mul(2))
+                    .max_frame_size(limit.saturating_mul(2))
+                    .on_upgrade(move |socket| {
+                        crate::connection::run(node, crate::socket::from_warp(socket), cookie)
+                    })
+                    .into_response()
+            });
         let ws = own.or(by_warp).unify();
 
         let node = self.clone();
@@ -405,7 +562,7 @@ impl Node {
                     let allowed = match node.config().metrics {
                         MetricsAccess::Off => false,
                         MetricsAccess::Public => true,
-                        MetricsAccess::Loopback => remote.is_some_and(|a| a.0.ip().is_loopback()),
+                        MetricsAccess::Loopback => remote.is_some_and(|a| a.peer.ip().is_loopback()),
                     };
                     if !allowed {
                         return Err(warp::reject::not_found());
@@ -460,13 +617,18 @@ impl Node {
                 }
             });
 
-        ws.or(alive)
-            .unify()
-            .or(ready)
-            .unify()
-            .or(metrics)
-            .unify()
-            .or(resources)
+        host_guard(self)
+            .and(
+                ws.or(alive)
+                    .unify()
+                    .or(ready)
+                    .unify()
+                    .or(metrics)
+                    .unify()
+                    .or(resources)
+                    .unify(),
+            )
+            .recover(refused_host)
             .unify()
             .boxed()
     }
@@ -516,20 +678,75 @@ mod tests {
     #[test]
     fn origin_policy() {
         let same = AllowedOrigins::SameHost;
-        assert!(origin_allowed(&same, None, None));
+        assert!(origin_allowed(&same, None, None, "http"));
         assert!(origin_allowed(
             &same,
             Some("http://127.0.0.1:8080"),
-            Some("127.0.0.1:8080")
+            Some("127.0.0.1:8080"),
+            "http"
         ));
         assert!(!origin_allowed(
             &same,
             Some("http://evil.example"),
-            Some("127.0.0.1:8080")
+            Some("127.0.0.1:8080"),
+            "http"
+        ));
+        // The scheme counts: an http page may not open the https site's socket.
+        assert!(!origin_allowed(
+            &same,
+            Some("http://a.example"),
+            Some("a.example"),
+            "https"
+        ));
+        assert!(!origin_allowed(
+            &same,
+            Some("https://127.0.0.1:8080"),
+            Some("127.0.0.1:8080"),
+            "http"
+        ));
+        assert!(!origin_allowed(
+            &same,
+            Some("127.0.0.1:8080"),
+            Some("127.0.0.1:8080"),
+            "http"
         ));
         let list = AllowedOrigins::List(vec!["https://a.example/".into()]);
-        assert!(origin_allowed(&list, Some("https://a.example"), None));
-        assert!(!origin_allowed(&list, Some("https://b.example"), None));
+        assert!(origin_allowed(&list, Some("https://a.example"), None, "http"));
+        assert!(!origin_allowed(&list, Some("https://b.example"), None, "http"));
+    }
+
+    #[test]
+    fn host_policy() {
+        let loopback: std::net::SocketAddr = ([127, 0, 0, 1], 8080).into();
+        let public: std::net::SocketAddr = ([192, 0, 2, 1], 8080).into();
+        let d = AllowedHosts::Default;
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:80",
+            "127.3.4.5",
+            "a.localhost:9",
+        ] {
+            assert!(host_allowed(&d, Some(ok), Some(loopback)), "{ok}");
+        }
+        // DNS rebinding: a foreign name resolving to the loopback node.
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!host_allowed(&d, Some(bad), Some(loopback)), "{bad}");
+        }
+        assert!(!host_allowed(&d, None, Some(loopback)));
+        assert!(host_allowed(&d, Some("evil.example"), Some(public)));
+        assert!(host_allowed(&d, Some("evil.example"), None));
+        let list = AllowedHosts::List(vec!["app.example".into()]);
+        assert!(host_allowed(&list, Some("APP.example:443"), Some(public)));
+        assert!(!host_allowed(&list, Some("evil.example"), Some(public)));
+        assert!(!host_allowed(&list, None, Some(public)));
+        assert!(host_allowed(&AllowedHosts::Any, None, Some(loopback)));
     }
 
     #[test]

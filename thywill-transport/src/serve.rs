@@ -2,7 +2,12 @@
 //! WebSocket frames must not wait for delayed ACKs), an optional TLS handshake with a
 //! timeout, the peer address handed to the routes, and graceful shutdown.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -10,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 use warp::Filter;
@@ -19,49 +25,111 @@ use warp::reply::Reply;
 use crate::Node;
 use crate::socket::UpgradeSlot;
 
-/// The client's socket address, as a request extension (read with
-/// `warp::ext::optional::<PeerAddr>()`).
+/// Where a request came from and in on, as a request extension set by the node's own accept
+/// loop (read with `warp::ext::optional::<PeerAddr>()`).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct PeerAddr(pub(crate) SocketAddr);
+pub(crate) struct PeerAddr {
+    /// The client's socket address.
+    pub(crate) peer: SocketAddr,
+    /// The listener's address.
+    pub(crate) local: SocketAddr,
+    /// Whether the connection is TLS.
+    pub(crate) tls: bool,
+}
 
 /// Accepts connections on `listener` until the node shuts down, then waits (bounded) for
 /// open HTTP exchanges and for the WebSocket connections to finish closing.
+///
+/// Every accepted socket counts against [`TransportConfig::with_max_sockets`] until it
+/// closes (one over the cap is closed at once), and has a deadline at every stage: its
+/// first byte and the TLS handshake within the handshake timeout, request headers within the
+/// handshake timeout, and no more than the idle timeout without a byte either way between
+/// HTTP exchanges (HTTP/1 keep-alive and HTTP/2 alike). An upgraded WebSocket is then kept
+/// alive, or closed, by the connection task's own keepalive.
+///
+/// [`TransportConfig::with_max_sockets`]: crate::TransportConfig::with_max_sockets
 pub(crate) async fn accept_loop(node: Node, listener: TcpListener, tls: Option<TlsAcceptor>) {
     let not_found = warp::any()
         .map(|| warp::reply::with_status("No such resource.", StatusCode::NOT_FOUND).into_response());
     let service = warp::service(node.routes().or(not_found).unify());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let handshake = node.config().handshake_timeout;
+    let cfg = node.config();
+    let limits = Deadlines {
+        handshake: cfg.handshake_timeout,
+        idle: cfg.idle_timeout,
+    };
+    let sockets = Arc::new(Semaphore::new(cfg.max_sockets));
     let mut stop = node.inner.shutdown.subscribe();
     let stopped = async move {
         // The guard `wait_for` returns is dropped here, before any other await.
         let _ = stop.wait_for(|s| *s).await.map(|_| ());
     };
     tokio::pin!(stopped);
+    let mut backoff = Backoff::default();
+    let mut refused = Throttled::default();
     loop {
         let (tcp, peer) = tokio::select! {
             () = &mut stopped => break,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    backoff.reset();
+                    a
+                }
                 Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    // Out of file descriptors and the like: back off (up to a second) instead
+                    // of spinning, and say so once a second at most.
+                    let pause = backoff.next();
+                    if refused.due() {
+                        tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "accept failed; backing off");
+                    }
+                    node.inner.metrics.accept_errors.inc();
+                    tokio::select! {
+                        () = &mut stopped => break,
+                        () = tokio::time::sleep(pause) => continue,
+                    }
                 }
             },
+        };
+        let Ok(permit) = sockets.clone().try_acquire_owned() else {
+            // Over the cap: closed at once (dropping the socket), counted and logged.
+            node.inner.metrics.sockets_refused.inc();
+            if refused.due() {
+                tracing::warn!(%peer, max_sockets = node.config().max_sockets, "socket refused: too many open sockets");
+            }
+            drop(tcp);
+            continue;
         };
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
+        let local = tcp.local_addr().unwrap_or(peer);
+        let upgraded = Arc::new(AtomicBool::new(false));
+        let io = Guarded::new(tcp, limits, upgraded.clone());
         let service = service.clone();
         let watcher = graceful.watcher();
         let acceptor = tls.clone();
+        let counted = Counted::new(permit, node.inner.metrics.clone());
         tokio::spawn(async move {
+            let _counted = counted;
+            let handshake = limits.handshake;
             match acceptor {
-                None => serve_connection(tcp, peer, service, watcher, handshake).await,
-                Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, peer, service, watcher, handshake).await,
+                None => {
+                    let addr = PeerAddr {
+                        peer,
+                        local,
+                        tls: false,
+                    };
+                    serve_connection(io, addr, service, watcher, handshake, upgraded).await;
+                }
+                Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(io)).await {
+                    Ok(Ok(stream)) => {
+                        let addr = PeerAddr {
+                            peer,
+                            local,
+                            tls: true,
+                        };
+                        serve_connection(stream, addr, service, watcher, handshake, upgraded).await;
+                    }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },
@@ -80,12 +148,212 @@ pub(crate) async fn accept_loop(node: Node, listener: TcpListener, tls: Option<T
     }
 }
 
+/// A socket's place under the cap, shown in the `sockets` gauge until it is dropped (even
+/// by a panic).
+struct Counted(
+    #[allow(dead_code, reason = "held for its drop")] tokio::sync::OwnedSemaphorePermit,
+    Arc<crate::metrics::Metrics>,
+);
+
+impl Counted {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        metrics.sockets.inc();
+        Self(permit, metrics)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.1.sockets.dec();
+    }
+}
+
+/// Exponential pause after failed accepts: 10 ms doubling up to 1 s.
+#[derive(Default)]
+struct Backoff(Option<Duration>);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let next = self
+            .0
+            .map_or(Duration::from_millis(10), |d| (d * 2).min(Duration::from_secs(1)));
+        self.0 = Some(next);
+        next
+    }
+
+    fn reset(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// Lets a repeated warning through once a second.
+#[derive(Default)]
+pub(crate) struct Throttled(Option<std::time::Instant>);
+
+impl Throttled {
+    pub(crate) fn due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .0
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            return false;
+        }
+        self.0 = Some(now);
+        true
+    }
+}
+
+/// The deadlines of a socket before (and between) HTTP exchanges.
+#[derive(Clone, Copy, Debug)]
+struct Deadlines {
+    /// For the first byte (and the TLS handshake, and each request's headers).
+    handshake: Duration,
+    /// Without a byte read or written, once the first byte came.
+    idle: Duration,
+}
+
+pin_project_lite::pin_project! {
+    /// A socket that fails with `TimedOut` when it makes no progress (no byte read or
+    /// written) within its deadline, until its connection is upgraded to a WebSocket (whose
+    /// keepalive takes over).
+    struct Guarded<IO> {
+        #[pin]
+        io: IO,
+        limits: Deadlines,
+        started: bool,
+        last: tokio::time::Instant,
+        timer: Pin<Box<tokio::time::Sleep>>,
+        upgraded: Arc<AtomicBool>,
+    }
+}
+
+impl<IO> Guarded<IO> {
+    fn new(io: IO, limits: Deadlines, upgraded: Arc<AtomicBool>) -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            io,
+            limits,
+            started: false,
+            last: now,
+            timer: Box::pin(tokio::time::sleep_until(now + limits.handshake)),
+            upgraded,
+        }
+    }
+}
+
+impl<IO> Guarded<IO> {
+    /// After progress: the idle deadline counts from now.
+    fn progressed(self: Pin<&mut Self>) {
+        let this = self.project();
+        *this.started = true;
+        *this.last = tokio::time::Instant::now();
+    }
+
+    /// Whether the deadline passed (registering a wake-up for it otherwise).
+    fn expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        let this = self.project();
+        if this.upgraded.load(Ordering::Relaxed) {
+            return false;
+        }
+        let limit = if *this.started {
+            this.limits.idle
+        } else {
+            this.limits.handshake
+        };
+        let deadline = *this.last + limit;
+        if this.timer.deadline() != deadline {
+            this.timer.as_mut().reset(deadline);
+        }
+        this.timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "no progress before the deadline")
+}
+
+impl<IO: AsyncRead> AsyncRead for Guarded<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match self.as_mut().project().io.poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<IO: AsyncWrite> AsyncWrite for Guarded<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.as_mut().project().io.poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.as_mut().project().io.poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.as_mut().project().io.poll_flush(cx) {
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+}
+
 async fn serve_connection<IO, S>(
     io: IO,
-    peer: SocketAddr,
+    addr: PeerAddr,
     service: S,
     watcher: hyper_util::server::graceful::Watcher,
     handshake: Duration,
+    upgraded: Arc<AtomicBool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<
@@ -98,7 +366,7 @@ async fn serve_connection<IO, S>(
     S::Future: Send + 'static,
 {
     let svc = hyper::service::service_fn(move |mut req: warp::http::Request<Incoming>| {
-        req.extensions_mut().insert(PeerAddr(peer));
+        req.extensions_mut().insert(addr);
         // A WebSocket upgrade is finished by the node's own route (small buffers).
         let upgrade = req
             .headers()
@@ -106,9 +374,7 @@ async fn serve_connection<IO, S>(
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
         if upgrade && let Some(pending) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
             req.extensions_mut()
-                .insert(UpgradeSlot(std::sync::Arc::new(std::sync::Mutex::new(Some(
-                    pending,
-                )))));
+                .insert(UpgradeSlot::new(pending, upgraded.clone()));
         }
         let mut service = service.clone();
         service.call(req)
@@ -119,9 +385,23 @@ async fn serve_connection<IO, S>(
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(handshake);
+        .header_read_timeout(handshake)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .keep_alive_interval(Some(handshake))
+        .keep_alive_timeout(handshake);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+        tracing::debug!(peer = %addr.peer, error = %e, "connection ended with an error");
     }
 }
+
+/// Largest request head (request line and headers) in bytes, over HTTP/1 and HTTP/2.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Concurrent requests on one HTTP/2 connection.
+const MAX_H2_STREAMS: u32 = 64;

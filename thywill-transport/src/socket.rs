@@ -7,6 +7,8 @@
 //! used and its socket adapted to the same types.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use hyper::upgrade::OnUpgrade;
@@ -35,27 +37,54 @@ impl<T> Socket for T where
 /// The pending upgrade of a request, taken out of the request by the accept loop so that the
 /// WebSocket route can finish the upgrade itself (a request extension must be `Clone`).
 #[derive(Clone)]
-pub(crate) struct UpgradeSlot(pub(crate) std::sync::Arc<std::sync::Mutex<Option<OnUpgrade>>>);
+pub(crate) struct UpgradeSlot {
+    pending: Arc<Mutex<Option<OnUpgrade>>>,
+    /// Set once taken: the socket's pre-protocol deadlines stop, the connection task's
+    /// keepalive takes over.
+    upgraded: Arc<AtomicBool>,
+}
 
 impl UpgradeSlot {
+    /// A slot holding `pending`; `upgraded` is set when the route takes it.
+    pub(crate) fn new(pending: OnUpgrade, upgraded: Arc<AtomicBool>) -> Self {
+        Self {
+            pending: Arc::new(Mutex::new(Some(pending))),
+            upgraded,
+        }
+    }
+
     /// Takes the upgrade (once).
     pub(crate) fn take(&self) -> Option<OnUpgrade> {
-        self.0
+        let taken = self
+            .pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+            .take();
+        if taken.is_some() {
+            self.upgraded.store(true, Ordering::Relaxed);
+        }
+        taken
     }
 }
 
 /// The socket configuration: small read buffer, frames and messages bounded by twice the
-/// message size limit (the protocol's own limit, checked on decoding, closes with 1009).
+/// message size limit (the protocol's own limit, checked on decoding, closes with 1009), and
+/// a bounded write buffer: what a client that does not read makes us hold (a frame being
+/// written, automatic pongs) fails the connection past [`max_write_buffer`].
 pub(crate) fn config(max_message_size: usize) -> WebSocketConfig {
     let limit = max_message_size.saturating_mul(2);
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
+        .max_write_buffer_size(max_write_buffer(max_message_size))
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit))
+}
+
+/// Bytes a socket may hold unwritten: four client messages' worth, at least 1 MiB (one
+/// server frame is written at a time; the rest wait in the connection's bounded queue).
+pub(crate) fn max_write_buffer(max_message_size: usize) -> usize {
+    max_message_size.saturating_mul(4).max(1024 * 1024)
 }
 
 /// Finishes an upgrade taken by the accept loop.

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use thywill_core::protocol::ServerFrame;
 use thywill_core::{
-    ApplicationId, ChannelId, ConnectionId, CoreError, CoreResult, Message, Offset, SessionId, Target,
+    ApplicationId, ChannelId, ConnectionId, CoreError, CoreResult, Message, Offset, ReadLimit, SessionId,
+    Target,
 };
 
 use crate::node::Inner;
@@ -62,6 +63,18 @@ pub(crate) enum Replayed {
     Frame(ServerFrame),
     /// A logged message.
     Msg(ApplicationId, Message, At),
+}
+
+/// A stream a connection is catching up on.
+pub(crate) struct Resume {
+    /// The stream's wire name.
+    stream: String,
+    /// Its name in the history.
+    base: String,
+    /// The last offset written to the client so far.
+    after: Offset,
+    /// Whether the replay reached the stream's end.
+    pub(crate) done: bool,
 }
 
 /// Most streams a client may name in one `hello` or `resume`.
@@ -135,9 +148,14 @@ impl Inner {
         }
     }
 
-    /// Reads a stream's history after an offset (see [`Inner::retrying`]).
-    pub(crate) async fn read_after(&self, base: &str, after: &Offset) -> Option<thywill_core::Replay> {
-        self.retrying(base, || self.history.read_after(base, after))
+    /// Reads a chunk of a stream's history after an offset (see [`Inner::retrying`]).
+    pub(crate) async fn read_after(
+        &self,
+        base: &str,
+        after: &Offset,
+        limit: ReadLimit,
+    ) -> Option<thywill_core::Replay> {
+        self.retrying(base, || self.history.read_after(base, after, limit))
             .await
             .ok()
     }
@@ -180,18 +198,18 @@ impl Inner {
             .collect()
     }
 
-    /// What resumes `streams` (offsets a client saw) for a connection: for each stream it may
-    /// read — a channel it is subscribed to, its own session — a `continuity_lost` frame when
-    /// the gap is no longer in the history, then the logged messages after the offset (or
-    /// `skip` frames for those its tab was excluded from).
-    pub(crate) async fn replay(
+    /// Which of `streams` (offsets a client saw) a connection resumes: each stream it may read
+    /// — a channel it is subscribed to, its own session — whose history is here; and the
+    /// `continuity_lost` frames of streams numbered by another member's own history (only it
+    /// could replay them).
+    pub(crate) fn resumes(
         &self,
         conn: &ConnectionId,
         session: &SessionId,
-        tab: Option<&str>,
         streams: BTreeMap<String, Offset>,
-    ) -> Vec<Replayed> {
-        let mut out = Vec::new();
+    ) -> (Vec<Replayed>, Vec<Resume>) {
+        let mut lost = Vec::new();
+        let mut resumes = Vec::new();
         let suffix = format!("@{}", self.member);
         for (stream, after) in streams.into_iter().take(MAX_RESUME_STREAMS) {
             let base = if self.history.is_shared() {
@@ -200,10 +218,9 @@ impl Inner {
                 stream.strip_suffix(&suffix)
             };
             let Some(base) = base else {
-                // Numbered by another member's own history: only it could replay it.
                 if !after.epoch.is_empty() {
                     self.metrics.continuity_lost.inc();
-                    out.push(Replayed::Frame(ServerFrame::ContinuityLost {
+                    lost.push(Replayed::Frame(ServerFrame::ContinuityLost {
                         stream,
                         epoch: String::new(),
                         next: 1,
@@ -222,55 +239,87 @@ impl Inner {
                 tracing::debug!(%stream, "resume of a stream the connection does not read ignored");
                 continue;
             }
-            let Some(replay) = self.read_after(base, &after).await else {
-                // Not a loss: the client asks again (on its next gap or reconnect).
-                tracing::warn!(%stream, "history not readable: no replay");
-                continue;
-            };
-            if !replay.continuous {
-                let next = replay.entries.first().map_or(replay.last + 1, |e| e.off);
-                tracing::info!(%stream, client_epoch = %after.epoch, client_off = after.off, epoch = %replay.epoch, next, "continuity lost");
-                self.metrics.continuity_lost.inc();
-                out.push(Replayed::Frame(ServerFrame::ContinuityLost {
-                    stream: stream.clone(),
+            resumes.push(Resume {
+                base: base.to_owned(),
+                stream,
+                after,
+                done: false,
+            });
+        }
+        (lost, resumes)
+    }
+
+    /// The next chunk of a stream's replay (at most [`ReadLimit::default`]): a
+    /// `continuity_lost` frame when the gap is no longer in the history, then the logged
+    /// messages after the offset (or `skip` frames for those `tab` was excluded from). Marks
+    /// the resume done when it reached the stream's end.
+    pub(crate) async fn chunk(&self, resume: &mut Resume, tab: Option<&str>) -> Vec<Replayed> {
+        let mut out = Vec::new();
+        let stream = &resume.stream;
+        let Some(replay) = self
+            .read_after(&resume.base, &resume.after, ReadLimit::default())
+            .await
+        else {
+            // Not a loss: the client asks again (on its next gap or reconnect).
+            tracing::warn!(%stream, "history not readable: no replay");
+            resume.done = true;
+            return out;
+        };
+        if !replay.continuous {
+            let next = replay
+                .entries
+                .first()
+                .map_or(replay.last.saturating_add(1), |e| e.off);
+            tracing::info!(%stream, client_epoch = %resume.after.epoch, client_off = resume.after.off, epoch = %replay.epoch, next, "continuity lost");
+            self.metrics.continuity_lost.inc();
+            out.push(Replayed::Frame(ServerFrame::ContinuityLost {
+                stream: stream.clone(),
+                epoch: replay.epoch.clone(),
+                next,
+            }));
+        }
+        match replay.entries.last() {
+            Some(last) if last.off < replay.last => {
+                resume.after = Offset {
                     epoch: replay.epoch.clone(),
-                    next,
-                }));
+                    off: last.off,
+                };
             }
-            for entry in replay.entries {
-                let logged: Logged = match serde_json::from_str(&entry.payload) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(%stream, off = entry.off, error = %e, "undecodable history entry skipped");
-                        out.push(Replayed::Frame(ServerFrame::Skip {
-                            stream: stream.clone(),
-                            epoch: replay.epoch.clone(),
-                            off: entry.off,
-                        }));
-                        continue;
-                    }
-                };
-                let offset = Offset {
-                    epoch: replay.epoch.clone(),
-                    off: entry.off,
-                };
-                if tab.is_some_and(|t| logged.excluded.iter().any(|x| x == t)) {
+            _ => resume.done = true,
+        }
+        for entry in replay.entries {
+            let offset = Offset {
+                epoch: replay.epoch.clone(),
+                off: entry.off,
+            };
+            let logged: Logged = match serde_json::from_str(&entry.payload) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(%stream, off = entry.off, error = %e, "undecodable history entry skipped");
                     out.push(Replayed::Frame(ServerFrame::Skip {
                         stream: stream.clone(),
                         epoch: offset.epoch,
                         off: offset.off,
                     }));
-                } else {
-                    self.metrics.replayed.inc();
-                    out.push(Replayed::Msg(
-                        logged.app,
-                        logged.message.into_owned(),
-                        At {
-                            stream: stream.clone(),
-                            offset,
-                        },
-                    ));
+                    continue;
                 }
+            };
+            if tab.is_some_and(|t| logged.excluded.iter().any(|x| x == t)) {
+                out.push(Replayed::Frame(ServerFrame::Skip {
+                    stream: stream.clone(),
+                    epoch: offset.epoch,
+                    off: offset.off,
+                }));
+            } else {
+                self.metrics.replayed.inc();
+                out.push(Replayed::Msg(
+                    logged.app,
+                    logged.message.into_owned(),
+                    At {
+                        stream: stream.clone(),
+                        offset,
+                    },
+                ));
             }
         }
         out

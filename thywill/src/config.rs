@@ -96,8 +96,19 @@ pub struct Limits {
     pub rate_burst: u32,
     /// Most WebSocket connections of this member.
     pub max_connections: usize,
-    /// Time for a TLS handshake and a request's headers, in milliseconds.
+    /// Time for a socket's first byte, a TLS handshake and a request's headers, in
+    /// milliseconds.
     pub handshake_timeout_ms: u64,
+    /// Longest time without a byte either way between HTTP exchanges, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Most TCP connections of this member's listener at any stage (closed at once above).
+    pub max_sockets: usize,
+    /// Bytes of frames queued per connection before it is cut off as a slow consumer (4008).
+    pub max_outbound_bytes: usize,
+    /// Host names requests may name (`Host`); empty: loopback names on a loopback listener,
+    /// any name otherwise. `["*"]`: any.
+    #[serde(deserialize_with = "string_or_list")]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Limits {
@@ -112,6 +123,10 @@ impl Default for Limits {
             rate_burst: 400,
             max_connections: 100_000,
             handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_sockets: 101_000,
+            max_outbound_bytes: 4 * 1024 * 1024,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -126,6 +141,10 @@ pub struct ReplaySettings {
     pub max_entries: usize,
     /// How long a message stays replayable, in milliseconds.
     pub max_age_ms: u64,
+    /// Payload bytes kept per stream.
+    pub max_stream_bytes: usize,
+    /// Payload bytes kept in all streams of a member's in-memory history.
+    pub max_total_bytes: usize,
     /// How long sending keeps retrying to log a message while the history is unreachable,
     /// in milliseconds.
     pub append_timeout_ms: u64,
@@ -140,6 +159,8 @@ impl Default for ReplaySettings {
             enabled: true,
             max_entries: limits.max_entries,
             max_age_ms: u64::try_from(limits.max_age.as_millis()).unwrap_or(u64::MAX),
+            max_stream_bytes: limits.max_stream_bytes,
+            max_total_bytes: limits.max_total_bytes,
             append_timeout_ms: 10_000,
             prefix: None,
         }
@@ -483,6 +504,17 @@ impl Config {
             .map_err(key("limits.max_connections"))?
             .with_handshake_timeout(Duration::from_millis(l.handshake_timeout_ms))
             .map_err(key("limits.handshake_timeout_ms"))?
+            .with_idle_timeout(Duration::from_millis(l.idle_timeout_ms))
+            .map_err(key("limits.idle_timeout_ms"))?
+            .with_max_sockets(l.max_sockets)
+            .map_err(key("limits.max_sockets"))?
+            .with_max_outbound_bytes(l.max_outbound_bytes)
+            .map_err(key("limits.max_outbound_bytes"))?
+            .with_allowed_hosts(match l.allowed_hosts.as_slice() {
+                [] => crate::transport::AllowedHosts::Default,
+                [any] if any == "*" => crate::transport::AllowedHosts::Any,
+                list => crate::transport::AllowedHosts::List(list.to_vec()),
+            })
             .with_replay(self.replay.enabled)
             .with_append_timeout(Duration::from_millis(self.replay.append_timeout_ms))
             .map_err(key("replay.append_timeout_ms"))?
@@ -606,9 +638,20 @@ impl Config {
         if r.max_age_ms == 0 {
             return Err(ConfigError::new("replay.max_age_ms", "must be positive"));
         }
+        if r.max_stream_bytes == 0 {
+            return Err(ConfigError::new("replay.max_stream_bytes", "must be positive"));
+        }
+        if r.max_total_bytes < r.max_stream_bytes {
+            return Err(ConfigError::new(
+                "replay.max_total_bytes",
+                "must be at least replay.max_stream_bytes",
+            ));
+        }
         Ok(thywill_core::HistoryLimits {
             max_entries: r.max_entries,
             max_age: Duration::from_millis(r.max_age_ms),
+            max_stream_bytes: r.max_stream_bytes,
+            max_total_bytes: r.max_total_bytes,
         })
     }
 

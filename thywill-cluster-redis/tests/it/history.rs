@@ -6,7 +6,13 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use thywill_cluster_redis::{RedisHistory, RedisHistoryConfig};
-use thywill_core::{Entry, History, HistoryLimits, Offset, Replay};
+use thywill_core::{Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
+
+/// Reads without a chunk bound.
+const ALL: ReadLimit = ReadLimit {
+    max_entries: usize::MAX,
+    max_bytes: usize::MAX,
+};
 use thywill_testkit::redis::RedisServer;
 
 async fn connect(redis: &RedisServer, limits: HistoryLimits) -> anyhow::Result<RedisHistory> {
@@ -20,7 +26,11 @@ async fn connect(redis: &RedisServer, limits: HistoryLimits) -> anyhow::Result<R
 }
 
 fn limits(max_entries: usize, max_age: Duration) -> HistoryLimits {
-    HistoryLimits { max_entries, max_age }
+    HistoryLimits {
+        max_entries,
+        max_age,
+        ..HistoryLimits::default()
+    }
 }
 
 fn at(epoch: &str, off: u64) -> Offset {
@@ -41,7 +51,7 @@ async fn appends_are_numbered_and_the_tail_is_replayed_in_order() -> anyhow::Res
     assert!(h.is_shared());
 
     // A stream never written has no log.
-    let none = h.read_after("c:room", &at("", 0)).await?;
+    let none = h.read_after("c:room", &at("", 0), ALL).await?;
     assert_eq!(
         none,
         Replay {
@@ -72,7 +82,7 @@ async fn appends_are_numbered_and_the_tail_is_replayed_in_order() -> anyhow::Res
     assert_eq!(offsets.iter().map(|o| o.off).collect::<Vec<_>>(), [1, 2, 3, 4]);
 
     // Exactly the tail after the client's offset, in order, payloads intact.
-    let r = h.read_after("c:room", &at(&epoch, 1)).await?;
+    let r = h.read_after("c:room", &at(&epoch, 1), ALL).await?;
     assert_eq!(
         r,
         Replay {
@@ -87,7 +97,7 @@ async fn appends_are_numbered_and_the_tail_is_replayed_in_order() -> anyhow::Res
             last: 4,
         }
     );
-    let all = h.read_after("c:room", &at(&epoch, 0)).await?;
+    let all = h.read_after("c:room", &at(&epoch, 0), ALL).await?;
     assert!(all.continuous);
     assert_eq!(
         all.entries.iter().map(|e| &e.payload).collect::<Vec<_>>(),
@@ -96,7 +106,7 @@ async fn appends_are_numbered_and_the_tail_is_replayed_in_order() -> anyhow::Res
 
     // Up to date (or ahead): continuous, nothing to replay.
     for off in [4, 9] {
-        let r = h.read_after("c:room", &at(&epoch, off)).await?;
+        let r = h.read_after("c:room", &at(&epoch, off), ALL).await?;
         assert!(r.continuous && r.entries.is_empty() && r.last == 4, "{r:?}");
     }
 
@@ -104,7 +114,7 @@ async fn appends_are_numbered_and_the_tail_is_replayed_in_order() -> anyhow::Res
     let other = h.append("s:abc", rand::random(), "x".into()).await?;
     assert_eq!(other.off, 1);
     assert_ne!(other.epoch, epoch);
-    assert_eq!(h.read_after("c:room", &at(&epoch, 3)).await?.last, 4);
+    assert_eq!(h.read_after("c:room", &at(&epoch, 3), ALL).await?.last, 4);
     h.quit().await;
     Ok(())
 }
@@ -120,16 +130,16 @@ async fn trimmed_offsets_are_not_continuous() -> anyhow::Result<()> {
         epoch = o.epoch;
     }
     // Kept: 8, 9, 10. A client at 7 misses nothing.
-    let r = h.read_after("c:t", &at(&epoch, 7)).await?;
+    let r = h.read_after("c:t", &at(&epoch, 7), ALL).await?;
     assert!(r.continuous, "{r:?}");
     assert_eq!(offs(&r), [8, 9, 10]);
     // A client at 5 lost 6 and 7: told so, and given what is kept.
-    let r = h.read_after("c:t", &at(&epoch, 5)).await?;
+    let r = h.read_after("c:t", &at(&epoch, 5), ALL).await?;
     assert!(!r.continuous, "{r:?}");
     assert_eq!(offs(&r), [8, 9, 10]);
     assert_eq!(r.entries[0].payload, "m8");
     assert_eq!((r.epoch.as_str(), r.last), (epoch.as_str(), 10));
-    let r = h.read_after("c:t", &at(&epoch, 8)).await?;
+    let r = h.read_after("c:t", &at(&epoch, 8), ALL).await?;
     assert!(r.continuous);
     assert_eq!(offs(&r), [9, 10]);
     h.quit().await;
@@ -148,19 +158,19 @@ async fn entries_older_than_max_age_are_not_replayed() -> anyhow::Result<()> {
     assert_eq!((second.epoch.as_str(), second.off), (first.epoch.as_str(), 2));
 
     // Still in the list, but too old: the client at 0 lost 1.
-    let r = h.read_after("c:age", &at(&first.epoch, 0)).await?;
+    let r = h.read_after("c:age", &at(&first.epoch, 0), ALL).await?;
     assert!(!r.continuous, "{r:?}");
     assert_eq!(offs(&r), [2]);
     assert_eq!(r.last, 2);
     // The client at 1 misses nothing.
-    let r = h.read_after("c:age", &at(&first.epoch, 1)).await?;
+    let r = h.read_after("c:age", &at(&first.epoch, 1), ALL).await?;
     assert!(r.continuous, "{r:?}");
     assert_eq!(offs(&r), [2]);
 
     // Once everything aged out (and the list expired): nothing to replay, but the epoch and
     // the numbering are kept.
     tokio::time::sleep(max_age + Duration::from_millis(200)).await;
-    let r = h.read_after("c:age", &at(&first.epoch, 1)).await?;
+    let r = h.read_after("c:age", &at(&first.epoch, 1), ALL).await?;
     assert_eq!(
         r,
         Replay {
@@ -170,11 +180,11 @@ async fn entries_older_than_max_age_are_not_replayed() -> anyhow::Result<()> {
             last: 2
         }
     );
-    let r = h.read_after("c:age", &at(&first.epoch, 2)).await?;
+    let r = h.read_after("c:age", &at(&first.epoch, 2), ALL).await?;
     assert!(r.continuous && r.entries.is_empty());
     let third = h.append("c:age", rand::random(), "again".into()).await?;
     assert_eq!((third.epoch.as_str(), third.off), (first.epoch.as_str(), 3));
-    let r = h.read_after("c:age", &at(&first.epoch, 2)).await?;
+    let r = h.read_after("c:age", &at(&first.epoch, 2), ALL).await?;
     assert!(r.continuous);
     assert_eq!(offs(&r), [3]);
     h.quit().await;
@@ -189,7 +199,7 @@ async fn another_epoch_is_not_continuous() -> anyhow::Result<()> {
         h.append("c:e", rand::random(), format!("m{n}")).await?;
     }
     for client in [at("0123456789abcdef", 1), at("0123456789abcdef", 3), at("", 0)] {
-        let r = h.read_after("c:e", &client).await?;
+        let r = h.read_after("c:e", &client, ALL).await?;
         assert!(!r.continuous, "{client:?}: {r:?}");
         assert_eq!(offs(&r), [1, 2, 3], "every kept entry of the current epoch");
         assert_eq!(r.last, 3);
@@ -236,8 +246,8 @@ async fn members_share_one_gap_free_numbering() -> anyhow::Result<()> {
     );
 
     // Either member replays the same log, and each appender's messages keep their order.
-    let from_alpha = alpha.read_after("c:shared", &at(&epoch, 0)).await?;
-    let from_beta = beta.read_after("c:shared", &at(&epoch, 0)).await?;
+    let from_alpha = alpha.read_after("c:shared", &at(&epoch, 0), ALL).await?;
+    let from_beta = beta.read_after("c:shared", &at(&epoch, 0), ALL).await?;
     assert_eq!(from_alpha, from_beta);
     assert!(from_alpha.continuous);
     assert_eq!(offs(&from_alpha), (1..=2 * PER_MEMBER).collect::<Vec<_>>());
@@ -291,7 +301,7 @@ async fn a_lost_log_starts_a_new_epoch() -> anyhow::Result<()> {
     };
     assert_ne!(fresh.epoch, old.epoch);
     assert_eq!(fresh.off, 1);
-    let r = h.read_after("c:r", &old).await?;
+    let r = h.read_after("c:r", &old, ALL).await?;
     assert_eq!(
         r,
         Replay {
@@ -345,7 +355,7 @@ async fn a_retried_append_keeps_its_first_offset() -> anyhow::Result<()> {
     ensure!(again == first, "a retry logged twice: {first:?} then {again:?}");
     let next = h.append("c:retry", 43, "next".into()).await?;
     ensure!(next.off == first.off + 1);
-    let r = h.read_after("c:retry", &at(&first.epoch, 0)).await?;
+    let r = h.read_after("c:retry", &at(&first.epoch, 0), ALL).await?;
     ensure!(offs(&r) == [1, 2], "entries {:?}", offs(&r));
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use thywill_core::protocol::{ClientFrame, ServerFrame};
-use thywill_core::{BoxFuture, CoreResult, History, HistoryLimits, Metadata, Offset, Replay};
+use thywill_core::{BoxFuture, CoreResult, History, HistoryLimits, Metadata, Offset, ReadLimit, Replay};
 use thywill_transport::LocalHistory;
 
 use crate::cluster::{Cluster, Tab, cmd};
@@ -23,8 +23,13 @@ impl History for SharedMemory {
     fn append(&self, stream: &str, key: u64, payload: String) -> BoxFuture<'_, CoreResult<Offset>> {
         self.0.append(stream, key, payload)
     }
-    fn read_after<'a>(&'a self, stream: &'a str, after: &'a Offset) -> BoxFuture<'a, CoreResult<Replay>> {
-        self.0.read_after(stream, after)
+    fn read_after<'a>(
+        &'a self,
+        stream: &'a str,
+        after: &'a Offset,
+        limit: ReadLimit,
+    ) -> BoxFuture<'a, CoreResult<Replay>> {
+        self.0.read_after(stream, after, limit)
     }
     fn received_mark<'a>(&'a self, tab: &'a str) -> BoxFuture<'a, CoreResult<u64>> {
         self.0.received_mark(tab)
@@ -178,6 +183,7 @@ async fn a_gap_beyond_the_history_or_from_another_epoch_is_reported_as_lost() ->
     let limits = HistoryLimits {
         max_entries: 3,
         max_age: Duration::from_secs(60),
+        ..HistoryLimits::default()
     };
     let c = Cluster::start_with_history(
         &["alpha"],
