@@ -104,6 +104,7 @@ impl TransportConfig {
         let b = base.as_ref().trim_matches('/');
         if b.split('/').any(|seg| {
             seg.is_empty() && !b.is_empty()
+                || (!seg.is_empty() && seg.bytes().all(|c| c == b'.'))
                 || !seg
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
@@ -324,6 +325,10 @@ mod tests {
         assert_eq!(root.path("ws"), "/ws");
         assert!(TransportConfig::default().with_base_path("/a b").is_err());
         assert!(TransportConfig::default().with_base_path("/a//b").is_err());
+        for dots in ["..", "/a/../b", ".", "/...", "/a/."] {
+            assert!(TransportConfig::default().with_base_path(dots).is_err(), "{dots}");
+        }
+        assert!(TransportConfig::default().with_base_path("/a.b/c..d").is_ok());
         assert!(TransportConfig::default().with_max_message_size(10).is_err());
         Ok(())
     }

@@ -153,40 +153,155 @@ impl ClientTracker for MemoryTracker {
     }
 }
 
-/// In-memory [`SessionStore`].
-#[derive(Debug, Default)]
+/// In-memory [`SessionStore`], bounded in time and count: a session no connection has used
+/// since it was created (an anonymous page load) is forgotten after
+/// [`MemorySessionStore::with_limits`]' `unused_ttl` (default 10 minutes), a used one after
+/// `ttl` without use (default 24 hours); past `max_sessions` (default 200,000) the oldest
+/// unused sessions go first, then the least recently used.
+#[derive(Debug)]
 pub struct MemorySessionStore {
-    sessions: Mutex<HashMap<SessionId, SessionData>>,
+    limits: SessionLimits,
+    sessions: Mutex<Held>,
+}
+
+/// The bounds of a [`MemorySessionStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// How long a session that was stored but never loaded again is kept.
+    pub unused_ttl: std::time::Duration,
+    /// How long a session is kept after its last load or store.
+    pub ttl: std::time::Duration,
+    /// Most sessions held.
+    pub max_sessions: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            unused_ttl: std::time::Duration::from_secs(10 * 60),
+            ttl: std::time::Duration::from_secs(24 * 60 * 60),
+            max_sessions: 200_000,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    map: HashMap<SessionId, HeldSession>,
+    ops: u64,
+}
+
+#[derive(Debug)]
+struct HeldSession {
+    data: SessionData,
+    touched: std::time::Instant,
+    used: bool,
+}
+
+impl Held {
+    fn expired(limits: &SessionLimits, s: &HeldSession, now: std::time::Instant) -> bool {
+        let ttl = if s.used { limits.ttl } else { limits.unused_ttl };
+        now.duration_since(s.touched) > ttl
+    }
+
+    /// Drops expired sessions, then (over the bound) the oldest unused, then the least
+    /// recently used.
+    fn sweep(&mut self, limits: &SessionLimits, now: std::time::Instant) {
+        self.map.retain(|_, s| !Self::expired(limits, s, now));
+        if self.map.len() > limits.max_sessions {
+            let mut order: Vec<(bool, std::time::Instant, SessionId)> = self
+                .map
+                .iter()
+                .map(|(id, s)| (s.used, s.touched, id.clone()))
+                .collect();
+            order.sort_unstable();
+            let excess = self.map.len() - limits.max_sessions;
+            for (_, _, id) in order.into_iter().take(excess) {
+                self.map.remove(&id);
+            }
+        }
+    }
+
+    fn tick(&mut self, limits: &SessionLimits, now: std::time::Instant) {
+        self.ops += 1;
+        if self.ops % 1024 == 0 || self.map.len() > limits.max_sessions {
+            self.sweep(limits, now);
+        }
+    }
+}
+
+impl Default for MemorySessionStore {
+    fn default() -> Self {
+        Self::with_limits(SessionLimits::default())
+    }
 }
 
 impl MemorySessionStore {
-    /// An empty store.
+    /// An empty store with the default [`SessionLimits`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store with these bounds.
+    pub fn with_limits(limits: SessionLimits) -> Self {
+        Self {
+            limits,
+            sessions: Mutex::new(Held::default()),
+        }
+    }
+
+    /// Sessions held now (expired ones included until the next sweep).
+    pub fn len(&self) -> usize {
+        self.held().map.len()
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl SessionStore for MemorySessionStore {
     fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>> {
-        ready(Ok(self
-            .sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .cloned()))
+        let now = std::time::Instant::now();
+        let mut held = self.held();
+        let limits = self.limits;
+        let data = match held.map.get_mut(id) {
+            Some(s) if !Held::expired(&limits, s, now) => {
+                s.touched = now;
+                s.used = true;
+                Some(s.data.clone())
+            }
+            Some(_) => {
+                held.map.remove(id);
+                None
+            }
+            None => None,
+        };
+        ready(Ok(data))
     }
     fn store(&self, id: &SessionId, data: SessionData) -> BoxFuture<'_, CoreResult<()>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.clone(), data);
+        let now = std::time::Instant::now();
+        let mut held = self.held();
+        let limits = self.limits;
+        let used = held.map.get(id).is_some_and(|s| s.used);
+        held.map.insert(
+            id.clone(),
+            HeldSession {
+                data,
+                touched: now,
+                used,
+            },
+        );
+        held.tick(&limits, now);
         ready(Ok(()))
     }
     fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+        self.held().map.remove(id);
         ready(Ok(()))
     }
 }
@@ -311,6 +426,37 @@ impl ResourceManager for MemoryResources {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn unused_sessions_expire_first_and_the_count_is_bounded() -> thywill_core::CoreResult<()> {
+        use super::{MemorySessionStore, SessionLimits};
+        use thywill_core::{SessionId, SessionStore};
+        let store = MemorySessionStore::with_limits(SessionLimits {
+            unused_ttl: std::time::Duration::from_millis(30),
+            ttl: std::time::Duration::from_secs(60),
+            max_sessions: 100,
+        });
+        let used = SessionId::from("used");
+        store.store(&used, Default::default()).await?;
+        assert!(store.load(&used).await?.is_some());
+        let anon = SessionId::from("anonymous");
+        store.store(&anon, Default::default()).await?;
+        // The bound under test is a time: let it pass.
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        assert!(store.load(&anon).await?.is_none(), "an unused session expired");
+        assert!(store.load(&used).await?.is_some(), "a used one did not");
+        for i in 0..1000 {
+            store
+                .store(&SessionId::from(format!("flood{i}")), Default::default())
+                .await?;
+        }
+        assert!(store.len() <= 101, "{} sessions held", store.len());
+        assert!(
+            store.load(&used).await?.is_some(),
+            "the used session outlived the flood"
+        );
+        Ok(())
+    }
+
     use super::*;
 
     fn block<T>(f: BoxFuture<'_, T>) -> T {

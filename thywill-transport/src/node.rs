@@ -1076,6 +1076,13 @@ async fn send_presence(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Outgo
 async fn run_hooks(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Hook>) {
     while let Some(hook) = rx.recv().await {
         let Some(inner) = inner.upgrade() else { break };
+        // A panicking hook costs its own event, never the hooks after it.
+        crate::connection::unwinding(&inner.metrics, "tracker or cluster hook", run_hook(&inner, hook)).await;
+    }
+}
+
+async fn run_hook(inner: &Inner, hook: Hook) {
+    {
         match hook {
             Hook::Tracker(event) => {
                 for (app, ctx) in inner.apps.values() {

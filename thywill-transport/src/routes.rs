@@ -143,6 +143,26 @@ fn host_allowed(policy: &AllowedHosts, host: Option<&str>, local: Option<std::ne
     }
 }
 
+/// The host name an HTTPS redirect may name for a request with `host` on a listener at
+/// `local`: the request's host name when the node answers it and it is a plain host name
+/// (letters, digits, `-`, `.`) or an IP literal (IPv6 in brackets); else `None`.
+pub(crate) fn redirect_host(node: &Node, host: Option<&str>, local: std::net::SocketAddr) -> Option<String> {
+    let host = host?;
+    if !host_allowed(&node.config().allowed_hosts, Some(host), Some(local)) {
+        return None;
+    }
+    let name = host_name(host);
+    if let Ok(std::net::IpAddr::V6(ip)) = name.parse::<std::net::IpAddr>() {
+        return Some(format!("[{ip}]"));
+    }
+    let plain = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    plain.then_some(name)
+}
+
 /// Refuses (421) requests whose `Host` the node does not answer.
 fn host_guard(node: &Node) -> BoxedFilter<()> {
     let node = node.clone();

@@ -49,9 +49,20 @@ pub(crate) struct PeerAddr {
 ///
 /// [`TransportConfig::with_max_sockets`]: crate::TransportConfig::with_max_sockets
 pub(crate) async fn accept_loop(node: Node, listener: TcpListener, tls: Option<TlsAcceptor>) {
+    let routes = node.routes();
+    serve_filter(node, listener, tls, routes).await;
+}
+
+/// The accept loop of [`accept_loop`] for any warp filter (the HTTPS redirect listener's
+/// too).
+pub(crate) async fn serve_filter<F>(node: Node, listener: TcpListener, tls: Option<TlsAcceptor>, filter: F)
+where
+    F: Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+    F::Future: Send,
+{
     let not_found = warp::any()
         .map(|| warp::reply::with_status("No such resource.", StatusCode::NOT_FOUND).into_response());
-    let service = warp::service(node.routes().or(not_found).unify());
+    let service = warp::service(filter.or(not_found).unify());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let cfg = node.config();
     let limits = Deadlines {

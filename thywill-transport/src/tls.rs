@@ -111,13 +111,18 @@ impl Node {
         https_port: u16,
     ) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), TransportError> {
         let (listener, local) = crate::routes::listen(addr)?;
+        let node = self.clone();
         let redirect = warp::path::full()
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
             .and(warp::header::optional::<String>("host"))
             .map(
                 move |path: warp::path::FullPath, query: String, host: Option<String>| {
-                    let host = host.unwrap_or_default();
-                    let hostname = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+                    // Only to a host this node answers, spelled as a host name: never to
+                    // whatever a request's `Host` says.
+                    let Some(hostname) = crate::routes::redirect_host(&node, host.as_deref(), local) else {
+                        return warp::reply::with_status("host not allowed", StatusCode::MISDIRECTED_REQUEST)
+                            .into_response();
+                    };
                     let query = if query.is_empty() {
                         String::new()
                     } else {
@@ -131,16 +136,8 @@ impl Node {
                     r
                 },
             );
-        let mut stop = self.inner.shutdown.subscribe();
-        let serving = async move {
-            warp::serve(redirect)
-                .incoming(listener)
-                .graceful(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .run()
-                .await;
-        };
+        // The node's own accept loop: the same deadlines and socket cap as every listener.
+        let serving = crate::serve::serve_filter(self, listener, None, redirect);
         Ok((local, serving))
     }
 }

@@ -102,15 +102,16 @@ use std::sync::Arc;
 pub use thywill_core::cluster::MemberStatus;
 pub use thywill_core::{
     AppContext, Application, ApplicationId, ChannelId, ChannelManager, Client, ClientTracker, Cluster,
-    ConnectionId, CoreError, History, HistoryLimits, MemberClients, MemberId, Message, Metadata, Resource,
-    ResourceKind, ResourceManager, RpcError, RpcErrorCode, RpcHandler, SessionData, SessionId, SessionStore,
-    TrackerEvent, protocol,
+    ConnectionId, CoreError, History, HistoryLimits, MemberClients, MemberId, Message, Metadata, ReadLimit,
+    Resource, ResourceKind, ResourceManager, RpcError, RpcErrorCode, RpcHandler, SessionData, SessionId,
+    SessionStore, TrackerEvent, protocol,
 };
 pub use thywill_transport::local::{
-    LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker,
+    LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker, SessionLimits,
 };
 pub use thywill_transport::{
-    AllowedOrigins, LocalHistory, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig, TransportConfig,
+    AllowedHosts, AllowedOrigins, LocalHistory, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig,
+    TransportConfig,
 };
 
 /// Re-export of the HTTP cluster backend.

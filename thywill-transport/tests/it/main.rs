@@ -7,6 +7,7 @@ mod channels;
 mod client_js;
 mod delivery;
 mod errors;
+mod hostile;
 mod lifecycle;
 mod presence;
 mod replay;

@@ -13,11 +13,15 @@ use thywill_transport::{Node, NodeParts, Sessions, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Echoes every message; `{"flood": n, "size": s}` answers with `n` messages of `s` bytes,
-/// and with `"pause_ms": p` waits `p` ms between them (in a task of its own).
+/// and with `"pause_ms": p` waits `p` ms between them (in a task of its own);
+/// `{"panic": true}` panics in the hook (a bug in an application).
 pub(crate) struct Echo;
 
 impl Application for Echo {
     async fn received(&self, ctx: &AppContext, client: &Client, message: Message) {
+        if message.data.get("panic").is_some() {
+            panic!("the application was asked to panic");
+        }
         if let Some(pause) = message.data.get("pause_ms").and_then(|v| v.as_u64()) {
             let n = message.data.get("flood").and_then(|v| v.as_u64()).unwrap_or(0);
             let size = message.data.get("size").and_then(|v| v.as_u64()).unwrap_or(16) as usize;
