@@ -346,7 +346,13 @@ impl Frame {
 
     /// The frame's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = frame_header(self.fin, self.rsv, self.opcode, self.mask, self.payload.len() as u64);
+        let mut out = frame_header(
+            self.fin,
+            self.rsv,
+            self.opcode,
+            self.mask,
+            self.payload.len() as u64,
+        );
         match self.mask {
             Some(m) => out.extend(self.payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4])),
             None => out.extend_from_slice(&self.payload),
@@ -386,7 +392,8 @@ pub struct ServerRawFrame {
 impl ServerRawFrame {
     /// The close code of a close frame.
     pub fn close_code(&self) -> Option<u16> {
-        (self.opcode == 8 && self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+        (self.opcode == 8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
     }
 
     /// The payload as text (lossy).
@@ -712,11 +719,19 @@ pub async fn round_trip_with(
             .map_err(|e| anyhow::anyhow!("send: {e}"))?;
         let wait_until = Instant::now() + Duration::from_millis(250);
         loop {
-            match observer.recv_within(wait_until.saturating_duration_since(Instant::now())).await {
-                Ok(ServerFrame::Msg { app: a, data: got, .. })
-                    if a.as_str() == app && got.get("probe").and_then(Value::as_str) == Some(probe.as_str()) =>
+            match observer
+                .recv_within(wait_until.saturating_duration_since(Instant::now()))
+                .await
+            {
+                Ok(ServerFrame::Msg {
+                    app: a, data: got, ..
+                }) if a.as_str() == app
+                    && got.get("probe").and_then(Value::as_str) == Some(probe.as_str()) =>
                 {
-                    let copy = got["copy"].as_u64().and_then(|c| usize::try_from(c).ok()).unwrap_or(0);
+                    let copy = got["copy"]
+                        .as_u64()
+                        .and_then(|c| usize::try_from(c).ok())
+                        .unwrap_or(0);
                     let took = sent_at.get(copy).map_or(started, |t| *t).elapsed();
                     observer.close().await;
                     sender.close().await;
@@ -763,8 +778,16 @@ impl Target {
         ));
         std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
         let mut cmd = std::process::Command::new(program);
-        cmd.args(["--host", "127.0.0.1", "--port", "0", "--member", "alpha", "--config"])
-            .arg(&path);
+        cmd.args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--member",
+            "alpha",
+            "--config",
+        ])
+        .arg(&path);
         let (mut proc, stderr) = crate::process::Process::spawn_command_with_stderr(cmd)?;
         let url = match proc.listening_url().await {
             Ok(url) => url,

@@ -90,7 +90,11 @@ fn check_memory(watched: Watched, what: &str) -> anyhow::Result<()> {
     println!(
         "{what}: member VmHWM {:.1} MiB (bound {MEMORY_BOUND_MIB} MiB){}",
         watched.peak_mib(),
-        if watched.killed { ", killed by the watchdog" } else { "" }
+        if watched.killed {
+            ", killed by the watchdog"
+        } else {
+            ""
+        }
     );
     ensure!(
         !watched.killed && watched.peak_mib() < MEMORY_BOUND_MIB,
@@ -110,7 +114,10 @@ async fn attack_closed_within(
 ) -> anyhow::Result<()> {
     let n = sockets.len();
     let started = Instant::now();
-    let (closing, during) = tokio::join!(hostile::wait_closed(sockets, within), served(target, "during the attack"));
+    let (closing, during) = tokio::join!(
+        hostile::wait_closed(sockets, within),
+        served(target, "during the attack")
+    );
     println!(
         "{what}: {n} sockets, {} closed by the member (slowest after {:?}, {} bytes answered), {} still open after {within:?}; checked in {:?}",
         closing.closed,
@@ -188,6 +195,17 @@ async fn a_partial_request_line_is_closed_after_the_handshake_timeout() -> anyho
 }
 
 #[tokio::test]
+async fn a_partial_http2_preface_is_closed_after_the_handshake_timeout() -> anyhow::Result<()> {
+    let (mut target, watch) = start(&format!("[limits]\nhandshake_timeout_ms = {HANDSHAKE_MS}\n")).await?;
+    let sockets = hostile::open_sending(target.addr, 200, &hostile::H2C_PREFACE[..16]).await?;
+    let within = Duration::from_millis(HANDSHAKE_MS) + SLACK;
+    attack_closed_within(&target, "partial HTTP/2 prefaces", sockets, within).await?;
+    served(&target, "after the attack").await?;
+    check_memory(watch.seen(), "partial HTTP/2 prefaces")?;
+    target.check_sound()
+}
+
+#[tokio::test]
 async fn an_idle_h2c_connection_is_closed_after_the_idle_timeout() -> anyhow::Result<()> {
     let idle_ms = 2_000;
     let (mut target, watch) = start(&format!(
@@ -212,9 +230,8 @@ async fn non_readers(target: &Target, n: usize, hello_frame: &str) -> anyhow::Re
         let h = handshake(target.addr, &target.ws_path(), &[], Some(4096))
             .await
             .with_context(|| format!("non-reader {i}"))?;
-        let mut ws = h
-            .ws
-            .with_context(|| format!("non-reader {i}: handshake answered {}", h.status))?;
+        let mut ws =
+            h.ws.with_context(|| format!("non-reader {i}: handshake answered {}", h.status))?;
         ws.send_text(hello_frame).await?;
         out.push(ws);
     }
@@ -350,14 +367,18 @@ async fn subscribers_that_never_read_cost_bounded_bytes_and_are_closed() -> anyh
     let attack = Instant::now();
     let beats = heartbeat(readers, attack, stop.clone());
 
-    let mut observer = WsClient::connect(&target.ws_url()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut observer = WsClient::connect(&target.ws_url())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     observer
         .send_text(hello(None, json!({})))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (observer_stop_tx, observer_stop) = tokio::sync::watch::channel(false);
     let observed = observe(observer, observer_stop);
-    let mut sender = WsClient::connect(&target.ws_url()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut sender = WsClient::connect(&target.ws_url())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     // Under the default rate limit (200 frames a second).
     let sending = send_strokes(&mut sender, u64::MAX, 60 * 1024, 150, Duration::from_secs(10)).await;
     let sent_for = attack.elapsed();
@@ -418,7 +439,9 @@ async fn replays_of_a_full_history_to_non_readers_cost_bounded_bytes() -> anyhow
         "[limits]\n{KEEPALIVE}rate_per_sec = 5000\nrate_burst = 5000\n[replay]\nmax_entries = {STROKES}\n"
     ))
     .await?;
-    let mut sender = WsClient::connect(&target.ws_url()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut sender = WsClient::connect(&target.ws_url())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let started = Instant::now();
     let (sent, mut last) = send_strokes(&mut sender, STROKES, PAD, 2_000, Duration::from_secs(60)).await?;
     // The sender's own strokes come back as `skip` frames: the last one says all are logged.
@@ -464,14 +487,21 @@ async fn replays_of_a_full_history_to_non_readers_cost_bounded_bytes() -> anyhow
 async fn absurd_offsets_and_bogus_epochs_neither_panic_nor_leak_connections() -> anyhow::Result<()> {
     let (mut target, watch) = start("").await?;
     // A stroke, so that the draw stream exists and has an epoch.
-    let mut observer = WsClient::connect(&target.ws_url()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut sender = WsClient::connect(&target.ws_url()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut observer = WsClient::connect(&target.ws_url())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut sender = WsClient::connect(&target.ws_url())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let stream = format!("c:{APP}@alpha");
     // Strokes until the observer (subscribed after its welcome) gets one.
     let deadline = Instant::now() + TIMEOUT;
     let epoch = 'found: loop {
         ensure!(Instant::now() < deadline, "the observer got no stroke");
-        sender.send(APP, stroke(1, 0)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        sender
+            .send(APP, stroke(1, 0))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         while let Ok(f) = observer.recv_within(Duration::from_millis(200)).await {
             if let ServerFrame::Msg { epoch: Some(e), .. } = f {
                 break 'found e;
@@ -496,14 +526,19 @@ async fn absurd_offsets_and_bogus_epochs_neither_panic_nor_leak_connections() ->
     }
     // Also a session stream and an unknown stream at the end of the numbers.
     frames.push(json!({"t": "resume", "streams": {"s:nobody": {"epoch": epoch, "off": max}, "c:nowhere": {"epoch": "", "off": max}}}).to_string());
-    frames.push(hello(None, json!({ stream.clone(): {"epoch": epoch, "off": max - 1} })));
+    frames.push(hello(
+        None,
+        json!({ stream.clone(): {"epoch": epoch, "off": max - 1} }),
+    ));
     let mut answers: Vec<String> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
     for (i, frame) in frames.iter().cycle().take(20.max(frames.len())).enumerate() {
         let mut c = WsClient::connect(&target.ws_url())
             .await
             .map_err(|e| anyhow::anyhow!("client {i}: {e}"))?;
-        c.send_text(frame.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        c.send_text(frame.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         // `continuity_lost` may be followed by the replay from where the stream continues.
         let mut lost: Vec<(String, u64)> = Vec::new();
         let answer = loop {
@@ -530,7 +565,10 @@ async fn absurd_offsets_and_bogus_epochs_neither_panic_nor_leak_connections() ->
     for a in &answers {
         *tally.entry(a.as_str()).or_default() += 1;
     }
-    println!("{} clients with offsets 2^64-1 and bogus epochs: {tally:?}", answers.len());
+    println!(
+        "{} clients with offsets 2^64-1 and bogus epochs: {tally:?}",
+        answers.len()
+    );
     if let Err(e) = target.check_sound() {
         problems.push(e.to_string());
     }
@@ -546,7 +584,9 @@ async fn absurd_offsets_and_bogus_epochs_neither_panic_nor_leak_connections() ->
     };
     println!("connections after the clients closed: alive says {alive:?}, thywill_connections {gauge:?}");
     if alive != Some(0) || gauge != Some(0.0) {
-        problems.push(format!("connections not back to 0: alive {alive:?}, gauge {gauge:?}"));
+        problems.push(format!(
+            "connections not back to 0: alive {alive:?}, gauge {gauge:?}"
+        ));
     }
     if let Err(e) = served(&target, "after the attack").await {
         problems.push(format!("{e:#}"));
@@ -595,13 +635,16 @@ async fn a_ping_flood_is_closed_as_rate_limited() -> anyhow::Result<()> {
 
 // 6. Origin and Host ---------------------------------------------------------------------------
 
+/// What a handshake is, its headers, and the status it must get.
+type OriginCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+
 #[tokio::test]
 async fn foreign_origins_and_rebound_hosts_are_refused() -> anyhow::Result<()> {
     let (mut target, _watch) = start("").await?;
     let here = target.addr.to_string();
     let https_here = format!("https://{here}");
     let http_here = format!("http://{here}");
-    let cases: [(&str, Vec<(&str, &str)>, u16); 4] = [
+    let cases: [OriginCase<'_>; 4] = [
         (
             "DNS rebinding (Origin and Host evil.example)",
             vec![("Origin", "http://evil.example"), ("Host", "evil.example")],
@@ -617,7 +660,9 @@ async fn foreign_origins_and_rebound_hosts_are_refused() -> anyhow::Result<()> {
     ];
     let mut wrong = Vec::new();
     for (what, headers, want) in &cases {
-        let got = handshake(target.addr, &target.ws_path(), headers, None).await?.status;
+        let got = handshake(target.addr, &target.ws_path(), headers, None)
+            .await?
+            .status;
         println!("{what}: {got} (want {want})");
         if got != *want {
             wrong.push(format!("{what}: {got}, want {want}"));
@@ -634,9 +679,16 @@ async fn foreign_origins_and_rebound_hosts_are_refused() -> anyhow::Result<()> {
 async fn protocol_violations_get_their_close_codes() -> anyhow::Result<()> {
     let (mut target, watch) = start("").await?;
     let hello_text = hello(None, json!({}));
-    let oversize = format!(r#"{{"t":"msg","app":"draw","data":"{}"}}"#, "x".repeat(100 * 1024));
+    let oversize = format!(
+        r#"{{"t":"msg","app":"draw","data":"{}"}}"#,
+        "x".repeat(100 * 1024)
+    );
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("invalid UTF-8 in a text frame", Frame::text(b"{\"t\":\"\xff\xfe\"}".to_vec()).encode(), 1007),
+        (
+            "invalid UTF-8 in a text frame",
+            Frame::text(b"{\"t\":\"\xff\xfe\"}".to_vec()).encode(),
+            1007,
+        ),
         (
             "an unmasked client frame",
             Frame::text(hello_text.as_bytes()).unmasked().encode(),
@@ -652,8 +704,16 @@ async fn protocol_violations_get_their_close_codes() -> anyhow::Result<()> {
             Frame::text(hello_text.as_bytes()).with_rsv(1).encode(),
             1002,
         ),
-        ("a binary frame", Frame::binary(b"\x00\x01".to_vec()).encode(), 1003),
-        ("a 100 KiB message (limit 64 KiB)", Frame::text(oversize.as_bytes()).encode(), 1009),
+        (
+            "a binary frame",
+            Frame::binary(b"\x00\x01".to_vec()).encode(),
+            1003,
+        ),
+        (
+            "a 100 KiB message (limit 64 KiB)",
+            Frame::text(oversize.as_bytes()).encode(),
+            1009,
+        ),
         (
             "a frame announcing 1 GiB",
             hostile::frame_header(true, 0, 1, Some([1, 2, 3, 4]), 1 << 30),
@@ -667,7 +727,10 @@ async fn protocol_violations_get_their_close_codes() -> anyhow::Result<()> {
         let sent = Instant::now();
         ws.send_bytes(bytes).await?;
         let ending = ws.wait_close(Duration::from_secs(3)).await;
-        println!("{what}: {ending:?} after {:?} (want close {want})", sent.elapsed());
+        println!(
+            "{what}: {ending:?} after {:?} (want close {want})",
+            sent.elapsed()
+        );
         if ending != Ending::Close(Some(*want)) {
             wrong.push(format!("{what}: {ending:?}, want close {want}"));
         }
@@ -714,7 +777,10 @@ async fn send_acked(c: &mut WsClient, id: u64) -> anyhow::Result<Vec<u64>> {
     let mut acks = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        match c.recv_within(deadline.saturating_duration_since(Instant::now())).await {
+        match c
+            .recv_within(deadline.saturating_duration_since(Instant::now()))
+            .await
+        {
             Ok(ServerFrame::Ack { id: a }) => {
                 acks.push(a);
                 if a >= id {
@@ -731,7 +797,10 @@ async fn send_acked(c: &mut WsClient, id: u64) -> anyhow::Result<Vec<u64>> {
 async fn strokes_seen(c: &mut WsClient, wait: Duration) -> BTreeSet<u64> {
     let mut seen = BTreeSet::new();
     let deadline = Instant::now() + wait;
-    while let Ok(f) = c.recv_within(deadline.saturating_duration_since(Instant::now())).await {
+    while let Ok(f) = c
+        .recv_within(deadline.saturating_duration_since(Instant::now()))
+        .await
+    {
         if let ServerFrame::Msg { data, .. } = f
             && let Some(n) = data["n"].as_u64()
         {
@@ -754,6 +823,19 @@ async fn another_session_cannot_take_over_a_tab() -> anyhow::Result<()> {
     let tab = "hostile0tab0T";
     let mut observer = tab_client(&target, &watcher, "observer-tab").await?;
     let mut v = tab_client(&target, &victim, tab).await?;
+    // The observer is subscribed (after its welcome) once it gets a stroke without an id.
+    let deadline = Instant::now() + TIMEOUT;
+    'subscribed: loop {
+        ensure!(Instant::now() < deadline, "the observer got no stroke");
+        v.send(APP, stroke(0, 0))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        while let Ok(f) = observer.recv_within(Duration::from_millis(200)).await {
+            if matches!(f, ServerFrame::Msg { .. }) {
+                break 'subscribed;
+            }
+        }
+    }
     let mut acks = Vec::new();
     for id in 1..=3 {
         acks.extend(send_acked(&mut v, id).await?);
@@ -787,7 +869,14 @@ async fn another_session_cannot_take_over_a_tab() -> anyhow::Result<()> {
 
 /// [`served`] for a member with sessions (the clients need cookies).
 async fn served_with_sessions(target: &Target, a: &str, b: &str) -> anyhow::Result<()> {
-    let took = round_trip_with(&target.ws_url(), &[("cookie", a)], &[("cookie", b)], APP, stroke(0, 0)).await?;
+    let took = round_trip_with(
+        &target.ws_url(),
+        &[("cookie", a)],
+        &[("cookie", b)],
+        APP,
+        stroke(0, 0),
+    )
+    .await?;
     println!("ordinary client served after the attack: stroke delivered in {took:?}");
     Ok(())
 }
