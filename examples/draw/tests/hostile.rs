@@ -404,11 +404,16 @@ async fn subscribers_that_never_read_cost_bounded_bytes_and_are_closed() -> anyh
     failed_at.sort();
     let (closed, open) = closed_non_readers(readers, Duration::from_secs(3)).await;
     println!(
-        "non-readers: {closed} closed, {open} open {:?} after sending ended; writes to {} failed (median at {:?}, last at {:?} after the attack began)",
+        "non-readers: {closed} closed, {open} open {:?} after sending ended; writes to {} failed (median at {:?}, last at {:?} after the attack began){}",
         KEEPALIVE_TIMEOUT + CLOSING + SLACK,
         failed_at.len(),
         failed_at.get(failed_at.len() / 2),
-        failed_at.last()
+        failed_at.last(),
+        if watch.seen().killed {
+            " (the member was killed by the watchdog)"
+        } else {
+            ""
+        }
     );
     check_memory(watch.seen(), "1,000 non-readers and 60 KiB strokes")?;
     let (sent, _) = sending?;
