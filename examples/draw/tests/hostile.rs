@@ -41,6 +41,7 @@ const HANDSHAKE_MS: u64 = 2_000;
 const SLACK: Duration = Duration::from_millis(1_500);
 /// Keepalive of the tests that need non-readers closed.
 const KEEPALIVE: &str = "keepalive_interval_ms = 500\nkeepalive_timeout_ms = 2000\n";
+/// The keepalive timeout in [`KEEPALIVE`].
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// How long closing a connection may take after its reason (the close frame's own bound).
 const CLOSING: Duration = Duration::from_secs(2);
@@ -104,8 +105,8 @@ fn check_memory(watched: Watched, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens `n` sockets with `opener`, serves an ordinary client meanwhile, and checks that the
-/// member closes every socket within `within` of its last byte.
+/// Serves an ordinary client while the member is holding `sockets`, and checks that the member
+/// closes every one within `within` of its last byte.
 async fn attack_closed_within(
     target: &Target,
     what: &str,
