@@ -6,6 +6,8 @@
 //! - [`process`]: real example processes, killed on drop.
 //! - [`redis`]: a real `redis-server` on a free loopback port.
 //! - [`conformance`]: the suite every cluster backend passes.
+//! - [`hostile`]: raw attack clients (silent sockets, raw WebSocket frames) and the memory of
+//!   the attacked process.
 //! - [`hub`]: an in-memory cluster of several members in one process.
 //! - [`members`]: cluster members as real example processes (kill -9, restart, event lines).
 //! - [`reliable`]: a client that implements recovery (ordered streams, resume, resend).
@@ -15,6 +17,7 @@
 
 pub mod browser;
 pub mod conformance;
+pub mod hostile;
 pub mod hub;
 pub mod members;
 pub mod process;

@@ -67,6 +67,26 @@ impl Process {
         })
     }
 
+    /// Starts a prepared command with stdout captured as by [`Process::spawn_command`] and
+    /// stderr captured too: every stderr line is passed on to this process's stderr (shown by
+    /// the test harness on failure) and kept in the returned [`Stderr`].
+    pub fn spawn_command_with_stderr(mut cmd: Command) -> anyhow::Result<(Self, Stderr)> {
+        cmd.stderr(Stdio::piped());
+        let mut p = Self::spawn_command(cmd)?;
+        let pipe = p.child.stderr.take().context("no stderr pipe")?;
+        let stderr = Stderr::default();
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+                log.push(line);
+            }
+        });
+        Ok((p, stderr))
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -151,6 +171,54 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The stderr lines of a process started by [`Process::spawn_command_with_stderr`]: the last
+/// [`Stderr::TAIL`] lines, and every line mentioning a panic.
+#[derive(Clone, Debug, Default)]
+pub struct Stderr(std::sync::Arc<std::sync::Mutex<StderrLines>>);
+
+#[derive(Debug, Default)]
+struct StderrLines {
+    tail: std::collections::VecDeque<String>,
+    panics: Vec<String>,
+    count: u64,
+}
+
+impl Stderr {
+    /// How many of the last lines are kept.
+    pub const TAIL: usize = 200;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StderrLines> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn push(&self, line: String) {
+        let mut l = self.lock();
+        l.count += 1;
+        if line.contains("panicked") {
+            l.panics.push(line.clone());
+        }
+        if l.tail.len() == Self::TAIL {
+            l.tail.pop_front();
+        }
+        l.tail.push_back(line);
+    }
+
+    /// Every line read so far that contains `panicked` (a Rust panic message).
+    pub fn panics(&self) -> Vec<String> {
+        self.lock().panics.clone()
+    }
+
+    /// The last lines read.
+    pub fn tail(&self) -> Vec<String> {
+        self.lock().tail.iter().cloned().collect()
+    }
+
+    /// How many lines were read.
+    pub fn count(&self) -> u64 {
+        self.lock().count
     }
 }
 

@@ -151,6 +151,15 @@ impl WsClient {
         }
     }
 
+    /// A server frame that can be read without waiting, if any (pings and pongs are skipped).
+    pub fn recv_ready(&mut self) -> Option<Result<ServerFrame, WsError>> {
+        use futures_util::FutureExt;
+        match self.recv_within(Duration::ZERO).now_or_never() {
+            None | Some(Err(WsError::Timeout)) => None,
+            Some(r) => Some(r),
+        }
+    }
+
     /// Waits for the server to close the connection and returns its close code.
     pub async fn closed(&mut self) -> Result<Option<u16>, WsError> {
         loop {
