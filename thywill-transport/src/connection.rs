@@ -168,35 +168,15 @@ impl Task<'_> {
         ping.tick().await;
         let ack_timer = tokio::time::sleep(ACK_DELAY);
         tokio::pin!(ack_timer);
+        let mut written = 0usize;
         loop {
             tokio::select! {
+                // Reads come before writes: a connection with a full queue still hears its
+                // client (pongs, messages), and client frames are rate-limited, so writes
+                // cannot starve.
                 biased;
                 _ = self.shutdown.changed() => return (close::GOING_AWAY, "server shutting down"),
                 _ = self.killed.changed() => return killed_reason(&self.killed),
-                out = self.rx.recv() => match out {
-                    Some(frame) => {
-                        let text = self.taken(frame);
-                        let write = ws.send(WsMessage::text(text));
-                        if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
-                            return end;
-                        }
-                    }
-                    None => return (close::INTERNAL_ERROR, "queue closed"),
-                },
-                () = &mut ack_timer, if self.inbound.ack_due => {
-                    self.inbound.ack_due = false;
-                    send_ack(node, self.handle, self.conn, self.inbound.key.clone(), self.inbound.mark);
-                }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > cfg.keepalive_timeout {
-                        tracing::info!("keepalive timeout");
-                        return (close::KEEPALIVE_TIMEOUT, "keepalive timeout");
-                    }
-                    let write = ws.send(WsMessage::Ping(Default::default()));
-                    if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
-                        return end;
-                    }
-                }
                 frame = ws.next() => {
                     last_heard = Instant::now();
                     let msg = match frame {
@@ -280,6 +260,38 @@ impl Task<'_> {
                         }
                     }
                 }
+                out = self.rx.recv() => match out {
+                    Some(frame) => {
+                        let text = self.taken(frame);
+                        written += text.len();
+                        let write = ws.send(WsMessage::text(text));
+                        if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
+                            return end;
+                        }
+                        if written >= FAIR_SHARE {
+                            // Other connections (the sender of what this one writes among
+                            // them) get their turn: fairness in bytes, not in frames.
+                            written = 0;
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    None => return (close::INTERNAL_ERROR, "queue closed"),
+                },
+                () = &mut ack_timer, if self.inbound.ack_due => {
+                    self.inbound.ack_due = false;
+                    send_ack(node, self.handle, self.conn, self.inbound.key.clone(), self.inbound.mark);
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > cfg.keepalive_timeout {
+                        tracing::info!("keepalive timeout");
+                        return (close::KEEPALIVE_TIMEOUT, "keepalive timeout");
+                    }
+                    let write = ws.send(WsMessage::Ping(Default::default()));
+                    if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
+                        return end;
+                    }
+                }
+
             }
         }
     }
@@ -434,6 +446,9 @@ fn ws_error(e: &WsError) -> Option<&WsError> {
     }
     None
 }
+
+/// Bytes a connection task writes before it lets other tasks run.
+const FAIR_SHARE: usize = 64 * 1024;
 
 /// How long answering one `hello` or `resume` may take in all: the streams not replayed by
 /// then are left for the client to ask again.
@@ -715,6 +730,14 @@ async fn close_with(
     }
     let _ = ws.send(crate::socket::close(reason.0, reason.1)).await;
     let _ = SinkExt::close(ws).await;
+    // The closing handshake: wait (bounded by the caller) for the client's close frame or
+    // its end of stream, discarding what it still sends, so that the socket is not reset with
+    // unread data and the close frame reaches the client.
+    while let Some(Ok(frame)) = ws.next().await {
+        if matches!(frame, WsMessage::Close(_)) {
+            break;
+        }
+    }
 }
 
 /// A token bucket counting client frames.

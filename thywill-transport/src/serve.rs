@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -114,8 +114,8 @@ where
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
         let local = tcp.local_addr().unwrap_or(peer);
-        let upgraded = Arc::new(AtomicBool::new(false));
-        let io = Guarded::new(tcp, limits, upgraded.clone());
+        let stage = Arc::new(Stage::default());
+        let io = Guarded::new(tcp, limits, stage.clone());
         let service = service.clone();
         let watcher = graceful.watcher();
         let acceptor = tls.clone();
@@ -130,7 +130,7 @@ where
                         local,
                         tls: false,
                     };
-                    serve_connection(io, addr, service, watcher, handshake, upgraded).await;
+                    serve_connection(io, addr, service, watcher, handshake, stage).await;
                 }
                 Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(io)).await {
                     Ok(Ok(stream)) => {
@@ -139,7 +139,7 @@ where
                             local,
                             tls: true,
                         };
-                        serve_connection(stream, addr, service, watcher, handshake, upgraded).await;
+                        serve_connection(stream, addr, service, watcher, handshake, stage).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -224,31 +224,61 @@ struct Deadlines {
     idle: Duration,
 }
 
+/// The stage of a socket, shared by its [`Guarded`] IO and the service answering it.
+#[derive(Debug, Default)]
+pub(crate) struct Stage(AtomicU8);
+
+impl Stage {
+    /// No request yet: the handshake deadline counts from the accept, whatever arrives.
+    const OPENED: u8 = 0;
+    /// A request was read: the idle deadline counts from the last byte either way.
+    const SERVING: u8 = 1;
+    /// Upgraded to a WebSocket: the connection task's keepalive decides.
+    const UPGRADED: u8 = 2;
+
+    /// A request's head was read.
+    pub(crate) fn request(&self) {
+        let _ = self
+            .0
+            .compare_exchange(Self::OPENED, Self::SERVING, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The connection became a WebSocket.
+    pub(crate) fn upgraded(&self) {
+        self.0.store(Self::UPGRADED, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u8 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// A socket that fails with `TimedOut` when it makes no progress (no byte read or
-    /// written) within its deadline, until its connection is upgraded to a WebSocket (whose
+    /// A socket that fails with `TimedOut` past its deadline: before its first request, the
+    /// handshake timeout from the accept (a client trickling bytes gains nothing); then the
+    /// idle timeout without a byte read or written; none once upgraded to a WebSocket (whose
     /// keepalive takes over).
     struct Guarded<IO> {
         #[pin]
         io: IO,
         limits: Deadlines,
-        started: bool,
+        opened: tokio::time::Instant,
         last: tokio::time::Instant,
         timer: Pin<Box<tokio::time::Sleep>>,
-        upgraded: Arc<AtomicBool>,
+        stage: Arc<Stage>,
     }
 }
 
 impl<IO> Guarded<IO> {
-    fn new(io: IO, limits: Deadlines, upgraded: Arc<AtomicBool>) -> Self {
+    fn new(io: IO, limits: Deadlines, stage: Arc<Stage>) -> Self {
         let now = tokio::time::Instant::now();
         Self {
             io,
             limits,
-            started: false,
+            opened: now,
             last: now,
             timer: Box::pin(tokio::time::sleep_until(now + limits.handshake)),
-            upgraded,
+            stage,
         }
     }
 }
@@ -256,23 +286,17 @@ impl<IO> Guarded<IO> {
 impl<IO> Guarded<IO> {
     /// After progress: the idle deadline counts from now.
     fn progressed(self: Pin<&mut Self>) {
-        let this = self.project();
-        *this.started = true;
-        *this.last = tokio::time::Instant::now();
+        *self.project().last = tokio::time::Instant::now();
     }
 
     /// Whether the deadline passed (registering a wake-up for it otherwise).
     fn expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
         let this = self.project();
-        if this.upgraded.load(Ordering::Relaxed) {
-            return false;
-        }
-        let limit = if *this.started {
-            this.limits.idle
-        } else {
-            this.limits.handshake
+        let deadline = match this.stage.get() {
+            Stage::OPENED => *this.opened + this.limits.handshake,
+            Stage::SERVING => *this.last + this.limits.idle,
+            _ => return false,
         };
-        let deadline = *this.last + limit;
         if this.timer.deadline() != deadline {
             this.timer.as_mut().reset(deadline);
         }
@@ -364,7 +388,7 @@ async fn serve_connection<IO, S>(
     service: S,
     watcher: hyper_util::server::graceful::Watcher,
     handshake: Duration,
-    upgraded: Arc<AtomicBool>,
+    stage: Arc<Stage>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<
@@ -377,6 +401,7 @@ async fn serve_connection<IO, S>(
     S::Future: Send + 'static,
 {
     let svc = hyper::service::service_fn(move |mut req: warp::http::Request<Incoming>| {
+        stage.request();
         req.extensions_mut().insert(addr);
         // A WebSocket upgrade is finished by the node's own route (small buffers).
         let upgrade = req
@@ -385,7 +410,7 @@ async fn serve_connection<IO, S>(
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
         if upgrade && let Some(pending) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
             req.extensions_mut()
-                .insert(UpgradeSlot::new(pending, upgraded.clone()));
+                .insert(UpgradeSlot::new(pending, stage.clone()));
         }
         let mut service = service.clone();
         service.call(req)

@@ -7,7 +7,6 @@
 //! used and its socket adapted to the same types.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -39,17 +38,17 @@ impl<T> Socket for T where
 #[derive(Clone)]
 pub(crate) struct UpgradeSlot {
     pending: Arc<Mutex<Option<OnUpgrade>>>,
-    /// Set once taken: the socket's pre-protocol deadlines stop, the connection task's
-    /// keepalive takes over.
-    upgraded: Arc<AtomicBool>,
+    /// Told once taken: the socket's HTTP deadlines stop, the connection task's keepalive
+    /// takes over.
+    stage: Arc<crate::serve::Stage>,
 }
 
 impl UpgradeSlot {
-    /// A slot holding `pending`; `upgraded` is set when the route takes it.
-    pub(crate) fn new(pending: OnUpgrade, upgraded: Arc<AtomicBool>) -> Self {
+    /// A slot holding `pending` of a socket at `stage`.
+    pub(crate) fn new(pending: OnUpgrade, stage: Arc<crate::serve::Stage>) -> Self {
         Self {
             pending: Arc::new(Mutex::new(Some(pending))),
-            upgraded,
+            stage,
         }
     }
 
@@ -61,7 +60,7 @@ impl UpgradeSlot {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if taken.is_some() {
-            self.upgraded.store(true, Ordering::Relaxed);
+            self.stage.upgraded();
         }
         taken
     }

@@ -49,18 +49,25 @@ async fn a_socket_that_sends_nothing_is_closed_after_the_handshake_timeout() -> 
 
 #[tokio::test]
 async fn idle_keep_alive_and_h2c_connections_are_closed_after_the_idle_timeout() -> anyhow::Result<()> {
-    let fx = Fixture::start(config()?.with_idle_timeout(Duration::from_millis(300))?).await?;
+    let fx = Fixture::start(
+        config()?
+            .with_idle_timeout(Duration::from_millis(300))?
+            .with_handshake_timeout(Duration::from_millis(600))?,
+    )
+    .await?;
     // HTTP/1.1 keep-alive: one request answered, then nothing.
     let mut s = TcpStream::connect(fx.addr).await?;
     s.write_all(format!("GET /t/alive HTTP/1.1\r\nHost: {}\r\n\r\n", fx.addr).as_bytes())
         .await?;
     let took = closed_by_server(&mut s).await?;
     assert!(took >= Duration::from_millis(250), "closed after {took:?}");
-    // HTTP/2 without TLS: the preface and an empty SETTINGS frame, then nothing.
+    // HTTP/2 without TLS: the preface and an empty SETTINGS frame, then no request: the
+    // handshake deadline, counted from the accept.
     let mut h2 = TcpStream::connect(fx.addr).await?;
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await?;
-    closed_by_server(&mut h2).await?;
+    let took = closed_by_server(&mut h2).await?;
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
     Ok(())
 }
 
