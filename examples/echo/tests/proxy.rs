@@ -233,7 +233,7 @@ async fn the_echo_page_works_through_the_nginx_sample_over_tls() -> anyhow::Resu
         .await?;
     assert_eq!(
         statuses.to_string(),
-        format!("[{}]", vec!["200"; REQUESTS].join(",")),
+        format!("[{}]", ["200"; REQUESTS].join(",")),
         "statuses of /echo/alive through nginx"
     );
     let new = opened(&counted) - before;

@@ -86,10 +86,18 @@ async fn a_load_frame_with_a_backslash_path_adds_no_script_in_chromium() -> anyh
     let applications: Vec<(ApplicationId, Arc<dyn DynApplication>)> =
         vec![("exposer".into(), Arc::new(Exposer))];
     let resources = Arc::new(MemoryResources::new());
-    resources.store(Resource::new("/t/", PAGE).with_kind(thywill_core::ResourceKind::Html)).await?;
-    resources.store(Resource::new("/t/ok.js", "window.okRan = true;")).await?;
-    resources.store(Resource::new("/t/evil.js", "window.evilRan = true;")).await?;
-    resources.store(Resource::new("/t/evil.css", "body { color: red; }")).await?;
+    resources
+        .store(Resource::new("/t/", PAGE).with_kind(thywill_core::ResourceKind::Html))
+        .await?;
+    resources
+        .store(Resource::new("/t/ok.js", "window.okRan = true;"))
+        .await?;
+    resources
+        .store(Resource::new("/t/evil.js", "window.evilRan = true;"))
+        .await?;
+    resources
+        .store(Resource::new("/t/evil.css", "body { color: red; }"))
+        .await?;
     let node = Node::start(NodeParts {
         config: TransportConfig::default().with_base_path("/t")?,
         applications,
@@ -106,7 +114,9 @@ async fn a_load_frame_with_a_backslash_path_adds_no_script_in_chromium() -> anyh
 
     let browser = Browser::start().await?;
     browser.goto(&format!("http://{addr}/t/")).await?;
-    browser.wait_js("return window.Thywill !== undefined && Thywill.isConnected;").await?;
+    browser
+        .wait_js("return window.Thywill !== undefined && Thywill.isConnected;")
+        .await?;
     // The same node under another name is another origin: without the check, the browser
     // would load and run evil.js from it (`/\` reads as `//`, tabs are dropped).
     let other = format!("localhost:{}", addr.port());
@@ -121,7 +131,10 @@ async fn a_load_frame_with_a_backslash_path_adds_no_script_in_chromium() -> anyh
     ]});
     browser
         .client()
-        .execute("window.added = []; probe.send(arguments[0]); return true;", vec![expose])
+        .execute(
+            "window.added = []; probe.send(arguments[0]); return true;",
+            vec![expose],
+        )
         .await
         .context("cannot send from the page")?;
     browser.wait_js("return window.okRan === true;").await?;
