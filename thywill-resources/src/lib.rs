@@ -12,6 +12,11 @@
 //! - [`PreparedStore`] wraps any [`ResourceManager`](thywill_core::ResourceManager) so that
 //!   resources stored while running go through the same steps.
 //!
+//! Minification and compression are CPU-heavy (milliseconds per script in release builds,
+//! far more in debug builds). The synchronous [`Pipeline`] methods run on the calling thread;
+//! the async entry points ([`Pipeline::assemble_async`], [`PreparedStore`]'s `store`) run them
+//! on tokio's blocking pool, so that a runtime's worker threads keep serving meanwhile.
+//!
 //! Serving (ETag and 304, `Cache-Control`, content negotiation of the variants) is done by
 //! the transport's routes from the attributes this crate sets (see
 //! [`thywill_core::attr`]).
@@ -22,6 +27,7 @@
 //! |---|---|---|
 //! | `minify` | yes | [`DefaultMinifier`]: swc_core and lightningcss. Without it scripts and styles are bundled unminified (and clean builds are about twice as fast). |
 
+mod blocking;
 mod compress;
 pub mod css_urls;
 mod error;

@@ -484,6 +484,14 @@ impl Pipeline {
         Ok(assembly)
     }
 
+    /// [`Pipeline::assemble`] on tokio's blocking pool (on the calling thread outside a tokio
+    /// runtime), for async callers: minifying and rendering a service's resources takes from
+    /// milliseconds to seconds, which must not hold up a runtime worker thread.
+    pub async fn assemble_async(&self, inputs: Vec<Resource>) -> Result<Assembly> {
+        let pipeline = self.clone();
+        crate::blocking::run(move || pipeline.assemble(inputs)).await?
+    }
+
     fn bundle(&self, path: String, text: String, kind: ResourceKind, pieces: usize) -> Resource {
         Resource::new(path, text)
             .with_kind(kind)

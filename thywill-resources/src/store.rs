@@ -15,8 +15,9 @@ const CODINGS: [&str; 2] = ["br", "gzip"];
 /// naming file, line and column), sets the ETag and stores brotli and gzip variants;
 /// `remove` removes the variants too. Loads go straight to the inner store.
 ///
-/// Minification runs on the calling task; stores of large scripts at run time take a few
-/// milliseconds (release) to a few hundred (debug builds).
+/// Minification and compression run on tokio's blocking pool (on the calling thread outside
+/// a tokio runtime): stores of large scripts take a few milliseconds (release) to a few
+/// hundred (debug builds), during which the runtime's worker threads keep serving.
 #[derive(Clone)]
 pub struct PreparedStore {
     inner: Arc<dyn ResourceManager>,
@@ -55,8 +56,14 @@ impl ResourceManager for PreparedStore {
             if resource.attribute(attr::CONTENT_ENCODING).is_some() {
                 return self.inner.store(resource).await;
             }
-            let prepared = self.pipeline.prepare(resource).map_err(CoreError::from)?;
-            let (main, variants) = self.pipeline.finish(prepared);
+            let pipeline = self.pipeline.clone();
+            let (main, variants) = crate::blocking::run(move || {
+                pipeline
+                    .prepare(resource)
+                    .map(|prepared| pipeline.finish(prepared))
+            })
+            .await?
+            .map_err(CoreError::from)?;
             for coding in CODINGS {
                 if !variants
                     .iter()

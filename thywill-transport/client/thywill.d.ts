@@ -455,8 +455,12 @@ declare namespace Thywill {
 
   /**
    * Loads a resource outside the page's bootstrap set, at most once per path (progressive
-   * exposure); the server can ask for the same with a `load` frame. Rejects when it cannot be
-   * loaded (a later call tries again).
+   * exposure); the server can ask for the same with a `load` frame. `path` must be a plain
+   * absolute path of the page's origin (`/app/js/x.js`: one leading `/`, no backslash, no
+   * whitespace or control character); anything else (`//host/x.js`, `/\host/x.js`, a full
+   * URL, `javascript:`) is refused with a console warning and a rejected promise, and a
+   * `load` frame with such a path is ignored. Rejects when it cannot be loaded (a later call
+   * tries again).
    */
   function load(kind: LoadKind, path: string): Promise<HTMLElement>;
   /** Loads and runs a script once; resolves when it has run. */
@@ -466,7 +470,8 @@ declare namespace Thywill {
   /**
    * Loads a client template once and inlines it as `<script type="text/template" id>`: the id
    * is `id`, else the server's `X-Thywill-Template-Id` header, else the file name without its
-   * extension.
+   * extension. Rejects, leaving the page alone, when an element of that id exists and is not
+   * such a template.
    */
   function loadTemplate(path: string, id?: string): Promise<HTMLScriptElement>;
 

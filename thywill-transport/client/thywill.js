@@ -26,7 +26,8 @@
  *   server can no longer replay a gap (`continuity_lost`), the page is told with a
  *   `continuityLost` event, on `Thywill` and on the ApplicationInterfaces concerned.
  * - Scripts, stylesheets and client templates outside the page's bundle load on demand with
- *   `Thywill.load(kind, path)`, when the page asks or when the server sends a `load` frame.
+ *   `Thywill.load(kind, path)`, when the page asks or when the server sends a `load` frame;
+ *   only plain absolute paths of the page's own origin are loaded (see `resourceUrl`).
  * - The page connects by itself once the document has been parsed (so that page scripts can
  *   call `Thywill.configure` first), unless `configure({autoConnect: false})` or the script
  *   tag's `data-auto-connect="false"` says otherwise.
@@ -605,9 +606,10 @@
         Thywill.emit('serverError', f);
         break;
       case 'load':
-        // Progressive exposure: the server tells the page to load a resource of its own.
-        if (LOAD_KINDS.indexOf(f.kind) < 0 || typeof f.path !== 'string' || !/^\/(?!\/)/.test(f.path)) {
-          console.warn('thywill: invalid load frame ignored', f);
+        // Progressive exposure: the server tells the page to load a resource of its own
+        // origin. Anything but a plain absolute path there is refused (see resourceUrl).
+        if (LOAD_KINDS.indexOf(f.kind) < 0 || resourceUrl(f.path) === null) {
+          console.warn('thywill: invalid load frame refused', f);
           return;
         }
         Thywill.load(f.kind, f.path).catch(function (error) {
@@ -1109,6 +1111,28 @@
   /** "kind absolute-url" -> Promise of the element; failed loads are forgotten (retryable). */
   var loads = new Map();
 
+  /**
+   * The URL of a resource path given by the server (a `load` frame) or by the page, or null
+   * when it is not a plain absolute path of this page's origin: it must start with exactly one
+   * `/` and hold no backslash, ASCII whitespace or control character (the URL parser treats
+   * `\` as `/` and drops tabs and newlines, so `/\evil.example/x.js` or `/<tab>/evil.example`
+   * would name another host), and it must resolve to this page's origin.
+   */
+  function resourceUrl(path) {
+    if (typeof path !== 'string' || !/^\/(?!\/)/.test(path) || /[\\\u0000-\u0020\u007f]/.test(path)) {
+      return null;
+    }
+    var url;
+    var here;
+    try {
+      here = new URL(global.location.href);
+      url = new URL(path, here);
+    } catch (e) {
+      return null;
+    }
+    return url.origin === here.origin && url.origin !== 'null' ? url : null;
+  }
+
   function appendElement(el, what, url) {
     return new Promise(function (resolve, reject) {
       el.onload = function () {
@@ -1131,6 +1155,13 @@
       var elementId = id || response.headers.get('x-thywill-template-id') || name.split('.')[0];
       return response.text().then(function (text) {
         var el = global.document.getElementById(elementId);
+        // Only a template replaces a template: the id comes from the server (a header or the
+        // file name), and must not overwrite the text of some other element of the page
+        // (or of an inline script, which would then run).
+        if (el && !(el.tagName === 'SCRIPT' && el.type === 'text/template')) {
+          console.warn('thywill: template ' + url + ' refused: element #' + elementId + ' exists and is not a template');
+          throw new Error('thywill: cannot inline template ' + url + ': #' + elementId + ' is not a template');
+        }
         if (!el) {
           el = global.document.createElement('script');
           el.type = 'text/template';
@@ -1147,13 +1178,15 @@
     if (LOAD_KINDS.indexOf(kind) < 0) {
       return Promise.reject(new TypeError('thywill: cannot load a ' + String(kind) + ': use ' + LOAD_KINDS.join(', ')));
     }
-    if (typeof path !== 'string' || path === '') {
-      return Promise.reject(new TypeError('thywill: a resource path must be a non-empty string'));
+    var resolved = resourceUrl(path);
+    if (resolved === null) {
+      console.warn('thywill: refused to load ' + kind + ' ' + JSON.stringify(String(path)) + ': not a plain absolute path of this origin');
+      return Promise.reject(new TypeError('thywill: a resource path must be an absolute path of this origin (/…), got ' + JSON.stringify(String(path))));
     }
     if (!global.document) {
       return Promise.reject(new Error('thywill: resources can only be loaded in a page'));
     }
-    var url = new URL(path, global.location.href).href;
+    var url = resolved.href;
     var key = kind + ' ' + url;
     var known = loads.get(key);
     if (known) {

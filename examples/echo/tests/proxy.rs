@@ -1,10 +1,14 @@
 //! The nginx sample in `deploy/nginx/thywill.conf`, exercised for real: nginx from Debian
 //! terminates TLS (certificate made here with openssl) in front of two echo members, redirects
-//! plain HTTP, and a headless Chromium uses the Echo page through it over WSS.
+//! plain HTTP, and a headless Chromium uses the Echo page through it over WSS. Each member sits
+//! behind a TCP forwarder of the test that counts the connections nginx opens to it, to check
+//! that ordinary requests reuse upstream connections (`keepalive`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
 use thywill_testkit::browser::{self, Browser};
@@ -22,6 +26,46 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP forwarder on a loopback port in front of one member: counts the connections it
+/// accepts (those nginx opens to the member) and copies bytes both ways. Stops on drop.
+struct Counted {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Counted {
+    async fn start(member: SocketAddr) -> anyhow::Result<Counted> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                pipes.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(member).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Ok(Counted { addr, accepted, task })
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        // Ends the accept loop and, with its JoinSet, every pipe.
+        self.task.abort();
     }
 }
 
@@ -140,8 +184,9 @@ async fn the_echo_page_works_through_the_nginx_sample_over_tls() -> anyhow::Resu
         addrs.push(addr);
         members.push((node, tokio::spawn(serving)));
     }
+    let counted = [Counted::start(addrs[0]).await?, Counted::start(addrs[1]).await?];
     let (http, https) = (free_port(), free_port());
-    let _nginx = start_nginx([addrs[0], addrs[1]], http, https).await?;
+    let _nginx = start_nginx([counted[0].addr, counted[1].addr], http, https).await?;
 
     // Plain HTTP is redirected to HTTPS.
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", http)).await?;
@@ -167,6 +212,36 @@ async fn the_echo_page_works_through_the_nginx_sample_over_tls() -> anyhow::Resu
         .await?;
     b.wait_js("return location.protocol === 'https:' && Thywill.url.startsWith('wss://');")
         .await?;
+
+    // Ordinary requests reuse nginx's idle connections to the members: one after the other,
+    // REQUESTS of them open at most one new connection per member (none where the page load
+    // left an idle one), where `Connection: close` towards the members would open one each.
+    const REQUESTS: usize = 8;
+    let opened = |c: &[Counted; 2]| c[0].accepted() + c[1].accepted();
+    let before = opened(&counted);
+    let statuses = b
+        .client()
+        .execute_async(
+            &format!(
+                "const done = arguments[arguments.length - 1];\n\
+                 (async () => {{ const s = []; for (let i = 0; i < {REQUESTS}; i++) {{\n\
+                   const r = await fetch('/echo/alive?i=' + i, {{ cache: 'no-store' }}); await r.text(); s.push(r.status); }}\n\
+                   return s; }})().then(done, (e) => done(String(e)));"
+            ),
+            Vec::new(),
+        )
+        .await?;
+    assert_eq!(
+        statuses.to_string(),
+        format!("[{}]", ["200"; REQUESTS].join(",")),
+        "statuses of /echo/alive through nginx"
+    );
+    let new = opened(&counted) - before;
+    eprintln!("{REQUESTS} sequential requests through nginx opened {new} upstream connections");
+    assert!(
+        new <= 2,
+        "{REQUESTS} sequential requests opened {new} upstream connections (keepalive not working)"
+    );
     b.close().await?;
     let total: usize = members.iter().map(|(n, _)| n.connection_count()).sum();
     assert!(total <= 1, "one page, at most one live connection: {total}");

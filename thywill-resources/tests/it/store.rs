@@ -151,3 +151,120 @@ async fn other_resources_pass_unchanged() -> anyhow::Result<()> {
 fn flate2_read(body: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
     flate2::read::GzDecoder::new(body).read_to_end(out)
 }
+
+/// A minifier that records the thread it runs on and, for scripts, waits (bounded) for a
+/// signal that only a task of the test's runtime sends: minifying on the runtime's only
+/// thread would stall that task, and the store would fail.
+struct Rendezvous {
+    go: Mutex<std::sync::mpsc::Receiver<()>>,
+    threads: Mutex<Vec<std::thread::ThreadId>>,
+}
+
+impl Rendezvous {
+    fn new() -> (Arc<Rendezvous>, std::sync::mpsc::Sender<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let m = Rendezvous {
+            go: Mutex::new(rx),
+            threads: Mutex::new(Vec::new()),
+        };
+        (Arc::new(m), tx)
+    }
+
+    fn threads(&self) -> Vec<std::thread::ThreadId> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl thywill_core::Minifier for Rendezvous {
+    fn minify_js(&self, _origin: &str, source: &str) -> CoreResult<String> {
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(std::thread::current().id());
+        self.go
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .map_err(|_| {
+                thywill_core::CoreError::Unavailable("the runtime's tasks did not run while minifying".into())
+            })?;
+        Ok(source.trim().to_owned())
+    }
+
+    fn minify_css(&self, _origin: &str, source: &str) -> CoreResult<String> {
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(std::thread::current().id());
+        Ok(source.trim().to_owned())
+    }
+}
+
+// `#[tokio::test]` runs a current-thread runtime: its one worker is this test's thread.
+#[tokio::test]
+async fn storing_minifies_and_compresses_off_the_runtime_thread() -> anyhow::Result<()> {
+    let (minifier, go) = Rendezvous::new();
+    let map = Arc::new(Map::default());
+    let store = PreparedStore::new(
+        map.clone(),
+        Pipeline::new(PipelineConfig::new("/app")).with_minifier(minifier.clone()),
+    );
+    // Runs only while the runtime's thread is free: not while a minifier blocks it.
+    let signal = tokio::spawn(async move { go.send(()) });
+    store
+        .store(Resource::new("/app/js/big.js", "feature(1);\n".repeat(200)))
+        .await?;
+    signal.await??;
+    let here = std::thread::current().id();
+    assert_eq!(minifier.threads().len(), 1);
+    assert!(
+        minifier.threads().iter().all(|t| *t != here),
+        "minified on the runtime thread"
+    );
+    // Compressed in the same step: the variants are there.
+    assert_eq!(
+        keys(&map),
+        ["/app/js/big.js", "/app/js/big.js#br", "/app/js/big.js#gzip"]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn assembling_from_async_code_runs_off_the_runtime_thread() -> anyhow::Result<()> {
+    let (minifier, _go) = Rendezvous::new();
+    let pipeline = Pipeline::new(PipelineConfig::new("/app")).with_minifier(minifier.clone());
+    let assembly = pipeline
+        .assemble_async(vec![
+            Resource::new("/app/css/a.css", " body { color: red; } ").bootstrap(),
+        ])
+        .await?;
+    assert!(assembly.style_bundle.is_some());
+    let here = std::thread::current().id();
+    assert_eq!(minifier.threads().len(), 1);
+    assert!(
+        minifier.threads().iter().all(|t| *t != here),
+        "minified on the runtime thread"
+    );
+    Ok(())
+}
+
+#[test]
+fn outside_a_runtime_storing_prepares_on_the_calling_thread() -> anyhow::Result<()> {
+    let (minifier, go) = Rendezvous::new();
+    go.send(())?;
+    let map = Arc::new(Map::default());
+    let store = PreparedStore::new(
+        map.clone(),
+        Pipeline::new(PipelineConfig::new("/app")).with_minifier(minifier.clone()),
+    );
+    let fut = store.store(Resource::new("/app/js/small.js", " f(); "));
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(done) => done?,
+        std::task::Poll::Pending => anyhow::bail!("the store waited for something outside a runtime"),
+    }
+    assert_eq!(minifier.threads(), [std::thread::current().id()]);
+    assert_eq!(keys(&map), ["/app/js/small.js"]);
+    Ok(())
+}

@@ -5,6 +5,7 @@ mod support;
 
 mod channels;
 mod client_js;
+mod client_load;
 mod delivery;
 mod errors;
 mod hostile;
