@@ -131,6 +131,15 @@ pub trait ClientInterface: Send + Sync + 'static {
     }
 }
 
+/// Whether a resource path is one a browser resolves on the page's own site: one leading
+/// `/` (not `//`), no backslash (browsers read `/\\host` as `//host`), no ASCII whitespace or
+/// control character (browsers drop tabs and newlines from URLs).
+pub fn is_plain_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.bytes().any(|b| b == b'\\' || b <= b' ' || b == 0x7f)
+}
+
 /// The handle an application gets in every hook: its id plus the node's client interface.
 ///
 /// Cheap to clone.
@@ -229,7 +238,16 @@ impl AppContext {
     }
 
     /// Tells every client at `target` to load the resource at `path` as `kind`.
+    ///
+    /// `path` must be a plain absolute path of this site (one leading `/`, no backslash, no
+    /// whitespace or control character), which is all `thywill.js` loads; anything else is
+    /// refused here already.
     pub async fn expose_to(&self, target: Target, kind: LoadKind, path: &str) -> CoreResult<()> {
+        if !is_plain_path(path) {
+            return Err(CoreError::Invalid(format!(
+                "{path:?} is not a plain absolute path of this site"
+            )));
+        }
         self.clients.load(target, kind, path.to_owned()).await
     }
 
@@ -546,5 +564,31 @@ impl<A: Application> DynApplication for A {
     }
     fn rpc(&self) -> Option<&dyn RpcHandler> {
         Application::rpc(self)
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::is_plain_path;
+
+    #[test]
+    fn only_plain_absolute_paths_of_the_site_pass() {
+        for ok in ["/a.js", "/draw/app.css", "/%5cx.js", "/a/b?c=d"] {
+            assert!(is_plain_path(ok), "{ok}");
+        }
+        for bad in [
+            "//evil.example/a.js",
+            "/\\evil.example/b.js",
+            "/\t/evil.example/c.js",
+            "/\n/x",
+            "/ x",
+            "/\u{7f}x",
+            "a.js",
+            "https://evil.example/a.js",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert!(!is_plain_path(bad), "{bad:?}");
+        }
     }
 }

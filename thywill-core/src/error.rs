@@ -15,6 +15,9 @@ pub enum CoreError {
     /// A value could not be encoded or decoded.
     #[error("codec: {0}")]
     Codec(String),
+    /// An argument was refused (the message says which and why).
+    #[error("invalid: {0}")]
+    Invalid(String),
     /// The node is shutting down.
     #[error("shutting down")]
     ShuttingDown,

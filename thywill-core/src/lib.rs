@@ -31,7 +31,7 @@ mod rpc;
 mod session;
 mod tracker;
 
-pub use application::{AppContext, Application, ClientInterface, DynApplication, Target};
+pub use application::{AppContext, Application, ClientInterface, DynApplication, Target, is_plain_path};
 pub use channel::ChannelManager;
 pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, MemberStatus, Task};
 pub use error::{CoreError, CoreResult};

@@ -407,7 +407,7 @@ impl Builder {
             .bootstrap();
             inputs.insert(0, client);
         }
-        let assembly = pipeline.assemble(inputs)?;
+        let assembly = pipeline.assemble_async(inputs).await?;
         let resources: Arc<dyn ResourceManager> =
             Arc::new(thywill_resources::PreparedStore::new(store, pipeline));
         for r in assembly.resources {
