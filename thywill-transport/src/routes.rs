@@ -653,6 +653,22 @@ impl Node {
             .boxed()
     }
 
+    /// Runs one WebSocket connection of this node over `io`, an already upgraded byte stream
+    /// (the server side), with `cookie` as its handshake's `Cookie` header: the same
+    /// connection task as a socket of [`Node::bind`]. For tests and fuzzing that drive a node
+    /// without a network (`tokio::io::duplex`); returns when the connection has ended and
+    /// been cleaned up.
+    #[doc(hidden)]
+    pub async fn serve_upgraded<IO>(&self, io: IO, cookie: Option<String>)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        let config = crate::socket::config(self.config().max_message_size);
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        crate::connection::run(self.clone(), ws, cookie).await;
+    }
+
     /// Serves the node's routes (with a plain-text 404 for anything else) on `listener` until
     /// [`Node::shutdown`] is called, then closes every connection with code 1001.
     pub async fn serve(self, listener: tokio::net::TcpListener) {
