@@ -44,7 +44,9 @@
 //! keeps, per sender, the newest incarnation it has seen and the highest request number
 //! admitted in it, and refuses (401) a request from an older incarnation or with a number at or
 //! below that one: a request is admitted at most once, and a sender's restart does not make its
-//! captured requests valid again (every attempt of a retry takes a new number). The receiver's
+//! captured requests valid again. Every attempt of a retry takes a new number, and a sender has
+//! one request at a time in flight to each receiver, so its numbers arrive in order (an attempt
+//! that arrives after its own retry is refused; the retry carried the same tasks). The receiver's
 //! own restart loses that record, but each request names the receiver incarnation it was
 //! signed for, and a new incarnation refuses (409) requests signed for an earlier one; the
 //! timestamp window bounds, besides, how long any captured request stays usable at all (5 s).
