@@ -127,7 +127,10 @@ fn text<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, &'static str> {
 }
 
 fn number(h: &HeaderMap, name: &str) -> Result<u64, &'static str> {
-    text(h, name)?.trim().parse().map_err(|_| "malformed signature header")
+    text(h, name)?
+        .trim()
+        .parse()
+        .map_err(|_| "malformed signature header")
 }
 
 /// Checks the signed headers of a request to member `to`, at receiver time `now` (unix ms):
@@ -201,7 +204,10 @@ mod tests {
             body_sha256: digest(b"body"),
         };
         let h = headers(secret, &c, "beta");
-        assert_eq!(verify(secret, &map(&h, 4), "beta", now, age, ahead), Ok(c.clone()));
+        assert_eq!(
+            verify(secret, &map(&h, 4), "beta", now, age, ahead),
+            Ok(c.clone())
+        );
         assert_eq!(
             verify(secret, &map(&h, 4), "gamma", now, age, ahead),
             Err("wrong signature"),

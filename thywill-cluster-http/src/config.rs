@@ -358,7 +358,10 @@ mod tests {
             "loopback needs a secret too"
         );
         let wide = c.clone().with_listen(([0, 0, 0, 0], 20091).into());
-        assert!(wide.validate().is_err(), "listening on all interfaces needs a secret");
+        assert!(
+            wide.validate().is_err(),
+            "listening on all interfaces needs a secret"
+        );
         let secret = c.with_secret(b"0123456789abcdef".to_vec());
         assert!(secret.is_ok_and(|c| c.validate().is_ok()));
     }

@@ -360,7 +360,9 @@ impl Shared {
         let mut admitted = lock(&self.admitted);
         match admitted.get(from).copied() {
             Some((newest, _)) if incarnation < newest => Err("replay: superseded sender incarnation"),
-            Some((newest, last)) if incarnation == newest && seq <= last => Err("replay: request number already used"),
+            Some((newest, last)) if incarnation == newest && seq <= last => {
+                Err("replay: request number already used")
+            }
             _ => {
                 admitted.insert(from.clone(), (incarnation, seq));
                 Ok(())
@@ -544,7 +546,11 @@ where
     };
     let from = MemberId::from(claims.from.as_str());
     if from == cfg.local || !cfg.members.iter().any(|(m, _)| *m == from) {
-        return refuse(StatusCode::FORBIDDEN, "sender is not another configured member", peer);
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "sender is not another configured member",
+            peer,
+        );
     }
     if claims.to_incarnation != sh.epoch {
         tracing::debug!(%from, addressed = claims.to_incarnation, "task request for another incarnation");
@@ -567,7 +573,11 @@ where
         Ok(Ok(b)) => b,
     };
     if auth::digest(&bytes) != claims.body_sha256 {
-        return refuse(StatusCode::UNAUTHORIZED, "body does not match its signed digest", peer);
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "body does not match its signed digest",
+            peer,
+        );
     }
     let batch: Batch = match decode(&bytes) {
         Ok(b) => b,
@@ -715,7 +725,8 @@ async fn send_loop(
                 Err((status, why)) => {
                     let up = sh.status(&member) == MemberStatus::Up;
                     // Refusals that a retry of the same batch would meet again.
-                    let refused = status.is_some_and(|s| s.is_client_error() && s != reqwest::StatusCode::REQUEST_TIMEOUT);
+                    let refused = status
+                        .is_some_and(|s| s.is_client_error() && s != reqwest::StatusCode::REQUEST_TIMEOUT);
                     if attempt >= 3 || !up || refused {
                         // The numbers are spent: the receiver reports the gap with the next batch.
                         tracing::warn!(to = %member, tasks = count, error = %why, "cluster tasks dropped");

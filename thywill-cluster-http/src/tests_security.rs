@@ -255,9 +255,18 @@ async fn bodies_are_bounded_in_size_time_and_number() -> anyhow::Result<()> {
     let full = body(inc, 1)?;
     let c = claims(inc, to, next(), &full);
     let started = tokio::time::Instant::now();
-    let mut slow = raw_head(beta.addr, &auth::headers(SECRET, &c, "beta"), c.length, &full[..3]).await?;
+    let mut slow = raw_head(
+        beta.addr,
+        &auth::headers(SECRET, &c, "beta"),
+        c.length,
+        &full[..3],
+    )
+    .await?;
     ensure!(raw_status(&mut slow, Duration::from_secs(3)).await? == 408);
-    ensure!(started.elapsed() >= Duration::from_secs(1), "answered before the deadline");
+    ensure!(
+        started.elapsed() >= Duration::from_secs(1),
+        "answered before the deadline"
+    );
     // A body other than the signed one: 401.
     let c = claims(inc, to, next(), &full);
     let mut other = full.clone();
@@ -273,7 +282,10 @@ async fn bodies_are_bounded_in_size_time_and_number() -> anyhow::Result<()> {
         held.push(raw_head(beta.addr, &auth::headers(SECRET, &c, "beta"), c.length, &[]).await?);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while beta.cluster.shared.slots.available_permits() > free {
-            ensure!(tokio::time::Instant::now() < deadline, "the withheld request holds no slot");
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the withheld request holds no slot"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
@@ -309,7 +321,10 @@ async fn a_captured_request_is_refused_again_and_after_the_sender_restarts() -> 
     ensure!(status(beta.addr, &signed(&claims(second, to, 1, &b3), b3)).await? == 200);
     ensure!(beta.tasks() == 3);
     // The captured request of the first incarnation, still within the timestamp window.
-    ensure!(status(beta.addr, &captured).await? == 401, "replayed after the sender restarted");
+    ensure!(
+        status(beta.addr, &captured).await? == 401,
+        "replayed after the sender restarted"
+    );
     let b4 = body(first, 4)?;
     ensure!(
         status(beta.addr, &signed(&claims(first, to, 99, &b4), b4)).await? == 401,
@@ -331,7 +346,11 @@ async fn a_captured_request_is_refused_after_the_receiver_restarts() -> anyhow::
     drop(beta);
     let beta = receiver(config(a, b)?).await?;
     let refused = post(beta.addr, &captured).await?;
-    ensure!(refused.status() == 409, "replay after the receiver restarted: {}", refused.status());
+    ensure!(
+        refused.status() == 409,
+        "replay after the receiver restarted: {}",
+        refused.status()
+    );
     let current = refused
         .headers()
         .get(auth::TO_INCARNATION)
@@ -341,7 +360,10 @@ async fn a_captured_request_is_refused_after_the_receiver_restarts() -> anyhow::
     ensure!(beta.tasks() == 0, "the replay got through");
     // Timestamps: 5 s old at most, 1 s ahead at most.
     let to = beta.cluster.epoch();
-    for (n, (shift, expected)) in [(-6_000i64, 401), (2_000, 401), (-3_000, 200)].into_iter().enumerate() {
+    for (n, (shift, expected)) in [(-6_000i64, 401), (2_000, 401), (-3_000, 200)]
+        .into_iter()
+        .enumerate()
+    {
         let b = body(inc, 1)?;
         let mut c = claims(inc, to, n as u64 + 1, &b);
         c.timestamp = c.timestamp.saturating_add_signed(shift);
@@ -358,17 +380,19 @@ async fn a_sender_signs_for_the_receivers_current_incarnation() -> anyhow::Resul
     let beta = receiver(config(a, b)?).await?;
     // Alpha checks beta only every 10 s: its first task goes out before it knows beta's
     // incarnation (or right after its first check), and beta's 409 tells it.
-    let alpha = HttpCluster::new(
-        config(a, b)?
-            .with_local("alpha")?
-            .with_up_check(Duration::from_secs(10), Duration::from_millis(500), 2)?,
-    )?;
+    let alpha = HttpCluster::new(config(a, b)?.with_local("alpha")?.with_up_check(
+        Duration::from_secs(10),
+        Duration::from_millis(500),
+        2,
+    )?)?;
     alpha.start(Recorder::new()).await?;
     alpha
         .send_to(&"beta".into(), ClusterTask::encode("probe", &1u8)?)
         .await?;
     beta.rec
-        .wait_event(thywill_testkit::TIMEOUT, "the task", |e| matches!(e, Event::Task { .. }))
+        .wait_event(thywill_testkit::TIMEOUT, "the task", |e| {
+            matches!(e, Event::Task { .. })
+        })
         .await?;
     // Beta restarts; alpha does not check it again for 10 s.
     beta.cluster.stop().await?;

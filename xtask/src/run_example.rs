@@ -560,13 +560,23 @@ mod tests {
         assert_eq!(names(&http), ["THYWILL_CLUSTER_SECRET"]);
         let secret = &http[0].1;
         assert!(secret.len() == 2 * SECRET_BYTES && secret.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(run_env("draw", Cluster::Http)?[0].1, *secret, "drawn anew per run");
+        assert_ne!(
+            run_env("draw", Cluster::Http)?[0].1,
+            *secret,
+            "drawn anew per run"
+        );
         assert_eq!(
             names(&run_env("chat", Cluster::Http)?),
             ["THYWILL_CLUSTER_SECRET", "THYWILL_SESSION__SECRET"]
         );
-        assert_eq!(names(&run_env("chat", Cluster::Redis)?), ["THYWILL_SESSION__SECRET"]);
-        assert!(run_env("chat", Cluster::None)?.is_empty(), "a single chat member draws its own");
+        assert_eq!(
+            names(&run_env("chat", Cluster::Redis)?),
+            ["THYWILL_SESSION__SECRET"]
+        );
+        assert!(
+            run_env("chat", Cluster::None)?.is_empty(),
+            "a single chat member draws its own"
+        );
         assert!(run_env("draw", Cluster::Redis)?.is_empty());
         Ok(())
     }

@@ -489,7 +489,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_clustered_member_needs_a_session_secret() -> anyhow::Result<()> {
-        let args = ["--port", "0", "--cluster", "redis", "--redis-url", "redis://127.0.0.1:1"];
+        let args = [
+            "--port",
+            "0",
+            "--cluster",
+            "redis",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+        ];
         let opts = example_support::Options::parse(args.map(String::from), 0)?;
         anyhow::ensure!(
             opts.config.session.secret.is_none(),

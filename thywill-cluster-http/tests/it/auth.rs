@@ -41,7 +41,10 @@ async fn requests_without_a_valid_signature_are_refused() -> anyhow::Result<()> 
     let cases = [
         ("no signature", vec![]),
         // The format before signed headers: timestamp and HMAC of the body.
-        ("old format", vec![("x-thywill-auth", format!("{now}.{}", "ab".repeat(32)))]),
+        (
+            "old format",
+            vec![("x-thywill-auth", format!("{now}.{}", "ab".repeat(32)))],
+        ),
         ("malformed", signed("zz".into())),
         ("wrong key", signed("ab".repeat(32))),
     ];
