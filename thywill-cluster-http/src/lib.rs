@@ -601,7 +601,8 @@ where
 {
     let length = usize::try_from(length).map_err(|_| "body too long")?;
     let mut body = std::pin::pin!(body);
-    let mut bytes = Vec::with_capacity(length);
+    // Grown as bytes arrive: a slow sender does not make the full length resident up front.
+    let mut bytes = Vec::with_capacity(length.min(64 * 1024));
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|_| "body not received")?;
         if bytes.len() + chunk.remaining() > length {
