@@ -631,8 +631,9 @@ async fn send_loop(
     let url = format!("http://{addr}/task");
     let mut stop = sh.stop.subscribe();
     let limit = sh.config.max_body.saturating_sub(BATCH_OVERHEAD);
-    // The receiver's incarnation as its 409 answers told it (its up-checks tell it too).
-    let mut told = 0u64;
+    // The receiver's incarnation as its last 409 told it, with what the up-checks knew then:
+    // it stands until an up-check learns something newer.
+    let mut told: Option<(u64, u64)> = None;
     let mut pending = None;
     loop {
         let first = match pending.take() {
@@ -682,7 +683,10 @@ async fn send_loop(
         loop {
             attempt += 1;
             let known = lock(&sh.peers).get(&member).map_or(0, |p| p.epoch);
-            let to_incarnation = known.max(told);
+            let to_incarnation = match told {
+                Some((then, current)) if then == known => current,
+                _ => known,
+            };
             let claims = auth::Claims {
                 from: sh.config.local.as_str().to_owned(),
                 incarnation: sh.epoch,
@@ -708,10 +712,10 @@ async fn send_loop(
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u64>().ok())
                         .unwrap_or(0);
-                    if current > to_incarnation && redirects < 2 {
+                    if current != 0 && current != to_incarnation && redirects < 2 {
                         // Signed for an incarnation the receiver no longer is (or not yet known):
                         // sign again for the current one, at once.
-                        told = current;
+                        told = Some((known, current));
                         redirects += 1;
                         attempt -= 1;
                         continue;
