@@ -4,6 +4,12 @@
 //!
 //! The children run in their own process groups, so a Ctrl-C in the terminal reaches xtask
 //! only; xtask then stops them in order (SIGTERM, a grace period, SIGKILL).
+//!
+//! Secrets are drawn anew for every run and handed to every member in its environment (not on
+//! its command line, which every local user can read): `THYWILL_CLUSTER_SECRET` for
+//! `--cluster http` (the HTTP backend refuses to run without one), and
+//! `THYWILL_SESSION__SECRET` for a clustered Chat (its members must sign session cookies
+//! alike, and refuse to start without a secret).
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -132,6 +138,31 @@ fn plan(count: usize, first_port: u16) -> anyhow::Result<Vec<Member>> {
             })
         })
         .collect()
+}
+
+/// Bytes of randomness in a generated secret (hex-encoded: twice as many characters).
+const SECRET_BYTES: usize = 32;
+
+/// A fresh random secret: [`SECRET_BYTES`] bytes from the system's generator, hex-encoded.
+fn random_secret() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; SECRET_BYTES];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for a secret")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The environment every member of this run gets: the secrets it needs, drawn anew per run.
+fn run_env(example: &str, cluster: Cluster) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut env = Vec::new();
+    if cluster == Cluster::Http {
+        env.push(("THYWILL_CLUSTER_SECRET", random_secret()?));
+    }
+    if example == "chat" && cluster != Cluster::None {
+        env.push(("THYWILL_SESSION__SECRET", random_secret()?));
+    }
+    Ok(env)
 }
 
 /// The command line of one member.
@@ -267,6 +298,10 @@ async fn supervise(opts: Options, bin: PathBuf) -> anyhow::Result<()> {
             m.port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         }
     }
+    let env = run_env(&opts.name, opts.cluster)?;
+    for (name, _) in &env {
+        println!("xtask: {name}: a secret generated for this run");
+    }
     let (events, mut event_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut started = 0usize;
@@ -274,6 +309,7 @@ async fn supervise(opts: Options, bin: PathBuf) -> anyhow::Result<()> {
     for m in &members {
         let mut c = tokio::process::Command::from(cmd(&bin));
         c.args(member_args(m, &members, opts.cluster, redis_url.as_deref()))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -514,6 +550,34 @@ mod tests {
                 "--port 100 --member alpha --cluster http --cluster-members alpha=127.0.0.1:100,beta=127.0.0.1:101"
             )
         );
+        Ok(())
+    }
+
+    #[test]
+    fn every_run_draws_the_secrets_its_members_need() -> anyhow::Result<()> {
+        let names = |env: &[(&str, String)]| env.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>();
+        let http = run_env("draw", Cluster::Http)?;
+        assert_eq!(names(&http), ["THYWILL_CLUSTER_SECRET"]);
+        let secret = &http[0].1;
+        assert!(secret.len() == 2 * SECRET_BYTES && secret.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(
+            run_env("draw", Cluster::Http)?[0].1,
+            *secret,
+            "drawn anew per run"
+        );
+        assert_eq!(
+            names(&run_env("chat", Cluster::Http)?),
+            ["THYWILL_CLUSTER_SECRET", "THYWILL_SESSION__SECRET"]
+        );
+        assert_eq!(
+            names(&run_env("chat", Cluster::Redis)?),
+            ["THYWILL_SESSION__SECRET"]
+        );
+        assert!(
+            run_env("chat", Cluster::None)?.is_empty(),
+            "a single chat member draws its own"
+        );
+        assert!(run_env("draw", Cluster::Redis)?.is_empty());
         Ok(())
     }
 
