@@ -196,7 +196,7 @@ pub struct ClusterSettings {
     pub prefix: Option<String>,
     /// Address of the local HTTP cluster server (default: the member's listed address).
     pub listen: Option<SocketAddr>,
-    /// Shared secret of HTTP cluster traffic (required beyond loopback).
+    /// Shared secret of HTTP cluster traffic (required with the HTTP backend).
     pub secret: Option<String>,
     /// Heartbeat (Redis) or up-check (HTTP) interval in milliseconds.
     pub heartbeat_interval_ms: u64,
