@@ -15,6 +15,10 @@
 //!   clients connect and disconnect on both sides of the partition while it lasts.
 //!
 //! Without root or `ip` (iproute2) the tests print why and pass.
+//!
+//! Figures printed (stderr): per backend, detection times (who saw whom down and up, in ms
+//! after the cut), how many clients got everything / were told of a loss, duplicates dropped,
+//! resume requests, the longest catch-up after the heal and the largest latency.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -774,9 +778,11 @@ async fn redis_a_partitioned_member_loses_nothing_silently_and_leaves_no_ghosts(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: the HTTP backend drops the tasks sent to a member it sees as down, and the \
-            member's per-member stream (c:draw@gamma) numbers only what arrives, so its clients \
-            miss ~130 strokes without continuity_lost (run with --run-ignored all)"]
+#[ignore = "fails (framework): the HTTP backend drops the tasks sent to a member it sees as \
+            down and the receiver's per-member stream (c:draw@gamma) numbers only what arrives, \
+            so gamma's clients miss ~130 strokes without continuity_lost; and presence \
+            snapshot requests from a member seen as down are ignored, so gamma misses the \
+            others' sessions (run with --run-ignored all)"]
 async fn http_a_partitioned_member_loses_nothing_silently_and_leaves_no_ghosts() -> anyhow::Result<()> {
     partition_run(Backend::Http).await
 }
