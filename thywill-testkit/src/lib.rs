@@ -10,6 +10,7 @@
 //!   the attacked process.
 //! - [`hub`]: an in-memory cluster of several members in one process.
 //! - [`members`]: cluster members as real example processes (kill -9, restart, event lines).
+//! - [`netns`]: network namespaces made by a test, to partition members for real.
 //! - [`reliable`]: a client that implements recovery (ordered streams, resume, resend).
 //! - [`served`]: browser-test helpers (a required browser, waiting for a member to be up).
 //!
@@ -20,6 +21,7 @@ pub mod conformance;
 pub mod hostile;
 pub mod hub;
 pub mod members;
+pub mod netns;
 pub mod process;
 pub mod redis;
 pub mod reliable;
