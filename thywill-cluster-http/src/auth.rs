@@ -37,6 +37,8 @@ pub(crate) const TIMESTAMP: &str = "x-thywill-timestamp";
 pub(crate) const BODY_SHA256: &str = "x-thywill-body-sha256";
 /// Header: the signature.
 pub(crate) const SIGNATURE: &str = "x-thywill-signature";
+/// On a 401 answer: the (validly signed) request's number was overtaken; sign it again.
+pub(crate) const STALE: &str = "x-thywill-stale";
 /// The only content type of task requests.
 pub(crate) const CONTENT_TYPE: &str = "application/octet-stream";
 

@@ -360,9 +360,7 @@ impl Shared {
         let mut admitted = lock(&self.admitted);
         match admitted.get(from).copied() {
             Some((newest, _)) if incarnation < newest => Err("replay: superseded sender incarnation"),
-            Some((newest, last)) if incarnation == newest && seq <= last => {
-                Err("replay: request number already used")
-            }
+            Some((newest, last)) if incarnation == newest && seq <= last => Err(STALE_NUMBER),
             _ => {
                 admitted.insert(from.clone(), (incarnation, seq));
                 Ok(())
@@ -461,6 +459,9 @@ fn answer(status: StatusCode, text: &'static str) -> warp::reply::Response {
 }
 
 /// A refusal, logged.
+/// Why a request of the current sender incarnation is refused as a replay.
+const STALE_NUMBER: &str = "replay: request number already used";
+
 fn refuse(status: StatusCode, reason: &str, peer: Option<SocketAddr>) -> warp::reply::Response {
     tracing::warn!(status = status.as_u16(), reason, peer = ?peer, "cluster request refused");
     answer(status, "Refused.")
@@ -565,7 +566,15 @@ where
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body above the limit", peer);
     }
     if let Err(why) = sh.admit(&from, claims.incarnation, claims.seq) {
-        return refuse(StatusCode::UNAUTHORIZED, why, peer);
+        let mut r = refuse(StatusCode::UNAUTHORIZED, why, peer);
+        if why == STALE_NUMBER {
+            // Validly signed by the member itself, with a number below one admitted already
+            // (an attempt that was delayed in the network and overtaken): it may sign the
+            // same tasks again with a fresh number. A replayer cannot.
+            r.headers_mut()
+                .insert(auth::STALE, warp::http::HeaderValue::from_static("1"));
+        }
+        return r;
     }
     let bytes = match tokio::time::timeout(cfg.body_timeout, read_body(body, claims.length)).await {
         Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "body not received in time", peer),
@@ -721,6 +730,17 @@ async fn send_loop(
                         continue;
                     }
                     Err((Some(r.status()), format!("status {}", r.status())))
+                }
+                Ok(r)
+                    if r.status() == reqwest::StatusCode::UNAUTHORIZED
+                        && r.headers().contains_key(auth::STALE)
+                        && redirects < 2 =>
+                {
+                    // Overtaken by an earlier attempt delivered late: sign again with a new
+                    // number, at once.
+                    redirects += 1;
+                    attempt -= 1;
+                    continue;
                 }
                 Ok(r) => Err((Some(r.status()), format!("status {}", r.status()))),
                 Err(e) => Err((None, e.to_string())),

@@ -1303,9 +1303,12 @@ impl ClusterEvents for Events {
     fn member_up(&self, member: MemberId) {
         tracing::info!(%member, "cluster member up");
         let Some(inner) = self.0.upgrade() else { return };
+        // Both ways: its presence is asked for, and ours is pushed, since what it asked of us
+        // while we saw it as down may never have left this member.
         let _ = inner
             .outbox
             .send(Outgoing::To(member.clone(), PresenceTask::SnapshotRequest));
+        let _ = inner.outbox.send(Outgoing::SnapshotTo(member.clone()));
         let _ = inner.hooks.send(Hook::Status(member, MemberStatus::Up));
     }
 

@@ -778,11 +778,6 @@ async fn redis_a_partitioned_member_loses_nothing_silently_and_leaves_no_ghosts(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails (framework): the HTTP backend drops the tasks sent to a member it sees as \
-            down and the receiver's per-member stream (c:draw@gamma) numbers only what arrives, \
-            so gamma's clients miss ~130 strokes without continuity_lost; and presence \
-            snapshot requests from a member seen as down are ignored, so gamma misses the \
-            others' sessions (run with --run-ignored all)"]
 async fn http_a_partitioned_member_loses_nothing_silently_and_leaves_no_ghosts() -> anyhow::Result<()> {
     partition_run(Backend::Http).await
 }
