@@ -38,6 +38,8 @@ pub struct HttpClusterConfig {
     pub(crate) max_ahead: Duration,
     pub(crate) max_body: u64,
     pub(crate) body_timeout: Duration,
+    pub(crate) head_timeout: Duration,
+    pub(crate) max_connections: usize,
     pub(crate) max_concurrent_requests: usize,
 }
 
@@ -56,6 +58,8 @@ impl std::fmt::Debug for HttpClusterConfig {
             .field("max_ahead", &self.max_ahead)
             .field("max_body", &self.max_body)
             .field("body_timeout", &self.body_timeout)
+            .field("head_timeout", &self.head_timeout)
+            .field("max_connections", &self.max_connections)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish_non_exhaustive()
     }
@@ -83,6 +87,8 @@ impl Default for HttpClusterConfig {
             max_ahead: Duration::from_secs(1),
             max_body: 4 * 1024 * 1024,
             body_timeout: Duration::from_secs(5),
+            head_timeout: Duration::from_secs(10),
+            max_connections: 256,
             max_concurrent_requests: 64,
         }
     }
@@ -249,6 +255,28 @@ impl HttpClusterConfig {
             return Err(invalid("body_timeout", "must be positive"));
         }
         self.body_timeout = timeout;
+        Ok(self)
+    }
+
+    /// How long a connection to the cluster server may take to send a complete request head,
+    /// its first or its next (a keep-alive connection waiting counts), before it is closed
+    /// (default 10 s; members close their idle connections after 5 s). A socket that sends
+    /// nothing is closed after it.
+    pub fn with_head_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
+        if timeout.is_zero() {
+            return Err(invalid("head_timeout", "must be positive"));
+        }
+        self.head_timeout = timeout;
+        Ok(self)
+    }
+
+    /// Most connections the cluster server holds at once (default 256); one more is closed as
+    /// soon as it is accepted.
+    pub fn with_max_connections(mut self, connections: usize) -> Result<Self, Error> {
+        if connections == 0 {
+            return Err(invalid("max_connections", "must be positive"));
+        }
+        self.max_connections = connections;
         Ok(self)
     }
 

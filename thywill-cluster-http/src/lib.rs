@@ -264,16 +264,13 @@ impl HttpCluster {
         let client = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the server's idle bound, so that the client closes an idle connection
+            // before the server does (never sending on one being closed).
+            .pool_idle_timeout(Duration::from_secs(5))
             .connect_timeout(sh.config.request_timeout)
             .build()?;
-        let mut stop = sh.stop.subscribe();
-        let server = warp::serve(routes(sh.clone()))
-            .incoming(listener)
-            .graceful(async move {
-                let _ = stop.changed().await;
-            });
-        let mut tasks = vec![tokio::spawn(server.run())];
+        let server = serve(sh.clone(), listener);
+        let mut tasks = vec![tokio::spawn(server)];
         for (member, addr) in sh.config.members.iter().filter(|(m, _)| *m != sh.config.local) {
             let (tx, rx) = mpsc::channel(sh.config.queue_capacity);
             lock(&sh.queues).tx.insert(member.clone(), tx);
@@ -474,11 +471,68 @@ fn from_browser(headers: &HeaderMap) -> Option<&'static str> {
         .find(|h| headers.contains_key(*h))
 }
 
+/// The peer address of a request, as a request extension.
+#[derive(Clone, Copy, Debug)]
+struct RemoteAddr(SocketAddr);
+
+/// The cluster server: HTTP/1.1 (what members speak), at most `max_connections` sockets, each
+/// closed when it sends no complete request head within `head_timeout` (a socket that says
+/// nothing included), until the member stops.
+async fn serve(sh: Arc<Shared>, listener: tokio::net::TcpListener) {
+    let service = warp::service(routes(sh.clone()));
+    let head_timeout = sh.config.head_timeout;
+    let slots = Arc::new(tokio::sync::Semaphore::new(sh.config.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = sh.stop.subscribe();
+    let mut refused_at: Option<std::time::Instant> = None;
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster server: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if refused_at.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                refused_at = Some(std::time::Instant::now());
+                tracing::warn!(%peer, "cluster server: too many connections, closing");
+            }
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(RemoteAddr(peer));
+                let mut service = service.clone();
+                tower_service::Service::call(&mut service, req)
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(head_timeout)
+                .max_buf_size(64 * 1024);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "cluster server connection ended");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
 fn routes(sh: Arc<Shared>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
     warp::method()
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(warp::ext::optional::<RemoteAddr>().map(|p: Option<RemoteAddr>| p.map(|p| p.0)))
         .and(warp::body::stream())
         .then(
             move |method: Method,

@@ -409,3 +409,56 @@ async fn a_sender_signs_for_the_receivers_current_incarnation() -> anyhow::Resul
     alpha.stop().await?;
     Ok(())
 }
+
+/// Reads until the server closes the socket; how long that took.
+async fn closed_within(s: &mut tokio::net::TcpStream, bound: Duration) -> anyhow::Result<Duration> {
+    let started = tokio::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(bound, s.read(&mut buf)).await {
+            Err(_) => anyhow::bail!("still open after {bound:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_and_surplus_sockets_are_closed_by_the_cluster_server() -> anyhow::Result<()> {
+    let (alpha, beta) = free();
+    let r = receiver(
+        config(alpha, beta)?
+            .with_head_timeout(Duration::from_millis(300))?
+            .with_max_connections(2)?,
+    )
+    .await?;
+    // A socket that never sends a request, and one that sends half a head.
+    let opened = tokio::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(r.addr).await?;
+    let mut partial = tokio::net::TcpStream::connect(r.addr).await?;
+    partial.write_all(b"POST /task HTTP/1.1\r\nHost: x\r\n").await?;
+    // The cap: a third socket is closed at once.
+    let mut third = tokio::net::TcpStream::connect(r.addr).await?;
+    let took = closed_within(&mut third, Duration::from_secs(5)).await?;
+    ensure!(
+        took < Duration::from_millis(250),
+        "the surplus socket lived {took:?}"
+    );
+    for s in [&mut silent, &mut partial] {
+        closed_within(s, Duration::from_secs(5)).await?;
+        let took = opened.elapsed();
+        ensure!(
+            took >= Duration::from_millis(250),
+            "closed after {took:?}, before its deadline"
+        );
+    }
+    // Slots are free again: the up-check answers.
+    let alive = reqwest::Client::new()
+        .get(format!("http://{}/alive", r.addr))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await?;
+    ensure!(alive.status() == 200, "up-check answered {}", alive.status());
+    r.cluster.stop().await?;
+    Ok(())
+}
