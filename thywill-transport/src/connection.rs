@@ -171,10 +171,10 @@ impl Task<'_> {
         let mut written = 0usize;
         loop {
             tokio::select! {
-                // Reads come before writes: a connection with a full queue still hears its
-                // client (pongs, messages), and client frames are rate-limited, so writes
-                // cannot starve.
-                biased;
+                // Not biased: when the client has sent frames and frames wait to be written,
+                // either goes first at random, so neither starves the other (a connection with
+                // a full queue still hears its client's pongs; a client whose frames queue
+                // answers to itself still gets them written).
                 _ = self.shutdown.changed() => return (close::GOING_AWAY, "server shutting down"),
                 _ = self.killed.changed() => return killed_reason(&self.killed),
                 frame = ws.next() => {

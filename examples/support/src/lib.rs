@@ -275,6 +275,8 @@ mod tests {
                 "alpha=127.0.0.1:1",
                 "--cluster-port",
                 "9",
+                "--cluster-secret",
+                "a test secret of enough bytes",
             ]
             .map(String::from),
             1,
