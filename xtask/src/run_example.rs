@@ -35,9 +35,9 @@ const MEMBER_IDS: [&str; 24] = [
     "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega",
 ];
 
-/// Each example's default port (the original's); an example missing here starts at 10080.
+/// Each example's default port (the original's); an example missing here starts at 10081.
 const DEFAULT_PORTS: [(&str, u16); 6] = [
-    ("echo", 10080),
+    ("echo", 10081),
     ("calculations", 10082),
     ("draw", 10083),
     ("chat", 10087),
@@ -119,7 +119,7 @@ fn default_port(example: &str) -> u16 {
     DEFAULT_PORTS
         .iter()
         .find(|(name, _)| *name == example)
-        .map_or(10080, |(_, port)| *port)
+        .map_or(10081, |(_, port)| *port)
 }
 
 /// Members `alpha, beta, …` on consecutive ports from `first_port` (`0`: chosen later).
@@ -473,6 +473,58 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
+    }
+
+    /// The ports browsers refuse to connect to (the Fetch standard's "bad ports", also
+    /// Chromium's and Firefox's lists): a page on one fails with `ERR_UNSAFE_PORT`.
+    const FETCH_BAD_PORTS: &[u16] = &[
+        0, 1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102,
+        103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512,
+        513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719,
+        1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697,
+        10080,
+    ];
+
+    #[test]
+    fn no_example_defaults_to_a_port_browsers_refuse() -> anyhow::Result<()> {
+        let root = crate::project_root();
+        for (name, port) in DEFAULT_PORTS {
+            // Every member of a run, up to the most members a run has.
+            for i in 0..MEMBER_IDS.len() as u16 {
+                let p = port + i;
+                assert!(
+                    !FETCH_BAD_PORTS.contains(&p),
+                    "{name}'s member {i} would use port {p}"
+                );
+            }
+            // The example's own default agrees with the table.
+            let lib = std::fs::read_to_string(root.join("examples").join(name).join("src/lib.rs"))?;
+            let declared = lib
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("pub const DEFAULT_PORT: u16 = "))
+                .and_then(|v| v.trim_end_matches(';').parse::<u16>().ok());
+            assert_eq!(declared, Some(port), "examples/{name}/src/lib.rs DEFAULT_PORT");
+        }
+        // The README's first command, and the configuration's default port.
+        let readme = std::fs::read_to_string(root.join("README.md"))?;
+        let mut named = 0;
+        for (at, _) in readme.match_indices("127.0.0.1:") {
+            let digits: String = readme[at + 10..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(p) = digits.parse::<u16>() {
+                named += 1;
+                assert!(!FETCH_BAD_PORTS.contains(&p), "README names port {p}");
+            }
+        }
+        assert!(named > 0, "the README names the address to open");
+        let config = std::fs::read_to_string(root.join("thywill/src/config.rs"))?;
+        assert!(
+            !config.contains("port: 10080,"),
+            "the configuration's default port is refused by browsers"
+        );
+        Ok(())
     }
 
     #[test]

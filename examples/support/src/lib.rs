@@ -262,7 +262,7 @@ mod tests {
 
     #[test]
     fn parses_options() -> anyhow::Result<()> {
-        let o = Options::parse(["--port", "0", "--member", "beta"].map(String::from), 10080)?;
+        let o = Options::parse(["--port", "0", "--member", "beta"].map(String::from), 10081)?;
         assert_eq!((o.port, o.member.as_str()), (0, "beta"));
         assert!(o.host.is_loopback());
         assert!(Options::parse(["--bogus"].map(String::from), 1).is_err());
