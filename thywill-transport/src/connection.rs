@@ -170,10 +170,10 @@ impl Task<'_> {
         let mut written = 0usize;
         loop {
             tokio::select! {
-                // Not biased: when the client has sent frames and frames wait to be written,
-                // either goes first at random, so neither starves the other (a connection with
-                // a full queue still hears its client's pongs; a client whose frames queue
-                // answers to itself still gets them written).
+                // Reads come before writes: a connection with a full queue still hears its
+                // client (pongs, messages); client frames are rate-limited (a burst of at most
+                // `rate_burst`, below the queue's bound), so writes cannot starve.
+                biased;
                 _ = self.shutdown.changed() => return (close::GOING_AWAY, "server shutting down"),
                 _ = self.killed.changed() => return killed_reason(&self.killed),
                 frame = ws.next() => {
