@@ -110,9 +110,8 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
         .inc();
     node.inner.forget_connection(&conn);
     let tracker = node.inner.tracker.clone();
-    match unwinding(&metrics, "tracker", tracker.disconnected(&me)).await {
-        Some(Err(e)) => tracing::warn!(error = %e, "tracker did not record the disconnection"),
-        Some(Ok(())) | None => {}
+    if let Some(Err(e)) = unwinding(&metrics, "tracker", tracker.disconnected(&me)).await {
+        tracing::warn!(error = %e, "tracker did not record the disconnection")
     }
     for (app, ctx) in node.inner.apps.values() {
         unwinding(&metrics, "disconnection hook", app.disconnection(ctx, &me)).await;
