@@ -301,23 +301,28 @@ pub(crate) fn msrv() -> anyhow::Result<()> {
 
     // 2. Dependencies: none may need a newer toolchain than we say we need.
     let own: Vec<&str> = packages.iter().map(|(n, ..)| n.as_str()).collect();
-    let mut newer: Vec<String> = meta["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| !own.contains(&name(p)))
-        .filter_map(|p| {
-            let v = p["rust_version"].as_str().and_then(Version::parse)?;
-            (v > msrv).then(|| format!("{} {} needs {v}", name(p), p["version"].as_str().unwrap_or("?")))
-        })
-        .collect();
-    newer.sort();
-    newer.dedup();
+    let newer = newer_dependencies(&meta, &own, msrv);
     if !newer.is_empty() {
         problems.push(format!(
             "dependencies need a newer Rust than the declared {msrv}: {}",
             newer.join(", ")
         ));
+    }
+
+    // The facade's README states it; it must say the same.
+    let readme = project_root().join("thywill/README.md");
+    let stated = std::fs::read_to_string(&readme)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Minimum supported Rust version:")
+                .map(|v| v.trim().trim_end_matches('.').to_string())
+        });
+    match stated.as_deref().and_then(Version::parse) {
+        Some(v) if v == msrv => {}
+        _ => problems.push(format!(
+            "thywill/README.md must say \"Minimum supported Rust version: {msrv}.\" (it says {stated:?})"
+        )),
     }
 
     // 3. Syntax newer than the declared version, package by package.
@@ -357,6 +362,23 @@ pub(crate) fn msrv() -> anyhow::Result<()> {
         println!("xtask msrv: FAILED ({} problems)", problems.len());
         bail!("msrv: {} problems", problems.len())
     }
+}
+
+/// The packages of `meta` (but those named in `own`) whose `rust-version` is newer than `msrv`.
+fn newer_dependencies(meta: &Value, own: &[&str], msrv: Version) -> Vec<String> {
+    let mut newer: Vec<String> = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| !own.contains(&name(p)))
+        .filter_map(|p| {
+            let v = p["rust_version"].as_str().and_then(Version::parse)?;
+            (v > msrv).then(|| format!("{} {} needs {v}", name(p), p["version"].as_str().unwrap_or("?")))
+        })
+        .collect();
+    newer.sort();
+    newer.dedup();
+    newer
 }
 
 /// `cargo xtask deny`: cargo-deny against deny.toml. Installs cargo-deny when missing
@@ -423,17 +445,17 @@ fn advisory_db_dir() -> PathBuf {
 }
 
 fn advisory_db() -> AdvisoryDb {
-    let mut fetch = cargo();
+    // Bounded: git gives up at once when the host does not resolve (as here); where the
+    // network is slow, `timeout` stops it.
+    let cargo_program = cargo().get_program().to_os_string();
+    let mut fetch = cmd("timeout");
     fetch
+        .arg("120")
+        .arg(cargo_program)
         .args(["deny", "--color", "never", "--log-level", "off", "fetch", "db"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // Bounded: git gives up at once when the host does not resolve (as here); where the
-    // network is slow, `timeout` stops it.
-    let mut bounded = cmd("timeout");
-    bounded.arg("120").arg(fetch.get_program()).args(fetch.get_args());
-    bounded.stdout(Stdio::null()).stderr(Stdio::null());
-    if bounded.status().is_ok_and(|s| s.success()) {
+    if fetch.status().is_ok_and(|s| s.success()) {
         return AdvisoryDb::Fetched;
     }
     let root = advisory_db_dir();
@@ -450,5 +472,43 @@ fn advisory_db() -> AdvisoryDb {
             "`cargo deny fetch db` failed and {} holds no checkout",
             root.display()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_dependencies_newer_than_the_msrv() {
+        let meta = serde_json::json!({ "packages": [
+            { "name": "old", "version": "1.0.0", "rust_version": "1.70" },
+            { "name": "none", "version": "1.0.0", "rust_version": null },
+            { "name": "new", "version": "2.0.0", "rust_version": "1.90.1" },
+            { "name": "ours", "version": "0.1.0", "rust_version": "1.95" },
+        ]});
+        assert_eq!(
+            newer_dependencies(&meta, &["ours"], Version(1, 88)),
+            vec!["new 2.0.0 needs 1.90"]
+        );
+        assert!(newer_dependencies(&meta, &["ours"], Version(1, 90)).is_empty());
+    }
+
+    #[test]
+    fn orders_publishable_crates_dependencies_first() -> anyhow::Result<()> {
+        let meta = serde_json::json!({
+            "workspace_members": ["a", "b", "c", "t"],
+            "packages": [
+                { "id": "a", "name": "a", "publish": null, "dependencies": [
+                    { "name": "b", "kind": null }, { "name": "t", "kind": "dev" } ] },
+                { "id": "b", "name": "b", "publish": null, "dependencies": [
+                    { "name": "c", "kind": null }, { "name": "a", "kind": "dev" } ] },
+                { "id": "c", "name": "c", "publish": null, "dependencies": [] },
+                { "id": "t", "name": "t", "publish": [], "dependencies": [ { "name": "c", "kind": null } ] },
+            ]
+        });
+        let order: Vec<&str> = publishable_in_order(&meta)?.into_iter().map(name).collect();
+        assert_eq!(order, vec!["c", "b", "a"]);
+        Ok(())
     }
 }
