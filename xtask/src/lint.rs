@@ -1,5 +1,6 @@
-//! `cargo xtask lint`: formatting, clippy and rustdoc, each with warnings as errors; then
-//! `cargo clippy -p thywill` with every feature combination its README names.
+//! `cargo xtask lint`: formatting, clippy and rustdoc, each with warnings as errors; the docs
+//! as docs.rs builds them; then `cargo clippy -p thywill` with every feature combination its
+//! README names.
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -29,7 +30,23 @@ pub(crate) fn run() -> anyhow::Result<()> {
     doc.env("RUSTDOCFLAGS", flags)
         .args(["doc", "--workspace", "--no-deps"]);
 
-    let mut steps = vec![fmt, clippy, doc];
+    // The docs as docs.rs builds them (package.metadata.docs.rs: every feature, `--cfg docsrs`,
+    // which turns on `doc(cfg)` badges) for the crates with feature-gated items.
+    let mut docsrs = cargo();
+    docsrs
+        .env("RUSTDOC", project_root().join("scripts/rustdoc-docsrs.sh"))
+        .env("RUSTDOCFLAGS", "--cfg docsrs -D warnings")
+        .args([
+            "doc",
+            "-p",
+            "thywill",
+            "-p",
+            "thywill-resources",
+            "--all-features",
+            "--no-deps",
+        ]);
+
+    let mut steps = vec![fmt, clippy, doc, docsrs];
     steps.extend(feature_checks()?);
     run_all("lint", steps)
 }
