@@ -18,10 +18,9 @@ use crate::Error;
 ///     .with_local("beta")?;
 /// assert_eq!(config.listen().port(), 20092);
 ///
-/// // Beyond loopback, a shared secret is required.
-/// let open = HttpClusterConfig::default().with_members_str("alpha=10.0.0.1:20091")?;
-/// assert!(open.clone().validate().is_err());
-/// assert!(open.with_secret(b"0123456789abcdef0123456789abcdef".to_vec())?.validate().is_ok());
+/// // A shared secret is always required, on loopback too.
+/// assert!(config.clone().validate().is_err());
+/// assert!(config.with_secret(b"0123456789abcdef0123456789abcdef".to_vec())?.validate().is_ok());
 /// # Ok::<(), thywill_cluster_http::Error>(())
 /// ```
 #[derive(Clone)]
@@ -35,7 +34,13 @@ pub struct HttpClusterConfig {
     pub(crate) consecutive_failed_checks: u32,
     pub(crate) task_request_timeout: Duration,
     pub(crate) queue_capacity: usize,
-    pub(crate) max_clock_skew: Duration,
+    pub(crate) max_age: Duration,
+    pub(crate) max_ahead: Duration,
+    pub(crate) max_body: u64,
+    pub(crate) body_timeout: Duration,
+    pub(crate) head_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_concurrent_requests: usize,
 }
 
 impl std::fmt::Debug for HttpClusterConfig {
@@ -49,14 +54,24 @@ impl std::fmt::Debug for HttpClusterConfig {
             .field("request_timeout", &self.request_timeout)
             .field("consecutive_failed_checks", &self.consecutive_failed_checks)
             .field("task_request_timeout", &self.task_request_timeout)
+            .field("max_age", &self.max_age)
+            .field("max_ahead", &self.max_ahead)
+            .field("max_body", &self.max_body)
+            .field("body_timeout", &self.body_timeout)
+            .field("head_timeout", &self.head_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish_non_exhaustive()
     }
 }
 
 impl Default for HttpClusterConfig {
     /// A single member `alpha` on 127.0.0.1:20091; up-checks every 200 ms with a 500 ms request
-    /// timeout, down after 2 consecutive failures; task requests time out after 500 ms; no
-    /// secret (allowed on loopback only); 16 384 queued tasks per destination; 30 s clock skew.
+    /// timeout, down after 2 consecutive failures; task requests time out after 500 ms; **no
+    /// secret** (required: [`validate`](Self::validate) refuses the configuration until
+    /// [`with_secret`](Self::with_secret)); 16 384 queued tasks per destination; request
+    /// timestamps at most 5 s old and 1 s ahead; bodies of at most 4 MiB, read within 5 s; at
+    /// most 64 task requests handled at once.
     fn default() -> Self {
         Self {
             members: vec![(MemberId::from("alpha"), SocketAddr::from(([127, 0, 0, 1], 20091)))],
@@ -68,7 +83,13 @@ impl Default for HttpClusterConfig {
             consecutive_failed_checks: 2,
             task_request_timeout: Duration::from_millis(500),
             queue_capacity: 16_384,
-            max_clock_skew: Duration::from_secs(30),
+            max_age: Duration::from_secs(5),
+            max_ahead: Duration::from_secs(1),
+            max_body: 4 * 1024 * 1024,
+            body_timeout: Duration::from_secs(5),
+            head_timeout: Duration::from_secs(10),
+            max_connections: 256,
+            max_concurrent_requests: 64,
         }
     }
 }
@@ -142,8 +163,9 @@ impl HttpClusterConfig {
         self
     }
 
-    /// The shared secret that authenticates member traffic (HMAC-SHA256 of timestamp and body),
-    /// at least 16 bytes. Required as soon as any member listens beyond loopback.
+    /// The shared secret that authenticates member traffic (HMAC-SHA256 over the request's
+    /// headers, which carry the body's length and SHA-256), at least 16 bytes, the same on every
+    /// member. Required: a configuration without one does not [`validate`](Self::validate).
     pub fn with_secret(mut self, secret: impl Into<Vec<u8>>) -> Result<Self, Error> {
         let secret = secret.into();
         if secret.len() < 16 {
@@ -198,6 +220,77 @@ impl HttpClusterConfig {
         Ok(self)
     }
 
+    /// How far a task request's signed timestamp may lie in the past (`max_age`, default 5 s)
+    /// and in the future (`max_ahead`, default 1 s) of the receiver's clock; older or later
+    /// requests are refused with 401. The members' clocks must agree within these bounds
+    /// (less the transit time): keep them synchronised (NTP).
+    pub fn with_clock_window(mut self, max_age: Duration, max_ahead: Duration) -> Result<Self, Error> {
+        if max_age < Duration::from_millis(100) {
+            return Err(invalid("clock_window", "max_age below 100 ms"));
+        }
+        if max_age > Duration::from_secs(60) || max_ahead > Duration::from_secs(60) {
+            return Err(invalid("clock_window", "at most 60 s either way"));
+        }
+        self.max_age = max_age;
+        self.max_ahead = max_ahead;
+        Ok(self)
+    }
+
+    /// Largest task request body accepted, in bytes (default 4 MiB): a larger declared
+    /// `Content-Length` is refused with 413 before the body is read. Senders split their
+    /// batches to fit their own limit, so set the same one on every member; a single task that
+    /// does not fit is dropped (and reported as a gap by its receiver).
+    pub fn with_max_body(mut self, bytes: u64) -> Result<Self, Error> {
+        if bytes < 1024 {
+            return Err(invalid("max_body", "at least 1024 bytes"));
+        }
+        self.max_body = bytes;
+        Ok(self)
+    }
+
+    /// How long the body of an authenticated task request may take to arrive (default 5 s);
+    /// past it the request is answered 408.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
+        if timeout.is_zero() {
+            return Err(invalid("body_timeout", "must be positive"));
+        }
+        self.body_timeout = timeout;
+        Ok(self)
+    }
+
+    /// How long a connection to the cluster server may take to send a complete request head,
+    /// its first or its next (a keep-alive connection waiting counts), before it is closed
+    /// (default 10 s; members close their idle connections after 5 s). A socket that sends
+    /// nothing is closed after it.
+    pub fn with_head_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
+        if timeout.is_zero() {
+            return Err(invalid("head_timeout", "must be positive"));
+        }
+        self.head_timeout = timeout;
+        Ok(self)
+    }
+
+    /// Most connections the cluster server holds at once (default 256); one more is closed as
+    /// soon as it is accepted.
+    pub fn with_max_connections(mut self, connections: usize) -> Result<Self, Error> {
+        if connections == 0 {
+            return Err(invalid("max_connections", "must be positive"));
+        }
+        self.max_connections = connections;
+        Ok(self)
+    }
+
+    /// Most task requests handled at once (default 64); a request beyond that is answered 503
+    /// at once. With [`with_max_body`](Self::with_max_body) it bounds the memory held by
+    /// request bodies (64 × 4 MiB by default).
+    pub fn with_max_concurrent_requests(mut self, requests: usize) -> Result<Self, Error> {
+        if requests == 0 {
+            return Err(invalid("max_concurrent_requests", "must be positive"));
+        }
+        self.max_concurrent_requests = requests;
+        Ok(self)
+    }
+
     /// The members and their addresses, in ring order.
     pub fn members(&self) -> &[(MemberId, SocketAddr)] {
         &self.members
@@ -224,8 +317,10 @@ impl HttpClusterConfig {
         self.secret.is_some()
     }
 
-    /// Checks the whole configuration: the local member is listed, and a secret is set if any
-    /// member (or the local listen address) is beyond loopback.
+    /// Checks the whole configuration: the local member is listed and a secret is set
+    /// ([`Error::MissingSecret`] otherwise: without one, anyone who reaches the cluster port
+    /// could hand the member forged tasks, and loopback is reachable by every local user and,
+    /// through a browser, by web pages).
     pub fn validate(self) -> Result<Self, Error> {
         if !self.members.iter().any(|(m, _)| *m == self.local) {
             return Err(invalid(
@@ -233,17 +328,8 @@ impl HttpClusterConfig {
                 format!("{} is not among the members", self.local),
             ));
         }
-        let exposed = self
-            .members
-            .iter()
-            .map(|(_, a)| *a)
-            .chain(self.listen)
-            .any(|a| !a.ip().is_loopback());
-        if exposed && self.secret.is_none() {
-            return Err(invalid(
-                "secret",
-                "a shared secret is required when a member listens beyond loopback",
-            ));
+        if self.secret.is_none() {
+            return Err(Error::MissingSecret);
         }
         Ok(self)
     }
@@ -283,12 +369,28 @@ mod tests {
                 .with_up_check(Duration::from_millis(200), Duration::from_millis(500), 0)
                 .is_err()
         );
+        assert!(c.clone().with_max_body(10).is_err());
+        assert!(c.clone().with_body_timeout(Duration::ZERO).is_err());
+        assert!(c.clone().with_max_concurrent_requests(0).is_err());
+        assert!(
+            c.clone()
+                .with_clock_window(Duration::from_millis(10), Duration::ZERO)
+                .is_err()
+        );
         let loopback = c.clone().with_members_str("a=127.0.0.1:1,b=127.0.0.1:2");
-        assert!(loopback.is_ok_and(|c| c.validate().is_ok()));
+        assert!(
+            matches!(
+                loopback.map(HttpClusterConfig::validate),
+                Ok(Err(Error::MissingSecret))
+            ),
+            "loopback needs a secret too"
+        );
         let wide = c.clone().with_listen(([0, 0, 0, 0], 20091).into());
         assert!(
             wide.validate().is_err(),
             "listening on all interfaces needs a secret"
         );
+        let secret = c.with_secret(b"0123456789abcdef".to_vec());
+        assert!(secret.is_ok_and(|c| c.validate().is_ok()));
     }
 }

@@ -14,6 +14,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// No shared secret is configured: the HTTP backend never runs without one.
+    #[error(
+        "the HTTP cluster backend needs a shared secret (at least 16 bytes, the same on every member): \
+         set it with HttpClusterConfig::with_secret, `[cluster] secret` / THYWILL_CLUSTER__SECRET in a \
+         thywill configuration, or --cluster-secret / THYWILL_CLUSTER_SECRET for the examples"
+    )]
+    MissingSecret,
     /// The cluster server could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

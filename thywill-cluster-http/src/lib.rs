@@ -3,27 +3,59 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /alive` | `200`, body `<member id>\n<epoch>`: the up-check |
-//! | `POST /task` | a batch of tasks from one sender (bincode), authenticated; `200` once handled, `401` if the signature is missing, wrong or stale |
+//! | `GET /alive` | `200`, body `<member id>\n<incarnation>`: the up-check |
+//! | `POST /task` | a batch of tasks from one sender (bincode), authenticated by signed headers; `200` once handled |
 //!
 //! **Membership.** Every member checks every other one every `interval` (200 ms) with a
 //! `request_timeout` (500 ms); `consecutive_failed_checks` (2) failures in a row make an up
 //! member down (reported, with `designated` set on its designated handler) and an unknown one
 //! down silently; a success makes it up (reported). A member that comes back as a new process
-//! (a new epoch in `/alive`) faster than that is reported down and up again.
+//! (a new incarnation in `/alive`) faster than that is reported down and up again.
 //!
 //! **Order and loss.** One bounded queue and one sending task per destination keep the order
-//! of a sender's tasks; queued tasks travel in batches, one request at a time, retried twice
+//! of a sender's tasks; queued tasks travel in batches (at most 256 tasks and
+//! [`max_body`](HttpClusterConfig::with_max_body) bytes), one request at a time, retried twice
 //! while the destination is up. Tasks are numbered per (sender, receiver) pair
 //! ([`thywill_core::cluster::Outbound`]): a receiver reports a hole through
 //! [`ClusterEvents::gap`] (counted in [`HttpCluster::gaps`]) when the next batch arrives, and
 //! drops duplicates of retried requests.
 //!
-//! **Authentication.** With a shared secret, every task request carries
-//! `x-thywill-auth: <unix ms>.<hex HMAC-SHA256(secret, "<unix ms>." + body)>`; the receiver
-//! rejects a missing or wrong signature and one older than the allowed clock skew (30 s) with
-//! 401. The configuration refuses to run without a secret when any member listens beyond
-//! loopback. Traffic is plain HTTP: run it on a private network (or loopback).
+//! **Authentication** (a shared secret is required, see [`HttpClusterConfig::with_secret`]).
+//! Every task request carries signed headers (the sender, its incarnation, the receiver
+//! incarnation it addresses, a request number, a timestamp, and the body's length and SHA-256;
+//! the receiver's member id is signed too), see the `auth` module. A receiver answers, in this
+//! order and before it reads the body unless said otherwise:
+//!
+//! | status | when |
+//! |---|---|
+//! | `403` | an `Origin`, `Sec-Fetch-Site` or `Sec-Fetch-Mode` header: a browser sent it (any route) |
+//! | `415` | a content type other than `application/octet-stream` |
+//! | `503` | stopping, or [`max_concurrent_requests`](HttpClusterConfig::with_max_concurrent_requests) (64) task requests already in hand |
+//! | `401` | a signed header missing or malformed, a wrong signature, a timestamp more than 5 s old or 1 s ahead ([`with_clock_window`](HttpClusterConfig::with_clock_window)), or a replay (below) |
+//! | `403` | a sender that is not another configured member (with a valid signature) |
+//! | `409` | addressed to another incarnation of the receiver; the answer's `x-thywill-to-incarnation` header gives the current one, and the sender signs its retry for it |
+//! | `413` | a `Content-Length` above [`max_body`](HttpClusterConfig::with_max_body) (4 MiB) |
+//! | `408` | the body did not arrive within [`body_timeout`](HttpClusterConfig::with_body_timeout) (5 s) |
+//! | `401` | the body does not match its signed SHA-256 |
+//! | `400` | a body shorter or longer than declared, undecodable, or naming another sender |
+//!
+//! **Replay.** Each incarnation of a member is identified by its start time in unix ms,
+//! strictly increasing across restarts (and across members built in one process). A receiver
+//! keeps, per sender, the newest incarnation it has seen and the highest request number
+//! admitted in it, and refuses (401) a request from an older incarnation or with a number at or
+//! below that one: a request is admitted at most once, and a sender's restart does not make its
+//! captured requests valid again. Every attempt of a retry takes a new number, and a sender has
+//! one request at a time in flight to each receiver, so its numbers arrive in order (an attempt
+//! that arrives after its own retry is refused; the retry carried the same tasks). The receiver's
+//! own restart loses that record, but each request names the receiver incarnation it was
+//! signed for, and a new incarnation refuses (409) requests signed for an earlier one; the
+//! timestamp window bounds, besides, how long any captured request stays usable at all (5 s).
+//! Incarnations follow the clock: a member whose clock was set back by more than the time
+//! between two of its starts is refused by peers that saw the earlier start, until they
+//! restart. Keep clocks synchronised (NTP slews them).
+//!
+//! Traffic is plain HTTP (integrity by the signature, no confidentiality): run it on a private
+//! network (or loopback).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), thywill_cluster_http::Error> {
@@ -41,6 +73,8 @@
 mod auth;
 mod config;
 mod error;
+#[cfg(test)]
+mod tests_security;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -48,26 +82,44 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use thywill_core::cluster::{Arrival, Inbound, Outbound, Stamp, local_is_designated, new_epoch};
+use thywill_core::cluster::{Arrival, Inbound, Outbound, Stamp, local_is_designated};
 use thywill_core::{
     BoxFuture, Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
-use warp::Filter;
-use warp::http::StatusCode;
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::{Filter, Reply};
 
 pub use config::{HttpClusterConfig, parse_members};
 pub use error::Error;
 
 /// Most tasks in one request.
 const BATCH: usize = 256;
-/// Largest request body accepted.
-const MAX_BODY: u64 = 32 * 1024 * 1024;
-/// Header carrying the signature.
-const AUTH_HEADER: &str = "x-thywill-auth";
+/// Room left in a request body for the batch's own fields.
+const BATCH_OVERHEAD: u64 = 1024;
+/// Encoded size of one task in a batch, at most (its name, payload, stamp and their lengths).
+fn task_size(task: &ClusterTask) -> u64 {
+    (task.name.len() + task.payload.len() + 48) as u64
+}
+
+/// The incarnation last drawn in this process.
+static LAST_INCARNATION: AtomicU64 = AtomicU64::new(0);
+
+/// A new incarnation: the time in unix ms, and above any drawn before in this process (so that
+/// a member restarted within one millisecond still gets a higher one).
+fn new_incarnation() -> u64 {
+    let now = auth::now_ms().max(1);
+    let prev = LAST_INCARNATION
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or(0);
+    now.max(prev.saturating_add(1))
+}
 
 /// A batch of tasks on the wire.
 #[derive(Debug, Serialize, Deserialize)]
@@ -98,7 +150,15 @@ struct Queues {
 
 struct Shared {
     config: HttpClusterConfig,
+    secret: Vec<u8>,
+    /// This incarnation (start time, unix ms); the epoch of sequence stamps too.
     epoch: u64,
+    /// The last request number signed.
+    next_seq: AtomicU64,
+    /// Per sender: the newest incarnation seen and the highest request number admitted in it.
+    admitted: Mutex<HashMap<MemberId, (u64, u64)>>,
+    /// Task requests in hand.
+    slots: Arc<Semaphore>,
     events: RwLock<Option<Arc<dyn ClusterEvents>>>,
     peers: Mutex<HashMap<MemberId, Peer>>,
     queues: Mutex<Queues>,
@@ -132,7 +192,8 @@ impl HttpCluster {
     /// A member with this configuration (validated); listens in [`Cluster::start`].
     pub fn new(config: HttpClusterConfig) -> Result<Self, Error> {
         let config = config.validate()?;
-        let epoch = new_epoch(rand::random());
+        let secret = config.secret.clone().ok_or(Error::MissingSecret)?;
+        let epoch = new_incarnation();
         let peers = config
             .members
             .iter()
@@ -149,7 +210,11 @@ impl HttpCluster {
             .collect();
         Ok(Self {
             shared: Arc::new(Shared {
+                secret,
                 epoch,
+                next_seq: AtomicU64::new(0),
+                admitted: Mutex::new(HashMap::new()),
+                slots: Arc::new(Semaphore::new(config.max_concurrent_requests)),
                 events: RwLock::new(None),
                 peers: Mutex::new(peers),
                 queues: Mutex::new(Queues {
@@ -177,7 +242,8 @@ impl HttpCluster {
         self.shared.gaps.load(Ordering::Relaxed)
     }
 
-    /// This incarnation's epoch.
+    /// This incarnation: its start time in unix ms, strictly increasing across restarts (the
+    /// epoch of its sequence stamps, and what `/alive` answers).
     pub fn epoch(&self) -> u64 {
         self.shared.epoch
     }
@@ -198,16 +264,13 @@ impl HttpCluster {
         let client = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the server's idle bound, so that the client closes an idle connection
+            // before the server does (never sending on one being closed).
+            .pool_idle_timeout(Duration::from_secs(5))
             .connect_timeout(sh.config.request_timeout)
             .build()?;
-        let mut stop = sh.stop.subscribe();
-        let server = warp::serve(routes(sh.clone()))
-            .incoming(listener)
-            .graceful(async move {
-                let _ = stop.changed().await;
-            });
-        let mut tasks = vec![tokio::spawn(server.run())];
+        let server = serve(sh.clone(), listener);
+        let mut tasks = vec![tokio::spawn(server)];
         for (member, addr) in sh.config.members.iter().filter(|(m, _)| *m != sh.config.local) {
             let (tx, rx) = mpsc::channel(sh.config.queue_capacity);
             lock(&sh.queues).tx.insert(member.clone(), tx);
@@ -288,28 +351,22 @@ impl Shared {
         })
     }
 
-    /// Handles one task request; returns the status to answer.
-    fn receive(&self, auth: Option<&str>, body: &[u8]) -> StatusCode {
-        if self.stopped.load(Ordering::Relaxed) {
-            return StatusCode::SERVICE_UNAVAILABLE;
-        }
-        if let Some(secret) = &self.config.secret
-            && let Err(why) = auth::verify(secret, auth, body, self.config.max_clock_skew)
-        {
-            tracing::warn!(reason = why, "cluster task request refused");
-            return StatusCode::UNAUTHORIZED;
-        }
-        let batch: Batch = match decode(body) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "undecodable cluster task request");
-                return StatusCode::BAD_REQUEST;
+    /// Admits a request at most once: refuses one from an incarnation older than the newest
+    /// seen from its sender, or with a request number at or below the last admitted in it.
+    fn admit(&self, from: &MemberId, incarnation: u64, seq: u64) -> Result<(), &'static str> {
+        let mut admitted = lock(&self.admitted);
+        match admitted.get(from).copied() {
+            Some((newest, _)) if incarnation < newest => Err("replay: superseded sender incarnation"),
+            Some((newest, last)) if incarnation == newest && seq <= last => Err(STALE_NUMBER),
+            _ => {
+                admitted.insert(from.clone(), (incarnation, seq));
+                Ok(())
             }
-        };
-        if !self.config.members.iter().any(|(m, _)| *m == batch.from) || batch.from == self.config.local {
-            tracing::warn!(from = %batch.from, "cluster task request from a member not configured");
-            return StatusCode::FORBIDDEN;
         }
+    }
+
+    /// Hands the tasks of an authenticated batch to the application.
+    fn deliver(&self, batch: Batch) {
         let ev = self.events();
         for (stamp, task) in batch.items {
             let arrival = lock(&self.inbound).arrive(&batch.from, batch.epoch, stamp);
@@ -331,7 +388,6 @@ impl Shared {
                 ev.task(batch.from.clone(), task);
             }
         }
-        StatusCode::OK
     }
 
     /// Result of one up-check of `member`.
@@ -394,40 +450,238 @@ impl Shared {
     }
 }
 
-fn routes(sh: Arc<Shared>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
-    use warp::Reply;
-    let alive_sh = sh.clone();
-    let alive = warp::path("alive")
-        .and(warp::path::end())
-        .and(warp::get())
-        .map(move || {
-            if alive_sh.stopped.load(Ordering::Relaxed) {
-                return warp::reply::with_status("Stopped.".to_owned(), StatusCode::SERVICE_UNAVAILABLE)
-                    .into_response();
+/// A plain-text answer.
+fn answer(status: StatusCode, text: &'static str) -> warp::reply::Response {
+    warp::reply::with_status(text, status).into_response()
+}
+
+/// A refusal, logged.
+/// Why a request of the current sender incarnation is refused as a replay.
+const STALE_NUMBER: &str = "replay: request number already used";
+
+fn refuse(status: StatusCode, reason: &str, peer: Option<SocketAddr>) -> warp::reply::Response {
+    tracing::warn!(status = status.as_u16(), reason, peer = ?peer, "cluster request refused");
+    answer(status, "Refused.")
+}
+
+/// Why a request looks like a browser's: members never send these headers.
+fn from_browser(headers: &HeaderMap) -> Option<&'static str> {
+    ["origin", "sec-fetch-site", "sec-fetch-mode"]
+        .into_iter()
+        .find(|h| headers.contains_key(*h))
+}
+
+/// The peer address of a request, as a request extension.
+#[derive(Clone, Copy, Debug)]
+struct RemoteAddr(SocketAddr);
+
+/// The cluster server: HTTP/1.1 (what members speak), at most `max_connections` sockets, each
+/// closed when it sends no complete request head within `head_timeout` (a socket that says
+/// nothing included), until the member stops.
+async fn serve(sh: Arc<Shared>, listener: tokio::net::TcpListener) {
+    let service = warp::service(routes(sh.clone()));
+    let head_timeout = sh.config.head_timeout;
+    let slots = Arc::new(tokio::sync::Semaphore::new(sh.config.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = sh.stop.subscribe();
+    let mut refused_at: Option<std::time::Instant> = None;
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster server: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if refused_at.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                refused_at = Some(std::time::Instant::now());
+                tracing::warn!(%peer, "cluster server: too many connections, closing");
             }
-            format!("{}\n{}", alive_sh.config.local, alive_sh.epoch).into_response()
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(RemoteAddr(peer));
+                let mut service = service.clone();
+                tower_service::Service::call(&mut service, req)
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(head_timeout)
+                .max_buf_size(64 * 1024);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "cluster server connection ended");
+            }
         });
-    let task = warp::path("task")
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(warp::header::optional::<String>(AUTH_HEADER))
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
-        .map(move |auth: Option<String>, body: Bytes| {
-            let status = sh.receive(auth.as_deref(), &body);
-            let text = if status == StatusCode::OK {
-                "Acknowledged."
-            } else {
-                "Refused."
-            };
-            warp::reply::with_status(text, status).into_response()
-        });
-    alive
-        .or(task)
-        .unify()
-        .or(warp::any().map(|| warp::reply::with_status("Invalid.", StatusCode::NOT_FOUND).into_response()))
-        .unify()
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+fn routes(sh: Arc<Shared>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<RemoteAddr>().map(|p: Option<RemoteAddr>| p.map(|p| p.0)))
+        .and(warp::body::stream())
+        .then(
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  headers: HeaderMap,
+                  peer: Option<SocketAddr>,
+                  body| {
+                let sh = sh.clone();
+                async move {
+                    if let Some(header) = from_browser(&headers) {
+                        return refuse(StatusCode::FORBIDDEN, header, peer);
+                    }
+                    match (method, path.as_str()) {
+                        (Method::GET, "/alive") => {
+                            if sh.stopped.load(Ordering::Relaxed) {
+                                return answer(StatusCode::SERVICE_UNAVAILABLE, "Stopped.");
+                            }
+                            format!("{}\n{}", sh.config.local, sh.epoch).into_response()
+                        }
+                        (Method::POST, "/task") => task_request(&sh, &headers, peer, body).await,
+                        _ => answer(StatusCode::NOT_FOUND, "Invalid."),
+                    }
+                }
+            },
+        )
         .boxed()
+}
+
+/// Handles one `POST /task`: everything the headers allow is checked before the body is read
+/// (see the crate docs for the order and the answers).
+async fn task_request<S, B>(
+    sh: &Shared,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    body: S,
+) -> warp::reply::Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    if !content_type.is_some_and(|t| t.eq_ignore_ascii_case(auth::CONTENT_TYPE)) {
+        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content type", peer);
+    }
+    if sh.stopped.load(Ordering::Relaxed) {
+        return answer(StatusCode::SERVICE_UNAVAILABLE, "Stopped.");
+    }
+    let Ok(_slot) = sh.slots.clone().try_acquire_owned() else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many requests at once", peer);
+    };
+    let cfg = &sh.config;
+    let claims = match auth::verify(
+        &sh.secret,
+        headers,
+        cfg.local.as_str(),
+        auth::now_ms(),
+        cfg.max_age,
+        cfg.max_ahead,
+    ) {
+        Ok(c) => c,
+        Err(why) => return refuse(StatusCode::UNAUTHORIZED, why, peer),
+    };
+    let from = MemberId::from(claims.from.as_str());
+    if from == cfg.local || !cfg.members.iter().any(|(m, _)| *m == from) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "sender is not another configured member",
+            peer,
+        );
+    }
+    if claims.to_incarnation != sh.epoch {
+        tracing::debug!(%from, addressed = claims.to_incarnation, "task request for another incarnation");
+        return warp::reply::with_header(
+            answer(StatusCode::CONFLICT, "Another incarnation."),
+            auth::TO_INCARNATION,
+            sh.epoch.to_string(),
+        )
+        .into_response();
+    }
+    if claims.length > cfg.max_body {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body above the limit", peer);
+    }
+    if let Err(why) = sh.admit(&from, claims.incarnation, claims.seq) {
+        let mut r = refuse(StatusCode::UNAUTHORIZED, why, peer);
+        if why == STALE_NUMBER {
+            // Validly signed by the member itself, with a number below one admitted already
+            // (an attempt that was delayed in the network and overtaken): it may sign the
+            // same tasks again with a fresh number. A replayer cannot.
+            r.headers_mut()
+                .insert(auth::STALE, warp::http::HeaderValue::from_static("1"));
+        }
+        return r;
+    }
+    let bytes = match tokio::time::timeout(cfg.body_timeout, read_body(body, claims.length)).await {
+        Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "body not received in time", peer),
+        Ok(Err(why)) => return refuse(StatusCode::BAD_REQUEST, why, peer),
+        Ok(Ok(b)) => b,
+    };
+    if auth::digest(&bytes) != claims.body_sha256 {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "body does not match its signed digest",
+            peer,
+        );
+    }
+    let batch: Batch = match decode(&bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable cluster task request");
+            return answer(StatusCode::BAD_REQUEST, "Refused.");
+        }
+    };
+    if batch.from != from || batch.epoch != claims.incarnation {
+        return refuse(StatusCode::BAD_REQUEST, "batch names another sender", peer);
+    }
+    sh.deliver(batch);
+    answer(StatusCode::OK, "Acknowledged.")
+}
+
+/// Reads a body of exactly `length` bytes (already checked against the limit).
+async fn read_body<S, B>(body: S, length: u64) -> Result<Vec<u8>, &'static str>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let length = usize::try_from(length).map_err(|_| "body too long")?;
+    let mut body = std::pin::pin!(body);
+    // Grown as bytes arrive: a slow sender does not make the full length resident up front.
+    let mut bytes = Vec::with_capacity(length.min(64 * 1024));
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| "body not received")?;
+        if bytes.len() + chunk.remaining() > length {
+            return Err("body longer than declared");
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            bytes.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    if bytes.len() != length {
+        return Err("body shorter than declared");
+    }
+    Ok(bytes)
 }
 
 async fn send_loop(
@@ -439,15 +693,37 @@ async fn send_loop(
 ) {
     let url = format!("http://{addr}/task");
     let mut stop = sh.stop.subscribe();
+    let limit = sh.config.max_body.saturating_sub(BATCH_OVERHEAD);
+    // The receiver's incarnation as its last 409 told it, with what the up-checks knew then:
+    // it stands until an up-check learns something newer.
+    let mut told: Option<(u64, u64)> = None;
+    let mut pending = None;
     loop {
-        let first = tokio::select! {
-            _ = stop.changed() => break,
-            m = rx.recv() => match m { Some(m) => m, None => break },
+        let first = match pending.take() {
+            Some(m) => m,
+            None => tokio::select! {
+                _ = stop.changed() => break,
+                m = rx.recv() => match m { Some(m) => m, None => break },
+            },
         };
+        let mut size = task_size(&first.1);
+        if size > limit {
+            // Its number is spent: the receiver reports the gap with the next batch.
+            tracing::warn!(to = %member, task = %first.1.name, size, "cluster task above the body limit dropped");
+            continue;
+        }
         let mut items = vec![first];
         while items.len() < BATCH {
             match rx.try_recv() {
-                Ok(m) => items.push(m),
+                Ok(m) => {
+                    let s = task_size(&m.1);
+                    if size + s > limit {
+                        pending = Some(m);
+                        break;
+                    }
+                    size += s;
+                    items.push(m);
+                }
                 Err(_) => break,
             }
         }
@@ -464,27 +740,73 @@ async fn send_loop(
                 continue;
             }
         };
+        let body_sha256 = auth::digest(&body);
         let mut attempt = 0u32;
+        let mut redirects = 0u32;
         loop {
             attempt += 1;
+            let known = lock(&sh.peers).get(&member).map_or(0, |p| p.epoch);
+            let to_incarnation = match told {
+                Some((then, current)) if then == known => current,
+                _ => known,
+            };
+            let claims = auth::Claims {
+                from: sh.config.local.as_str().to_owned(),
+                incarnation: sh.epoch,
+                to_incarnation,
+                seq: sh.next_seq.fetch_add(1, Ordering::Relaxed) + 1,
+                timestamp: auth::now_ms(),
+                length: body.len() as u64,
+                body_sha256: body_sha256.clone(),
+            };
             let mut req = client
                 .post(&url)
                 .timeout(sh.config.task_request_timeout)
-                .header("content-type", "application/octet-stream")
                 .body(body.clone());
-            if let Some(secret) = &sh.config.secret {
-                req = req.header(AUTH_HEADER, auth::sign(secret, &body));
+            for (k, v) in auth::headers(&sh.secret, &claims, member.as_str()) {
+                req = req.header(k, v);
             }
             let outcome = match req.send().await {
                 Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(()),
-                Ok(r) => Err(format!("status {}", r.status())),
-                Err(e) => Err(e.to_string()),
+                Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
+                    let current = r
+                        .headers()
+                        .get(auth::TO_INCARNATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    if current != 0 && current != to_incarnation && redirects < 2 {
+                        // Signed for an incarnation the receiver no longer is (or not yet known):
+                        // sign again for the current one, at once.
+                        told = Some((known, current));
+                        redirects += 1;
+                        attempt -= 1;
+                        continue;
+                    }
+                    Err((Some(r.status()), format!("status {}", r.status())))
+                }
+                Ok(r)
+                    if r.status() == reqwest::StatusCode::UNAUTHORIZED
+                        && r.headers().contains_key(auth::STALE)
+                        && redirects < 2 =>
+                {
+                    // Overtaken by an earlier attempt delivered late: sign again with a new
+                    // number, at once.
+                    redirects += 1;
+                    attempt -= 1;
+                    continue;
+                }
+                Ok(r) => Err((Some(r.status()), format!("status {}", r.status()))),
+                Err(e) => Err((None, e.to_string())),
             };
             match outcome {
                 Ok(()) => break,
-                Err(why) => {
+                Err((status, why)) => {
                     let up = sh.status(&member) == MemberStatus::Up;
-                    if attempt >= 3 || !up || why.contains("401") {
+                    // Refusals that a retry of the same batch would meet again.
+                    let refused = status
+                        .is_some_and(|s| s.is_client_error() && s != reqwest::StatusCode::REQUEST_TIMEOUT);
+                    if attempt >= 3 || !up || refused {
                         // The numbers are spent: the receiver reports the gap with the next batch.
                         tracing::warn!(to = %member, tasks = count, error = %why, "cluster tasks dropped");
                         break;

@@ -63,7 +63,7 @@ impl RedisClusterConfig {
     /// The Redis server, as a `redis://[user:password@]host:port[/db]` URL.
     pub fn with_url(mut self, url: impl Into<String>) -> Result<Self, Error> {
         let url = url.into();
-        fred::types::config::Config::from_url(&url).map_err(|e| invalid("url", e.to_string()))?;
+        crate::store::check_url(&url)?;
         self.url = url;
         Ok(self)
     }
@@ -214,6 +214,10 @@ mod tests {
     fn validates_settings() {
         let c = RedisClusterConfig::default();
         assert!(c.clone().with_url("not a url").is_err());
+        // No TLS in this build: an encrypted URL is refused, never spoken to in plain text.
+        assert!(c.clone().with_url("rediss://127.0.0.1:6380").is_err());
+        assert!(c.clone().with_url("REDISS://127.0.0.1:6380").is_err());
+        assert!(c.clone().with_url("redis://127.0.0.1:6379").is_ok());
         assert!(c.clone().with_prefix("").is_err());
         assert!(c.clone().with_members(Vec::<MemberId>::new()).is_err());
         assert!(c.clone().with_members(["a", "a"]).is_err());

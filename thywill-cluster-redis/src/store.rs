@@ -9,8 +9,17 @@ use fred::types::{ClusterHash, CustomCommand, FromValue, Value};
 
 use crate::Error;
 
-/// Checks a Redis URL.
+/// Checks a Redis URL. `rediss://` (TLS) is refused: this build's Redis client has no TLS,
+/// and would otherwise talk plain text to a server the URL says is encrypted.
 pub(crate) fn check_url(url: &str) -> Result<(), Error> {
+    if url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("rediss:/")) {
+        return Err(Error::Config {
+            setting: "url",
+            reason: "rediss:// (TLS) is not supported by this build; reach Redis over a private network \
+                     or a TLS tunnel (see SECURITY.md)"
+                .into(),
+        });
+    }
     fred::types::config::Config::from_url(url)
         .map(|_| ())
         .map_err(|e| Error::Config {

@@ -1,8 +1,10 @@
 //! Giving any [`Application`] remote procedures: [`with_rpc`] / [`WithRpc`], and [`RpcOnly`]
 //! for applications that are nothing but functions (the original's `RpcCapableApplication`).
 
+use thywill_core::cluster::MemberStatus;
 use thywill_core::{
-    AppContext, Application, Client, CoreResult, MemberClients, MemberId, Message, RpcHandler,
+    AppContext, Application, ChannelId, Client, CoreResult, MemberClients, MemberId, Message, RpcHandler,
+    TrackerEvent,
 };
 
 use crate::Registry;
@@ -78,6 +80,18 @@ impl<A: Application> Application for WithRpc<A> {
 
     async fn cluster_member_down(&self, ctx: &AppContext, member: &MemberId, clients: &MemberClients) {
         self.app.cluster_member_down(ctx, member, clients).await;
+    }
+
+    async fn cluster_member_status(&self, ctx: &AppContext, member: &MemberId, status: MemberStatus) {
+        self.app.cluster_member_status(ctx, member, status).await;
+    }
+
+    async fn tracker_event(&self, ctx: &AppContext, event: &TrackerEvent) {
+        self.app.tracker_event(ctx, event).await;
+    }
+
+    fn tracks_presence(&self, channel: &ChannelId) -> bool {
+        self.app.tracks_presence(channel)
     }
 
     fn rpc(&self) -> Option<&dyn RpcHandler> {

@@ -7,7 +7,7 @@
 //! ```no_run
 //! # async fn t() -> anyhow::Result<()> {
 //! let browser = thywill_testkit::browser::Browser::start().await?;
-//! browser.goto("http://127.0.0.1:10080/echo/").await?;
+//! browser.goto("http://127.0.0.1:10081/echo/").await?;
 //! browser.wait_text("#status", "Connected").await?;
 //! browser.close().await?;
 //! # Ok(()) }

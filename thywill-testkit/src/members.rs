@@ -36,6 +36,8 @@ pub struct Member {
     pub proc: Process,
     program: PathBuf,
     args: Vec<String>,
+    /// A command the member is started through (such as `ip netns exec NS`), or empty.
+    wrapper: Vec<String>,
 }
 
 impl Member {
@@ -47,15 +49,37 @@ impl Member {
         port: u16,
         args: &[String],
     ) -> anyhow::Result<Member> {
+        Member::start_wrapped(&[], program, id, port, args).await
+    }
+
+    /// [`Member::start`] through a wrapper command: runs `wrapper[0]` with the rest of
+    /// `wrapper`, then `program --port port --member id args` (for example
+    /// `["ip", "netns", "exec", "NS"]` starts the member in a network namespace, see
+    /// [`crate::netns`]). An empty wrapper runs `program` itself. [`Member::restart`] starts
+    /// it through the same wrapper.
+    pub async fn start_wrapped(
+        wrapper: &[String],
+        program: impl AsRef<Path>,
+        id: &str,
+        port: u16,
+        args: &[String],
+    ) -> anyhow::Result<Member> {
         let program = program.as_ref().to_path_buf();
-        let mut all = vec![
+        let mut all: Vec<std::ffi::OsString> = wrapper.iter().skip(1).map(Into::into).collect();
+        if !wrapper.is_empty() {
+            all.push(program.clone().into());
+        }
+        for a in [
             "--port".to_owned(),
             port.to_string(),
             "--member".to_owned(),
             id.to_owned(),
-        ];
-        all.extend(args.iter().cloned());
-        let mut proc = Process::spawn(&program, &all)?;
+        ] {
+            all.push(a.into());
+        }
+        all.extend(args.iter().map(Into::into));
+        let run: std::ffi::OsString = wrapper.first().map_or_else(|| program.clone().into(), Into::into);
+        let mut proc = Process::spawn(&run, &all)?;
         proc.listening_url()
             .await
             .with_context(|| format!("{id} did not start"))?;
@@ -65,6 +89,7 @@ impl Member {
             proc,
             program,
             args: args.to_vec(),
+            wrapper: wrapper.to_vec(),
         })
     }
 
@@ -77,7 +102,8 @@ impl Member {
 
     /// Starts the member again with the same arguments.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        let again = Member::start(&self.program, &self.id, self.port, &self.args).await?;
+        let again =
+            Member::start_wrapped(&self.wrapper, &self.program, &self.id, self.port, &self.args).await?;
         *self = again;
         Ok(())
     }

@@ -23,8 +23,11 @@ pub enum AllowedOrigins {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum AllowedHosts {
     /// A node listening on a loopback address answers only loopback names (`localhost`,
-    /// `127.0.0.1` and the rest of `127.0.0.0/8`, `[::1]`), with any port; a node listening on
-    /// another address answers any host (configure [`AllowedHosts::List`] on the internet).
+    /// `127.0.0.1` and the rest of `127.0.0.0/8`, `[::1]`), with any port, and any name in
+    /// requests that came through a proxy on the same host (they carry `X-Forwarded-For`,
+    /// which a page cannot add to a WebSocket handshake; `/metrics` never counts it); a node
+    /// listening on another address answers any host. Configure [`AllowedHosts::List`] on the
+    /// internet.
     #[default]
     Default,
     /// Only these host names (compared without the port, case-insensitively), such as

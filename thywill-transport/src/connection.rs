@@ -111,7 +111,7 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
     node.inner.forget_connection(&conn);
     let tracker = node.inner.tracker.clone();
     if let Some(Err(e)) = unwinding(&metrics, "tracker", tracker.disconnected(&me)).await {
-        tracing::warn!(error = %e, "tracker did not record the disconnection")
+        tracing::warn!(error = %e, "tracker did not record the disconnection");
     }
     for (app, ctx) in node.inner.apps.values() {
         unwinding(&metrics, "disconnection hook", app.disconnection(ctx, &me)).await;
@@ -170,10 +170,10 @@ impl Task<'_> {
         let mut written = 0usize;
         loop {
             tokio::select! {
-                // Reads come before writes: a connection with a full queue still hears its
-                // client (pongs, messages), and client frames are rate-limited, so writes
-                // cannot starve.
-                biased;
+                // Not biased: when the client has sent frames and frames wait to be written,
+                // either goes first at random, so neither starves the other (a connection with
+                // a full queue still hears its client's pongs; a client whose frames queue
+                // answers to itself still gets them written).
                 _ = self.shutdown.changed() => return (close::GOING_AWAY, "server shutting down"),
                 _ = self.killed.changed() => return killed_reason(&self.killed),
                 frame = ws.next() => {

@@ -616,6 +616,61 @@ impl Inner {
         queued
     }
 
+    /// Lost member-to-member traffic and a per-member history: the lost messages were never
+    /// numbered here, so no client can see a hole in its streams. Every local connection is
+    /// told `continuity_lost` for each stream it reads (its channels', its session's) that has
+    /// a log here, at the stream's next offset. (A shared history numbers at the sender: a
+    /// client sees the hole and replays it.)
+    fn tell_of_lost_messages(&self, from: &MemberId) {
+        use futures_util::FutureExt;
+        if self.history.is_shared() || !self.config.replay {
+            return;
+        }
+        let connections = self.subs().all_connections();
+        let mut told = 0u64;
+        for (conn, session, channels) in connections {
+            let Some(handle) = self.local(&conn) else { continue };
+            let bases = channels
+                .iter()
+                .filter_map(|c| {
+                    self.stream_of(&Target::Channel {
+                        channel: c.clone(),
+                        exclude: Vec::new(),
+                    })
+                })
+                .chain(self.stream_of(&Target::Session(session.clone())));
+            for base in bases {
+                let start = thywill_core::Offset {
+                    epoch: String::new(),
+                    off: 0,
+                };
+                let limit = thywill_core::ReadLimit {
+                    max_entries: 1,
+                    max_bytes: 1,
+                };
+                let Some(Ok(log)) = self.history.read_after(&base, &start, limit).now_or_never() else {
+                    continue;
+                };
+                if log.epoch.is_empty() {
+                    continue;
+                }
+                handle.push_control(
+                    &conn,
+                    ServerFrame::ContinuityLost {
+                        stream: self.wire_stream(&base),
+                        epoch: log.epoch,
+                        next: log.last.saturating_add(1),
+                    },
+                );
+                told += 1;
+            }
+        }
+        if told > 0 {
+            self.metrics.continuity_lost.inc_by(told);
+            tracing::info!(%from, streams = told, "clients told of messages lost between members");
+        }
+    }
+
     fn count_out(&self) {
         self.metrics
             .cluster_tasks
@@ -1208,15 +1263,19 @@ impl ClusterEvents for Events {
             if from == inner.member {
                 return;
             }
+            if let Ok(PresenceTask::SnapshotRequest) = p {
+                // Answered even while the asker is seen as down: it asks when it sees this
+                // member come back, which may be before this member sees it come back.
+                let _ = inner.outbox.send(Outgoing::SnapshotTo(from));
+                return;
+            }
             if inner.cluster.status(&from) == MemberStatus::Down {
                 // Its presence is asked for again when it comes back up.
                 tracing::debug!(%from, "presence task from a member seen as down ignored");
                 return;
             }
             match p {
-                Ok(PresenceTask::SnapshotRequest) => {
-                    let _ = inner.outbox.send(Outgoing::SnapshotTo(from));
-                }
+                Ok(PresenceTask::SnapshotRequest) => {}
                 Ok(p) => {
                     let mut subs = inner.subs();
                     let fx = subs.remote(&from, p);
@@ -1236,16 +1295,20 @@ impl ClusterEvents for Events {
             // Presence announcements may be among the lost: ask for the sender's again.
             let _ = inner
                 .outbox
-                .send(Outgoing::To(from, PresenceTask::SnapshotRequest));
+                .send(Outgoing::To(from.clone(), PresenceTask::SnapshotRequest));
+            inner.tell_of_lost_messages(&from);
         }
     }
 
     fn member_up(&self, member: MemberId) {
         tracing::info!(%member, "cluster member up");
         let Some(inner) = self.0.upgrade() else { return };
+        // Both ways: its presence is asked for, and ours is pushed, since what it asked of us
+        // while we saw it as down may never have left this member.
         let _ = inner
             .outbox
             .send(Outgoing::To(member.clone(), PresenceTask::SnapshotRequest));
+        let _ = inner.outbox.send(Outgoing::SnapshotTo(member.clone()));
         let _ = inner.hooks.send(Hook::Status(member, MemberStatus::Up));
     }
 

@@ -114,6 +114,14 @@ impl Subs {
     }
 
     /// The local connections of a session.
+    /// Every local connection with its session and the channels it is subscribed to.
+    pub(crate) fn all_connections(&self) -> Vec<(ConnectionId, SessionId, Vec<ChannelId>)> {
+        self.conns
+            .iter()
+            .map(|(c, s)| (c.clone(), s.session.clone(), s.channels.iter().cloned().collect()))
+            .collect()
+    }
+
     pub(crate) fn connections_of(&self, session: &SessionId) -> Vec<ConnectionId> {
         self.sessions
             .get(session)

@@ -128,12 +128,20 @@ fn is_loopback_name(name: &str) -> bool {
 }
 
 /// Whether a request's `Host` may be answered (see [`AllowedHosts`]); `local` is the
-/// listener's address when the node's own accept loop serves it.
-fn host_allowed(policy: &AllowedHosts, host: Option<&str>, local: Option<std::net::SocketAddr>) -> bool {
+/// listener's address when the node's own accept loop serves it; `proxied` whether the
+/// request came through a proxy (it carries `X-Forwarded-For`).
+fn host_allowed(
+    policy: &AllowedHosts,
+    host: Option<&str>,
+    local: Option<std::net::SocketAddr>,
+    proxied: bool,
+) -> bool {
     match policy {
         AllowedHosts::Any => true,
         AllowedHosts::Default => match local {
-            Some(addr) if addr.ip().is_loopback() => host.is_some_and(|h| is_loopback_name(&host_name(h))),
+            Some(addr) if addr.ip().is_loopback() => {
+                proxied || host.is_some_and(|h| is_loopback_name(&host_name(h)))
+            }
             _ => true,
         },
         AllowedHosts::List(list) => host.is_some_and(|h| {
@@ -148,7 +156,7 @@ fn host_allowed(policy: &AllowedHosts, host: Option<&str>, local: Option<std::ne
 /// (letters, digits, `-`, `.`) or an IP literal (IPv6 in brackets); else `None`.
 pub(crate) fn redirect_host(node: &Node, host: Option<&str>, local: std::net::SocketAddr) -> Option<String> {
     let host = host?;
-    if !host_allowed(&node.config().allowed_hosts, Some(host), Some(local)) {
+    if !host_allowed(&node.config().allowed_hosts, Some(host), Some(local), false) {
         return None;
     }
     let name = host_name(host);
@@ -168,12 +176,22 @@ fn host_guard(node: &Node) -> BoxedFilter<()> {
     let node = node.clone();
     warp::header::optional::<String>("host")
         .and(warp::ext::optional::<crate::serve::PeerAddr>())
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .and(warp::path::full())
         .and_then(
-            move |host: Option<String>, addr: Option<crate::serve::PeerAddr>| {
+            move |host: Option<String>,
+                  addr: Option<crate::serve::PeerAddr>,
+                  forwarded: Option<String>,
+                  path: FullPath| {
+                // A page may add `X-Forwarded-For` to its own requests (not to a WebSocket
+                // handshake): the metrics never take it as a sign of a proxy.
+                let metrics = path.as_str() == node.config().path("metrics");
+                let proxied = forwarded.is_some() && !metrics;
                 let allowed = host_allowed(
                     &node.config().allowed_hosts,
                     host.as_deref(),
                     addr.map(|a| a.local),
+                    proxied,
                 );
                 async move {
                     if allowed {
@@ -764,7 +782,7 @@ mod tests {
             "127.3.4.5",
             "a.localhost:9",
         ] {
-            assert!(host_allowed(&d, Some(ok), Some(loopback)), "{ok}");
+            assert!(host_allowed(&d, Some(ok), Some(loopback), false), "{ok}");
         }
         // DNS rebinding: a foreign name resolving to the loopback node.
         for bad in [
@@ -773,16 +791,18 @@ mod tests {
             "localhost.evil.example",
             "127.0.0.1.evil.example",
         ] {
-            assert!(!host_allowed(&d, Some(bad), Some(loopback)), "{bad}");
+            assert!(!host_allowed(&d, Some(bad), Some(loopback), false), "{bad}");
         }
-        assert!(!host_allowed(&d, None, Some(loopback)));
-        assert!(host_allowed(&d, Some("evil.example"), Some(public)));
-        assert!(host_allowed(&d, Some("evil.example"), None));
+        // Behind a proxy on the same host, the site's own name.
+        assert!(host_allowed(&d, Some("app.example"), Some(loopback), true));
+        assert!(!host_allowed(&d, None, Some(loopback), false));
+        assert!(host_allowed(&d, Some("evil.example"), Some(public), false));
+        assert!(host_allowed(&d, Some("evil.example"), None, false));
         let list = AllowedHosts::List(vec!["app.example".into()]);
-        assert!(host_allowed(&list, Some("APP.example:443"), Some(public)));
-        assert!(!host_allowed(&list, Some("evil.example"), Some(public)));
-        assert!(!host_allowed(&list, None, Some(public)));
-        assert!(host_allowed(&AllowedHosts::Any, None, Some(loopback)));
+        assert!(host_allowed(&list, Some("APP.example:443"), Some(public), false));
+        assert!(!host_allowed(&list, Some("evil.example"), Some(public), false));
+        assert!(!host_allowed(&list, None, Some(public), false));
+        assert!(host_allowed(&AllowedHosts::Any, None, Some(loopback), false));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! 1. defaults ([`Config::default`]);
 //! 2. the TOML file, if one is given;
 //! 3. environment variables `THYWILL_<KEY>`, sections separated by a double underscore:
-//!    `THYWILL_PORT=10080`, `THYWILL_CLUSTER__BACKEND=redis`,
+//!    `THYWILL_PORT=10081`, `THYWILL_CLUSTER__BACKEND=redis`,
 //!    `THYWILL_CLUSTER__REDIS_URL=redis://10.0.0.5:6379`, `THYWILL_SESSION__SECRET=…`;
 //! 4. explicit overrides (typically command-line flags), as `("cluster.backend", "redis")`.
 //!
@@ -196,7 +196,7 @@ pub struct ClusterSettings {
     pub prefix: Option<String>,
     /// Address of the local HTTP cluster server (default: the member's listed address).
     pub listen: Option<SocketAddr>,
-    /// Shared secret of HTTP cluster traffic (required beyond loopback).
+    /// Shared secret of HTTP cluster traffic (required with the HTTP backend).
     pub secret: Option<String>,
     /// Heartbeat (Redis) or up-check (HTTP) interval in milliseconds.
     pub heartbeat_interval_ms: u64,
@@ -319,7 +319,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 10080,
+            port: 10081,
             member: "alpha".into(),
             base_path: None,
             limits: Limits::default(),

@@ -25,7 +25,7 @@
 //!     .application("echo", Echo)
 //!     .build()
 //!     .await?;
-//! let (addr, serving) = node.bind(([127, 0, 0, 1], 10080).into()).await?;
+//! let (addr, serving) = node.bind(([127, 0, 0, 1], 10081).into()).await?;
 //! println!("listening on http://{addr}/echo/");
 //! serving.await;
 //! # Ok(()) }

@@ -203,6 +203,7 @@ fn package(verify: bool) -> anyhow::Result<()> {
         "xtask package: publishable, in publishing order: {}",
         crates.iter().map(|p| name(p)).collect::<Vec<_>>().join(", ")
     );
+    forget_unpacked(&crates)?;
     let mut c = cargo();
     // `--allow-dirty`: CI packages a fresh clone; locally, uncommitted work is what is checked.
     c.args(["package", "--locked", "--allow-dirty"]);
@@ -224,6 +225,48 @@ fn package(verify: bool) -> anyhow::Result<()> {
         }
         bail!("package: {}", problems.join("; "))
     }
+}
+
+/// Removes cargo's unpacked copies of our own crates from earlier `cargo package` runs.
+/// Packaging several crates puts each into a temporary local registry, and the verify build of
+/// a crate that depends on another unpacks that one into `$CARGO_HOME/registry/src/-<hash>/`;
+/// the version does not change between runs, so cargo would build the dependents against the
+/// stale copy left by the previous run (seen: a removed `rand` dependency "came back"). Only
+/// local registries (directory names starting with `-`) are touched, never crates.io's.
+fn forget_unpacked(crates: &[&Value]) -> anyhow::Result<()> {
+    let registry = cargo_home().join("registry");
+    for kind in ["src", "cache"] {
+        let Ok(dirs) = std::fs::read_dir(registry.join(kind)) else {
+            continue;
+        };
+        for dir in dirs.filter_map(Result::ok) {
+            if !dir.file_name().to_string_lossy().starts_with('-') {
+                continue;
+            }
+            for p in crates {
+                let stem = format!("{}-{}", name(p), p["version"].as_str().unwrap_or("?"));
+                for path in [dir.path().join(&stem), dir.path().join(format!("{stem}.crate"))] {
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else if path.is_file() {
+                        std::fs::remove_file(&path)
+                    } else {
+                        continue;
+                    };
+                    removed.with_context(|| format!("cannot remove the stale {}", path.display()))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `$CARGO_HOME`, or `~/.cargo`.
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from(".cargo"))
 }
 
 /// `cargo xtask msrv`: see the module documentation.
@@ -437,11 +480,7 @@ enum AdvisoryDb {
 
 /// cargo-deny's default database root: `$CARGO_HOME/advisory-dbs`.
 fn advisory_db_dir() -> PathBuf {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .unwrap_or_else(|| PathBuf::from(".cargo"));
-    home.join("advisory-dbs")
+    cargo_home().join("advisory-dbs")
 }
 
 fn advisory_db() -> AdvisoryDb {

@@ -4,6 +4,12 @@
 //!
 //! The children run in their own process groups, so a Ctrl-C in the terminal reaches xtask
 //! only; xtask then stops them in order (SIGTERM, a grace period, SIGKILL).
+//!
+//! Secrets are drawn anew for every run and handed to every member in its environment (not on
+//! its command line, which every local user can read): `THYWILL_CLUSTER_SECRET` for
+//! `--cluster http` (the HTTP backend refuses to run without one), and
+//! `THYWILL_SESSION__SECRET` for a clustered Chat (its members must sign session cookies
+//! alike, and refuse to start without a secret).
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -29,9 +35,9 @@ const MEMBER_IDS: [&str; 24] = [
     "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega",
 ];
 
-/// Each example's default port (the original's); an example missing here starts at 10080.
+/// Each example's default port (the original's); an example missing here starts at 10081.
 const DEFAULT_PORTS: [(&str, u16); 6] = [
-    ("echo", 10080),
+    ("echo", 10081),
     ("calculations", 10082),
     ("draw", 10083),
     ("chat", 10087),
@@ -113,7 +119,7 @@ fn default_port(example: &str) -> u16 {
     DEFAULT_PORTS
         .iter()
         .find(|(name, _)| *name == example)
-        .map_or(10080, |(_, port)| *port)
+        .map_or(10081, |(_, port)| *port)
 }
 
 /// Members `alpha, beta, …` on consecutive ports from `first_port` (`0`: chosen later).
@@ -132,6 +138,31 @@ fn plan(count: usize, first_port: u16) -> anyhow::Result<Vec<Member>> {
             })
         })
         .collect()
+}
+
+/// Bytes of randomness in a generated secret (hex-encoded: twice as many characters).
+const SECRET_BYTES: usize = 32;
+
+/// A fresh random secret: [`SECRET_BYTES`] bytes from the system's generator, hex-encoded.
+fn random_secret() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; SECRET_BYTES];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for a secret")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The environment every member of this run gets: the secrets it needs, drawn anew per run.
+fn run_env(example: &str, cluster: Cluster) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut env = Vec::new();
+    if cluster == Cluster::Http {
+        env.push(("THYWILL_CLUSTER_SECRET", random_secret()?));
+    }
+    if example == "chat" && cluster != Cluster::None {
+        env.push(("THYWILL_SESSION__SECRET", random_secret()?));
+    }
+    Ok(env)
 }
 
 /// The command line of one member.
@@ -265,6 +296,10 @@ async fn supervise(opts: Options, bin: PathBuf) -> anyhow::Result<()> {
             m.port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         }
     }
+    let env = run_env(&opts.name, opts.cluster)?;
+    for (name, _) in &env {
+        println!("xtask: {name}: a secret generated for this run");
+    }
     let (events, mut event_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut started = 0usize;
@@ -272,6 +307,7 @@ async fn supervise(opts: Options, bin: PathBuf) -> anyhow::Result<()> {
     for m in &members {
         let mut c = tokio::process::Command::from(cmd(&bin));
         c.args(member_args(m, &members, opts.cluster, redis_url.as_deref()))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -437,6 +473,58 @@ mod tests {
         s.split_whitespace().map(String::from).collect()
     }
 
+    /// The ports browsers refuse to connect to (the Fetch standard's "bad ports", also
+    /// Chromium's and Firefox's lists): a page on one fails with `ERR_UNSAFE_PORT`.
+    const FETCH_BAD_PORTS: &[u16] = &[
+        0, 1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102,
+        103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512,
+        513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719,
+        1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697,
+        10080,
+    ];
+
+    #[test]
+    fn no_example_defaults_to_a_port_browsers_refuse() -> anyhow::Result<()> {
+        let root = crate::project_root();
+        for (name, port) in DEFAULT_PORTS {
+            // Every member of a run, up to the most members a run has.
+            for i in 0..MEMBER_IDS.len() as u16 {
+                let p = port + i;
+                assert!(
+                    !FETCH_BAD_PORTS.contains(&p),
+                    "{name}'s member {i} would use port {p}"
+                );
+            }
+            // The example's own default agrees with the table.
+            let lib = std::fs::read_to_string(root.join("examples").join(name).join("src/lib.rs"))?;
+            let declared = lib
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("pub const DEFAULT_PORT: u16 = "))
+                .and_then(|v| v.trim_end_matches(';').parse::<u16>().ok());
+            assert_eq!(declared, Some(port), "examples/{name}/src/lib.rs DEFAULT_PORT");
+        }
+        // The README's first command, and the configuration's default port.
+        let readme = std::fs::read_to_string(root.join("README.md"))?;
+        let mut named = 0;
+        for (at, _) in readme.match_indices("127.0.0.1:") {
+            let digits: String = readme[at + 10..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(p) = digits.parse::<u16>() {
+                named += 1;
+                assert!(!FETCH_BAD_PORTS.contains(&p), "README names port {p}");
+            }
+        }
+        assert!(named > 0, "the README names the address to open");
+        let config = std::fs::read_to_string(root.join("thywill/src/config.rs"))?;
+        assert!(
+            !config.contains("port: 10080,"),
+            "the configuration's default port is refused by browsers"
+        );
+        Ok(())
+    }
+
     #[test]
     fn parses_defaults() -> anyhow::Result<()> {
         let o = parse(args("echo"))?;
@@ -512,6 +600,34 @@ mod tests {
                 "--port 100 --member alpha --cluster http --cluster-members alpha=127.0.0.1:100,beta=127.0.0.1:101"
             )
         );
+        Ok(())
+    }
+
+    #[test]
+    fn every_run_draws_the_secrets_its_members_need() -> anyhow::Result<()> {
+        let names = |env: &[(&str, String)]| env.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>();
+        let http = run_env("draw", Cluster::Http)?;
+        assert_eq!(names(&http), ["THYWILL_CLUSTER_SECRET"]);
+        let secret = &http[0].1;
+        assert!(secret.len() == 2 * SECRET_BYTES && secret.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(
+            run_env("draw", Cluster::Http)?[0].1,
+            *secret,
+            "drawn anew per run"
+        );
+        assert_eq!(
+            names(&run_env("chat", Cluster::Http)?),
+            ["THYWILL_CLUSTER_SECRET", "THYWILL_SESSION__SECRET"]
+        );
+        assert_eq!(
+            names(&run_env("chat", Cluster::Redis)?),
+            ["THYWILL_SESSION__SECRET"]
+        );
+        assert!(
+            run_env("chat", Cluster::None)?.is_empty(),
+            "a single chat member draws its own"
+        );
+        assert!(run_env("draw", Cluster::Redis)?.is_empty());
         Ok(())
     }
 

@@ -48,10 +48,6 @@ pub const BASE: &str = "/chat";
 pub const DEFAULT_PORT: u16 = 10087;
 /// Longest chat message accepted, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 2_000;
-/// The session-signing secret the members of a **development** cluster share when none is
-/// configured (`--session-secret`, `THYWILL_SESSION__SECRET` or `[session] secret`). Anyone can
-/// read it here, so anyone can forge session cookies: configure your own for real use.
-pub const DEV_SESSION_SECRET: &str = "thywill-rs chat example: development secret, not for production";
 /// Prefix of the example's Redis keys (sessions, channels, waiting pool).
 pub const REDIS_PREFIX: &str = "thywill:chat:";
 
@@ -427,9 +423,11 @@ pub fn builder(pool: impl WaitingPool) -> Result<Builder, thywill::Error> {
 
 /// Builds a chat member as `opts` says: clustered members keep sessions, channels and the
 /// waiting pool in Redis (at `cluster.redis_url`, keys under [`REDIS_PREFIX`]) and share the
-/// session secret (`session_secret`, else the configured one, else [`DEV_SESSION_SECRET`] with
-/// a warning); a single member keeps them in memory with a random secret unless one is
-/// configured. Returns the node (not yet listening) and the cluster backend.
+/// session secret (`session_secret`, else the configured one): a clustered member without one
+/// refuses to start (every member must sign cookies with the same secret, and a published
+/// default would let anyone forge them). A single member keeps them in memory with a random
+/// secret unless one is configured. Returns the node (not yet listening) and the cluster
+/// backend.
 pub async fn build(
     mut opts: example_support::Options,
     session_secret: Option<String>,
@@ -439,10 +437,12 @@ pub async fn build(
         opts.config.session.secret = Some(secret);
     }
     if clustered && opts.config.session.secret.is_none() {
-        tracing::warn!(
-            "no session secret configured: using the development secret (set --session-secret for real use)"
+        anyhow::bail!(
+            "a clustered chat member needs a session secret of at least {} bytes, the same on every \
+             member: --session-secret S, THYWILL_SESSION__SECRET or `[session] secret` in the --config \
+             file (`cargo xtask run-example chat --cluster ...` generates one per run)",
+            thywill::transport::MIN_SECRET_LEN
         );
-        opts.config.session.secret = Some(DEV_SESSION_SECRET.to_owned());
     }
     let (builder, stores) = if clustered {
         let url = opts.config.cluster.redis_url.clone();
@@ -485,7 +485,31 @@ mod tests {
         assert_eq!(channel_id(&a, &b), channel_id(&b, &a));
         assert_eq!(channel_id(&a, &b).as_str().len(), 32);
         assert_ne!(channel_id(&a, &b), channel_id(&a, &SessionId::from("c")));
-        assert!(DEV_SESSION_SECRET.len() >= thywill::transport::MIN_SECRET_LEN);
+    }
+
+    #[tokio::test]
+    async fn a_clustered_member_needs_a_session_secret() -> anyhow::Result<()> {
+        let args = [
+            "--port",
+            "0",
+            "--cluster",
+            "redis",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+        ];
+        let opts = example_support::Options::parse(args.map(String::from), 0)?;
+        anyhow::ensure!(
+            opts.config.session.secret.is_none(),
+            "THYWILL_SESSION__SECRET is set here"
+        );
+        let Err(e) = build(opts, None).await else {
+            anyhow::bail!("a clustered member started without a session secret");
+        };
+        anyhow::ensure!(
+            e.to_string().contains("--session-secret"),
+            "the error says how to set one: {e:#}"
+        );
+        Ok(())
     }
 
     #[tokio::test]

@@ -6,7 +6,8 @@
 //! in memory) and open <http://127.0.0.1:10087/chat/> in two different browsers (or a private
 //! window): each browser is one session. Four members over Redis with
 //! `cargo xtask run-example chat --cluster redis --members 4` (sessions, channels and the
-//! waiting pool in Redis, keys under `thywill:chat:`). By hand:
+//! waiting pool in Redis, keys under `thywill:chat:`; xtask generates a session secret for the
+//! run and hands it to every member). By hand:
 //!
 //! ```text
 //! example-chat --port 10087 --member alpha --cluster redis --redis-url redis://127.0.0.1:6379 \
@@ -15,9 +16,8 @@
 //!
 //! Session cookies are signed: every member of a cluster needs the same secret
 //! (`--session-secret S`, `THYWILL_SESSION__SECRET` or `[session] secret` in the file given by
-//! `--config`). Without one, a clustered member uses a fixed **development** secret that anyone
-//! can read (`example_chat::DEV_SESSION_SECRET`) and says so in its log; a single member draws
-//! a random one. Every other option is `example_support`'s (`--help`).
+//! `--config`). Without one, a clustered member refuses to start; a single member draws a
+//! random one. Every other option is `example_support`'s (`--help`).
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -189,7 +189,7 @@ async fn the_conversation_survives_a_blip_and_a_member_crash() -> anyhow::Result
     let redis = RedisServer::start().await?;
     let args: Vec<String> = format!(
         "--cluster redis --redis-url {} --cluster-members alpha,beta --heartbeat-interval 100 \
-         --heartbeat-timeout 300",
+         --heartbeat-timeout 300 --session-secret a-browser-test-secret-of-at-least-32-bytes",
         redis.url()
     )
     .split_whitespace()

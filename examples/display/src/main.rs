@@ -5,9 +5,11 @@
 //!
 //! Run two members over HTTP with `cargo xtask run-example display --cluster http --members 2`
 //! and open <http://127.0.0.1:10091/display/> and <http://127.0.0.1:10092/display/>; stop one
-//! member and watch the other's page. By hand:
+//! member and watch the other's page (xtask draws the cluster secret for the run). By hand,
+//! with a secret shared by both members (`openssl rand -hex 32 > cluster-secret`):
 //!
 //! ```text
+//! export THYWILL_CLUSTER_SECRET="$(cat cluster-secret)"
 //! example-display --port 10091 --member alpha --cluster http \
 //!     --cluster-members alpha=127.0.0.1:10091,beta=127.0.0.1:10092
 //! example-display --port 10092 --member beta --cluster http \

@@ -7,9 +7,13 @@
 //!
 //! ```text
 //! example-draw --port 10083 --member alpha --cluster redis --redis-url redis://127.0.0.1:6379
-//! example-draw --port 10083 --member alpha --cluster http \
-//!     --cluster-members alpha=127.0.0.1:10083,beta=127.0.0.1:10084
+//! THYWILL_CLUSTER_SECRET="$(cat cluster-secret)" example-draw --port 10083 --member alpha \
+//!     --cluster http --cluster-members alpha=127.0.0.1:10083,beta=127.0.0.1:10084
 //! ```
+//!
+//! The HTTP cluster needs a secret shared by every member (`THYWILL_CLUSTER_SECRET` or
+//! `--cluster-secret`, at least 16 bytes; `openssl rand -hex 32 > cluster-secret`); `cargo xtask
+//! run-example draw --cluster http` draws one per run.
 //!
 //! A clustered member prints its cluster events as JSON lines on stdout (see
 //! `example_support::cluster`), plus `app_member_down` when, as designated handler, the

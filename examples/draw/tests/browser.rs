@@ -19,7 +19,9 @@ struct Served {
 }
 
 async fn member(id: &str, web: u16, list: &str) -> anyhow::Result<Served> {
-    let args = format!("--port {web} --member {id} --cluster http --cluster-members {list}");
+    let args = format!(
+        "--port {web} --member {id} --cluster http --cluster-members {list} --cluster-secret a-browser-test-secret-long-enough"
+    );
     let opts = example_support::Options::parse(args.split_whitespace().map(String::from), web)?;
     let (builder, backend) = example_support::cluster::apply(example_draw::builder()?, &opts, "draw")?;
     let node = builder.build().await?;

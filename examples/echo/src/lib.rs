@@ -8,7 +8,7 @@ pub const APP_ID: &str = "echo";
 /// Base path the example is served under.
 pub const BASE: &str = "/echo";
 /// Default port (the original's).
-pub const DEFAULT_PORT: u16 = 10080;
+pub const DEFAULT_PORT: u16 = 10081;
 
 /// Sends every message back to the connection it came from, metadata included.
 #[derive(Debug, Default)]

@@ -1,8 +1,8 @@
 //! Echo: the minimal thywill-rs application. Text typed into the page is sent to the server
 //! and echoed back, newest on top.
 //!
-//! Run it with `cargo xtask run-example echo` (or `cargo run -p example-echo -- --port 10080`)
-//! and open <http://127.0.0.1:10080/echo/>.
+//! Run it with `cargo xtask run-example echo` (or `cargo run -p example-echo -- --port 10081`)
+//! and open <http://127.0.0.1:10081/echo/>.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -285,12 +285,14 @@ mod tests {
     #[test]
     fn http_members_given_as_web_addresses_get_cluster_ports() -> anyhow::Result<()> {
         let o = opts(
-            "--port 100 --member beta --cluster http --cluster-members alpha=127.0.0.1:99,beta=127.0.0.1:100",
+            "--port 100 --member beta --cluster http --cluster-members alpha=127.0.0.1:99,beta=127.0.0.1:100 \
+             --cluster-secret a-test-secret-of-enough-bytes",
         )?;
         let c = backend(&o, "draw")?.context("a backend")?;
         assert_eq!(c.members(), vec![MemberId::from("alpha"), MemberId::from("beta")]);
         let o = opts(
-            "--port 100 --member beta --cluster http --cluster-members alpha=127.0.0.1:5,gamma=127.0.0.1:6",
+            "--port 100 --member beta --cluster http --cluster-members alpha=127.0.0.1:5,gamma=127.0.0.1:6 \
+             --cluster-secret a-test-secret-of-enough-bytes",
         );
         assert!(o.is_err(), "the local member must be listed");
         Ok(())

@@ -262,7 +262,7 @@ mod tests {
 
     #[test]
     fn parses_options() -> anyhow::Result<()> {
-        let o = Options::parse(["--port", "0", "--member", "beta"].map(String::from), 10080)?;
+        let o = Options::parse(["--port", "0", "--member", "beta"].map(String::from), 10081)?;
         assert_eq!((o.port, o.member.as_str()), (0, "beta"));
         assert!(o.host.is_loopback());
         assert!(Options::parse(["--bogus"].map(String::from), 1).is_err());
@@ -275,6 +275,8 @@ mod tests {
                 "alpha=127.0.0.1:1",
                 "--cluster-port",
                 "9",
+                "--cluster-secret",
+                "a test secret of enough bytes",
             ]
             .map(String::from),
             1,

@@ -1,4 +1,4 @@
-//! The shared conformance suite, run against the HTTP backend (with and without a secret).
+//! The shared conformance suite, run against the HTTP backend (which always has a secret).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,17 +18,7 @@ async fn http_backend_conforms() -> anyhow::Result<()> {
     let ports = Arc::new(Ports::default());
     conformance::run(options(), |spec: Spec| {
         let ports = ports.clone();
-        async move { crate::member(&ports, &spec, None) }
-    })
-    .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_backend_conforms_with_a_secret() -> anyhow::Result<()> {
-    let ports = Arc::new(Ports::default());
-    conformance::run(options(), |spec: Spec| {
-        let ports = ports.clone();
-        async move { crate::member(&ports, &spec, Some(b"a shared secret of the cluster")) }
+        async move { crate::member(&ports, &spec, b"a shared secret of the cluster") }
     })
     .await
 }

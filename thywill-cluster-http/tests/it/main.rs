@@ -31,13 +31,11 @@ impl Ports {
     }
 }
 
-/// Builds one member of the cluster described by `spec`.
-pub fn member(ports: &Ports, spec: &Spec, secret: Option<&[u8]>) -> anyhow::Result<Arc<dyn Cluster>> {
-    let mut config = HttpClusterConfig::default()
+/// Builds one member of the cluster described by `spec`, sharing `secret`.
+pub fn member(ports: &Ports, spec: &Spec, secret: &[u8]) -> anyhow::Result<Arc<dyn Cluster>> {
+    let config = HttpClusterConfig::default()
         .with_members(ports.members(spec))?
-        .with_local(spec.local.clone())?;
-    if let Some(s) = secret {
-        config = config.with_secret(s.to_vec())?;
-    }
+        .with_local(spec.local.clone())?
+        .with_secret(secret.to_vec())?;
     Ok(Arc::new(HttpCluster::new(config)?))
 }

@@ -4,3 +4,4 @@ mod calls;
 mod failures;
 mod fixture;
 mod lifecycle;
+mod wrapper;

@@ -239,7 +239,7 @@ pub(super) async fn spawn_server(
     Ok((child, addr))
 }
 
-/// The address in `listening: http://127.0.0.1:10080/echo/` (or `ws://…`).
+/// The address in `listening: http://127.0.0.1:10081/echo/` (or `ws://…`).
 fn listening_addr(line: &str) -> Option<SocketAddr> {
     let url = line.strip_prefix("listening: ")?.trim();
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -468,8 +468,8 @@ mod tests {
     fn reads_listening_lines() {
         let addr = |s: &str| listening_addr(s).map(|a| a.to_string());
         assert_eq!(
-            addr("listening: http://127.0.0.1:10080/echo/").as_deref(),
-            Some("127.0.0.1:10080")
+            addr("listening: http://127.0.0.1:10081/echo/").as_deref(),
+            Some("127.0.0.1:10081")
         );
         assert_eq!(
             addr("listening: ws://127.0.0.1:4000/").as_deref(),

@@ -38,7 +38,9 @@ struct Node {
 }
 
 async fn node(id: &str, list: &str) -> anyhow::Result<Node> {
-    let args = format!("--port 0 --member {id} --cluster http --cluster-members {list}");
+    let args = format!(
+        "--port 0 --member {id} --cluster http --cluster-members {list} --cluster-secret a-tracker-test-secret-long-enough"
+    );
     let opts = example_support::Options::parse(args.split_whitespace().map(String::from), 0)?;
     let builder = thywill::Thywill::builder()
         .base_path("/relay")?

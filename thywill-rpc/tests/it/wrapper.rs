@@ -1,0 +1,88 @@
+//! `with_rpc` forwards every hook of the application it wraps.
+
+use std::sync::Mutex;
+
+use thywill::{AppContext, Application, ChannelId, Client, Message};
+use thywill_rpc::{Registry, with_rpc};
+
+/// Fails when `trait Application` (in thywill-core) gains a method that `WithRpc` does not
+/// implement: a wrapper that falls back to a default silently drops the application's hook
+/// (as `tracks_presence` once did: a wrapped application lost presence).
+#[test]
+fn with_rpc_implements_every_method_of_application() -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let Ok(core) = std::fs::read_to_string(root.join("thywill-core/src/application.rs")) else {
+        // Outside the workspace (a packaged crate): nothing to compare with.
+        return Ok(());
+    };
+    let wrapper = std::fs::read_to_string(root.join("thywill-rpc/src/app.rs"))?;
+    let body = |text: &str, start: &str| -> anyhow::Result<String> {
+        let at = text
+            .find(start)
+            .ok_or_else(|| anyhow::anyhow!("`{start}` not found"))?;
+        // Up to the first line that closes the block at the start's indentation.
+        let rest = &text[at..];
+        let end = rest.find("\n}\n").unwrap_or(rest.len());
+        Ok(rest[..end].to_owned())
+    };
+    let methods = |block: &str| -> Vec<String> {
+        block
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim_start();
+                let l = l.strip_prefix("async ").unwrap_or(l);
+                l.strip_prefix("fn ")
+                    .and_then(|rest| rest.split(['(', '<']).next())
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    let required = methods(&body(&core, "pub trait Application")?);
+    let forwarded = methods(&body(
+        &wrapper,
+        "impl<A: Application> Application for WithRpc<A>",
+    )?);
+    anyhow::ensure!(
+        required.len() >= 10,
+        "found only {required:?} in trait Application"
+    );
+    let missing: Vec<&String> = required.iter().filter(|m| !forwarded.contains(m)).collect();
+    anyhow::ensure!(missing.is_empty(), "WithRpc does not forward {missing:?}");
+    Ok(())
+}
+
+/// An application that records what it was asked.
+#[derive(Default)]
+struct Recording {
+    asked: Mutex<Vec<String>>,
+}
+
+impl Application for Recording {
+    async fn received(&self, _: &AppContext, _: &Client, _: Message) {}
+
+    fn tracks_presence(&self, channel: &ChannelId) -> bool {
+        self.asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(channel.to_string());
+        channel.as_str() == "room"
+    }
+}
+
+#[test]
+fn a_wrapped_application_keeps_its_presence() -> anyhow::Result<()> {
+    let registry = Registry::builder().function("f.one", |x: u32| x).build()?;
+    let wrapped = with_rpc(Recording::default(), registry);
+    assert!(wrapped.tracks_presence(&ChannelId::from("room")));
+    assert!(!wrapped.tracks_presence(&ChannelId::from("hall")));
+    assert_eq!(
+        *wrapped
+            .inner()
+            .asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ["room", "hall"]
+    );
+    assert!(wrapped.rpc().is_some());
+    Ok(())
+}
