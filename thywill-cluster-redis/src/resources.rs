@@ -266,10 +266,10 @@ impl Inner {
             .await?;
         let mut out = Vec::with_capacity(paths.len());
         for p in paths {
-            if let Some(r) = self.load(&p).await? {
-                if r.bootstrap {
-                    out.push(r);
-                }
+            if let Some(r) = self.load(&p).await?
+                && r.bootstrap
+            {
+                out.push(r);
             }
         }
         out.sort_by(|a, b| {

@@ -26,6 +26,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `minify` | yes | [`DefaultMinifier`]: swc_core and lightningcss. Without it scripts and styles are bundled unminified (and clean builds are about twice as fast). |
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod blocking;
 mod compress;
@@ -40,6 +41,7 @@ pub use compress::{brotli, gzip, is_compressible};
 pub use error::{ResourcesError, Result};
 pub use manifest::{Entry, Manifest, Source, is_text};
 #[cfg(feature = "minify")]
+#[cfg_attr(docsrs, doc(cfg(feature = "minify")))]
 pub use minify::DefaultMinifier;
 pub use minify::{PassThrough, default_minifier};
 pub use pipeline::{

@@ -77,10 +77,10 @@ fn object_schema(o: &Map<String, Value>) -> String {
     let adds_shape = ["properties", "additionalProperties", "items", "prefixItems"]
         .iter()
         .any(|k| o.contains_key(*k));
-    if parts.is_empty() || adds_shape {
-        if let Some(typed) = typed(o) {
-            parts.insert(0, typed);
-        }
+    if (parts.is_empty() || adds_shape)
+        && let Some(typed) = typed(o)
+    {
+        parts.insert(0, typed);
     }
     match parts.len() {
         0 => "unknown".to_owned(),

@@ -117,10 +117,10 @@ fn source_hash(source: &str) -> u64 {
 
 fn template_error(name: &str, e: &minijinja::Error) -> TemplatesError {
     let mut message = e.to_string();
-    if let Some(line) = e.line() {
-        if !message.contains("line") {
-            message.push_str(&format!(" (line {line})"));
-        }
+    if let Some(line) = e.line()
+        && !message.contains("line")
+    {
+        message.push_str(&format!(" (line {line})"));
     }
     TemplatesError::Template {
         name: name.to_owned(),

@@ -141,7 +141,7 @@ impl State {
     /// Counts an operation; sweeps every [`SWEEP_EVERY`].
     fn tick(&mut self, max_age: Duration, now: Instant) {
         self.ops += 1;
-        if self.ops % SWEEP_EVERY == 0 {
+        if self.ops.is_multiple_of(SWEEP_EVERY) {
             self.sweep(max_age, now);
         }
     }

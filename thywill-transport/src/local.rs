@@ -224,7 +224,7 @@ impl Held {
 
     fn tick(&mut self, limits: &SessionLimits, now: std::time::Instant) {
         self.ops += 1;
-        if self.ops % 1024 == 0 || self.map.len() > limits.max_sessions {
+        if self.ops.is_multiple_of(1024) || self.map.len() > limits.max_sessions {
             self.sweep(limits, now);
         }
     }

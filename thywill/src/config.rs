@@ -543,6 +543,7 @@ impl Config {
 
     /// Builds the configured cluster backend (`None` for a single member). `app` names the
     /// default Redis prefix `thywill:<app>:cluster:`.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     pub fn cluster_backend(&self, app: &str) -> Result<Option<Arc<dyn crate::Cluster>>, ConfigError> {
         let c = &self.cluster;
         let heartbeat = (
@@ -658,6 +659,7 @@ impl Config {
     /// Gives the builder its replay history: shared in Redis (`<prefix>` default
     /// `thywill:<app>:history:`) with the Redis backend, so that clients recover on any member;
     /// else in memory.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     pub fn history(&self, builder: Builder, app: &str) -> Result<Builder, ConfigError> {
         let limits = self.history_limits()?;
         match self.cluster.backend {

@@ -93,6 +93,7 @@
 //! (`builder.cluster(cluster).tracker(tracker)`).
 //!
 //! See `ARCHITECTURE.md` for the map of the crates and the path of a message.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod config;
 
@@ -116,9 +117,11 @@ pub use thywill_transport::{
 
 /// Re-export of the HTTP cluster backend.
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use thywill_cluster_http::{self as cluster_http, HttpCluster, HttpClusterConfig};
 /// Re-export of the Redis cluster backend.
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use thywill_cluster_redis::{self as cluster_redis, RedisCluster, RedisClusterConfig};
 /// Re-export of the core crate, for component authors.
 pub use thywill_core as core;
@@ -361,6 +364,7 @@ impl Builder {
 
     /// Keeps the replay logs in Redis, connecting when the node is built.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_history(mut self, config: thywill_cluster_redis::RedisHistoryConfig) -> Self {
         self.history = Some(HistorySource::Redis(config));
         self

@@ -7,6 +7,8 @@ mod bench;
 mod flags;
 mod fuzz;
 mod lint;
+mod msrv_scan;
+mod release;
 mod run_example;
 mod sys;
 mod test;
@@ -23,8 +25,12 @@ usage: cargo xtask <task> [options]
 tasks:
   run-example  run an example: NAME [--members N] [--cluster none|redis|http] [--port P] [--redis-url URL] [--release]
   test         the test command: install test dependencies, run every test (nextest), then the doc tests
-  lint         cargo fmt --check, clippy -D warnings, rustdoc -D warnings
-  ci           lint, then test (what .ci/run does)
+  lint         cargo fmt --check, clippy -D warnings, rustdoc -D warnings, the facade's feature combinations
+  release-check  package, msrv and deny: what publishing needs
+  package      metadata of every publishable crate, then `cargo package` of all of them: [--no-verify]
+  msrv         the declared rust-version is the true minimum (dependencies, syntax; std APIs: clippy)
+  deny         cargo-deny: licences, duplicate versions, sources, advisories (deny.toml)
+  ci           lint, test and release-check (what .ci/run does)
   bench        benchmarks on release builds: bench NAME [options]; `cargo xtask bench help` lists them
   fuzz         fuzz the frame decoder and RPC requests (cargo-fuzz): [--secs N] [TARGET…]; `fuzz --help`
   help         this list
@@ -43,6 +49,10 @@ fn main() -> ExitCode {
         Some("test") => no_options("test", &rest).and_then(|()| test::run()),
         Some("lint") => no_options("lint", &rest).and_then(|()| lint::run()),
         Some("ci") => no_options("ci", &rest).and_then(|()| ci()),
+        Some("release-check") => no_options("release-check", &rest).and_then(|()| release::run_all_checks()),
+        Some("package") => release::run_package(&rest),
+        Some("msrv") => no_options("msrv", &rest).and_then(|()| release::msrv()),
+        Some("deny") => no_options("deny", &rest).and_then(|()| release::deny()),
         Some("bench") => bench::run(rest),
         Some("fuzz") => fuzz::run(rest),
         // Hidden: the raw tokio-tungstenite echo server `bench echo` compares against.
@@ -65,15 +75,28 @@ fn no_options(task: &str, rest: &[String]) -> anyhow::Result<()> {
     }
 }
 
-/// `cargo xtask ci`: lint, then test. Both run even when lint fails, so one CI run shows
-/// everything that is wrong.
+/// `cargo xtask ci`: lint, test, then the release checks (package, msrv, deny). All run even
+/// when one fails, so one CI run shows everything that is wrong.
 fn ci() -> anyhow::Result<()> {
     let lint = lint::run();
     if let Err(e) = &lint {
         eprintln!("xtask ci: lint failed ({e:#}); running the tests anyway");
     }
-    test::run()?;
-    lint
+    let test = test::run();
+    if let Err(e) = &test {
+        eprintln!("xtask ci: test failed ({e:#}); running the release checks anyway");
+    }
+    let release = release::run_all_checks();
+    let failed: Vec<&str> = [("lint", &lint), ("test", &test), ("release-check", &release)]
+        .into_iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| n)
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("ci: {} failed", failed.join(", "))
+    }
 }
 
 /// The workspace root (the parent of this crate's directory).

@@ -205,12 +205,11 @@ fn package_name(manifest: &str) -> Option<String> {
     for line in manifest.lines().map(str::trim) {
         if line.starts_with('[') {
             in_package = line == "[package]";
-        } else if in_package {
-            if let Some((key, value)) = line.split_once('=') {
-                if key.trim() == "name" {
-                    return Some(value.trim().trim_matches('"').to_owned());
-                }
-            }
+        } else if in_package
+            && let Some((key, value)) = line.split_once('=')
+            && key.trim() == "name"
+        {
+            return Some(value.trim().trim_matches('"').to_owned());
         }
     }
     None
@@ -229,10 +228,9 @@ fn discover_examples(root: &Path) -> anyhow::Result<Vec<String>> {
         if let Some(name) = package_name(&text)
             .as_deref()
             .and_then(|n| n.strip_prefix("example-"))
+            && name != "support"
         {
-            if name != "support" {
-                names.push(name.to_owned());
-            }
+            names.push(name.to_owned());
         }
     }
     names.sort();

@@ -178,10 +178,10 @@ async fn stream(
             break;
         }
         sent += 1;
-        if sent == unlock_after {
-            if let Err(e) = ctx.expose(&connection, TOTALS_SCRIPT).await {
-                tracing::debug!(%connection, error = %e, "totals not exposed");
-            }
+        if sent == unlock_after
+            && let Err(e) = ctx.expose(&connection, TOTALS_SCRIPT).await
+        {
+            tracing::debug!(%connection, error = %e, "totals not exposed");
         }
         let pause = rand::random_range(interval.clone());
         tokio::time::sleep(pause).await;

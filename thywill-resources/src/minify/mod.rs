@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use thywill_core::{CoreError, CoreResult, Minifier};
+#[cfg(feature = "minify")]
+use thywill_core::CoreError;
+use thywill_core::{CoreResult, Minifier};
 
 #[cfg(feature = "minify")]
 pub mod css;

@@ -253,10 +253,10 @@ async fn next_id(ws: &mut Ws, wait: Duration) -> anyhow::Result<Option<u64>> {
             Err(_) => return Ok(None),
             Ok(None) => bail!("the receiving connection closed"),
             Ok(Some(m)) => {
-                if let Message::Text(text) = m? {
-                    if let Some(id) = stroke_id(&text) {
-                        return Ok(Some(id));
-                    }
+                if let Message::Text(text) = m?
+                    && let Some(id) = stroke_id(&text)
+                {
+                    return Ok(Some(id));
                 }
             }
         }
