@@ -40,6 +40,8 @@ struct Slot {
 struct State {
     /// Started (live) members and their queues.
     live: HashMap<MemberId, Slot>,
+    /// Links whose sends fail (from, to): a member that cannot reach another.
+    failing: std::collections::HashSet<(MemberId, MemberId)>,
 }
 
 /// The shared medium of an in-memory cluster. Cheap to clone.
@@ -86,6 +88,18 @@ impl Hub {
         self.state().live.contains_key(id)
     }
 
+    /// Makes every send from `from` to `to` fail with an error (or succeed again), as if the
+    /// link between them broke; neither is told the other went down.
+    pub fn fail_sends(&self, from: impl Into<MemberId>, to: impl Into<MemberId>, failing: bool) {
+        let link = (from.into(), to.into());
+        let mut st = self.state();
+        if failing {
+            st.failing.insert(link);
+        } else {
+            st.failing.remove(&link);
+        }
+    }
+
     /// Kills `id` at once: it stops sending and receiving, and every live member is told it
     /// went down.
     pub fn kill(&self, id: impl Into<MemberId>) {
@@ -120,6 +134,9 @@ impl HubMember {
         let st = self.hub.state();
         if !st.live.contains_key(&self.local) {
             return Err(CoreError::Unavailable(format!("{} is not running", self.local)));
+        }
+        if st.failing.contains(&(self.local.clone(), to.clone())) {
+            return Err(CoreError::Unavailable(format!("{to} cannot be reached")));
         }
         if let Some(slot) = st.live.get(to) {
             let _ = slot.queue.send(Delivery::Task(self.local.clone(), task));

@@ -162,3 +162,54 @@ async fn sessions_added_anywhere_subscribe_their_connections_everywhere() -> any
     none_before_answer(&mut on_gamma, |d| d.get("said").is_some()).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_cannot_be_reached_does_not_keep_the_others_from_their_share() -> anyhow::Result<()> {
+    let c = Cluster::start(&["alpha", "beta", "gamma"]).await?;
+    let (s, cookie) = c.session().await?;
+    let mut on_beta = c.connect(1, &cookie).await?;
+    let mut on_gamma = c.connect(2, &cookie).await?;
+    let (_, admin_cookie) = c.session().await?;
+    let mut admin = c.connect(0, &admin_cookie).await?;
+    // Alpha's tracker knows both tabs of the session.
+    let deadline = tokio::time::Instant::now() + thywill_testkit::TIMEOUT;
+    loop {
+        let answer = cmd(
+            &mut admin,
+            json!({"op": "connected", "session": s.as_str(), "connection": ""}),
+        )
+        .await?;
+        if answer["connections"] == 2 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "alpha never saw both tabs: {answer}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Alpha cannot reach beta (which comes first in member order); gamma still gets its share,
+    // and the sender is told of the failure.
+    c.hub.fail_sends("alpha", "beta", true);
+    admin
+        .ws
+        .send("rooms", json!({"op": "tell", "session": s.as_str(), "text": "psst"}))
+        .await?;
+    let answer = next(&mut admin, |d| d["done"] == "tell").await?;
+    assert!(answer.get("error").is_some(), "the failure is reported: {answer}");
+    assert_eq!(
+        next(&mut on_gamma, |d| d.get("told").is_some()).await?["told"],
+        "psst"
+    );
+    c.hub.fail_sends("alpha", "beta", false);
+    cmd(
+        &mut admin,
+        json!({"op": "tell", "session": s.as_str(), "text": "again"}),
+    )
+    .await?;
+    assert_eq!(
+        next(&mut on_beta, |d| d.get("told").is_some()).await?["told"],
+        "again"
+    );
+    Ok(())
+}

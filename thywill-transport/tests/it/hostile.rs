@@ -389,3 +389,41 @@ async fn another_sessions_client_cannot_spoil_a_tabs_message_ids() -> anyhow::Re
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_second_hello_naming_another_tab_does_not_carry_the_first_tabs_mark() -> anyhow::Result<()> {
+    let config = SessionConfig::new([9u8; 32])?;
+    let sessions = Sessions::new(config, Arc::new(MemorySessionStore::new()));
+    let fx = Fixture::start_with(self::config()?, Some(sessions)).await?;
+    let page = http_get(fx.addr, "/t/", "").await?;
+    let line = page
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .ok_or_else(|| anyhow::anyhow!("no cookie in {page}"))?;
+    let cookie = line
+        .split_once(':')
+        .and_then(|(_, v)| v.trim().split(';').next())
+        .unwrap_or_default()
+        .to_owned();
+    let msg =
+        |id: u64, text: &str| json!({"t": "msg", "app": "echo", "data": text, "_": {}, "id": id}).to_string();
+    let mut c = WsClient::connect_with_cookie(&fx.ws_url(), &cookie).await?;
+    c.send_text(json!({"t": "hello", "v": 1, "tab": "first-tab-0000000"}).to_string())
+        .await?;
+    c.send_text(msg(50, "first tab")).await?;
+    while !matches!(c.recv().await?, ServerFrame::Ack { id: 50 }) {}
+    // The same connection now speaks for another tab, whose ids start again at 1.
+    c.send_text(json!({"t": "hello", "v": 1, "tab": "second-tab-000000"}).to_string())
+        .await?;
+    c.send_text(msg(1, "second tab")).await?;
+    loop {
+        match c.recv().await? {
+            ServerFrame::Msg { data, .. } if data == json!("second tab") => break,
+            ServerFrame::Ack { id: 50 } => {
+                anyhow::bail!("the second tab's message was taken for a duplicate")
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

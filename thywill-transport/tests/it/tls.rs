@@ -114,6 +114,17 @@ async fn wss_echo_and_https_pages_work_and_http_is_redirected() -> anyhow::Resul
         )),
         "{r}"
     );
+    // Never to whatever host a request names: a foreign host is refused, not redirected to.
+    let foreign = {
+        let mut s = tokio::net::TcpStream::connect(plain).await?;
+        s.write_all(b"GET /t/alive HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut out = String::new();
+        tokio::time::timeout(thywill_testkit::TIMEOUT, s.read_to_string(&mut out)).await??;
+        out
+    };
+    assert!(foreign.starts_with("HTTP/1.1 421"), "{foreign}");
+    assert!(!foreign.to_ascii_lowercase().contains("location:"), "{foreign}");
 
     fx.node.shutdown();
     tokio::time::timeout(thywill_testkit::TIMEOUT, serving).await??;
