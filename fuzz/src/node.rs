@@ -40,7 +40,9 @@ use thywill_core::{
     Message, Offset, SessionId,
 };
 use thywill_rpc::Registry;
-use thywill_transport::local::{LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker};
+use thywill_transport::local::{
+    LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker,
+};
 use thywill_transport::{LocalHistory, Node, NodeParts, SessionConfig, Sessions, TransportConfig};
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
@@ -169,8 +171,11 @@ impl Application for Rooms {
                     .await
             }
             "direct" => {
-                ctx.send_to_connection(&ConnectionId::from(text(d, "connection")), json!({"direct": true}))
-                    .await
+                ctx.send_to_connection(
+                    &ConnectionId::from(text(d, "connection")),
+                    json!({"direct": true}),
+                )
+                .await
             }
             "presence" => ctx.presence(&channel).await.map(|p| {
                 reply["present"] = json!(p.len());
@@ -247,9 +252,19 @@ struct Seen {
     seq: u64,
 }
 
-/// What every client saw of the streams: per wire stream name, the epoch last seen and the
-/// highest offset in it.
-type Streams = Arc<Mutex<HashMap<String, Offset>>>;
+/// What every client saw and sent, shared by the harness and the reader tasks.
+#[derive(Debug, Default)]
+struct Known {
+    /// Per wire stream name, the epoch last seen and the highest offset in it.
+    streams: HashMap<String, Offset>,
+    /// Every stream message seen, by stream, epoch and offset: its application and data (a
+    /// message replayed must be the one delivered live, whoever receives it).
+    logged: HashMap<(String, String, u64), (ApplicationId, Value)>,
+    /// The highest client message id sent by any connection (no `ack` may go past it).
+    max_id: u64,
+}
+
+type Streams = Arc<Mutex<Known>>;
 
 /// Property violations found by reader tasks.
 type Problems = Arc<Mutex<Vec<String>>>;
@@ -361,7 +376,10 @@ impl Harness {
                     .await;
             }
             Op::Big => {
-                let text = format!("{{\"t\":\"msg\",\"app\":\"plain\",\"data\":\"{}\"}}", "x".repeat(FRAME_LIMIT));
+                let text = format!(
+                    "{{\"t\":\"msg\",\"app\":\"plain\",\"data\":\"{}\"}}",
+                    "x".repeat(FRAME_LIMIT)
+                );
                 self.send(i, WsMessage::text(text)).await;
             }
             Op::Raw(frags) => {
@@ -371,7 +389,12 @@ impl Harness {
             Op::Wait(n) => {
                 tokio::time::sleep(Duration::from_millis(20) * u32::from(*n)).await;
             }
-            Op::Hello { version, tab, streams } => {
+            Op::Shutdown => self.node.shutdown(),
+            Op::Hello {
+                version,
+                tab,
+                streams,
+            } => {
                 let frame = ClientFrame::Hello {
                     v: match version {
                         Version::One => 1,
@@ -436,8 +459,9 @@ impl Harness {
         };
         let (client, server) = tokio::io::duplex(PIPE);
         let node = self.node.clone();
-        self.served
-            .push(tokio::spawn(async move { node.serve_upgraded(server, cookie).await }));
+        self.served.push(tokio::spawn(
+            async move { node.serve_upgraded(server, cookie).await },
+        ));
         let ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
         let (sink, stream) = ws.split();
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -505,6 +529,8 @@ impl Harness {
             Id::Any(n) => n,
         };
         conn.last_id = id;
+        let mut known = lock(&self.streams);
+        known.max_id = known.max_id.max(id);
         id
     }
 
@@ -517,6 +543,7 @@ impl Harness {
 
     fn positions(&self, i: usize, streams: &[StreamPos]) -> BTreeMap<String, Offset> {
         let known = lock(&self.streams);
+        let known = &known.streams;
         streams
             .iter()
             .map(|p| {
@@ -617,7 +644,11 @@ impl Harness {
         })
         .await;
         match ended {
-            Err(_) => return Err(format!("connection tasks still running {END_TIME:?} after their clients left")),
+            Err(_) => {
+                return Err(format!(
+                    "connection tasks still running {END_TIME:?} after their clients left"
+                ));
+            }
             Ok(Err(e)) => return Err(e),
             Ok(Ok(())) => {}
         }
@@ -676,7 +707,9 @@ impl Harness {
         let bytes = self.history.bytes();
         let max = history_limits().max_total_bytes;
         if bytes > max {
-            return Err(format!("the history holds {bytes} bytes, more than its bound of {max}"));
+            return Err(format!(
+                "the history holds {bytes} bytes, more than its bound of {max}"
+            ));
         }
         self.node.shutdown();
         Ok(())
@@ -723,7 +756,7 @@ async fn read(
         }
         let at = |stream: &str, epoch: &str, off: u64| {
             let mut known = lock(&streams);
-            let o = known.entry(stream.to_owned()).or_insert_with(|| Offset {
+            let o = known.streams.entry(stream.to_owned()).or_insert_with(|| Offset {
                 epoch: epoch.to_owned(),
                 off,
             });
@@ -739,7 +772,9 @@ async fn read(
         match &frame {
             ServerFrame::Welcome { .. } => problem("a second welcome".to_owned()),
             ServerFrame::Msg {
+                app,
                 seq,
+                data,
                 stream,
                 epoch,
                 off,
@@ -751,9 +786,27 @@ async fn read(
                 s.seq = *seq;
                 if let (Some(stream), Some(epoch), Some(off)) = (stream, epoch, off) {
                     at(stream, epoch, *off);
+                    let key = (stream.clone(), epoch.clone(), *off);
+                    let mut known = lock(&streams);
+                    let first = known
+                        .logged
+                        .entry(key)
+                        .or_insert_with(|| (app.clone(), data.clone()));
+                    if (&first.0, &first.1) != (app, data) {
+                        problem(format!(
+                            "{stream} {epoch} {off} is {app} {data} here, {} {} before",
+                            first.0, first.1
+                        ));
+                    }
                 }
             }
             ServerFrame::Skip { stream, epoch, off } => at(stream, epoch, *off),
+            ServerFrame::Ack { id } => {
+                let max = lock(&streams).max_id;
+                if *id > max {
+                    problem(format!("ack of {id}, but no client sent an id above {max}"));
+                }
+            }
             _ => {}
         }
     }
@@ -810,7 +863,9 @@ fn json_value(j: Json) -> Value {
 }
 
 const TAGS: &[&str] = &["hello", "resume", "msg", "rpc", "welcome", "ack", ""];
-const KEYS: &[&str] = &["v", "tab", "streams", "epoch", "off", "app", "data", "_", "id", "name", "args", "last_seq"];
+const KEYS: &[&str] = &[
+    "v", "tab", "streams", "epoch", "off", "app", "data", "_", "id", "name", "args", "last_seq",
+];
 
 fn raw_text(frags: &[Frag]) -> String {
     let mut bytes = Vec::new();

@@ -79,6 +79,8 @@ pub enum Op {
     Ping,
     /// Lets this many times 20 ms pass (on the paused clock).
     Wait(u8),
+    /// Shuts the node down (it closes every connection with 1001 and refuses new ones).
+    Shutdown,
 }
 
 /// The `Cookie` header of a new connection (sessions mode only; ignored in plain mode).
@@ -446,7 +448,7 @@ impl Encode for Step {
 
 impl Encode for Op {
     fn encode(&self, out: &mut Vec<u8>) {
-        const N: u32 = 12;
+        const N: u32 = 13;
         match self {
             Op::Open(c) => {
                 variant(out, 0, N);
@@ -454,7 +456,11 @@ impl Encode for Op {
             }
             Op::Close => variant(out, 1, N),
             Op::Drop => variant(out, 2, N),
-            Op::Hello { version, tab, streams } => {
+            Op::Hello {
+                version,
+                tab,
+                streams,
+            } => {
                 variant(out, 3, N);
                 version.encode(out);
                 tab.encode(out);
@@ -491,6 +497,7 @@ impl Encode for Op {
                 variant(out, 11, N);
                 n.encode(out);
             }
+            Op::Shutdown => variant(out, 12, N),
         }
     }
 }

@@ -45,7 +45,16 @@ pub fn all() -> Vec<(&'static str, Input)> {
                     step(1, Op::Open(Cookie::Second)),
                     step(0, hello(Some(Tab::A), vec![])),
                     step(0, msg(Command::Join(Channel::Room), None)),
-                    step(1, msg(Command::Say { channel: Channel::Room, others: false }, None)),
+                    step(
+                        1,
+                        msg(
+                            Command::Say {
+                                channel: Channel::Room,
+                                others: false,
+                            },
+                            None,
+                        ),
+                    ),
                     step(1, msg(Command::Tell(SessionRef::Of(0)), None)),
                     step(0, Op::Resume(vec![pos(Stream::Room, Epoch::Real, Off::Max)])),
                     step(
@@ -55,7 +64,10 @@ pub fn all() -> Vec<(&'static str, Input)> {
                             pos(Stream::Room, Epoch::Real, Off::AlmostMax),
                         ]),
                     ),
-                    step(0, hello(Some(Tab::A), vec![pos(Stream::Room, Epoch::Real, Off::Max)])),
+                    step(
+                        0,
+                        hello(Some(Tab::A), vec![pos(Stream::Room, Epoch::Real, Off::Max)]),
+                    ),
                     step(0, Op::Resume(vec![pos(Stream::Room, Epoch::Real, Off::Before)])),
                 ],
             },
@@ -93,9 +105,36 @@ pub fn all() -> Vec<(&'static str, Input)> {
                     step(0, hello(Some(Tab::A), vec![])),
                     step(0, msg(Command::Join(Channel::Lobby), Some(Id::Any(5)))),
                     step(0, msg(Command::Join(Channel::Lobby), Some(Id::Same))),
-                    step(0, msg(Command::Say { channel: Channel::Lobby, others: true }, Some(Id::Any(4)))),
-                    step(0, msg(Command::Say { channel: Channel::Lobby, others: false }, Some(Id::Max))),
-                    step(0, msg(Command::Say { channel: Channel::Lobby, others: false }, Some(Id::Same))),
+                    step(
+                        0,
+                        msg(
+                            Command::Say {
+                                channel: Channel::Lobby,
+                                others: true,
+                            },
+                            Some(Id::Any(4)),
+                        ),
+                    ),
+                    step(
+                        0,
+                        msg(
+                            Command::Say {
+                                channel: Channel::Lobby,
+                                others: false,
+                            },
+                            Some(Id::Max),
+                        ),
+                    ),
+                    step(
+                        0,
+                        msg(
+                            Command::Say {
+                                channel: Channel::Lobby,
+                                others: false,
+                            },
+                            Some(Id::Same),
+                        ),
+                    ),
                     step(0, msg(Command::Data(Json::Null), Some(Id::Zero))),
                     step(0, Op::Wait(2)),
                 ],
@@ -115,7 +154,16 @@ pub fn all() -> Vec<(&'static str, Input)> {
                     step(0, msg(Command::Add(Channel::Lobby), None)),
                     step(1, msg(Command::Join(Channel::Lobby), None)),
                     step(2, msg(Command::Join(Channel::Other), None)),
-                    step(1, msg(Command::Say { channel: Channel::Lobby, others: true }, None)),
+                    step(
+                        1,
+                        msg(
+                            Command::Say {
+                                channel: Channel::Lobby,
+                                others: true,
+                            },
+                            None,
+                        ),
+                    ),
                     step(2, msg(Command::Tell(SessionRef::Of(1)), None)),
                     step(1, msg(Command::Direct(ConnRef::Of(0)), None)),
                     step(1, msg(Command::Direct(ConnRef::Junk), None)),
@@ -124,7 +172,10 @@ pub fn all() -> Vec<(&'static str, Input)> {
                     step(0, Op::Drop),
                     step(1, msg(Command::Leave(Channel::Lobby), None)),
                     step(0, Op::Open(Cookie::First)),
-                    step(0, hello(Some(Tab::B), vec![pos(Stream::Lobby, Epoch::Real, Off::One)])),
+                    step(
+                        0,
+                        hello(Some(Tab::B), vec![pos(Stream::Lobby, Epoch::Real, Off::One)]),
+                    ),
                     step(2, msg(Command::Clear(Channel::Lobby), None)),
                     step(1, Op::Close),
                 ],
@@ -141,16 +192,88 @@ pub fn all() -> Vec<(&'static str, Input)> {
                     step(1, Op::Open(Cookie::First)),
                     step(2, Op::Open(Cookie::First)),
                     step(3, Op::Open(Cookie::First)),
-                    step(0, Op::Raw(vec![Frag::Open, Frag::KeyT, Frag::Tag(0), Frag::Comma, Frag::Key(0), Frag::Number(1), Frag::Close])),
-                    step(0, Op::Raw(vec![Frag::Open, Frag::KeyT, Frag::Tag(2), Frag::Comma, Frag::Key(5), Frag::Rooms, Frag::Comma, Frag::Key(6), Frag::Surrogate, Frag::Close])),
-                    step(0, Op::Raw(vec![Frag::Byte(0xff), Frag::Byte(0xfe), Frag::OpenList, Frag::Null])),
+                    step(
+                        0,
+                        Op::Raw(vec![
+                            Frag::Open,
+                            Frag::KeyT,
+                            Frag::Tag(0),
+                            Frag::Comma,
+                            Frag::Key(0),
+                            Frag::Number(1),
+                            Frag::Close,
+                        ]),
+                    ),
+                    step(
+                        0,
+                        Op::Raw(vec![
+                            Frag::Open,
+                            Frag::KeyT,
+                            Frag::Tag(2),
+                            Frag::Comma,
+                            Frag::Key(5),
+                            Frag::Rooms,
+                            Frag::Comma,
+                            Frag::Key(6),
+                            Frag::Surrogate,
+                            Frag::Close,
+                        ]),
+                    ),
+                    step(
+                        0,
+                        Op::Raw(vec![
+                            Frag::Byte(0xff),
+                            Frag::Byte(0xfe),
+                            Frag::OpenList,
+                            Frag::Null,
+                        ]),
+                    ),
                     step(1, Op::Ping),
                     step(1, Op::Binary(3)),
                     step(2, Op::Big),
-                    step(3, Op::Hello { version: Version::Two, tab: Some(Tab::Bad), streams: vec![pos(Stream::Junk, Epoch::Junk, Off::Max)] }),
-                    step(3, Op::Hello { version: Version::One, tab: Some(Tab::Long), streams: vec![pos(Stream::RoomElsewhere, Epoch::Other, Off::One), pos(Stream::RoomShared, Epoch::Empty, Off::Zero), pos(Stream::Empty, Epoch::Real, Off::Any(7))] }),
+                    step(
+                        3,
+                        Op::Hello {
+                            version: Version::Two,
+                            tab: Some(Tab::Bad),
+                            streams: vec![pos(Stream::Junk, Epoch::Junk, Off::Max)],
+                        },
+                    ),
+                    step(
+                        3,
+                        Op::Hello {
+                            version: Version::One,
+                            tab: Some(Tab::Long),
+                            streams: vec![
+                                pos(Stream::RoomElsewhere, Epoch::Other, Off::One),
+                                pos(Stream::RoomShared, Epoch::Empty, Off::Zero),
+                                pos(Stream::Empty, Epoch::Real, Off::Any(7)),
+                            ],
+                        },
+                    ),
                     step(3, msg(Command::Data(Json::Deep(200)), None)),
-                    step(3, Op::Raw(vec![Frag::Open, Frag::KeyT, Frag::Tag(1), Frag::Comma, Frag::Key(2), Frag::Open, Frag::RoomStream, Frag::Colon, Frag::Open, Frag::Key(3), Frag::Rooms, Frag::Comma, Frag::Key(4), Frag::Number(u64::MAX), Frag::Close, Frag::Close, Frag::Close])),
+                    step(
+                        3,
+                        Op::Raw(vec![
+                            Frag::Open,
+                            Frag::KeyT,
+                            Frag::Tag(1),
+                            Frag::Comma,
+                            Frag::Key(2),
+                            Frag::Open,
+                            Frag::RoomStream,
+                            Frag::Colon,
+                            Frag::Open,
+                            Frag::Key(3),
+                            Frag::Rooms,
+                            Frag::Comma,
+                            Frag::Key(4),
+                            Frag::Number(u64::MAX),
+                            Frag::Close,
+                            Frag::Close,
+                            Frag::Close,
+                        ]),
+                    ),
                 ]
                 .into_iter()
                 .chain((0..18).map(|_| step(0, Op::Raw(vec![Frag::Close]))))
@@ -164,14 +287,77 @@ pub fn all() -> Vec<(&'static str, Input)> {
                 sessions: false,
                 steps: vec![
                     step(0, Op::Open(Cookie::First)),
-                    step(0, Op::Rpc { app: App::Rooms, id: 1, name: RpcName::Who, args: Json::Null }),
-                    step(0, Op::Rpc { app: App::Rooms, id: 2, name: RpcName::Echo, args: Json::List(3) }),
-                    step(0, Op::Rpc { app: App::Rooms, id: 3, name: RpcName::Fail, args: Json::Int(1) }),
-                    step(0, Op::Rpc { app: App::Rooms, id: 4, name: RpcName::Join, args: Json::Text(4) }),
-                    step(0, Op::Rpc { app: App::Rooms, id: 5, name: RpcName::Unknown, args: Json::Null }),
-                    step(0, Op::Rpc { app: App::Plain, id: 6, name: RpcName::Who, args: Json::Null }),
-                    step(0, Op::Rpc { app: App::Unknown, id: u64::MAX, name: RpcName::Empty, args: Json::Float(f64::NAN.to_bits()) }),
-                    step(0, Op::Msg { app: App::Unknown, data: Command::Table, id: None }),
+                    step(
+                        0,
+                        Op::Rpc {
+                            app: App::Rooms,
+                            id: 1,
+                            name: RpcName::Who,
+                            args: Json::Null,
+                        },
+                    ),
+                    step(
+                        0,
+                        Op::Rpc {
+                            app: App::Rooms,
+                            id: 2,
+                            name: RpcName::Echo,
+                            args: Json::List(3),
+                        },
+                    ),
+                    step(
+                        0,
+                        Op::Rpc {
+                            app: App::Rooms,
+                            id: 3,
+                            name: RpcName::Fail,
+                            args: Json::Int(1),
+                        },
+                    ),
+                    step(
+                        0,
+                        Op::Rpc {
+                            app: App::Rooms,
+                            id: 4,
+                            name: RpcName::Join,
+                            args: Json::Text(4),
+                        },
+                    ),
+                    step(
+                        0,
+                        Op::Rpc {
+                            app: App::Rooms,
+                            id: 5,
+                            name: RpcName::Unknown,
+                            args: Json::Null,
+                        },
+                    ),
+                    step(
+                        0,
+                        Op::Rpc {
+                            app: App::Plain,
+                            id: 6,
+                            name: RpcName::Who,
+                            args: Json::Null,
+                        },
+                    ),
+                    step(
+                        0,
+                        Op::Rpc {
+                            app: App::Unknown,
+                            id: u64::MAX,
+                            name: RpcName::Empty,
+                            args: Json::Float(f64::NAN.to_bits()),
+                        },
+                    ),
+                    step(
+                        0,
+                        Op::Msg {
+                            app: App::Unknown,
+                            data: Command::Table,
+                            id: None,
+                        },
+                    ),
                     step(0, Op::Wait(1)),
                 ],
             },
@@ -188,15 +374,63 @@ pub fn all() -> Vec<(&'static str, Input)> {
                     step(0, hello(Some(Tab::A), vec![])),
                     step(0, msg(Command::Add(Channel::Room), Some(Id::Next))),
                     step(1, msg(Command::Join(Channel::Room), None)),
-                    step(1, msg(Command::Say { channel: Channel::Room, others: true }, None)),
-                    step(1, msg(Command::Say { channel: Channel::Room, others: true }, None)),
+                    step(
+                        1,
+                        msg(
+                            Command::Say {
+                                channel: Channel::Room,
+                                others: true,
+                            },
+                            None,
+                        ),
+                    ),
+                    step(
+                        1,
+                        msg(
+                            Command::Say {
+                                channel: Channel::Room,
+                                others: true,
+                            },
+                            None,
+                        ),
+                    ),
                     step(0, msg(Command::Flood(200), Some(Id::Next))),
-                    step(1, msg(Command::Say { channel: Channel::Room, others: false }, None)),
+                    step(
+                        1,
+                        msg(
+                            Command::Say {
+                                channel: Channel::Room,
+                                others: false,
+                            },
+                            None,
+                        ),
+                    ),
                     step(0, Op::Open(Cookie::First)),
-                    step(0, hello(Some(Tab::A), vec![pos(Stream::Room, Epoch::Real, Off::One), pos(Stream::OwnSession, Epoch::Real, Off::Zero)])),
+                    step(
+                        0,
+                        hello(
+                            Some(Tab::A),
+                            vec![
+                                pos(Stream::Room, Epoch::Real, Off::One),
+                                pos(Stream::OwnSession, Epoch::Real, Off::Zero),
+                            ],
+                        ),
+                    ),
                     step(0, Op::Resume(vec![pos(Stream::Room, Epoch::Other, Off::Zero)])),
                     step(2, Op::Open(Cookie::Missing)),
                     step(2, msg(Command::Table, None)),
+                    step(
+                        0,
+                        msg(
+                            Command::Say {
+                                channel: Channel::Room,
+                                others: false,
+                            },
+                            Some(Id::Next),
+                        ),
+                    ),
+                    step(3, Op::Shutdown),
+                    step(1, Op::Open(Cookie::Second)),
                 ],
             },
         ),
