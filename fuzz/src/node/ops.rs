@@ -23,7 +23,10 @@ pub struct Input {
 /// One thing done on one connection slot.
 #[derive(Arbitrary, Clone, Debug, PartialEq)]
 pub struct Step {
-    /// The connection slot (modulo [`CONNS`](super::CONNS)).
+    /// The connection slot (modulo [`CONNS`](super::CONNS)). With the high bit set the next
+    /// step follows at once; otherwise everything runnable runs first (and the clock moves
+    /// on by a millisecond), so that bursts from several connections interleave in the
+    /// node as the scheduler has it.
     pub conn: u8,
     /// What is done.
     pub op: Op,

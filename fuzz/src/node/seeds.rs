@@ -281,6 +281,37 @@ pub fn all() -> Vec<(&'static str, Input)> {
             },
         ),
         (
+            // A burst: several connections' frames queued before the node reads any of them
+            // (the high bit of the slot: no pause after the step).
+            "burst",
+            Input {
+                sessions: true,
+                steps: vec![
+                    step(0, Op::Open(Cookie::First)),
+                    step(1, Op::Open(Cookie::Second)),
+                    step(2, Op::Open(Cookie::First)),
+                    step(0x80, hello(Some(Tab::A), vec![])),
+                    step(0x81, msg(Command::Join(Channel::Lobby), Some(Id::Any(1)))),
+                    step(0x82, msg(Command::Add(Channel::Lobby), Some(Id::Any(1)))),
+                    step(
+                        0x80,
+                        msg(
+                            Command::Say {
+                                channel: Channel::Lobby,
+                                others: true,
+                            },
+                            Some(Id::Any(1)),
+                        ),
+                    ),
+                    step(0x81, Op::Close),
+                    step(0x82, msg(Command::Remove(Channel::Lobby), None)),
+                    step(0x80, Op::Resume(vec![pos(Stream::Lobby, Epoch::Real, Off::Zero)])),
+                    step(0x82, Op::Drop),
+                    step(0, msg(Command::Presence(Channel::Lobby), Some(Id::Same))),
+                ],
+            },
+        ),
+        (
             // Remote procedures of every kind, for served and unknown applications.
             "rpc",
             Input {
