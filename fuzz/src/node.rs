@@ -17,7 +17,9 @@
 //! 1. Nothing panics: not the harness, and not the node (its connection tasks catch panics and
 //!    count them in `thywill_panics_total`, which must stay 0).
 //! 2. What the node writes to a client is a welcome first, then frames that decode as
-//!    `ServerFrame`, with `msg` sequence numbers going up by exactly one from 1.
+//!    `ServerFrame`, with `msg` sequence numbers going up by exactly one from 1; a stream
+//!    message (stream, epoch, offset) is the same message whoever receives it, live or
+//!    replayed; no `ack` acknowledges an id above every id the clients sent.
 //! 3. After the input every connection is closed; each connection task then ends (bounded),
 //!    and the node has no connection left: not in its table, not in the client tracker, not
 //!    in the presence of any channel.
