@@ -13,11 +13,17 @@
 //!   arguments, sent through `RpcHandler::call` to a registry with functions of several
 //!   parameter shapes, never panics and answers exactly what the registry documents: a
 //!   result, or an error with one of the stable codes.
+//! - [`node::check`]: a real node, in process, driven by several client connections with
+//!   arbitrary sequences of frames (`hello`, `resume`, `msg`, `rpc`, malformed text, pings,
+//!   closes); nothing panics, what it writes is well-formed, and once the clients are gone
+//!   no connection is left in the node, the tracker or any channel's presence, and the
+//!   history stays within its bound.
 //!
 //! Run them with `cargo xtask fuzz [--secs N] [TARGET…]`.
 
 pub mod envelope;
 pub mod json;
+pub mod node;
 pub mod rpc_request;
 
 /// The frame size limit the transport applies by default (64 KiB).
@@ -61,6 +67,14 @@ mod tests {
         for (path, data) in seeds("rpc_request") {
             eprintln!("{}", path.display());
             super::rpc_request::check(&data);
+        }
+    }
+
+    #[test]
+    fn node_seeds_pass() {
+        for (path, data) in seeds("node") {
+            eprintln!("{}", path.display());
+            super::node::check(&data);
         }
     }
 

@@ -15,7 +15,7 @@ use crate::flags::Args;
 use crate::{cargo, project_root, run as run_cmd, show};
 
 /// The fuzz targets (binaries of `fuzz/Cargo.toml`).
-const TARGETS: &[&str] = &["envelope", "rpc_request"];
+const TARGETS: &[&str] = &["envelope", "rpc_request", "node"];
 /// Seconds per target unless `--secs` says otherwise.
 const DEFAULT_SECS: u64 = 30;
 /// Seconds one input may take before libFuzzer reports it as a hang.
@@ -28,7 +28,8 @@ Fuzzes each TARGET (default: all) for N seconds (default 30) with cargo-fuzz, wh
 installs when missing. Fails when a target finds a crash; the input is saved under
 fuzz/artifacts/TARGET/.
 
-targets: envelope (the wire-protocol decoder), rpc_request (RPC requests through a registry)
+targets: envelope (the wire-protocol decoder), rpc_request (RPC requests through a registry),
+         node (a real node driven by several connections with sequences of frames)
 ";
 
 pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
