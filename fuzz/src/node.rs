@@ -905,11 +905,10 @@ fn raw_text(frags: &[Frag]) -> String {
 mod tests {
     use super::*;
 
-    /// Found by this target: an application wrapped by `thywill_rpc::with_rpc` loses its
+    /// Found by this target: an application wrapped by `thywill_rpc::with_rpc` lost its
     /// presence (and its `cluster_member_status` and `tracker_event` hooks), because
-    /// `WithRpc` does not forward `tracks_presence`. Ignored until thywill-rpc forwards it.
+    /// `WithRpc` did not forward `tracks_presence`.
     #[test]
-    #[ignore = "thywill-rpc's WithRpc does not forward tracks_presence yet"]
     fn with_rpc_keeps_presence() {
         let wrapped = thywill_rpc::with_rpc(Rooms { registry: registry() }, registry());
         let app: &dyn DynApplication = &wrapped;

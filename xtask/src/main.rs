@@ -32,7 +32,7 @@ tasks:
   deny         cargo-deny: licences, duplicate versions, sources, advisories (deny.toml)
   ci           lint, test and release-check (what .ci/run does)
   bench        benchmarks on release builds: bench NAME [options]; `cargo xtask bench help` lists them
-  fuzz         fuzz the frame decoder and RPC requests (cargo-fuzz): [--secs N] [TARGET…]; `fuzz --help`
+  fuzz         fuzz the frame decoder, RPC requests and a whole node driven by several connections (cargo-fuzz): [--secs N] [TARGET…]; `fuzz --help`
   help         this list
 ";
 
