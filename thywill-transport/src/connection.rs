@@ -240,6 +240,15 @@ impl Task<'_> {
                                 }
                             }
                             handle_frame(node, self.handle, self.conn, self.session, frame, &rpc_slots).await;
+                            // Reads go first, but a client whose own frames fill its queue
+                            // (answers, skips) is written to before it is read again.
+                            while self.rx.len() > cfg.outbound_queue / 2 {
+                                let Ok(frame) = self.rx.try_recv() else { break };
+                                let write = ws.send(WsMessage::text(self.taken(frame)));
+                                if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
+                                    return end;
+                                }
+                            }
                         }
                         Err(ProtocolError::TooBig { size, limit }) => {
                             tracing::info!(size, limit, "message too big");
@@ -259,6 +268,22 @@ impl Task<'_> {
                         }
                     }
                 }
+                // Timers before writes: a connection busy writing still pings (and a
+                // client that only answers pings is still heard) and acknowledges.
+                () = &mut ack_timer, if self.inbound.ack_due => {
+                    self.inbound.ack_due = false;
+                    send_ack(node, self.handle, self.conn, self.inbound.key.clone(), self.inbound.mark);
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > cfg.keepalive_timeout {
+                        tracing::info!("keepalive timeout");
+                        return (close::KEEPALIVE_TIMEOUT, "keepalive timeout");
+                    }
+                    let write = ws.send(WsMessage::Ping(Default::default()));
+                    if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
+                        return end;
+                    }
+                }
                 out = self.rx.recv() => match out {
                     Some(frame) => {
                         let text = self.taken(frame);
@@ -276,20 +301,6 @@ impl Task<'_> {
                     }
                     None => return (close::INTERNAL_ERROR, "queue closed"),
                 },
-                () = &mut ack_timer, if self.inbound.ack_due => {
-                    self.inbound.ack_due = false;
-                    send_ack(node, self.handle, self.conn, self.inbound.key.clone(), self.inbound.mark);
-                }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > cfg.keepalive_timeout {
-                        tracing::info!("keepalive timeout");
-                        return (close::KEEPALIVE_TIMEOUT, "keepalive timeout");
-                    }
-                    let write = ws.send(WsMessage::Ping(Default::default()));
-                    if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
-                        return end;
-                    }
-                }
 
             }
         }

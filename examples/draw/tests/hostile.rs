@@ -357,7 +357,9 @@ fn drain(sender: &mut WsClient, last_skip: &mut Option<(String, String, u64)>) -
     Ok(())
 }
 
-#[tokio::test]
+// Two workers: the ordinary subscriber must answer the member's pings (every 500 ms) while a
+// thousand heartbeats and the sender share this process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_that_never_read_cost_bounded_bytes_and_are_closed() -> anyhow::Result<()> {
     let (mut target, watch) = start(&format!("[limits]\n{KEEPALIVE}")).await?;
     let n = hostile::sockets_that_fit(1_000);

@@ -193,7 +193,10 @@ async fn a_member_that_cannot_be_reached_does_not_keep_the_others_from_their_sha
     c.hub.fail_sends("alpha", "beta", true);
     admin
         .ws
-        .send("rooms", json!({"op": "tell", "session": s.as_str(), "text": "psst"}))
+        .send(
+            "rooms",
+            json!({"op": "tell", "session": s.as_str(), "text": "psst"}),
+        )
         .await?;
     let answer = next(&mut admin, |d| d["done"] == "tell").await?;
     assert!(answer.get("error").is_some(), "the failure is reported: {answer}");

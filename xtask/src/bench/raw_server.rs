@@ -1,6 +1,10 @@
 //! The baseline of `bench echo`: a minimal tokio-tungstenite echo server, run as the hidden
 //! task `cargo xtask bench-raw-server [--port P]` (port 0, the default, picks a free port).
 //! Like the examples it prints `listening: ws://ADDR/` on stdout, then serves until killed.
+//!
+//! Configured as well as thywill's own socket, so the ratio is honest: `TCP_NODELAY` on every
+//! socket, the same 2 KiB read buffer and unbuffered writes (`write_buffer_size(0)`), the same
+//! runtime.
 
 use futures_util::{SinkExt, StreamExt};
 
@@ -13,6 +17,9 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
     // The default runtime, as `#[tokio::main]` in the examples: the comparison stays fair.
     tokio::runtime::Runtime::new()?.block_on(serve(port))
 }
+
+/// The node's read buffer (`thywill-transport`'s `socket::READ_BUFFER`).
+const READ_BUFFER: usize = 2 * 1024;
 
 async fn serve(port: u16) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -27,8 +34,14 @@ async fn serve(port: u16) -> anyhow::Result<()> {
                 continue;
             }
         };
+        if let Err(e) = stream.set_nodelay(true) {
+            eprintln!("bench-raw-server: cannot set TCP_NODELAY: {e}");
+        }
         tokio::spawn(async move {
-            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+            let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                .read_buffer_size(READ_BUFFER)
+                .write_buffer_size(0);
+            let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
                 return;
             };
             while let Some(Ok(message)) = ws.next().await {
