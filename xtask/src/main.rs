@@ -129,8 +129,35 @@ pub(crate) fn cmd(program: impl AsRef<OsStr>) -> Command {
 }
 
 /// `$CARGO` (the cargo running us), or `cargo`, rooted at the project root.
+///
+/// The variables cargo set for running xtask itself (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...)
+/// are removed: build scripts track some of them (`ring`'s tracks `CARGO_MANIFEST_DIR`), so a
+/// nested build that inherited them would invalidate, and be invalidated by, a plain `cargo
+/// build` of the same profile.
 pub(crate) fn cargo() -> Command {
-    cmd(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
+    let mut c = cmd(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_for_xtask) {
+            c.env_remove(name);
+        }
+    }
+    c
+}
+
+/// Whether `name` is a variable cargo sets for the crate it runs (here: xtask), as opposed to
+/// one that configures cargo (`CARGO_HOME`, `CARGO_TARGET_DIR`, `CARGO_INCREMENTAL`, ...).
+fn set_for_xtask(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_BIN_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 /// Runs a command to completion with inherited stdio; fails unless it exits successfully.
@@ -181,5 +208,25 @@ pub(crate) fn run_all(task: &str, commands: Vec<Command>) -> anyhow::Result<()> 
     } else {
         println!("xtask {task}: FAILED: {}", failed.join("; "));
         bail!("{task}: {} of its steps failed", failed.len())
+    }
+}
+
+#[cfg(test)]
+mod nested_cargo_tests {
+    /// Tests run under cargo, which sets `CARGO_MANIFEST_DIR` for them as it does for xtask.
+    #[test]
+    fn nested_cargo_does_not_inherit_the_variables_cargo_set_for_xtask() {
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let c = super::cargo();
+        let removed: Vec<_> = c
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        assert!(removed.iter().any(|n| n == "CARGO_MANIFEST_DIR"), "{removed:?}");
+        assert!(removed.iter().any(|n| n.starts_with("CARGO_PKG_")), "{removed:?}");
+        for kept in ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_INCREMENTAL"] {
+            assert!(!super::set_for_xtask(kept), "{kept}");
+        }
     }
 }
