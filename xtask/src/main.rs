@@ -12,6 +12,8 @@ mod release;
 mod run_example;
 mod sys;
 mod test;
+#[cfg(test)]
+mod tidy;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};

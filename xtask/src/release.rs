@@ -72,7 +72,7 @@ pub(crate) fn run_package(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// `cargo metadata` of the workspace, every feature on.
-fn metadata() -> anyhow::Result<Value> {
+pub(crate) fn metadata() -> anyhow::Result<Value> {
     let mut c = cargo();
     c.args(["metadata", "--format-version", "1", "--all-features", "--locked"])
         .stderr(Stdio::inherit());
@@ -84,7 +84,7 @@ fn metadata() -> anyhow::Result<Value> {
 }
 
 /// The workspace's own packages (members), as `cargo metadata` lists them.
-fn members(meta: &Value) -> Vec<&Value> {
+pub(crate) fn members(meta: &Value) -> Vec<&Value> {
     let ids: Vec<&str> = meta["workspace_members"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -100,11 +100,11 @@ fn members(meta: &Value) -> Vec<&Value> {
 }
 
 /// A package may be published unless it says `publish = false` (metadata: `"publish": []`).
-fn publishable(p: &Value) -> bool {
+pub(crate) fn publishable(p: &Value) -> bool {
     !p["publish"].as_array().is_some_and(Vec::is_empty)
 }
 
-fn name(p: &Value) -> &str {
+pub(crate) fn name(p: &Value) -> &str {
     p["name"].as_str().unwrap_or("?")
 }
 
