@@ -338,6 +338,7 @@ impl Harness {
             resources: Arc::new(MemoryResources::new()),
             sessions,
             history: history.clone(),
+            caches: Arc::new(thywill_core::MemoryCaches::new()),
         })
         .await;
         let node = match node {

@@ -43,9 +43,11 @@
 //! ```
 //!
 //! The crate also holds Redis-backed stores shared by the members: [`RedisSessions`],
-//! [`RedisChannels`], [`RedisResources`] and [`RedisHistory`] (the replay logs that let a
-//! client recover what it missed after reconnecting to any member).
+//! [`RedisChannels`], [`RedisResources`], [`RedisHistory`] (the replay logs that let a
+//! client recover what it missed after reconnecting to any member) and [`RedisCaches`] (the
+//! applications' named LRU caches, one copy shared by every member).
 
+mod caches;
 mod channels;
 mod config;
 mod error;
@@ -72,6 +74,7 @@ use thywill_core::{
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use caches::{RedisCaches, RedisCachesConfig};
 pub use channels::{RedisChannels, RedisChannelsConfig};
 pub use config::RedisClusterConfig;
 pub use error::Error;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::cache::{Cache, CacheLimits, DynCacheManager};
 use crate::cluster::MemberStatus;
 use crate::protocol::LoadKind;
 use crate::{
@@ -128,6 +129,14 @@ pub trait ClientInterface: Send + Sync + 'static {
     fn presence(&self, channel: ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
         let _ = channel;
         unavailable("presence")
+    }
+
+    /// The node's cache manager, as applications use it: writes through it are invalidated on
+    /// the other members (see [`crate::cache`]). The default: none.
+    fn caches(&self) -> CoreResult<Arc<dyn DynCacheManager>> {
+        Err(CoreError::Unavailable(
+            "this client interface has no cache manager".into(),
+        ))
     }
 }
 
@@ -324,6 +333,34 @@ impl AppContext {
     /// The sessions present in a channel cluster-wide (see [`Application::tracks_presence`]).
     pub async fn presence(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
         self.clients.presence(channel.clone()).await
+    }
+
+    /// Creates the named cache with `limits` on this member (or sets the limits of the existing
+    /// one) and returns it. Cache names belong to the node: applications that use one name
+    /// share the cache. Call it in [`Application::setup`], or whenever the cache is needed:
+    /// it is cheap.
+    ///
+    /// A write through the cache on any member evicts the key from every member's copy (or,
+    /// with a shared store such as Redis, there is one copy). See [`crate::cache`].
+    pub async fn create_cache(&self, name: &str, limits: CacheLimits) -> CoreResult<Cache> {
+        let caches = self.clients.caches()?;
+        caches.create(name, limits).await?;
+        Ok(Cache::new(name, caches))
+    }
+
+    /// The named cache, if it was created on this member ([`CoreError::NotFound`] otherwise).
+    pub fn cache(&self, name: &str) -> CoreResult<Cache> {
+        let caches = self.clients.caches()?;
+        match caches.limits(name) {
+            Some(_) => Ok(Cache::new(name, caches)),
+            None => Err(crate::cache::not_created(name)),
+        }
+    }
+
+    /// Removes every value of the named cache (on every member) and forgets the cache on this
+    /// member.
+    pub async fn destroy_cache(&self, name: &str) -> CoreResult<()> {
+        self.clients.caches()?.destroy(name).await
     }
 }
 

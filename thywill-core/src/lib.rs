@@ -11,14 +11,16 @@
 //! - the browser wire protocol v1 ([`protocol`]), shared by the server and the fuzz targets;
 //! - the traits every component implements: [`Application`], [`ClientInterface`],
 //!   [`Cluster`], [`ClientTracker`], [`ChannelManager`], [`SessionStore`],
-//!   [`ResourceManager`], [`TemplateEngine`], [`Minifier`], [`RpcHandler`] and [`History`]
-//!   (replay logs for recovery after reconnects).
+//!   [`ResourceManager`], [`TemplateEngine`], [`Minifier`], [`RpcHandler`], [`History`]
+//!   (replay logs for recovery after reconnects) and [`CacheManager`] (named, bounded LRU
+//!   caches, with the in-memory default [`MemoryCaches`]; see [`cache`]).
 //!
 //! Async trait methods return [`BoxFuture`] where the trait must be stored as a trait object;
 //! the user-facing [`Application`] trait uses `impl Future` and is erased internally through
 //! [`DynApplication`].
 
 mod application;
+pub mod cache;
 mod channel;
 pub mod cluster;
 mod error;
@@ -31,6 +33,7 @@ mod rpc;
 mod session;
 mod tracker;
 
+pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
 pub use application::{AppContext, Application, ClientInterface, DynApplication, Target, is_plain_path};
 pub use channel::ChannelManager;
 pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, MemberStatus, Task};

@@ -6,6 +6,7 @@
 //! - [`process`]: real example processes, killed on drop.
 //! - [`redis`]: a real `redis-server` on a free loopback port.
 //! - [`conformance`]: the suite every cluster backend passes.
+//! - [`cache_conformance`]: the suite every cache manager passes.
 //! - [`hostile`]: raw attack clients (silent sockets, raw WebSocket frames) and the memory of
 //!   the attacked process.
 //! - [`hub`]: an in-memory cluster of several members in one process.
@@ -17,6 +18,7 @@
 //! Every wait here is bounded by a timeout; nothing sleeps to synchronise.
 
 pub mod browser;
+pub mod cache_conformance;
 pub mod conformance;
 pub mod hostile;
 pub mod hub;

@@ -22,6 +22,7 @@
 //! (see `docs/PROTOCOL.md`, "Recovery after a reconnect").
 
 mod assets;
+mod caches;
 mod config;
 mod connection;
 mod error;

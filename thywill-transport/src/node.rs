@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 
 use serde::{Deserialize, Serialize};
+use thywill_core::DynCacheManager;
 use thywill_core::cluster::MemberStatus;
 use thywill_core::protocol::{LoadKind, ServerFrame, close};
 use thywill_core::{
@@ -52,6 +53,9 @@ pub struct NodeParts {
     pub sessions: Option<crate::Sessions>,
     /// Replay logs of channel and session streams, and received marks of tabs.
     pub history: Arc<dyn History>,
+    /// The named caches of applications ([`thywill_core::MemoryCaches`] by default); the node
+    /// invalidates their copies across the cluster.
+    pub caches: Arc<dyn DynCacheManager>,
 }
 
 impl std::fmt::Debug for NodeParts {
@@ -269,6 +273,8 @@ pub(crate) struct Inner {
     pub(crate) resources: Arc<dyn ResourceManager>,
     pub(crate) sessions: Option<crate::Sessions>,
     pub(crate) history: Arc<dyn History>,
+    /// The cache manager itself (applications use it through [`crate::caches::Invalidating`]).
+    pub(crate) caches: Arc<dyn DynCacheManager>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Counters of the registered applications, resolved at start.
     pub(crate) app_counters: HashMap<ApplicationId, crate::metrics::AppCounters>,
@@ -322,6 +328,8 @@ struct Router {
     member: MemberId,
     members: Vec<MemberId>,
     tracker: Arc<dyn ClientTracker>,
+    /// The cache manager, its writes invalidated on the other members.
+    caches: Arc<dyn DynCacheManager>,
 }
 
 /// Cluster task: deliver a message, or a `load` frame, to local connections of the receiving
@@ -430,6 +438,7 @@ impl Node {
             resources,
             sessions,
             history,
+            caches,
         } = parts;
         let mut seen = HashSet::new();
         for (id, _) in &applications {
@@ -447,12 +456,15 @@ impl Node {
         let subs = Subs::new(member.clone(), move |ch: &ChannelId| {
             presence_apps.iter().any(|a| a.tracks_presence(ch))
         });
+        let invalidating: Arc<dyn DynCacheManager> =
+            Arc::new(crate::caches::Invalidating::new(caches.clone(), cluster.clone()));
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let router: Arc<dyn ClientInterface> = Arc::new(Router {
                 inner: weak.clone(),
                 member: member.clone(),
                 members: cluster.members(),
                 tracker: tracker.clone(),
+                caches: invalidating,
             });
             let apps: BTreeMap<ApplicationId, _> = applications
                 .into_iter()
@@ -476,6 +488,7 @@ impl Node {
                 resources,
                 sessions,
                 history,
+                caches,
                 metrics,
                 app_counters,
                 connections: RwLock::new(HashMap::new()),
@@ -1095,6 +1108,10 @@ impl ClientInterface for Router {
         };
         Box::pin(std::future::ready(r))
     }
+
+    fn caches(&self) -> CoreResult<Arc<dyn DynCacheManager>> {
+        Ok(self.caches.clone())
+    }
 }
 
 /// Sends presence tasks to other members, in the order they were queued.
@@ -1283,6 +1300,8 @@ impl ClusterEvents for Events {
                 }
                 Err(e) => tracing::warn!(%from, error = %e, "bad presence task"),
             }
+        } else if let Some(c) = task.decode::<crate::caches::Invalidate>() {
+            crate::caches::on_cache_task(inner.caches.as_ref(), &from, c);
         } else {
             tracing::debug!(%from, task = %task.name, "cluster task with no handler");
         }
@@ -1297,12 +1316,14 @@ impl ClusterEvents for Events {
                 .outbox
                 .send(Outgoing::To(from.clone(), PresenceTask::SnapshotRequest));
             inner.tell_of_lost_messages(&from);
+            crate::caches::on_link_loss(inner.caches.as_ref(), &from, "lost member-to-member messages");
         }
     }
 
     fn member_up(&self, member: MemberId) {
         tracing::info!(%member, "cluster member up");
         let Some(inner) = self.0.upgrade() else { return };
+        crate::caches::on_link_loss(inner.caches.as_ref(), &member, "a member came up");
         // Both ways: its presence is asked for, and ours is pushed, since what it asked of us
         // while we saw it as down may never have left this member.
         let _ = inner

@@ -36,6 +36,10 @@
 //! max_age_ms = 300000
 //! # enabled = false; prefix = "thywill:chat:history:" (Redis)
 //!
+//! [cache]                           # the applications' named caches
+//! backend = "redis"                 # memory (default) | redis
+//! # redis_url (default: cluster.redis_url); prefix = "thywill:chat:cache:"
+//!
 //! [tls]
 //! cert = "/etc/thywill/cert.pem"
 //! key = "/etc/thywill/key.pem"
@@ -165,6 +169,30 @@ impl Default for ReplaySettings {
             prefix: None,
         }
     }
+}
+
+/// Where the applications' named caches live (see [`crate::AppContext::create_cache`]).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// `memory` (default: each member's own copies, invalidated across the cluster by the
+    /// node) or `redis` (one copy in Redis, shared by the members; feature `redis`).
+    pub backend: CacheBackend,
+    /// Redis URL (default: `cluster.redis_url`).
+    pub redis_url: Option<String>,
+    /// Redis key prefix (default `thywill:<app>:cache:`).
+    pub prefix: Option<String>,
+}
+
+/// Which cache manager.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheBackend {
+    /// [`crate::MemoryCaches`].
+    #[default]
+    Memory,
+    /// `RedisCaches` (feature `redis`).
+    Redis,
 }
 
 /// Which cluster backend.
@@ -307,6 +335,8 @@ pub struct Config {
     pub session: SessionSettings,
     /// Replay of missed messages.
     pub replay: ReplaySettings,
+    /// The applications' named caches.
+    pub cache: CacheSettings,
     /// TLS, if served directly.
     pub tls: Option<TlsSettings>,
     /// Logging.
@@ -326,6 +356,7 @@ impl Default for Config {
             cluster: ClusterSettings::default(),
             session: SessionSettings::default(),
             replay: ReplaySettings::default(),
+            cache: CacheSettings::default(),
             tls: None,
             log: LogSettings::default(),
             metrics: MetricsSetting::default(),
@@ -477,6 +508,7 @@ impl Config {
                 self.cluster_backend("app")?;
             }
         }
+        let _checked = self.caches(Builder::default(), "app")?;
         Ok(())
     }
 
@@ -627,7 +659,43 @@ impl Config {
             let (cluster, tracker) = crate::transport::tracker::tracked_arc(cluster);
             builder = builder.cluster(cluster).tracker(tracker);
         }
-        self.history(builder, app)
+        let builder = self.history(builder, app)?;
+        self.caches(builder, app)
+    }
+
+    /// Gives the builder its cache manager as `[cache]` says: memory (the builder's default),
+    /// or Redis under `<prefix>` (default `thywill:<app>:cache:`), at `cache.redis_url` or else
+    /// `cluster.redis_url`.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub fn caches(&self, builder: Builder, app: &str) -> Result<Builder, ConfigError> {
+        match self.cache.backend {
+            CacheBackend::Memory => Ok(builder),
+            #[cfg(feature = "redis")]
+            CacheBackend::Redis => {
+                use thywill_cluster_redis::RedisCachesConfig;
+                let e = |k: &'static str| move |e: thywill_cluster_redis::Error| ConfigError::new(k, e);
+                let (url, url_key) = match &self.cache.redis_url {
+                    Some(url) => (url.clone(), "cache.redis_url"),
+                    None => (self.cluster.redis_url.clone(), "cluster.redis_url"),
+                };
+                let config = RedisCachesConfig::default()
+                    .with_url(url)
+                    .map_err(e(url_key))?
+                    .with_prefix(
+                        self.cache
+                            .prefix
+                            .clone()
+                            .unwrap_or_else(|| format!("thywill:{app}:cache:")),
+                    )
+                    .map_err(e("cache.prefix"))?;
+                Ok(builder.redis_caches(config))
+            }
+            #[cfg(not(feature = "redis"))]
+            CacheBackend::Redis => Err(ConfigError::new(
+                "cache.backend",
+                "built without the `redis` feature",
+            )),
+        }
     }
 
     /// The bounds of the replay history.
@@ -801,6 +869,21 @@ mod tests {
             (&[("THYWILL_BASE_PATH", "/a b")], "base_path"),
             (&[("THYWILL_HOST", "nowhere")], "host"),
             (&[("THYWILL_LOG__FORMAT", "xml")], "log.format"),
+            (&[("THYWILL_CACHE__BACKEND", "disk")], "cache.backend"),
+            (
+                &[
+                    ("THYWILL_CACHE__BACKEND", "redis"),
+                    ("THYWILL_CACHE__PREFIX", "a{b}:"),
+                ],
+                "cache.prefix",
+            ),
+            (
+                &[
+                    ("THYWILL_CACHE__BACKEND", "redis"),
+                    ("THYWILL_CACHE__REDIS_URL", "rediss://secure.example:6379"),
+                ],
+                "cache.redis_url",
+            ),
             (
                 &[
                     ("THYWILL_TLS__CERT", "/nonexistent.pem"),

@@ -46,6 +46,7 @@
 //! | remote procedures | [`RpcHandler`] | none; [`rpc::Registry`] is a typed registry of functions (crate `thywill-rpc`) |
 //! | page templates | [`TemplateEngine`] | [`templates::MiniJinja`] (HTML autoescaping) |
 //! | minifier | [`Minifier`] | [`resources::DefaultMinifier`] (swc_core, lightningcss) |
+//! | named caches | [`CacheManager`] | [`MemoryCaches`] (a bounded LRU per cache and member, invalidated across the cluster) |
 //!
 //! ## Pages and resources
 //!
@@ -79,6 +80,11 @@
 //! - **Presence** ([`Application::tracks_presence`], [`AppContext::presence`]): which sessions
 //!   have a connection subscribed to a channel anywhere, with `state` / `join` / `leave`
 //!   messages to its subscribers; a member's sessions leave as soon as its failure is detected.
+//! - **Named caches** ([`AppContext::create_cache`], [`AppContext::cache`], [`Cache`]): LRU
+//!   caches bounded in entries and bytes, for bytes or any serde value. In memory by default
+//!   (each member has its copies; a `set`, `remove` or `clear` on one member evicts the key on
+//!   every other member), or shared in Redis ([`Builder::redis_caches`], or `[cache] backend =
+//!   "redis"` in the [`config`] file).
 //!
 //! ## Cargo features
 //!
@@ -126,6 +132,7 @@ pub use thywill_cluster_redis::{self as cluster_redis, RedisCluster, RedisCluste
 /// Re-export of the core crate, for component authors.
 pub use thywill_core as core;
 pub use thywill_core::{Minifier, TemplateEngine};
+pub use thywill_core::cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
 /// Re-export of the resources crate: manifests, the bootstrap pipeline, minifiers.
 pub use thywill_resources as resources;
 pub use thywill_resources::{Entry, Manifest, Source};
@@ -199,6 +206,14 @@ pub struct Builder {
     minifier: Option<Arc<dyn Minifier>>,
     templates: Option<Arc<dyn TemplateEngine>>,
     history: Option<HistorySource>,
+    caches: Option<CachesSource>,
+}
+
+/// Where the builder's cache manager comes from.
+enum CachesSource {
+    Ready(Arc<dyn DynCacheManager>),
+    #[cfg(feature = "redis")]
+    Redis(thywill_cluster_redis::RedisCachesConfig),
 }
 
 /// Where the builder's history comes from.
@@ -239,6 +254,7 @@ impl Default for Builder {
             minifier: None,
             templates: None,
             history: None,
+            caches: None,
         }
     }
 }
@@ -370,6 +386,23 @@ impl Builder {
         self
     }
 
+    /// Keeps the applications' named caches in this cache manager (default:
+    /// [`MemoryCaches`], a bounded LRU per cache on each member, invalidated across the
+    /// cluster by the node). See [`AppContext::create_cache`].
+    pub fn caches<C: CacheManager>(mut self, caches: C) -> Self {
+        self.caches = Some(CachesSource::Ready(Arc::new(caches)));
+        self
+    }
+
+    /// Keeps the named caches in Redis, shared by the members
+    /// ([`cluster_redis::RedisCaches`]), connecting when the node is built.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_caches(mut self, config: thywill_cluster_redis::RedisCachesConfig) -> Self {
+        self.caches = Some(CachesSource::Redis(config));
+        self
+    }
+
     /// Starts the components and the applications. The node does not listen yet: see
     /// [`Thywill::bind`] and [`Thywill::routes`].
     pub async fn build(self) -> Result<Thywill, Error> {
@@ -380,6 +413,16 @@ impl Builder {
             #[cfg(feature = "redis")]
             Some(HistorySource::Redis(config)) => Arc::new(
                 thywill_cluster_redis::RedisHistory::connect(config)
+                    .await
+                    .map_err(|e| Error::Core(CoreError::component("cluster-redis", e)))?,
+            ),
+        };
+        let caches: Arc<dyn DynCacheManager> = match self.caches {
+            None => Arc::new(MemoryCaches::new()),
+            Some(CachesSource::Ready(c)) => c,
+            #[cfg(feature = "redis")]
+            Some(CachesSource::Redis(config)) => Arc::new(
+                thywill_cluster_redis::RedisCaches::connect(config)
                     .await
                     .map_err(|e| Error::Core(CoreError::component("cluster-redis", e)))?,
             ),
@@ -432,6 +475,7 @@ impl Builder {
                 )),
             },
             history,
+            caches,
         })
         .await?;
         Ok(Thywill { node })

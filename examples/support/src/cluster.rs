@@ -241,7 +241,7 @@ pub fn backend(opts: &Options, app: &str) -> anyhow::Result<Option<Arc<dyn Clust
 }
 
 /// Configures `builder` for the cluster chosen by `opts`: the member id, the replay history
-/// (shared in Redis with the Redis backend), and for Redis or HTTP the backend (its events printed, see the module docs) with a cluster-wide client tracker.
+/// (shared in Redis with the Redis backend), the named caches (`[cache]`), and for Redis or HTTP the backend (its events printed, see the module docs) with a cluster-wide client tracker.
 /// Returns the backend too, to watch its health ([`watch_health`]).
 pub fn apply(
     builder: Builder,
@@ -249,6 +249,7 @@ pub fn apply(
     app: &str,
 ) -> anyhow::Result<(Builder, Option<Arc<dyn Cluster>>)> {
     let builder = opts.config.history(opts.configure(builder)?, app)?;
+    let builder = opts.config.caches(builder, app)?;
     let Some(backend) = backend(opts, app)? else {
         return Ok((builder, None));
     };

@@ -1,5 +1,6 @@
 //! Integration tests of the Redis backend against a real `redis-server` on a free loopback port.
 
+mod caches;
 mod conformance;
 mod history;
 mod recovery;

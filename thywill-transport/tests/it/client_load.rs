@@ -107,6 +107,7 @@ async fn a_load_frame_with_a_backslash_path_adds_no_script_in_chromium() -> anyh
         resources,
         sessions: None,
         history: Arc::new(thywill_transport::LocalHistory::default()),
+        caches: Arc::new(thywill_core::MemoryCaches::new()),
     })
     .await?;
     let (addr, serving) = node.clone().bind(([127, 0, 0, 1], 0).into()).await?;

@@ -219,6 +219,7 @@ impl Cluster {
             resources: Arc::new(MemoryResources::new()),
             sessions: Some(self.sessions.clone()),
             history: (self.history)(),
+            caches: Arc::new(thywill_core::MemoryCaches::new()),
         })
         .await?;
         let (addr, serving) = node.clone().bind(([127, 0, 0, 1], 0).into()).await?;

@@ -3,6 +3,7 @@
 mod cluster;
 mod support;
 
+mod caches;
 mod channels;
 mod client_js;
 mod client_load;

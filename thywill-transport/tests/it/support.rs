@@ -99,6 +99,7 @@ impl Fixture {
             resources,
             sessions,
             history: Arc::new(thywill_transport::LocalHistory::default()),
+            caches: Arc::new(thywill_core::MemoryCaches::new()),
         })
         .await?;
         let (addr, serving) = node.clone().bind(([127, 0, 0, 1], 0).into()).await?;
