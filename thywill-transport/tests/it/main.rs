@@ -3,6 +3,7 @@
 mod cluster;
 mod support;
 
+mod channel_events;
 mod channels;
 mod client_js;
 mod client_load;
@@ -12,5 +13,6 @@ mod hostile;
 mod lifecycle;
 mod presence;
 mod replay;
+mod session_data;
 mod sessions;
 mod tls;
