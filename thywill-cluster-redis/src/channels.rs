@@ -9,15 +9,19 @@ use thywill_core::{BoxFuture, ChannelId, ChannelManager, CoreResult, SessionId};
 use crate::Error;
 use crate::store::Commands;
 
-/// Adds (`SADD`) or removes (`SREM`) sessions, both ways, atomically.
+/// Adds (`SADD`) or removes (`SREM`) sessions, both ways, atomically, and returns the
+/// sessions whose membership changed (in the order given, each once).
 /// KEYS[1]: the channel's set; ARGV[1]: the command; ARGV[2]: the prefix of sessions' sets;
 /// ARGV[3]: the channel id; ARGV[4..]: the sessions.
 const CHANGE: &str = r"
+local changed = {}
 for i = 4, #ARGV do
-  redis.call(ARGV[1], KEYS[1], ARGV[i])
+  if redis.call(ARGV[1], KEYS[1], ARGV[i]) == 1 then
+    changed[#changed + 1] = ARGV[i]
+  end
   redis.call(ARGV[1], ARGV[2] .. ARGV[i], ARGV[3])
 end
-return #ARGV - 3
+return changed
 ";
 
 /// Empties a channel, both ways, atomically, and returns its sessions.
@@ -119,9 +123,14 @@ impl RedisChannels {
         self.redis.quit().await;
     }
 
-    async fn change(&self, command: &str, channel: &ChannelId, sessions: &[SessionId]) -> Result<(), Error> {
+    async fn change(
+        &self,
+        command: &str,
+        channel: &ChannelId,
+        sessions: &[SessionId],
+    ) -> Result<Vec<SessionId>, Error> {
         if sessions.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut args = vec![
             Value::from(CHANGE),
@@ -132,8 +141,8 @@ impl RedisChannels {
             Value::from(channel.as_str()),
         ];
         args.extend(sessions.iter().map(|s| Value::from(s.as_str())));
-        let _: Value = self.redis.run("EVAL", ClusterHash::Offset(2), args).await?;
-        Ok(())
+        let changed: Vec<String> = self.redis.run("EVAL", ClusterHash::Offset(2), args).await?;
+        Ok(changed.into_iter().map(SessionId::from).collect())
     }
 
     async fn clear(&self, channel: &ChannelId) -> Result<Vec<SessionId>, Error> {
@@ -159,12 +168,20 @@ impl RedisChannels {
 }
 
 impl ChannelManager for RedisChannels {
-    fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>> {
+    fn add_sessions(
+        &self,
+        channel: &ChannelId,
+        sessions: &[SessionId],
+    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
         let (channel, sessions) = (channel.clone(), sessions.to_vec());
         Box::pin(async move { Ok(self.change("SADD", &channel, &sessions).await?) })
     }
 
-    fn remove_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>> {
+    fn remove_sessions(
+        &self,
+        channel: &ChannelId,
+        sessions: &[SessionId],
+    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
         let (channel, sessions) = (channel.clone(), sessions.to_vec());
         Box::pin(async move { Ok(self.change("SREM", &channel, &sessions).await?) })
     }
@@ -216,9 +233,25 @@ mod tests {
         let (room, hall) = (ChannelId::from("room"), ChannelId::from("hall"));
         let (a, b) = (SessionId::from("a"), SessionId::from("b"));
 
-        alpha.add_sessions(&room, &[a.clone(), b.clone()]).await?;
+        assert_eq!(
+            alpha
+                .add_sessions(&room, &[a.clone(), b.clone(), a.clone()])
+                .await?,
+            [a.clone(), b.clone()]
+        );
         alpha.add_sessions(&hall, std::slice::from_ref(&a)).await?;
-        alpha.add_sessions(&hall, &[]).await?;
+        assert!(alpha.add_sessions(&hall, &[]).await?.is_empty());
+        // Only sessions new to the channel are reported.
+        assert_eq!(
+            beta.add_sessions(&room, &[b.clone(), SessionId::from("c")])
+                .await?,
+            vec![SessionId::from("c")]
+        );
+        assert_eq!(
+            beta.remove_sessions(&room, &[SessionId::from("c"), SessionId::from("x")])
+                .await?,
+            vec![SessionId::from("c")]
+        );
         assert_eq!(beta.sessions(&room).await?, vec![a.clone(), b.clone()]);
         assert_eq!(beta.channels_of(&a).await?, vec![hall.clone(), room.clone()]);
         // The original's key layout.
@@ -232,7 +265,10 @@ mod tests {
             .await?;
         assert_eq!(raw, ["room"]);
 
-        beta.remove_sessions(&room, std::slice::from_ref(&a)).await?;
+        assert_eq!(
+            beta.remove_sessions(&room, std::slice::from_ref(&a)).await?,
+            vec![a.clone()]
+        );
         assert_eq!(alpha.channels_of(&a).await?, vec![hall.clone()]);
         assert_eq!(alpha.sessions(&room).await?, vec![b.clone()]);
 

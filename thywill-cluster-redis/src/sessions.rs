@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::types::{ClusterHash, Value};
-use thywill_core::{BoxFuture, CoreResult, SessionData, SessionId, SessionStore};
+use thywill_core::{ApplicationId, BoxFuture, CoreError, CoreResult, SessionData, SessionId, SessionStore};
 
 use crate::Error;
 use crate::store::Commands;
@@ -52,12 +52,70 @@ impl RedisSessionsConfig {
     fn key(&self, id: &SessionId) -> String {
         format!("{}session:{id}", self.prefix)
     }
+
+    /// The hash of the applications' data in a session.
+    fn apps_key(&self, id: &SessionId) -> String {
+        format!("{}session-apps:{id}", self.prefix)
+    }
 }
+
+/// Loads a session and renews it with its applications' data.
+/// KEYS[1]: the session; KEYS[2]: its applications' hash; ARGV[1]: the expiry in seconds.
+const LOAD: &str = r"
+local data = redis.call('GETEX', KEYS[1], 'EX', ARGV[1])
+if data then
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+return data
+";
+
+/// Stores a session and renews its applications' data.
+/// KEYS[1]: the session; KEYS[2]: its applications' hash; ARGV[1]: the expiry in seconds;
+/// ARGV[2]: the session's data.
+const STORE: &str = r"
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+";
+
+/// One application's data in a session, renewing both (nil when the session does not exist).
+/// KEYS[1]: the session; KEYS[2]: its applications' hash; ARGV[1]: the expiry in seconds;
+/// ARGV[2]: the application.
+const LOAD_APP: &str = r"
+if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 0 then
+  return false
+end
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return redis.call('HGET', KEYS[2], ARGV[2])
+";
+
+/// Sets (ARGV[3] = 'set', ARGV[4] the data) or deletes (ARGV[3] = 'del') one application's
+/// data in an existing session, renewing both; 0 when the session does not exist.
+/// KEYS[1]: the session; KEYS[2]: its applications' hash; ARGV[1]: the expiry in seconds;
+/// ARGV[2]: the application.
+const STORE_APP: &str = r"
+if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+if ARGV[3] == 'set' then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+else
+  redis.call('HDEL', KEYS[2], ARGV[2])
+end
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+";
 
 /// Sessions in Redis: one string key per session, `<prefix>session:<id>`, holding the session's
 /// data as JSON, with an expiry renewed on every load and store (`GETEX` / `SET ... EX`; Redis
 /// 6.2 or later). Every member of a cluster given the same Redis and prefix shares the sessions,
 /// so a browser keeps its session whichever member it reaches.
+///
+/// The data applications keep in a session (`AppContext::session_data`) is a hash beside it,
+/// `<prefix>session-apps:<id>`, one field per application holding its JSON, written with
+/// `HSET` / `HDEL` (so applications never overwrite each other's) and renewed with the session
+/// (each access is one Lua script over both keys: this store needs a single Redis server, not
+/// Redis Cluster).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), thywill_cluster_redis::Error> {
@@ -111,19 +169,26 @@ impl RedisSessions {
         Value::from(i64::try_from(self.config.ttl.as_secs()).unwrap_or(i64::MAX))
     }
 
+    /// Runs one of this store's scripts over a session's two keys.
+    async fn script<R: fred::types::FromValue>(
+        &self,
+        script: &'static str,
+        id: &SessionId,
+        args: impl IntoIterator<Item = Value>,
+    ) -> Result<R, Error> {
+        let mut all = vec![
+            Value::from(script),
+            Value::from(2),
+            Value::from(self.config.key(id)),
+            Value::from(self.config.apps_key(id)),
+            self.ttl_secs(),
+        ];
+        all.extend(args);
+        self.redis.run("EVAL", ClusterHash::Offset(2), all).await
+    }
+
     async fn load(&self, id: &SessionId) -> Result<Option<SessionData>, Error> {
-        let json: Option<String> = self
-            .redis
-            .run(
-                "GETEX",
-                ClusterHash::FirstKey,
-                vec![
-                    Value::from(self.config.key(id)),
-                    Value::from("EX"),
-                    self.ttl_secs(),
-                ],
-            )
-            .await?;
+        let json: Option<String> = self.script(LOAD, id, []).await?;
         match json {
             None => Ok(None),
             Some(j) => serde_json::from_str(&j)
@@ -134,19 +199,7 @@ impl RedisSessions {
 
     async fn store(&self, id: &SessionId, data: &SessionData) -> Result<(), Error> {
         let json = serde_json::to_string(data).map_err(|e| Error::Codec(e.to_string()))?;
-        let _: Value = self
-            .redis
-            .run(
-                "SET",
-                ClusterHash::FirstKey,
-                vec![
-                    Value::from(self.config.key(id)),
-                    Value::from(json),
-                    Value::from("EX"),
-                    self.ttl_secs(),
-                ],
-            )
-            .await?;
+        let _: Value = self.script(STORE, id, [Value::from(json)]).await?;
         Ok(())
     }
 
@@ -156,10 +209,32 @@ impl RedisSessions {
             .run(
                 "DEL",
                 ClusterHash::FirstKey,
-                vec![Value::from(self.config.key(id))],
+                vec![
+                    Value::from(self.config.key(id)),
+                    Value::from(self.config.apps_key(id)),
+                ],
             )
             .await?;
         Ok(())
+    }
+
+    async fn load_app(&self, id: &SessionId, app: &ApplicationId) -> Result<Option<String>, Error> {
+        self.script(LOAD_APP, id, [Value::from(app.as_str())]).await
+    }
+
+    /// Whether the session exists (and so the data was stored or deleted).
+    async fn store_app(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+        data: Option<String>,
+    ) -> Result<bool, Error> {
+        let args = match data {
+            Some(d) => vec![Value::from(app.as_str()), Value::from("set"), Value::from(d)],
+            None => vec![Value::from(app.as_str()), Value::from("del")],
+        };
+        let stored: i64 = self.script(STORE_APP, id, args).await?;
+        Ok(stored == 1)
     }
 }
 
@@ -177,6 +252,30 @@ impl SessionStore for RedisSessions {
     fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
         let id = id.clone();
         Box::pin(async move { Ok(self.remove(&id).await?) })
+    }
+    fn load_app_data(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+    ) -> BoxFuture<'_, CoreResult<Option<String>>> {
+        let (id, app) = (id.clone(), app.clone());
+        Box::pin(async move { Ok(self.load_app(&id, &app).await?) })
+    }
+
+    fn store_app_data(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+        data: Option<String>,
+    ) -> BoxFuture<'_, CoreResult<()>> {
+        let (id, app) = (id.clone(), app.clone());
+        Box::pin(async move {
+            if self.store_app(&id, &app, data).await? {
+                Ok(())
+            } else {
+                Err(CoreError::NotFound(format!("session {id}")))
+            }
+        })
     }
 }
 
@@ -200,8 +299,34 @@ mod tests {
         let mut data = SessionData::new();
         data.insert("user".into(), json!("ann"));
         SessionStore::store(&alpha, &id, data.clone()).await?;
-        assert_eq!(SessionStore::load(&beta, &id).await?, Some(data));
+        assert_eq!(SessionStore::load(&beta, &id).await?, Some(data.clone()));
         assert_eq!(SessionStore::load(&beta, &"other".into()).await?, None);
+
+        // Applications' data: beside the session's, one entry each, shared by the members.
+        let (chat, draw) = (ApplicationId::from("chat"), ApplicationId::from("draw"));
+        alpha
+            .store_app_data(&id, &chat, Some(r#"{"n":1}"#.into()))
+            .await?;
+        beta.store_app_data(&id, &draw, Some("[]".into())).await?;
+        assert_eq!(
+            beta.load_app_data(&id, &chat).await?.as_deref(),
+            Some(r#"{"n":1}"#)
+        );
+        assert_eq!(alpha.load_app_data(&id, &draw).await?.as_deref(), Some("[]"));
+        SessionStore::store(&beta, &id, data.clone()).await?;
+        assert_eq!(
+            alpha.load_app_data(&id, &chat).await?.as_deref(),
+            Some(r#"{"n":1}"#)
+        );
+        beta.store_app_data(&id, &draw, None).await?;
+        assert_eq!(alpha.load_app_data(&id, &draw).await?, None);
+        assert_eq!(SessionStore::load(&alpha, &id).await?, Some(data.clone()));
+        let unknown = SessionId::from("unknown");
+        assert!(matches!(
+            alpha.store_app_data(&unknown, &chat, Some("1".into())).await,
+            Err(CoreError::NotFound(_))
+        ));
+        assert_eq!(alpha.load_app_data(&unknown, &chat).await?, None);
 
         // Loading renews the expiry; a session left alone expires.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
@@ -230,9 +355,21 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(SessionStore::load(&beta, &id).await?, None);
+        // The applications' data expired with it.
+        let apps: i64 = alpha
+            .redis
+            .run(
+                "EXISTS",
+                ClusterHash::FirstKey,
+                vec![Value::from("t:s:session-apps:abc")],
+            )
+            .await?;
+        assert_eq!(apps, 0);
         SessionStore::store(&alpha, &id, SessionData::new()).await?;
+        alpha.store_app_data(&id, &chat, Some("2".into())).await?;
         SessionStore::remove(&beta, &id).await?;
         assert_eq!(SessionStore::load(&alpha, &id).await?, None);
+        assert_eq!(alpha.load_app_data(&id, &chat).await?, None);
         assert!(
             RedisSessionsConfig::default()
                 .with_ttl(Duration::from_millis(10))

@@ -10,7 +10,8 @@ use crate::cluster::MemberStatus;
 use crate::protocol::LoadKind;
 use crate::{
     ApplicationId, BoxFuture, ChannelId, Client, ClientTracker, ConnectionId, CoreError, CoreResult,
-    MemberClients, MemberId, Message, RpcHandler, SessionId, TrackerEvent,
+    MAX_APP_SESSION_DATA, MemberClients, MemberId, Message, RpcHandler, SessionId, SessionStore,
+    TrackerEvent,
 };
 
 fn unavailable<'a, T: Send + 'a>(what: &'static str) -> BoxFuture<'a, CoreResult<T>> {
@@ -137,6 +138,12 @@ pub trait ClientInterface: Send + Sync + 'static {
         Err(CoreError::Unavailable(
             "this client interface has no cache manager".into(),
         ))
+    }
+
+    /// The node's session store, where applications keep per-session data (the default:
+    /// none, as in plain mode, where a session is one connection).
+    fn session_store(&self) -> Option<&dyn SessionStore> {
+        None
     }
 }
 
@@ -362,6 +369,96 @@ impl AppContext {
     pub async fn destroy_cache(&self, name: &str) -> CoreResult<()> {
         self.clients.caches()?.destroy(name).await
     }
+
+    fn session_store(&self) -> CoreResult<&dyn SessionStore> {
+        self.clients
+            .session_store()
+            .ok_or_else(|| CoreError::Unavailable("no session store: sessions are off".into()))
+    }
+
+    /// The data this application keeps in `session`, decoded as `T`; `None` when it keeps
+    /// none (or the session no longer exists).
+    ///
+    /// Session data lives in the node's [`SessionStore`] (in memory, or in Redis where every
+    /// member sees it), one entry per application: applications never see or overwrite each
+    /// other's, nor the session's own [`SessionData`](crate::SessionData). It follows the user
+    /// across reconnections, to any member, for as long as the session lives. Reading counts
+    /// as a use of the session (renews its expiry).
+    ///
+    /// Errors: [`CoreError::Unavailable`] without sessions (plain mode);
+    /// [`CoreError::Codec`] when the stored data does not decode as `T`; the store's errors.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use thywill_core::{AppContext, Application, Client, CoreResult, Message};
+    ///
+    /// #[derive(Default, Serialize, Deserialize)]
+    /// struct Visits {
+    ///     messages: u64,
+    /// }
+    ///
+    /// struct Counter;
+    ///
+    /// impl Counter {
+    ///     async fn count(&self, ctx: &AppContext, client: &Client) -> CoreResult<u64> {
+    ///         let mut visits: Visits = ctx.session_data(&client.session).await?.unwrap_or_default();
+    ///         visits.messages += 1;
+    ///         ctx.set_session_data(&client.session, &visits).await?;
+    ///         Ok(visits.messages)
+    ///     }
+    /// }
+    ///
+    /// impl Application for Counter {
+    ///     async fn received(&self, ctx: &AppContext, client: &Client, _: Message) {
+    ///         if let Ok(n) = self.count(ctx, client).await {
+    ///             let _ = ctx.send_to_connection(&client.connection, serde_json::json!({ "count": n })).await;
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub async fn session_data<T: serde::de::DeserializeOwned>(
+        &self,
+        session: &SessionId,
+    ) -> CoreResult<Option<T>> {
+        let Some(json) = self.session_store()?.load_app_data(session, &self.app).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| CoreError::Codec(format!("session data of `{}`: {e}", self.app)))
+    }
+
+    /// Stores `value` (encoded as JSON) as this application's data in `session`, replacing
+    /// what it kept there; see [`session_data`](AppContext::session_data).
+    ///
+    /// Refused with [`CoreError::Invalid`] when the JSON is larger than
+    /// [`MAX_APP_SESSION_DATA`] (16 KiB), with [`CoreError::NotFound`] when the session does
+    /// not exist (any more), with [`CoreError::Unavailable`] without sessions. Two writes of
+    /// the same application and session race: the last one wins.
+    pub async fn set_session_data<T: serde::Serialize + ?Sized>(
+        &self,
+        session: &SessionId,
+        value: &T,
+    ) -> CoreResult<()> {
+        let json = serde_json::to_string(value).map_err(|e| CoreError::Codec(e.to_string()))?;
+        if json.len() > MAX_APP_SESSION_DATA {
+            return Err(CoreError::Invalid(format!(
+                "session data of `{}` is {} bytes, above the limit of {MAX_APP_SESSION_DATA}",
+                self.app,
+                json.len()
+            )));
+        }
+        self.session_store()?
+            .store_app_data(session, &self.app, Some(json))
+            .await
+    }
+
+    /// Deletes this application's data in `session` (other applications' stays).
+    pub async fn remove_session_data(&self, session: &SessionId) -> CoreResult<()> {
+        self.session_store()?
+            .store_app_data(session, &self.app, None)
+            .await
+    }
 }
 
 impl From<serde_json::Value> for Message {
@@ -470,6 +567,38 @@ pub trait Application: Send + Sync + 'static {
         async {}
     }
 
+    /// Sessions were added to `channel` (by [`AppContext::add_sessions`] on any member,
+    /// this one included). Called on every member, for every application, once per change,
+    /// after this member subscribed its connections of those sessions.
+    ///
+    /// `sessions` are the ones the [`ChannelManager`](crate::ChannelManager) reports as new
+    /// to the channel (each once): sessions already in it are left out, and a change that
+    /// added none calls no hook. Hooks of channel changes run one at a time, in the order this
+    /// member learnt of them, with the tracker and cluster hooks.
+    fn sessions_added(
+        &self,
+        ctx: &AppContext,
+        channel: &ChannelId,
+        sessions: &[SessionId],
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, channel, sessions);
+        async {}
+    }
+
+    /// Sessions were removed from `channel` (by [`AppContext::remove_sessions`] or
+    /// [`AppContext::clear_channel`] on any member, this one included). Called like
+    /// [`sessions_added`](Application::sessions_added), with the sessions that were in the
+    /// channel (a session that was not is left out).
+    fn sessions_removed(
+        &self,
+        ctx: &AppContext,
+        channel: &ChannelId,
+        sessions: &[SessionId],
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, channel, sessions);
+        async {}
+    }
+
     /// Whether this application wants presence on `channel`: the node then keeps, cluster-wide,
     /// which sessions have a connection subscribed to it, answers
     /// [`AppContext::presence`], and sends this application's presence messages to the
@@ -537,6 +666,20 @@ pub trait DynApplication: Send + Sync + 'static {
     ) -> BoxFuture<'a, ()>;
     /// See [`Application::tracker_event`].
     fn tracker_event<'a>(&'a self, ctx: &'a AppContext, event: &'a TrackerEvent) -> BoxFuture<'a, ()>;
+    /// See [`Application::sessions_added`].
+    fn sessions_added<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        channel: &'a ChannelId,
+        sessions: &'a [SessionId],
+    ) -> BoxFuture<'a, ()>;
+    /// See [`Application::sessions_removed`].
+    fn sessions_removed<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        channel: &'a ChannelId,
+        sessions: &'a [SessionId],
+    ) -> BoxFuture<'a, ()>;
     /// See [`Application::tracks_presence`].
     fn tracks_presence(&self, channel: &ChannelId) -> bool;
     /// See [`Application::rpc`].
@@ -595,6 +738,22 @@ impl<A: Application> DynApplication for A {
     }
     fn tracker_event<'a>(&'a self, ctx: &'a AppContext, event: &'a TrackerEvent) -> BoxFuture<'a, ()> {
         Box::pin(Application::tracker_event(self, ctx, event))
+    }
+    fn sessions_added<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        channel: &'a ChannelId,
+        sessions: &'a [SessionId],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(Application::sessions_added(self, ctx, channel, sessions))
+    }
+    fn sessions_removed<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        channel: &'a ChannelId,
+        sessions: &'a [SessionId],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(Application::sessions_removed(self, ctx, channel, sessions))
     }
     fn tracks_presence(&self, channel: &ChannelId) -> bool {
         Application::tracks_presence(self, channel)

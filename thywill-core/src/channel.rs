@@ -7,10 +7,22 @@ use crate::{BoxFuture, ChannelId, CoreResult, SessionId};
 /// The node subscribes a session's current connections when the session is added and every
 /// later connection of the session automatically.
 pub trait ChannelManager: Send + Sync + 'static {
-    /// Adds sessions to a channel.
-    fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>>;
-    /// Removes sessions from a channel.
-    fn remove_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>>;
+    /// Adds sessions to a channel and returns those that were not in it yet (each once, in
+    /// the order given): what the node reports to
+    /// [`Application::sessions_added`](crate::Application::sessions_added).
+    fn add_sessions(
+        &self,
+        channel: &ChannelId,
+        sessions: &[SessionId],
+    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>>;
+    /// Removes sessions from a channel and returns those that were in it (each once, in the
+    /// order given): what the node reports to
+    /// [`Application::sessions_removed`](crate::Application::sessions_removed).
+    fn remove_sessions(
+        &self,
+        channel: &ChannelId,
+        sessions: &[SessionId],
+    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>>;
     /// Removes every session from a channel and returns the removed ones.
     fn clear(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>>;
     /// The sessions of a channel.

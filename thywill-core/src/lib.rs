@@ -43,7 +43,7 @@ pub use id::{ApplicationId, ChannelId, ConnectionId, MemberId, SessionId};
 pub use message::{Client, Message, Metadata};
 pub use resource::{Minifier, Resource, ResourceKind, ResourceManager, TemplateEngine, attr};
 pub use rpc::{RpcError, RpcErrorCode, RpcHandler};
-pub use session::{SessionData, SessionStore};
+pub use session::{MAX_APP_SESSION_DATA, SessionData, SessionStore};
 pub use tracker::{ClientTracker, MemberClients, TrackerEvent, TrackerListener};
 
 /// A boxed, sendable future: the return type of trait methods that must stay object safe.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{BoxFuture, Client};
+use crate::{AppContext, BoxFuture, Client};
 
 /// Stable RPC error codes, as sent on the wire (the original's two-letter codes, extended).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -74,4 +74,19 @@ pub trait RpcHandler: Send + Sync + 'static {
         name: &'a str,
         args: Value,
     ) -> BoxFuture<'a, Result<Value, RpcError>>;
+
+    /// Calls function `name` for `caller` in the context of the application that offers it:
+    /// what the transport does, so that functions can use the [`AppContext`] (send messages,
+    /// read and write the caller's session data). The default ignores the context and calls
+    /// [`call`](RpcHandler::call).
+    fn call_in<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        caller: &'a Client,
+        name: &'a str,
+        args: Value,
+    ) -> BoxFuture<'a, Result<Value, RpcError>> {
+        let _ = ctx;
+        self.call(caller, name, args)
+    }
 }

@@ -2,10 +2,17 @@
 
 use serde_json::{Map, Value};
 
-use crate::{BoxFuture, CoreResult, SessionId};
+use crate::{ApplicationId, BoxFuture, CoreError, CoreResult, SessionId};
 
 /// The data stored for a session: a JSON object.
 pub type SessionData = Map<String, Value>;
+
+/// The largest data one application may keep in one session: 16 KiB of JSON text.
+///
+/// [`AppContext::set_session_data`](crate::AppContext::set_session_data) refuses anything
+/// larger with [`CoreError::Invalid`], so a store holds at most this much per application and
+/// session (on top of the session's own [`SessionData`]).
+pub const MAX_APP_SESSION_DATA: usize = 16 * 1024;
 
 /// Where sessions live (memory, Redis, ...).
 pub trait SessionStore: Send + Sync + 'static {
@@ -13,6 +20,41 @@ pub trait SessionStore: Send + Sync + 'static {
     fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>>;
     /// Stores (creates or replaces) a session.
     fn store(&self, id: &SessionId, data: SessionData) -> BoxFuture<'_, CoreResult<()>>;
-    /// Deletes a session.
+    /// Deletes a session, with the data every application kept in it.
     fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>>;
+
+    /// The data application `app` keeps in session `id` (JSON text, as stored by
+    /// [`store_app_data`](SessionStore::store_app_data)); `None` when it keeps none or the
+    /// session does not exist. Counts as a use of the session, like [`load`](SessionStore::load).
+    ///
+    /// Application data lives beside the session's [`SessionData`], one entry per
+    /// application: [`store`](SessionStore::store) leaves it alone, and applications never
+    /// overwrite each other's. The default refuses: a store that keeps no application data
+    /// says so.
+    fn load_app_data(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+    ) -> BoxFuture<'_, CoreResult<Option<String>>> {
+        let _ = (id, app);
+        Box::pin(async { Err(no_app_data()) })
+    }
+
+    /// Stores (`Some`) or deletes (`None`) the data application `app` keeps in session `id`,
+    /// atomically with respect to other applications' data; renews the session like
+    /// [`store`](SessionStore::store). [`CoreError::NotFound`] when the session does not
+    /// exist (expired, or removed). Callers bound the data (see [`MAX_APP_SESSION_DATA`]).
+    fn store_app_data(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+        data: Option<String>,
+    ) -> BoxFuture<'_, CoreResult<()>> {
+        let _ = (id, app, data);
+        Box::pin(async { Err(no_app_data()) })
+    }
+}
+
+fn no_app_data() -> CoreError {
+    CoreError::Unavailable("this session store keeps no application data".into())
 }

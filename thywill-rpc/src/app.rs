@@ -4,7 +4,7 @@
 use thywill_core::cluster::MemberStatus;
 use thywill_core::{
     AppContext, Application, ChannelId, Client, CoreResult, MemberClients, MemberId, Message, RpcHandler,
-    TrackerEvent,
+    SessionId, TrackerEvent,
 };
 
 use crate::Registry;
@@ -88,6 +88,14 @@ impl<A: Application> Application for WithRpc<A> {
 
     async fn tracker_event(&self, ctx: &AppContext, event: &TrackerEvent) {
         self.app.tracker_event(ctx, event).await;
+    }
+
+    async fn sessions_added(&self, ctx: &AppContext, channel: &ChannelId, sessions: &[SessionId]) {
+        self.app.sessions_added(ctx, channel, sessions).await;
+    }
+
+    async fn sessions_removed(&self, ctx: &AppContext, channel: &ChannelId, sessions: &[SessionId]) {
+        self.app.sessions_removed(ctx, channel, sessions).await;
     }
 
     fn tracks_presence(&self, channel: &ChannelId) -> bool {

@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
 use serde_json::Value;
-use thywill_core::{BoxFuture, Client, RpcError, RpcErrorCode, RpcHandler};
+use thywill_core::{AppContext, BoxFuture, Client, RpcError, RpcErrorCode, RpcHandler};
 
 use crate::args::{Args, Handler};
 use crate::error::RpcBuildError;
@@ -37,7 +37,8 @@ enum Check {
     Pending(BoxFuture<'static, bool>),
 }
 
-type Invoke = Box<dyn Fn(&Client, Value) -> Invocation + Send + Sync>;
+/// Runs a function for a caller, in the application's context when the transport gave one.
+type Invoke = Box<dyn Fn(Option<&AppContext>, &Client, Value) -> Invocation + Send + Sync>;
 type Permission = Box<dyn Fn(&Client, &str) -> Check + Send + Sync>;
 /// Describes a function's parameters and result; monomorphised at registration.
 type Signature = fn(&mut SchemaGenerator) -> (Vec<Schema>, Schema);
@@ -150,6 +151,30 @@ impl Registry {
     ///
     /// This is what the transport does for every `rpc` frame; tests may call it directly.
     pub async fn call(&self, caller: &Client, name: &str, args: Value) -> Result<Value, RpcError> {
+        self.call_with(None, caller, name, args).await
+    }
+
+    /// Calls function `name` for `caller` in the application's context `ctx`, as the
+    /// transport does: functions registered with
+    /// [`async_function_with_context`](RegistryBuilder::async_function_with_context) need it
+    /// (through [`call`](Registry::call) they answer `he`).
+    pub async fn call_in(
+        &self,
+        ctx: &AppContext,
+        caller: &Client,
+        name: &str,
+        args: Value,
+    ) -> Result<Value, RpcError> {
+        self.call_with(Some(ctx), caller, name, args).await
+    }
+
+    async fn call_with(
+        &self,
+        ctx: Option<&AppContext>,
+        caller: &Client,
+        name: &str,
+        args: Value,
+    ) -> Result<Value, RpcError> {
         if let Some(permission) = &self.inner.permission {
             let allowed = match permission(caller, name) {
                 Check::Ready(allowed) => allowed,
@@ -183,7 +208,7 @@ impl Registry {
                 format!("no function `{}`", shown(name)),
             ));
         };
-        match (function.invoke)(caller, args) {
+        match (function.invoke)(ctx, caller, args) {
             Invocation::Done(result) => result,
             Invocation::Spawn(running) => {
                 let limit = function.timeout.unwrap_or(self.inner.default_timeout);
@@ -246,6 +271,16 @@ impl RpcHandler for Registry {
         args: Value,
     ) -> BoxFuture<'a, Result<Value, RpcError>> {
         Box::pin(Registry::call(self, caller, name, args))
+    }
+
+    fn call_in<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        caller: &'a Client,
+        name: &'a str,
+        args: Value,
+    ) -> BoxFuture<'a, Result<Value, RpcError>> {
+        Box::pin(Registry::call_in(self, ctx, caller, name, args))
     }
 }
 
@@ -421,7 +456,7 @@ impl RegistryBuilder {
     {
         let name = name.into();
         let label = name.clone();
-        let invoke: Invoke = Box::new(move |_caller: &Client, args: Value| {
+        let invoke: Invoke = Box::new(move |_: Option<&AppContext>, _caller: &Client, args: Value| {
             with_args(args, |args: A| {
                 run_sync(&label, || Ok::<T, Infallible>(f.call(args)))
             })
@@ -440,7 +475,7 @@ impl RegistryBuilder {
     {
         let name = name.into();
         let label = name.clone();
-        let invoke: Invoke = Box::new(move |_caller: &Client, args: Value| {
+        let invoke: Invoke = Box::new(move |_: Option<&AppContext>, _caller: &Client, args: Value| {
             with_args(args, |args: A| run_sync(&label, || f.call(args)))
         });
         self.add(name, FunctionKind::Sync, signature::<A, T>, invoke)
@@ -462,7 +497,7 @@ impl RegistryBuilder {
     {
         let name = name.into();
         let label = name.clone();
-        let invoke: Invoke = Box::new(move |_caller: &Client, args: Value| {
+        let invoke: Invoke = Box::new(move |_: Option<&AppContext>, _caller: &Client, args: Value| {
             with_args(args, |args: A| run_async(&label, || f.call(args)))
         });
         self.add(name, FunctionKind::Async, signature::<A, T>, invoke)
@@ -481,8 +516,53 @@ impl RegistryBuilder {
     {
         let name = name.into();
         let label = name.clone();
-        let invoke: Invoke = Box::new(move |caller: &Client, args: Value| {
+        let invoke: Invoke = Box::new(move |_: Option<&AppContext>, caller: &Client, args: Value| {
             with_args(args, |args: A| run_async(&label, || f(caller.clone(), args)))
+        });
+        self.add(name, FunctionKind::Async, signature::<A, T>, invoke)
+    }
+
+    /// Registers an asynchronous function that is also given the application's context and
+    /// the caller: it can send messages, or read and write the caller's session data
+    /// ([`AppContext::session_data`], [`AppContext::set_session_data`]). The parameters come
+    /// as one tuple, as with [`async_function_with_caller`](Self::async_function_with_caller).
+    ///
+    /// ```
+    /// use thywill_core::{AppContext, Client, CoreError};
+    /// use thywill_rpc::Registry;
+    ///
+    /// let registry = Registry::builder()
+    ///     .async_function_with_context("prefs.setName", |ctx: AppContext, caller: Client, (name,): (String,)| async move {
+    ///         ctx.set_session_data(&caller.session, &name).await?;
+    ///         Ok::<_, CoreError>(name)
+    ///     })
+    ///     .build()?;
+    /// # let _ = registry;
+    /// # Ok::<(), thywill_rpc::RpcBuildError>(())
+    /// ```
+    ///
+    /// Called without a context ([`Registry::call`], as in tests of the registry alone), it
+    /// answers `he`.
+    pub fn async_function_with_context<A, H, Fut, T, E>(self, name: impl Into<String>, f: H) -> Self
+    where
+        A: Args,
+        H: Fn(AppContext, Client, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Serialize + JsonSchema,
+        E: fmt::Display,
+    {
+        let name = name.into();
+        let label = name.clone();
+        let invoke: Invoke = Box::new(move |ctx: Option<&AppContext>, caller: &Client, args: Value| {
+            let Some(ctx) = ctx else {
+                return Invocation::Done(Err(RpcError::new(
+                    RpcErrorCode::HandlerError,
+                    format!("`{}` needs the application's context", shown(&label)),
+                )));
+            };
+            with_args(args, |args: A| {
+                run_async(&label, || f(ctx.clone(), caller.clone(), args))
+            })
         });
         self.add(name, FunctionKind::Async, signature::<A, T>, invoke)
     }

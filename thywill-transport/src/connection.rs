@@ -496,7 +496,7 @@ async fn handle_frame(
             }
         },
         ClientFrame::Rpc { app, id, name, args } => {
-            let Some((a, _)) = node.inner.apps.get(&app) else {
+            let Some((a, ctx)) = node.inner.apps.get(&app) else {
                 tracing::info!(%app, "rpc for unknown application");
                 handle.push_control(
                     conn,
@@ -513,6 +513,7 @@ async fn handle_frame(
                 return;
             };
             let a = a.clone();
+            let ctx = ctx.clone();
             let handle = handle.clone();
             let conn = conn.clone();
             let me = client(node, &conn, session);
@@ -521,7 +522,7 @@ async fn handle_frame(
                 async move {
                     let started = Instant::now();
                     let result = match a.rpc() {
-                        Some(h) => h.call(&me, &name, args).await,
+                        Some(h) => h.call_in(&ctx, &me, &name, args).await,
                         None => Err(RpcError::new(
                             RpcErrorCode::NoFunction,
                             format!("application `{app}` has no remote procedures"),

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use thywill_core::{
-    BoxFuture, ChannelId, ChannelManager, Client, ClientTracker, Cluster, ClusterEvents, ClusterTask,
-    ConnectionId, CoreResult, MemberClients, MemberId, MemberStatus, Resource, ResourceManager, SessionData,
-    SessionId, SessionStore,
+    ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientTracker, Cluster, ClusterEvents,
+    ClusterTask, ConnectionId, CoreError, CoreResult, MemberClients, MemberId, MemberStatus, Resource,
+    ResourceManager, SessionData, SessionId, SessionStore,
 };
 
 fn ready<'a, T: Send + 'a>(v: T) -> BoxFuture<'a, T> {
@@ -194,6 +194,8 @@ struct Held {
 #[derive(Debug)]
 struct HeldSession {
     data: SessionData,
+    /// Each application's data (JSON text), beside `data`.
+    apps: HashMap<ApplicationId, String>,
     touched: std::time::Instant,
     used: bool,
 }
@@ -288,21 +290,71 @@ impl SessionStore for MemorySessionStore {
         let now = std::time::Instant::now();
         let mut held = self.held();
         let limits = self.limits;
-        let used = held.map.get(id).is_some_and(|s| s.used);
-        held.map.insert(
-            id.clone(),
-            HeldSession {
-                data,
-                touched: now,
-                used,
-            },
-        );
+        match held.map.get_mut(id) {
+            // Application data stays: it is kept beside the session's data.
+            Some(s) if !Held::expired(&limits, s, now) => {
+                s.data = data;
+                s.touched = now;
+            }
+            _ => {
+                held.map.insert(
+                    id.clone(),
+                    HeldSession {
+                        data,
+                        apps: HashMap::new(),
+                        touched: now,
+                        used: false,
+                    },
+                );
+            }
+        }
         held.tick(&limits, now);
         ready(Ok(()))
     }
     fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
         self.held().map.remove(id);
         ready(Ok(()))
+    }
+    fn load_app_data(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+    ) -> BoxFuture<'_, CoreResult<Option<String>>> {
+        let now = std::time::Instant::now();
+        let limits = self.limits;
+        let mut held = self.held();
+        let data = match held.map.get_mut(id) {
+            Some(s) if !Held::expired(&limits, s, now) => {
+                s.touched = now;
+                s.used = true;
+                s.apps.get(app).cloned()
+            }
+            _ => None,
+        };
+        ready(Ok(data))
+    }
+    fn store_app_data(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+        data: Option<String>,
+    ) -> BoxFuture<'_, CoreResult<()>> {
+        let now = std::time::Instant::now();
+        let limits = self.limits;
+        let mut held = self.held();
+        let r = match held.map.get_mut(id) {
+            Some(s) if !Held::expired(&limits, s, now) => {
+                s.touched = now;
+                s.used = true;
+                match data {
+                    Some(d) => s.apps.insert(app.clone(), d),
+                    None => s.apps.remove(app),
+                };
+                Ok(())
+            }
+            _ => Err(CoreError::NotFound(format!("session {id}"))),
+        };
+        ready(r)
     }
 }
 
@@ -326,25 +378,43 @@ impl MemoryChannels {
 }
 
 impl ChannelManager for MemoryChannels {
-    fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>> {
+    fn add_sessions(
+        &self,
+        channel: &ChannelId,
+        sessions: &[SessionId],
+    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut added = Vec::new();
         for s in sessions {
-            g.0.entry(channel.clone()).or_default().insert(s.clone());
+            if g.0.entry(channel.clone()).or_default().insert(s.clone()) {
+                added.push(s.clone());
+            }
             g.1.entry(s.clone()).or_default().insert(channel.clone());
         }
-        ready(Ok(()))
+        ready(Ok(added))
     }
-    fn remove_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>> {
+    fn remove_sessions(
+        &self,
+        channel: &ChannelId,
+        sessions: &[SessionId],
+    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut removed = Vec::new();
         for s in sessions {
-            if let Some(set) = g.0.get_mut(channel) {
-                set.remove(s);
+            if g.0.get_mut(channel).is_some_and(|set| set.remove(s)) {
+                removed.push(s.clone());
+            }
+            if g.0.get(channel).is_some_and(BTreeSet::is_empty) {
+                g.0.remove(channel);
             }
             if let Some(set) = g.1.get_mut(s) {
                 set.remove(channel);
+                if set.is_empty() {
+                    g.1.remove(s);
+                }
             }
         }
-        ready(Ok(()))
+        ready(Ok(removed))
     }
     fn clear(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -352,6 +422,9 @@ impl ChannelManager for MemoryChannels {
         for s in &removed {
             if let Some(set) = g.1.get_mut(s) {
                 set.remove(channel);
+                if set.is_empty() {
+                    g.1.remove(s);
+                }
             }
         }
         ready(Ok(removed))
@@ -484,10 +557,53 @@ mod tests {
     }
 
     #[test]
+    fn application_data_lives_beside_the_session() -> CoreResult<()> {
+        let store = MemorySessionStore::new();
+        let (id, app, other) = (
+            SessionId::from("s"),
+            ApplicationId::from("a"),
+            ApplicationId::from("b"),
+        );
+        assert!(matches!(
+            block(store.store_app_data(&id, &app, Some("1".into()))),
+            Err(CoreError::NotFound(_))
+        ));
+        block(store.store(&id, SessionData::new()))?;
+        block(store.store_app_data(&id, &app, Some("1".into())))?;
+        block(store.store_app_data(&id, &other, Some("2".into())))?;
+        let mut data = SessionData::new();
+        data.insert("k".into(), serde_json::json!(true));
+        block(store.store(&id, data.clone()))?;
+        assert_eq!(block(store.load(&id))?, Some(data));
+        assert_eq!(block(store.load_app_data(&id, &app))?.as_deref(), Some("1"));
+        block(store.store_app_data(&id, &app, None))?;
+        assert_eq!(block(store.load_app_data(&id, &app))?, None);
+        assert_eq!(block(store.load_app_data(&id, &other))?.as_deref(), Some("2"));
+        block(store.remove(&id))?;
+        assert_eq!(block(store.load_app_data(&id, &other))?, None);
+        Ok(())
+    }
+
+    #[test]
     fn channels_keep_two_way_indexes() -> CoreResult<()> {
         let m = MemoryChannels::new();
         let ch = ChannelId::from("room");
-        block(m.add_sessions(&ch, &["a".into(), "b".into()]))?;
+        let (a, b, c) = (SessionId::from("a"), SessionId::from("b"), SessionId::from("c"));
+        assert_eq!(
+            block(m.add_sessions(&ch, &[a.clone(), b.clone(), a.clone()]))?,
+            [a.clone(), b.clone()]
+        );
+        // Only what changed is reported.
+        assert_eq!(
+            block(m.add_sessions(&ch, &[b.clone(), c.clone()]))?,
+            vec![c.clone()]
+        );
+        assert_eq!(
+            block(m.remove_sessions(&ch, &[c.clone(), c.clone(), "x".into()]))?,
+            vec![c.clone()]
+        );
+        assert!(block(m.remove_sessions(&ch, std::slice::from_ref(&c)))?.is_empty());
+        assert!(block(m.channels_of(&c))?.is_empty());
         assert_eq!(block(m.channels_of(&"a".into()))?, vec![ch.clone()]);
         assert_eq!(block(m.clear(&ch))?.len(), 2);
         assert!(block(m.channels_of(&"a".into()))?.is_empty());

@@ -14,6 +14,9 @@
 //!   (a `thywill.channel-sessions` task), and a connection that opens later is subscribed to its
 //!   session's channels before the applications' `connection` hook runs. A reconnecting browser
 //!   is therefore back in its channels at once.
+//!   Every member, the one that made the change included, then runs the applications'
+//!   `sessions_added` / `sessions_removed` hooks with the sessions the manager reported as
+//!   changed (on the hook task, in order with the tracker hooks).
 //! - **Presence** (see [`crate::presence`]): for channels an application tracks.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -303,7 +306,16 @@ enum Outgoing {
 enum Hook {
     Tracker(TrackerEvent),
     Status(MemberId, MemberStatus),
-    Down { member: MemberId, designated: bool },
+    Down {
+        member: MemberId,
+        designated: bool,
+    },
+    /// Sessions added to (`added`) or removed from a channel, on any member.
+    ChannelSessions {
+        added: bool,
+        channel: ChannelId,
+        sessions: Vec<SessionId>,
+    },
 }
 
 /// A running thywill node: cheap to clone, shared by the routes and every connection task.
@@ -330,6 +342,8 @@ struct Router {
     tracker: Arc<dyn ClientTracker>,
     /// The cache manager, its writes invalidated on the other members.
     caches: Arc<dyn DynCacheManager>,
+    /// Where applications keep session data (`None` in plain mode).
+    session_store: Option<Arc<dyn thywill_core::SessionStore>>,
 }
 
 /// Cluster task: deliver a message, or a `load` frame, to local connections of the receiving
@@ -410,6 +424,9 @@ struct ChannelSessions {
     subscribe: bool,
     channel: String,
     sessions: Vec<String>,
+    /// The sessions the channel manager reported as changed (added or removed): what the
+    /// applications' `sessions_added` / `sessions_removed` hooks are given.
+    changed: Vec<String>,
 }
 
 impl Task for ChannelSessions {
@@ -465,6 +482,7 @@ impl Node {
                 members: cluster.members(),
                 tracker: tracker.clone(),
                 caches: invalidating,
+                session_store: sessions.as_ref().map(|s| s.store().clone()),
             });
             let apps: BTreeMap<ApplicationId, _> = applications
                 .into_iter()
@@ -816,43 +834,60 @@ impl Inner {
         self.run_effects(fx);
     }
 
-    /// Persists a change of a channel's sessions and (un)subscribes their connections on every
-    /// member.
+    /// (Un)subscribes the connections of a channel's changed sessions on every member, and
+    /// has every member (this one included) run the applications' `sessions_added` /
+    /// `sessions_removed` hooks with `changed`, the sessions the channel manager reported.
     async fn change_channel_sessions(
         &self,
         subscribe: bool,
         channel: ChannelId,
         sessions: Vec<SessionId>,
+        changed: Vec<SessionId>,
     ) -> CoreResult<()> {
         if sessions.is_empty() {
             return Ok(());
         }
         self.subscribe_sessions_local(subscribe, &channel, &sessions);
-        if self.cluster.members().len() > 1 {
-            let task = ChannelSessions {
-                subscribe,
-                channel: channel.to_string(),
-                sessions: sessions.iter().map(ToString::to_string).collect(),
-            };
+        let task = (self.cluster.members().len() > 1).then(|| ChannelSessions {
+            subscribe,
+            channel: channel.to_string(),
+            sessions: sessions.iter().map(ToString::to_string).collect(),
+            changed: changed.iter().map(ToString::to_string).collect(),
+        });
+        self.channel_sessions_changed(subscribe, channel, changed);
+        if let Some(task) = task {
             self.count_out();
             self.cluster.send_to_others(task.to_task()?).await?;
         }
         Ok(())
     }
 
+    /// Queues the applications' hooks of a change of a channel's sessions (none when no
+    /// session changed).
+    fn channel_sessions_changed(&self, added: bool, channel: ChannelId, sessions: Vec<SessionId>) {
+        if !sessions.is_empty() {
+            let _ = self.hooks.send(Hook::ChannelSessions {
+                added,
+                channel,
+                sessions,
+            });
+        }
+    }
+
     async fn add_sessions(&self, channel: ChannelId, sessions: Vec<SessionId>) -> CoreResult<()> {
-        self.channel_store.add_sessions(&channel, &sessions).await?;
-        self.change_channel_sessions(true, channel, sessions).await
+        let added = self.channel_store.add_sessions(&channel, &sessions).await?;
+        self.change_channel_sessions(true, channel, sessions, added).await
     }
 
     async fn remove_sessions(&self, channel: ChannelId, sessions: Vec<SessionId>) -> CoreResult<()> {
-        self.channel_store.remove_sessions(&channel, &sessions).await?;
-        self.change_channel_sessions(false, channel, sessions).await
+        let removed = self.channel_store.remove_sessions(&channel, &sessions).await?;
+        self.change_channel_sessions(false, channel, sessions, removed)
+            .await
     }
 
     async fn clear_channel(&self, channel: ChannelId) -> CoreResult<Vec<SessionId>> {
         let removed = self.channel_store.clear(&channel).await?;
-        self.change_channel_sessions(false, channel, removed.clone())
+        self.change_channel_sessions(false, channel, removed.clone(), removed.clone())
             .await?;
         Ok(removed)
     }
@@ -1112,6 +1147,10 @@ impl ClientInterface for Router {
     fn caches(&self) -> CoreResult<Arc<dyn DynCacheManager>> {
         Ok(self.caches.clone())
     }
+
+    fn session_store(&self) -> Option<&dyn thywill_core::SessionStore> {
+        self.session_store.as_deref()
+    }
 }
 
 /// Sends presence tasks to other members, in the order they were queued.
@@ -1190,6 +1229,19 @@ async fn run_hook(inner: &Inner, hook: Hook) {
                 if designated {
                     for (app, ctx) in inner.apps.values() {
                         app.cluster_member_down(ctx, &member, &clients).await;
+                    }
+                }
+            }
+            Hook::ChannelSessions {
+                added,
+                channel,
+                sessions,
+            } => {
+                for (app, ctx) in inner.apps.values() {
+                    if added {
+                        app.sessions_added(ctx, &channel, &sessions).await;
+                    } else {
+                        app.sessions_removed(ctx, &channel, &sessions).await;
                     }
                 }
             }
@@ -1272,7 +1324,10 @@ impl ClusterEvents for Events {
             match c {
                 Ok(c) => {
                     let sessions: Vec<SessionId> = c.sessions.into_iter().map(SessionId::from).collect();
-                    inner.subscribe_sessions_local(c.subscribe, &ChannelId::from(c.channel), &sessions);
+                    let channel = ChannelId::from(c.channel);
+                    inner.subscribe_sessions_local(c.subscribe, &channel, &sessions);
+                    let changed = c.changed.into_iter().map(SessionId::from).collect();
+                    inner.channel_sessions_changed(c.subscribe, channel, changed);
                 }
                 Err(e) => tracing::warn!(%from, error = %e, "bad channel-sessions task"),
             }

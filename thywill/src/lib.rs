@@ -77,6 +77,14 @@
 //!   those sessions is subscribed, on any member, now and whenever one connects later (a
 //!   reconnecting browser is back in its channels before [`Application::connection`] runs).
 //!   Connections can also be subscribed one by one ([`AppContext::subscribe`]).
+//!   Every member, the one that made a change included, runs [`Application::sessions_added`] /
+//!   [`Application::sessions_removed`] with the sessions that actually joined or left.
+//! - **Session data** ([`AppContext::session_data`], [`AppContext::set_session_data`],
+//!   [`AppContext::remove_session_data`]): per-user state, typed with serde, kept in the session
+//!   store apart per application (at most [`MAX_APP_SESSION_DATA`] bytes of JSON each), so it
+//!   follows the user across reconnections to any member; RPC functions registered with
+//!   [`RegistryBuilder::async_function_with_context`](rpc::RegistryBuilder::async_function_with_context)
+//!   get it too.
 //! - **Presence** ([`Application::tracks_presence`], [`AppContext::presence`]): which sessions
 //!   have a connection subscribed to a channel anywhere, with `state` / `join` / `leave`
 //!   messages to its subscribers; a member's sessions leave as soon as its failure is detected.
@@ -106,6 +114,9 @@ pub mod config;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// The largest data one application keeps in one session (see
+/// [`AppContext::set_session_data`]).
+pub use thywill_core::MAX_APP_SESSION_DATA;
 pub use thywill_core::cluster::MemberStatus;
 pub use thywill_core::{
     AppContext, Application, ApplicationId, ChannelId, ChannelManager, Client, ClientTracker, Cluster,

@@ -18,10 +18,15 @@
 //!   handler of that member takes over), its partner is told `disconnected`; when the session
 //!   connects again, `reconnected`.
 //!
+//! - Per-user state lives in the session's data ([`Profile`], through
+//!   [`AppContext::session_data`]): how many messages the user has sent, shown on the page. With
+//!   sessions in Redis it follows the user to whichever member the browser reconnects to.
+//!
 //! Messages from the page: `{"action": "message", "message": text}`, `{"action": "kick"}`,
-//! `{"action": "findPartner"}`. Messages to the page: `{"action": "startChat", "channelId": id}`,
-//! `{"action": "message", "message": text}`, `{"action": "kicked"}`,
-//! `{"action": "disconnected"}`, `{"action": "reconnected"}`.
+//! `{"action": "findPartner"}`, `{"action": "stats"}`. Messages to the page:
+//! `{"action": "startChat", "channelId": id}`, `{"action": "message", "message": text}`,
+//! `{"action": "kicked"}`, `{"action": "disconnected"}`, `{"action": "reconnected"}`,
+//! `{"action": "stats", "sent": n}` (the answer to `stats`, to the asking connection only).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +35,7 @@ use std::time::Duration;
 use anyhow::Context;
 use fred::prelude::{Builder as RedisBuilder, ClientLike, ReconnectPolicy};
 use fred::types::{ClusterHash, CustomCommand, Value as RedisValue};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use thywill::config::Backend;
@@ -201,6 +207,14 @@ pub fn channel_id(a: &SessionId, b: &SessionId) -> ChannelId {
     ChannelId::from(hex)
 }
 
+/// What the chat remembers of a user, in the session's data (see [`AppContext::session_data`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Chat messages the user has sent, over every chat and tab of the session. (Two tabs
+    /// sending at the same instant may count one message once: the last write wins.)
+    pub sent: u64,
+}
+
 /// Pairs sessions into chats; see the [crate docs](crate).
 #[derive(Clone)]
 pub struct Chat {
@@ -301,6 +315,26 @@ impl Chat {
         }
     }
 
+    /// The user's profile (a default one when none was stored or the store failed).
+    async fn profile(ctx: &AppContext, session: &SessionId) -> Profile {
+        match ctx.session_data::<Profile>(session).await {
+            Ok(profile) => profile.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(%session, error = %e, "profile not loaded");
+                Profile::default()
+            }
+        }
+    }
+
+    /// Counts a message the user sent.
+    async fn count_sent(ctx: &AppContext, session: &SessionId) {
+        let mut profile = Self::profile(ctx, session).await;
+        profile.sent += 1;
+        if let Err(e) = ctx.set_session_data(session, &profile).await {
+            tracing::warn!(%session, error = %e, "profile not stored");
+        }
+    }
+
     /// `session` has no connection left anywhere: its partner is told, or it stops waiting.
     async fn gone(&self, ctx: &AppContext, session: &SessionId) {
         match Self::chat_of(ctx, session).await {
@@ -353,9 +387,17 @@ impl Application for Chat {
                 }
                 if let Some(channel) = Self::chat_of(ctx, session).await {
                     let data = json!({"action": "message", "message": text});
-                    if let Err(e) = ctx.send_to_channel(&channel, data, &[]).await {
-                        tracing::warn!(error = %e, "chat message not sent");
+                    match ctx.send_to_channel(&channel, data, &[]).await {
+                        Ok(()) => Self::count_sent(ctx, session).await,
+                        Err(e) => tracing::warn!(error = %e, "chat message not sent"),
                     }
+                }
+            }
+            Some("stats") => {
+                let profile = Self::profile(ctx, session).await;
+                let stats = json!({"action": "stats", "sent": profile.sent});
+                if let Err(e) = ctx.send_to_connection(&client.connection, stats).await {
+                    tracing::debug!(error = %e, "stats not sent");
                 }
             }
             Some("kick") => {

@@ -9,8 +9,12 @@
  * by replay, once and in order; a `startChat` for another channel (a new partner) starts a
  * fresh conversation. If messages could not be replayed, a notice line says so.
  *
+ * The server remembers how many messages this browser session has sent (in the session's
+ * data, on every member): the page asks (`stats`) when it connects and after each message,
+ * and shows the count in #sent-count.
+ *
  * Test hooks: #chat-wrapper has class "chatting" while a chat is on and data-channel holds its
- * id.
+ * id; #sent-count .count holds the count of messages sent.
  */
 (function () {
   'use strict';
@@ -53,6 +57,7 @@
 
     connected() {
       this.showStatus('connected');
+      this.send({ action: 'stats' });
       if (this.resuming) {
         this.awaitConfirmation();
       } else if (!this.chatting) {
@@ -93,6 +98,12 @@
           break;
         case 'reconnected':
           this.addMessage('Chat partner reconnected.', 'partner-reconnected');
+          break;
+        case 'stats':
+          if (typeof data.sent === 'number') {
+            this.ui.sentCount.textContent = String(data.sent);
+            this.ui.sent.hidden = false;
+          }
           break;
         case 'kicked':
           this.endChat();
@@ -191,6 +202,7 @@
         return;
       }
       this.send({ action: 'message', message: text });
+      this.send({ action: 'stats' });
       this.ui.textarea.value = '';
       this.ui.textarea.focus();
     }
@@ -257,7 +269,9 @@
       kickNotice: document.getElementById('kick'),
       kickedNotice: document.getElementById('kicked'),
       channel: document.getElementById('channel'),
-      channelName: document.querySelector('#channel .channel')
+      channelName: document.querySelector('#channel .channel'),
+      sent: document.getElementById('sent-count'),
+      sentCount: document.querySelector('#sent-count .count')
     };
     var chat = new ChatInterface(ui);
     ui.sendButton.addEventListener('click', function () {

@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use thywill::{AppContext, Application, ChannelId, Client, Message};
+use thywill::{AppContext, Application, ChannelId, Client, Message, SessionId};
 use thywill_rpc::{Registry, with_rpc};
 
 /// Fails when `trait Application` (in thywill-core) gains a method that `WithRpc` does not
@@ -84,5 +84,88 @@ fn a_wrapped_application_keeps_its_presence() -> anyhow::Result<()> {
         ["room", "hall"]
     );
     assert!(wrapped.rpc().is_some());
+    Ok(())
+}
+
+/// A client interface that does nothing: enough to build an [`AppContext`] for calling hooks.
+struct Nowhere(thywill::MemberId);
+
+impl thywill::core::ClientInterface for Nowhere {
+    fn member(&self) -> &thywill::MemberId {
+        &self.0
+    }
+
+    fn send(
+        &self,
+        _: &thywill::ApplicationId,
+        _: thywill::core::Target,
+        _: Message,
+    ) -> thywill::core::BoxFuture<'_, thywill::core::CoreResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn subscribe(
+        &self,
+        _: Vec<thywill::ConnectionId>,
+        _: Vec<ChannelId>,
+    ) -> thywill::core::BoxFuture<'_, thywill::core::CoreResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn unsubscribe(
+        &self,
+        _: Vec<thywill::ConnectionId>,
+        _: Vec<ChannelId>,
+    ) -> thywill::core::BoxFuture<'_, thywill::core::CoreResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Records the channel membership events it is given.
+#[derive(Default)]
+struct Membership {
+    events: Mutex<Vec<String>>,
+}
+
+impl Membership {
+    fn record(&self, what: &str, channel: &ChannelId, sessions: &[SessionId]) {
+        let sessions: Vec<&str> = sessions.iter().map(SessionId::as_str).collect();
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(format!("{what} {channel} {}", sessions.join(",")));
+    }
+}
+
+impl Application for Membership {
+    async fn received(&self, _: &AppContext, _: &Client, _: Message) {}
+
+    async fn sessions_added(&self, _: &AppContext, channel: &ChannelId, sessions: &[SessionId]) {
+        self.record("added", channel, sessions);
+    }
+
+    async fn sessions_removed(&self, _: &AppContext, channel: &ChannelId, sessions: &[SessionId]) {
+        self.record("removed", channel, sessions);
+    }
+}
+
+#[tokio::test]
+async fn a_wrapped_application_hears_of_channel_membership() -> anyhow::Result<()> {
+    let registry = Registry::builder().function("f.one", |x: u32| x).build()?;
+    let wrapped = with_rpc(Membership::default(), registry);
+    let ctx = AppContext::new("app".into(), std::sync::Arc::new(Nowhere("alpha".into())));
+    let room = ChannelId::from("room");
+    wrapped
+        .sessions_added(&ctx, &room, &["s1".into(), "s2".into()])
+        .await;
+    wrapped.sessions_removed(&ctx, &room, &["s2".into()]).await;
+    assert_eq!(
+        *wrapped
+            .inner()
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ["added room s1,s2", "removed room s2"]
+    );
     Ok(())
 }

@@ -52,6 +52,23 @@ impl Application for Rooms {
                     .await
             }
             "remove" => ctx.remove_sessions(&channel, me).await,
+            // Channel events and session data (see `channel_events.rs`, `session_data.rs`).
+            "add_many" | "remove_many" => {
+                let sessions: Vec<SessionId> = d["sessions"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).map(SessionId::from).collect())
+                    .unwrap_or_default();
+                if op == "add_many" {
+                    ctx.add_sessions(&channel, &sessions).await
+                } else {
+                    ctx.remove_sessions(&channel, &sessions).await
+                }
+            }
+            "data_get" => ctx.session_data::<Value>(&client.session).await.map(|v| {
+                reply["data"] = v.unwrap_or(Value::Null);
+            }),
+            "data_set" => ctx.set_session_data(&client.session, &d["value"]).await,
+            "data_remove" => ctx.remove_session_data(&client.session).await,
             "clear" => ctx.clear_channel(&channel).await.map(|removed| {
                 reply["cleared"] = json!(removed.iter().map(SessionId::as_str).collect::<Vec<_>>());
             }),
@@ -150,9 +167,44 @@ impl Application for Rooms {
         record(&self.log, format!("{}: status {member} {status:?}", ctx.member()));
     }
 
+    async fn sessions_added(&self, ctx: &AppContext, channel: &ChannelId, sessions: &[SessionId]) {
+        record(
+            &self.log,
+            format!("{}: sessions_added {channel} {}", ctx.member(), joined(sessions)),
+        );
+    }
+
+    async fn sessions_removed(&self, ctx: &AppContext, channel: &ChannelId, sessions: &[SessionId]) {
+        record(
+            &self.log,
+            format!(
+                "{}: sessions_removed {channel} {}",
+                ctx.member(),
+                joined(sessions)
+            ),
+        );
+    }
+
     fn tracks_presence(&self, channel: &ChannelId) -> bool {
         channel.as_str().starts_with("p:")
     }
+}
+
+/// Session ids joined by commas, in the order given.
+fn joined(sessions: &[SessionId]) -> String {
+    sessions
+        .iter()
+        .map(SessionId::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A second application of every member, to show that applications' session data is kept
+/// apart (driven through [`Node::context`] by the tests).
+pub(crate) struct Notes;
+
+impl Application for Notes {
+    async fn received(&self, _: &AppContext, _: &Client, _: Message) {}
 }
 
 /// One served member.
@@ -169,7 +221,7 @@ pub(crate) struct Cluster {
     pub(crate) members: Vec<Member>,
     pub(crate) log: Log,
     channels: Arc<MemoryChannels>,
-    sessions: Sessions,
+    pub(crate) sessions: Sessions,
     /// Makes each member's history (a fresh in-memory one by default).
     history: HistoryFactory,
 }
@@ -204,12 +256,15 @@ impl Cluster {
     /// Starts (or starts again) member `id`.
     pub(crate) async fn start_member(&self, id: &str) -> anyhow::Result<Member> {
         let (cluster, tracker) = tracked(self.hub.member(id));
-        let applications: Vec<(ApplicationId, Arc<dyn DynApplication>)> = vec![(
-            "rooms".into(),
-            Arc::new(Rooms {
-                log: self.log.clone(),
-            }),
-        )];
+        let applications: Vec<(ApplicationId, Arc<dyn DynApplication>)> = vec![
+            (
+                "rooms".into(),
+                Arc::new(Rooms {
+                    log: self.log.clone(),
+                }),
+            ),
+            ("notes".into(), Arc::new(Notes)),
+        ];
         let node = Node::start(NodeParts {
             config: TransportConfig::default().with_base_path("/t")?,
             applications,

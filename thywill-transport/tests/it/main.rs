@@ -4,6 +4,7 @@ mod cluster;
 mod support;
 
 mod caches;
+mod channel_events;
 mod channels;
 mod client_js;
 mod client_load;
@@ -13,5 +14,6 @@ mod hostile;
 mod lifecycle;
 mod presence;
 mod replay;
+mod session_data;
 mod sessions;
 mod tls;
