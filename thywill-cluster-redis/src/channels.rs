@@ -159,6 +159,10 @@ impl RedisChannels {
 }
 
 impl ChannelManager for RedisChannels {
+    /// Yes: every member given the same Redis and prefix reads the same keys.
+    fn is_shared(&self) -> bool {
+        true
+    }
     fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>> {
         let (channel, sessions) = (channel.clone(), sessions.to_vec());
         Box::pin(async move { Ok(self.change("SADD", &channel, &sessions).await?) })

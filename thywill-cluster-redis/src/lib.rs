@@ -38,14 +38,18 @@
 //!         .with_members(["alpha", "beta", "gamma"])?
 //!         .with_local("alpha")?,
 //! )?;
-//! // hand it to the node builder: Thywill::builder().cluster(cluster)
 //! # let _ = cluster; Ok(()) }
 //! ```
 //!
 //! The crate also holds Redis-backed stores shared by the members: [`RedisSessions`],
 //! [`RedisChannels`], [`RedisResources`] and [`RedisHistory`] (the replay logs that let a
 //! client recover what it missed after reconnecting to any member).
+//!
+//! A node takes all of them as one bundle, [`RedisBackend`]: the cluster (with the
+//! cluster-wide client tracker, which the node builder wires), the shared history, channels
+//! and sessions, installed by one builder call (`Thywill::builder().backend(backend)`).
 
+mod backend;
 mod channels;
 mod config;
 mod error;
@@ -72,6 +76,7 @@ use thywill_core::{
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use backend::RedisBackend;
 pub use channels::{RedisChannels, RedisChannelsConfig};
 pub use config::RedisClusterConfig;
 pub use error::Error;

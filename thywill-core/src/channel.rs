@@ -7,6 +7,10 @@ use crate::{BoxFuture, ChannelId, CoreResult, SessionId};
 /// The node subscribes a session's current connections when the session is added and every
 /// later connection of the session automatically.
 pub trait ChannelManager: Send + Sync + 'static {
+    /// Whether every member of the cluster reads the same channels. A manager that is not
+    /// (one per member, in memory) is refused on a cluster of several members with sessions
+    /// on: a session reconnecting to another member would not be back in its channels.
+    fn is_shared(&self) -> bool;
     /// Adds sessions to a channel.
     fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> BoxFuture<'_, CoreResult<()>>;
     /// Removes sessions from a channel.

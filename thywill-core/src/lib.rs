@@ -12,13 +12,16 @@
 //! - the traits every component implements: [`Application`], [`ClientInterface`],
 //!   [`Cluster`], [`ClientTracker`], [`ChannelManager`], [`SessionStore`],
 //!   [`ResourceManager`], [`TemplateEngine`], [`Minifier`], [`RpcHandler`] and [`History`]
-//!   (replay logs for recovery after reconnects).
+//!   (replay logs for recovery after reconnects);
+//! - [`Backend`]: a cluster backend and the stores it shares, installed as one bundle
+//!   ([`BackendParts`]).
 //!
 //! Async trait methods return [`BoxFuture`] where the trait must be stored as a trait object;
 //! the user-facing [`Application`] trait uses `impl Future` and is erased internally through
 //! [`DynApplication`].
 
 mod application;
+mod backend;
 mod channel;
 pub mod cluster;
 mod error;
@@ -32,6 +35,7 @@ mod session;
 mod tracker;
 
 pub use application::{AppContext, Application, ClientInterface, DynApplication, Target, is_plain_path};
+pub use backend::{Backend, BackendParts, DynBackend, Tracking};
 pub use channel::ChannelManager;
 pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, MemberStatus, Task};
 pub use error::{CoreError, CoreResult};
