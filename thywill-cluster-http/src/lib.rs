@@ -66,11 +66,14 @@
 //!         .with_members_str("alpha=127.0.0.1:20091,beta=127.0.0.1:20092")?
 //!         .with_local("alpha")?,
 //! )?;
-//! // hand it to the node builder: Thywill::builder().cluster(cluster)
 //! # let _ = cluster; Ok(()) }
 //! ```
+//!
+//! A node installs it as one bundle, [`HttpBackend`] (`Thywill::builder().backend(backend)`),
+//! which the node builder gives the cluster-wide client tracker.
 
 mod auth;
+mod backend;
 mod config;
 mod error;
 #[cfg(test)]
@@ -94,6 +97,7 @@ use tokio::task::JoinHandle;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::{Filter, Reply};
 
+pub use backend::HttpBackend;
 pub use config::{HttpClusterConfig, parse_members};
 pub use error::Error;
 

@@ -168,6 +168,10 @@ impl RedisChannels {
 }
 
 impl ChannelManager for RedisChannels {
+    /// Yes: every member given the same Redis and prefix reads the same keys.
+    fn is_shared(&self) -> bool {
+        true
+    }
     fn add_sessions(
         &self,
         channel: &ChannelId,

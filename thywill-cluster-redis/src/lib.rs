@@ -38,7 +38,6 @@
 //!         .with_members(["alpha", "beta", "gamma"])?
 //!         .with_local("alpha")?,
 //! )?;
-//! // hand it to the node builder: Thywill::builder().cluster(cluster)
 //! # let _ = cluster; Ok(()) }
 //! ```
 //!
@@ -46,7 +45,12 @@
 //! [`RedisChannels`], [`RedisResources`], [`RedisHistory`] (the replay logs that let a
 //! client recover what it missed after reconnecting to any member) and [`RedisCaches`] (the
 //! applications' named LRU caches, one copy shared by every member).
+//!
+//! A node takes the cluster and its stores as one bundle, [`RedisBackend`]: the cluster (with the
+//! cluster-wide client tracker, which the node builder wires), the shared history, channels
+//! and sessions, installed by one builder call (`Thywill::builder().backend(backend)`).
 
+mod backend;
 mod caches;
 mod channels;
 mod config;
@@ -74,6 +78,7 @@ use thywill_core::{
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use backend::RedisBackend;
 pub use caches::{RedisCaches, RedisCachesConfig};
 pub use channels::{RedisChannels, RedisChannelsConfig};
 pub use config::RedisClusterConfig;

@@ -239,6 +239,10 @@ impl RedisSessions {
 }
 
 impl SessionStore for RedisSessions {
+    /// Yes: every member given the same Redis and prefix reads the same keys.
+    fn is_shared(&self) -> bool {
+        true
+    }
     fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>> {
         let id = id.clone();
         Box::pin(async move { Ok(self.load(&id).await?) })

@@ -7,6 +7,10 @@ use crate::{BoxFuture, ChannelId, CoreResult, SessionId};
 /// The node subscribes a session's current connections when the session is added and every
 /// later connection of the session automatically.
 pub trait ChannelManager: Send + Sync + 'static {
+    /// Whether every member of the cluster reads the same channels. A manager that is not
+    /// (one per member, in memory) is refused on a cluster of several members with sessions
+    /// on: a session reconnecting to another member would not be back in its channels.
+    fn is_shared(&self) -> bool;
     /// Adds sessions to a channel and returns those that were not in it yet (each once, in
     /// the order given): what the node reports to
     /// [`Application::sessions_added`](crate::Application::sessions_added).

@@ -13,13 +13,16 @@
 //!   [`Cluster`], [`ClientTracker`], [`ChannelManager`], [`SessionStore`],
 //!   [`ResourceManager`], [`TemplateEngine`], [`Minifier`], [`RpcHandler`], [`History`]
 //!   (replay logs for recovery after reconnects) and [`CacheManager`] (named, bounded LRU
-//!   caches, with the in-memory default [`MemoryCaches`]; see [`cache`]).
+//!   caches, with the in-memory default [`MemoryCaches`]; see [`cache`]);
+//! - [`Backend`]: a cluster backend and the stores it shares, installed as one bundle
+//!   ([`BackendParts`]).
 //!
 //! Async trait methods return [`BoxFuture`] where the trait must be stored as a trait object;
 //! the user-facing [`Application`] trait uses `impl Future` and is erased internally through
 //! [`DynApplication`].
 
 mod application;
+mod backend;
 pub mod cache;
 mod channel;
 pub mod cluster;
@@ -33,8 +36,9 @@ mod rpc;
 mod session;
 mod tracker;
 
-pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
 pub use application::{AppContext, Application, ClientInterface, DynApplication, Target, is_plain_path};
+pub use backend::{Backend, BackendParts, DynBackend, Tracking};
+pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
 pub use channel::ChannelManager;
 pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, MemberStatus, Task};
 pub use error::{CoreError, CoreResult};

@@ -295,6 +295,11 @@ impl TransportConfig {
         self
     }
 
+    /// Whether channel and session messages are logged for replay ([`Self::with_replay`]).
+    pub fn replay(&self) -> bool {
+        self.replay
+    }
+
     /// The base path, always starting with `/` and without a trailing `/` (except the root).
     pub fn base_path(&self) -> &str {
         &self.base_path

@@ -1,5 +1,5 @@
 //! Single-member defaults: a cluster of one, and in-memory tracker, channels, sessions and
-//! resources. Used when nothing else is configured.
+//! resources, bundled as [`LocalBackend`]. Used when nothing else is configured.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -12,6 +12,42 @@ use thywill_core::{
 
 fn ready<'a, T: Send + 'a>(v: T) -> BoxFuture<'a, T> {
     Box::pin(std::future::ready(v))
+}
+
+/// The single-member backend, as one bundle: a [`LocalCluster`], the member's own client table
+/// ([`Tracking::Local`](thywill_core::Tracking::Local)), and channels, sessions, resources and
+/// replay history in memory ([`crate::LocalHistory`] with its default limits). What a node uses
+/// when no backend is installed.
+#[derive(Clone, Debug)]
+pub struct LocalBackend {
+    member: MemberId,
+}
+
+impl LocalBackend {
+    /// A single member called `member`.
+    pub fn new(member: impl Into<MemberId>) -> Self {
+        Self {
+            member: member.into(),
+        }
+    }
+
+    /// The member.
+    pub fn member(&self) -> &MemberId {
+        &self.member
+    }
+}
+
+impl thywill_core::Backend for LocalBackend {
+    async fn connect(self) -> CoreResult<thywill_core::BackendParts> {
+        Ok(
+            thywill_core::BackendParts::new("local", LocalCluster::new(self.member))
+                .with_tracking(thywill_core::Tracking::Local)
+                .with_history(crate::LocalHistory::default())
+                .with_channels(MemoryChannels::new())
+                .with_session_store(MemorySessionStore::new())
+                .with_resources(MemoryResources::new()),
+        )
+    }
 }
 
 /// A cluster of exactly one member: tasks sent to the local member are handled locally,
@@ -268,6 +304,10 @@ impl MemorySessionStore {
 }
 
 impl SessionStore for MemorySessionStore {
+    /// No: each member holds its own.
+    fn is_shared(&self) -> bool {
+        false
+    }
     fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>> {
         let now = std::time::Instant::now();
         let mut held = self.held();
@@ -378,6 +418,10 @@ impl MemoryChannels {
 }
 
 impl ChannelManager for MemoryChannels {
+    /// No: each member holds its own.
+    fn is_shared(&self) -> bool {
+        false
+    }
     fn add_sessions(
         &self,
         channel: &ChannelId,

@@ -1,8 +1,10 @@
 //! A cluster-wide [`ClientTracker`]: every member keeps the table of who is connected where,
 //! fed by announcements over the cluster.
 //!
-//! [`tracked`] wraps a [`Cluster`] backend and returns the wrapped cluster and its tracker;
-//! give both to the node builder. The wrapper intercepts the tracker's own tasks
+//! [`tracked`] wraps a [`Cluster`] backend and returns the wrapped cluster and its tracker.
+//! The facade's builder does it for every backend installed with
+//! [`Tracking::ClusterWide`](thywill_core::Tracking::ClusterWide) (the default); those who
+//! compose a [`Node`](crate::Node) by hand give both to [`NodeParts`](crate::NodeParts). The wrapper intercepts the tracker's own tasks
 //! (`thywill.tracker`) before the node sees the cluster's events:
 //!
 //! - a local connect or disconnect is announced to the other members (`send_to_others`);
@@ -26,7 +28,7 @@
 //! ```no_run
 //! # fn f(cluster: thywill_transport::local::LocalCluster) {
 //! let (cluster, tracker) = thywill_transport::tracker::tracked(cluster);
-//! // Thywill::builder().cluster(cluster).tracker(tracker)
+//! // NodeParts { cluster: Arc::new(cluster), tracker: Arc::new(tracker), .. }
 //! # let _ = (cluster, tracker); }
 //! ```
 

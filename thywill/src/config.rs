@@ -23,7 +23,7 @@
 //! max_message_size = 65536
 //! outbound_queue = 1024
 //!
-//! [cluster]
+//! [cluster]                         # one bundle: cluster, history, channels, sessions
 //! backend = "redis"                 # none | redis | http
 //! members = ["alpha", "beta"]       # http: ["alpha=10.0.0.1:20087", …]
 //! redis_url = "redis://127.0.0.1:6379"
@@ -54,7 +54,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -206,6 +205,49 @@ pub enum Backend {
     Redis,
     /// Direct HTTP between members (feature `http`).
     Http,
+}
+
+/// The backend a configuration selects ([`Config::backend`]): install it with
+/// [`Builder::backend`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum SelectedBackend {
+    /// A single member, everything in memory (`backend = "none"`).
+    Local(crate::LocalBackend),
+    /// Redis: cluster, shared replay history, channels of sessions and sessions
+    /// (`backend = "redis"`).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    Redis(Box<thywill_cluster_redis::RedisBackend>),
+    /// Direct HTTP between members (`backend = "http"`).
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    Http(thywill_cluster_http::HttpBackend),
+}
+
+impl SelectedBackend {
+    /// Every member of the cluster, the local one included, in ring order.
+    pub fn members(&self) -> Vec<crate::MemberId> {
+        match self {
+            Self::Local(b) => vec![b.member().clone()],
+            #[cfg(feature = "redis")]
+            Self::Redis(b) => b.cluster_config().members().to_vec(),
+            #[cfg(feature = "http")]
+            Self::Http(b) => crate::Cluster::members(&**b.cluster()),
+        }
+    }
+}
+
+impl crate::Backend for SelectedBackend {
+    async fn connect(self) -> thywill_core::CoreResult<thywill_core::BackendParts> {
+        match self {
+            Self::Local(b) => b.connect().await,
+            #[cfg(feature = "redis")]
+            Self::Redis(b) => (*b).connect().await,
+            #[cfg(feature = "http")]
+            Self::Http(b) => b.connect().await,
+        }
+    }
 }
 
 /// Cluster settings.
@@ -505,7 +547,7 @@ impl Config {
                 ));
             }
             Backend::Redis | Backend::Http => {
-                self.cluster_backend("app")?;
+                self.backend("app")?;
             }
         }
         let _checked = self.caches(Builder::default(), "app")?;
@@ -573,20 +615,25 @@ impl Config {
         Ok(Some(c.with_secure(self.session.secure)))
     }
 
-    /// Builds the configured cluster backend (`None` for a single member). `app` names the
-    /// default Redis prefix `thywill:<app>:cluster:`.
+    /// The configured backend, as one bundle ([`Builder::backend`]). `app` names the default
+    /// prefixes: with `backend = "redis"`, keys and channels under `thywill:<app>:` (cluster
+    /// channels `cluster.prefix`, default `thywill:<app>:cluster:`; the shared replay history
+    /// `replay.prefix`, default `thywill:<app>:history:`; sessions and channels of sessions
+    /// `thywill:<app>:`), every part at `cluster.redis_url`.
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    pub fn cluster_backend(&self, app: &str) -> Result<Option<Arc<dyn crate::Cluster>>, ConfigError> {
+    pub fn backend(&self, app: &str) -> Result<SelectedBackend, ConfigError> {
         let c = &self.cluster;
         let heartbeat = (
             Duration::from_millis(c.heartbeat_interval_ms),
             Duration::from_millis(c.heartbeat_timeout_ms),
         );
         match c.backend {
-            Backend::None => Ok(None),
+            Backend::None => Ok(SelectedBackend::Local(crate::LocalBackend::new(
+                self.member.as_str(),
+            ))),
             #[cfg(feature = "redis")]
             Backend::Redis => {
-                use thywill_cluster_redis::{RedisCluster, RedisClusterConfig};
+                use thywill_cluster_redis::RedisBackend;
                 let e = |k: &'static str| move |e: thywill_cluster_redis::Error| ConfigError::new(k, e);
                 let mut members: Vec<crate::MemberId> = c
                     .members
@@ -597,26 +644,38 @@ impl Config {
                 if !members.contains(&local) {
                     members.push(local.clone());
                 }
-                let config = RedisClusterConfig::default()
-                    .with_url(c.redis_url.clone())
+                let mut backend = RedisBackend::new(c.redis_url.clone())
                     .map_err(e("cluster.redis_url"))?
-                    .with_prefix(
-                        c.prefix
-                            .clone()
-                            .unwrap_or_else(|| format!("thywill:{app}:cluster:")),
-                    )
+                    .with_prefix(format!("thywill:{app}:"))
                     .map_err(e("cluster.prefix"))?
                     .with_members(members)
                     .map_err(e("cluster.members"))?
                     .with_local(local)
                     .map_err(e("member"))?
                     .with_heartbeat(heartbeat.0, heartbeat.1)
-                    .map_err(e("cluster.heartbeat_interval_ms"))?;
-                Ok(Some(Arc::new(RedisCluster::new(config).map_err(e("cluster"))?)))
+                    .map_err(e("cluster.heartbeat_interval_ms"))?
+                    .with_history_limits(self.history_limits()?)
+                    .map_err(e("replay.max_entries"))?;
+                if let Some(prefix) = &c.prefix {
+                    let cluster = backend
+                        .cluster_config()
+                        .clone()
+                        .with_prefix(prefix.clone())
+                        .map_err(e("cluster.prefix"))?;
+                    backend = backend.with_cluster(cluster);
+                }
+                if let (Some(prefix), Some(history)) = (&self.replay.prefix, backend.history_config()) {
+                    let history = history
+                        .clone()
+                        .with_prefix(prefix.clone())
+                        .map_err(e("replay.prefix"))?;
+                    backend = backend.with_history(history);
+                }
+                Ok(SelectedBackend::Redis(Box::new(backend)))
             }
             #[cfg(feature = "http")]
             Backend::Http => {
-                use thywill_cluster_http::{HttpCluster, HttpClusterConfig};
+                use thywill_cluster_http::{HttpBackend, HttpClusterConfig};
                 let e = |k: &'static str| move |e: thywill_cluster_http::Error| ConfigError::new(k, e);
                 let members = thywill_cluster_http::parse_members(&c.members.join(","))
                     .map_err(e("cluster.members"))?;
@@ -635,7 +694,9 @@ impl Config {
                         .with_secret(secret.as_bytes().to_vec())
                         .map_err(e("cluster.secret"))?;
                 }
-                Ok(Some(Arc::new(HttpCluster::new(config).map_err(e("cluster"))?)))
+                Ok(SelectedBackend::Http(
+                    HttpBackend::new(config).map_err(e("cluster"))?,
+                ))
             }
             #[allow(unreachable_patterns)]
             other => Err(ConfigError::new(
@@ -645,9 +706,10 @@ impl Config {
         }
     }
 
-    /// Applies the configuration to a builder: member, transport, sessions, and the cluster
-    /// backend with a cluster-wide client tracker. `base` is the application's default base
-    /// path; `app` names the default Redis prefix.
+    /// Applies the configuration to a builder: member, transport, sessions, and the backend
+    /// ([`Config::backend`], installed with [`Builder::backend`]; a per-member replay history
+    /// with the `[replay]` bounds unless the backend shares one). `base` is the application's
+    /// default base path; `app` names the default Redis prefixes.
     pub fn apply(&self, builder: Builder, base: &str, app: &str) -> Result<Builder, ConfigError> {
         let mut builder = builder
             .member(self.member.as_str())
@@ -655,11 +717,7 @@ impl Config {
         if let Some(sessions) = self.session_config()? {
             builder = builder.sessions(sessions);
         }
-        if let Some(cluster) = self.cluster_backend(app)? {
-            let (cluster, tracker) = crate::transport::tracker::tracked_arc(cluster);
-            builder = builder.cluster(cluster).tracker(tracker);
-        }
-        let builder = self.history(builder, app)?;
+        let builder = self.history(builder.backend(self.backend(app)?))?;
         self.caches(builder, app)
     }
 
@@ -724,31 +782,13 @@ impl Config {
         })
     }
 
-    /// Gives the builder its replay history: shared in Redis (`<prefix>` default
-    /// `thywill:<app>:history:`) with the Redis backend, so that clients recover on any member;
-    /// else in memory.
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    pub fn history(&self, builder: Builder, app: &str) -> Result<Builder, ConfigError> {
+    /// Gives the builder a per-member replay history bounded as `[replay]` says, unless the
+    /// configured backend shares one (Redis: its bundle has it, see [`Config::backend`]).
+    pub fn history(&self, builder: Builder) -> Result<Builder, ConfigError> {
         let limits = self.history_limits()?;
         match self.cluster.backend {
             #[cfg(feature = "redis")]
-            Backend::Redis => {
-                use thywill_cluster_redis::RedisHistoryConfig;
-                let e = |k: &'static str| move |e: thywill_cluster_redis::Error| ConfigError::new(k, e);
-                let config = RedisHistoryConfig::default()
-                    .with_url(self.cluster.redis_url.clone())
-                    .map_err(e("cluster.redis_url"))?
-                    .with_prefix(
-                        self.replay
-                            .prefix
-                            .clone()
-                            .unwrap_or_else(|| format!("thywill:{app}:history:")),
-                    )
-                    .map_err(e("replay.prefix"))?
-                    .with_limits(limits)
-                    .map_err(e("replay.max_entries"))?;
-                Ok(builder.redis_history(config))
-            }
+            Backend::Redis => Ok(builder),
             _ => Ok(builder.history(crate::LocalHistory::new(limits))),
         }
     }
@@ -902,6 +942,52 @@ mod tests {
             Err(e) => assert!(e.to_string().contains("nope"), "{e}"),
             Ok(_) => panic!("unknown keys are refused"),
         }
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn the_file_selects_the_whole_redis_bundle() -> Result<(), ConfigError> {
+        let dir = std::env::temp_dir().join(format!("thywill-config-bundle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| ConfigError::new("test", e))?;
+        let file = dir.join("member.toml");
+        std::fs::write(
+            &file,
+            "member = \"beta\"\n[cluster]\nbackend = \"redis\"\nmembers = [\"alpha\", \"beta\"]\n\
+             redis_url = \"redis://127.0.0.1:1\"\n[replay]\nmax_entries = 7\n",
+        )
+        .map_err(|e| ConfigError::new("test", e))?;
+        let c = Config::load(Some(&file), env(&[]), &[])?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let SelectedBackend::Redis(b) = c.backend("chat")? else {
+            panic!("backend = \"redis\" selects the Redis bundle");
+        };
+        assert_eq!(b.cluster_config().members().len(), 2);
+        assert_eq!(b.cluster_config().local().as_str(), "beta");
+        assert_eq!(b.cluster_config().prefix(), "thywill:chat:cluster:");
+        let history = b.history_config().expect("the bundle has the shared history");
+        assert_eq!(history.limits().max_entries, 7, "bounded as [replay] says");
+        assert_eq!(
+            c.backend("chat")?.members(),
+            vec![crate::MemberId::from("alpha"), crate::MemberId::from("beta")]
+        );
+        // `cluster.prefix` still names the cluster's channels alone.
+        let c = Config::load(
+            None,
+            env(&[
+                ("THYWILL_CLUSTER__BACKEND", "redis"),
+                ("THYWILL_CLUSTER__PREFIX", "mine:"),
+            ]),
+            &[],
+        )?;
+        let SelectedBackend::Redis(b) = c.backend("chat")? else {
+            panic!("the Redis bundle");
+        };
+        assert_eq!(b.cluster_config().prefix(), "mine:");
+        assert!(matches!(
+            Config::default().backend("chat")?,
+            SelectedBackend::Local(_)
+        ));
+        Ok(())
     }
 
     #[test]

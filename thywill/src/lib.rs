@@ -34,15 +34,21 @@
 //! ## Components
 //!
 //! A node is composed by type from components that implement the traits of
-//! [`thywill_core`]; each has a single-member default:
+//! [`thywill_core`]; each has a single-member default. A **backend** is installed as one bundle
+//! ([`Builder::backend`], a [`Backend`]): its cluster, the cluster-wide client tracker (wired by
+//! the builder) and the stores its members share. [`RedisBackend`] has them all,
+//! [`HttpBackend`] only the cluster; the default [`LocalBackend`] is one member with everything
+//! in memory. [`Builder::build`] refuses parts that do not fit together (sessions on several
+//! members in a store each keeps for itself, and the like), saying what to add.
 //!
-//! | component | trait | default |
-//! |---|---|---|
-//! | cluster backend | [`Cluster`] | [`LocalCluster`] (one member) |
-//! | client tracker | [`ClientTracker`] | [`MemoryTracker`] |
-//! | channels of sessions | [`ChannelManager`] | [`MemoryChannels`] |
-//! | resources | [`ResourceManager`] | [`MemoryResources`] |
-//! | sessions | [`SessionStore`] | [`MemorySessionStore`] (sessions are off unless [`Builder::sessions`]) |
+//! | component | trait | default ([`LocalBackend`]) | [`RedisBackend`] |
+//! |---|---|---|---|
+//! | cluster backend | [`Cluster`] | [`LocalCluster`] (one member) | [`RedisCluster`] |
+//! | client tracker | [`ClientTracker`] | [`MemoryTracker`] | [`ClusterTracker`] (wired by the builder) |
+//! | replay history | [`History`] | [`LocalHistory`] | `RedisHistory` (shared) |
+//! | channels of sessions | [`ChannelManager`] | [`MemoryChannels`] | `RedisChannels` |
+//! | sessions | [`SessionStore`] | [`MemorySessionStore`] (sessions are off unless [`Builder::sessions`]) | `RedisSessions` |
+//! | resources | [`ResourceManager`] | [`MemoryResources`] | memory, or `RedisResources` if asked |
 //! | remote procedures | [`RpcHandler`] | none; [`rpc::Registry`] is a typed registry of functions (crate `thywill-rpc`) |
 //! | page templates | [`TemplateEngine`] | [`templates::MiniJinja`] (HTML autoescaping) |
 //! | minifier | [`Minifier`] | [`resources::DefaultMinifier`] (swc_core, lightningcss) |
@@ -64,7 +70,7 @@
 //!
 //! - **Sessions** ([`Builder::sessions`]): the page issues a signed cookie; every tab of one
 //!   browser, on any member, is then one [`SessionId`]. A cluster shares the secret and a
-//!   session store ([`cluster_redis::RedisSessions`]).
+//!   session store (the backend's, such as [`cluster_redis::RedisSessions`]).
 //! - **Who is connected** ([`AppContext::is_connected`], [`AppContext::connections_of_session`],
 //!   [`AppContext::connected_clients`]): the cluster-wide tracker. Clients of other members
 //!   reach [`Application::connection_to`] / [`Application::disconnection_from`] on every member;
@@ -72,8 +78,8 @@
 //!   its designated handler and [`Application::cluster_member_status`] everywhere.
 //! - **Channels of sessions** ([`AppContext::add_sessions`], [`AppContext::remove_sessions`],
 //!   [`AppContext::clear_channel`], [`AppContext::channel_sessions`],
-//!   [`AppContext::session_channels`]): persisted by the [`ChannelManager`]
-//!   ([`Builder::channels`]; [`cluster_redis::RedisChannels`] in a cluster). Every connection of
+//!   [`AppContext::session_channels`]): persisted by the [`ChannelManager`] (the backend's,
+//!   such as [`cluster_redis::RedisChannels`]; [`Builder::channels`] replaces it). Every connection of
 //!   those sessions is subscribed, on any member, now and whenever one connects later (a
 //!   reconnecting browser is back in its channels before [`Application::connection`] runs).
 //!   Connections can also be subscribed one by one ([`AppContext::subscribe`]).
@@ -99,12 +105,8 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `minify` | yes | minification with swc_core and lightningcss (without it, bundles are merged unminified and clean builds take about half the time) |
-//! | `redis` | yes | the Redis cluster backend: [`RedisCluster`] (crate `thywill-cluster-redis`) |
-//! | `http` | yes | the HTTP cluster backend: [`HttpCluster`] (crate `thywill-cluster-http`) |
-//!
-//! A clustered node also needs a cluster-wide client tracker, to reach a connection held by
-//! another member: [`tracked`] wraps a backend and returns it with its [`ClusterTracker`]
-//! (`builder.cluster(cluster).tracker(tracker)`).
+//! | `redis` | yes | the Redis backend: [`RedisBackend`] (crate `thywill-cluster-redis`) |
+//! | `http` | yes | the HTTP backend: [`HttpBackend`] (crate `thywill-cluster-http`) |
 //!
 //! See `ARCHITECTURE.md` for the map of the crates and the path of a message.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -119,13 +121,14 @@ use std::sync::Arc;
 pub use thywill_core::MAX_APP_SESSION_DATA;
 pub use thywill_core::cluster::MemberStatus;
 pub use thywill_core::{
-    AppContext, Application, ApplicationId, ChannelId, ChannelManager, Client, ClientTracker, Cluster,
-    ConnectionId, CoreError, History, HistoryLimits, MemberClients, MemberId, Message, Metadata, ReadLimit,
-    Resource, ResourceKind, ResourceManager, RpcError, RpcErrorCode, RpcHandler, SessionData, SessionId,
-    SessionStore, TrackerEvent, protocol,
+    AppContext, Application, ApplicationId, Backend, BackendParts, ChannelId, ChannelManager, Client,
+    ClientTracker, Cluster, ConnectionId, CoreError, DynBackend, History, HistoryLimits, MemberClients,
+    MemberId, Message, Metadata, ReadLimit, Resource, ResourceKind, ResourceManager, RpcError, RpcErrorCode,
+    RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent, Tracking, protocol,
 };
 pub use thywill_transport::local::{
-    LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker, SessionLimits,
+    LocalBackend, LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker,
+    SessionLimits,
 };
 pub use thywill_transport::{
     AllowedHosts, AllowedOrigins, LocalHistory, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig,
@@ -135,15 +138,15 @@ pub use thywill_transport::{
 /// Re-export of the HTTP cluster backend.
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use thywill_cluster_http::{self as cluster_http, HttpCluster, HttpClusterConfig};
+pub use thywill_cluster_http::{self as cluster_http, HttpBackend, HttpCluster, HttpClusterConfig};
 /// Re-export of the Redis cluster backend.
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use thywill_cluster_redis::{self as cluster_redis, RedisCluster, RedisClusterConfig};
+pub use thywill_cluster_redis::{self as cluster_redis, RedisBackend, RedisCluster, RedisClusterConfig};
 /// Re-export of the core crate, for component authors.
 pub use thywill_core as core;
-pub use thywill_core::{Minifier, TemplateEngine};
 pub use thywill_core::cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
+pub use thywill_core::{Minifier, TemplateEngine};
 /// Re-export of the resources crate: manifests, the bootstrap pipeline, minifiers.
 pub use thywill_resources as resources;
 pub use thywill_resources::{Entry, Manifest, Source};
@@ -153,7 +156,8 @@ pub use thywill_rpc as rpc;
 pub use thywill_templates as templates;
 /// Re-export of the transport crate.
 pub use thywill_transport as transport;
-pub use thywill_transport::tracker::{ClusterTracker, TrackedCluster, tracked};
+use thywill_transport::tracker::tracked_arc;
+pub use thywill_transport::tracker::{ClusterTracker, TrackedCluster};
 
 /// A boxed serving future, as returned by [`config::Config::serve`].
 pub type BoxServe = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
@@ -171,10 +175,34 @@ pub enum Error {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// The components do not fit together ([`Builder::build`]); the message says what to add.
+    #[error("inconsistent node: {message}")]
+    Inconsistent {
+        /// Which combination was refused.
+        kind: Inconsistency,
+        /// What is wrong and what to add.
+        message: String,
+    },
     /// The page's resources could not be assembled (a file is missing, a script or style does
     /// not parse: the message names file, line and column).
     #[error(transparent)]
     Resources(#[from] thywill_resources::ResourcesError),
+}
+
+/// A setting of the Redis backend was refused, or Redis failed.
+#[cfg(feature = "redis")]
+impl From<thywill_cluster_redis::Error> for Error {
+    fn from(e: thywill_cluster_redis::Error) -> Self {
+        Self::Core(e.into())
+    }
+}
+
+/// A setting of the HTTP backend was refused.
+#[cfg(feature = "http")]
+impl From<thywill_cluster_http::Error> for Error {
+    fn from(e: thywill_cluster_http::Error) -> Self {
+        Self::Core(e.into())
+    }
 }
 
 impl Error {
@@ -184,6 +212,14 @@ impl Error {
             self,
             Self::Transport(thywill_transport::TransportError::Config { .. }) | Self::Config(_)
         )
+    }
+
+    /// The refused combination, if [`Builder::build`] found the components inconsistent.
+    pub fn inconsistency(&self) -> Option<Inconsistency> {
+        match self {
+            Self::Inconsistent { kind, .. } => Some(*kind),
+            _ => None,
+        }
     }
 
     /// Whether the error is a syntax error in a script or stylesheet.
@@ -205,8 +241,8 @@ pub struct Builder {
     config: TransportConfig,
     member: MemberId,
     applications: Vec<(ApplicationId, Arc<dyn thywill_core::DynApplication>)>,
-    cluster: Option<Arc<dyn Cluster>>,
-    tracker: Option<Arc<dyn ClientTracker>>,
+    backend: Option<Box<dyn DynBackend>>,
+    recovery: Option<Recovery>,
     channels: Option<Arc<dyn ChannelManager>>,
     resources: Option<Arc<dyn ResourceManager>>,
     sessions: Option<SessionConfig>,
@@ -216,7 +252,7 @@ pub struct Builder {
     minify: bool,
     minifier: Option<Arc<dyn Minifier>>,
     templates: Option<Arc<dyn TemplateEngine>>,
-    history: Option<HistorySource>,
+    history: Option<Arc<dyn History>>,
     caches: Option<CachesSource>,
 }
 
@@ -225,13 +261,6 @@ enum CachesSource {
     Ready(Arc<dyn DynCacheManager>),
     #[cfg(feature = "redis")]
     Redis(thywill_cluster_redis::RedisCachesConfig),
-}
-
-/// Where the builder's history comes from.
-enum HistorySource {
-    Ready(Arc<dyn History>),
-    #[cfg(feature = "redis")]
-    Redis(thywill_cluster_redis::RedisHistoryConfig),
 }
 
 impl std::fmt::Debug for Builder {
@@ -253,8 +282,8 @@ impl Default for Builder {
             config: TransportConfig::default(),
             member: MemberId::from("alpha"),
             applications: Vec::new(),
-            cluster: None,
-            tracker: None,
+            backend: None,
+            recovery: None,
             channels: None,
             resources: None,
             sessions: None,
@@ -288,7 +317,8 @@ impl Builder {
         self
     }
 
-    /// The local member's id when no cluster is set (default `alpha`).
+    /// The local member's id when no backend is installed (default `alpha`); a backend names
+    /// the local member itself.
     pub fn member(mut self, member: impl Into<MemberId>) -> Self {
         self.member = member.into();
         self
@@ -300,26 +330,50 @@ impl Builder {
         self
     }
 
-    /// Uses this cluster backend (the local member id then comes from it).
-    pub fn cluster<C: Cluster>(mut self, cluster: C) -> Self {
-        self.cluster = Some(Arc::new(cluster));
+    /// Installs a cluster backend as one bundle: its cluster (the local member id then comes
+    /// from it), the cluster-wide client tracker (wired here, over the backend's cluster), and
+    /// the stores it shares — replay history, channels of sessions, sessions, resources.
+    /// Parts a backend does not have are the in-memory defaults. Default:
+    /// [`LocalBackend`] (a single member, everything in memory).
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "redis")]
+    /// # async fn run() -> Result<(), thywill::Error> {
+    /// use thywill::{RedisBackend, Thywill};
+    ///
+    /// let backend = RedisBackend::new("redis://127.0.0.1:6379")?
+    ///     .with_members(["alpha", "beta"])?
+    ///     .with_local("alpha")?
+    ///     .with_prefix("thywill:chat:")?;
+    /// let node = Thywill::builder().backend(backend).build().await?;
+    /// # let _ = node; Ok(()) }
+    /// ```
+    ///
+    /// [`Builder::history`], [`Builder::channels`], [`Builder::session_store`] and
+    /// [`Builder::resources`] replace one part of the bundle; [`Builder::build`] refuses a
+    /// combination that cannot work (see there).
+    pub fn backend<B: Backend>(mut self, backend: B) -> Self {
+        self.backend = Some(Box::new(backend));
         self
     }
 
-    /// Uses this client tracker.
-    pub fn tracker<T: ClientTracker>(mut self, tracker: T) -> Self {
-        self.tracker = Some(Arc::new(tracker));
+    /// Where a client recovers the messages it missed (see `docs/PROTOCOL.md`, "Recovery
+    /// after a reconnect"). Default: [`Recovery::AnyMember`] when the backend shares its
+    /// history, else [`Recovery::SameMember`]. [`Builder::build`] refuses
+    /// [`Recovery::AnyMember`] with a history that each member keeps for itself.
+    pub fn recovery(mut self, recovery: Recovery) -> Self {
+        self.recovery = Some(recovery);
         self
     }
 
-    /// Persists channels of sessions in this channel manager (shared by members in a cluster;
-    /// default: memory). See [`AppContext::add_sessions`].
+    /// Persists channels of sessions in this channel manager, instead of the backend's
+    /// (shared by the members in a cluster; default: memory). See [`AppContext::add_sessions`].
     pub fn channels<C: ChannelManager>(mut self, channels: C) -> Self {
         self.channels = Some(Arc::new(channels));
         self
     }
 
-    /// Uses this resource store.
+    /// Uses this resource store, instead of the backend's.
     pub fn resources<R: ResourceManager>(mut self, resources: R) -> Self {
         self.resources = Some(Arc::new(resources));
         self
@@ -332,8 +386,9 @@ impl Builder {
         self
     }
 
-    /// Uses this session store (shared by members in a cluster). Enables sessions with a
-    /// random secret unless [`Builder::sessions`] sets one.
+    /// Uses this session store, instead of the backend's (shared by the members in a cluster).
+    /// Enables sessions with a random secret unless [`Builder::sessions`] sets one (refused on a
+    /// cluster of several members, whose members must share the secret).
     pub fn session_store<S: SessionStore>(mut self, store: S) -> Self {
         self.session_store = Some(Arc::new(store));
         self
@@ -375,25 +430,16 @@ impl Builder {
         self
     }
 
-    /// Keeps the replay logs of channel and session streams in this history (default: a
-    /// [`LocalHistory`] in memory; in a Redis cluster use
-    /// [`cluster_redis::RedisHistory`] so that clients recover on any member).
+    /// Keeps the replay logs of channel and session streams in this history, instead of the
+    /// backend's (default: a [`LocalHistory`] in memory, one per member).
     pub fn history<H: History>(mut self, history: H) -> Self {
-        self.history = Some(HistorySource::Ready(Arc::new(history)));
+        self.history = Some(Arc::new(history));
         self
     }
 
     /// Like [`Builder::history`], for a history already shared behind an `Arc`.
     pub fn history_arc(mut self, history: Arc<dyn History>) -> Self {
-        self.history = Some(HistorySource::Ready(history));
-        self
-    }
-
-    /// Keeps the replay logs in Redis, connecting when the node is built.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis_history(mut self, config: thywill_cluster_redis::RedisHistoryConfig) -> Self {
-        self.history = Some(HistorySource::Redis(config));
+        self.history = Some(history);
         self
     }
 
@@ -414,19 +460,45 @@ impl Builder {
         self
     }
 
-    /// Starts the components and the applications. The node does not listen yet: see
-    /// [`Thywill::bind`] and [`Thywill::routes`].
+    /// Connects the backend, checks that its parts fit together, starts the components and
+    /// the applications. The node does not listen yet: see [`Thywill::bind`] and
+    /// [`Thywill::routes`].
+    ///
+    /// On a cluster of several members it refuses, with an [`Error::Inconsistent`] that says
+    /// what to add:
+    ///
+    /// - a backend that tracks clients per member ([`Tracking::Local`]): clients of other
+    ///   members would be unreachable;
+    /// - sessions on with a session store or a channel manager that each member keeps for
+    ///   itself ([`SessionStore::is_shared`], [`ChannelManager::is_shared`]) or with a random
+    ///   secret: a cookie issued by one member would be refused by the next (4401), and a
+    ///   session would lose its channels there;
+    /// - [`Recovery::AnyMember`] (the default when the backend shares its history) with a
+    ///   history each member keeps for itself ([`History::is_shared`]), while replay is on.
     pub async fn build(self) -> Result<Thywill, Error> {
-        let member = self.member;
-        let history: Arc<dyn History> = match self.history {
-            None => Arc::new(LocalHistory::default()),
-            Some(HistorySource::Ready(h)) => h,
-            #[cfg(feature = "redis")]
-            Some(HistorySource::Redis(config)) => Arc::new(
-                thywill_cluster_redis::RedisHistory::connect(config)
-                    .await
-                    .map_err(|e| Error::Core(CoreError::component("cluster-redis", e)))?,
-            ),
+        let backend = self
+            .backend
+            .unwrap_or_else(|| Box::new(LocalBackend::new(self.member)));
+        let parts = backend.connect_boxed().await?;
+        let members = parts.cluster().members().len();
+        let backend_shares_history = parts.history().is_some_and(|h| h.is_shared());
+        let history = self
+            .history
+            .or_else(|| parts.history().cloned())
+            .unwrap_or_else(|| Arc::new(LocalHistory::default()));
+        let channels = self
+            .channels
+            .or_else(|| parts.channels().cloned())
+            .unwrap_or_else(|| Arc::new(MemoryChannels::new()));
+        let random_secret = self.sessions.is_none() && self.session_store.is_some();
+        let sessions = match (self.sessions, self.session_store) {
+            (None, None) => None,
+            (config, store) => Some(thywill_transport::Sessions::new(
+                config.unwrap_or_else(SessionConfig::random),
+                store
+                    .or_else(|| parts.session_store().cloned())
+                    .unwrap_or_else(|| Arc::new(MemorySessionStore::new())),
+            )),
         };
         let caches: Arc<dyn DynCacheManager> = match self.caches {
             None => Arc::new(MemoryCaches::new()),
@@ -438,10 +510,32 @@ impl Builder {
                     .map_err(|e| Error::Core(CoreError::component("cluster-redis", e)))?,
             ),
         };
-        let cluster = self
-            .cluster
-            .unwrap_or_else(|| Arc::new(LocalCluster::new(member)));
-        let store = self.resources.unwrap_or_else(|| Arc::new(MemoryResources::new()));
+        let recovery = self.recovery.unwrap_or(if backend_shares_history {
+            Recovery::AnyMember
+        } else {
+            Recovery::SameMember
+        });
+        check(&Composition {
+            backend: parts.name(),
+            members,
+            tracking: parts.tracking(),
+            sessions: sessions.as_ref().map(|s| (s.store().is_shared(), random_secret)),
+            channels_shared: channels.is_shared(),
+            recovery: self.config.replay().then_some(recovery),
+            history_shared: history.is_shared(),
+        })?;
+        let (cluster, tracker): (Arc<dyn Cluster>, Arc<dyn ClientTracker>) = match parts.tracking() {
+            Tracking::Local => (parts.cluster().clone(), Arc::new(MemoryTracker::new())),
+            Tracking::Own(tracker) => (parts.cluster().clone(), tracker.clone()),
+            _ => {
+                let (cluster, tracker) = tracked_arc(parts.cluster().clone());
+                (Arc::new(cluster), Arc::new(tracker))
+            }
+        };
+        let store = self
+            .resources
+            .or_else(|| parts.resources().cloned())
+            .unwrap_or_else(|| Arc::new(MemoryResources::new()));
         let base = self.config.base_path().to_owned();
         let pipeline = thywill_resources::Pipeline::new(
             thywill_resources::PipelineConfig::new(&base).with_minify(self.minify),
@@ -474,29 +568,126 @@ impl Builder {
         let node = thywill_transport::Node::start(thywill_transport::NodeParts {
             config: self.config,
             applications: self.applications,
-            cluster,
-            tracker: self.tracker.unwrap_or_else(|| Arc::new(MemoryTracker::new())),
-            channels: self.channels.unwrap_or_else(|| Arc::new(MemoryChannels::new())),
+            cluster: cluster.clone(),
+            tracker,
+            channels,
             resources,
-            sessions: match (self.sessions, self.session_store) {
-                (None, None) => None,
-                (config, store) => Some(thywill_transport::Sessions::new(
-                    config.unwrap_or_else(SessionConfig::random),
-                    store.unwrap_or_else(|| Arc::new(MemorySessionStore::new())),
-                )),
-            },
+            sessions,
             history,
             caches,
         })
         .await?;
-        Ok(Thywill { node })
+        Ok(Thywill { node, cluster })
     }
 }
 
+/// Where a client recovers the messages it missed while disconnected ([`Builder::recovery`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Recovery {
+    /// Only on the member it was connected to: a history per member suffices (its streams are
+    /// named after the member).
+    SameMember,
+    /// On any member: the history must be shared by the members (such as
+    /// `cluster_redis::RedisHistory`).
+    AnyMember,
+}
+
+/// Why [`Builder::build`] refused a combination of components ([`Error::Inconsistent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Inconsistency {
+    /// A cluster of several members whose backend tracks clients per member.
+    NoClusterTracker,
+    /// Sessions on a cluster of several members, in a store each member keeps for itself.
+    SessionsNotShared,
+    /// Sessions on a cluster of several members, signed with a random secret per member.
+    SecretNotShared,
+    /// Sessions on a cluster of several members, with channels of sessions each member keeps
+    /// for itself.
+    ChannelsNotShared,
+    /// Recovery on any member with a history each member keeps for itself.
+    HistoryNotShared,
+}
+
+/// What [`check`] looks at.
+struct Composition<'a> {
+    backend: &'a str,
+    members: usize,
+    tracking: &'a Tracking,
+    /// With sessions on: whether the store is shared, whether the secret is a random one.
+    sessions: Option<(bool, bool)>,
+    channels_shared: bool,
+    /// With replay on: where clients recover.
+    recovery: Option<Recovery>,
+    history_shared: bool,
+}
+
+/// Refuses a composition that cannot work, saying what to add.
+fn check(c: &Composition<'_>) -> Result<(), Error> {
+    if c.members < 2 {
+        return Ok(());
+    }
+    let (backend, n) = (c.backend, c.members);
+    let refuse = |kind, message: String| Err(Error::Inconsistent { kind, message });
+    if matches!(c.tracking, Tracking::Local) {
+        return refuse(
+            Inconsistency::NoClusterTracker,
+            format!(
+                "the `{backend}` backend has {n} members but tracks clients per member: clients on                  other members would be unreachable; give it the cluster-wide tracker                  (`BackendParts::with_tracking(Tracking::ClusterWide)`, the default)"
+            ),
+        );
+    }
+    if let Some((store_shared, random_secret)) = c.sessions {
+        if !store_shared {
+            return refuse(
+                Inconsistency::SessionsNotShared,
+                format!(
+                    "sessions are on and the `{backend}` backend has {n} members, but the session                      store is each member's own: a cookie issued by one member would be refused by                      the next; add a shared store (`.session_store(RedisSessions)`, or a backend                      that has one: `.backend(RedisBackend)`)"
+                ),
+            );
+        }
+        if random_secret {
+            return refuse(
+                Inconsistency::SecretNotShared,
+                format!(
+                    "sessions are on and the `{backend}` backend has {n} members, but each member                      draws a random secret: a cookie signed by one member would be refused by the                      next; add `.sessions(SessionConfig::new(secret))` with the same secret on every                      member"
+                ),
+            );
+        }
+        if !c.channels_shared {
+            return refuse(
+                Inconsistency::ChannelsNotShared,
+                format!(
+                    "sessions are on and the `{backend}` backend has {n} members, but channels of                      sessions are each member's own: a session reconnecting to another member would                      not be back in its channels; add a shared channel manager                      (`.channels(RedisChannels)`, or a backend that has one: `.backend(RedisBackend)`)"
+                ),
+            );
+        }
+    }
+    if c.recovery == Some(Recovery::AnyMember) && !c.history_shared {
+        return refuse(
+            Inconsistency::HistoryNotShared,
+            format!(
+                "clients are to recover missed messages on any member of the `{backend}` backend's                  {n}, but the replay history is each member's own; add a shared history                  (`.history(RedisHistory)`, or drop the `.history(...)` that replaced the backend's),                  or accept recovery on the same member only (`.recovery(Recovery::SameMember)`)"
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// A running node: cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Thywill {
     node: thywill_transport::Node,
+    cluster: Arc<dyn Cluster>,
+}
+
+impl std::fmt::Debug for Thywill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Thywill")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Thywill {
@@ -565,6 +756,12 @@ impl Thywill {
         self.node.member()
     }
 
+    /// The backend's cluster (with the cluster-wide tracker the builder wired): members, their
+    /// status, the link's health and counters.
+    pub fn cluster(&self) -> &Arc<dyn Cluster> {
+        &self.cluster
+    }
+
     /// A warp filter giving your own routes the browser's session (see
     /// [`Builder::sessions`]): `None` without a valid session cookie.
     pub fn session(&self) -> warp::filters::BoxedFilter<(Option<SessionId>,)> {
@@ -592,6 +789,9 @@ impl Thywill {
         &self.node
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// The README's code samples, compiled as doctests so that they cannot rot.
 #[doc = include_str!("../../README.md")]

@@ -15,14 +15,11 @@
 async fn main() -> anyhow::Result<()> {
     let opts = example_support::Options::from_args(example_calculations::DEFAULT_PORT)?;
     opts.init_logging();
-    let (builder, backend) = example_support::cluster::apply(
+    let builder = example_support::cluster::apply(
         example_calculations::builder()?,
         &opts,
         example_calculations::APP_ID,
     )?;
     let node = builder.build().await?;
-    if let Some(backend) = backend {
-        example_support::cluster::watch_health(backend);
-    }
     example_support::serve(node, &opts, "/calculations/").await
 }

@@ -42,8 +42,8 @@ use thywill::config::Backend;
 use thywill::core::{BoxFuture, CoreError, CoreResult};
 use thywill::resources::embed;
 use thywill::{
-    AppContext, Application, Builder, ChannelId, Client, Cluster, Entry, Manifest, MemberClients, MemberId,
-    Message, ResourceKind, SessionConfig, SessionId, Thywill,
+    AppContext, Application, Builder, ChannelId, Client, Entry, Manifest, MemberClients, MemberId, Message,
+    ResourceKind, SessionConfig, SessionId, Thywill,
 };
 
 /// Application id.
@@ -463,22 +463,24 @@ pub fn builder(pool: impl WaitingPool) -> Result<Builder, thywill::Error> {
         .bootstrap(manifest()))
 }
 
-/// Builds a chat member as `opts` says: clustered members keep sessions, channels and the
-/// waiting pool in Redis (at `cluster.redis_url`, keys under [`REDIS_PREFIX`]) and share the
-/// session secret (`session_secret`, else the configured one): a clustered member without one
-/// refuses to start (every member must sign cookies with the same secret, and a published
-/// default would let anyone forge them). A single member keeps them in memory with a random
-/// secret unless one is configured. Returns the node (not yet listening) and the cluster
-/// backend.
+/// Builds a chat member as `opts` say. Clustered members share the session secret
+/// (`session_secret`, else the configured one): a clustered member without one refuses to
+/// start (every member must sign cookies with the same secret, and a published default would
+/// let anyone forge them). With `backend = "redis"` the backend's bundle keeps sessions,
+/// channels of sessions and the replay history in Redis (keys under [`REDIS_PREFIX`]); the
+/// HTTP backend shares no store, so the chat adds Redis sessions and channels itself. A
+/// clustered chat keeps its waiting pool in Redis too (at `cluster.redis_url`). A single
+/// member keeps everything in memory, with a random secret unless one is configured. Returns
+/// the node, not yet listening.
 pub async fn build(
     mut opts: example_support::Options,
     session_secret: Option<String>,
-) -> anyhow::Result<(Thywill, Option<Arc<dyn Cluster>>)> {
-    let clustered = opts.config.cluster.backend != Backend::None;
+) -> anyhow::Result<Thywill> {
+    let backend = opts.config.cluster.backend;
     if let Some(secret) = session_secret {
         opts.config.session.secret = Some(secret);
     }
-    if clustered && opts.config.session.secret.is_none() {
+    if backend != Backend::None && opts.config.session.secret.is_none() {
         anyhow::bail!(
             "a clustered chat member needs a session secret of at least {} bytes, the same on every \
              member: --session-secret S, THYWILL_SESSION__SECRET or `[session] secret` in the --config \
@@ -486,35 +488,34 @@ pub async fn build(
             thywill::transport::MIN_SECRET_LEN
         );
     }
-    let (builder, stores) = if clustered {
-        let url = opts.config.cluster.redis_url.clone();
+    let url = opts.config.cluster.redis_url.clone();
+    let builder = if backend == Backend::None {
+        builder(MemoryPool::default())?
+    } else {
         let pool = RedisPool::connect(&url, REDIS_PREFIX)
             .await
             .with_context(|| format!("the chat's waiting pool needs Redis at {url}"))?;
-        let sessions = thywill::cluster_redis::RedisSessions::connect(
-            thywill::cluster_redis::RedisSessionsConfig::default()
-                .with_url(url.clone())?
-                .with_prefix(REDIS_PREFIX)?,
-        )
-        .await?;
-        let channels = thywill::cluster_redis::RedisChannels::connect(
-            thywill::cluster_redis::RedisChannelsConfig::default()
-                .with_url(url)?
-                .with_prefix(format!("{REDIS_PREFIX}channel:"))?,
-        )
-        .await?;
-        (builder(pool)?, Some((sessions, channels)))
-    } else {
-        (builder(MemoryPool::default())?, None)
+        builder(pool)?
     };
-    let (mut builder, backend) = example_support::cluster::apply(builder, &opts, APP_ID)?;
+    let mut builder = example_support::cluster::apply(builder, &opts, APP_ID)?;
     if opts.config.session.secret.is_none() {
         builder = builder.sessions(SessionConfig::random());
     }
-    if let Some((sessions, channels)) = stores {
-        builder = builder.session_store(sessions).channels(channels);
+    if backend == Backend::Http {
+        use thywill::cluster_redis::{
+            RedisChannels, RedisChannelsConfig, RedisSessions, RedisSessionsConfig,
+        };
+        let sessions = RedisSessionsConfig::default()
+            .with_url(url.clone())?
+            .with_prefix(REDIS_PREFIX)?;
+        let channels = RedisChannelsConfig::default()
+            .with_url(url)?
+            .with_prefix(REDIS_PREFIX)?;
+        builder = builder
+            .session_store(RedisSessions::connect(sessions).await?)
+            .channels(RedisChannels::connect(channels).await?);
     }
-    Ok((builder.build().await?, backend))
+    Ok(builder.build().await?)
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! Run one member with `cargo xtask run-example chat` (sessions, channels and the waiting pool
 //! in memory) and open <http://127.0.0.1:10087/chat/> in two different browsers (or a private
 //! window): each browser is one session. Four members over Redis with
-//! `cargo xtask run-example chat --cluster redis --members 4` (sessions, channels and the
-//! waiting pool in Redis, keys under `thywill:chat:`; xtask generates a session secret for the
+//! `cargo xtask run-example chat --cluster redis --members 4` (sessions, channels, the replay
+//! history and the waiting pool in Redis, keys under `thywill:chat:`; xtask generates a session secret for the
 //! run and hands it to every member). By hand:
 //!
 //! ```text
@@ -30,9 +30,6 @@ async fn main() -> anyhow::Result<()> {
     }
     let opts = example_support::Options::parse(args, example_chat::DEFAULT_PORT)?;
     opts.init_logging();
-    let (node, backend) = example_chat::build(opts.clone(), secret).await?;
-    if let Some(backend) = backend {
-        example_support::cluster::watch_health(backend);
-    }
+    let node = example_chat::build(opts.clone(), secret).await?;
     example_support::serve(node, &opts, "/chat/").await
 }

@@ -26,13 +26,13 @@ async fn member(id: &str, redis: &str) -> anyhow::Result<Served> {
          --heartbeat-interval 100 --heartbeat-timeout 300"
     );
     let opts = example_support::Options::parse(args.split_whitespace().map(String::from), 0)?;
-    let (node, backend) =
+    let node =
         example_chat::build(opts.clone(), Some("a browser test secret of enough bytes".into())).await?;
     let (addr, serving) = node.bind(opts.addr()).await?;
     Ok(Served {
+        backend: node.cluster().clone(),
         node,
         url: format!("http://{addr}/chat/"),
-        backend: backend.context("a clustered backend")?,
         serving: tokio::spawn(serving),
     })
 }

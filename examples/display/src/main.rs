@@ -19,24 +19,16 @@
 //! It also runs alone (one column) and over Redis (`--cluster redis`). A clustered member
 //! prints its cluster events as JSON lines on stdout (see `example_support::cluster`).
 
-use thywill::MemberId;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let opts = example_support::Options::from_args(example_display::DEFAULT_PORT)?;
     opts.init_logging();
-    let (builder, backend) =
+    let members = example_support::cluster::backend(&opts, example_display::APP_ID)?.members();
+    let builder =
         example_support::cluster::apply(example_display::builder()?, &opts, example_display::APP_ID)?;
-    let members = match &backend {
-        Some(b) => b.members(),
-        None => vec![MemberId::from(opts.member.as_str())],
-    };
     let node = builder
         .resource(example_display::members_script(&members))
         .build()
         .await?;
-    if let Some(backend) = backend {
-        example_support::cluster::watch_health(backend);
-    }
     example_support::serve(node, &opts, "/display/").await
 }

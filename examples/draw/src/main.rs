@@ -32,11 +32,7 @@ async fn main() -> anyhow::Result<()> {
         fields.insert("connections".into(), connections.into());
         example_support::cluster::print_event("app_member_down", &local, fields);
     });
-    let (builder, backend) =
-        example_support::cluster::apply(example_draw::builder_with(app)?, &opts, "draw")?;
+    let builder = example_support::cluster::apply(example_draw::builder_with(app)?, &opts, "draw")?;
     let node = builder.build().await?;
-    if let Some(backend) = backend {
-        example_support::cluster::watch_health(backend);
-    }
     example_support::serve(node, &opts, "/draw/").await
 }

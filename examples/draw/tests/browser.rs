@@ -23,13 +23,14 @@ async fn member(id: &str, web: u16, list: &str) -> anyhow::Result<Served> {
         "--port {web} --member {id} --cluster http --cluster-members {list} --cluster-secret a-browser-test-secret-long-enough"
     );
     let opts = example_support::Options::parse(args.split_whitespace().map(String::from), web)?;
-    let (builder, backend) = example_support::cluster::apply(example_draw::builder()?, &opts, "draw")?;
+    let builder = example_support::cluster::apply(example_draw::builder()?, &opts, "draw")?;
     let node = builder.build().await?;
+    let backend = node.cluster().clone();
     let (addr, serving) = node.bind(opts.addr()).await?;
     Ok(Served {
         node,
         url: format!("http://{addr}/draw/"),
-        backend: backend.context("a clustered backend")?,
+        backend,
         serving: tokio::spawn(serving),
     })
 }

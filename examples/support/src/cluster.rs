@@ -2,9 +2,12 @@
 //!
 //! | `--cluster` | backend |
 //! |---|---|
-//! | `none` (default) | one member ([`thywill::LocalCluster`]) |
-//! | `redis` | [`thywill_cluster_redis::RedisCluster`] on `--redis-url`; members from `--cluster-members` (ids; default `alpha,beta,gamma,delta`, plus the local member) |
-//! | `http` | [`thywill_cluster_http::HttpCluster`]; `--cluster-members alpha=127.0.0.1:P1,beta=127.0.0.1:P2,...` |
+//! | `none` (default) | one member ([`thywill::LocalBackend`]) |
+//! | `redis` | [`thywill::RedisBackend`] on `--redis-url` (cluster, shared replay history, sessions, channels of sessions); members from `--cluster-members` (ids; default `alpha,beta,gamma,delta`, plus the local member) |
+//! | `http` | [`thywill::HttpBackend`]; `--cluster-members alpha=127.0.0.1:P1,beta=127.0.0.1:P2,...` |
+//!
+//! The flags are configuration overrides: a `--config` file's `[cluster]` section selects the
+//! same bundles ([`thywill::config::Config::backend`]).
 //!
 //! For HTTP the list may give each member's **web** address (as `cargo xtask run-example` does)
 //! or its **cluster** address: when the local member's listed port equals its `--port`, the
@@ -27,8 +30,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use thywill::config::SelectedBackend;
 use thywill::core::{BoxFuture, ClusterEvents, ClusterTask, CoreResult, MemberStatus};
-use thywill::{Builder, Cluster, MemberId};
+use thywill::{Backend, BackendParts, Builder, Cluster, MemberId};
 
 use crate::Options;
 
@@ -234,28 +238,34 @@ pub(crate) fn overrides(opts: &Options) -> anyhow::Result<Vec<(&'static str, Str
     Ok(out)
 }
 
-/// Builds the configured backend (`None` for a single member). `app` names the default Redis
-/// channel prefix `thywill:<app>:cluster:`.
-pub fn backend(opts: &Options, app: &str) -> anyhow::Result<Option<Arc<dyn Cluster>>> {
-    Ok(opts.config.cluster_backend(app)?)
+/// The configured backend (see [`thywill::config::Config::backend`]). `app` names the default
+/// Redis prefixes `thywill:<app>:…`.
+pub fn backend(opts: &Options, app: &str) -> anyhow::Result<SelectedBackend> {
+    Ok(opts.config.backend(app)?)
 }
 
-/// Configures `builder` for the cluster chosen by `opts`: the member id, the replay history
-/// (shared in Redis with the Redis backend), the named caches (`[cache]`), and for Redis or HTTP the backend (its events printed, see the module docs) with a cluster-wide client tracker.
-/// Returns the backend too, to watch its health ([`watch_health`]).
-pub fn apply(
-    builder: Builder,
-    opts: &Options,
-    app: &str,
-) -> anyhow::Result<(Builder, Option<Arc<dyn Cluster>>)> {
-    let builder = opts.config.history(opts.configure(builder)?, app)?;
+/// A backend whose cluster events are printed (see the module docs) and whose health is
+/// watched ([`watch_health`]).
+struct PrintedBackend(SelectedBackend);
+
+impl Backend for PrintedBackend {
+    async fn connect(self) -> CoreResult<BackendParts> {
+        let parts = self.0.connect().await?;
+        watch_health(parts.cluster().clone());
+        Ok(parts.map_cluster(|c| Arc::new(Printed(c))))
+    }
+}
+
+/// Configures `builder` as `opts` say: the member id, transport, sessions, the named caches (`[cache]`), and the backend
+/// chosen (one bundle; for Redis or HTTP its events printed and its health watched, see the
+/// module docs). The node's cluster is [`thywill::Thywill::cluster`].
+pub fn apply(builder: Builder, opts: &Options, app: &str) -> anyhow::Result<Builder> {
+    let builder = opts.config.history(opts.configure(builder)?)?;
     let builder = opts.config.caches(builder, app)?;
-    let Some(backend) = backend(opts, app)? else {
-        return Ok((builder, None));
-    };
-    let printed: Arc<dyn Cluster> = Arc::new(Printed(backend.clone()));
-    let (cluster, tracker) = thywill::transport::tracker::tracked_arc(printed);
-    Ok((builder.cluster(cluster).tracker(tracker), Some(backend)))
+    Ok(match backend(opts, app)? {
+        SelectedBackend::Local(local) => builder.backend(local),
+        clustered => builder.backend(PrintedBackend(clustered)),
+    })
 }
 
 /// Prints a `health` line whenever the backend's health changes (checked every 50 ms).
@@ -289,8 +299,13 @@ mod tests {
             "--port 100 --member beta --cluster http --cluster-members alpha=127.0.0.1:99,beta=127.0.0.1:100 \
              --cluster-secret a-test-secret-of-enough-bytes",
         )?;
-        let c = backend(&o, "draw")?.context("a backend")?;
-        assert_eq!(c.members(), vec![MemberId::from("alpha"), MemberId::from("beta")]);
+        let SelectedBackend::Http(b) = backend(&o, "draw")? else {
+            bail!("an HTTP backend");
+        };
+        assert_eq!(
+            b.cluster().members(),
+            vec![MemberId::from("alpha"), MemberId::from("beta")]
+        );
         let o = opts(
             "--port 100 --member beta --cluster http --cluster-members alpha=127.0.0.1:5,gamma=127.0.0.1:6 \
              --cluster-secret a-test-secret-of-enough-bytes",
@@ -302,9 +317,15 @@ mod tests {
     #[test]
     fn redis_members_default_to_the_original_four() -> anyhow::Result<()> {
         let o = opts("--member epsilon --cluster redis --redis-url redis://127.0.0.1:1")?;
-        let c = backend(&o, "draw")?.context("a backend")?;
-        assert_eq!(c.members().len(), 5);
-        assert!(backend(&opts("--cluster none")?, "draw")?.is_none());
+        let SelectedBackend::Redis(b) = backend(&o, "draw")? else {
+            bail!("a Redis backend");
+        };
+        assert_eq!(b.cluster_config().members().len(), 5);
+        assert!(b.history_config().is_some(), "with the shared history");
+        assert!(matches!(
+            backend(&opts("--cluster none")?, "draw")?,
+            SelectedBackend::Local(_)
+        ));
         Ok(())
     }
 }

@@ -18,8 +18,8 @@ struct Served {
 
 async fn serve() -> anyhow::Result<Served> {
     let opts = example_support::Options::parse(["--port".to_owned(), "0".to_owned()], 0)?;
-    let (node, backend) = example_chat::build(opts.clone(), None).await?;
-    anyhow::ensure!(backend.is_none(), "a single member");
+    let node = example_chat::build(opts.clone(), None).await?;
+    anyhow::ensure!(node.cluster().members().len() == 1, "a single member");
     let (addr, serving) = node.bind(opts.addr()).await?;
     tokio::spawn(serving);
     Ok(Served { node, addr })

@@ -4,17 +4,15 @@
 use anyhow::bail;
 use serde_json::{Value, json};
 use thywill::protocol::ServerFrame;
-use thywill::{MemberId, Thywill, tracked};
+use thywill::{BackendParts, MemberId, Thywill};
 use thywill_testkit::WsClient;
 use thywill_testkit::hub::Hub;
 
 async fn member(hub: &Hub, id: &str) -> anyhow::Result<(Thywill, String)> {
     let members = [MemberId::from("alpha"), MemberId::from("beta")];
-    let (cluster, tracker) = tracked(hub.member(id));
     let node = example_display::builder()?
         .resource(example_display::members_script(&members))
-        .cluster(cluster)
-        .tracker(tracker)
+        .backend(BackendParts::new("hub", hub.member(id)))
         .build()
         .await?;
     let (addr, serving) = node.bind(([127, 0, 0, 1], 0).into()).await?;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::json;
 use thywill::{AppContext, Application, Client, Cluster, ConnectionId, Message, SessionId};
 use thywill_testkit::WsClient;
@@ -45,14 +45,15 @@ async fn node(id: &str, list: &str) -> anyhow::Result<Node> {
     let builder = thywill::Thywill::builder()
         .base_path("/relay")?
         .application("relay", Relay);
-    let (builder, backend) = example_support::cluster::apply(builder, &opts, "relay")?;
+    let builder = example_support::cluster::apply(builder, &opts, "relay")?;
     let node = builder.build().await?;
+    let backend = node.cluster().clone();
     let (addr, serving) = node.bind(opts.addr()).await?;
     tokio::spawn(serving);
     Ok(Node {
         node,
         ws: format!("ws://{addr}/relay/ws"),
-        backend: backend.context("a backend")?,
+        backend,
     })
 }
 
