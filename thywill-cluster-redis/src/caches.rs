@@ -184,7 +184,10 @@ impl std::fmt::Debug for RedisCaches {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCaches")
             .field("prefix", &self.config.prefix)
-            .field("caches", &self.limits.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .field(
+                "caches",
+                &self.limits.lock().unwrap_or_else(PoisonError::into_inner).len(),
+            )
             .finish()
     }
 }
@@ -306,7 +309,10 @@ impl CacheManager for RedisCaches {
     async fn len(&self, name: &str) -> CoreResult<usize> {
         self.created(name)?;
         let [values, _, _] = self.config.keys(name);
-        let n: i64 = self.redis.run("HLEN", ClusterHash::FirstKey, vec![values]).await?;
+        let n: i64 = self
+            .redis
+            .run("HLEN", ClusterHash::FirstKey, vec![values])
+            .await?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 }

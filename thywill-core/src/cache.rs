@@ -432,7 +432,9 @@ impl Lru {
 
     fn trim(&mut self) {
         while self.entries.len() > self.limits.max_entries || self.bytes > self.limits.max_bytes {
-            let Some((_, oldest)) = self.order.pop_first() else { break };
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
             if let Some((value, _)) = self.entries.remove(&oldest) {
                 self.bytes -= oldest.len() + value.len();
             }

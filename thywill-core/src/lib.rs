@@ -33,8 +33,8 @@ mod rpc;
 mod session;
 mod tracker;
 
-pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
 pub use application::{AppContext, Application, ClientInterface, DynApplication, Target, is_plain_path};
+pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
 pub use channel::ChannelManager;
 pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, MemberStatus, Task};
 pub use error::{CoreError, CoreResult};

@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
-use thywill_core::cache::{Cache, CacheLimits, DynCacheManager};
 use thywill_core::CoreError;
+use thywill_core::cache::{Cache, CacheLimits, DynCacheManager};
 
 fn limits(max_entries: usize, max_bytes: usize) -> anyhow::Result<CacheLimits> {
     Ok(CacheLimits::new(max_entries, max_bytes)?)
@@ -62,9 +62,7 @@ where
         .await
         .context("caches are independent")?;
     typed_values(make().await?).await.context("typed values")?;
-    local_eviction(make().await?)
-        .await
-        .context("local eviction")?;
+    local_eviction(make().await?).await.context("local eviction")?;
     concurrent_writers_stay_bounded(make().await?)
         .await
         .context("concurrent writers stay bounded")?;
@@ -87,10 +85,7 @@ async fn unknown_caches_are_not_found(m: Arc<dyn DynCacheManager>) -> anyhow::Re
 async fn names_are_checked(m: Arc<dyn DynCacheManager>) -> anyhow::Result<()> {
     for bad in ["", "with space", "a{tag}", "line\nbreak"] {
         let r = m.create(bad, CacheLimits::default()).await;
-        ensure!(
-            matches!(r, Err(CoreError::Invalid(_))),
-            "{bad:?} accepted: {r:?}"
-        );
+        ensure!(matches!(r, Err(CoreError::Invalid(_))), "{bad:?} accepted: {r:?}");
     }
     m.create("app.results-1", CacheLimits::default()).await?;
     ensure!(m.limits("app.results-1") == Some(CacheLimits::default()));
@@ -136,18 +131,27 @@ async fn the_least_recently_used_go_first(m: Arc<dyn DynCacheManager>) -> anyhow
     m.set("two", "a", b"1".to_vec()).await?;
     m.set("two", "b", b"2".to_vec()).await?;
     m.set("two", "c", b"3".to_vec()).await?;
-    ensure!(m.get("two", "a").await?.is_none(), "a was the least recently used");
+    ensure!(
+        m.get("two", "a").await?.is_none(),
+        "a was the least recently used"
+    );
     ensure!(m.len("two").await? == 2);
     // A read makes a key the most recently used.
     ensure!(m.get("two", "b").await?.is_some());
     m.set("two", "d", b"4".to_vec()).await?;
-    ensure!(m.get("two", "c").await?.is_none(), "c was the least recently used");
+    ensure!(
+        m.get("two", "c").await?.is_none(),
+        "c was the least recently used"
+    );
     ensure!(m.get("two", "b").await? == Some(b"2".to_vec()));
     ensure!(m.get("two", "d").await? == Some(b"4".to_vec()));
     // So does an overwrite.
     m.set("two", "b", b"2'".to_vec()).await?;
     m.set("two", "e", b"5".to_vec()).await?;
-    ensure!(m.get("two", "d").await?.is_none(), "d was the least recently used");
+    ensure!(
+        m.get("two", "d").await?.is_none(),
+        "d was the least recently used"
+    );
     ensure!(m.get("two", "b").await? == Some(b"2'".to_vec()));
     Ok(())
 }
@@ -168,12 +172,18 @@ async fn bytes_are_bounded(m: Arc<dyn DynCacheManager>) -> anyhow::Result<()> {
     ensure!(m.get("b", "d").await?.is_some() && m.get("b", "e").await?.is_some());
     // A value that can never fit is refused, and nothing is evicted for it.
     let r = m.set("b", "f", vec![7; 30]).await;
-    ensure!(matches!(r, Err(CoreError::Invalid(_))), "too large accepted: {r:?}");
+    ensure!(
+        matches!(r, Err(CoreError::Invalid(_))),
+        "too large accepted: {r:?}"
+    );
     ensure!(m.len("b").await? == 2);
     ensure!(m.get("b", "f").await?.is_none());
     // Nor does a too-large overwrite lose the old value.
     let r = m.set("b", "e", vec![7; 40]).await;
-    ensure!(matches!(r, Err(CoreError::Invalid(_))), "too large accepted: {r:?}");
+    ensure!(
+        matches!(r, Err(CoreError::Invalid(_))),
+        "too large accepted: {r:?}"
+    );
     ensure!(m.get("b", "e").await? == Some(vec![7; 25]));
     Ok(())
 }
@@ -199,7 +209,10 @@ async fn destroy_forgets(m: Arc<dyn DynCacheManager>) -> anyhow::Result<()> {
     ensure!(m.limits("d").is_none());
     ensure!(matches!(m.get("d", "k").await, Err(CoreError::NotFound(_))));
     m.create("d", CacheLimits::default()).await?;
-    ensure!(m.get("d", "k").await?.is_none(), "a destroyed cache's values are gone");
+    ensure!(
+        m.get("d", "k").await?.is_none(),
+        "a destroyed cache's values are gone"
+    );
     ensure!(m.len("d").await? == 0);
     Ok(())
 }
@@ -233,7 +246,10 @@ async fn typed_values(m: Arc<dyn DynCacheManager>) -> anyhow::Result<()> {
     cache.set("p", &p).await?;
     ensure!(cache.get::<Point>("p").await? == Some(p));
     cache.set("n", &serde_json::json!(null)).await?;
-    ensure!(cache.get::<Option<u8>>("n").await? == Some(None), "a cached null is a hit");
+    ensure!(
+        cache.get::<Option<u8>>("n").await? == Some(None),
+        "a cached null is a hit"
+    );
     let wrong = cache.get::<u64>("p").await;
     ensure!(matches!(wrong, Err(CoreError::Codec(_))), "{wrong:?}");
     ensure!(!cache.is_empty().await? && cache.len().await? == 2);

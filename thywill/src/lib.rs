@@ -131,8 +131,8 @@ pub use thywill_cluster_http::{self as cluster_http, HttpCluster, HttpClusterCon
 pub use thywill_cluster_redis::{self as cluster_redis, RedisCluster, RedisClusterConfig};
 /// Re-export of the core crate, for component authors.
 pub use thywill_core as core;
-pub use thywill_core::{Minifier, TemplateEngine};
 pub use thywill_core::cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
+pub use thywill_core::{Minifier, TemplateEngine};
 /// Re-export of the resources crate: manifests, the bootstrap pipeline, minifiers.
 pub use thywill_resources as resources;
 pub use thywill_resources::{Entry, Manifest, Source};

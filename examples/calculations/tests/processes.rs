@@ -31,9 +31,7 @@ impl Caller {
     async fn call(&mut self, name: &str, args: Value) -> anyhow::Result<Value> {
         self.next += 1;
         let id = self.next;
-        self.ws
-            .rpc(example_calculations::APP_ID, id, name, args)
-            .await?;
+        self.ws.rpc(example_calculations::APP_ID, id, name, args).await?;
         loop {
             match self.ws.recv().await? {
                 ServerFrame::RpcOk { id: got, result, .. } if got == id => return Ok(result),
@@ -89,7 +87,10 @@ async fn a_result_stored_on_one_member_is_evicted_on_the_other() -> anyhow::Resu
     ensure!(!on_alpha.cached("powers.squareRoot", 16.0).await?);
     ensure!(on_alpha.call("powers.squareRoot", json!([16])).await? == json!(4.0));
     ensure!(on_alpha.call("multiplicative.divideByTwo", json!([10])).await? == json!(5.0));
-    ensure!(on_alpha.cached("powers.squareRoot", 16.0).await?, "memoized on alpha");
+    ensure!(
+        on_alpha.cached("powers.squareRoot", 16.0).await?,
+        "memoized on alpha"
+    );
     ensure!(
         !on_beta.cached("powers.squareRoot", 16.0).await?,
         "each member holds its own copies"
@@ -97,7 +98,10 @@ async fn a_result_stored_on_one_member_is_evicted_on_the_other() -> anyhow::Resu
 
     // Beta stores the same key: alpha's copy goes, and only that key.
     ensure!(on_beta.call("powers.squareRoot", json!([16])).await? == json!(4.0));
-    ensure!(on_beta.cached("powers.squareRoot", 16.0).await?, "memoized on beta");
+    ensure!(
+        on_beta.cached("powers.squareRoot", 16.0).await?,
+        "memoized on beta"
+    );
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while on_alpha.cached("powers.squareRoot", 16.0).await? {
         if tokio::time::Instant::now() >= deadline {

@@ -60,7 +60,11 @@ async fn members_share_one_copy_and_one_recency_order() -> anyhow::Result<()> {
     // Beta reads alpha's value (one copy) and makes it the most recently used for everyone.
     assert_eq!(beta.get("results", "a").await?, Some(b"1".to_vec()));
     beta.set("results", "c", b"3".to_vec()).await?;
-    assert_eq!(alpha.get("results", "b").await?, None, "b was the least recently used");
+    assert_eq!(
+        alpha.get("results", "b").await?,
+        None,
+        "b was the least recently used"
+    );
     assert_eq!(alpha.get("results", "c").await?, Some(b"3".to_vec()));
     assert_eq!(alpha.len("results").await?, 2);
 
@@ -70,13 +74,20 @@ async fn members_share_one_copy_and_one_recency_order() -> anyhow::Result<()> {
     keys.sort();
     assert_eq!(
         keys,
-        ["test:share:{results}:m", "test:share:{results}:o", "test:share:{results}:v"]
+        [
+            "test:share:{results}:m",
+            "test:share:{results}:o",
+            "test:share:{results}:v"
+        ]
     );
 
     // A destroy on one member removes the values for every member; the other keeps its cache.
     alpha.destroy("results").await?;
     assert_eq!(beta.len("results").await?, 0);
-    assert!(matches!(alpha.get("results", "c").await, Err(CoreError::NotFound(_))));
+    assert!(matches!(
+        alpha.get("results", "c").await,
+        Err(CoreError::NotFound(_))
+    ));
     let left: u64 = client.custom(command("EXISTS"), keys).await?;
     assert_eq!(left, 0);
     client.quit().await?;

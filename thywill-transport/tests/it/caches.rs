@@ -71,7 +71,10 @@ async fn a_write_on_one_member_evicts_the_key_on_every_other() -> anyhow::Result
 
     // A set elsewhere evicts the key, and only it.
     g.set("k1", "gamma's").await?;
-    until("k1 evicted on alpha", a, |a| async move { Ok(get(&a, "k1").await?.is_none()) }).await?;
+    until("k1 evicted on alpha", a, |a| async move {
+        Ok(get(&a, "k1").await?.is_none())
+    })
+    .await?;
     assert_eq!(get(a, "k2").await?.as_deref(), Some("alpha's"));
     assert_eq!(get(b, "k3").await?.as_deref(), Some("beta's"));
     assert_eq!(
@@ -82,19 +85,35 @@ async fn a_write_on_one_member_evicts_the_key_on_every_other() -> anyhow::Result
 
     // A remove evicts it everywhere, even from a member that did not hold it.
     assert!(!b.remove("k2").await?, "beta never held k2");
-    until("k2 evicted on alpha", a, |a| async move { Ok(get(&a, "k2").await?.is_none()) }).await?;
+    until("k2 evicted on alpha", a, |a| async move {
+        Ok(get(&a, "k2").await?.is_none())
+    })
+    .await?;
 
     // A clear empties every member's copy of that cache.
     a.set("k4", "alpha's").await?;
     g.clear().await?;
-    until("alpha's copy cleared", a, |a| async move { Ok(a.is_empty().await?) }).await?;
-    until("beta's copy cleared", b, |b| async move { Ok(b.is_empty().await?) }).await?;
+    until(
+        "alpha's copy cleared",
+        a,
+        |a| async move { Ok(a.is_empty().await?) },
+    )
+    .await?;
+    until(
+        "beta's copy cleared",
+        b,
+        |b| async move { Ok(b.is_empty().await?) },
+    )
+    .await?;
     assert_eq!(other.len().await?, 1, "clearing one cache leaves the others");
 
     // Destroying it on one member clears the others' copies; they keep the cache.
     a.set("k5", "alpha's").await?;
     ctx[1].destroy_cache("shared").await?;
-    until("alpha's copy cleared by the destroy", a, |a| async move { Ok(a.is_empty().await?) }).await?;
+    until("alpha's copy cleared by the destroy", a, |a| async move {
+        Ok(a.is_empty().await?)
+    })
+    .await?;
     assert!(ctx[0].cache("shared").is_ok());
     assert!(matches!(ctx[1].cache("shared"), Err(CoreError::NotFound(_))));
     Ok(())
@@ -109,10 +128,17 @@ async fn a_member_back_up_finds_every_copy_dropped() -> anyhow::Result<()> {
     // alpha drops what it holds.
     c.kill(1);
     c.logged(&["alpha: status beta Down"]).await?;
-    assert_eq!(get(&a, "k").await?.as_deref(), Some("alpha's"), "kept while beta is down");
+    assert_eq!(
+        get(&a, "k").await?.as_deref(),
+        Some("alpha's"),
+        "kept while beta is down"
+    );
     let beta = c.start_member("beta").await?;
     c.members[1] = beta;
-    until("alpha's copies dropped", &a, |a| async move { Ok(a.is_empty().await?) }).await?;
+    until("alpha's copies dropped", &a, |a| async move {
+        Ok(a.is_empty().await?)
+    })
+    .await?;
     Ok(())
 }
 
