@@ -18,6 +18,7 @@
 //! the user-facing [`Application`] trait uses `impl Future` and is erased internally through
 //! [`DynApplication`].
 
+mod app_task;
 mod application;
 mod channel;
 pub mod cluster;
@@ -31,6 +32,7 @@ mod rpc;
 mod session;
 mod tracker;
 
+pub use app_task::{AppTask, TaskTarget};
 pub use application::{AppContext, Application, ClientInterface, DynApplication, Target, is_plain_path};
 pub use channel::ChannelManager;
 pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, MemberStatus, Task};

@@ -79,6 +79,10 @@
 //! - **Presence** ([`Application::tracks_presence`], [`AppContext::presence`]): which sessions
 //!   have a connection subscribed to a channel anywhere, with `state` / `join` / `leave`
 //!   messages to its subscribers; a member's sessions leave as soon as its failure is detected.
+//! - **Tasks between members** ([`AppContext::send_task_to`],
+//!   [`AppContext::send_task_to_others`], [`AppContext::send_task_to_all`]): an application's
+//!   own serde types ([`Task`]) for the same application on other members, received in
+//!   [`Application::task`] with the sender.
 //!
 //! ## Cargo features
 //!
@@ -125,6 +129,8 @@ pub use thywill_cluster_http::{self as cluster_http, HttpCluster, HttpClusterCon
 pub use thywill_cluster_redis::{self as cluster_redis, RedisCluster, RedisClusterConfig};
 /// Re-export of the core crate, for component authors.
 pub use thywill_core as core;
+/// Application tasks between members: [`AppContext::send_task_to`] and [`Application::task`].
+pub use thywill_core::{AppTask, Task, TaskTarget};
 pub use thywill_core::{Minifier, TemplateEngine};
 /// Re-export of the resources crate: manifests, the bootstrap pipeline, minifiers.
 pub use thywill_resources as resources;

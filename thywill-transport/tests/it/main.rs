@@ -13,4 +13,5 @@ mod lifecycle;
 mod presence;
 mod replay;
 mod sessions;
+mod tasks;
 mod tls;
