@@ -384,29 +384,29 @@ impl AppContext {
     /// Sends a task to one member's instance of this application (the local member's
     /// included). Refused with an error when the member is not up (down, or not heard from
     /// yet) or is not a member of the cluster.
-    pub async fn send_task_to<T: Task>(&self, member: &MemberId, task: &T) -> CoreResult<()> {
-        self.clients
-            .send_task(
-                &self.app,
-                TaskTarget::Member(member.clone()),
-                AppTask::encode(task)?,
-            )
-            .await
+    ///
+    /// The task is encoded when this is called: the future does not borrow it.
+    pub fn send_task_to<T: Task>(
+        &self,
+        member: &MemberId,
+        task: &T,
+    ) -> impl Future<Output = CoreResult<()>> + Send + '_ {
+        self.send_task(TaskTarget::Member(member.clone()), AppTask::encode(task))
     }
 
     /// Sends a task to this application on every other member (those the cluster backend
     /// reaches: a member that is down misses it).
-    pub async fn send_task_to_others<T: Task>(&self, task: &T) -> CoreResult<()> {
-        self.clients
-            .send_task(&self.app, TaskTarget::Others, AppTask::encode(task)?)
-            .await
+    pub fn send_task_to_others<T: Task>(&self, task: &T) -> impl Future<Output = CoreResult<()>> + Send + '_ {
+        self.send_task(TaskTarget::Others, AppTask::encode(task))
     }
 
     /// Sends a task to this application on every member, the local one included.
-    pub async fn send_task_to_all<T: Task>(&self, task: &T) -> CoreResult<()> {
-        self.clients
-            .send_task(&self.app, TaskTarget::All, AppTask::encode(task)?)
-            .await
+    pub fn send_task_to_all<T: Task>(&self, task: &T) -> impl Future<Output = CoreResult<()>> + Send + '_ {
+        self.send_task(TaskTarget::All, AppTask::encode(task))
+    }
+
+    async fn send_task(&self, to: TaskTarget, task: CoreResult<AppTask>) -> CoreResult<()> {
+        self.clients.send_task(&self.app, to, task?).await
     }
 }
 
