@@ -9,9 +9,9 @@ use crate::cache::{Cache, CacheLimits, DynCacheManager};
 use crate::cluster::MemberStatus;
 use crate::protocol::LoadKind;
 use crate::{
-    ApplicationId, BoxFuture, ChannelId, Client, ClientTracker, ConnectionId, CoreError, CoreResult,
-    MAX_APP_SESSION_DATA, MemberClients, MemberId, Message, RpcHandler, SessionId, SessionStore,
-    TrackerEvent,
+    AppTask, ApplicationId, BoxFuture, ChannelId, Client, ClientTracker, ConnectionId, CoreError, CoreResult,
+    MAX_APP_SESSION_DATA, MemberClients, MemberId, Message, RpcHandler, SessionId, SessionStore, Task,
+    TaskTarget, TrackerEvent,
 };
 
 fn unavailable<'a, T: Send + 'a>(what: &'static str) -> BoxFuture<'a, CoreResult<T>> {
@@ -144,6 +144,14 @@ pub trait ClientInterface: Send + Sync + 'static {
     /// none, as in plain mode, where a session is one connection).
     fn session_store(&self) -> Option<&dyn SessionStore> {
         None
+    }
+
+    /// Sends application `app`'s task to the members at `to`, where the same application
+    /// receives it in [`Application::task`]. An error means it was not accepted for sending
+    /// (a member that is not up, an unknown member, the node shutting down).
+    fn send_task(&self, app: &ApplicationId, to: TaskTarget, task: AppTask) -> BoxFuture<'_, CoreResult<()>> {
+        let _ = (app, to, task);
+        unavailable("cluster tasks")
     }
 }
 
@@ -461,6 +469,81 @@ impl AppContext {
     }
 }
 
+/// Application tasks: typed messages from this application to itself on other members.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use thywill_core::{AppContext, AppTask, Application, Client, MemberId, Message, Task};
+///
+/// /// "How many connections do you hold?"
+/// #[derive(Serialize, Deserialize)]
+/// struct HowMany;
+///
+/// impl Task for HowMany {
+///     const NAME: &'static str = "counter.how-many";
+/// }
+///
+/// /// The answer.
+/// #[derive(Serialize, Deserialize)]
+/// struct Count {
+///     connections: usize,
+/// }
+///
+/// impl Task for Count {
+///     const NAME: &'static str = "counter.count";
+/// }
+///
+/// struct Counter;
+///
+/// impl Application for Counter {
+///     async fn received(&self, ctx: &AppContext, _: &Client, _: Message) {
+///         // Ask every other member; the answers arrive in `task` below.
+///         if let Err(e) = ctx.send_task_to_others(&HowMany).await {
+///             eprintln!("not asked: {e}");
+///         }
+///     }
+///
+///     async fn task(&self, ctx: &AppContext, from: &MemberId, task: AppTask) {
+///         if let Some(Ok(HowMany)) = task.decode::<HowMany>() {
+///             let count = Count { connections: 3 };
+///             // A member that is down is an error, not silence.
+///             let _ = ctx.send_task_to(from, &count).await;
+///         } else if let Some(Ok(count)) = task.decode::<Count>() {
+///             println!("{from} holds {} connections", count.connections);
+///         }
+///     }
+/// }
+/// ```
+impl AppContext {
+    /// Sends a task to one member's instance of this application (the local member's
+    /// included). Refused with an error when the member is not up (down, or not heard from
+    /// yet) or is not a member of the cluster.
+    ///
+    /// The task is encoded when this is called: the future does not borrow it.
+    pub fn send_task_to<T: Task>(
+        &self,
+        member: &MemberId,
+        task: &T,
+    ) -> impl Future<Output = CoreResult<()>> + Send + '_ {
+        self.send_task(TaskTarget::Member(member.clone()), AppTask::encode(task))
+    }
+
+    /// Sends a task to this application on every other member (those the cluster backend
+    /// reaches: a member that is down misses it).
+    pub fn send_task_to_others<T: Task>(&self, task: &T) -> impl Future<Output = CoreResult<()>> + Send + '_ {
+        self.send_task(TaskTarget::Others, AppTask::encode(task))
+    }
+
+    /// Sends a task to this application on every member, the local one included.
+    pub fn send_task_to_all<T: Task>(&self, task: &T) -> impl Future<Output = CoreResult<()>> + Send + '_ {
+        self.send_task(TaskTarget::All, AppTask::encode(task))
+    }
+
+    async fn send_task(&self, to: TaskTarget, task: CoreResult<AppTask>) -> CoreResult<()> {
+        self.clients.send_task(&self.app, to, task?).await
+    }
+}
+
 impl From<serde_json::Value> for Message {
     fn from(data: serde_json::Value) -> Self {
         Message::new(data)
@@ -621,6 +704,14 @@ pub trait Application: Send + Sync + 'static {
     fn rpc(&self) -> Option<&dyn RpcHandler> {
         None
     }
+
+    /// A task this application sent from member `from` (maybe the local member) with
+    /// [`AppContext::send_task_to`] and friends; decode it with [`AppTask::decode`]. Tasks run
+    /// one at a time, in the order they arrived, per application. The default drops it.
+    fn task(&self, ctx: &AppContext, from: &MemberId, task: AppTask) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, from, task);
+        async {}
+    }
 }
 
 /// Object-safe form of [`Application`], implemented for every `Application`.
@@ -684,6 +775,8 @@ pub trait DynApplication: Send + Sync + 'static {
     fn tracks_presence(&self, channel: &ChannelId) -> bool;
     /// See [`Application::rpc`].
     fn rpc(&self) -> Option<&dyn RpcHandler>;
+    /// See [`Application::task`].
+    fn task<'a>(&'a self, ctx: &'a AppContext, from: &'a MemberId, task: AppTask) -> BoxFuture<'a, ()>;
 }
 
 impl<A: Application> DynApplication for A {
@@ -760,6 +853,9 @@ impl<A: Application> DynApplication for A {
     }
     fn rpc(&self) -> Option<&dyn RpcHandler> {
         Application::rpc(self)
+    }
+    fn task<'a>(&'a self, ctx: &'a AppContext, from: &'a MemberId, task: AppTask) -> BoxFuture<'a, ()> {
+        Box::pin(Application::task(self, ctx, from, task))
     }
 }
 

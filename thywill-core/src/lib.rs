@@ -21,6 +21,7 @@
 //! the user-facing [`Application`] trait uses `impl Future` and is erased internally through
 //! [`DynApplication`].
 
+mod app_task;
 mod application;
 mod backend;
 pub mod cache;
@@ -36,6 +37,7 @@ mod rpc;
 mod session;
 mod tracker;
 
+pub use app_task::{AppTask, TaskTarget};
 pub use application::{AppContext, Application, ClientInterface, DynApplication, Target, is_plain_path};
 pub use backend::{Backend, BackendParts, DynBackend, Tracking};
 pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};

@@ -3,8 +3,8 @@
 
 use thywill_core::cluster::MemberStatus;
 use thywill_core::{
-    AppContext, Application, ChannelId, Client, CoreResult, MemberClients, MemberId, Message, RpcHandler,
-    SessionId, TrackerEvent,
+    AppContext, AppTask, Application, ChannelId, Client, CoreResult, MemberClients, MemberId, Message,
+    RpcHandler, SessionId, TrackerEvent,
 };
 
 use crate::Registry;
@@ -104,6 +104,10 @@ impl<A: Application> Application for WithRpc<A> {
 
     fn rpc(&self) -> Option<&dyn RpcHandler> {
         Some(&self.registry)
+    }
+
+    async fn task(&self, ctx: &AppContext, from: &MemberId, task: AppTask) {
+        self.app.task(ctx, from, task).await;
     }
 }
 

@@ -36,6 +36,7 @@ mod serve;
 mod session;
 mod socket;
 mod streams;
+mod tasks;
 mod tls;
 pub mod tracker;
 

@@ -61,6 +61,8 @@ pub(crate) struct Metrics {
     pub(crate) rpc_seconds: Family<AppLabel, Histogram, fn() -> Histogram>,
     pub(crate) cluster_tasks: Family<DirectionLabel, Counter>,
     pub(crate) cluster_gaps: Counter,
+    /// Cluster tasks dropped, by reason (see `crate::tasks`).
+    pub(crate) cluster_tasks_dropped: Family<ReasonLabel, Counter>,
     pub(crate) history_failures: Counter,
     pub(crate) replayed: Counter,
     pub(crate) continuity_lost: Counter,
@@ -82,6 +84,15 @@ pub(crate) struct AppCounters {
 }
 
 impl Metrics {
+    /// Counts a cluster task dropped for `reason`.
+    pub(crate) fn task_dropped(&self, reason: &str) {
+        self.cluster_tasks_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
     /// Handles on an application's counters (they share state with the registry's).
     pub(crate) fn app_counters(&self, app: &str) -> AppCounters {
         let label = AppLabel { app: app.to_owned() };
@@ -107,6 +118,7 @@ impl Metrics {
             rpc_seconds: Family::new_with_constructor(rpc_latency as fn() -> Histogram),
             cluster_tasks: Family::default(),
             cluster_gaps: Counter::default(),
+            cluster_tasks_dropped: Family::default(),
             history_failures: Counter::default(),
             replayed: Counter::default(),
             continuity_lost: Counter::default(),
@@ -196,6 +208,13 @@ impl Metrics {
             "cluster_gaps",
             "Gaps detected in member-to-member traffic",
             m.cluster_gaps.clone(),
+        );
+        registry.register(
+            "cluster_tasks_dropped",
+            "Cluster tasks dropped by reason (unknown: no handler for the name; undecodable; \
+             unknown_app: an application this member does not serve; queue_full: the \
+             application's task queue was full)",
+            m.cluster_tasks_dropped.clone(),
         );
         registry.register(
             "history_failures",

@@ -28,15 +28,17 @@ use thywill_core::DynCacheManager;
 use thywill_core::cluster::MemberStatus;
 use thywill_core::protocol::{LoadKind, ServerFrame, close};
 use thywill_core::{
-    AppContext, ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientInterface, ClientTracker,
-    Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication, History,
-    MemberId, Message, ResourceManager, SessionId, Target, Task, TrackerEvent, TrackerListener,
+    AppContext, AppTask, ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientInterface,
+    ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication,
+    History, MemberId, Message, ResourceManager, SessionId, Target, Task, TaskTarget, TrackerEvent,
+    TrackerListener,
 };
 use tokio::sync::{mpsc, watch};
 
 use crate::TransportConfig;
 use crate::presence::{Effect, PresenceTask, Subs};
 use crate::streams::{At, Numbering, log_payload};
+use crate::tasks::{AppTaskEnvelope, TaskRouter};
 
 /// Everything a node is made of. Built by the facade's builder.
 pub struct NodeParts {
@@ -289,6 +291,11 @@ pub(crate) struct Inner {
     /// Application hooks fed by the tracker and cluster events, run in order by one task.
     hooks: mpsc::UnboundedSender<Hook>,
     pub(crate) shutdown: watch::Sender<bool>,
+    /// The handlers of cluster tasks, by name.
+    tasks: TaskRouter<Inner>,
+    /// Each application's queue of tasks from its instances on other members, run in order by
+    /// one task per application.
+    app_tasks: TaskQueues,
     /// Connection tasks running (including those still closing).
     pub(crate) live: watch::Sender<usize>,
     pub(crate) next_conn: AtomicU64,
@@ -349,7 +356,7 @@ struct Router {
 /// Cluster task: deliver a message, or a `load` frame, to local connections of the receiving
 /// member.
 #[derive(Debug, Serialize, Deserialize)]
-struct Deliver {
+pub(crate) struct Deliver {
     payload: Payload,
     to: DeliverTo,
     numbering: Numbering,
@@ -407,7 +414,7 @@ impl Task for Deliver {
 
 /// Cluster task: subscribe or unsubscribe local connections of the receiving member.
 #[derive(Debug, Serialize, Deserialize)]
-struct Subscription {
+pub(crate) struct Subscription {
     subscribe: bool,
     connections: Vec<String>,
     channels: Vec<String>,
@@ -420,7 +427,7 @@ impl Task for Subscription {
 /// Cluster task: sessions were added to (or removed from) a channel; the receiving member
 /// subscribes (or unsubscribes) its local connections of those sessions.
 #[derive(Debug, Serialize, Deserialize)]
-struct ChannelSessions {
+pub(crate) struct ChannelSessions {
     subscribe: bool,
     channel: String,
     sessions: Vec<String>,
@@ -468,6 +475,7 @@ impl Node {
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let (hooks, hooks_rx) = mpsc::unbounded_channel();
         tracker.set_listener(Arc::new(HookListener(hooks.clone())));
+        let (app_tasks, app_task_queues) = app_task_queues(&applications);
         let presence_apps: Vec<Arc<dyn DynApplication>> =
             applications.iter().map(|(_, a)| a.clone()).collect();
         let subs = Subs::new(member.clone(), move |ch: &ChannelId| {
@@ -514,12 +522,17 @@ impl Node {
                 outbox,
                 hooks,
                 shutdown,
+                tasks: crate::tasks::node_tasks(),
+                app_tasks,
                 live: watch::channel(0).0,
                 next_conn: AtomicU64::new(0),
             }
         });
         tokio::spawn(send_presence(Arc::downgrade(&inner), outbox_rx));
         tokio::spawn(run_hooks(Arc::downgrade(&inner), hooks_rx));
+        for (app, rx) in app_task_queues {
+            tokio::spawn(run_app_tasks(Arc::downgrade(&inner), app, rx));
+        }
         let node = Node { inner };
         crate::assets::store_client_assets(&node).await?;
         node.inner
@@ -1151,6 +1164,14 @@ impl ClientInterface for Router {
     fn session_store(&self) -> Option<&dyn thywill_core::SessionStore> {
         self.session_store.as_deref()
     }
+
+    fn send_task(&self, app: &ApplicationId, to: TaskTarget, task: AppTask) -> BoxFuture<'_, CoreResult<()>> {
+        let app = app.clone();
+        Box::pin(async move {
+            let inner = self.inner.upgrade().ok_or(CoreError::ShuttingDown)?;
+            inner.send_app_task(&app, to, task).await
+        })
+    }
 }
 
 /// Sends presence tasks to other members, in the order they were queued.
@@ -1249,6 +1270,198 @@ async fn run_hook(inner: &Inner, hook: Hook) {
     }
 }
 
+/// The handlers of the node's cluster tasks, reached through the task router
+/// ([`crate::tasks::node_tasks`]).
+impl Inner {
+    /// A message, or a `load` frame, for local connections.
+    pub(crate) fn on_deliver(&self, from: MemberId, d: Deliver) {
+        let message: Message;
+        let app: ApplicationId;
+        let at: Option<At>;
+        let push = match &d.payload {
+            Payload::Msg { app: a, message: m } => {
+                message = match serde_json::from_str(m) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(%from, error = %e, "undecodable message in deliver task");
+                        return;
+                    }
+                };
+                app = ApplicationId::from(a.as_str());
+                at = match d.numbering {
+                    Numbering::None => None,
+                    Numbering::Numbered(at) => Some(at),
+                    Numbering::Local(ref base) => {
+                        let exclude: Vec<ConnectionId> = match &d.to {
+                            DeliverTo::Channel { exclude, .. } => {
+                                exclude.iter().map(|c| ConnectionId::from(c.as_str())).collect()
+                            }
+                            DeliverTo::Connections(_) => Vec::new(),
+                        };
+                        self.append_now(base, &app, &message, &exclude)
+                    }
+                };
+                Push::Msg(&app, &message, at.as_ref())
+            }
+            Payload::Load { kind, path } => Push::Load(*kind, path),
+        };
+        match d.to {
+            DeliverTo::Connections(conns) => {
+                let conns: Vec<ConnectionId> = conns.into_iter().map(ConnectionId::from).collect();
+                self.push_local(&conns, push);
+            }
+            DeliverTo::Channel { channel, exclude } => {
+                let exclude: Vec<ConnectionId> = exclude.into_iter().map(ConnectionId::from).collect();
+                self.push_channel_local(&ChannelId::from(channel), &exclude, push);
+            }
+        }
+    }
+
+    /// Local connections (un)subscribed by another member.
+    pub(crate) fn on_subscription(&self, _from: MemberId, s: Subscription) {
+        let conns: Vec<ConnectionId> = s.connections.into_iter().map(ConnectionId::from).collect();
+        let chans: Vec<ChannelId> = s.channels.into_iter().map(ChannelId::from).collect();
+        self.subscribe_local(s.subscribe, &conns, &chans);
+    }
+
+    /// Sessions added to (or removed from) a channel: their local connections follow.
+    pub(crate) fn on_channel_sessions(&self, _from: MemberId, c: ChannelSessions) {
+        let sessions: Vec<SessionId> = c.sessions.into_iter().map(SessionId::from).collect();
+        let channel = ChannelId::from(c.channel);
+        self.subscribe_sessions_local(c.subscribe, &channel, &sessions);
+        let changed = c.changed.into_iter().map(SessionId::from).collect();
+        self.channel_sessions_changed(c.subscribe, channel, changed);
+    }
+
+    /// Another member's cache write: the key (or the cache) leaves this member's copy.
+    pub(crate) fn on_cache_invalidation(&self, from: MemberId, task: crate::caches::Invalidate) {
+        crate::caches::on_cache_task(self.caches.as_ref(), &from, Ok(task));
+    }
+
+    /// Presence of another member's connections.
+    pub(crate) fn on_presence(&self, from: MemberId, p: PresenceTask) {
+        if from == self.member {
+            return;
+        }
+        if let PresenceTask::SnapshotRequest = p {
+            // Answered even while the asker is seen as down: it asks when it sees this
+            // member come back, which may be before this member sees it come back.
+            let _ = self.outbox.send(Outgoing::SnapshotTo(from));
+            return;
+        }
+        if self.cluster.status(&from) == MemberStatus::Down {
+            // Its presence is asked for again when it comes back up.
+            tracing::debug!(%from, "presence task from a member seen as down ignored");
+            return;
+        }
+        let mut subs = self.subs();
+        let fx = subs.remote(&from, p);
+        self.run_effects(fx);
+    }
+}
+
+/// How many tasks of one application wait for its `task` hook at most; past it, tasks are
+/// dropped (logged and counted) rather than queued without bound.
+const APP_TASK_QUEUE: usize = 1024;
+
+/// An application task waiting for its hook, with its sender.
+type QueuedTask = (MemberId, AppTask);
+
+/// The task queue of each application.
+type TaskQueues = HashMap<ApplicationId, mpsc::Sender<QueuedTask>>;
+
+/// A task queue per application, and their receiving ends (for [`run_app_tasks`]).
+fn app_task_queues(
+    applications: &[(ApplicationId, Arc<dyn DynApplication>)],
+) -> (TaskQueues, Vec<(ApplicationId, mpsc::Receiver<QueuedTask>)>) {
+    let mut senders = HashMap::new();
+    let mut receivers = Vec::new();
+    for (id, _) in applications {
+        let (tx, rx) = mpsc::channel(APP_TASK_QUEUE);
+        senders.insert(id.clone(), tx);
+        receivers.push((id.clone(), rx));
+    }
+    (senders, receivers)
+}
+
+/// Runs one application's `task` hook for each of its tasks, one at a time, in order.
+async fn run_app_tasks(inner: Weak<Inner>, app: ApplicationId, mut rx: mpsc::Receiver<QueuedTask>) {
+    while let Some((from, task)) = rx.recv().await {
+        let Some(inner) = inner.upgrade() else { break };
+        let Some((hook, ctx)) = inner.apps.get(&app) else {
+            break;
+        };
+        // A panicking hook costs its own task, never the tasks after it.
+        crate::connection::unwinding(&inner.metrics, "task hook", hook.task(ctx, &from, task)).await;
+    }
+}
+
+/// Application tasks: sent through the cluster in an [`AppTaskEnvelope`], handed to the same
+/// application on the receiving member.
+impl Inner {
+    /// Queues a task for its application's hook.
+    pub(crate) fn on_app_task(&self, from: MemberId, envelope: AppTaskEnvelope) {
+        let AppTaskEnvelope { app, name, payload } = envelope;
+        let app = ApplicationId::from(app);
+        let Some(queue) = self.app_tasks.get(&app) else {
+            tracing::warn!(%from, %app, task = %name, "task for an application this member does not serve: dropped");
+            self.metrics.task_dropped("unknown_app");
+            return;
+        };
+        match queue.try_send((from, AppTask::from_parts(name, payload))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full((from, task))) => {
+                tracing::warn!(%from, %app, task = %task.name(), "application task queue full: task dropped");
+                self.metrics.task_dropped("queue_full");
+            }
+            // The node is going away.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Sends application `app`'s task to the members at `to`.
+    async fn send_app_task(&self, app: &ApplicationId, to: TaskTarget, task: AppTask) -> CoreResult<()> {
+        if *self.shutdown.borrow() {
+            return Err(CoreError::ShuttingDown);
+        }
+        let (name, payload) = task.into_parts();
+        let envelope = AppTaskEnvelope {
+            app: app.to_string(),
+            name,
+            payload,
+        }
+        .to_task()?;
+        match to {
+            TaskTarget::Member(member) => {
+                if member != self.member {
+                    if !self.cluster.members().contains(&member) {
+                        return Err(CoreError::NotFound(format!("member {member}")));
+                    }
+                    let status = self.cluster.status(&member);
+                    if status != MemberStatus::Up {
+                        return Err(CoreError::Unavailable(format!(
+                            "member {member} is not up ({status:?})"
+                        )));
+                    }
+                }
+                self.count_out();
+                self.cluster.send_to(&member, envelope).await
+            }
+            TaskTarget::Others => {
+                if self.cluster.members().len() < 2 {
+                    return Ok(());
+                }
+                self.count_out();
+                self.cluster.send_to_others(envelope).await
+            }
+            TaskTarget::All => {
+                self.count_out();
+                self.cluster.send_to_all(envelope).await
+            }
+        }
+    }
+}
+
 /// Receives cluster tasks and member events for the node.
 struct Events(Weak<Inner>);
 
@@ -1262,103 +1475,8 @@ impl ClusterEvents for Events {
                 direction: "in".into(),
             })
             .inc();
-        if let Some(d) = task.decode::<Deliver>() {
-            match d {
-                Ok(d) => {
-                    let message: Message;
-                    let app: ApplicationId;
-                    let at: Option<At>;
-                    let push = match &d.payload {
-                        Payload::Msg { app: a, message: m } => {
-                            message = match serde_json::from_str(m) {
-                                Ok(m) => m,
-                                Err(e) => {
-                                    tracing::warn!(%from, error = %e, "undecodable message in deliver task");
-                                    return;
-                                }
-                            };
-                            app = ApplicationId::from(a.as_str());
-                            at = match d.numbering {
-                                Numbering::None => None,
-                                Numbering::Numbered(at) => Some(at),
-                                Numbering::Local(ref base) => {
-                                    let exclude: Vec<ConnectionId> = match &d.to {
-                                        DeliverTo::Channel { exclude, .. } => {
-                                            exclude.iter().map(|c| ConnectionId::from(c.as_str())).collect()
-                                        }
-                                        DeliverTo::Connections(_) => Vec::new(),
-                                    };
-                                    inner.append_now(base, &app, &message, &exclude)
-                                }
-                            };
-                            Push::Msg(&app, &message, at.as_ref())
-                        }
-                        Payload::Load { kind, path } => Push::Load(*kind, path),
-                    };
-                    match d.to {
-                        DeliverTo::Connections(conns) => {
-                            let conns: Vec<ConnectionId> =
-                                conns.into_iter().map(ConnectionId::from).collect();
-                            inner.push_local(&conns, push);
-                        }
-                        DeliverTo::Channel { channel, exclude } => {
-                            let exclude: Vec<ConnectionId> =
-                                exclude.into_iter().map(ConnectionId::from).collect();
-                            inner.push_channel_local(&ChannelId::from(channel), &exclude, push);
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(%from, error = %e, "bad deliver task"),
-            }
-        } else if let Some(s) = task.decode::<Subscription>() {
-            match s {
-                Ok(s) => {
-                    let conns: Vec<ConnectionId> =
-                        s.connections.into_iter().map(ConnectionId::from).collect();
-                    let chans: Vec<ChannelId> = s.channels.into_iter().map(ChannelId::from).collect();
-                    inner.subscribe_local(s.subscribe, &conns, &chans);
-                }
-                Err(e) => tracing::warn!(%from, error = %e, "bad subscription task"),
-            }
-        } else if let Some(c) = task.decode::<ChannelSessions>() {
-            match c {
-                Ok(c) => {
-                    let sessions: Vec<SessionId> = c.sessions.into_iter().map(SessionId::from).collect();
-                    let channel = ChannelId::from(c.channel);
-                    inner.subscribe_sessions_local(c.subscribe, &channel, &sessions);
-                    let changed = c.changed.into_iter().map(SessionId::from).collect();
-                    inner.channel_sessions_changed(c.subscribe, channel, changed);
-                }
-                Err(e) => tracing::warn!(%from, error = %e, "bad channel-sessions task"),
-            }
-        } else if let Some(p) = task.decode::<PresenceTask>() {
-            if from == inner.member {
-                return;
-            }
-            if let Ok(PresenceTask::SnapshotRequest) = p {
-                // Answered even while the asker is seen as down: it asks when it sees this
-                // member come back, which may be before this member sees it come back.
-                let _ = inner.outbox.send(Outgoing::SnapshotTo(from));
-                return;
-            }
-            if inner.cluster.status(&from) == MemberStatus::Down {
-                // Its presence is asked for again when it comes back up.
-                tracing::debug!(%from, "presence task from a member seen as down ignored");
-                return;
-            }
-            match p {
-                Ok(PresenceTask::SnapshotRequest) => {}
-                Ok(p) => {
-                    let mut subs = inner.subs();
-                    let fx = subs.remote(&from, p);
-                    inner.run_effects(fx);
-                }
-                Err(e) => tracing::warn!(%from, error = %e, "bad presence task"),
-            }
-        } else if let Some(c) = task.decode::<crate::caches::Invalidate>() {
-            crate::caches::on_cache_task(inner.caches.as_ref(), &from, c);
-        } else {
-            tracing::debug!(%from, task = %task.name, "cluster task with no handler");
+        if let Some(reason) = inner.tasks.route(&inner, from, &task).dropped() {
+            inner.metrics.task_dropped(reason);
         }
     }
 

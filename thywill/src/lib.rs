@@ -99,6 +99,10 @@
 //!   (each member has its copies; a `set`, `remove` or `clear` on one member evicts the key on
 //!   every other member), or shared in Redis ([`Builder::redis_caches`], or `[cache] backend =
 //!   "redis"` in the [`config`] file).
+//! - **Tasks between members** ([`AppContext::send_task_to`],
+//!   [`AppContext::send_task_to_others`], [`AppContext::send_task_to_all`]): an application's
+//!   own serde types ([`Task`]) for the same application on other members, received in
+//!   [`Application::task`] with the sender.
 //!
 //! ## Cargo features
 //!
@@ -146,6 +150,8 @@ pub use thywill_cluster_redis::{self as cluster_redis, RedisBackend, RedisCluste
 /// Re-export of the core crate, for component authors.
 pub use thywill_core as core;
 pub use thywill_core::cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
+/// Application tasks between members: [`AppContext::send_task_to`] and [`Application::task`].
+pub use thywill_core::{AppTask, Task, TaskTarget};
 pub use thywill_core::{Minifier, TemplateEngine};
 /// Re-export of the resources crate: manifests, the bootstrap pipeline, minifiers.
 pub use thywill_resources as resources;

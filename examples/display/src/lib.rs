@@ -22,12 +22,28 @@
 //! shows how many sessions (here: connections, as the example runs without session cookies) are
 //! present cluster-wide, and the presence messages (`{"presence": ...}`, see
 //! [`thywill::Application::tracks_presence`]) show it change, members' crashes included.
+//!
+//! Members also talk to each other with application tasks, as the original's headline example
+//! did (`sendTo("beta", task)` and a task event): every [`ASK_EVERY`] each member asks the next
+//! member in ring order (itself when alone) how many connections it holds ([`HowMany`]); the
+//! asked member answers with its own count ([`Count`], see [`thywill::Application::task`]),
+//! and the asker tells every page, on the channel [`COUNTS_CHANNEL`]:
+//!
+//! | `type` | payload | sent |
+//! |---|---|---|
+//! | `connectionCount` | `member` (the asked one), `connections`, `clusterMemberId` (the asker) | by the asker, when the answer arrives |
+//! | `connectionCount` | `member`, `error` (why it could not be asked: down, not up yet), `clusterMemberId` | by the asker, when the ask is refused |
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use thywill::resources::embed;
 use thywill::{
-    AppContext, Application, Builder, ChannelId, Client, Entry, Manifest, MemberClients, MemberId,
-    MemberStatus, Message, Resource, ResourceKind, TrackerEvent,
+    AppContext, AppTask, Application, Builder, ChannelId, Client, CoreError, Entry, Manifest, MemberClients,
+    MemberId, MemberStatus, Message, Resource, ResourceKind, Task, TrackerEvent,
 };
 
 /// Application id.
@@ -40,12 +56,94 @@ pub const DEFAULT_PORT: u16 = 10091;
 pub const CHANNEL: &str = "display";
 /// The channel with presence every connection joins too.
 pub const PRESENCE_CHANNEL: &str = "display:presence";
+/// The channel of the connection counts members ask each other for (joined last, so that a
+/// new connection's first messages are its connection list and its own announcement).
+pub const COUNTS_CHANNEL: &str = "display:counts";
+/// How often each member asks the next one for its connection count.
+pub const ASK_EVERY: Duration = Duration::from_secs(1);
+
+/// Application task: "how many connections do you hold?"
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct HowMany;
+
+impl Task for HowMany {
+    const NAME: &'static str = "display.how-many";
+}
+
+/// Application task: the answer to [`HowMany`], the sender's own count.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Count {
+    /// Connections the sender holds.
+    pub connections: usize,
+}
+
+impl Task for Count {
+    const NAME: &'static str = "display.count";
+}
 
 /// Shows the cluster talking to itself; see the [crate docs](crate).
-#[derive(Clone, Debug, Default)]
-pub struct Display;
+#[derive(Clone, Debug)]
+pub struct Display {
+    /// Connections of this member (counted by the connection hooks).
+    local: Arc<AtomicUsize>,
+    ask_every: Duration,
+}
+
+impl Default for Display {
+    fn default() -> Self {
+        Self {
+            local: Arc::default(),
+            ask_every: ASK_EVERY,
+        }
+    }
+}
 
 impl Display {
+    /// Asks the next member for its connection count every `every` (instead of [`ASK_EVERY`]).
+    pub fn asking_every(mut self, every: Duration) -> Self {
+        self.ask_every = every;
+        self
+    }
+
+    /// The member after this one in ring order (this one when alone).
+    fn next_member(ctx: &AppContext) -> MemberId {
+        let members = ctx.members();
+        members
+            .iter()
+            .position(|m| m == ctx.member())
+            .and_then(|i| members.get((i + 1) % members.len()))
+            .cloned()
+            .unwrap_or_else(|| ctx.member().clone())
+    }
+
+    /// Asks `member` for its connection count every `every`, until the node shuts down.
+    async fn ask_around(ctx: AppContext, member: MemberId, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match ctx.send_task_to(&member, &HowMany).await {
+                Ok(()) => {}
+                Err(CoreError::ShuttingDown) => break,
+                Err(e) => {
+                    Self::count(&ctx, json!({"member": member.as_str(), "error": e.to_string()})).await;
+                }
+            }
+        }
+    }
+
+    /// Tells every page a connection count (or why there is none).
+    async fn count(ctx: &AppContext, mut data: Value) {
+        data["type"] = json!("connectionCount");
+        data["clusterMemberId"] = json!(ctx.member().as_str());
+        if let Err(e) = ctx
+            .send_to_channel(&ChannelId::from(COUNTS_CHANNEL), data, &[])
+            .await
+        {
+            tracing::debug!(error = %e, "connection count not sent");
+        }
+    }
+
     async fn broadcast(ctx: &AppContext, data: Value) {
         if let Err(e) = ctx.send_to_channel(&ChannelId::from(CHANNEL), data, &[]).await {
             tracing::debug!(error = %e, "display message not sent");
@@ -77,7 +175,45 @@ impl Display {
 }
 
 impl Application for Display {
+    async fn setup(&self, ctx: &AppContext) -> thywill::core::CoreResult<()> {
+        tokio::spawn(Self::ask_around(
+            ctx.clone(),
+            Self::next_member(ctx),
+            self.ask_every,
+        ));
+        Ok(())
+    }
+
+    async fn task(&self, ctx: &AppContext, from: &MemberId, task: AppTask) {
+        if let Some(asked) = task.decode::<HowMany>() {
+            if let Err(e) = asked {
+                tracing::warn!(%from, error = %e, "undecodable connection count request");
+                return;
+            }
+            let count = Count {
+                connections: self.local.load(Ordering::Relaxed),
+            };
+            if let Err(e) = ctx.send_task_to(from, &count).await {
+                tracing::debug!(%from, error = %e, "connection count not answered");
+            }
+        } else if let Some(answer) = task.decode::<Count>() {
+            match answer {
+                Ok(count) => {
+                    Self::count(
+                        ctx,
+                        json!({"member": from.as_str(), "connections": count.connections}),
+                    )
+                    .await;
+                }
+                Err(e) => tracing::warn!(%from, error = %e, "undecodable connection count"),
+            }
+        } else {
+            tracing::warn!(%from, task = task.name(), "unknown display task dropped");
+        }
+    }
+
     async fn connection(&self, ctx: &AppContext, client: &Client) {
+        self.local.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = ctx.subscribe(&client.connection, &ChannelId::from(CHANNEL)).await {
             tracing::warn!(error = %e, "not subscribed to the display channel");
             return;
@@ -101,9 +237,18 @@ impl Application for Display {
         {
             tracing::warn!(error = %e, "not subscribed to the presence channel");
         }
+        if let Err(e) = ctx
+            .subscribe(&client.connection, &ChannelId::from(COUNTS_CHANNEL))
+            .await
+        {
+            tracing::warn!(error = %e, "not subscribed to the counts channel");
+        }
     }
 
     async fn disconnection(&self, ctx: &AppContext, client: &Client) {
+        let _ = self
+            .local
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         Self::broadcast(
             ctx,
             json!({
@@ -189,8 +334,13 @@ pub fn members_script(members: &[MemberId]) -> Resource {
 /// A builder with the display application and its page; add [`members_script`] for the
 /// cluster's members.
 pub fn builder() -> Result<Builder, thywill::Error> {
+    builder_with(Display::default())
+}
+
+/// [`builder`] with this instance of the application (to ask more often, say).
+pub fn builder_with(display: Display) -> Result<Builder, thywill::Error> {
     Ok(thywill::Thywill::builder()
         .base_path(BASE)?
-        .application(APP_ID, Display)
+        .application(APP_ID, display)
         .bootstrap(manifest()))
 }

@@ -80,6 +80,9 @@
         case 'text':
           this.addText(data.clusterMemberId, data.text);
           break;
+        case 'connectionCount':
+          this.connectionCount(data);
+          break;
         case 'disconnectionList':
           Object.keys(data.connections || {}).forEach(function (member) {
             var ids = data.connections[member] || [];
@@ -187,6 +190,34 @@
       this.ui.presence.textContent = 'Present: ' + Object.keys(present).length;
     }
 
+    /**
+     * A connection count one member asked another for (an application task between members):
+     * one line per asked member in #connection-counts, replaced by each new answer.
+     */
+    connectionCount(data) {
+      if (typeof data.member !== 'string' || typeof data.clusterMemberId !== 'string') {
+        return;
+      }
+      var list = this.ui.counts;
+      var li = Array.prototype.find.call(list.children, function (item) {
+        return item.dataset.member === data.member;
+      });
+      if (!li) {
+        li = document.createElement('li');
+        li.className = 'connection-count';
+        li.dataset.member = data.member;
+        list.appendChild(li);
+      }
+      var asked = ' (asked by ' + data.clusterMemberId + ' at ' + timestamp() + ')';
+      if (typeof data.connections === 'number') {
+        li.classList.remove('unreachable');
+        li.textContent = data.member + ' holds ' + data.connections + ' connection(s)' + asked;
+      } else {
+        li.classList.add('unreachable');
+        li.textContent = data.member + ' could not be asked: ' + String(data.error) + asked;
+      }
+    }
+
     showStatus(state) {
       this.ui.status.className = state;
       this.ui.status.textContent = STATUS_TEXT[state];
@@ -197,7 +228,8 @@
     new DisplayInterface({
       status: document.getElementById('status'),
       displays: document.getElementById('displays'),
-      presence: document.getElementById('presence')
+      presence: document.getElementById('presence'),
+      counts: document.getElementById('connection-counts')
     });
   }
 

@@ -79,6 +79,15 @@ async fn a_killed_members_connections_are_dropped_from_the_survivors_page() -> a
     ))
     .await?;
 
+    // The members ask each other for their connection counts (application tasks): alpha asked
+    // beta, which holds the two.
+    b.wait_js(
+        "const li = document.querySelector('#connection-counts > li.connection-count[data-member=\"beta\"]'); \
+         return li !== null && li.textContent.startsWith('beta holds 2 connection(s) (asked by alpha');",
+    )
+    .await
+    .context("beta's connection count is not shown")?;
+
     // beta is killed: alpha (its designated handler) sends its connections, and the page drops
     // them.
     members[1].kill();
@@ -101,6 +110,13 @@ async fn a_killed_members_connections_are_dropped_from_the_survivors_page() -> a
     .await?;
     b.wait_js("return document.querySelectorAll('div#alpha ul.connections > li').length === 1;")
         .await?;
+    // And alpha can no longer ask beta.
+    b.wait_js(
+        "const li = document.querySelector('#connection-counts > li[data-member=\"beta\"]'); \
+         return li !== null && li.classList.contains('unreachable') && li.textContent.startsWith('beta could not be asked');",
+    )
+    .await
+    .context("the refused ask is not shown")?;
     b.close().await?;
     anyhow::ensure!(members[0].proc.is_running(), "alpha exited");
     Ok(())

@@ -1,6 +1,7 @@
-//! Ghost-free tracking after a crash, with real member processes over a real Redis: when a
+//! Real member processes. Ghost-free tracking after a crash, over a real Redis: when a
 //! member is killed (`kill -9`), every survivor drops its connections from the client tracker
-//! and its sessions from presence within the failure-detection time.
+//! and its sessions from presence within the failure-detection time. Members asking each
+//! other for their connection counts with application tasks, over Redis and over HTTP.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -173,4 +174,154 @@ async fn no_ghost_connection_or_presence_outlives_failure_detection() -> anyhow:
         anyhow::ensure!(m.proc.is_running(), "{} exited", m.id);
     }
     Ok(())
+}
+
+/// The connection counts a display client is told, by (asker, asked member): the latest
+/// answer (`connections`) or refusal (`error`) of each.
+struct Counts {
+    ws: WsClient,
+    latest: std::collections::BTreeMap<(String, String), Value>,
+}
+
+impl Counts {
+    /// Reads messages until `done(latest)` holds, within `wait`.
+    async fn until(
+        &mut self,
+        wait: Duration,
+        what: &str,
+        done: impl Fn(&std::collections::BTreeMap<(String, String), Value>) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !done(&self.latest) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = self
+                .ws
+                .recv_within(left)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e} waiting for {what}; counts {:?}", self.latest))?;
+            let ServerFrame::Msg { data, .. } = frame else {
+                continue;
+            };
+            if data["type"] == "connectionCount" {
+                let key = (
+                    data["clusterMemberId"].as_str().unwrap_or_default().to_owned(),
+                    data["member"].as_str().unwrap_or_default().to_owned(),
+                );
+                self.latest.insert(key, data);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `asker` was last told that `member` holds `n` connections.
+fn holds(
+    latest: &std::collections::BTreeMap<(String, String), Value>,
+    asker: &str,
+    member: &str,
+    n: u64,
+) -> bool {
+    latest
+        .get(&(asker.to_owned(), member.to_owned()))
+        .is_some_and(|d| d["connections"].as_u64() == Some(n))
+}
+
+/// Members ask each other for their connection counts with application tasks, around the
+/// ring (alpha asks beta, beta asks gamma, gamma asks alpha), and every page is told the
+/// answers; a member that went down cannot be asked, and its asker says so.
+async fn members_ask_each_other(args: Vec<String>) -> anyhow::Result<()> {
+    let mut members = Vec::new();
+    for id in ["alpha", "beta", "gamma"] {
+        members.push(Member::start(DISPLAY, id, free_port(), &args).await?);
+    }
+    all_up(&mut members).await?;
+    let mut watcher = Counts {
+        ws: WsClient::connect(&members[0].ws("/display")).await?,
+        latest: Default::default(),
+    };
+    let on_beta = [
+        WsClient::connect(&members[1].ws("/display")).await?,
+        WsClient::connect(&members[1].ws("/display")).await?,
+    ];
+    // The watcher is alpha's one connection; beta holds two, gamma none.
+    watcher
+        .until(TIMEOUT, "the first counts", |l| {
+            holds(l, "alpha", "beta", 2) && holds(l, "beta", "gamma", 0) && holds(l, "gamma", "alpha", 1)
+        })
+        .await?;
+    let [one, two] = on_beta;
+    one.close().await;
+    watcher
+        .until(TIMEOUT, "beta's count after a close", |l| {
+            holds(l, "alpha", "beta", 1)
+        })
+        .await?;
+
+    // gamma dies: beta can no longer ask it, and tells the pages why.
+    members[2].kill();
+    watcher
+        .until(TIMEOUT, "beta's refused ask", |l| {
+            l.get(&("beta".to_owned(), "gamma".to_owned()))
+                .is_some_and(|d| d["error"].as_str().is_some_and(|e| e.contains("gamma")))
+        })
+        .await?;
+    // The others go on.
+    let _three = WsClient::connect(&members[1].ws("/display")).await?;
+    watcher
+        .until(TIMEOUT, "beta's count after a new connection", |l| {
+            holds(l, "alpha", "beta", 2)
+        })
+        .await?;
+    drop(two);
+    for m in &mut members[..2] {
+        anyhow::ensure!(m.proc.is_running(), "{} exited", m.id);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_ask_each_other_for_connection_counts_over_redis() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let args: Vec<String> = [
+        "--cluster",
+        "redis",
+        "--redis-url",
+        &redis.url(),
+        "--cluster-members",
+        "alpha,beta,gamma",
+        "--redis-prefix",
+        "test:display-counts:",
+        "--heartbeat-interval",
+        &INTERVAL_MS.to_string(),
+        "--heartbeat-timeout",
+        &TIMEOUT_MS.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    members_ask_each_other(args).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_ask_each_other_for_connection_counts_over_http() -> anyhow::Result<()> {
+    let list: Vec<String> = ["alpha", "beta", "gamma"]
+        .iter()
+        .map(|id| format!("{id}=127.0.0.1:{}", free_port()))
+        .collect();
+    let args: Vec<String> = [
+        "--cluster",
+        "http",
+        "--cluster-members",
+        &list.join(","),
+        "--cluster-secret",
+        "a display counts test secret, long enough",
+        "--heartbeat-interval",
+        &INTERVAL_MS.to_string(),
+        "--heartbeat-timeout",
+        &TIMEOUT_MS.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    members_ask_each_other(args).await
 }

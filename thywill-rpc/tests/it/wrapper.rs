@@ -87,7 +87,7 @@ fn a_wrapped_application_keeps_its_presence() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client interface that does nothing: enough to build an [`AppContext`] for calling hooks.
+/// A client interface that refuses everything: enough for a context handed to hooks.
 struct Nowhere(thywill::MemberId);
 
 impl thywill::core::ClientInterface for Nowhere {
@@ -101,7 +101,7 @@ impl thywill::core::ClientInterface for Nowhere {
         _: thywill::core::Target,
         _: Message,
     ) -> thywill::core::BoxFuture<'_, thywill::core::CoreResult<()>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async { Err(thywill::CoreError::Unavailable("nowhere".into())) })
     }
 
     fn subscribe(
@@ -109,7 +109,7 @@ impl thywill::core::ClientInterface for Nowhere {
         _: Vec<thywill::ConnectionId>,
         _: Vec<ChannelId>,
     ) -> thywill::core::BoxFuture<'_, thywill::core::CoreResult<()>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async { Err(thywill::CoreError::Unavailable("nowhere".into())) })
     }
 
     fn unsubscribe(
@@ -117,7 +117,35 @@ impl thywill::core::ClientInterface for Nowhere {
         _: Vec<thywill::ConnectionId>,
         _: Vec<ChannelId>,
     ) -> thywill::core::BoxFuture<'_, thywill::core::CoreResult<()>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async { Err(thywill::CoreError::Unavailable("nowhere".into())) })
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Note(String);
+
+impl thywill::Task for Note {
+    const NAME: &'static str = "test.note";
+}
+
+/// Records the application tasks it receives.
+#[derive(Default)]
+struct TaskRecording {
+    tasks: Mutex<Vec<String>>,
+}
+
+impl Application for TaskRecording {
+    async fn received(&self, _: &AppContext, _: &Client, _: Message) {}
+
+    async fn task(&self, _: &AppContext, from: &thywill::MemberId, task: thywill::AppTask) {
+        let text = match task.decode::<Note>() {
+            Some(Ok(Note(text))) => text,
+            other => format!("not a note: {:?}", other.map(|r| r.map(|n| n.0))),
+        };
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(format!("{from}: {text}"));
     }
 }
 
@@ -166,6 +194,34 @@ async fn a_wrapped_application_hears_of_channel_membership() -> anyhow::Result<(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
         ["added room s1,s2", "removed room s2"]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrapped_application_receives_its_tasks() -> anyhow::Result<()> {
+    let registry = Registry::builder().function("f.one", |x: u32| x).build()?;
+    let wrapped = std::sync::Arc::new(with_rpc(TaskRecording::default(), registry));
+    let ctx = AppContext::new("notes".into(), std::sync::Arc::new(Nowhere("alpha".into())));
+    let from = thywill::MemberId::from("beta");
+    // As the node calls it: through the object-safe twin.
+    let app: std::sync::Arc<dyn thywill::core::DynApplication> = wrapped.clone();
+    app.task(&ctx, &from, thywill::AppTask::encode(&Note("hello".into()))?)
+        .await;
+    Application::task(
+        wrapped.as_ref(),
+        &ctx,
+        &from,
+        thywill::AppTask::encode(&Note("again".into()))?,
+    )
+    .await;
+    assert_eq!(
+        *wrapped
+            .inner()
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ["beta: hello", "beta: again"]
     );
     Ok(())
 }

@@ -16,4 +16,5 @@ mod presence;
 mod replay;
 mod session_data;
 mod sessions;
+mod tasks;
 mod tls;

@@ -9,8 +9,16 @@ use thywill_testkit::WsClient;
 use thywill_testkit::hub::Hub;
 
 async fn member(hub: &Hub, id: &str) -> anyhow::Result<(Thywill, String)> {
+    member_with(hub, id, example_display::Display::default()).await
+}
+
+async fn member_with(
+    hub: &Hub,
+    id: &str,
+    display: example_display::Display,
+) -> anyhow::Result<(Thywill, String)> {
     let members = [MemberId::from("alpha"), MemberId::from("beta")];
-    let node = example_display::builder()?
+    let node = example_display::builder_with(display)?
         .resource(example_display::members_script(&members))
         .backend(BackendParts::new("hub", hub.member(id)))
         .build()
@@ -116,6 +124,42 @@ async fn connections_and_disconnections_are_shown_on_every_member() -> anyhow::R
         json!({"type": "disconnectionList", "connections": {"alpha": [lost]}})
     );
     let _ = again.recv_within(std::time::Duration::from_millis(1)).await;
+    alpha.shutdown();
+    beta.shutdown();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_ask_each_other_for_their_connection_counts() -> anyhow::Result<()> {
+    let hub = Hub::new(["alpha", "beta"]);
+    let every = std::time::Duration::from_millis(50);
+    let display = || example_display::Display::default().asking_every(every);
+    let (alpha, alpha_url) = member_with(&hub, "alpha", display()).await?;
+    let (beta, _) = member_with(&hub, "beta", display()).await?;
+    let mut on_alpha = WsClient::connect(&alpha_url).await?;
+    // Around the ring of two: beta asks alpha (which holds this one connection), alpha asks
+    // beta (none).
+    next_where(&mut on_alpha, |d| {
+        *d == json!({"type": "connectionCount", "clusterMemberId": "beta", "member": "alpha", "connections": 1})
+    })
+    .await?;
+    next_where(&mut on_alpha, |d| {
+        *d == json!({"type": "connectionCount", "clusterMemberId": "alpha", "member": "beta", "connections": 0})
+    })
+    .await?;
+    // beta dies: alpha's ask is refused, and the page is told why.
+    hub.kill("beta");
+    let refused = next_where(&mut on_alpha, |d| {
+        d["type"] == "connectionCount" && d["member"] == "beta" && d.get("error").is_some()
+    })
+    .await?;
+    assert_eq!(refused["clusterMemberId"], "alpha");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("beta is not up")),
+        "{refused}"
+    );
     alpha.shutdown();
     beta.shutdown();
     Ok(())
