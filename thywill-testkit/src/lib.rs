@@ -28,6 +28,7 @@ pub mod process;
 pub mod redis;
 pub mod reliable;
 pub mod served;
+pub mod store_conformance;
 mod ws;
 
 pub use ws::{WsClient, WsError};
