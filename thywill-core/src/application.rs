@@ -356,7 +356,9 @@ impl AppContext {
     /// it is cheap.
     ///
     /// A write through the cache on any member evicts the key from every member's copy (or,
-    /// with a shared store such as Redis, there is one copy). See [`crate::cache`].
+    /// with a shared store such as Redis, there is one copy). See [`crate::cache`]. A write
+    /// whose invalidation could not be handed to the cluster returns the cluster's error: the
+    /// write happened on this member, but another may keep its old copy until it evicts it.
     pub async fn create_cache(&self, name: &str, limits: CacheLimits) -> CoreResult<Cache> {
         let caches = self.clients.caches()?;
         caches.create(name, limits).await?;

@@ -155,3 +155,31 @@ async fn caches_are_reached_through_the_context() -> anyhow::Result<()> {
     assert_eq!(ctx[0].cache("results")?.limits(), Some(too_small));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_invalidation_is_not_sent_says_so() -> anyhow::Result<()> {
+    let (c, ctx) = started(&["alpha", "beta"]).await?;
+    let a = ctx[0].create_cache("c", CacheLimits::default()).await?;
+    let b = ctx[1].create_cache("c", CacheLimits::default()).await?;
+    b.set("k", "beta's").await?;
+    c.hub.fail_sends("alpha", "beta", true);
+    let r = a.set("k", "alpha's").await;
+    assert!(matches!(r, Err(CoreError::Unavailable(_))), "{r:?}");
+    assert_eq!(
+        get(&a, "k").await?.as_deref(),
+        Some("alpha's"),
+        "the write itself happened"
+    );
+    assert_eq!(
+        get(&b, "k").await?.as_deref(),
+        Some("beta's"),
+        "beta was not told"
+    );
+    c.hub.fail_sends("alpha", "beta", false);
+    a.set("k", "alpha's again").await?;
+    until("k evicted on beta", &b, |b| async move {
+        Ok(get(&b, "k").await?.is_none())
+    })
+    .await?;
+    Ok(())
+}
