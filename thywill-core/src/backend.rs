@@ -1,44 +1,5 @@
 //! The [`Backend`] trait: a cluster backend and the stores that go with it, installed as one
-//! bundle.
-//!
-//! A backend is more than its [`Cluster`]: members that share clients also need to share what a
-//! client may find on any member — its session ([`SessionStore`]), the channels of its session
-//! ([`ChannelManager`]), the replay logs it recovers from ([`History`]) — and a cluster-wide
-//! table of who is connected where ([`ClientTracker`]). A backend crate exports one type that
-//! implements [`Backend`]: when the node starts it connects and hands over all of its parts
-//! at once ([`BackendParts`]), so that they cannot be wired inconsistently by hand. The node
-//! builder takes it in one call and refuses a combination that cannot work (see the facade's
-//! `Builder::build`).
-//!
-//! ```
-//! use thywill_core::{Backend, BackendParts, CoreResult, Tracking};
-//! # use std::sync::Arc;
-//! # use thywill_core::{BoxFuture, Cluster, ClusterEvents, ClusterTask, MemberId, MemberStatus};
-//! # struct MyCluster(MemberId);
-//! # impl Cluster for MyCluster {
-//! #     fn local_member(&self) -> &MemberId { &self.0 }
-//! #     fn members(&self) -> Vec<MemberId> { vec![self.0.clone()] }
-//! #     fn status(&self, _: &MemberId) -> MemberStatus { MemberStatus::Up }
-//! #     fn start(&self, _: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
-//! #     fn send_to(&self, _: &MemberId, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
-//! #     fn send_to_others(&self, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
-//! #     fn send_to_all(&self, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
-//! # }
-//!
-//! /// A backend whose members talk over a bus of their own; its stores are the in-memory
-//! /// defaults (so a node refuses sessions on more than one member until it has a shared store).
-//! struct MyBackend {
-//!     local: MemberId,
-//! }
-//!
-//! impl Backend for MyBackend {
-//!     async fn connect(self) -> CoreResult<BackendParts> {
-//!         // Connect here; every part is made now.
-//!         Ok(BackendParts::new("my-bus", MyCluster(self.local)))
-//!     }
-//! }
-//! # let _ = Tracking::ClusterWide;
-//! ```
+//! bundle ([`BackendParts`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -199,7 +160,46 @@ impl BackendParts {
 /// A cluster backend and the stores that go with it, installed into a node as one bundle.
 ///
 /// Implement it for your backend's settings type: [`connect`](Backend::connect) makes every
-/// part (connecting where it must) when the node starts. See the [module docs](self).
+/// part (connecting where it must) when the node starts.
+///
+/// A backend is more than its [`Cluster`]: members that share clients also need to share what a
+/// client may find on any member — its session ([`SessionStore`]), the channels of its session
+/// ([`ChannelManager`]), the replay logs it recovers from ([`History`]) — and a cluster-wide
+/// table of who is connected where ([`ClientTracker`]). A backend crate exports one type that
+/// implements [`Backend`]: when the node starts it connects and hands over all of its parts
+/// at once ([`BackendParts`]), so that they cannot be wired inconsistently by hand. The node
+/// builder takes it in one call and refuses a combination that cannot work (see the facade's
+/// `Builder::build`).
+///
+/// ```
+/// use thywill_core::{Backend, BackendParts, CoreResult, Tracking};
+/// # use std::sync::Arc;
+/// # use thywill_core::{BoxFuture, Cluster, ClusterEvents, ClusterTask, MemberId, MemberStatus};
+/// # struct MyCluster(MemberId);
+/// # impl Cluster for MyCluster {
+/// #     fn local_member(&self) -> &MemberId { &self.0 }
+/// #     fn members(&self) -> Vec<MemberId> { vec![self.0.clone()] }
+/// #     fn status(&self, _: &MemberId) -> MemberStatus { MemberStatus::Up }
+/// #     fn start(&self, _: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
+/// #     fn send_to(&self, _: &MemberId, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
+/// #     fn send_to_others(&self, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
+/// #     fn send_to_all(&self, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
+/// # }
+///
+/// /// A backend whose members talk over a bus of their own; its stores are the in-memory
+/// /// defaults (so a node refuses sessions on more than one member until it has a shared store).
+/// struct MyBackend {
+///     local: MemberId,
+/// }
+///
+/// impl Backend for MyBackend {
+///     async fn connect(self) -> CoreResult<BackendParts> {
+///         // Connect here; every part is made now.
+///         Ok(BackendParts::new("my-bus", MyCluster(self.local)))
+///     }
+/// }
+/// # let _ = Tracking::ClusterWide;
+/// ```
 pub trait Backend: Send + 'static {
     /// Connects and returns the parts. Called once, by the node builder, on the node's runtime.
     fn connect(self) -> impl Future<Output = CoreResult<BackendParts>> + Send

@@ -25,6 +25,8 @@ pub struct SessionConfig {
     pub(crate) cookie_name: String,
     secret: Arc<[u8]>,
     pub(crate) secure: bool,
+    /// Whether the secret was drawn by [`SessionConfig::random`].
+    random: bool,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -52,6 +54,7 @@ impl SessionConfig {
             cookie_name: "thywill.sid".into(),
             secret: Arc::from(secret),
             secure: false,
+            random: false,
         })
     }
 
@@ -62,7 +65,13 @@ impl SessionConfig {
             cookie_name: "thywill.sid".into(),
             secret: Arc::from(secret.as_slice()),
             secure: false,
+            random: true,
         }
+    }
+
+    /// Whether the secret was drawn by [`SessionConfig::random`] (so no other member has it).
+    pub fn is_random(&self) -> bool {
+        self.random
     }
 
     /// Names the cookie (letters, digits, `.`, `-`, `_`).

@@ -496,15 +496,16 @@ impl Builder {
             .channels
             .or_else(|| parts.channels().cloned())
             .unwrap_or_else(|| Arc::new(MemoryChannels::new()));
-        let random_secret = self.sessions.is_none() && self.session_store.is_some();
         let sessions = match (self.sessions, self.session_store) {
             (None, None) => None,
-            (config, store) => Some(thywill_transport::Sessions::new(
-                config.unwrap_or_else(SessionConfig::random),
-                store
+            (config, store) => {
+                let config = config.unwrap_or_else(SessionConfig::random);
+                let random = config.is_random();
+                let store = store
                     .or_else(|| parts.session_store().cloned())
-                    .unwrap_or_else(|| Arc::new(MemorySessionStore::new())),
-            )),
+                    .unwrap_or_else(|| Arc::new(MemorySessionStore::new()));
+                Some((thywill_transport::Sessions::new(config, store), random))
+            }
         };
         let caches: Arc<dyn DynCacheManager> = match self.caches {
             None => Arc::new(MemoryCaches::new()),
@@ -525,7 +526,9 @@ impl Builder {
             backend: parts.name(),
             members,
             tracking: parts.tracking(),
-            sessions: sessions.as_ref().map(|s| (s.store().is_shared(), random_secret)),
+            sessions: sessions
+                .as_ref()
+                .map(|(s, random)| (s.store().is_shared(), *random)),
             channels_shared: channels.is_shared(),
             recovery: self.config.replay().then_some(recovery),
             history_shared: history.is_shared(),
@@ -578,7 +581,7 @@ impl Builder {
             tracker,
             channels,
             resources,
-            sessions,
+            sessions: sessions.map(|(s, _)| s),
             history,
             caches,
         })

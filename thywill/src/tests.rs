@@ -228,6 +228,16 @@ async fn a_random_secret_per_member_is_refused_on_several_members() -> Result<()
         message.contains(".sessions(SessionConfig::new(secret))"),
         "{message}"
     );
+    // So is one asked for explicitly.
+    let (kind, _) = refusal(
+        Thywill::builder()
+            .backend(shared_pair())
+            .sessions(SessionConfig::random()),
+    )
+    .await?;
+    assert_eq!(kind, Inconsistency::SecretNotShared);
+    // One member may draw its own.
+    accepted(Thywill::builder().sessions(SessionConfig::random())).await?;
     Ok(())
 }
 
