@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         None => vec![MemberId::from(opts.member.as_str())],
     };
     let node = builder
-        .resource(example_display::members_script(&members))
+        .bootstrap(example_display::script(&members)?)
         .build()
         .await?;
     if let Some(backend) = backend {

@@ -6,12 +6,20 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn the_client_library_passes_its_unit_tests() -> anyhow::Result<()> {
-    run_node(concat!(env!("CARGO_MANIFEST_DIR"), "/client/test/recovery.test.js")).await
+    run_node(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/client/test/recovery.test.js"
+    ))
+    .await
 }
 
 #[tokio::test]
 async fn the_message_helpers_pass_their_unit_tests() -> anyhow::Result<()> {
-    run_node(concat!(env!("CARGO_MANIFEST_DIR"), "/client/test/message.test.js")).await
+    run_node(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/client/test/message.test.js"
+    ))
+    .await
 }
 
 /// Runs one test file with Node; it must exit 0 and print `all passed`.

@@ -12,7 +12,7 @@ async fn member(hub: &Hub, id: &str) -> anyhow::Result<(Thywill, String)> {
     let members = [MemberId::from("alpha"), MemberId::from("beta")];
     let (cluster, tracker) = tracked(hub.member(id));
     let node = example_display::builder()?
-        .resource(example_display::members_script(&members))
+        .bootstrap(example_display::script(&members)?)
         .cluster(cluster)
         .tracker(tracker)
         .build()
