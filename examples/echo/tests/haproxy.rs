@@ -304,12 +304,11 @@ async fn wait_stats(
 }
 
 /// `curl -k` through the proxy: (status, headers and body).
-async fn curl(args: &[&str], url: &str) -> anyhow::Result<(u16, String)> {
+async fn curl(url: &str) -> anyhow::Result<(u16, String)> {
     let out = tokio::time::timeout(
         TIMEOUT,
         tokio::process::Command::new("curl")
             .args(["-sk", "--http1.1", "--max-time", "5", "-i"])
-            .args(args)
             .arg(url)
             .stdin(Stdio::null())
             .kill_on_drop(true)
@@ -423,23 +422,29 @@ async fn the_haproxy_sample_routes_every_example_and_checks_readiness() -> anyho
     }
 
     // Every example's base path reaches that example: its page (its bundle is under its own
-    // base) and its WebSocket endpoint.
+    // base) and its WebSocket endpoint (the upgrades side by side: each holds its connection
+    // for curl's `--max-time`).
+    let mut upgrades = tokio::task::JoinSet::new();
     for app in APPS {
-        let (status, page) = curl(&[], &format!("https://127.0.0.1:{https}/{app}/")).await?;
+        upgrades.spawn(async move { (app, upgrade(https, app).await) });
+        let (status, page) = curl(&format!("https://127.0.0.1:{https}/{app}/")).await?;
         assert_eq!(status, 200, "/{app}/ through haproxy: {page}");
         assert!(
             page.contains(&format!("data-base=\"/{app}\"")),
             "/{app}/ was not {app}'s page: {page}"
         );
-        let answer = upgrade(https, app).await?;
+    }
+    while let Some(done) = upgrades.join_next().await {
+        let (app, answer) = done?;
+        let answer = answer?;
         assert!(
             answer.starts_with("HTTP/1.1 101"),
             "/{app}/ws through haproxy: {answer}"
         );
     }
-    let (status, _) = curl(&[], &format!("https://127.0.0.1:{https}/draw/metrics")).await?;
+    let (status, _) = curl(&format!("https://127.0.0.1:{https}/draw/metrics")).await?;
     assert_eq!(status, 404, "metrics stay internal");
-    let (status, reply) = curl(&[], &format!("http://127.0.0.1:{http}/echo/")).await?;
+    let (status, reply) = curl(&format!("http://127.0.0.1:{http}/echo/")).await?;
     assert_eq!(status, 301, "{reply}");
     assert!(
         reply.to_ascii_lowercase().contains("location: https://127.0.0.1"),
@@ -463,7 +468,7 @@ async fn the_haproxy_sample_routes_every_example_and_checks_readiness() -> anyho
     assert_eq!(down[&("draw".to_owned(), "m0".to_owned())].status, "UP");
     // The page is served meanwhile (by alpha), every time.
     for _ in 0..4 {
-        let (status, page) = curl(&[], &format!("https://127.0.0.1:{https}/draw/")).await?;
+        let (status, page) = curl(&format!("https://127.0.0.1:{https}/draw/")).await?;
         assert_eq!(status, 200, "{page}");
     }
     healthy.store(true, Ordering::SeqCst);
