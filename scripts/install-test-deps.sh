@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing: Debian's chromium and
-# chromium-driver (browser tests) and redis-server (Redis backend tests).
+# chromium-driver (browser tests), redis-server (Redis backend tests), nginx and haproxy (the
+# deploy/ samples' tests), openssl, Node.js.
 # Idempotent; needs root (as on the project's machines and CI).
 set -euo pipefail
 need=()
@@ -8,6 +9,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 if ((${#need[@]})); then
@@ -18,8 +20,8 @@ if ((${#need[@]})); then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# Debian's nginx package may start a system service on port 80; tests run their own
+# Debian's nginx and haproxy packages may start a system service on port 80; tests run their own
 # instances on free ports, so stop it where a service manager is around.
-if command -v systemctl >/dev/null 2>&1; then systemctl stop nginx >/dev/null 2>&1 || true; fi
+if command -v systemctl >/dev/null 2>&1; then systemctl stop nginx haproxy >/dev/null 2>&1 || true; fi
 # redis-server from Debian may start a system service; tests use their own instances.
 echo "install-test-deps: chromium $(chromium --version 2>/dev/null | awk '{print $2}'), redis $(redis-server --version | awk '{print $3}')"

@@ -223,6 +223,20 @@ pub trait TemplateEngine: Send + Sync + 'static {
         }
         self.render(name, source, &serde_json::Value::Object(merged))
     }
+
+    /// Renders a script template (JavaScript): every value printed is written as a JSON
+    /// literal (a string comes out quoted and escaped, a map as an object), never as raw text,
+    /// so data cannot become code. Used for application scripts rendered at start-up with
+    /// their application id, client template ids and values (`thywill_resources::ScriptValues`).
+    ///
+    /// The default refuses: an engine renders scripts only if it can write values as JSON.
+    fn render_script(&self, name: &str, source: &str, context: &serde_json::Value) -> CoreResult<String> {
+        let _ = (source, context);
+        Err(crate::CoreError::component(
+            "templates",
+            format!("{name}: this template engine does not render script templates"),
+        ))
+    }
 }
 
 /// Minifies scripts and styles.

@@ -9,6 +9,9 @@
 //!   weight order into content-hashed bundles served as immutable, pages rendered with a
 //!   [`TemplateEngine`](thywill_core::TemplateEngine) (slots in [`slots`]), brotli and gzip
 //!   variants made once.
+//! - Application scripts can be templates rendered at start-up with their application id,
+//!   the page's client template ids and values the application supplies, every value written
+//!   as JSON ([`Entry::rendered`], [`ScriptValues`], module [`script`]).
 //! - [`PreparedStore`] wraps any [`ResourceManager`](thywill_core::ResourceManager) so that
 //!   resources stored while running go through the same steps.
 //!
@@ -35,6 +38,7 @@ mod error;
 mod manifest;
 pub mod minify;
 mod pipeline;
+pub mod script;
 mod store;
 
 pub use compress::{brotli, gzip, is_compressible};
@@ -48,6 +52,7 @@ pub use pipeline::{
     Assembly, IMMUTABLE, Pipeline, PipelineConfig, REVALIDATE, content_hash, is_minified_name, slots,
     template_id,
 };
+pub use script::ScriptValues;
 pub use store::PreparedStore;
 
 /// The component name of syntax errors crossing the [`Minifier`](thywill_core::Minifier)

@@ -38,8 +38,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
-use thywill_core::{Resource, ResourceKind, attr};
+use thywill_core::{Resource, ResourceKind, TemplateEngine, attr};
 
+use crate::script::{self, ScriptValues};
 use crate::{ResourcesError, Result};
 
 /// Where an entry's content comes from.
@@ -102,6 +103,7 @@ pub struct Entry {
     bootstrap: bool,
     template_id: Option<String>,
     attributes: BTreeMap<String, String>,
+    script: Option<ScriptValues>,
 }
 
 impl Entry {
@@ -116,7 +118,21 @@ impl Entry {
             bootstrap: true,
             template_id: None,
             attributes: BTreeMap::new(),
+            script: None,
         }
+    }
+
+    /// Makes this script a template rendered at start-up with `values` (its application id,
+    /// the page's client template ids and values the application supplies; see
+    /// [`crate::script`]). [`Manifest::render`] renders it; [`Manifest::resources`] refuses it.
+    pub fn rendered(mut self, values: ScriptValues) -> Self {
+        self.script = Some(values);
+        self
+    }
+
+    /// The values of a script template ([`Entry::rendered`]).
+    pub fn script_values(&self) -> Option<&ScriptValues> {
+        self.script.as_ref()
     }
 
     /// Sets the kind (needed for pages served at `/app/`).
@@ -156,7 +172,7 @@ impl Entry {
     }
 
     /// Reads the entry into a resource. Text resources must be UTF-8 (a byte-order mark is
-    /// dropped).
+    /// dropped). A script template ([`Entry::rendered`]) comes unrendered.
     pub fn load(&self) -> Result<Resource> {
         let origin = self.source.origin();
         let body: Vec<u8> = match &self.source {
@@ -318,9 +334,41 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Loads every entry into a resource, in declaration order.
+    /// Loads every entry into a resource, in declaration order. Refuses script templates
+    /// ([`Entry::rendered`]): they need [`Manifest::render`].
     pub fn resources(&self) -> Result<Vec<Resource>> {
+        if let Some(e) = self.entries.iter().find(|e| e.script.is_some()) {
+            return Err(ResourcesError::Invalid {
+                origin: e.source.origin(),
+                message: "a script template: load the manifest with `Manifest::render`".into(),
+            });
+        }
         self.entries.iter().map(Entry::load).collect()
+    }
+
+    /// Loads every entry into a resource, in declaration order, rendering the script
+    /// templates ([`Entry::rendered`]) with `engine` (see [`crate::script`]) for a service
+    /// under `base_path`. The `templates` value lists the client templates of this manifest
+    /// and of `others` (resources added besides it). A template error fails with the file and
+    /// the line.
+    pub fn render(
+        &self,
+        engine: &dyn TemplateEngine,
+        base_path: &str,
+        others: &[Resource],
+    ) -> Result<Vec<Resource>> {
+        let mut resources: Vec<Resource> = self.entries.iter().map(Entry::load).collect::<Result<_>>()?;
+        if self.entries.iter().all(|e| e.script.is_none()) {
+            return Ok(resources);
+        }
+        let templates = script::template_ids(resources.iter().chain(others))?;
+        let base_path = base_path.trim_end_matches('/');
+        for (entry, resource) in self.entries.iter().zip(resources.iter_mut()) {
+            if let Some(values) = &entry.script {
+                script::render(resource, values, engine, base_path, &templates)?;
+            }
+        }
+        Ok(resources)
     }
 }
 
@@ -359,6 +407,85 @@ mod tests {
             Manifest::from_json_str(r#"{"entries":[{"file":"nope.js"}]}"#, &dir, "m.json")?.resources();
         assert!(matches!(missing, Err(ResourcesError::Io { .. })));
         std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn script_templates_are_rendered_with_their_context() -> anyhow::Result<()> {
+        let engine = thywill_templates::MiniJinja::new();
+        let source = "var A = {{ application_id }}, B = {{ base_path }}, T = {{ templates }}, \
+                      M = {{ members }}, S = {{ evil }};";
+        let values = ScriptValues::new()
+            .application("display")
+            .value("members", ["alpha", "beta"])?
+            .value("evil", "\"; alert(1); //</script>")?;
+        let manifest = Manifest::new()
+            .entry(
+                Entry::new("/d/", Source::inline("index.html", "{{ bootstrap_js }}"))
+                    .kind(ResourceKind::Html),
+            )
+            .entry(Entry::new("/d/tpl/row.tpl", Source::inline("row.tpl", "<li>")).template_id("d-row"))
+            .entry(Entry::new("/d/js/d.js", Source::inline("d.js", source)).rendered(values.clone()));
+        let other = Resource::new("/d/tpl/cell.tpl", "<td>").with_template_id("d-cell");
+        let rs = manifest.render(&engine, "/d/", std::slice::from_ref(&other))?;
+        assert_eq!(rs.len(), 3);
+        assert_eq!(
+            rs[0].text(),
+            Some("{{ bootstrap_js }}"),
+            "pages are rendered later, by the pipeline"
+        );
+        assert_eq!(
+            rs[2].text(),
+            Some(
+                r#"var A = "display", B = "/d", T = {"cell": "d-cell", "row": "d-row"}, M = ["alpha", "beta"], S = "\"; alert(1); //\u003c/script\u003e";"#
+            )
+        );
+        assert_eq!(rs[2].kind, ResourceKind::Javascript);
+
+        // `resources()` will not hand out an unrendered template.
+        assert!(matches!(
+            manifest.resources(),
+            Err(ResourcesError::Invalid { .. })
+        ));
+        // Reserved names, non-scripts, undefined values and two templates of one name fail.
+        assert!(ScriptValues::new().value("templates", 1).is_err());
+        assert!(
+            ScriptValues::new()
+                .values(
+                    serde_json::json!({"base_path": 1})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default()
+                )
+                .is_err()
+        );
+        let css = Manifest::new()
+            .entry(Entry::new("/d/x.css", Source::inline("x.css", "a{}")).rendered(values.clone()));
+        assert!(matches!(
+            css.render(&engine, "/d", &[]),
+            Err(ResourcesError::Invalid { .. })
+        ));
+        let typo = Manifest::new().entry(
+            Entry::new(
+                "/d/js/t.js",
+                Source::inline("t.js", "var a = 1;\nvar b = {{ nope }};"),
+            )
+            .rendered(values.clone()),
+        );
+        let msg = typo
+            .render(&engine, "/d", &[])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(msg.contains("t.js") && msg.contains("line 2"), "{msg}");
+        let twice = Manifest::new()
+            .entry(Entry::new("/d/a/row.tpl", Source::inline("a.tpl", "x")).template_id("one"))
+            .entry(Entry::new("/d/b/row.tpl", Source::inline("b.tpl", "y")).template_id("two"))
+            .entry(Entry::new("/d/js/d.js", Source::inline("d.js", "1")).rendered(values));
+        assert!(matches!(
+            twice.render(&engine, "/d", &[]),
+            Err(ResourcesError::Invalid { .. })
+        ));
         Ok(())
     }
 

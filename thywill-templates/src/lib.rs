@@ -20,12 +20,28 @@
 //! `{{ bootstrap_js }}` and `{{ bootstrap_templates }}`; the slots are trusted HTML made by
 //! thywill and are never escaped, while every other value is. Any other engine can be plugged
 //! in through the [`TemplateEngine`] trait.
+//!
+//! Script templates ([`TemplateEngine::render_script`], used for application scripts rendered
+//! at start-up) write every value as a JSON literal, with `<`, `>`, `&` and `'` escaped as
+//! `\u003c`… inside strings: `{{ application_id }}` prints `"draw"`, a list prints `["a","b"]`,
+//! and no value can end a string or a `<script>` element. Only `|safe` prints raw text.
+//!
+//! ```
+//! use thywill_core::TemplateEngine;
+//! use thywill_templates::MiniJinja;
+//!
+//! let engine = MiniJinja::new();
+//! let context = serde_json::json!({ "application_id": "draw", "who": "</script>'\"" });
+//! let js = engine.render_script("/draw/js/draw.js", "var id = {{ application_id }}, who = {{ who }};", &context)?;
+//! assert_eq!(js, r#"var id = "draw", who = "\u003c/script\u003e\u0027\"";"#);
+//! # Ok::<(), thywill_core::CoreError>(())
+//! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{PoisonError, RwLock};
 
-use minijinja::value::Serde;
+use minijinja::value::{Kwargs, Serde};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use thywill_core::{CoreError, CoreResult, TemplateEngine};
 
@@ -85,6 +101,8 @@ struct Cache {
 /// so typos in templates are caught by tests; `{% if x %}` on an undefined `x` is allowed.
 pub struct MiniJinja {
     cache: RwLock<Cache>,
+    /// Script templates: a plain environment whose formatter writes every value as JSON.
+    scripts: RwLock<Cache>,
     capacity: usize,
 }
 
@@ -128,6 +146,36 @@ fn template_error(name: &str, e: &minijinja::Error) -> TemplatesError {
     }
 }
 
+impl Cache {
+    fn new(env: Environment<'static>) -> Self {
+        Self {
+            env,
+            sources: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+/// The environment of script templates: every printed value is written as a JSON literal,
+/// HTML-safe (`<`, `>`, `&`, `'` escaped inside strings), except strings marked safe.
+fn script_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_formatter(|out, _state, value| {
+        if value.is_safe() {
+            return write!(out, "{value}").map_err(minijinja::Error::from);
+        }
+        let json = minijinja::filters::tojson(
+            value,
+            None,
+            Kwargs::from_iter(std::iter::empty::<(&str, Value)>()),
+        )?;
+        write!(out, "{json}").map_err(minijinja::Error::from)
+    });
+    env
+}
+
 impl MiniJinja {
     /// HTML autoescaping, semi-strict undefined values, 100 cached templates.
     pub fn new() -> Self {
@@ -135,7 +183,8 @@ impl MiniJinja {
     }
 
     /// A customised engine: `setup` may add filters, functions and globals, or change
-    /// minijinja settings.
+    /// minijinja settings, of page and plain templates (script templates keep a plain
+    /// environment that writes every value as JSON).
     pub fn with_environment(escape: Escape, setup: impl FnOnce(&mut Environment<'static>)) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
@@ -146,11 +195,8 @@ impl MiniJinja {
         }
         setup(&mut env);
         Self {
-            cache: RwLock::new(Cache {
-                env,
-                sources: HashMap::new(),
-                order: VecDeque::new(),
-            }),
+            cache: RwLock::new(Cache::new(env)),
+            scripts: RwLock::new(Cache::new(script_environment())),
             capacity: 100,
         }
     }
@@ -161,24 +207,24 @@ impl MiniJinja {
         self
     }
 
-    /// Number of compiled templates in the cache.
+    /// Number of compiled templates in the cache (page and script templates are cached apart,
+    /// each up to the capacity).
     pub fn cached(&self) -> usize {
-        self.cache
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .order
-            .len()
+        [&self.cache, &self.scripts]
+            .iter()
+            .map(|c| c.read().unwrap_or_else(PoisonError::into_inner).order.len())
+            .sum()
     }
 
-    fn compile(&self, name: &str, source: &str) -> Result<(), TemplatesError> {
+    fn compile(&self, which: &RwLock<Cache>, name: &str, source: &str) -> Result<(), TemplatesError> {
         let hash = source_hash(source);
         {
-            let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+            let cache = which.read().unwrap_or_else(PoisonError::into_inner);
             if cache.sources.get(name) == Some(&hash) {
                 return Ok(());
             }
         }
-        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = which.write().unwrap_or_else(PoisonError::into_inner);
         if cache.sources.get(name) == Some(&hash) {
             return Ok(());
         }
@@ -198,9 +244,15 @@ impl MiniJinja {
         Ok(())
     }
 
-    fn render_value(&self, name: &str, source: &str, ctx: Value) -> Result<String, TemplatesError> {
-        self.compile(name, source)?;
-        let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+    fn render_value(
+        &self,
+        which: &RwLock<Cache>,
+        name: &str,
+        source: &str,
+        ctx: Value,
+    ) -> Result<String, TemplatesError> {
+        self.compile(which, name, source)?;
+        let cache = which.read().unwrap_or_else(PoisonError::into_inner);
         let template = cache
             .env
             .get_template(name)
@@ -228,7 +280,12 @@ impl MiniJinja {
 impl TemplateEngine for MiniJinja {
     fn render(&self, name: &str, source: &str, context: &serde_json::Value) -> CoreResult<String> {
         let map = Self::context_map(name, context)?;
-        Ok(self.render_value(name, source, Value::from_object(map))?)
+        Ok(self.render_value(&self.cache, name, source, Value::from_object(map))?)
+    }
+
+    fn render_script(&self, name: &str, source: &str, context: &serde_json::Value) -> CoreResult<String> {
+        let map = Self::context_map(name, context)?;
+        Ok(self.render_value(&self.scripts, name, source, Value::from_object(map))?)
     }
 
     fn render_page(
@@ -242,7 +299,7 @@ impl TemplateEngine for MiniJinja {
         for (k, v) in slots {
             map.insert(k.clone(), Value::from_safe_string(v.clone()));
         }
-        Ok(self.render_value(name, source, Value::from_object(map))?)
+        Ok(self.render_value(&self.cache, name, source, Value::from_object(map))?)
     }
 }
 
@@ -313,6 +370,70 @@ mod tests {
         e.render("c", "c", &json!({}))?;
         assert_eq!(e.cached(), 2);
         Ok(())
+    }
+
+    #[test]
+    fn script_templates_write_values_as_json() -> anyhow::Result<()> {
+        let e = MiniJinja::new();
+        let nasty = [
+            "plain",
+            "\"; alert(1); //",
+            "'; alert(1); //",
+            "</script><script>alert(1)</script>",
+            "line\nbreak\u{2028}\u{2029}",
+            "back\\slash ${template} `tick`",
+            "<!-- -->",
+            "",
+        ];
+        for value in nasty {
+            let out = e.render_script("s.js", "{{ v }}", &json!({ "v": value }))?;
+            // The output is one JSON (so JavaScript) string literal holding exactly the value.
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&out)?,
+                json!(value),
+                "{out}"
+            );
+            assert!(!out.contains('<') && !out.contains('\''), "HTML-safe: {out}");
+        }
+        let context = json!({
+            "application_id": "draw",
+            "members": ["alpha", "beta"],
+            "limits": {"ms": 30000, "on": true, "none": null},
+        });
+        let out = e.render_script(
+            "/draw/js/draw.js",
+            "var ID = {{ application_id }}; var M = {{ members }}; var L = {{ limits }}; var MS = {{ limits.ms }};",
+            &context,
+        )?;
+        assert_eq!(
+            out,
+            r#"var ID = "draw"; var M = ["alpha", "beta"]; var L = {"ms": 30000, "none": null, "on": true}; var MS = 30000;"#
+        );
+        // Loops print items as JSON too; `|safe` is the explicit way to print raw text.
+        let out = e.render_script(
+            "loop.js",
+            "{% for m in members %}f({{ m }});{% endfor %}{{ raw|safe }}",
+            &json!({"members": ["a'b"], "raw": "/* raw */"}),
+        )?;
+        assert_eq!(out, r#"f("a\u0027b");/* raw */"#);
+        // Undefined values fail, as in pages.
+        assert!(e.render_script("u.js", "{{ missing }}", &json!({})).is_err());
+        // Page templates of the same name are unaffected: HTML escaping there.
+        assert_eq!(e.render("s.js", "{{ v }}", &json!({"v": "<b>"}))?, "&lt;b&gt;");
+        Ok(())
+    }
+
+    #[test]
+    fn engines_without_script_support_refuse_scripts() {
+        struct Plain;
+        impl TemplateEngine for Plain {
+            fn render(&self, _: &str, source: &str, _: &serde_json::Value) -> CoreResult<String> {
+                Ok(source.to_owned())
+            }
+        }
+        let err = Plain.render_script("/a/x.js", "{{ v }}", &json!({"v": 1}));
+        let msg = err.map(|_| ()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("/a/x.js") && msg.contains("script"), "{msg}");
     }
 
     #[test]

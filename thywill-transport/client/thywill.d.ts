@@ -268,7 +268,10 @@ declare namespace Thywill {
     listenerCount(event: string): number;
   }
 
-  /** An application message: a JSON payload and its metadata. */
+  /**
+   * An application message: a JSON payload and its metadata, with the original thywill's
+   * helpers. Setters return the message, so they chain.
+   */
   class Message<T = unknown> {
     /** `data` of `undefined` becomes `null`; `meta` that is not an object becomes `{}`. */
     constructor(data?: T, meta?: Metadata);
@@ -278,14 +281,28 @@ declare namespace Thywill {
     _: Metadata;
     /** The payload. */
     getData(): T;
+    /** Replaces the payload (`undefined` becomes `null`). */
+    setData<U>(data: U): Message<U>;
     /** The whole metadata object. */
     getMetadata(): Metadata;
     /** One metadata value. */
     getMetadata(key: string): unknown;
-    /** Sets one metadata value. */
+    /** Sets one metadata value; `undefined` removes the key. */
     setMetadata(key: string, value: unknown): this;
-    /** `{data, _}`. */
+    /** Replaces the whole metadata with a copy of `metadata`. */
+    setMetadata(metadata: Metadata): this;
+    /** Removes one metadata value, or all of them without a key. */
+    clearMetadata(key?: string): this;
+    /** The `type` metadata value, if any. */
+    getType(): string | undefined;
+    /** Sets the `type` metadata value; `undefined` or `null` removes it. */
+    setType(type: string | null | undefined): this;
+    /** A plain object `{data, _}` (the metadata object copied). */
+    toObject(): { data: T; _: Metadata };
+    /** `{data, _}`, for `JSON.stringify`. */
     toJSON(): { data: T; _: Metadata };
+    /** The message as JSON text. */
+    toString(): string;
   }
 
   /** The rejection of a failed RPC call. */

@@ -249,7 +249,11 @@
   // Message and RpcError
   // ------------------------------------------------------------------------------------------
 
-  /** An application message: a JSON payload plus metadata (`_` on the wire). */
+  /**
+   * An application message: `data` (any JSON value) and metadata `_` (a JSON object), as on
+   * the wire. The helpers are the original thywill's; setters return the message, so they
+   * chain. The server's `Message` (Rust) has the same shape.
+   */
   class Message {
     constructor(data, meta) {
       this.data = data === undefined ? null : data;
@@ -260,18 +264,74 @@
       return this.data;
     }
 
+    /** Replaces the payload (`undefined` becomes `null`). */
+    setData(data) {
+      this.data = data === undefined ? null : data;
+      return this;
+    }
+
     /** The metadata value under `key`, or the whole metadata object without a key. */
     getMetadata(key) {
       return key === undefined ? this._ : this._[key];
     }
 
+    /**
+     * Sets one metadata value (`setMetadata(key, value)`; `undefined` removes the key), or
+     * replaces the whole metadata with a copy of an object (`setMetadata({...})`).
+     */
     setMetadata(key, value) {
-      this._[key] = value;
+      if (isObject(key)) {
+        this._ = Object.assign({}, key);
+      } else if (typeof key === 'string') {
+        if (value === undefined) {
+          delete this._[key];
+        } else {
+          this._[key] = value;
+        }
+      } else {
+        throw new TypeError('thywill: setMetadata takes a key and a value, or an object');
+      }
       return this;
     }
 
+    /** Removes one metadata value, or all of them without a key. */
+    clearMetadata(key) {
+      if (key === undefined) {
+        this._ = {};
+      } else {
+        delete this._[key];
+      }
+      return this;
+    }
+
+    /** The `type` metadata value (a string naming the kind of message), or `undefined`. */
+    getType() {
+      return this._.type;
+    }
+
+    /** Sets the `type` metadata value; `undefined` or `null` removes it. */
+    setType(type) {
+      if (type === undefined || type === null) {
+        delete this._.type;
+      } else {
+        this._.type = type;
+      }
+      return this;
+    }
+
+    /** A plain object `{data, _}` (a copy of the metadata object; `data` is not copied). */
+    toObject() {
+      return { data: this.data, _: Object.assign({}, this._) };
+    }
+
+    /** `{data, _}`, for `JSON.stringify`. */
     toJSON() {
-      return { data: this.data, _: this._ };
+      return this.toObject();
+    }
+
+    /** The message as JSON text: `{"data":…,"_":{…}}`. */
+    toString() {
+      return JSON.stringify(this);
     }
   }
 

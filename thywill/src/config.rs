@@ -49,6 +49,11 @@
 //! format = "json"                   # pretty | json
 //! filter = "info,thywill_transport=debug"
 //!
+//! [process]                         # started as root (ports 80/443): switch once bound
+//! user = "thywill"                  # name or numeric id
+//! group = "thywill"                 # default: the user's primary group
+//! # allow_root = true               # serving as root is refused without it
+//!
 //! metrics = "loopback"              # off | loopback | public
 //! ```
 
@@ -357,6 +362,26 @@ pub enum MetricsSetting {
     Public,
 }
 
+/// Who the process runs as once its listeners are bound (see [`crate::privileges`]).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessSettings {
+    /// The user to switch to after binding (a name or a numeric id); the process must have
+    /// been started as root, or as this user already.
+    pub user: Option<String>,
+    /// The group to switch to (a name or a numeric id; default: the user's primary group).
+    pub group: Option<String>,
+    /// Serve as root when no user is given (default false: [`Config::serve`] refuses).
+    pub allow_root: bool,
+}
+
+impl ProcessSettings {
+    /// The switch these settings ask for.
+    pub fn run_as(&self) -> crate::privileges::RunAs {
+        crate::privileges::RunAs::from_settings(self.user.as_deref(), self.group.as_deref(), self.allow_root)
+    }
+}
+
 /// The configuration of one member.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -385,6 +410,8 @@ pub struct Config {
     pub log: LogSettings,
     /// Metrics route access.
     pub metrics: MetricsSetting,
+    /// The user and group to run as once bound.
+    pub process: ProcessSettings,
 }
 
 impl Default for Config {
@@ -402,6 +429,7 @@ impl Default for Config {
             tls: None,
             log: LogSettings::default(),
             metrics: MetricsSetting::default(),
+            process: ProcessSettings::default(),
         }
     }
 }
@@ -531,6 +559,14 @@ impl Config {
         }
         if self.member.is_empty() {
             return Err(ConfigError::new("member", "must not be empty"));
+        }
+        for (key, value) in [
+            ("process.user", &self.process.user),
+            ("process.group", &self.process.group),
+        ] {
+            if value.as_deref().is_some_and(|v| v.is_empty() || v.contains('\0')) {
+                return Err(ConfigError::new(key, "must be a name or a numeric id"));
+            }
         }
         match self.cluster.backend {
             Backend::None => {}
@@ -794,12 +830,21 @@ impl Config {
     }
 
     /// Binds the node as configured (HTTPS with an optional redirect when `tls` is set, else
-    /// plain HTTP) and serves until [`Thywill::shutdown`]. Returns the URL of `page`.
+    /// plain HTTP), then switches to the `[process]` user and group (see
+    /// [`crate::privileges`]), and returns the URL of `page` and the future that serves until
+    /// [`Thywill::shutdown`]. Fails rather than serve as root, unless `process.allow_root`.
     pub async fn serve(
         &self,
         node: &Thywill,
         page: &str,
     ) -> Result<(String, impl std::future::Future<Output = ()> + Send + 'static), Error> {
+        let (url, serving) = self.bind(node, page).await?;
+        // Every listener is bound; nothing has been served yet (the future is not polled).
+        self.process.run_as().apply()?;
+        Ok((url, serving))
+    }
+
+    async fn bind(&self, node: &Thywill, page: &str) -> Result<(String, crate::BoxServe), Error> {
         let addr = SocketAddr::new(self.host, self.port);
         match &self.tls {
             None => {

@@ -66,6 +66,11 @@
 //! by pages when they ask (`Thywill.loadScript(path)`) or the server tells them
 //! ([`AppContext::expose`]).
 //!
+//! An application's script can be a template rendered at start-up, so that it does not
+//! hard-code its application id, the ids of its client templates or values the server knows:
+//! [`Entry::rendered`] with [`resources::ScriptValues`]; `{{ application_id }}`, `{{ templates.row }}`
+//! and the application's own values are written as JSON literals (see [`resources::script`]).
+//!
 //! ## Sessions, channels, presence and the cluster-wide tracker
 //!
 //! - **Sessions** ([`Builder::sessions`]): the page issues a signed cookie; every tab of one
@@ -112,10 +117,18 @@
 //! | `redis` | yes | the Redis backend: [`RedisBackend`] (crate `thywill-cluster-redis`) |
 //! | `http` | yes | the HTTP backend: [`HttpBackend`] (crate `thywill-cluster-http`) |
 //!
+//! ## Running as root
+//!
+//! A member started as root to bind ports 80 and 443 drops to an unprivileged user and group
+//! once bound ([`privileges`]: `[process] user`, `group` in the configuration, or
+//! [`privileges::RunAs`]); [`config::Config::serve`] refuses to serve as root unless
+//! `process.allow_root` is set.
+//!
 //! See `ARCHITECTURE.md` for the map of the crates and the path of a message.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod config;
+pub mod privileges;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -193,6 +206,10 @@ pub enum Error {
     /// not parse: the message names file, line and column).
     #[error(transparent)]
     Resources(#[from] thywill_resources::ResourcesError),
+    /// Switching to the configured user and group failed, or the process would serve as root
+    /// (see [`privileges`]).
+    #[error("privileges: {0}")]
+    Privileges(String),
 }
 
 /// A setting of the Redis backend was refused, or Redis failed.
@@ -549,12 +566,13 @@ impl Builder {
         let pipeline = thywill_resources::Pipeline::new(
             thywill_resources::PipelineConfig::new(&base).with_minify(self.minify),
         )
-        .with_minifier(self.minifier.unwrap_or_else(thywill_resources::default_minifier))
-        .with_templates(
-            self.templates
-                .unwrap_or_else(|| Arc::new(thywill_templates::MiniJinja::new())),
-        );
-        let mut inputs = self.manifest.resources()?;
+        .with_minifier(self.minifier.unwrap_or_else(thywill_resources::default_minifier));
+        let templates = self
+            .templates
+            .unwrap_or_else(|| Arc::new(thywill_templates::MiniJinja::new()));
+        // Script templates (`Entry::rendered`) are rendered first, then bundled like the rest.
+        let mut inputs = self.manifest.render(&*templates, &base, &self.initial)?;
+        let pipeline = pipeline.with_templates(templates);
         inputs.extend(self.initial);
         if inputs.iter().any(|r| r.bootstrap) {
             // The client library opens the page's bundle.

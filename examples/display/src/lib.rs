@@ -40,10 +40,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use thywill::resources::embed;
+use thywill::resources::{ScriptValues, embed};
 use thywill::{
     AppContext, AppTask, Application, Builder, ChannelId, Client, CoreError, Entry, Manifest, MemberClients,
-    MemberId, MemberStatus, Message, Resource, ResourceKind, Task, TrackerEvent,
+    MemberId, MemberStatus, Message, ResourceKind, Task, TrackerEvent,
 };
 
 /// Application id.
@@ -306,11 +306,11 @@ impl Application for Display {
     }
 }
 
-/// The page (a template with the bootstrap slots), its script and its style.
+/// The page (a template with the bootstrap slots) and its style; its script comes with
+/// [`script`], which knows the members.
 pub fn manifest() -> Manifest {
     Manifest::new()
         .entry(Entry::new("/display/", embed!("static/index.html")).kind(ResourceKind::Html))
-        .entry(Entry::new("/display/js/display.js", embed!("static/display.js")).weight(10))
         .entry(example_support::example_css("/display"))
         .entry(Entry::new(
             "/display/css/display.css",
@@ -318,21 +318,27 @@ pub fn manifest() -> Manifest {
         ))
 }
 
-/// The script that tells the page the members, in ring order (`window.displayMembers`): the
+/// The page's script, a template rendered at start-up with the application id and the
+/// members in ring order (`{{ application_id }}`, `{{ members }}`, written as JSON): the
 /// original baked them into the page at start-up too.
-pub fn members_script(members: &[MemberId]) -> Resource {
+pub fn script(members: &[MemberId]) -> Result<Manifest, thywill::Error> {
     let ids: Vec<&str> = members.iter().map(MemberId::as_str).collect();
-    Resource::new(
-        "/display/js/members.js",
-        format!("window.displayMembers = {};\n", json!(ids)),
-    )
-    .with_kind(ResourceKind::Javascript)
-    .with_weight(5)
-    .bootstrap()
+    let values = ScriptValues::new().application(APP_ID).value("members", ids)?;
+    Ok(Manifest::new().entry(
+        Entry::new("/display/js/display.js", embed!("static/display.js"))
+            .weight(10)
+            .rendered(values),
+    ))
 }
 
-/// A builder with the display application and its page; add [`members_script`] for the
-/// cluster's members.
+/// A builder with the display application, its page and its script for these members (in
+/// ring order).
+pub fn builder_for(members: &[MemberId]) -> Result<Builder, thywill::Error> {
+    Ok(builder()?.bootstrap(script(members)?))
+}
+
+/// A builder with the display application and its page, without its script: add
+/// [`script`] once the members are known (or use [`builder_for`]).
 pub fn builder() -> Result<Builder, thywill::Error> {
     builder_with(Display::default())
 }

@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let builder =
         example_support::cluster::apply(example_display::builder()?, &opts, example_display::APP_ID)?;
     let node = builder
-        .resource(example_display::members_script(&members))
+        .bootstrap(example_display::script(&members)?)
         .build()
         .await?;
     example_support::serve(node, &opts, "/display/").await

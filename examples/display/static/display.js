@@ -1,14 +1,16 @@
 /*
- * The Display page: one column per cluster member (window.displayMembers, in ring order),
- * each with the member's live connections and the chatter it observes. Needs thywill.js loaded
- * first; no inline script.
+ * The Display page: one column per cluster member (MEMBERS, in ring order), each with the
+ * member's live connections and the chatter it observes. Needs thywill.js loaded first; no
+ * inline script. A template rendered at start-up (example_display::script): the server writes
+ * the application id and the members in as JSON.
  *
  * Test hooks: window.displayReceived holds every message received (its data), in order.
  */
 (function () {
   'use strict';
 
-  var APPLICATION_ID = 'display';
+  var APPLICATION_ID = {{ application_id }};
+  var MEMBERS = {{ members }};
   var MAX_LINES = 500;
   var STATUS_TEXT = {
     connecting: 'Connecting...',
@@ -32,7 +34,7 @@
       this.ui = ui;
       this.received_ = [];
       window.displayReceived = this.received_;
-      (window.displayMembers || []).forEach(this.column, this);
+      MEMBERS.forEach(this.column, this);
     }
 
     connecting() {

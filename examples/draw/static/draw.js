@@ -1,7 +1,9 @@
 /*
  * The Draw page: strokes drawn on the canvas with pointer events are sent to the "draw"
  * application, which passes them to every other page; strokes from others are drawn as they
- * arrive. Every stroke, local or remote, is removed 30 s after it was drawn.
+ * arrive. Every stroke, local or remote, is removed 30 s after it was drawn. A template rendered
+ * at start-up (example_draw::manifest_for): the server writes the application id and the
+ * stroke lifetime in as JSON.
  * Plain canvas, no library. Needs thywill.js loaded first; no inline script.
  *
  * Test hooks: the canvas carries data-strokes (strokes shown now), data-drawn (strokes this
@@ -10,8 +12,8 @@
 (function () {
   'use strict';
 
-  var APPLICATION_ID = 'draw';
-  var STROKE_LIFETIME_MS = 30000;
+  var APPLICATION_ID = {{ application_id }};
+  var STROKE_LIFETIME_MS = {{ stroke_lifetime_ms }};
   var MAX_POINTS = 2000;
   var STATUS_TEXT = {
     connecting: 'Connecting...',

@@ -44,6 +44,12 @@ const a: number = message.getData().a;
 const meta: Thywill.Metadata = message.getMetadata();
 const id: number = Thywill.send('echo', message) + Thywill.send('echo', 'text');
 console.log(a, meta, id, JSON.stringify(message.toJSON()));
+const typed: string | undefined = message.setType('greeting').clearMetadata('k').getType();
+const replaced: Thywill.Message<string[]> = message.setMetadata({ type: 'other' }).setData(['x']);
+const plainMessage: { data: string[]; _: Thywill.Metadata } = replaced.toObject();
+console.log(typed, plainMessage.data.length, replaced.toString());
+// @ts-expect-error: metadata keys are strings
+message.setMetadata(5, 'x');
 
 // A subclass with hooks.
 class EchoInterface extends Thywill.ApplicationInterface {

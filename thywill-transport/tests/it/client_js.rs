@@ -1,12 +1,29 @@
 //! The browser client's own unit tests (`client/test/*.test.js`), run with Node (installed by
 //! `scripts/install-test-deps.sh`): recovery after reconnects, acknowledgements and resends,
-//! with a fake WebSocket and a virtual clock.
+//! with a fake WebSocket and a virtual clock; the `Message` helpers.
 
 use std::time::Duration;
 
 #[tokio::test]
 async fn the_client_library_passes_its_unit_tests() -> anyhow::Result<()> {
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/client/test/recovery.test.js");
+    run_node(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/client/test/recovery.test.js"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn the_message_helpers_pass_their_unit_tests() -> anyhow::Result<()> {
+    run_node(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/client/test/message.test.js"
+    ))
+    .await
+}
+
+/// Runs one test file with Node; it must exit 0 and print `all passed`.
+async fn run_node(file: &str) -> anyhow::Result<()> {
     let run = tokio::process::Command::new("node")
         .arg(file)
         .kill_on_drop(true)

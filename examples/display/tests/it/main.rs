@@ -19,7 +19,7 @@ async fn member_with(
 ) -> anyhow::Result<(Thywill, String)> {
     let members = [MemberId::from("alpha"), MemberId::from("beta")];
     let node = example_display::builder_with(display)?
-        .resource(example_display::members_script(&members))
+        .bootstrap(example_display::script(&members)?)
         .backend(BackendParts::new("hub", hub.member(id)))
         .build()
         .await?;
