@@ -130,6 +130,7 @@ pub trait ClientInterface: Send + Sync + 'static {
         let _ = channel;
         unavailable("presence")
     }
+
     /// The node's session store, where applications keep per-session data (the default:
     /// none, as in plain mode, where a session is one connection).
     fn session_store(&self) -> Option<&dyn SessionStore> {
@@ -331,6 +332,7 @@ impl AppContext {
     pub async fn presence(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
         self.clients.presence(channel.clone()).await
     }
+
     fn session_store(&self) -> CoreResult<&dyn SessionStore> {
         self.clients
             .session_store()
@@ -351,29 +353,29 @@ impl AppContext {
     ///
     /// ```
     /// use serde::{Deserialize, Serialize};
-    /// use thywill_core::{AppContext, Application, Client, CoreResult, Message};
+    /// use thywill_core::{AppContext, Application, Client, Message};
     ///
-    /// #[derive(Default, Serialize, Deserialize)]
-    /// struct Visits {
-    ///     messages: u64,
+    /// /// What this application remembers of a user.
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Profile {
+    ///     name: String,
     /// }
     ///
-    /// struct Counter;
+    /// /// `{"name": N}` sets the user's name; any message is answered with a greeting.
+    /// struct Greeter;
     ///
-    /// impl Counter {
-    ///     async fn count(&self, ctx: &AppContext, client: &Client) -> CoreResult<u64> {
-    ///         let mut visits: Visits = ctx.session_data(&client.session).await?.unwrap_or_default();
-    ///         visits.messages += 1;
-    ///         ctx.set_session_data(&client.session, &visits).await?;
-    ///         Ok(visits.messages)
-    ///     }
-    /// }
-    ///
-    /// impl Application for Counter {
-    ///     async fn received(&self, ctx: &AppContext, client: &Client, _: Message) {
-    ///         if let Ok(n) = self.count(ctx, client).await {
-    ///             let _ = ctx.send_to_connection(&client.connection, serde_json::json!({ "count": n })).await;
+    /// impl Application for Greeter {
+    ///     async fn received(&self, ctx: &AppContext, client: &Client, message: Message) {
+    ///         if let Some(name) = message.data.get("name").and_then(|n| n.as_str()) {
+    ///             let profile = Profile { name: name.to_owned() };
+    ///             let _ = ctx.set_session_data(&client.session, &profile).await;
     ///         }
+    ///         // On whichever member the browser is connected to now.
+    ///         let greeting = match ctx.session_data::<Profile>(&client.session).await {
+    ///             Ok(Some(profile)) => format!("Hello again, {}", profile.name),
+    ///             _ => "Hello, stranger".to_owned(),
+    ///         };
+    ///         let _ = ctx.send_to_connection(&client.connection, serde_json::json!(greeting)).await;
     ///     }
     /// }
     /// ```
