@@ -59,6 +59,32 @@ impl RedisSessionsConfig {
     }
 }
 
+/// Compare and set of one application's data in an existing session, renewing both: -1 when
+/// the session does not exist, 0 when the data is not (any more) what was expected, 1 when
+/// it was replaced.
+/// KEYS[1]: the session; KEYS[2]: its applications' hash; ARGV[1]: the expiry in seconds;
+/// ARGV[2]: the application; ARGV[3]: 'absent' or 'equal' (to ARGV[4]); ARGV[5]: 'set' (to
+/// ARGV[6]) or 'del'.
+const REPLACE_APP: &str = r"
+if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 0 then
+  return -1
+end
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+local now = redis.call('HGET', KEYS[2], ARGV[2])
+if ARGV[3] == 'absent' then
+  if now then return 0 end
+elseif now ~= ARGV[4] then
+  return 0
+end
+if ARGV[5] == 'set' then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[6])
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+else
+  redis.call('HDEL', KEYS[2], ARGV[2])
+end
+return 1
+";
+
 /// Loads a session and renews it with its applications' data.
 /// KEYS[1]: the session; KEYS[2]: its applications' hash; ARGV[1]: the expiry in seconds.
 const LOAD: &str = r"
@@ -236,6 +262,33 @@ impl RedisSessions {
         let stored: i64 = self.script(STORE_APP, id, args).await?;
         Ok(stored == 1)
     }
+
+    /// `None` when the session does not exist, else whether the data was replaced.
+    async fn replace_app(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+        current: Option<String>,
+        data: Option<String>,
+    ) -> Result<Option<bool>, Error> {
+        let (expect, expected) = match current {
+            Some(c) => ("equal", c),
+            None => ("absent", String::new()),
+        };
+        let (write, written) = match data {
+            Some(d) => ("set", d),
+            None => ("del", String::new()),
+        };
+        let args = [
+            Value::from(app.as_str()),
+            Value::from(expect),
+            Value::from(expected),
+            Value::from(write),
+            Value::from(written),
+        ];
+        let replaced: i64 = self.script(REPLACE_APP, id, args).await?;
+        Ok((replaced >= 0).then_some(replaced == 1))
+    }
 }
 
 impl SessionStore for RedisSessions {
@@ -281,6 +334,21 @@ impl SessionStore for RedisSessions {
             }
         })
     }
+
+    fn replace_app_data(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+        current: Option<String>,
+        data: Option<String>,
+    ) -> BoxFuture<'_, CoreResult<bool>> {
+        let (id, app) = (id.clone(), app.clone());
+        Box::pin(async move {
+            self.replace_app(&id, &app, current, data)
+                .await?
+                .ok_or_else(|| CoreError::NotFound(format!("session {id}")))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -324,6 +392,37 @@ mod tests {
         );
         beta.store_app_data(&id, &draw, None).await?;
         assert_eq!(alpha.load_app_data(&id, &draw).await?, None);
+        // Compare and set, across members.
+        assert!(!alpha.replace_app_data(&id, &chat, None, Some("2".into())).await?);
+        assert!(
+            !alpha
+                .replace_app_data(&id, &chat, Some("0".into()), Some("2".into()))
+                .await?
+        );
+        assert!(
+            beta.replace_app_data(&id, &chat, Some(r#"{"n":1}"#.into()), Some(r#"{"n":2}"#.into()))
+                .await?
+        );
+        assert_eq!(
+            alpha.load_app_data(&id, &chat).await?.as_deref(),
+            Some(r#"{"n":2}"#)
+        );
+        assert!(
+            alpha
+                .replace_app_data(&id, &draw, None, Some("[1]".into()))
+                .await?
+        );
+        assert!(
+            beta.replace_app_data(&id, &draw, Some("[1]".into()), None)
+                .await?
+        );
+        assert_eq!(alpha.load_app_data(&id, &draw).await?, None);
+        assert!(matches!(
+            alpha
+                .replace_app_data(&"unknown".into(), &chat, None, Some("1".into()))
+                .await,
+            Err(CoreError::NotFound(_))
+        ));
         assert_eq!(SessionStore::load(&alpha, &id).await?, Some(data.clone()));
         let unknown = SessionId::from("unknown");
         assert!(matches!(

@@ -400,29 +400,29 @@ impl AppContext {
     ///
     /// ```
     /// use serde::{Deserialize, Serialize};
-    /// use thywill_core::{AppContext, Application, Client, CoreResult, Message};
+    /// use thywill_core::{AppContext, Application, Client, Message};
     ///
-    /// #[derive(Default, Serialize, Deserialize)]
-    /// struct Visits {
-    ///     messages: u64,
+    /// /// What this application remembers of a user.
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Profile {
+    ///     name: String,
     /// }
     ///
-    /// struct Counter;
+    /// /// `{"name": N}` sets the user's name; any message is answered with a greeting.
+    /// struct Greeter;
     ///
-    /// impl Counter {
-    ///     async fn count(&self, ctx: &AppContext, client: &Client) -> CoreResult<u64> {
-    ///         let mut visits: Visits = ctx.session_data(&client.session).await?.unwrap_or_default();
-    ///         visits.messages += 1;
-    ///         ctx.set_session_data(&client.session, &visits).await?;
-    ///         Ok(visits.messages)
-    ///     }
-    /// }
-    ///
-    /// impl Application for Counter {
-    ///     async fn received(&self, ctx: &AppContext, client: &Client, _: Message) {
-    ///         if let Ok(n) = self.count(ctx, client).await {
-    ///             let _ = ctx.send_to_connection(&client.connection, serde_json::json!({ "count": n })).await;
+    /// impl Application for Greeter {
+    ///     async fn received(&self, ctx: &AppContext, client: &Client, message: Message) {
+    ///         if let Some(name) = message.data.get("name").and_then(|n| n.as_str()) {
+    ///             let profile = Profile { name: name.to_owned() };
+    ///             let _ = ctx.set_session_data(&client.session, &profile).await;
     ///         }
+    ///         // On whichever member the browser is connected to now.
+    ///         let greeting = match ctx.session_data::<Profile>(&client.session).await {
+    ///             Ok(Some(profile)) => format!("Hello again, {}", profile.name),
+    ///             _ => "Hello, stranger".to_owned(),
+    ///         };
+    ///         let _ = ctx.send_to_connection(&client.connection, serde_json::json!(greeting)).await;
     ///     }
     /// }
     /// ```
@@ -444,12 +444,65 @@ impl AppContext {
     /// Refused with [`CoreError::Invalid`] when the JSON is larger than
     /// [`MAX_APP_SESSION_DATA`] (16 KiB), with [`CoreError::NotFound`] when the session does
     /// not exist (any more), with [`CoreError::Unavailable`] without sessions. Two writes of
-    /// the same application and session race: the last one wins.
+    /// the same application and session race: the last one wins (see
+    /// [`update_session_data`](AppContext::update_session_data) for read-modify-write).
     pub async fn set_session_data<T: serde::Serialize + ?Sized>(
         &self,
         session: &SessionId,
         value: &T,
     ) -> CoreResult<()> {
+        let json = self.encode_session_data(value)?;
+        self.session_store()?
+            .store_app_data(session, &self.app, Some(json))
+            .await
+    }
+
+    /// Updates this application's data in `session` atomically: `f` gets the current value
+    /// (`None`: none stored) and returns the new one (`None` deletes it), which is stored only
+    /// if nobody changed the data meanwhile (on any member); otherwise `f` runs again on what
+    /// is there now, up to 16 times, after which the update fails with
+    /// [`CoreError::Unavailable`]. Returns the value stored. Errors as
+    /// [`set_session_data`](AppContext::set_session_data) and
+    /// [`session_data`](AppContext::session_data).
+    ///
+    /// ```
+    /// # async fn count(ctx: &thywill_core::AppContext, session: &thywill_core::SessionId) -> thywill_core::CoreResult<()> {
+    /// // Two tabs counting at the same instant both count.
+    /// let visits = ctx
+    ///     .update_session_data(session, |n: Option<u64>| Some(n.unwrap_or(0) + 1))
+    ///     .await?;
+    /// # let _ = visits; Ok(()) }
+    /// ```
+    pub async fn update_session_data<T, F>(&self, session: &SessionId, mut f: F) -> CoreResult<Option<T>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send,
+        F: FnMut(Option<T>) -> Option<T> + Send,
+    {
+        const ATTEMPTS: usize = 16;
+        let store = self.session_store()?;
+        for _ in 0..ATTEMPTS {
+            let current = store.load_app_data(session, &self.app).await?;
+            let value = match &current {
+                Some(json) => Some(
+                    serde_json::from_str(json)
+                        .map_err(|e| CoreError::Codec(format!("session data of `{}`: {e}", self.app)))?,
+                ),
+                None => None,
+            };
+            let new = f(value);
+            let json = new.as_ref().map(|v| self.encode_session_data(v)).transpose()?;
+            if store.replace_app_data(session, &self.app, current, json).await? {
+                return Ok(new);
+            }
+        }
+        Err(CoreError::Unavailable(format!(
+            "session data of `{}` changed {ATTEMPTS} times during one update",
+            self.app
+        )))
+    }
+
+    /// The JSON of session data, refused past [`MAX_APP_SESSION_DATA`].
+    fn encode_session_data<T: serde::Serialize + ?Sized>(&self, value: &T) -> CoreResult<String> {
         let json = serde_json::to_string(value).map_err(|e| CoreError::Codec(e.to_string()))?;
         if json.len() > MAX_APP_SESSION_DATA {
             return Err(CoreError::Invalid(format!(
@@ -458,9 +511,7 @@ impl AppContext {
                 json.len()
             )));
         }
-        self.session_store()?
-            .store_app_data(session, &self.app, Some(json))
-            .await
+        Ok(json)
     }
 
     /// Deletes this application's data in `session` (other applications' stays).

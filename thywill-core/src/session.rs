@@ -57,6 +57,22 @@ pub trait SessionStore: Send + Sync + 'static {
         let _ = (id, app, data);
         Box::pin(async { Err(no_app_data()) })
     }
+
+    /// Compare and set: stores (`Some`) or deletes (`None`) application `app`'s data in
+    /// session `id` only if it is still `current` (as [`load_app_data`](SessionStore::load_app_data)
+    /// returned it; `None`: no data), atomically; `Ok(false)` when it changed meanwhile and
+    /// nothing was written. Renews the session; [`CoreError::NotFound`] when it does not exist.
+    /// The default refuses, like the other application data methods.
+    fn replace_app_data(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+        current: Option<String>,
+        data: Option<String>,
+    ) -> BoxFuture<'_, CoreResult<bool>> {
+        let _ = (id, app, current, data);
+        Box::pin(async { Err(no_app_data()) })
+    }
 }
 
 fn no_app_data() -> CoreError {

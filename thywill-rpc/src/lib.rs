@@ -35,6 +35,12 @@
 //! # Ok::<(), thywill_rpc::RpcBuildError>(())
 //! ```
 //!
+//! A function registered with [`RegistryBuilder::async_function_with_context`] is also given
+//! the application's [`AppContext`](thywill_core::AppContext), as hooks are: it can send
+//! messages and read and write the caller's session data
+//! ([`AppContext::session_data`](thywill_core::AppContext::session_data)). The transport
+//! passes the context through [`RpcHandler::call_in`].
+//!
 //! # Wire format and error codes
 //!
 //! The browser sends `{"t":"rpc","app":"calculations","id":7,"name":"powers.square","args":[10]}`

@@ -84,7 +84,10 @@ where
 
 async fn numbering_and_replay(h: Arc<dyn History>) -> anyhow::Result<()> {
     let none = h.read_after("c:room", &at("", 0), ALL).await?;
-    ensure!(none.entries.is_empty() && none.last == 0, "a stream never written: {none:?}");
+    ensure!(
+        none.entries.is_empty() && none.last == 0,
+        "a stream never written: {none:?}"
+    );
     let mut epoch = String::new();
     for n in 1..=5u64 {
         let o = h.append("c:room", n, format!("m{n}")).await?;
@@ -128,13 +131,19 @@ async fn replays_come_in_bounded_chunks(h: Arc<dyn History>) -> anyhow::Result<(
     let mut seen = Vec::new();
     while after < 10 {
         let r = h.read_after("c:big", &at(&epoch, after), limit).await?;
-        ensure!(r.continuous && !r.entries.is_empty() && r.entries.len() <= 4, "{r:?}");
+        ensure!(
+            r.continuous && !r.entries.is_empty() && r.entries.len() <= 4,
+            "{r:?}"
+        );
         seen.extend(offs(&r.entries));
         after = r.entries.last().map_or(after, |e| e.off);
         chunks += 1;
         ensure!(chunks <= 10, "reading on never reaches the end");
     }
-    ensure!(seen == (1..=10).collect::<Vec<_>>() && chunks == 3, "{seen:?} in {chunks} chunks");
+    ensure!(
+        seen == (1..=10).collect::<Vec<_>>() && chunks == 3,
+        "{seen:?} in {chunks} chunks"
+    );
     let bytes = ReadLimit {
         max_entries: usize::MAX,
         max_bytes: 250,
@@ -154,10 +163,19 @@ async fn absurd_and_foreign_offsets(h: Arc<dyn History>) -> anyhow::Result<()> {
     let o = h.append("c:x", 1, "one".into()).await?;
     h.append("c:x", 2, "two".into()).await?;
     let past = h.read_after("c:x", &at(&o.epoch, u64::MAX), ALL).await?;
-    ensure!(past.continuous && past.entries.is_empty(), "beyond the end: {past:?}");
+    ensure!(
+        past.continuous && past.entries.is_empty(),
+        "beyond the end: {past:?}"
+    );
     let foreign = h.read_after("c:x", &at("not-an-epoch", 1), ALL).await?;
-    ensure!(!foreign.continuous, "a foreign epoch is not continuous: {foreign:?}");
-    ensure!(offs(&foreign.entries) == [1, 2], "the oldest entries kept: {foreign:?}");
+    ensure!(
+        !foreign.continuous,
+        "a foreign epoch is not continuous: {foreign:?}"
+    );
+    ensure!(
+        offs(&foreign.entries) == [1, 2],
+        "the oldest entries kept: {foreign:?}"
+    );
     let foreign_max = h.read_after("c:x", &at("", u64::MAX), ALL).await?;
     ensure!(!foreign_max.continuous, "{foreign_max:?}");
     ensure!(h.received_mark("tab-never-seen").await? == 0);
@@ -173,9 +191,15 @@ async fn trimmed_entries_break_continuity(h: Arc<dyn History>) -> anyhow::Result
     }
     let r = h.read_after("c:small", &at(&epoch, 1), ALL).await?;
     ensure!(!r.continuous, "entries 2 and 3 were trimmed: {r:?}");
-    ensure!(offs(&r.entries) == [4, 5, 6] && r.last == 6, "the three kept: {r:?}");
+    ensure!(
+        offs(&r.entries) == [4, 5, 6] && r.last == 6,
+        "the three kept: {r:?}"
+    );
     let r = h.read_after("c:small", &at(&epoch, 3), ALL).await?;
-    ensure!(r.continuous && offs(&r.entries) == [4, 5, 6], "nothing lost after 3: {r:?}");
+    ensure!(
+        r.continuous && offs(&r.entries) == [4, 5, 6],
+        "nothing lost after 3: {r:?}"
+    );
     Ok(())
 }
 
@@ -223,9 +247,15 @@ where
     let m = make().await?;
     let room = ChannelId::from("room");
     let hall = ChannelId::from("hall");
-    ensure!(m.sessions(&room).await?.is_empty(), "a channel never used is empty");
+    ensure!(
+        m.sessions(&room).await?.is_empty(),
+        "a channel never used is empty"
+    );
     let added = m.add_sessions(&room, &ids(&["s1", "s2"])).await?;
-    ensure!(sorted(added.clone()) == ids::<SessionId>(&["s1", "s2"]), "added {added:?}");
+    ensure!(
+        sorted(added.clone()) == ids::<SessionId>(&["s1", "s2"]),
+        "added {added:?}"
+    );
     let again = m.add_sessions(&room, &ids(&["s2", "s3"])).await?;
     ensure!(again == ids::<SessionId>(&["s3"]), "only s3 is new: {again:?}");
     m.add_sessions(&hall, &ids(&["s1"])).await?;
@@ -234,14 +264,29 @@ where
     let of_s1 = sorted(m.channels_of(&"s1".into()).await?);
     ensure!(of_s1 == vec![hall.clone(), room.clone()], "{of_s1:?}");
     let removed = m.remove_sessions(&room, &ids(&["s1", "s9"])).await?;
-    ensure!(removed == ids::<SessionId>(&["s1"]), "s9 was never in it: {removed:?}");
-    ensure!(m.channels_of(&"s1".into()).await? == vec![hall.clone()], "s1 still in the hall");
+    ensure!(
+        removed == ids::<SessionId>(&["s1"]),
+        "s9 was never in it: {removed:?}"
+    );
+    ensure!(
+        m.channels_of(&"s1".into()).await? == vec![hall.clone()],
+        "s1 still in the hall"
+    );
     let cleared = sorted(m.clear(&room).await?);
     ensure!(cleared == ids::<SessionId>(&["s2", "s3"]), "{cleared:?}");
     ensure!(m.sessions(&room).await?.is_empty(), "cleared");
-    ensure!(m.channels_of(&"s2".into()).await?.is_empty(), "s2 left with the clearing");
-    ensure!(m.sessions(&hall).await? == ids::<SessionId>(&["s1"]), "the hall is untouched");
-    ensure!(m.clear(&room).await?.is_empty(), "clearing an empty channel removes nobody");
+    ensure!(
+        m.channels_of(&"s2".into()).await?.is_empty(),
+        "s2 left with the clearing"
+    );
+    ensure!(
+        m.sessions(&hall).await? == ids::<SessionId>(&["s1"]),
+        "the hall is untouched"
+    );
+    ensure!(
+        m.clear(&room).await?.is_empty(),
+        "clearing an empty channel removes nobody"
+    );
     Ok(())
 }
 
@@ -273,7 +318,10 @@ where
     if !app_data {
         return Ok(());
     }
-    let (a, b) = (thywill_core::ApplicationId::from("a"), thywill_core::ApplicationId::from("b"));
+    let (a, b) = (
+        thywill_core::ApplicationId::from("a"),
+        thywill_core::ApplicationId::from("b"),
+    );
     match s.store_app_data(&id, &a, Some("1".into())).await {
         Err(CoreError::NotFound(_)) => {}
         other => anyhow::bail!("app data for a missing session: {other:?}"),
@@ -282,7 +330,10 @@ where
     s.store_app_data(&id, &a, Some(r#"{"n":1}"#.into())).await?;
     s.store_app_data(&id, &b, Some(r#"{"n":2}"#.into())).await?;
     ensure!(s.load_app_data(&id, &a).await?.as_deref() == Some(r#"{"n":1}"#));
-    ensure!(s.load_app_data(&id, &b).await?.as_deref() == Some(r#"{"n":2}"#), "isolated");
+    ensure!(
+        s.load_app_data(&id, &b).await?.as_deref() == Some(r#"{"n":2}"#),
+        "isolated"
+    );
     s.store(&id, data(&[("user", "cy")])).await?;
     ensure!(
         s.load_app_data(&id, &a).await?.is_some(),
@@ -290,7 +341,10 @@ where
     );
     s.store_app_data(&id, &a, None).await?;
     ensure!(s.load_app_data(&id, &a).await?.is_none(), "deleted");
-    ensure!(s.load_app_data(&id, &b).await?.is_some(), "the other application's stays");
+    ensure!(
+        s.load_app_data(&id, &b).await?.is_some(),
+        "the other application's stays"
+    );
     s.remove(&id).await?;
     ensure!(s.load_app_data(&id, &b).await?.is_none(), "gone with the session");
     Ok(())
@@ -328,13 +382,22 @@ where
         "{of_s1:?}"
     );
     let table = t.snapshot().await?;
-    ensure!(table.get(&MemberId::from("beta")).map(|m| m.connections.len()) == Some(2), "{table:?}");
+    ensure!(
+        table.get(&MemberId::from("beta")).map(|m| m.connections.len()) == Some(2),
+        "{table:?}"
+    );
     t.disconnected(&clients[0]).await?;
     ensure!(t.member_of(&"c1".into()).await?.is_none(), "disconnected");
     t.disconnected(&clients[0]).await.context("twice is harmless")?;
     let purged = t.purge_member(&"beta".into()).await?;
-    ensure!(purged.connections.len() == 2, "beta's two connections: {purged:?}");
-    ensure!(sorted(purged.sessions()) == ids::<SessionId>(&["s1", "s2"]), "{purged:?}");
+    ensure!(
+        purged.connections.len() == 2,
+        "beta's two connections: {purged:?}"
+    );
+    ensure!(
+        sorted(purged.sessions()) == ids::<SessionId>(&["s1", "s2"]),
+        "{purged:?}"
+    );
     ensure!(t.member_of(&"c3".into()).await?.is_none(), "purged");
     ensure!(t.connections_of_session(&"s1".into()).await?.is_empty());
     Ok(())
@@ -348,7 +411,10 @@ where
     Fut: Future<Output = anyhow::Result<Arc<dyn ResourceManager>>>,
 {
     let r = make().await?;
-    ensure!(r.load("/app/none.js").await?.is_none(), "unknown paths load as none");
+    ensure!(
+        r.load("/app/none.js").await?.is_none(),
+        "unknown paths load as none"
+    );
     let script = Resource::new("/app/a.js", "let a = 1;")
         .with_kind(thywill_core::ResourceKind::Javascript)
         .with_weight(5)
@@ -356,12 +422,22 @@ where
         .bootstrap();
     r.store(script.clone()).await?;
     let loaded = r.load("/app/a.js").await?.context("stored")?;
-    ensure!(loaded.body == script.body && loaded.kind == script.kind, "{loaded:?}");
-    ensure!(loaded.attribute("defer") == Some("true") && loaded.weight == 5, "{loaded:?}");
-    r.store(Resource::new("/app/b.css", "b{}").with_weight(-1).bootstrap()).await?;
+    ensure!(
+        loaded.body == script.body && loaded.kind == script.kind,
+        "{loaded:?}"
+    );
+    ensure!(
+        loaded.attribute("defer") == Some("true") && loaded.weight == 5,
+        "{loaded:?}"
+    );
+    r.store(Resource::new("/app/b.css", "b{}").with_weight(-1).bootstrap())
+        .await?;
     r.store(Resource::new("/app/late.js", "later")).await?;
     let boot: Vec<String> = r.bootstrap().await?.into_iter().map(|x| x.client_path).collect();
-    ensure!(boot == ["/app/b.css", "/app/a.js"], "bootstrap resources by weight: {boot:?}");
+    ensure!(
+        boot == ["/app/b.css", "/app/a.js"],
+        "bootstrap resources by weight: {boot:?}"
+    );
     r.store(Resource::new("/app/a.js", "let a = 2;")).await?;
     let replaced = r.load("/app/a.js").await?.context("replaced")?;
     ensure!(&*replaced.body == b"let a = 2;", "{replaced:?}");

@@ -396,6 +396,34 @@ impl SessionStore for MemorySessionStore {
         };
         ready(r)
     }
+    fn replace_app_data(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+        current: Option<String>,
+        data: Option<String>,
+    ) -> BoxFuture<'_, CoreResult<bool>> {
+        let now = std::time::Instant::now();
+        let limits = self.limits;
+        let mut held = self.held();
+        let r = match held.map.get_mut(id) {
+            Some(s) if !Held::expired(&limits, s, now) => {
+                s.touched = now;
+                s.used = true;
+                if s.apps.get(app) == current.as_ref() {
+                    match data {
+                        Some(d) => s.apps.insert(app.clone(), d),
+                        None => s.apps.remove(app),
+                    };
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            }
+            _ => Err(CoreError::NotFound(format!("session {id}"))),
+        };
+        ready(r)
+    }
 }
 
 /// Sessions by channel and channels by session.
@@ -620,6 +648,23 @@ mod tests {
         block(store.store(&id, data.clone()))?;
         assert_eq!(block(store.load(&id))?, Some(data));
         assert_eq!(block(store.load_app_data(&id, &app))?.as_deref(), Some("1"));
+        // Compare and set.
+        assert!(!block(store.replace_app_data(&id, &app, None, Some("x".into())))?);
+        assert!(!block(store.replace_app_data(
+            &id,
+            &app,
+            Some("0".into()),
+            Some("x".into())
+        ))?);
+        assert!(block(store.replace_app_data(
+            &id,
+            &app,
+            Some("1".into()),
+            Some("3".into())
+        ))?);
+        assert_eq!(block(store.load_app_data(&id, &app))?.as_deref(), Some("3"));
+        assert!(block(store.replace_app_data(&id, &app, Some("3".into()), None))?);
+        assert!(block(store.replace_app_data(&id, &app, None, Some("4".into())))?);
         block(store.store_app_data(&id, &app, None))?;
         assert_eq!(block(store.load_app_data(&id, &app))?, None);
         assert_eq!(block(store.load_app_data(&id, &other))?.as_deref(), Some("2"));

@@ -847,9 +847,10 @@ impl Inner {
         self.run_effects(fx);
     }
 
-    /// (Un)subscribes the connections of a channel's changed sessions on every member, and
-    /// has every member (this one included) run the applications' `sessions_added` /
-    /// `sessions_removed` hooks with `changed`, the sessions the channel manager reported.
+    /// (Un)subscribes the connections of `sessions` to `channel` on every member, and has
+    /// every member (this one included) run the applications' `sessions_added` /
+    /// `sessions_removed` hooks with `changed`, the sessions whose membership the channel
+    /// manager reported as changed (a subset of `sessions`).
     async fn change_channel_sessions(
         &self,
         subscribe: bool,

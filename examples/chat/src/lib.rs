@@ -210,8 +210,8 @@ pub fn channel_id(a: &SessionId, b: &SessionId) -> ChannelId {
 /// What the chat remembers of a user, in the session's data (see [`AppContext::session_data`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
-    /// Chat messages the user has sent, over every chat and tab of the session. (Two tabs
-    /// sending at the same instant may count one message once: the last write wins.)
+    /// Chat messages the user has sent, over every chat and tab of the session (counted with
+    /// [`AppContext::update_session_data`], so tabs sending at once on two members all count).
     pub sent: u64,
 }
 
@@ -328,9 +328,14 @@ impl Chat {
 
     /// Counts a message the user sent.
     async fn count_sent(ctx: &AppContext, session: &SessionId) {
-        let mut profile = Self::profile(ctx, session).await;
-        profile.sent += 1;
-        if let Err(e) = ctx.set_session_data(session, &profile).await {
+        let counted = ctx
+            .update_session_data(session, |profile: Option<Profile>| {
+                let mut profile = profile.unwrap_or_default();
+                profile.sent += 1;
+                Some(profile)
+            })
+            .await;
+        if let Err(e) = counted {
             tracing::warn!(%session, error = %e, "profile not stored");
         }
     }

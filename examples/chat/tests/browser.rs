@@ -68,6 +68,17 @@ async fn channel(b: &Browser) -> anyhow::Result<String> {
     b.text("#channel .channel").await
 }
 
+/// Waits until the page shows that its browser has sent `n` messages (a count the server keeps
+/// in the session's data).
+async fn sent_count(b: &Browser, n: u64) -> anyhow::Result<()> {
+    b.wait_js(&format!(
+        "return !document.getElementById('sent-count').hidden && \
+         document.querySelector('#sent-count .count').textContent === '{n}';"
+    ))
+    .await
+    .with_context(|| format!("the page does not show {n} messages sent"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browsers_chat_across_two_members() -> anyhow::Result<()> {
     served::require_browser()?;
@@ -100,6 +111,9 @@ async fn two_browsers_chat_across_two_members() -> anyhow::Result<()> {
     ann.wait_js(&newest("hi <b>ann</b>"))
         .await
         .context("text is shown, never markup")?;
+    // Each page shows how many messages its browser has sent.
+    sent_count(&ann, 1).await?;
+    sent_count(&bob, 1).await?;
 
     // Bob leaves the page: Ann is told. Bob comes back: Ann is told, and Bob's page resumes the
     // chat without anything else (his session was re-subscribed to the chat's channel).
@@ -123,6 +137,8 @@ async fn two_browsers_chat_across_two_members() -> anyhow::Result<()> {
         .await
         .context("bob's second tab did not join the chat")?;
     assert_eq!(channel(&bob).await?, chat);
+    // The count Bob's session kept on beta is shown on alpha.
+    sent_count(&bob, 1).await?;
     send(&ann, "to both tabs").await?;
     bob.wait_js(&newest("to both tabs")).await?;
     bob.client().close_window().await?;

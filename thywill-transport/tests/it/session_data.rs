@@ -1,8 +1,15 @@
 //! Session data of applications: typed, in the session store, shared by the members, kept
 //! apart per application, bounded in size; the signed-cookie sessions keep working.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
-use thywill_core::{ApplicationId, CoreError, MAX_APP_SESSION_DATA, SessionId};
+use thywill_core::{
+    ApplicationId, BoxFuture, CoreError, CoreResult, MAX_APP_SESSION_DATA, SessionData, SessionId,
+    SessionStore,
+};
+use thywill_transport::local::MemorySessionStore;
+use thywill_transport::{SessionConfig, Sessions, TransportConfig};
 
 use crate::cluster::{Cluster, cmd};
 use crate::support::Fixture;
@@ -78,6 +85,105 @@ async fn an_application_keeps_data_in_the_session_on_every_member() -> anyhow::R
     assert_eq!(notes.session_data::<u32>(&gone).await?, None);
     c.sessions.store().remove(&s).await?;
     assert_eq!(notes.session_data::<String>(&s).await?, None);
+    Ok(())
+}
+
+/// A memory store that lets other tasks run between reading an application's data and the
+/// caller's next step: every concurrent read-modify-write interleaves with the others.
+struct Yielding(MemorySessionStore);
+
+impl SessionStore for Yielding {
+    fn is_shared(&self) -> bool {
+        self.0.is_shared()
+    }
+    fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>> {
+        self.0.load(id)
+    }
+    fn store(&self, id: &SessionId, data: SessionData) -> BoxFuture<'_, CoreResult<()>> {
+        self.0.store(id, data)
+    }
+    fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
+        self.0.remove(id)
+    }
+    fn load_app_data(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+    ) -> BoxFuture<'_, CoreResult<Option<String>>> {
+        let loading = self.0.load_app_data(id, app);
+        Box::pin(async move {
+            let loaded = loading.await;
+            tokio::task::yield_now().await;
+            loaded
+        })
+    }
+    fn store_app_data(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+        data: Option<String>,
+    ) -> BoxFuture<'_, CoreResult<()>> {
+        self.0.store_app_data(id, app, data)
+    }
+    fn replace_app_data(
+        &self,
+        id: &SessionId,
+        app: &ApplicationId,
+        current: Option<String>,
+        data: Option<String>,
+    ) -> BoxFuture<'_, CoreResult<bool>> {
+        self.0.replace_app_data(id, app, current, data)
+    }
+}
+
+#[tokio::test]
+async fn concurrent_updates_all_count() -> anyhow::Result<()> {
+    let sessions = Sessions::new(
+        SessionConfig::new([5u8; 32])?,
+        Arc::new(Yielding(MemorySessionStore::new())),
+    );
+    let fx = Fixture::start_with(
+        TransportConfig::default().with_base_path("/t")?,
+        Some(sessions.clone()),
+    )
+    .await?;
+    let s = sessions.create().await?;
+    let ctx = fx
+        .node
+        .context(&ApplicationId::from("echo"))
+        .ok_or_else(|| anyhow::anyhow!("no echo application"))?;
+    // Ten updates at once, each reading before any writes: only compare-and-set keeps them
+    // all.
+    let mut updates = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let (ctx, s) = (ctx.clone(), s.clone());
+        updates.spawn(async move {
+            ctx.update_session_data(&s, |n: Option<u64>| Some(n.unwrap_or(0) + 1))
+                .await
+        });
+    }
+    let mut seen = Vec::new();
+    while let Some(done) = updates.join_next().await {
+        seen.push(done??.unwrap_or_default());
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=10).collect::<Vec<u64>>(),
+        "each update saw its own count"
+    );
+    assert_eq!(ctx.session_data::<u64>(&s).await?, Some(10));
+
+    // Returning `None` deletes; an update past the limit is refused and changes nothing.
+    assert_eq!(ctx.update_session_data(&s, |_: Option<u64>| None).await?, None);
+    assert_eq!(ctx.session_data::<u64>(&s).await?, None);
+    let big = "x".repeat(MAX_APP_SESSION_DATA);
+    assert!(matches!(
+        ctx.update_session_data(&s, |_: Option<String>| Some(big.clone()))
+            .await,
+        Err(CoreError::Invalid(_))
+    ));
+    assert_eq!(ctx.session_data::<String>(&s).await?, None);
     Ok(())
 }
 
