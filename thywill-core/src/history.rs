@@ -134,9 +134,10 @@ pub trait History: Send + Sync + 'static {
     /// Appends a payload to a stream and returns its offset. Appends to one stream are
     /// numbered in the order they complete.
     ///
-    /// `key` identifies the message (a random number): appending again with the same key —
-    /// a retry after an attempt whose answer was lost — returns the first offset instead of
-    /// logging the message twice (for at least a minute).
+    /// `key` identifies the message (a random number): in a shared history, appending again
+    /// with the same key — a retry after an attempt whose answer was lost — returns the first
+    /// offset instead of logging the message twice (for at least a minute). A history whose
+    /// appends cannot half-fail (one in memory) is never retried and may ignore the key.
     fn append(&self, stream: &str, key: u64, payload: String) -> BoxFuture<'_, CoreResult<Offset>>;
 
     /// The entries of `stream` after `after` (an offset the client saw), oldest first, at most

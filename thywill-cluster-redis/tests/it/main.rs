@@ -4,6 +4,7 @@ mod caches;
 mod conformance;
 mod history;
 mod recovery;
+mod stores;
 
 use std::sync::Arc;
 

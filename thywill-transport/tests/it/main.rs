@@ -16,5 +16,6 @@ mod presence;
 mod replay;
 mod session_data;
 mod sessions;
+mod stores;
 mod tasks;
 mod tls;

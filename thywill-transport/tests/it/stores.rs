@@ -1,0 +1,46 @@
+//! The stores' conformance suites (`thywill_testkit::store_conformance`) against the in-memory
+//! defaults: the same checks the Redis stores pass in `thywill-cluster-redis`.
+
+use std::sync::Arc;
+
+use thywill_core::{ChannelManager, ClientTracker, History, ResourceManager, SessionStore};
+use thywill_testkit::store_conformance;
+use thywill_transport::LocalHistory;
+use thywill_transport::local::{MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker};
+
+#[tokio::test]
+async fn local_history_conforms() -> anyhow::Result<()> {
+    store_conformance::history(
+        |limits| async move { Ok(Arc::new(LocalHistory::new(limits)) as Arc<dyn History>) },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn memory_channels_conform() -> anyhow::Result<()> {
+    store_conformance::channels(|| async { Ok(Arc::new(MemoryChannels::new()) as Arc<dyn ChannelManager>) })
+        .await
+}
+
+#[tokio::test]
+async fn memory_sessions_conform() -> anyhow::Result<()> {
+    store_conformance::sessions(
+        || async { Ok(Arc::new(MemorySessionStore::new()) as Arc<dyn SessionStore>) },
+        true,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn memory_tracker_conforms() -> anyhow::Result<()> {
+    store_conformance::tracker(|| async { Ok(Arc::new(MemoryTracker::new()) as Arc<dyn ClientTracker>) })
+        .await
+}
+
+#[tokio::test]
+async fn memory_resources_conform() -> anyhow::Result<()> {
+    store_conformance::resources(|| async {
+        Ok(Arc::new(MemoryResources::new()) as Arc<dyn ResourceManager>)
+    })
+    .await
+}
