@@ -1,7 +1,8 @@
 //! Application tasks between members (clustered through the in-memory hub): to one member, to
 //! the others, to all; each application receives only its own; what cannot be handled (an
 //! unknown task name, a payload that does not decode, an application not served, a hook that
-//! panics) is dropped without harm to what follows; a member that is down is an error.
+//! panics, a hook that falls behind its bounded queue) is dropped without harm to what follows;
+//! a member that is down is an error.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -135,7 +136,14 @@ impl Member {
     }
 
     fn dropped(&self, reason: &str) -> u64 {
-        let wanted = format!("thywill_cluster_tasks_dropped_total{{reason=\"{reason}\"}} ");
+        self.metric(&format!(
+            "thywill_cluster_tasks_dropped_total{{reason=\"{reason}\"}}"
+        ))
+    }
+
+    /// The value of a metric line (0 if absent).
+    fn metric(&self, name: &str) -> u64 {
+        let wanted = format!("{name} ");
         self.node
             .metrics_text()
             .lines()
@@ -144,9 +152,28 @@ impl Member {
     }
 }
 
+/// Records its tasks like [`Notes`], each once `gate` has a permit for it.
+struct Gated {
+    gate: Arc<tokio::sync::Semaphore>,
+    seen: Arc<Seen>,
+}
+
+impl Application for Gated {
+    async fn received(&self, _: &AppContext, _: &Client, _: Message) {}
+
+    async fn task(&self, ctx: &AppContext, from: &MemberId, task: AppTask) {
+        let Ok(_permit) = self.gate.acquire().await else {
+            return;
+        };
+        if let Some(Ok(note)) = task.decode::<Note>() {
+            self.seen
+                .push(format!("{}/gated <- {from}: {}", ctx.member(), note.text));
+        }
+    }
+}
+
 /// Starts member `id` of `hub` serving the applications named `apps` (each a [`Notes`]).
 async fn start(hub: &Hub, id: &str, apps: &[&'static str], seen: &Arc<Seen>) -> anyhow::Result<Member> {
-    let cluster = Arc::new(hub.member(id));
     let applications: Vec<(ApplicationId, Arc<dyn DynApplication>)> = apps
         .iter()
         .map(|name| {
@@ -157,6 +184,16 @@ async fn start(hub: &Hub, id: &str, apps: &[&'static str], seen: &Arc<Seen>) -> 
             (ApplicationId::from(*name), app)
         })
         .collect();
+    start_with(hub, id, applications).await
+}
+
+/// Starts member `id` of `hub` serving `applications`.
+async fn start_with(
+    hub: &Hub,
+    id: &str,
+    applications: Vec<(ApplicationId, Arc<dyn DynApplication>)>,
+) -> anyhow::Result<Member> {
+    let cluster = Arc::new(hub.member(id));
     let node = Node::start(NodeParts {
         config: TransportConfig::default().with_base_path("/t")?,
         applications,
@@ -305,5 +342,54 @@ async fn a_member_that_is_down_or_unknown_is_an_error() -> anyhow::Result<()> {
     m[1].node.shutdown();
     let after = m[1].ctx("notes")?.send_task_to_all(&note("late")).await;
     assert!(matches!(after, Err(CoreError::ShuttingDown)), "{after:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_that_falls_behind_loses_tasks_past_its_bounded_queue_not_memory() -> anyhow::Result<()> {
+    let seen = Arc::new(Seen::default());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let gated = || -> Vec<(ApplicationId, Arc<dyn DynApplication>)> {
+        vec![(
+            "gated".into(),
+            Arc::new(Gated {
+                gate: gate.clone(),
+                seen: seen.clone(),
+            }),
+        )]
+    };
+    let hub = Hub::new(["alpha", "beta"]);
+    let alpha = start_with(&hub, "alpha", gated()).await?;
+    let beta = start_with(&hub, "beta", gated()).await?;
+    let ctx = alpha.ctx("gated")?;
+    // beta's hook is stuck while far more tasks arrive than its queue holds.
+    const SENT: u64 = 3000;
+    for i in 0..SENT {
+        ctx.send_task_to(&"beta".into(), &note(&i.to_string())).await?;
+    }
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while beta.metric("thywill_cluster_tasks_total{direction=\"in\"}") < SENT {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "beta did not receive the tasks"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let dropped = beta.dropped("queue_full");
+    // The queue holds many, not all.
+    anyhow::ensure!(dropped > 0 && dropped < SENT - 100, "{dropped} of {SENT} dropped");
+    // Unstuck, the hook gets every task that was queued, in the order they were sent.
+    gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS);
+    let kept = usize::try_from(SENT - dropped)?;
+    let got = seen.wait("beta/gated", kept).await?;
+    let numbers: Vec<u64> = got
+        .iter()
+        .map(|l| l.trim_start_matches("alpha: ").parse())
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {numbers:?}"
+    );
+    assert_eq!(numbers.first(), Some(&0));
     Ok(())
 }
