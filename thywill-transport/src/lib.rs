@@ -31,6 +31,7 @@ pub mod local;
 mod metrics;
 mod node;
 mod presence;
+mod queues;
 mod routes;
 mod serve;
 mod session;

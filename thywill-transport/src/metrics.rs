@@ -63,6 +63,8 @@ pub(crate) struct Metrics {
     pub(crate) cluster_gaps: Counter,
     /// Cluster tasks dropped, by reason (see `crate::tasks`).
     pub(crate) cluster_tasks_dropped: Family<ReasonLabel, Counter>,
+    /// Application hooks dropped because the hook queue was full, by kind (see `crate::queues`).
+    pub(crate) hooks_dropped: Family<ReasonLabel, Counter>,
     pub(crate) history_failures: Counter,
     pub(crate) replayed: Counter,
     pub(crate) continuity_lost: Counter,
@@ -84,6 +86,16 @@ pub(crate) struct AppCounters {
 }
 
 impl Metrics {
+    /// Counts (and logs) an application hook of `kind` dropped because its queue was full.
+    pub(crate) fn hook_dropped(&self, kind: &str) {
+        self.hooks_dropped
+            .get_or_create(&ReasonLabel {
+                reason: kind.to_owned(),
+            })
+            .inc();
+        tracing::warn!(kind, "hook queue full: hook dropped");
+    }
+
     /// Counts a cluster task dropped for `reason`.
     pub(crate) fn task_dropped(&self, reason: &str) {
         self.cluster_tasks_dropped
@@ -119,6 +131,7 @@ impl Metrics {
             cluster_tasks: Family::default(),
             cluster_gaps: Counter::default(),
             cluster_tasks_dropped: Family::default(),
+            hooks_dropped: Family::default(),
             history_failures: Counter::default(),
             replayed: Counter::default(),
             continuity_lost: Counter::default(),
@@ -215,6 +228,12 @@ impl Metrics {
              unknown_app: an application this member does not serve; queue_full: the \
              application's task queue was full)",
             m.cluster_tasks_dropped.clone(),
+        );
+        registry.register(
+            "hooks_dropped",
+            "Application hooks dropped because the node's hook queue was full, by kind (tracker, \
+             channel_sessions); a member's status changes are never dropped",
+            m.hooks_dropped.clone(),
         );
         registry.register(
             "history_failures",

@@ -287,9 +287,9 @@ pub(crate) struct Inner {
     /// Local subscriptions and presence. Presence effects are carried out under this lock.
     pub(crate) subs: Mutex<Subs>,
     /// Presence tasks for other members, sent in order by one task.
-    outbox: mpsc::UnboundedSender<Outgoing>,
+    outbox: crate::queues::Outbox<Outgoing>,
     /// Application hooks fed by the tracker and cluster events, run in order by one task.
-    hooks: mpsc::UnboundedSender<Hook>,
+    hooks: crate::queues::HookQueue<Hook>,
     pub(crate) shutdown: watch::Sender<bool>,
     /// The handlers of cluster tasks, by name.
     tasks: TaskRouter<Inner>,
@@ -441,11 +441,13 @@ impl Task for ChannelSessions {
 }
 
 /// Passes what the tracker learns from other members to the hook task.
-struct HookListener(mpsc::UnboundedSender<Hook>);
+struct HookListener(crate::queues::HookQueue<Hook>, Arc<crate::metrics::Metrics>);
 
 impl TrackerListener for HookListener {
     fn tracker_event(&self, event: TrackerEvent) {
-        let _ = self.0.send(Hook::Tracker(event));
+        if !self.0.push_or_drop(Hook::Tracker(event)) {
+            self.1.hook_dropped("tracker");
+        }
     }
 }
 
@@ -472,9 +474,10 @@ impl Node {
         }
         let member = cluster.local_member().clone();
         let (shutdown, _) = watch::channel(false);
-        let (outbox, outbox_rx) = mpsc::unbounded_channel();
-        let (hooks, hooks_rx) = mpsc::unbounded_channel();
-        tracker.set_listener(Arc::new(HookListener(hooks.clone())));
+        let (outbox, outbox_rx) = crate::queues::Outbox::new(crate::queues::OUTBOX_BOUND);
+        let (hooks, hooks_rx) = crate::queues::HookQueue::new(crate::queues::HOOKS_BOUND);
+        let metrics = crate::metrics::Metrics::new();
+        tracker.set_listener(Arc::new(HookListener(hooks.clone(), metrics.clone())));
         let (app_tasks, app_task_queues) = app_task_queues(&applications);
         let presence_apps: Vec<Arc<dyn DynApplication>> =
             applications.iter().map(|(_, a)| a.clone()).collect();
@@ -499,7 +502,6 @@ impl Node {
                     (id, (app, ctx))
                 })
                 .collect();
-            let metrics = crate::metrics::Metrics::new();
             let app_counters = apps
                 .keys()
                 .map(|id| (id.clone(), metrics.app_counters(id.as_str())))
@@ -735,7 +737,7 @@ impl Inner {
             match e {
                 Effect::Announce(task) => {
                     if self.cluster.members().len() > 1 {
-                        let _ = self.outbox.send(Outgoing::Others(task));
+                        self.outbox.push(Outgoing::Others(task));
                     }
                 }
                 Effect::Notify { channel, to, data } => {
@@ -880,11 +882,14 @@ impl Inner {
     /// session changed).
     fn channel_sessions_changed(&self, added: bool, channel: ChannelId, sessions: Vec<SessionId>) {
         if !sessions.is_empty() {
-            let _ = self.hooks.send(Hook::ChannelSessions {
+            let queued = self.hooks.push_or_drop(Hook::ChannelSessions {
                 added,
                 channel,
                 sessions,
             });
+            if !queued {
+                self.metrics.hook_dropped("channel_sessions");
+            }
         }
     }
 
@@ -1176,9 +1181,18 @@ impl ClientInterface for Router {
 }
 
 /// Sends presence tasks to other members, in the order they were queued.
-async fn send_presence(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+async fn send_presence(inner: Weak<Inner>, mut rx: mpsc::Receiver<Outgoing>) {
     while let Some(out) = rx.recv().await {
         let Some(inner) = inner.upgrade() else { break };
+        if inner.outbox.take_overflow() {
+            // Deltas were dropped: every member's whole presence, both ways, replaces them.
+            for member in inner.cluster.members().into_iter().filter(|m| *m != inner.member) {
+                inner
+                    .outbox
+                    .push(Outgoing::To(member.clone(), PresenceTask::SnapshotRequest));
+                inner.outbox.push(Outgoing::SnapshotTo(member));
+            }
+        }
         let (to, task) = match out {
             Outgoing::Others(task) => (None, task),
             Outgoing::To(member, task) => (Some(member), task),
@@ -1206,7 +1220,7 @@ async fn send_presence(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Outgo
 }
 
 /// Runs the applications' tracker and cluster hooks, one at a time, in order.
-async fn run_hooks(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Hook>) {
+async fn run_hooks(inner: Weak<Inner>, mut rx: mpsc::Receiver<Hook>) {
     while let Some(hook) = rx.recv().await {
         let Some(inner) = inner.upgrade() else { break };
         // A panicking hook costs its own event, never the hooks after it.
@@ -1347,7 +1361,7 @@ impl Inner {
         if let PresenceTask::SnapshotRequest = p {
             // Answered even while the asker is seen as down: it asks when it sees this
             // member come back, which may be before this member sees it come back.
-            let _ = self.outbox.send(Outgoing::SnapshotTo(from));
+            self.outbox.push(Outgoing::SnapshotTo(from));
             return;
         }
         if self.cluster.status(&from) == MemberStatus::Down {
@@ -1486,9 +1500,9 @@ impl ClusterEvents for Events {
         if let Some(inner) = self.0.upgrade() {
             inner.metrics.cluster_gaps.inc_by(missing);
             // Presence announcements may be among the lost: ask for the sender's again.
-            let _ = inner
+            inner
                 .outbox
-                .send(Outgoing::To(from.clone(), PresenceTask::SnapshotRequest));
+                .push(Outgoing::To(from.clone(), PresenceTask::SnapshotRequest));
             inner.tell_of_lost_messages(&from);
             crate::caches::on_link_loss(inner.caches.as_ref(), &from, "lost member-to-member messages");
         }
@@ -1500,11 +1514,11 @@ impl ClusterEvents for Events {
         crate::caches::on_link_loss(inner.caches.as_ref(), &member, "a member came up");
         // Both ways: its presence is asked for, and ours is pushed, since what it asked of us
         // while we saw it as down may never have left this member.
-        let _ = inner
+        inner
             .outbox
-            .send(Outgoing::To(member.clone(), PresenceTask::SnapshotRequest));
-        let _ = inner.outbox.send(Outgoing::SnapshotTo(member.clone()));
-        let _ = inner.hooks.send(Hook::Status(member, MemberStatus::Up));
+            .push(Outgoing::To(member.clone(), PresenceTask::SnapshotRequest));
+        inner.outbox.push(Outgoing::SnapshotTo(member.clone()));
+        inner.hooks.push_always(Hook::Status(member, MemberStatus::Up));
     }
 
     fn member_down(&self, member: MemberId, designated: bool) {
@@ -1516,7 +1530,7 @@ impl ClusterEvents for Events {
             let fx = subs.purge(&member);
             inner.run_effects(fx);
         }
-        let _ = inner.hooks.send(Hook::Down { member, designated });
+        inner.hooks.push_always(Hook::Down { member, designated });
     }
 }
 
