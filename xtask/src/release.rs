@@ -204,7 +204,11 @@ fn package(verify: bool) -> anyhow::Result<()> {
         crates.iter().map(|p| name(p)).collect::<Vec<_>>().join(", ")
     );
     forget_unpacked(&crates)?;
+    let verify_target = crate::target_dir().join("package-verify");
+    forget_built(&verify_target, &crates)?;
     let mut c = cargo();
+    // Its own target directory: see [`forget_built`].
+    c.env("CARGO_TARGET_DIR", &verify_target);
     // `--allow-dirty`: CI packages a fresh clone; locally, uncommitted work is what is checked.
     c.args(["package", "--locked", "--allow-dirty"]);
     if !verify {
@@ -256,6 +260,43 @@ fn forget_unpacked(crates: &[&Value]) -> anyhow::Result<()> {
                     removed.with_context(|| format!("cannot remove the stale {}", path.display()))?;
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Removes what an earlier verify build compiled of our own crates from `target`, the
+/// packaging's own target directory. The verify build takes our crates from cargo's temporary
+/// local registry, and cargo never rebuilds a registry crate whose version it has built
+/// before (registry sources are taken to be immutable): without this, a crate would be
+/// verified against the previous run's build of its dependencies (seen: a type added to
+/// `thywill-core` "missing" for `thywill-cluster-http`). Third-party dependencies stay built.
+fn forget_built(target: &std::path::Path, crates: &[&Value]) -> anyhow::Result<()> {
+    let names: Vec<String> = crates.iter().map(|p| name(p).replace('-', "_")).collect();
+    for sub in ["debug/.fingerprint", "debug/deps", "debug/build"] {
+        let Ok(entries) = std::fs::read_dir(target.join(sub)) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let file = entry.file_name().to_string_lossy().replace('-', "_");
+            let ours = names.iter().any(|n| {
+                let stem = file.strip_prefix("lib").unwrap_or(&file);
+                stem.strip_prefix(n.as_str())
+                    .is_some_and(|rest| rest.starts_with('_') || rest.starts_with('.'))
+                    && !names
+                        .iter()
+                        .any(|longer| longer.len() > n.len() && stem.starts_with(longer.as_str()))
+            });
+            if !ours {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("cannot remove the stale {}", path.display()))?;
         }
     }
     Ok(())
