@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::DisconnectReason;
 use crate::cache::{Cache, CacheLimits, DynCacheManager};
 use crate::cluster::MemberStatus;
 use crate::protocol::LoadKind;
@@ -642,9 +643,17 @@ pub trait Application: Send + Sync + 'static {
         async {}
     }
 
-    /// A client of this member disconnected.
-    fn disconnection(&self, ctx: &AppContext, client: &Client) -> impl Future<Output = ()> + Send {
-        let _ = (ctx, client);
+    /// A client of this member disconnected, for `reason`.
+    ///
+    /// Runs after every other hook of the connection (its last `received` included) has
+    /// returned.
+    fn disconnection(
+        &self,
+        ctx: &AppContext,
+        client: &Client,
+        reason: DisconnectReason,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, client, reason);
         async {}
     }
 
@@ -779,7 +788,12 @@ pub trait DynApplication: Send + Sync + 'static {
     /// See [`Application::connection`].
     fn connection<'a>(&'a self, ctx: &'a AppContext, client: &'a Client) -> BoxFuture<'a, ()>;
     /// See [`Application::disconnection`].
-    fn disconnection<'a>(&'a self, ctx: &'a AppContext, client: &'a Client) -> BoxFuture<'a, ()>;
+    fn disconnection<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        client: &'a Client,
+        reason: DisconnectReason,
+    ) -> BoxFuture<'a, ()>;
     /// See [`Application::connection_to`].
     fn connection_to<'a>(
         &'a self,
@@ -847,8 +861,13 @@ impl<A: Application> DynApplication for A {
     fn connection<'a>(&'a self, ctx: &'a AppContext, client: &'a Client) -> BoxFuture<'a, ()> {
         Box::pin(Application::connection(self, ctx, client))
     }
-    fn disconnection<'a>(&'a self, ctx: &'a AppContext, client: &'a Client) -> BoxFuture<'a, ()> {
-        Box::pin(Application::disconnection(self, ctx, client))
+    fn disconnection<'a>(
+        &'a self,
+        ctx: &'a AppContext,
+        client: &'a Client,
+        reason: DisconnectReason,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(Application::disconnection(self, ctx, client, reason))
     }
     fn connection_to<'a>(
         &'a self,

@@ -7,7 +7,8 @@
 //! This crate does no IO and starts no runtime. It holds:
 //!
 //! - identifiers ([`MemberId`], [`ConnectionId`], [`SessionId`], [`ChannelId`],
-//!   [`ApplicationId`]) and the [`Message`] and [`Client`] types;
+//!   [`ApplicationId`]), the [`Message`] and [`Client`] types, and why a client disconnected
+//!   ([`DisconnectReason`]);
 //! - the browser wire protocol v1 ([`protocol`]), shared by the server and the fuzz targets;
 //! - the traits every component implements: [`Application`], [`ClientInterface`],
 //!   [`Cluster`], [`ClientTracker`], [`ChannelManager`], [`SessionStore`],
@@ -27,6 +28,7 @@ mod backend;
 pub mod cache;
 mod channel;
 pub mod cluster;
+mod disconnect;
 mod error;
 pub mod history;
 mod id;
@@ -43,6 +45,7 @@ pub use backend::{Backend, BackendParts, DynBackend, Tracking};
 pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
 pub use channel::ChannelManager;
 pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, MemberStatus, Task};
+pub use disconnect::DisconnectReason;
 pub use error::{CoreError, CoreResult};
 pub use history::{Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
 pub use id::{ApplicationId, ChannelId, ConnectionId, MemberId, SessionId};

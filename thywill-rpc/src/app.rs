@@ -1,6 +1,7 @@
 //! Giving any [`Application`] remote procedures: [`with_rpc`] / [`WithRpc`], and [`RpcOnly`]
 //! for applications that are nothing but functions (the original's `RpcCapableApplication`).
 
+use thywill_core::DisconnectReason;
 use thywill_core::cluster::MemberStatus;
 use thywill_core::{
     AppContext, AppTask, Application, ChannelId, Client, CoreResult, MemberClients, MemberId, Message,
@@ -66,8 +67,8 @@ impl<A: Application> Application for WithRpc<A> {
         self.app.connection(ctx, client).await;
     }
 
-    async fn disconnection(&self, ctx: &AppContext, client: &Client) {
-        self.app.disconnection(ctx, client).await;
+    async fn disconnection(&self, ctx: &AppContext, client: &Client, reason: DisconnectReason) {
+        self.app.disconnection(ctx, client, reason).await;
     }
 
     async fn connection_to(&self, ctx: &AppContext, member: &MemberId, client: &Client) {

@@ -1,21 +1,45 @@
-//! One WebSocket connection: a single task that reads client frames, writes queued server
-//! frames, keeps the connection alive with pings and closes it with a documented code.
+//! One WebSocket connection, in two tasks.
+//!
+//! - The **IO side** (the connection's own task) reads client frames, writes queued server
+//!   frames and replay chunks, and keeps the connection alive with pings. It never awaits
+//!   application code, RPC or the history: a hook waiting on an unreachable store cannot keep
+//!   it from hearing its client's pongs.
+//! - The **worker** (a task of its own) does the connection's application work: the
+//!   `connection` hooks, then one client frame at a time, in the order read (`received`, RPC
+//!   dispatch, `hello`/`resume`: the tab's mark and the history reads of replays), and at the
+//!   end saves the tab's mark.
+//!
+//! The IO side hands decoded frames to the worker through a bounded inbox ([`INBOX_FRAMES`]
+//! frames, [`INBOX_BYTES`] bytes). When the inbox is full, the IO side holds the frame it
+//! read and stops reading the socket (TCP pushes back on the client; nothing read is
+//! dropped), keeps writing and pinging, and suspends the keepalive deadline until the worker
+//! takes the held frame: the server being behind is not the client's fault. Replays go the
+//! other way, a chunk at a time, read by the worker and written by the IO side.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::task::AtomicWaker;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use thywill_core::protocol::{self, ClientFrame, ErrorCode, ProtocolError, ServerFrame, close};
-use thywill_core::{ConnectionId, Message, RpcError, RpcErrorCode, SessionId};
-use tokio::sync::{Semaphore, mpsc, watch};
+use thywill_core::{Client, ConnectionId, DisconnectReason, Message, RpcError, RpcErrorCode, SessionId};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::node::{ConnHandle, Encoded, Node, Queued, client};
 use crate::socket::{Socket, WsError, WsMessage};
 use crate::streams::Replayed;
 
-/// Concurrent RPC calls per connection; further calls wait (reading pauses).
+/// Concurrent RPC calls per connection; further calls wait (the worker pauses, and the IO
+/// side stops reading once the inbox is full).
 const MAX_PENDING_RPC: usize = 64;
+
+/// Client frames read but not yet taken by the worker, at most.
+const INBOX_FRAMES: usize = 32;
+
+/// Bytes of client frames read but not yet handled by the worker, at most (or one frame of
+/// the configured `max_message_size`, if that is larger).
+const INBOX_BYTES: usize = 256 * 1024;
 
 /// Runs a connection to its end. `cookie` is the handshake's `Cookie` header.
 pub(crate) async fn run(node: Node, mut ws: impl Socket, cookie: Option<String>) {
@@ -64,9 +88,45 @@ pub(crate) async fn unwinding<T>(
     }
 }
 
-/// Why a connection ended: the close code sent to the client (0: none, the socket is gone)
-/// and a reason for logs and metrics.
-type Ending = (u16, &'static str);
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy)]
+struct Ending {
+    /// The close code sent to the client (0: none, the socket is gone).
+    code: u16,
+    /// For logs and the `connections_closed` metric.
+    label: &'static str,
+    /// For the applications' `disconnection` hooks.
+    reason: DisconnectReason,
+}
+
+impl Ending {
+    const fn new(code: u16, label: &'static str, reason: DisconnectReason) -> Self {
+        Self { code, label, reason }
+    }
+
+    const CLOSED_BY_CLIENT: Self = Self::new(0, "closed by client", DisconnectReason::ClosedByClient);
+    const SHUTDOWN: Self = Self::new(
+        close::GOING_AWAY,
+        "server shutting down",
+        DisconnectReason::Shutdown,
+    );
+    const INTERNAL: Self = Self::new(
+        close::INTERNAL_ERROR,
+        "internal error",
+        DisconnectReason::InternalError,
+    );
+    const WRITE_FAILED: Self = Self::new(0, "write failed", DisconnectReason::ConnectionLost);
+    const SLOW_CONSUMER: Self = Self::new(
+        close::SLOW_CONSUMER,
+        "slow consumer",
+        DisconnectReason::SlowConsumer,
+    );
+    const PROTOCOL: Self = Self::new(
+        close::PROTOCOL_ERROR,
+        "protocol violation",
+        DisconnectReason::ProtocolError,
+    );
+}
 
 async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: SessionId) {
     let cfg = &node.inner.config;
@@ -85,27 +145,39 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
     node.inner.register(&conn, &session, handle.clone());
     metrics.connections.inc();
     let me = client(&node, &conn, &session);
-    let mut task = Task {
+    let pipe = Arc::new(Pipe::new(cfg.max_message_size));
+    let worker = Worker {
+        node: node.clone(),
+        handle: handle.clone(),
+        me: me.clone(),
+        pipe: pipe.clone(),
+        inbound: Inbound::default(),
+        rpc_slots: Arc::new(Semaphore::new(MAX_PENDING_RPC)),
+    };
+    let mut io = Io {
         node: &node,
         handle: &handle,
         conn: &conn,
-        session: &session,
         rx,
         killed,
         shutdown,
-        inbound: Inbound::default(),
+        pipe,
+        worker: None,
     };
-    let ending = unwinding(&metrics, "connection task", task.run(&mut ws, &me))
+    let ending = unwinding(&metrics, "connection task", io.run(&mut ws, &me, worker))
         .await
-        .unwrap_or((close::INTERNAL_ERROR, "internal error"));
-    task.end(&mut ws, ending).await;
+        .unwrap_or(Ending::INTERNAL);
+    let worker = io.end(&mut ws, ending).await;
+    // Nothing more is written: what the worker still sends is dropped, not queued.
+    drop(io);
+    drop(ws);
 
-    tracing::debug!(reason = ending.1, code = ending.0, "disconnected");
+    tracing::debug!(reason = ending.label, code = ending.code, "disconnected");
     metrics.connections.dec();
     metrics
         .closed
         .get_or_create(&crate::metrics::ReasonLabel {
-            reason: ending.1.to_owned(),
+            reason: ending.label.to_owned(),
         })
         .inc();
     node.inner.forget_connection(&conn);
@@ -113,33 +185,51 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
     if let Some(Err(e)) = unwinding(&metrics, "tracker", tracker.disconnected(&me)).await {
         tracing::warn!(error = %e, "tracker did not record the disconnection");
     }
+    // The worker finishes the frames read before the end; the disconnection hooks come after
+    // every other hook of the connection.
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     for (app, ctx) in node.inner.apps.values() {
-        unwinding(&metrics, "disconnection hook", app.disconnection(ctx, &me)).await;
+        unwinding(
+            &metrics,
+            "disconnection hook",
+            app.disconnection(ctx, &me, ending.reason),
+        )
+        .await;
     }
 }
 
-/// The state of one connection task.
-struct Task<'a> {
+/// A chunk of a replay, from the worker to the IO side, and how the worker learns it was
+/// written (boxed: a channel allocates room for 32 items, even one of capacity 1).
+type Chunk = (Vec<Replayed>, oneshot::Sender<()>);
+
+/// The IO side of a connection: reads, writes, pings. Never awaits application code.
+struct Io<'a> {
     node: &'a Node,
     handle: &'a Arc<ConnHandle>,
     conn: &'a ConnectionId,
-    session: &'a SessionId,
+    /// The connection's outbound queue.
     rx: mpsc::Receiver<Queued>,
     killed: watch::Receiver<Option<u16>>,
     shutdown: watch::Receiver<bool>,
-    inbound: Inbound,
+    /// Client frames to the worker, replay chunks from it.
+    pipe: Arc<Pipe>,
+    /// The worker, once started: it gives the tab's mark it saved at the end.
+    worker: Option<tokio::task::JoinHandle<Option<u64>>>,
 }
 
-impl Task<'_> {
-    /// Welcomes the client, then reads, writes and pings until the connection ends.
-    async fn run(&mut self, ws: &mut impl Socket, me: &thywill_core::Client) -> Ending {
+impl Io<'_> {
+    /// Welcomes the client, starts the worker, then reads, writes and pings until the
+    /// connection ends.
+    async fn run(&mut self, ws: &mut impl Socket, me: &Client, worker: Worker) -> Ending {
         let node = self.node;
         let cfg = &node.inner.config;
         let metrics = &node.inner.metrics;
         let welcome = ServerFrame::Welcome {
             v: protocol::VERSION,
             connection: self.conn.clone(),
-            session: self.session.clone(),
+            session: me.session.clone(),
             member: node.member().clone(),
             apps: node.applications(),
         };
@@ -151,22 +241,22 @@ impl Task<'_> {
         }
         node.inner.subscribe_to_session_channels(me).await;
         if ws.send(WsMessage::text(welcome.encode())).await.is_err() {
-            return (0, "write failed");
+            return Ending::WRITE_FAILED;
         }
         tracing::debug!("connected");
         metrics.opened.inc();
-        for (app, ctx) in node.inner.apps.values() {
-            app.connection(ctx, me).await;
-        }
+        // The worker runs the `connection` hooks first: every client frame is handled after
+        // them.
+        self.worker = Some(tokio::spawn(worker.run().in_current_span()));
+        let pipe = self.pipe.clone();
 
-        let rpc_slots = Arc::new(Semaphore::new(MAX_PENDING_RPC));
         let mut bad_frames = 0u32;
         let mut bucket = TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst);
         let mut last_heard = Instant::now();
         let mut ping = tokio::time::interval(cfg.keepalive_interval);
         ping.tick().await;
-        let ack_timer = tokio::time::sleep(ACK_DELAY);
-        tokio::pin!(ack_timer);
+        // A frame read while the inbox was full: no more reads until the worker takes it.
+        let mut held: Option<Held> = None;
         let mut written = 0usize;
         loop {
             tokio::select! {
@@ -174,12 +264,17 @@ impl Task<'_> {
                 // client (pongs, messages); client frames are rate-limited (a burst of at most
                 // `rate_burst`, below the queue's bound), so writes cannot starve.
                 biased;
-                _ = self.shutdown.changed() => return (close::GOING_AWAY, "server shutting down"),
+                _ = self.shutdown.changed() => return Ending::SHUTDOWN,
                 _ = self.killed.changed() => return killed_reason(&self.killed),
-                frame = ws.next() => {
+                // The worker ended with the inbox open: a hook panicked.
+                _ = worker_ended(&mut self.worker) => {
+                    self.worker = None;
+                    return Ending::INTERNAL;
+                }
+                frame = ws.next(), if held.is_none() => {
                     last_heard = Instant::now();
                     let msg = match frame {
-                        None => return (0, "closed by client"),
+                        None => return Ending::CLOSED_BY_CLIENT,
                         Some(Err(e)) => return read_error(&e),
                         Some(Ok(msg)) => msg,
                     };
@@ -187,72 +282,26 @@ impl Task<'_> {
                     // a ping flood costs the client its connection, not us memory.
                     if !bucket.take() {
                         tracing::info!("rate limit exceeded");
-                        return (close::RATE_LIMITED, "rate limit exceeded");
+                        return Ending::new(close::RATE_LIMITED, "rate limit exceeded", DisconnectReason::RateLimited);
                     }
                     let text = match &msg {
-                        WsMessage::Close(_) => return (0, "closed by client"),
+                        WsMessage::Close(_) => return Ending::CLOSED_BY_CLIENT,
                         WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => continue,
                         WsMessage::Binary(_) => {
                             tracing::info!("binary frame refused");
-                            return (close::UNSUPPORTED_DATA, "binary frames are not accepted");
+                            return Ending::new(close::UNSUPPORTED_DATA, "binary frames are not accepted", DisconnectReason::ProtocolError);
                         }
                         WsMessage::Text(t) => t.as_str(),
                     };
                     metrics.bytes_in.inc_by(text.len() as u64);
                     match ClientFrame::decode(text, cfg.max_message_size) {
-                        Ok(frame @ (ClientFrame::Hello { .. } | ClientFrame::Resume { .. })) => {
-                            bad_frames = 0;
-                            let streams = match frame {
-                                ClientFrame::Hello { v, tab, streams, .. } => {
-                                    if v != protocol::VERSION {
-                                        self.handle.push_control(self.conn, ServerFrame::Error {
-                                            code: ErrorCode::UnsupportedVersion,
-                                            message: format!("server speaks protocol version {}", protocol::VERSION),
-                                            app: None,
-                                        });
-                                    }
-                                    if let Some(tab) = tab {
-                                        Box::pin(self.inbound.set_tab(node, self.handle, self.session, tab)).await;
-                                    }
-                                    streams
-                                }
-                                ClientFrame::Resume { streams } => streams,
-                                // The arm's pattern admits no other frame.
-                                _ => continue,
-                            };
-                            if let Err(end) = Box::pin(self.replay(ws, streams)).await {
-                                return end;
-                            }
-                        }
                         Ok(frame) => {
                             bad_frames = 0;
-                            if let ClientFrame::Msg { id: Some(id), .. } = &frame {
-                                let new = self.inbound.admit(*id);
-                                // Duplicates are acknowledged again: the client still has them.
-                                if !self.inbound.ack_due {
-                                    self.inbound.ack_due = true;
-                                    ack_timer.as_mut().reset(tokio::time::Instant::now() + ACK_DELAY);
-                                }
-                                if !new {
-                                    tracing::debug!(id, "duplicate client message dropped");
-                                    metrics.duplicates_dropped.inc();
-                                    continue;
-                                }
-                            }
-                            handle_frame(node, self.handle, self.conn, self.session, frame, &rpc_slots).await;
-                            // Reads go first, but a client whose own frames fill its queue
-                            // (answers, skips) is written to before it is read again.
-                            while self.rx.len() > cfg.outbound_queue / 2 {
-                                let Ok(frame) = self.rx.try_recv() else { break };
-                                let write = ws.send(WsMessage::text(self.taken(frame)));
-                                if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
-                                    return end;
-                                }
-                            }
+                            held = pipe.try_send(frame, text.len()).err();
                         }
                         Err(ProtocolError::TooBig { size, limit }) => {
                             tracing::info!(size, limit, "message too big");
-                            return (close::MESSAGE_TOO_BIG, "message too big");
+                            return Ending::new(close::MESSAGE_TOO_BIG, "message too big", DisconnectReason::ProtocolError);
                         }
                         Err(e) => {
                             bad_frames += 1;
@@ -263,26 +312,47 @@ impl Task<'_> {
                                 app: None,
                             });
                             if bad_frames > cfg.max_bad_frames {
-                                return (close::TOO_MANY_BAD_FRAMES, "too many malformed frames");
+                                return Ending::new(close::TOO_MANY_BAD_FRAMES, "too many malformed frames", DisconnectReason::ProtocolError);
                             }
                         }
                     }
+                    // Reads go first, but a client whose own frames fill its queue (answers,
+                    // skips) is written to before it is read again.
+                    while self.rx.len() > cfg.outbound_queue / 2 {
+                        let Ok(frame) = self.rx.try_recv() else { break };
+                        let write = ws.send(WsMessage::text(self.taken(frame)));
+                        if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
+                            return end;
+                        }
+                    }
                 }
-                // Timers before writes: a connection busy writing still pings (and a
-                // client that only answers pings is still heard) and acknowledges.
-                () = &mut ack_timer, if self.inbound.ack_due => {
-                    self.inbound.ack_due = false;
-                    send_ack(node, self.handle, self.conn, self.inbound.key.clone(), self.inbound.mark);
+                () = pipe.room(held.as_ref().map_or(0, |h| h.cost)), if held.is_some() => {
+                    if let Some(held) = held.take() {
+                        pipe.push(*held.frame, held.cost);
+                    }
+                    // The server caught up: the client's keepalive deadline runs again from now.
+                    last_heard = Instant::now();
                 }
+                // Timers before writes: a connection busy writing still pings (and a client
+                // that only answers pings is still heard).
                 _ = ping.tick() => {
-                    if last_heard.elapsed() > cfg.keepalive_timeout {
+                    // Not while a frame is held: the client's pongs wait behind it unread, and
+                    // the server, not the client, is behind.
+                    if held.is_none() && last_heard.elapsed() > cfg.keepalive_timeout {
                         tracing::info!("keepalive timeout");
-                        return (close::KEEPALIVE_TIMEOUT, "keepalive timeout");
+                        return Ending::new(close::KEEPALIVE_TIMEOUT, "keepalive timeout", DisconnectReason::KeepaliveTimeout);
                     }
                     let write = ws.send(WsMessage::Ping(Default::default()));
                     if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
                         return end;
                     }
+                }
+                (items, done) = pipe.chunk() => {
+                    let write = Box::pin(write_chunk(ws, &mut self.rx, self.handle, items));
+                    if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
+                        return end;
+                    }
+                    let _ = done.send(());
                 }
                 out = self.rx.recv() => match out {
                     Some(frame) => {
@@ -299,9 +369,8 @@ impl Task<'_> {
                             tokio::task::yield_now().await;
                         }
                     }
-                    None => return (close::INTERNAL_ERROR, "queue closed"),
+                    None => return Ending::INTERNAL,
                 },
-
             }
         }
     }
@@ -311,21 +380,307 @@ impl Task<'_> {
         taken(self.handle, frame)
     }
 
-    /// Answers `hello` / `resume`: the streams' missed messages, read and written in bounded
-    /// chunks (after the frames queued before each chunk, keeping sequence numbers in
-    /// order), within [`REPLAY_TIME`] in all.
-    async fn replay(
+    /// Ends the connection: the worker gets no more frames and no replay is written; the
+    /// worker saves the tab's mark (awaited, bounded, when a close frame is to be sent), then
+    /// the socket is closed politely (bounded) with `ending`. Returns the worker if it is
+    /// still running.
+    async fn end(
         &mut self,
         ws: &mut impl Socket,
-        streams: std::collections::BTreeMap<String, thywill_core::Offset>,
-    ) -> Result<(), Ending> {
-        let node = self.node;
-        let limit = node.inner.config.keepalive_timeout;
-        let (lost, mut resumes) = node.inner.resumes(self.conn, self.session, streams);
+        ending: Ending,
+    ) -> Option<tokio::task::JoinHandle<Option<u64>>> {
+        self.pipe.close();
+        let mut worker = self.worker.take();
+        if ending.code == 0 {
+            return worker;
+        }
+        // The tab's mark before the close: a client told to reconnect must find it on
+        // whichever member it reaches next (and is then told, with a last `ack`, that nothing
+        // needs resending).
+        let mut acked = None;
+        if let Some(running) = worker.as_mut() {
+            match tokio::time::timeout(CLOSING_TIME, running).await {
+                Ok(saved) => {
+                    acked = saved.ok().flatten();
+                    worker = None;
+                }
+                Err(_) => {
+                    tracing::warn!("the connection's work did not finish in time: closing without a last ack")
+                }
+            }
+        }
+        // Bounded: a client that does not read gets no more than two seconds of our time.
+        let cfg = &self.node.inner.config;
+        let closing = Box::pin(close_with(ws, &mut self.rx, cfg, ending, acked));
+        let _ = tokio::time::timeout(CLOSING_TIME, closing).await;
+        worker
+    }
+}
+
+/// What passes between a connection's IO side and its worker: client frames one way, in a
+/// bounded inbox (in frames and bytes), replay chunks the other, one at a time (the worker
+/// waits for each to be written before it reads the next). Holds no buffer while idle.
+struct Pipe {
+    state: std::sync::Mutex<PipeState>,
+    /// The IO side, waiting for room in the inbox or for a replay chunk.
+    io: AtomicWaker,
+    /// The worker, waiting for a frame.
+    worker: AtomicWaker,
+    /// The inbox's bound in bytes.
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct PipeState {
+    /// Frames for the worker, each with what it costs the byte bound.
+    inbox: std::collections::VecDeque<(ClientFrame, usize)>,
+    /// Bytes of the frames in the inbox and of the one being handled.
+    bytes: usize,
+    /// The IO side waits for room.
+    waiting: bool,
+    /// The IO side ended: no more frames (those in the inbox are still handled), no more
+    /// replay chunks.
+    closed: bool,
+    /// A replay chunk to write.
+    chunk: Option<Chunk>,
+}
+
+/// A frame read while the inbox was full (boxed: rarely there), and what it costs.
+struct Held {
+    frame: Box<ClientFrame>,
+    cost: usize,
+}
+
+impl Pipe {
+    /// A pipe whose inbox holds at least one frame of `max_message_size`.
+    fn new(max_message_size: usize) -> Self {
+        Self {
+            state: std::sync::Mutex::default(),
+            io: AtomicWaker::new(),
+            worker: AtomicWaker::new(),
+            max_bytes: INBOX_BYTES.max(max_message_size),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, PipeState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn fits(&self, state: &PipeState, cost: usize) -> bool {
+        state.inbox.len() < INBOX_FRAMES && state.bytes + cost <= self.max_bytes
+    }
+
+    /// IO side: puts a frame read as `len` bytes in the inbox if there is room; gives it back
+    /// if not.
+    fn try_send(&self, frame: ClientFrame, len: usize) -> Result<(), Held> {
+        // A frame larger than the bound (never, with the default limits) takes all of it.
+        let cost = len.clamp(1, self.max_bytes);
+        if !self.fits(&self.state(), cost) {
+            return Err(Held {
+                frame: Box::new(frame),
+                cost,
+            });
+        }
+        self.push(frame, cost);
+        Ok(())
+    }
+
+    /// IO side: completes when a frame of `cost` fits in the inbox.
+    async fn room(&self, cost: usize) {
+        std::future::poll_fn(|cx| {
+            self.io.register(cx.waker());
+            let mut state = self.state();
+            if self.fits(&state, cost) {
+                state.waiting = false;
+                std::task::Poll::Ready(())
+            } else {
+                state.waiting = true;
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    /// IO side: puts a frame in the inbox (which has room: only the IO side adds frames).
+    fn push(&self, frame: ClientFrame, cost: usize) {
+        {
+            let mut state = self.state();
+            state.bytes += cost;
+            state.inbox.push_back((frame, cost));
+        }
+        self.worker.wake();
+    }
+
+    /// IO side: the next replay chunk to write.
+    async fn chunk(&self) -> Chunk {
+        std::future::poll_fn(|cx| {
+            self.io.register(cx.waker());
+            match self.state().chunk.take() {
+                Some(chunk) => std::task::Poll::Ready(chunk),
+                None => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// IO side: the connection ends. The worker handles the frames in the inbox, then stops;
+    /// a chunk not yet written is dropped, which tells the worker.
+    fn close(&self) {
+        {
+            let mut state = self.state();
+            state.closed = true;
+            state.chunk = None;
+        }
+        self.worker.wake();
+    }
+
+    /// Worker: the next frame and its cost; `None` once the IO side closed the pipe and the
+    /// inbox is empty.
+    async fn next(&self) -> Option<(ClientFrame, usize)> {
+        std::future::poll_fn(|cx| {
+            self.worker.register(cx.waker());
+            let mut state = self.state();
+            match state.inbox.pop_front() {
+                Some(work) => std::task::Poll::Ready(Some(work)),
+                None if state.closed => std::task::Poll::Ready(None),
+                None => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Worker: a frame of `cost` was handled; its bytes are free again.
+    fn handled(&self, cost: usize) {
+        let waiting = {
+            let mut state = self.state();
+            state.bytes = state.bytes.saturating_sub(cost);
+            state.waiting
+        };
+        if waiting {
+            self.io.wake();
+        }
+    }
+
+    /// Worker: hands a replay chunk to the IO side; false if it writes no more replays, or
+    /// still has a chunk (one the worker gave up waiting for).
+    fn put(&self, chunk: Chunk) -> bool {
+        {
+            let mut state = self.state();
+            if state.closed || state.chunk.is_some() {
+                return false;
+            }
+            state.chunk = Some(chunk);
+        }
+        self.io.wake();
+        true
+    }
+}
+
+/// The application side of a connection: its hooks, RPC dispatch, the tab's mark, replays.
+/// Runs on a task of its own, one client frame at a time, in order.
+struct Worker {
+    node: Node,
+    handle: Arc<ConnHandle>,
+    me: Client,
+    pipe: Arc<Pipe>,
+    inbound: Inbound,
+    rpc_slots: Arc<Semaphore>,
+}
+
+impl Worker {
+    /// Runs the `connection` hooks, then handles frames until the IO side closes the inbox
+    /// (the frames already in it are handled) or a hook panics; then saves the tab's mark.
+    /// Gives the mark if it was saved.
+    async fn run(mut self) -> Option<u64> {
+        let metrics = self.node.inner.metrics.clone();
+        // After a panic too: the tab's mark is saved, then the IO side sees the worker end
+        // with its inbox open and closes with 1011.
+        unwinding(&metrics, "connection hook", self.work()).await;
+        let key = self.inbound.key.as_ref()?;
+        let mark = self.inbound.mark;
+        (mark > 0 && save_mark(&self.node, key, mark).await).then_some(mark)
+    }
+
+    async fn work(&mut self) {
+        for (app, ctx) in self.node.inner.apps.values() {
+            app.connection(ctx, &self.me).await;
+        }
+        // Only while an acknowledgement is due (an idle connection holds no timer).
+        let mut ack_timer = None;
+        loop {
+            tokio::select! {
+                biased;
+                () = expiry(&mut ack_timer), if self.inbound.ack_due => {
+                    self.inbound.ack_due = false;
+                    ack_timer = None;
+                    send_ack(&self.node, &self.handle, &self.me.connection, self.inbound.key.clone(), self.inbound.mark);
+                }
+                work = self.pipe.next() => {
+                    let Some((frame, cost)) = work else { return };
+                    let mut duplicate = false;
+                    if let ClientFrame::Msg { id: Some(id), .. } = &frame {
+                        duplicate = !self.inbound.admit(*id);
+                        // Duplicates are acknowledged again: the client still has them.
+                        if !self.inbound.ack_due {
+                            self.inbound.ack_due = true;
+                            ack_timer = Some(Box::pin(tokio::time::sleep(ACK_DELAY)));
+                        }
+                        if duplicate {
+                            tracing::debug!(id, "duplicate client message dropped");
+                            self.node.inner.metrics.duplicates_dropped.inc();
+                        }
+                    }
+                    if !duplicate {
+                        // Boxed: the worker of an idle connection stays small.
+                        Box::pin(self.handle_frame(frame)).await;
+                    }
+                    // Its bytes count against the inbox until it is handled.
+                    self.pipe.handled(cost);
+                }
+            }
+        }
+    }
+
+    async fn handle_frame(&mut self, frame: ClientFrame) {
+        let node = &self.node;
+        let conn = &self.me.connection;
+        let streams = match frame {
+            ClientFrame::Hello { v, tab, streams, .. } => {
+                if v != protocol::VERSION {
+                    self.handle.push_control(
+                        conn,
+                        ServerFrame::Error {
+                            code: ErrorCode::UnsupportedVersion,
+                            message: format!("server speaks protocol version {}", protocol::VERSION),
+                            app: None,
+                        },
+                    );
+                }
+                if let Some(tab) = tab {
+                    Box::pin(self.inbound.set_tab(node, &self.handle, &self.me.session, tab)).await;
+                }
+                streams
+            }
+            ClientFrame::Resume { streams } => streams,
+            other => {
+                handle_frame(node, &self.handle, conn, &self.me.session, other, &self.rpc_slots).await;
+                return;
+            }
+        };
+        Box::pin(self.replay(streams)).await;
+    }
+
+    /// Answers `hello` / `resume`: the streams' missed messages, read in bounded chunks and
+    /// handed one at a time to the IO side, which writes each after the frames queued before
+    /// it (keeping sequence numbers in order); within [`REPLAY_TIME`] in all.
+    async fn replay(&self, streams: std::collections::BTreeMap<String, thywill_core::Offset>) {
+        let node = &self.node;
+        let (lost, mut resumes) = node.inner.resumes(&self.me.connection, &self.me.session, streams);
         let deadline = tokio::time::Instant::now() + REPLAY_TIME;
-        if !lost.is_empty() {
-            let write = Box::pin(write_chunk(ws, &mut self.rx, self.handle, lost));
-            bounded(write, &mut self.killed, &mut self.shutdown, limit).await?;
+        if !self.pass(lost, deadline).await {
+            return;
         }
         let tab = self.inbound.tab.clone();
         for resume in &mut resumes {
@@ -333,33 +688,50 @@ impl Task<'_> {
                 let read = node.inner.chunk(resume, tab.as_deref());
                 let Ok(items) = tokio::time::timeout_at(deadline, read).await else {
                     tracing::warn!("replay took too long: the rest is left to the client's next resume");
-                    return Ok(());
+                    return;
                 };
-                let write = Box::pin(write_chunk(ws, &mut self.rx, self.handle, items));
-                bounded(write, &mut self.killed, &mut self.shutdown, limit).await?;
+                if !self.pass(items, deadline).await {
+                    return;
+                }
             }
         }
-        Ok(())
     }
 
-    /// Saves the tab's mark and closes the socket politely (bounded) with `ending`.
-    async fn end(&mut self, ws: &mut impl Socket, ending: Ending) {
-        // The tab's mark before anything else: a client told to reconnect must find it on
-        // whichever member it reaches next (and is then told, with a last `ack`, that nothing
-        // needs resending).
-        let mut acked = None;
-        if let Some(key) = &self.inbound.key
-            && self.inbound.mark > 0
-            && save_mark(self.node, key, self.inbound.mark).await
-        {
-            acked = Some(self.inbound.mark);
+    /// Has the IO side write a chunk and waits until it is written; false when the replay
+    /// must stop (the connection is ending, or the deadline passed).
+    async fn pass(&self, items: Vec<Replayed>, deadline: tokio::time::Instant) -> bool {
+        if items.is_empty() {
+            return true;
         }
-        if ending.0 != 0 {
-            // Bounded: a client that does not read gets no more than two seconds of our time.
-            let cfg = &self.node.inner.config;
-            let closing = Box::pin(close_with(ws, &mut self.rx, cfg, ending, acked));
-            let _ = tokio::time::timeout(CLOSING_TIME, closing).await;
+        let (done, written) = oneshot::channel();
+        if !self.pipe.put((items, done)) {
+            return false;
         }
+        match tokio::time::timeout_at(deadline, written).await {
+            Ok(written) => written.is_ok(),
+            Err(_) => {
+                tracing::warn!("replay took too long: the rest is left to the client's next resume");
+                false
+            }
+        }
+    }
+}
+
+/// Completes when `timer` (if set) expires.
+async fn expiry(timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes when the worker (if started) has ended.
+async fn worker_ended(worker: &mut Option<tokio::task::JoinHandle<Option<u64>>>) {
+    match worker {
+        Some(running) => {
+            let _ = running.await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -404,15 +776,10 @@ async fn write_chunk(
 
 /// The ending a kill asks for.
 fn killed_reason(killed: &watch::Receiver<Option<u16>>) -> Ending {
-    let code = (*killed.borrow()).unwrap_or(close::INTERNAL_ERROR);
-    (
-        code,
-        if code == close::SLOW_CONSUMER {
-            "slow consumer"
-        } else {
-            "closed by server"
-        },
-    )
+    match (*killed.borrow()).unwrap_or(close::INTERNAL_ERROR) {
+        close::SLOW_CONSUMER => Ending::SLOW_CONSUMER,
+        code => Ending::new(code, "closed by server", DisconnectReason::ClosedByServer),
+    }
 }
 
 /// The ending a failed read asks for: 1009 for a frame over the size limit, 1007 for text
@@ -423,20 +790,30 @@ fn read_error(e: &WsError) -> Ending {
     match ws_error(e) {
         Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
             tracing::info!(error = %e, "message too big");
-            (close::MESSAGE_TOO_BIG, "message too big")
+            Ending::new(
+                close::MESSAGE_TOO_BIG,
+                "message too big",
+                DisconnectReason::ProtocolError,
+            )
         }
         Some(WsError::Utf8(_)) => {
             tracing::info!(error = %e, "text frame is not UTF-8");
-            (close::INVALID_PAYLOAD, "invalid UTF-8")
+            Ending::new(
+                close::INVALID_PAYLOAD,
+                "invalid UTF-8",
+                DisconnectReason::ProtocolError,
+            )
         }
-        Some(WsError::Protocol(WsProtocol::ResetWithoutClosingHandshake)) => (0, "closed by client"),
+        Some(WsError::Protocol(WsProtocol::ResetWithoutClosingHandshake)) => {
+            Ending::new(0, "closed by client", DisconnectReason::ConnectionLost)
+        }
         Some(WsError::Protocol(p)) => {
             tracing::info!(error = %p, "websocket protocol violation");
-            (close::PROTOCOL_ERROR, "protocol violation")
+            Ending::PROTOCOL
         }
         _ => {
             tracing::debug!(error = %e, "read failed");
-            (0, "read failed")
+            Ending::new(0, "read failed", DisconnectReason::ConnectionLost)
         }
     }
 }
@@ -473,7 +850,7 @@ async fn handle_frame(
     rpc_slots: &Arc<Semaphore>,
 ) {
     match frame {
-        // Handled by the connection loop, which writes replays itself.
+        // Handled by the worker, which has replays written.
         ClientFrame::Hello { .. } | ClientFrame::Resume { .. } => {}
         ClientFrame::Msg { app, data, meta, .. } => match node.inner.apps.get(&app) {
             Some((a, ctx)) => {
@@ -698,15 +1075,15 @@ async fn bounded<T>(
     killed: &mut watch::Receiver<Option<u16>>,
     shutdown: &mut watch::Receiver<bool>,
     limit: std::time::Duration,
-) -> Result<(), (u16, &'static str)> {
+) -> Result<(), Ending> {
     tokio::select! {
         biased;
-        written = write => written.map(|_| ()).map_err(|_| (0, "write failed")),
+        written = write => written.map(|_| ()).map_err(|_| Ending::WRITE_FAILED),
         _ = killed.changed() => Err(killed_reason(killed)),
-        _ = shutdown.changed() => Err((close::GOING_AWAY, "server shutting down")),
+        _ = shutdown.changed() => Err(Ending::SHUTDOWN),
         () = tokio::time::sleep(limit) => {
             tracing::info!("write stalled: closing slow consumer");
-            Err((close::SLOW_CONSUMER, "slow consumer"))
+            Err(Ending::SLOW_CONSUMER)
         }
     }
 }
@@ -720,7 +1097,7 @@ async fn close_with(
     reason: Ending,
     acked: Option<u64>,
 ) {
-    if reason.0 == close::GOING_AWAY {
+    if reason.code == close::GOING_AWAY {
         while let Ok(frame) = rx.try_recv() {
             if ws.feed(WsMessage::text(frame.into_text())).await.is_err() {
                 break;
@@ -739,7 +1116,7 @@ async fn close_with(
             .feed(WsMessage::text(ServerFrame::Reconnect { after_ms }.encode()))
             .await;
     }
-    let _ = ws.send(crate::socket::close(reason.0, reason.1)).await;
+    let _ = ws.send(crate::socket::close(reason.code, reason.label)).await;
     let _ = SinkExt::close(ws).await;
     // The closing handshake: wait (bounded by the caller) for the client's close frame or
     // its end of stream, discarding what it still sends, so that the socket is not reset with
@@ -786,7 +1163,61 @@ impl TokenBucket {
 
 #[cfg(test)]
 mod tests {
-    use super::TokenBucket;
+    use futures_util::FutureExt;
+    use thywill_core::protocol::ClientFrame;
+
+    use super::{INBOX_BYTES, INBOX_FRAMES, Pipe, TokenBucket};
+
+    fn frame() -> ClientFrame {
+        ClientFrame::Resume {
+            streams: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_inbox_is_bounded_in_bytes_until_frames_are_handled() {
+        let pipe = Pipe::new(1024);
+        let third = INBOX_BYTES / 3;
+        for _ in 0..3 {
+            assert!(pipe.try_send(frame(), third).is_ok());
+        }
+        let Err(held) = pipe.try_send(frame(), third) else {
+            panic!("a fourth third of the byte bound was admitted");
+        };
+        // Taken by the worker, not yet handled: its bytes still count.
+        let Some(Some((_, cost))) = pipe.next().now_or_never() else {
+            panic!("no frame for the worker");
+        };
+        assert!(
+            pipe.room(held.cost).now_or_never().is_none(),
+            "room before a frame was handled"
+        );
+        pipe.handled(cost);
+        assert!(
+            pipe.room(held.cost).now_or_never().is_some(),
+            "no room after a frame was handled"
+        );
+        pipe.push(*held.frame, held.cost);
+        // Closed: the frames read are still handled, then the worker stops.
+        pipe.close();
+        for _ in 0..3 {
+            assert!(matches!(pipe.next().now_or_never(), Some(Some(_))));
+        }
+        assert!(matches!(pipe.next().now_or_never(), Some(None)));
+    }
+
+    #[tokio::test]
+    async fn the_inbox_is_bounded_in_frames_and_takes_a_message_of_any_allowed_size() {
+        let pipe = Pipe::new(1024);
+        for _ in 0..INBOX_FRAMES {
+            assert!(pipe.try_send(frame(), 1).is_ok());
+        }
+        assert!(pipe.try_send(frame(), 1).is_err());
+        // A `max_message_size` above the byte bound raises it to one such message.
+        let pipe = Pipe::new(4 * INBOX_BYTES);
+        assert!(pipe.try_send(frame(), 4 * INBOX_BYTES).is_ok());
+        assert!(pipe.try_send(frame(), 1).is_err());
+    }
 
     #[test]
     fn the_bucket_allows_the_burst_then_refuses() {

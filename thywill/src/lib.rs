@@ -133,6 +133,7 @@ pub mod privileges;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use thywill_core::DisconnectReason;
 /// The largest data one application keeps in one session (see
 /// [`AppContext::set_session_data`]).
 pub use thywill_core::MAX_APP_SESSION_DATA;

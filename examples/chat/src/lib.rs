@@ -38,6 +38,7 @@ use fred::types::{ClusterHash, CustomCommand, Value as RedisValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use thywill::DisconnectReason;
 use thywill::config::Backend;
 use thywill::core::{BoxFuture, CoreError, CoreResult};
 use thywill::resources::embed;
@@ -427,7 +428,7 @@ impl Application for Chat {
         }
     }
 
-    async fn disconnection(&self, ctx: &AppContext, client: &Client) {
+    async fn disconnection(&self, ctx: &AppContext, client: &Client, _reason: DisconnectReason) {
         if !ctx.is_session_connected(&client.session).await.unwrap_or(false) {
             let first = self
                 .away

@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use thywill::DisconnectReason;
 use thywill::resources::{ScriptValues, embed};
 use thywill::{
     AppContext, AppTask, Application, Builder, ChannelId, Client, CoreError, Entry, Manifest, MemberClients,
@@ -245,7 +246,7 @@ impl Application for Display {
         }
     }
 
-    async fn disconnection(&self, ctx: &AppContext, client: &Client) {
+    async fn disconnection(&self, ctx: &AppContext, client: &Client, _reason: DisconnectReason) {
         let _ = self
             .local
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));

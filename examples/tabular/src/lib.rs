@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use thywill::DisconnectReason;
 use thywill::resources::embed;
 use thywill::{
     AppContext, Application, Builder, Client, ConnectionId, Entry, Manifest, Message, ResourceKind,
@@ -200,9 +201,9 @@ impl Application for Tabular {
         }
     }
 
-    async fn disconnection(&self, _ctx: &AppContext, client: &Client) {
+    async fn disconnection(&self, _ctx: &AppContext, client: &Client, reason: DisconnectReason) {
         if self.streams.stop(&client.connection) {
-            tracing::debug!(connection = %client.connection, "stream stopped: disconnected");
+            tracing::debug!(connection = %client.connection, %reason, "stream stopped: disconnected");
         }
     }
 }

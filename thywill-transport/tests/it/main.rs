@@ -8,6 +8,7 @@ mod channel_events;
 mod channels;
 mod client_js;
 mod client_load;
+mod connection;
 mod delivery;
 mod errors;
 mod hostile;

@@ -86,6 +86,15 @@ impl Fixture {
     ) -> anyhow::Result<Fixture> {
         let applications: Vec<(ApplicationId, Arc<dyn DynApplication>)> =
             vec![("echo".into(), Arc::new(Echo)), ("shout".into(), Arc::new(Shout))];
+        Self::start_apps(config, sessions, applications).await
+    }
+
+    /// A node running `applications`.
+    pub(crate) async fn start_apps(
+        config: TransportConfig,
+        sessions: Option<Sessions>,
+        applications: Vec<(ApplicationId, Arc<dyn DynApplication>)>,
+    ) -> anyhow::Result<Fixture> {
         let resources = Arc::new(MemoryResources::new());
         resources
             .store(Resource::new("/t/", "<!doctype html><title>t</title>").with_kind(ResourceKind::Html))

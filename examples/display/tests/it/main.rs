@@ -38,10 +38,14 @@ async fn next(c: &mut WsClient) -> anyhow::Result<Value> {
     }
 }
 
-/// The next message satisfying `pred`, skipping others.
+/// The next message satisfying `pred`, skipping others, within the testkit's timeout in all
+/// (members keep talking: connection counts arrive every second).
 async fn next_where(c: &mut WsClient, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + thywill_testkit::TIMEOUT;
     loop {
-        let d = next(c).await?;
+        let d = tokio::time::timeout_at(deadline, next(c))
+            .await
+            .map_err(|_| anyhow::anyhow!("the awaited display message never came"))??;
         if pred(&d) {
             return Ok(d);
         }
@@ -83,15 +87,19 @@ async fn connections_and_disconnections_are_shown_on_every_member() -> anyhow::R
     // A connection to beta: alpha's client sees beta's announcement, and alpha's own remark.
     let mut on_beta = WsClient::connect(&beta_url).await?;
     let other = on_beta.connection.to_string();
-    next_where(&mut on_alpha, |d| {
-        *d == json!({"type": "connection", "connectionId": other, "clusterMemberId": "beta"})
-    })
-    .await?;
+    // Two members speak here, in no set order: beta announces its connection, and alpha's
+    // tracker hook remarks on it.
+    let announcement = json!({"type": "connection", "connectionId": other, "clusterMemberId": "beta"});
     let remark = format!("{other} connected to beta.");
-    next_where(&mut on_alpha, |d| {
-        d["type"] == "text" && d["text"] == remark && d["clusterMemberId"] == "alpha"
-    })
-    .await?;
+    let (mut announced, mut remarked) = (false, false);
+    let deadline = tokio::time::Instant::now() + thywill_testkit::TIMEOUT;
+    while !(announced && remarked) {
+        let d = tokio::time::timeout_at(deadline, next(&mut on_alpha))
+            .await
+            .map_err(|_| anyhow::anyhow!("announced {announced}, remarked {remarked}"))??;
+        announced |= d == announcement;
+        remarked |= d["type"] == "text" && d["text"] == remark && d["clusterMemberId"] == "alpha";
+    }
     let list = next(&mut on_beta).await?;
     assert_eq!(
         list["connections"]["alpha"],

@@ -1,0 +1,270 @@
+//! The two sides of a connection: application hooks that take their time never cost a healthy
+//! client its connection (the IO side keeps reading, writing and pinging), frames are still
+//! handled one at a time and in order, and the disconnection hooks are told why.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use thywill_core::protocol::{ServerFrame, close};
+use thywill_core::{
+    AppContext, Application, ApplicationId, Client, ConnectionId, DisconnectReason, DynApplication, Message,
+};
+use thywill_testkit::{TIMEOUT, WsClient};
+use thywill_transport::TransportConfig;
+use tokio::sync::{Semaphore, watch};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::support::{Echo, Fixture};
+
+/// Echoes every message. `{"hold": …}` first waits, in the hook, until the test opens the
+/// gate; `{"panic": true}` panics. Every disconnection is recorded with its reason.
+#[derive(Clone)]
+struct Gated {
+    gate: Arc<Semaphore>,
+    /// Hooks that reached the gate so far.
+    reached: watch::Sender<usize>,
+    /// Connections gone, with their reasons, in order.
+    gone: watch::Sender<Vec<(ConnectionId, DisconnectReason)>>,
+}
+
+impl Application for Gated {
+    async fn received(&self, ctx: &AppContext, client: &Client, message: Message) {
+        if message.data.get("panic").is_some() {
+            panic!("the application was asked to panic");
+        }
+        if message.data.get("hold").is_some() {
+            self.reached.send_modify(|n| *n += 1);
+            if let Ok(permit) = self.gate.acquire().await {
+                permit.forget();
+            }
+        }
+        let _ = ctx.send_to_connection(&client.connection, message).await;
+    }
+
+    async fn disconnection(&self, _ctx: &AppContext, client: &Client, reason: DisconnectReason) {
+        self.gone
+            .send_modify(|gone| gone.push((client.connection.clone(), reason)));
+    }
+}
+
+impl Gated {
+    /// A node running a gated application (`gated`) and the support's `echo`.
+    async fn start(config: TransportConfig) -> anyhow::Result<(Fixture, Gated)> {
+        let gated = Gated {
+            gate: Arc::new(Semaphore::new(0)),
+            reached: watch::Sender::new(0),
+            gone: watch::Sender::new(Vec::new()),
+        };
+        let apps: Vec<(ApplicationId, Arc<dyn DynApplication>)> = vec![
+            ("gated".into(), Arc::new(gated.clone())),
+            ("echo".into(), Arc::new(Echo)),
+        ];
+        Ok((Fixture::start_apps(config, None, apps).await?, gated))
+    }
+
+    /// Waits until `n` hooks have reached the gate.
+    async fn reached(&self, n: usize) -> anyhow::Result<()> {
+        let mut reached = self.reached.subscribe();
+        tokio::time::timeout(TIMEOUT, reached.wait_for(|r| *r >= n)).await??;
+        Ok(())
+    }
+
+    /// Lets one held hook go on.
+    fn open(&self) {
+        self.gate.add_permits(1);
+    }
+
+    /// The reason the disconnection hook was given for `conn` (waits for it).
+    async fn reason(&self, conn: &ConnectionId) -> anyhow::Result<DisconnectReason> {
+        let mut gone = self.gone.subscribe();
+        let gone = tokio::time::timeout(TIMEOUT, gone.wait_for(|g| g.iter().any(|(c, _)| c == conn)))
+            .await
+            .map_err(|_| anyhow::anyhow!("no disconnection hook ran for {conn}"))??;
+        gone.iter()
+            .find(|(c, _)| c == conn)
+            .map(|(_, reason)| *reason)
+            .ok_or_else(|| anyhow::anyhow!("no reason for {conn}"))
+    }
+}
+
+const INTERVAL: Duration = Duration::from_millis(50);
+const KEEPALIVE: Duration = Duration::from_millis(250);
+
+fn quick_keepalive() -> anyhow::Result<TransportConfig> {
+    Ok(TransportConfig::default()
+        .with_base_path("/t")?
+        .with_keepalive(INTERVAL, KEEPALIVE)?)
+}
+
+/// Reads for `period`, as a live client does (its library answers the server's pings as it
+/// reads): the server's pings counted, whether a pong carrying `pong` came back. Anything else
+/// (a message, a close) fails.
+async fn only_pings_for(c: &mut WsClient, period: Duration, pong: &[u8]) -> anyhow::Result<(usize, bool)> {
+    let until = tokio::time::Instant::now() + period;
+    let (mut pings, mut ponged) = (0, false);
+    loop {
+        match tokio::time::timeout_at(until, c.raw().next()).await {
+            Err(_) => return Ok((pings, ponged)),
+            Ok(Some(Ok(WsMessage::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(WsMessage::Pong(p)))) => ponged |= p.as_ref() == pong,
+            Ok(other) => anyhow::bail!("unexpected while the hook is held: {other:?}"),
+        }
+    }
+}
+
+/// The reason given for a client the server closed, once the client is gone too (it does not
+/// answer the close frame: the server would wait for that a moment).
+async fn gone(c: WsClient, gated: &Gated) -> anyhow::Result<DisconnectReason> {
+    let conn = c.connection.clone();
+    drop(c);
+    gated.reason(&conn).await
+}
+
+/// The data of the next application message.
+async fn next_data(c: &mut WsClient) -> anyhow::Result<Value> {
+    match c.recv().await? {
+        ServerFrame::Msg { data, .. } => Ok(data),
+        other => anyhow::bail!("expected a message, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_hook_held_past_the_keepalive_timeout_does_not_cost_a_healthy_client_its_connection()
+-> anyhow::Result<()> {
+    let (fx, gated) = Gated::start(quick_keepalive()?).await?;
+    let mut c = WsClient::connect(&fx.ws_url()).await?;
+    c.send("gated", json!({"hold": 0})).await?;
+    gated.reached(1).await?;
+    for n in 1..=3 {
+        c.send("gated", json!(n)).await?;
+    }
+    // The hook waits (as on an unreachable store) for four keepalive timeouts; the IO side
+    // still reads: it answers the client's ping and hears the pongs to its own.
+    c.raw().send(WsMessage::Ping(b"there?".to_vec().into())).await?;
+    let (pings, ponged) = only_pings_for(&mut c, 4 * KEEPALIVE, b"there?").await?;
+    anyhow::ensure!(ponged, "the client's ping was not answered while a hook was held");
+    anyhow::ensure!(pings >= 4, "the server sent {pings} pings while a hook was held");
+    assert_eq!(fx.node.connection_count(), 1);
+    gated.open();
+    assert_eq!(next_data(&mut c).await?, json!({"hold": 0}));
+    for n in 1..=3 {
+        assert_eq!(next_data(&mut c).await?, json!(n), "handled in order");
+    }
+    c.send("gated", json!("still here")).await?;
+    assert_eq!(next_data(&mut c).await?, json!("still here"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_full_inbox_stops_reading_but_neither_drops_frames_nor_times_the_client_out() -> anyhow::Result<()>
+{
+    let (fx, gated) = Gated::start(quick_keepalive()?).await?;
+    let mut c = WsClient::connect(&fx.ws_url()).await?;
+    c.send("gated", json!({"hold": 0})).await?;
+    gated.reached(1).await?;
+    // Far more than the inbox holds: the IO side holds one frame and reads no more (the rest
+    // wait in the socket), while the client goes on answering pings.
+    const SENT: u64 = 200;
+    for n in 1..SENT {
+        c.send("gated", json!(n)).await?;
+    }
+    let (pings, _) = only_pings_for(&mut c, 4 * KEEPALIVE, b"").await?;
+    anyhow::ensure!(
+        pings >= 4,
+        "the server sent {pings} pings while its inbox was full"
+    );
+    assert_eq!(fx.node.connection_count(), 1);
+    gated.open();
+    assert_eq!(next_data(&mut c).await?, json!({"hold": 0}));
+    for n in 1..SENT {
+        assert_eq!(
+            next_data(&mut c).await?,
+            json!(n),
+            "every frame handled, in order"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn disconnection_hooks_are_told_why() -> anyhow::Result<()> {
+    let cfg = quick_keepalive()?.with_max_outbound_bytes(16 * 1024)?;
+    let (fx, gated) = Gated::start(cfg).await?;
+
+    let c = WsClient::connect(&fx.ws_url()).await?;
+    let conn = c.connection.clone();
+    c.close().await;
+    assert_eq!(gated.reason(&conn).await?, DisconnectReason::ClosedByClient);
+
+    // Never reads: cannot answer the server's pings.
+    let silent = WsClient::connect(&fx.ws_url()).await?;
+    assert_eq!(
+        gated.reason(&silent.connection).await?,
+        DisconnectReason::KeepaliveTimeout
+    );
+
+    // The hook queues more bytes at once than the connection's queue may hold.
+    let mut c = WsClient::connect(&fx.ws_url()).await?;
+    c.send("echo", json!({"flood": 64, "size": 1024})).await?;
+    assert_eq!(c.closed().await?, Some(close::SLOW_CONSUMER));
+    assert_eq!(gone(c, &gated).await?, DisconnectReason::SlowConsumer);
+
+    let mut c = WsClient::connect(&fx.ws_url()).await?;
+    c.raw().send(WsMessage::Binary(vec![1, 2, 3].into())).await?;
+    assert_eq!(c.closed().await?, Some(close::UNSUPPORTED_DATA));
+    assert_eq!(gone(c, &gated).await?, DisconnectReason::ProtocolError);
+
+    let mut c = WsClient::connect(&fx.ws_url()).await?;
+    fx.node.shutdown();
+    assert_eq!(c.closed().await?, Some(close::GOING_AWAY));
+    assert_eq!(gone(c, &gated).await?, DisconnectReason::Shutdown);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rate_limited_client_is_disconnected_with_that_reason() -> anyhow::Result<()> {
+    let cfg = TransportConfig::default()
+        .with_base_path("/t")?
+        .with_rate_limit(10, 10)?;
+    let (fx, gated) = Gated::start(cfg).await?;
+    let mut c = WsClient::connect(&fx.ws_url()).await?;
+    for n in 0..40 {
+        if c.send("gated", json!(n)).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(c.closed().await?, Some(close::RATE_LIMITED));
+    assert_eq!(gone(c, &gated).await?, DisconnectReason::RateLimited);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_panicking_hook_still_cleans_up_after_its_connection() -> anyhow::Result<()> {
+    let (fx, gated) = Gated::start(TransportConfig::default().with_base_path("/t")?).await?;
+    let mut witness = WsClient::connect(&fx.ws_url()).await?;
+    let mut c = WsClient::connect(&fx.ws_url()).await?;
+    fx.until("both connected", |n| n.connection_count() == 2).await?;
+    c.send("gated", json!({"panic": true})).await?;
+    assert_eq!(c.closed().await?, Some(close::INTERNAL_ERROR));
+    // Its disconnection hooks ran, it is forgotten, and the tracker no longer lists it.
+    assert_eq!(gone(c, &gated).await?, DisconnectReason::InternalError);
+    fx.until("only the witness left", |n| n.connection_count() == 1)
+        .await?;
+    let ctx = fx
+        .node
+        .context(&"gated".into())
+        .ok_or_else(|| anyhow::anyhow!("no gated application"))?;
+    let listed: Vec<ConnectionId> = ctx
+        .connected_clients()
+        .await?
+        .into_values()
+        .flat_map(|m| m.connections.into_keys())
+        .collect();
+    assert_eq!(listed, vec![witness.connection.clone()]);
+    assert!(fx.node.metrics_text().contains("thywill_panics_total 1"));
+    witness.send("gated", json!("fine")).await?;
+    assert_eq!(next_data(&mut witness).await?, json!("fine"));
+    Ok(())
+}
