@@ -13,7 +13,6 @@ import { callSafely, checkAppId, checkDelay, global, isCount, isObject, newTabId
 
 var console = global.console;
 
-
 /** Protocol version this client speaks. */
 var PROTOCOL_VERSION = 1;
 /** Path of this script under the base path. */
