@@ -2,7 +2,8 @@
 //! the npm package in `client/dist/`) are what `cargo xtask client-build` makes from
 //! `client/src/`: this test rebuilds them into a temporary directory with the pinned toolchain
 //! (`npm ci` when `client/node_modules` is missing) and fails on any difference. The build
-//! itself type-checks the sources and the sample uses in `client/check/`.
+//! itself type-checks the sources and the sample uses in `client/check/`; `npm pack` takes
+//! the package with the files it needs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -123,6 +124,45 @@ async fn the_checked_in_client_builds_are_what_the_sources_make() -> anyhow::Res
         stale.is_empty(),
         "the checked-in builds of the client differ from what its sources make: {stale:?}; \
          run `cargo xtask client-build` and commit the result"
+    );
+    // The package is publishable as it is: `npm pack` takes it, with every file it needs.
+    let mut pack = tokio::process::Command::new("npm");
+    pack.args(["pack", "--dry-run", "--json", "--loglevel=error"])
+        .current_dir(out.0.join("dist"))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let packed = tokio::time::timeout(STEP_TIMEOUT, pack.output())
+        .await
+        .map_err(|_| anyhow::anyhow!("npm pack did not finish within {STEP_TIMEOUT:?}"))??;
+    anyhow::ensure!(
+        packed.status.success(),
+        "npm pack failed: {}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&packed.stdout).context("npm pack --json")?;
+    let package = &report[0];
+    assert_eq!(package["name"], "thywill-client");
+    assert_eq!(package["version"], "0.1.0");
+    let mut packed_files: Vec<&str> = package["files"]
+        .as_array()
+        .context("npm pack lists no files")?
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    packed_files.sort_unstable();
+    assert_eq!(
+        packed_files,
+        [
+            "LICENSE",
+            "README.md",
+            "client.d.ts",
+            "emitter.d.ts",
+            "index.d.ts",
+            "index.js",
+            "message.d.ts",
+            "package.json",
+            "types.d.ts"
+        ]
     );
     Ok(())
 }
