@@ -780,7 +780,10 @@
       return a - b;
     });
     offsets.forEach(function(off) {
-      var frame = st.held.get(off);
+      var frame = (
+        /** @type {Frame} */
+        st.held.get(off)
+      );
       st.held.delete(off);
       heldCount--;
       st.last = Math.max(st.last, off);
@@ -969,7 +972,10 @@
     if (f.t === "rpc_ok") {
       p.resolve(f.result === void 0 ? null : f.result);
     } else {
-      p.reject(new RpcError(typeof f.code === "string" ? f.code : "he", typeof f.message === "string" ? f.message : "", p.name));
+      p.reject(new RpcError(typeof f.code === "string" ? (
+        /** @type {RpcErrorCode} */
+        f.code
+      ) : "he", typeof f.message === "string" ? f.message : "", p.name));
     }
   }
   function rpcCall(appId, name, args, timeout) {
@@ -1089,7 +1095,14 @@
       started = fetchTemplate(url, id);
     }
     var done = started.then(function(element) {
-      Thywill.emit("loaded", kind, path, element);
+      Thywill.emit(
+        "loaded",
+        /** @type {LoadKind} */
+        kind,
+        /** @type {string} */
+        path,
+        element
+      );
       return element;
     });
     loads.set(key, done);
@@ -1330,21 +1343,38 @@
     new ThywillClient()
   );
   var INTERNAL = /* @__PURE__ */ Symbol("thywill.applicationInterface");
+  function internals(app) {
+    return (
+      /** @type {any} */
+      app[INTERNAL]
+    );
+  }
   function deliver(app, event, args) {
-    var own = app[INTERNAL];
+    var own = internals(app);
     if (own.destroyed) {
       return;
     }
     if (EVENTS.indexOf(event) >= 0) {
       own.announced = true;
     }
-    if (typeof app[event] === "function") {
-      callSafely(app[event], app, args, event + "() hook");
+    var hooks = (
+      /** @type {Record<string, unknown>} */
+      /** @type {unknown} */
+      app
+    );
+    if (typeof hooks[event] === "function") {
+      callSafely(
+        /** @type {Function} */
+        hooks[event],
+        app,
+        args,
+        event + "() hook"
+      );
     }
-    app.emit.apply(app, [event].concat(args));
+    app.emit(event, ...args);
   }
   function appCall(app, name, args, timeout) {
-    if (app[INTERNAL].destroyed) {
+    if (internals(app).destroyed) {
       return Promise.reject(new RpcError("dc", "the application interface was destroyed", name));
     }
     return rpcCall(app.applicationId, name, args, timeout);
@@ -1487,10 +1517,7 @@
      * later RPC calls reject with `dc`.
      */
     destroy() {
-      var own = (
-        /** @type {any} */
-        this[INTERNAL]
-      );
+      var own = internals(this);
       if (own.destroyed) {
         return;
       }

@@ -5,6 +5,7 @@ import { Emitter } from './emitter.js';
 import { Message, RpcError } from './message.js';
 import { callSafely, checkAppId, checkDelay, global, isCount, isObject, newTabId, randomBetween } from './util.js';
 
+/** @import { Frame, Outgoing, Pending, Session, StreamState } from './internal.js' */
 /**
  * @import { ApplicationEvents, CloseInfo, ContinuityLostInfo, LoadKind, NotIn, Options, RpcArgs,
  *   RpcCall, RpcCallback, RpcErrorCode, RpcOptions, RpcResult, ServerErrorFrame, State,
@@ -114,14 +115,17 @@ var retryTimer = null;
 var attempt = 0; // failed attempts since the last welcome
 /** @type {number | null} */
 var delayOverride = null; // from a `reconnect` frame
+/** @type {Session | null} */
 var session = null; // what the welcome frame said, while connected
 var tabId = newTabId(); // this page load's id, kept across reconnects
 var nextMessageId = 1;
 var nextRpcId = 1;
 // Messages not acknowledged yet, in id order: { id, text } (`text` is the encoded frame).
 // The first `sentCount` were sent on the current connection; the rest wait for one.
+/** @type {Outgoing[]} */
 var outbox = [];
 var sentCount = 0;
+/** @type {Map<number, Pending>} */
 var pending = new Map(); // rpc id -> { app, name, resolve, reject, timer }
 
 function socketUrl() {
@@ -138,6 +142,9 @@ function socketUrl() {
   return u.href;
 }
 
+/**
+ * @param {State} next
+ */
 function setState(next) {
   if (state === next) {
     return false;
@@ -154,6 +161,10 @@ function clearRetry() {
   }
 }
 
+/**
+ * @param {RpcErrorCode} code
+ * @param {string} message
+ */
 function failPending(code, message) {
   if (pending.size === 0) {
     return;
@@ -168,7 +179,11 @@ function failPending(code, message) {
   });
 }
 
-/** Sends one encoded frame now; false when there is no open, welcomed socket. */
+/**
+ * Sends one encoded frame now; false when there is no open, welcomed socket.
+ * @param {string} text
+ * @returns {boolean}
+ */
 function trySend(text) {
   if (state !== 'connected' || !socket || socket.readyState !== 1) {
     return false;
@@ -185,6 +200,8 @@ function trySend(text) {
 /**
  * Keeps a message until the server acknowledges it; beyond MAX_BUFFERED kept messages the
  * oldest are dropped (never resent) with a warning.
+ * @param {number} id
+ * @param {string} text
  */
 function enqueue(id, text) {
   outbox.push({ id: id, text: text });
@@ -209,7 +226,10 @@ function flush() {
   }
 }
 
-/** The server processed this tab's messages up to `id` (an `ack` frame): forget them. */
+/**
+ * The server processed this tab's messages up to `id` (an `ack` frame): forget them.
+ * @param {unknown} id
+ */
 function acknowledged(id) {
   if (!isCount(id, 0)) {
     console.warn('thywill: invalid ack frame ignored', id);
@@ -236,6 +256,7 @@ function open() {
     return; // a listener changed its mind
   }
   var url;
+  /** @type {WebSocket} */
   var ws;
   try {
     url = socketUrl();
@@ -248,6 +269,7 @@ function open() {
   socket = ws;
   ws.onopen = function () {
     if (ws === socket) {
+      /** @type {{ t: 'hello', v: number, tab: string, streams?: Record<string, { epoch: string, off: number }> }} */
       var hello = { t: 'hello', v: PROTOCOL_VERSION, tab: tabId };
       var positions = streamPositions();
       if (positions !== null) {
@@ -263,12 +285,12 @@ function open() {
       restartAsks();
     }
   };
-  ws.onmessage = function (ev) {
+  ws.onmessage = function (/** @type {MessageEvent} */ ev) {
     if (ws === socket) {
       received(ev.data);
     }
   };
-  ws.onclose = function (ev) {
+  ws.onclose = function (/** @type {CloseEvent} */ ev) {
     if (ws === socket) {
       socket = null;
       closed(ev.code, ev.reason);
@@ -279,7 +301,11 @@ function open() {
   };
 }
 
-/** Closes the current socket and forgets it: its later events are ignored. */
+/**
+ * Closes the current socket and forgets it: its later events are ignored.
+ * @param {number} code
+ * @param {string} reason
+ */
 function dropSocket(code, reason) {
   var ws = socket;
   socket = null;
@@ -292,7 +318,11 @@ function dropSocket(code, reason) {
   }
 }
 
-/** The socket ended (or never opened): update the state, tell everybody, plan a retry. */
+/**
+ * The socket ended (or never opened): update the state, tell everybody, plan a retry.
+ * @param {number} code
+ * @param {string} reason
+ */
 function closed(code, reason) {
   var wasConnected = state === 'connected';
   session = null;
@@ -313,6 +343,9 @@ function closed(code, reason) {
   }
 }
 
+/**
+ * @param {number} code
+ */
 function scheduleRetry(code) {
   var delay;
   if (delayOverride !== null) {
@@ -333,11 +366,15 @@ function scheduleRetry(code) {
   }, Math.min(MAX_TIMER, Math.round(delay)));
 }
 
+/**
+ * @param {unknown} raw
+ */
 function received(raw) {
   if (typeof raw !== 'string') {
     console.warn('thywill: binary frame ignored');
     return;
   }
+  /** @type {Frame} */
   var f;
   try {
     f = JSON.parse(raw);
@@ -406,6 +443,9 @@ function received(raw) {
   }
 }
 
+/**
+ * @param {Frame} f
+ */
 function welcomed(f) {
   if (f.v !== PROTOCOL_VERSION) {
     console.warn('thywill: the server speaks protocol version ' + String(f.v) + ', this client ' + PROTOCOL_VERSION);
@@ -455,6 +495,8 @@ var heldCount = 0;
 /**
  * Whether a `msg` (or `skip`) frame carries a usable stream offset; a message without one
  * is delivered as it comes.
+ * @param {Frame} f
+ * @returns {boolean}
  */
 function isStreamMessage(f) {
   return typeof f.stream === 'string' && f.stream !== '' &&
@@ -464,6 +506,8 @@ function isStreamMessage(f) {
 /**
  * Emits `received` for a message frame and notes its application in its stream `st`; a
  * `skip` frame (a message this connection is excluded from) only took its place in order.
+ * @param {StreamState | null} st
+ * @param {Frame} f
  */
 function deliverMessage(st, f) {
   if (f.t === 'skip') {
@@ -483,7 +527,11 @@ function deliverMessage(st, f) {
   Thywill.emit('received', f.app, new Message(f.data, f._));
 }
 
-/** The state of stream `name`, marked as the most recently active; null when unknown. */
+/**
+ * The state of stream `name`, marked as the most recently active; null when unknown.
+ * @param {string} name
+ * @returns {StreamState | null}
+ */
 function touchStream(name) {
   var st = streams.get(name);
   if (st !== undefined) {
@@ -497,6 +545,10 @@ function touchStream(name) {
  * Starts keeping a position for stream `name` (after the message `last` of `epoch`). Beyond
  * MAX_STREAMS the least recently active stream is forgotten (its held messages delivered
  * first, past their gaps, which are reported).
+ * @param {string} name
+ * @param {string} epoch
+ * @param {number} last
+ * @returns {StreamState}
  */
 function addStream(name, epoch, last) {
   if (streams.size >= MAX_STREAMS) {
@@ -523,7 +575,10 @@ function addStream(name, epoch, last) {
   return st;
 }
 
-/** A `msg` or `skip` frame with a stream offset: deliver, drop, hold or ask for a replay. */
+/**
+ * A `msg` or `skip` frame with a stream offset: deliver, drop, hold or ask for a replay.
+ * @param {Frame} f
+ */
 function streamMessage(f) {
   var st = touchStream(f.stream);
   if (st === null) {
@@ -561,7 +616,10 @@ function streamMessage(f) {
   hold(st, f);
 }
 
-/** Delivers the held messages that follow the stream's position without a gap. */
+/**
+ * Delivers the held messages that follow the stream's position without a gap.
+ * @param {StreamState} st
+ */
 function drain(st) {
   var next = st.held.get(st.last + 1);
   while (next !== undefined) {
@@ -577,8 +635,11 @@ function drain(st) {
  * Delivers, in offset order, the held messages of a stream below offset `below`, past the
  * gaps between them: used when the server says those gaps can never be filled. They were
  * never delivered and will not be replayed, so delivering them loses the least.
+ * @param {StreamState} st
+ * @param {number} below
  */
 function flushHeld(st, below) {
+  /** @type {number[]} */
   var offsets = [];
   st.held.forEach(function (frame, off) {
     if (off < below) {
@@ -589,7 +650,7 @@ function flushHeld(st, below) {
     return a - b;
   });
   offsets.forEach(function (off) {
-    var frame = st.held.get(off);
+    var frame = /** @type {Frame} */ (st.held.get(off));
     st.held.delete(off);
     heldCount--;
     st.last = Math.max(st.last, off);
@@ -601,6 +662,8 @@ function flushHeld(st, below) {
  * Holds a message that arrived ahead of a gap, and asks for a replay if the gap is not
  * filled within GAP_WAIT. Past the bounds (per stream and in all), the stream holding the
  * most gives up on its older gaps (see `relieve`).
+ * @param {StreamState} st
+ * @param {Frame} f
  */
 function hold(st, f) {
   if (st.held.has(f.off)) {
@@ -628,6 +691,7 @@ function hold(st, f) {
  * Makes room in a stream that holds too much: reports the loss, then delivers the older half
  * of its held messages past the gaps between them (and whatever follows them without a gap),
  * so that one overflow frees many places at once.
+ * @param {StreamState} st
  */
 function relieve(st) {
   var offsets = Array.from(st.held.keys()).sort(function (a, b) {
@@ -643,6 +707,7 @@ function relieve(st) {
 /**
  * Gives up on the first gap of a stream: reports the loss, then delivers the held messages
  * from the first one after the gap on.
+ * @param {StreamState} st
  */
 function skipGap(st) {
   var first = Infinity;
@@ -663,6 +728,9 @@ function skipGap(st) {
  * Tells the page that messages of a stream before `next` (in `epoch`) will never arrive:
  * the `continuityLost` event, which the ApplicationInterfaces of the applications that
  * received messages of the stream pass on (all of them when that is not known).
+ * @param {StreamState} st
+ * @param {string} epoch
+ * @param {number} next
  */
 function reportLoss(st, epoch, next) {
   Thywill.emit('continuityLost', {
@@ -673,7 +741,11 @@ function reportLoss(st, epoch, next) {
   });
 }
 
-/** Whether a stream waits for a replay: a gap is open or a message of another epoch came. */
+/**
+ * Whether a stream waits for a replay: a gap is open or a message of another epoch came.
+ * @param {StreamState} st
+ * @returns {boolean}
+ */
 function needsReplay(st) {
   return st.held.size > 0 || st.mismatch;
 }
@@ -681,6 +753,7 @@ function needsReplay(st) {
 /**
  * Plans or cancels the stream's replay request after a change: a new wait of GAP_WAIT when
  * a replay is needed and none is planned, no request when none is needed.
+ * @param {StreamState} st
  */
 function settle(st) {
   if (!needsReplay(st)) {
@@ -691,7 +764,10 @@ function settle(st) {
   }
 }
 
-/** Cancels the stream's planned replay request. */
+/**
+ * Cancels the stream's planned replay request.
+ * @param {StreamState} st
+ */
 function clearAsk(st) {
   if (st.timer !== null) {
     clearTimeout(st.timer);
@@ -699,7 +775,11 @@ function clearAsk(st) {
   }
 }
 
-/** Plans a replay request for the stream in `delay` ms (if it is still needed then). */
+/**
+ * Plans a replay request for the stream in `delay` ms (if it is still needed then).
+ * @param {StreamState} st
+ * @param {number} delay
+ */
 function planAsk(st, delay) {
   clearAsk(st);
   st.timer = setTimeout(function () {
@@ -714,6 +794,7 @@ function planAsk(st, delay) {
  * Sends `resume` for the stream now and plans the next request in RESUME_RETRY ms; after
  * MAX_RESUME_ASKS requests without progress it gives up: a gap is skipped (reported as
  * lost), an epoch change makes the next message the stream's starting point.
+ * @param {StreamState} st
  */
 function askNow(st) {
   if (st.asks >= MAX_RESUME_ASKS) {
@@ -732,6 +813,7 @@ function askNow(st) {
     settle(st);
     return;
   }
+  /** @type {Record<string, { epoch: string, off: number }>} */
   var streamsAsked = {};
   streamsAsked[st.name] = { epoch: st.epoch, off: st.last };
   if (trySend(JSON.stringify({ t: 'resume', streams: streamsAsked }))) {
@@ -761,9 +843,11 @@ function restartAsks() {
 /**
  * The positions for `hello`: {stream: {epoch, off}} of the known streams that have one,
  * most recently active first, within MAX_POSITIONS_CHARS; null when there is none.
+ * @returns {Record<string, { epoch: string, off: number }> | null}
  */
 function streamPositions() {
   var list = Array.from(streams.values());
+  /** @type {Record<string, { epoch: string, off: number }>} */
   var positions = {};
   var chars = 0;
   var any = false;
@@ -790,6 +874,7 @@ function streamPositions() {
  * that epoch); the messages the client held from before `next` (or from the old epoch) are
  * delivered, in order, since nobody can send them again; then the stream continues at
  * `next`, with the held messages that follow.
+ * @param {Frame} f
  */
 function continuityLost(f) {
   if (typeof f.stream !== 'string' || f.stream === '' || typeof f.epoch !== 'string' || !isCount(f.next, 0)) {
@@ -832,6 +917,9 @@ function streamSnapshot() {
   return out;
 }
 
+/**
+ * @param {Frame} f
+ */
 function replied(f) {
   var p = pending.get(f.id);
   if (!p) {
@@ -844,10 +932,17 @@ function replied(f) {
   if (f.t === 'rpc_ok') {
     p.resolve(f.result === undefined ? null : f.result);
   } else {
-    p.reject(new RpcError(typeof f.code === 'string' ? f.code : 'he', typeof f.message === 'string' ? f.message : '', p.name));
+    p.reject(new RpcError(typeof f.code === 'string' ? /** @type {RpcErrorCode} */ (f.code) : 'he', typeof f.message === 'string' ? f.message : '', p.name));
   }
 }
 
+/**
+ * @param {string} appId
+ * @param {string} name
+ * @param {unknown} args
+ * @param {number | undefined} timeout
+ * @returns {Promise<any>}
+ */
 function rpcCall(appId, name, args, timeout) {
   checkAppId(appId);
   if (typeof name !== 'string' || name === '') {
@@ -868,7 +963,7 @@ function rpcCall(appId, name, args, timeout) {
       reject(new RpcError('dc', 'not connected', name));
       return;
     }
-    /** @type {{ app: string, name: string, resolve: Function, reject: Function, timer: ReturnType<typeof setTimeout> | null }} */
+    /** @type {Pending} */
     var entry = { app: appId, name: name, resolve: resolve, reject: reject, timer: null };
     pending.set(id, entry);
     if (ms > 0) {
@@ -886,6 +981,7 @@ function rpcCall(appId, name, args, timeout) {
 // Resources on demand (progressive exposure)
 // ------------------------------------------------------------------------------------------
 
+/** @type {unknown[]} */
 var LOAD_KINDS = ['script', 'stylesheet', 'template'];
 /** "kind absolute-url" -> Promise of the element; failed loads are forgotten (retryable). */
 var loads = new Map();
@@ -896,6 +992,8 @@ var loads = new Map();
  * `/` and hold no backslash, ASCII whitespace or control character (the URL parser treats
  * `\` as `/` and drops tabs and newlines, so `/\evil.example/x.js` or `/<tab>/evil.example`
  * would name another host), and it must resolve to this page's origin.
+ * @param {unknown} path
+ * @returns {URL | null}
  */
 function resourceUrl(path) {
   if (typeof path !== 'string' || !/^\/(?!\/)/.test(path) || /[\\\u0000-\u0020\u007f]/.test(path)) {
@@ -912,6 +1010,13 @@ function resourceUrl(path) {
   return url.origin === here.origin && url.origin !== 'null' ? url : null;
 }
 
+/**
+ * @template {HTMLElement} T
+ * @param {T} el
+ * @param {string} what
+ * @param {string} url
+ * @returns {Promise<T>}
+ */
 function appendElement(el, what, url) {
   return new Promise(function (resolve, reject) {
     el.onload = function () {
@@ -925,14 +1030,19 @@ function appendElement(el, what, url) {
   });
 }
 
+/**
+ * @param {string} url
+ * @param {string} [id]
+ * @returns {Promise<HTMLElement>}
+ */
 function fetchTemplate(url, id) {
-  return global.fetch(url, { credentials: 'same-origin' }).then(function (response) {
+  return global.fetch(url, { credentials: 'same-origin' }).then(function (/** @type {Response} */ response) {
     if (!response.ok) {
       throw new Error('thywill: cannot load template ' + url + ': HTTP ' + response.status);
     }
     var name = new URL(url).pathname.split('/').pop() || 'template';
     var elementId = id || response.headers.get('x-thywill-template-id') || name.split('.')[0];
-    return response.text().then(function (text) {
+    return response.text().then(function (/** @type {string} */ text) {
       var el = global.document.getElementById(elementId);
       // Only a template replaces a template: the id comes from the server (a header or the
       // file name), and must not overwrite the text of some other element of the page
@@ -953,6 +1063,12 @@ function fetchTemplate(url, id) {
   });
 }
 
+/**
+ * @param {unknown} kind
+ * @param {unknown} path
+ * @param {string} [id]
+ * @returns {Promise<any>}
+ */
 function load(kind, path, id) {
   if (LOAD_KINDS.indexOf(kind) < 0) {
     return Promise.reject(new TypeError('thywill: cannot load a ' + String(kind) + ': use ' + LOAD_KINDS.join(', ')));
@@ -986,7 +1102,7 @@ function load(kind, path, id) {
     started = fetchTemplate(url, id);
   }
   var done = started.then(function (element) {
-    Thywill.emit('loaded', kind, path, element);
+    Thywill.emit('loaded', /** @type {LoadKind} */ (kind), /** @type {string} */ (path), element);
     return element;
   });
   loads.set(key, done);
@@ -1286,22 +1402,45 @@ export var Thywill = /** @type {any} */ (new ThywillClient());
 
 var INTERNAL = Symbol('thywill.applicationInterface');
 
+/**
+ * The private state of an interface: whether it was destroyed, whether it knows the
+ * connection's state, and its listeners on `Thywill`.
+ * @param {ApplicationInterface<any>} app
+ * @returns {{ destroyed: boolean, announced: boolean, listeners: Record<string, (...args: any[]) => void> }}
+ */
+function internals(app) {
+  return /** @type {any} */ (app)[INTERNAL];
+}
+
+/**
+ * @param {ApplicationInterface<any>} app
+ * @param {string} event
+ * @param {unknown[]} args
+ */
 function deliver(app, event, args) {
-  var own = app[INTERNAL];
+  var own = internals(app);
   if (own.destroyed) {
     return;
   }
   if (EVENTS.indexOf(event) >= 0) {
     own.announced = true; // the interface knows the connection's state: no replay
   }
-  if (typeof app[event] === 'function') {
-    callSafely(app[event], app, args, event + '() hook');
+  var hooks = /** @type {Record<string, unknown>} */ (/** @type {unknown} */ (app));
+  if (typeof hooks[event] === 'function') {
+    callSafely(/** @type {Function} */ (hooks[event]), app, args, event + '() hook');
   }
-  app.emit.apply(app, [event].concat(args));
+  app.emit(event, ...args);
 }
 
+/**
+ * @param {ApplicationInterface<any>} app
+ * @param {string} name
+ * @param {unknown} args
+ * @param {number} timeout
+ * @returns {Promise<any>}
+ */
 function appCall(app, name, args, timeout) {
-  if (app[INTERNAL].destroyed) {
+  if (internals(app).destroyed) {
     return Promise.reject(new RpcError('dc', 'the application interface was destroyed', name));
   }
   return rpcCall(app.applicationId, name, args, timeout);
@@ -1484,7 +1623,7 @@ export class ApplicationInterface extends Emitter {
    * later RPC calls reject with `dc`.
    */
   destroy() {
-    var own = /** @type {any} */ (this)[INTERNAL];
+    var own = internals(this);
     if (own.destroyed) {
       return;
     }
