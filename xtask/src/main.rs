@@ -26,7 +26,7 @@ const HELP: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
-  run-example  run an example: NAME [--members N] [--cluster none|redis|http] [--port P] [--redis-url URL] [--release]
+  run-example  run an example (or vite-echo: Echo and Vite's dev server): NAME [--members N] [--cluster none|redis|http] [--port P] [--redis-url URL] [--release]
   test         the test command: install test dependencies, run every test (nextest), then the doc tests
   client-build build the browser client (src/) into its npm package (dist/) and the classic thywill.js: [--out DIR]
   lint         cargo fmt --check, clippy -D warnings, rustdoc -D warnings, the facade's feature combinations

@@ -233,6 +233,19 @@ mod vite {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../vite-echo")
     }
 
+    /// Whether `dir/node_modules` was installed from the current `dir/package-lock.json` (npm
+    /// writes `node_modules/.package-lock.json` when it installs): else `npm ci` is due.
+    fn toolchain_is_current(dir: &Path) -> bool {
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        match (
+            modified(&dir.join("node_modules").join(".package-lock.json")),
+            modified(&dir.join("package-lock.json")),
+        ) {
+            (Some(installed), Some(lock)) => installed >= lock,
+            _ => false,
+        }
+    }
+
     pub(crate) fn npm_installed() -> bool {
         std::process::Command::new("npm")
             .arg("--version")
@@ -261,7 +274,7 @@ mod vite {
     /// Builds the page into `out` (installing Vite first when `node_modules` is missing).
     pub(crate) async fn build(out: &Path) -> anyhow::Result<()> {
         let dir = dir();
-        if !dir.join("node_modules").join(".package-lock.json").exists() {
+        if !toolchain_is_current(&dir) {
             let mut ci = tokio::process::Command::new("npm");
             ci.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                 .current_dir(&dir);

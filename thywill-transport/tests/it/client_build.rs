@@ -62,6 +62,19 @@ fn files(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     Ok(out)
 }
 
+/// Whether `dir/node_modules` was installed from the current `dir/package-lock.json` (npm
+/// writes `node_modules/.package-lock.json` when it installs): else `npm ci` is due.
+fn toolchain_is_current(dir: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (
+        modified(&dir.join("node_modules").join(".package-lock.json")),
+        modified(&dir.join("package-lock.json")),
+    ) {
+        (Some(installed), Some(lock)) => installed >= lock,
+        _ => false,
+    }
+}
+
 fn npm_installed() -> bool {
     std::process::Command::new("npm")
         .arg("--version")
@@ -81,7 +94,7 @@ async fn the_checked_in_client_builds_are_what_the_sources_make() -> anyhow::Res
         return Ok(());
     }
     let client = client_dir();
-    if !client.join("node_modules").join(".package-lock.json").exists() {
+    if !toolchain_is_current(&client) {
         let mut ci = tokio::process::Command::new("npm");
         ci.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&client);
