@@ -6,6 +6,7 @@ mod support;
 mod caches;
 mod channel_events;
 mod channels;
+mod client_build;
 mod client_js;
 mod client_load;
 mod connection;
