@@ -39,7 +39,6 @@ mod socket;
 mod streams;
 mod tasks;
 mod tls;
-pub mod tracker;
 
 pub use assets::{CLIENT_DTS, CLIENT_JS, client_js_path};
 pub use config::{AllowedHosts, AllowedOrigins, MetricsAccess, TransportConfig};

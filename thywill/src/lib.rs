@@ -174,10 +174,12 @@ pub use thywill_resources::{Entry, Manifest, Source};
 pub use thywill_rpc as rpc;
 /// Re-export of the template engine crate.
 pub use thywill_templates as templates;
+/// Re-export of the client tracking crate: the cluster-wide [`ClientTracker`].
+pub use thywill_tracking as tracking;
+use thywill_tracking::tracked_arc;
+pub use thywill_tracking::{ClusterTracker, TrackedCluster};
 /// Re-export of the transport crate.
 pub use thywill_transport as transport;
-use thywill_transport::tracker::tracked_arc;
-pub use thywill_transport::tracker::{ClusterTracker, TrackedCluster};
 
 /// A boxed serving future, as returned by [`config::Config::serve`].
 pub type BoxServe = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;

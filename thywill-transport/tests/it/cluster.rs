@@ -15,8 +15,8 @@ use thywill_core::{
 };
 use thywill_testkit::WsClient;
 use thywill_testkit::hub::Hub;
+use thywill_tracking::tracked;
 use thywill_transport::local::{MemoryChannels, MemoryResources, MemorySessionStore};
-use thywill_transport::tracker::tracked;
 use thywill_transport::{LocalHistory, Node, NodeParts, SessionConfig, Sessions, TransportConfig};
 
 /// What the hooks saw, one line each: `"<local>: <hook> <details>"`.
