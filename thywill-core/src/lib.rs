@@ -16,7 +16,11 @@
 //!   (replay logs for recovery after reconnects) and [`CacheManager`] (named, bounded LRU
 //!   caches, with the in-memory default [`MemoryCaches`]; see [`cache`]);
 //! - [`Backend`]: a cluster backend and the stores it shares, installed as one bundle
-//!   ([`BackendParts`]).
+//!   ([`BackendParts`]);
+//! - [`edge`]: where the node runtime meets the edge that serves its WebSockets (the
+//!   [`Gateway`](edge::Gateway) the node implements, the [`Outbound`](edge::Outbound) queue
+//!   the edge implements, and the [`Pipe`](edge::Pipe) between a connection's IO task and its
+//!   worker).
 //!
 //! Async trait methods return [`BoxFuture`] where the trait must be stored as a trait object;
 //! the user-facing [`Application`] trait uses `impl Future` and is erased internally through
@@ -29,6 +33,7 @@ pub mod cache;
 mod channel;
 pub mod cluster;
 mod disconnect;
+pub mod edge;
 mod error;
 pub mod history;
 mod id;

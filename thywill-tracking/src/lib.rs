@@ -1,9 +1,8 @@
 //! The cluster-wide client tracker of thywill-rs: every member keeps the table of who is
 //! connected where, fed by announcements over the cluster.
 //!
-//! Client tracking is a component of its own: it implements
-//! [`ClientTracker`](thywill_core::ClientTracker) from `thywill-core` over any
-//! [`Cluster`](thywill_core::Cluster) backend, and depends on nothing else of the framework.
+//! Client tracking is a component of its own: it implements [`ClientTracker`] from
+//! `thywill-core` over any [`Cluster`] backend, and depends on nothing else of the framework.
 //! A node asks its tracker which member holds a connection and which connections a session
 //! has, wherever they are; a backend that tracks clients its own way says so
 //! ([`Tracking::Own`](thywill_core::Tracking::Own)) and this crate is not used.

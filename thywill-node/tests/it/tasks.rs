@@ -11,10 +11,11 @@ use thywill_core::{
     AppContext, AppTask, Application, ApplicationId, Client, Cluster, ClusterTask, CoreError, DynApplication,
     MemberId, Message, Task,
 };
+use thywill_node::{Node, NodeConfig, NodeParts};
 use thywill_testkit::TIMEOUT;
 use thywill_testkit::hub::{Hub, HubMember};
-use thywill_transport::local::{MemoryChannels, MemoryResources, MemoryTracker};
-use thywill_transport::{LocalHistory, Node, NodeParts, TransportConfig};
+use thywill_transport::LocalHistory;
+use thywill_transport::local::{MemoryChannels, MemoryTracker};
 use tokio::sync::Notify;
 
 /// An application's task.
@@ -194,14 +195,14 @@ async fn start_with(
     applications: Vec<(ApplicationId, Arc<dyn DynApplication>)>,
 ) -> anyhow::Result<Member> {
     let cluster = Arc::new(hub.member(id));
+    // A node alone, served by no edge: tasks go between members without any client.
     let node = Node::start(NodeParts {
-        config: TransportConfig::default().with_base_path("/t")?,
+        config: NodeConfig::default(),
         applications,
         cluster: cluster.clone(),
         tracker: Arc::new(MemoryTracker::new()),
         channels: Arc::new(MemoryChannels::new()),
-        resources: Arc::new(MemoryResources::new()),
-        sessions: None,
+        session_store: None,
         history: Arc::new(LocalHistory::default()),
         caches: Arc::new(thywill_core::MemoryCaches::new()),
     })
