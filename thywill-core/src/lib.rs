@@ -17,6 +17,9 @@
 //!   caches, with the in-memory default [`MemoryCaches`]; see [`cache`]);
 //! - [`Backend`]: a cluster backend and the stores it shares, installed as one bundle
 //!   ([`BackendParts`]);
+//! - the single-member, in-memory defaults of those traits ([`memory`]: [`LocalCluster`],
+//!   [`MemoryTracker`], [`MemoryChannels`], [`MemorySessionStore`], [`MemoryResources`],
+//!   [`LocalHistory`], bundled as [`LocalBackend`]);
 //! - [`edge`]: where the node runtime meets the edge that serves its WebSockets (the
 //!   [`Gateway`](edge::Gateway) the node implements, the [`Outbound`](edge::Outbound) queue
 //!   the edge implements, and the [`Pipe`](edge::Pipe) between a connection's IO task and its
@@ -37,6 +40,7 @@ pub mod edge;
 mod error;
 pub mod history;
 mod id;
+pub mod memory;
 mod message;
 pub mod protocol;
 mod resource;
@@ -54,6 +58,10 @@ pub use disconnect::DisconnectReason;
 pub use error::{CoreError, CoreResult};
 pub use history::{Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
 pub use id::{ApplicationId, ChannelId, ConnectionId, MemberId, SessionId};
+pub use memory::{
+    LocalBackend, LocalCluster, LocalHistory, MemoryChannels, MemoryResources, MemorySessionStore,
+    MemoryTracker, SessionLimits,
+};
 pub use message::{Client, Message, Metadata};
 pub use resource::{Minifier, Resource, ResourceKind, ResourceManager, TemplateEngine, attr};
 pub use rpc::{RpcError, RpcErrorCode, RpcHandler};

@@ -7,18 +7,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use thywill_core::LocalHistory;
 use thywill_core::cluster::MemberStatus;
 use thywill_core::protocol::ServerFrame;
 use thywill_core::{
     AppContext, Application, ApplicationId, ChannelId, Client, ConnectionId, DynApplication, History,
     MemberClients, MemberId, Message, SessionId,
 };
+use thywill_core::{MemoryChannels, MemoryResources, MemorySessionStore};
 use thywill_node::{Node, NodeParts};
 use thywill_testkit::WsClient;
 use thywill_testkit::hub::Hub;
 use thywill_tracking::tracked;
-use thywill_transport::local::{MemoryChannels, MemoryResources, MemorySessionStore};
-use thywill_transport::{Edge, EdgeParts, LocalHistory, SessionConfig, Sessions, TransportConfig};
+use thywill_transport::{Edge, EdgeParts, SessionConfig, Sessions, TransportConfig};
 
 /// What the hooks saw, one line each: `"<local>: <hook> <details>"`.
 pub(crate) type Log = Arc<Mutex<Vec<String>>>;

@@ -13,9 +13,9 @@ use thywill_core::{
     AppContext, Application, ApplicationId, Client, DynApplication, Message, Resource, ResourceManager,
     Target,
 };
+use thywill_core::{LocalCluster, MemoryChannels, MemoryResources, MemoryTracker};
 use thywill_node::{Node, NodeParts};
 use thywill_testkit::browser::Browser;
-use thywill_transport::local::{LocalCluster, MemoryChannels, MemoryResources, MemoryTracker};
 use thywill_transport::{Edge, EdgeParts, TransportConfig};
 
 #[tokio::test]
@@ -107,7 +107,7 @@ async fn a_load_frame_with_a_backslash_path_adds_no_script_in_chromium() -> anyh
         tracker: Arc::new(MemoryTracker::new()),
         channels: Arc::new(MemoryChannels::new()),
         session_store: None,
-        history: Arc::new(thywill_transport::LocalHistory::default()),
+        history: Arc::new(thywill_core::LocalHistory::default()),
         caches: Arc::new(thywill_core::MemoryCaches::new()),
     })
     .await?;

@@ -8,8 +8,8 @@ use thywill_core::{
     AppContext, Application, ApplicationId, Client, DynApplication, Message, Resource, ResourceKind,
     ResourceManager,
 };
+use thywill_core::{LocalCluster, MemoryChannels, MemoryResources, MemoryTracker};
 use thywill_node::{Node, NodeConfig, NodeParts};
-use thywill_transport::local::{LocalCluster, MemoryChannels, MemoryResources, MemoryTracker};
 use thywill_transport::{Edge, EdgeParts, Sessions, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -110,7 +110,7 @@ impl Fixture {
             tracker: Arc::new(MemoryTracker::new()),
             channels: Arc::new(MemoryChannels::new()),
             session_store: sessions.as_ref().map(|s| s.store().clone()),
-            history: Arc::new(thywill_transport::LocalHistory::default()),
+            history: Arc::new(thywill_core::LocalHistory::default()),
             caches: Arc::new(thywill_core::MemoryCaches::new()),
         })
         .await?;
