@@ -2,8 +2,9 @@
 //! `<base>/metrics` after its own.
 //!
 //! One [`Metrics`] per node, registered in its own registry (no global state). The node counts
-//! what it routes, runs and replays; cluster figures are read from the [`Cluster`] when the
-//! page is rendered. Sockets, connections and bytes are the edge's.
+//! what it routes, runs and replays; cluster figures are read from the
+//! [`Cluster`](thywill_core::Cluster) when the page is rendered. Sockets, connections and
+//! bytes are the edge's.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use thywill_core::{Cluster, MemberStatus};
+use thywill_core::{DynCluster, MemberStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct AppLabel {
@@ -209,7 +210,7 @@ impl Metrics {
     }
 
     /// Renders the text exposition, refreshing the cluster figures first.
-    pub(crate) fn render(&self, cluster: &dyn Cluster) -> String {
+    pub(crate) fn render(&self, cluster: &dyn DynCluster) -> String {
         let mut out = String::new();
         self.encode(cluster, &mut out);
         if prometheus_client::encoding::text::encode_eof(&mut out).is_err() {
@@ -220,7 +221,7 @@ impl Metrics {
 
     /// Appends the metrics to `out` without the final `# EOF`, refreshing the cluster figures
     /// first.
-    pub(crate) fn encode(&self, cluster: &dyn Cluster, out: &mut String) {
+    pub(crate) fn encode(&self, cluster: &dyn DynCluster, out: &mut String) {
         for member in cluster.members() {
             let up = i64::from(cluster.status(&member) == MemberStatus::Up);
             self.member_up

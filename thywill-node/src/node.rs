@@ -30,8 +30,8 @@ use thywill_core::edge::{Outbound, SharedFrame};
 use thywill_core::protocol::{LoadKind, ServerFrame};
 use thywill_core::{
     AppContext, AppTask, ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientInterface,
-    ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication,
-    History, MemberId, Message, SessionId, SessionStore, Target, Task, TaskTarget, TrackerEvent,
+    ClientTracker, ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication,
+    DynCluster, History, MemberId, Message, SessionId, SessionStore, Target, Task, TaskTarget, TrackerEvent,
     TrackerListener,
 };
 use tokio::sync::{mpsc, watch};
@@ -48,7 +48,7 @@ pub struct NodeParts {
     /// Applications by id.
     pub applications: Vec<(ApplicationId, Arc<dyn DynApplication>)>,
     /// The cluster backend.
-    pub cluster: Arc<dyn Cluster>,
+    pub cluster: Arc<dyn DynCluster>,
     /// The client tracker.
     pub tracker: Arc<dyn ClientTracker>,
     /// Where channels of sessions are persisted.
@@ -104,7 +104,7 @@ pub(crate) struct Inner {
     /// The ids of `apps`, in order (named in every `welcome`).
     pub(crate) app_ids: Vec<ApplicationId>,
     pub(crate) apps: BTreeMap<ApplicationId, (Arc<dyn DynApplication>, AppContext)>,
-    pub(crate) cluster: Arc<dyn Cluster>,
+    pub(crate) cluster: Arc<dyn DynCluster>,
     pub(crate) tracker: Arc<dyn ClientTracker>,
     pub(crate) channel_store: Arc<dyn ChannelManager>,
     /// Where sessions keep data (`None` in plain mode: the session is the connection).

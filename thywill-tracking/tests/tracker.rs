@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use thywill_core::{
-    Client, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, MemberId, SessionId,
-    TrackerEvent, TrackerListener,
+    Client, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, DynCluster, MemberId,
+    SessionId, TrackerEvent, TrackerListener,
 };
 use thywill_testkit::hub::Hub;
 use thywill_tracking::{ClusterTracker, tracked};
@@ -37,7 +37,7 @@ struct Member {
     tracker: ClusterTracker,
     events: mpsc::Receiver<TrackerEvent>,
     downs: mpsc::Receiver<MemberId>,
-    _cluster: Arc<dyn Cluster>,
+    _cluster: Arc<dyn DynCluster>,
 }
 
 impl Member {
@@ -46,7 +46,7 @@ impl Member {
         let (tx, events) = mpsc::channel(1024);
         tracker.set_listener(Arc::new(Events(tx)));
         let (down, downs) = mpsc::channel(16);
-        cluster.start(Arc::new(Downs(down))).await?;
+        Cluster::start(&cluster, Arc::new(Downs(down))).await?;
         Ok(Self {
             tracker,
             events,
