@@ -10,7 +10,7 @@
 //!   connections) on its designated handler. These hooks run one at a time, in order, on one
 //!   task.
 //! - **Channel manager.** Sessions added to a channel are persisted by the
-//!   [`ChannelManager`]; every member then subscribes its local connections of those sessions
+//!   [`ChannelManager`](thywill_core::ChannelManager); every member then subscribes its local connections of those sessions
 //!   (a `thywill.channel-sessions` task), and a connection that opens later is subscribed to its
 //!   session's channels before the applications' `connection` hook runs. A reconnecting browser
 //!   is therefore back in its channels at once.
@@ -29,10 +29,10 @@ use thywill_core::cluster::MemberStatus;
 use thywill_core::edge::{Outbound, SharedFrame};
 use thywill_core::protocol::{LoadKind, ServerFrame};
 use thywill_core::{
-    AppContext, AppTask, ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientInterface,
-    ClientTracker, ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication,
-    DynCluster, History, MemberId, Message, SessionId, SessionStore, Target, Task, TaskTarget, TrackerEvent,
-    TrackerListener,
+    AppContext, AppTask, ApplicationId, BoxFuture, ChannelId, Client, ClientInterface, ClusterEvents,
+    ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication, DynChannelManager, DynClientTracker,
+    DynCluster, DynHistory, DynSessionStore, MemberId, Message, SessionId, Target, Task, TaskTarget,
+    TrackerEvent, TrackerListener,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -50,14 +50,14 @@ pub struct NodeParts {
     /// The cluster backend.
     pub cluster: Arc<dyn DynCluster>,
     /// The client tracker.
-    pub tracker: Arc<dyn ClientTracker>,
+    pub tracker: Arc<dyn DynClientTracker>,
     /// Where channels of sessions are persisted.
-    pub channels: Arc<dyn ChannelManager>,
+    pub channels: Arc<dyn DynChannelManager>,
     /// Where applications keep per-session data, when sessions outlive connections (`None`
     /// in plain mode, where the session is the connection).
-    pub session_store: Option<Arc<dyn SessionStore>>,
+    pub session_store: Option<Arc<dyn DynSessionStore>>,
     /// Replay logs of channel and session streams, and received marks of tabs.
-    pub history: Arc<dyn History>,
+    pub history: Arc<dyn DynHistory>,
     /// The named caches of applications ([`thywill_core::MemoryCaches`] by default); the node
     /// invalidates their copies across the cluster.
     pub caches: Arc<dyn DynCacheManager>,
@@ -105,11 +105,11 @@ pub(crate) struct Inner {
     pub(crate) app_ids: Vec<ApplicationId>,
     pub(crate) apps: BTreeMap<ApplicationId, (Arc<dyn DynApplication>, AppContext)>,
     pub(crate) cluster: Arc<dyn DynCluster>,
-    pub(crate) tracker: Arc<dyn ClientTracker>,
-    pub(crate) channel_store: Arc<dyn ChannelManager>,
+    pub(crate) tracker: Arc<dyn DynClientTracker>,
+    pub(crate) channel_store: Arc<dyn DynChannelManager>,
     /// Where sessions keep data (`None` in plain mode: the session is the connection).
-    pub(crate) session_store: Option<Arc<dyn SessionStore>>,
-    pub(crate) history: Arc<dyn History>,
+    pub(crate) session_store: Option<Arc<dyn DynSessionStore>>,
+    pub(crate) history: Arc<dyn DynHistory>,
     /// The cache manager itself (applications use it through [`crate::caches::Invalidating`]).
     pub(crate) caches: Arc<dyn DynCacheManager>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
@@ -176,11 +176,11 @@ struct Router {
     inner: Weak<Inner>,
     member: MemberId,
     members: Vec<MemberId>,
-    tracker: Arc<dyn ClientTracker>,
+    tracker: Arc<dyn DynClientTracker>,
     /// The cache manager, its writes invalidated on the other members.
     caches: Arc<dyn DynCacheManager>,
     /// Where applications keep session data (`None` in plain mode).
-    session_store: Option<Arc<dyn thywill_core::SessionStore>>,
+    session_store: Option<Arc<dyn thywill_core::DynSessionStore>>,
 }
 
 /// Cluster task: deliver a message, or a `load` frame, to local connections of the receiving
@@ -398,7 +398,7 @@ impl Node {
     }
 
     /// Where sessions keep their data, when sessions outlive connections.
-    pub fn session_store(&self) -> Option<&Arc<dyn SessionStore>> {
+    pub fn session_store(&self) -> Option<&Arc<dyn DynSessionStore>> {
         self.inner.session_store.as_ref()
     }
 
@@ -932,7 +932,7 @@ impl ClientInterface for Router {
         self.members.clone()
     }
 
-    fn tracker(&self) -> Option<&dyn ClientTracker> {
+    fn tracker(&self) -> Option<&dyn DynClientTracker> {
         Some(self.tracker.as_ref())
     }
 
@@ -983,7 +983,7 @@ impl ClientInterface for Router {
         Ok(self.caches.clone())
     }
 
-    fn session_store(&self) -> Option<&dyn thywill_core::SessionStore> {
+    fn session_store(&self) -> Option<&dyn thywill_core::DynSessionStore> {
         self.session_store.as_deref()
     }
 

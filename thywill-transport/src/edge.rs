@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use thywill_core::edge::Gateway;
-use thywill_core::{MemberId, ResourceManager};
+use thywill_core::{DynResourceManager, MemberId};
 use tokio::sync::watch;
 
 use crate::{Sessions, TransportConfig, TransportError};
@@ -16,7 +16,7 @@ pub struct EdgeParts {
     /// The node runtime the edge serves (`thywill_node::Node` implements [`Gateway`]).
     pub node: Arc<dyn Gateway>,
     /// The resource store pages and assets are served from.
-    pub resources: Arc<dyn ResourceManager>,
+    pub resources: Arc<dyn DynResourceManager>,
     /// Sessions bound by signed cookie; `None` for plain mode (session = connection).
     pub sessions: Option<Sessions>,
 }
@@ -33,7 +33,7 @@ impl std::fmt::Debug for EdgeParts {
 pub(crate) struct Inner {
     pub(crate) config: TransportConfig,
     pub(crate) node: Arc<dyn Gateway>,
-    pub(crate) resources: Arc<dyn ResourceManager>,
+    pub(crate) resources: Arc<dyn DynResourceManager>,
     pub(crate) sessions: Option<Sessions>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Set when the edge drains: connections close with 1001, the accept loops stop.
@@ -100,7 +100,7 @@ impl Edge {
     }
 
     /// The resource store.
-    pub fn resources(&self) -> &Arc<dyn ResourceManager> {
+    pub fn resources(&self) -> &Arc<dyn DynResourceManager> {
         &self.inner.resources
     }
 
