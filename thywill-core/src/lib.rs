@@ -15,6 +15,8 @@
 //!   [`ResourceManager`], [`TemplateEngine`], [`Minifier`], [`RpcHandler`], [`History`]
 //!   (replay logs for recovery after reconnects) and [`CacheManager`] (named, bounded LRU
 //!   caches, with the in-memory default [`MemoryCaches`]; see [`cache`]);
+//! - [`CoreError`], the error at every seam, with its [`ErrorKind`] (what callers decide by)
+//!   and, for a component's failure, the component's own error as its source;
 //! - [`Backend`]: a cluster backend and the stores it shares, installed as one bundle
 //!   ([`BackendParts`]);
 //! - the single-member, in-memory defaults of those traits ([`memory`]: [`LocalCluster`],
@@ -81,7 +83,7 @@ pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches}
 pub use channel::{ChannelManager, DynChannelManager};
 pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, DynCluster, MemberStatus, Task};
 pub use disconnect::DisconnectReason;
-pub use error::{CoreError, CoreResult};
+pub use error::{BoxError, CoreError, CoreResult, ErrorKind};
 pub use history::{DynHistory, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
 pub use id::{ApplicationId, ChannelId, ConnectionId, MemberId, SessionId};
 pub use memory::{
