@@ -31,7 +31,9 @@
 //! [`DynCluster`], [`DynClientTracker`], [`DynSessionStore`], [`DynChannelManager`],
 //! [`DynResourceManager`], [`DynHistory`], [`DynCacheManager`], [`DynBackend`]) with
 //! [`BoxFuture`] methods, implemented for every implementation of the trait and never by hand:
-//! the node stores components as `Arc<dyn DynX>` and calls them through it.
+//! the node stores components as `Arc<dyn DynX>` and calls them through it. The twin's methods
+//! have the same names, so bring one of the two into scope where you call a concrete type's
+//! methods (with both imported, say by a glob, name the trait: `SessionStore::load(&store, id)`).
 //!
 //! ```
 //! use thywill_core::{CoreResult, DynSessionStore, SessionData, SessionId, SessionStore};
