@@ -184,7 +184,6 @@ impl BackendParts {
 /// #     async fn start(&self, _: Arc<dyn ClusterEvents>) -> CoreResult<()> { Ok(()) }
 /// #     async fn send_to(&self, _: &MemberId, _: ClusterTask) -> CoreResult<()> { Ok(()) }
 /// #     async fn send_to_others(&self, _: ClusterTask) -> CoreResult<()> { Ok(()) }
-/// #     async fn send_to_all(&self, _: ClusterTask) -> CoreResult<()> { Ok(()) }
 /// # }
 ///
 /// /// A backend whose members talk over a bus of their own; its stores are the in-memory

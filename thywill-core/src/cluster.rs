@@ -174,9 +174,7 @@ pub trait ClusterEvents: Send + Sync + 'static {
 ///     async fn send_to_others(&self, _task: ClusterTask) -> CoreResult<()> {
 ///         Ok(())
 ///     }
-///     async fn send_to_all(&self, _task: ClusterTask) -> CoreResult<()> {
-///         Ok(())
-///     }
+///     // send_to_all, stop, is_healthy, stats and designated_handler have defaults.
 /// }
 ///
 /// let cluster: Arc<dyn thywill_core::DynCluster> = Arc::new(Alone("alpha".into()));
@@ -206,8 +204,17 @@ pub trait Cluster: Send + Sync + 'static {
     /// Sends a task to every member but the local one.
     fn send_to_others(&self, task: ClusterTask) -> impl Future<Output = CoreResult<()>> + Send;
 
-    /// Sends a task to every member, the local one included.
-    fn send_to_all(&self, task: ClusterTask) -> impl Future<Output = CoreResult<()>> + Send;
+    /// Sends a task to every member, the local one included. The default sends it to the local
+    /// member ([`send_to`](Cluster::send_to)) and to the others
+    /// ([`send_to_others`](Cluster::send_to_others)), both even if one fails (the first error is
+    /// returned); a backend with a cheaper way overrides it.
+    fn send_to_all(&self, task: ClusterTask) -> impl Future<Output = CoreResult<()>> + Send {
+        async move {
+            let local = self.send_to(self.local_member(), task.clone()).await;
+            let others = self.send_to_others(task).await;
+            local.and(others)
+        }
+    }
 
     /// Whether the cluster link works (false while, say, Redis is unreachable).
     fn is_healthy(&self) -> bool {

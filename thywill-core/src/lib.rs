@@ -15,6 +15,8 @@
 //!   [`ResourceManager`], [`TemplateEngine`], [`Minifier`], [`RpcHandler`], [`History`]
 //!   (replay logs for recovery after reconnects) and [`CacheManager`] (named, bounded LRU
 //!   caches, with the in-memory default [`MemoryCaches`]; see [`cache`]);
+//! - [`CoreError`], the error at every seam, with its [`ErrorKind`] (what callers decide by)
+//!   and, for a component's failure, the component's own error as its source;
 //! - [`Backend`]: a cluster backend and the stores it shares, installed as one bundle
 //!   ([`BackendParts`]);
 //! - the single-member, in-memory defaults of those traits ([`memory`]: [`LocalCluster`],
@@ -33,7 +35,9 @@
 //! [`DynCluster`], [`DynClientTracker`], [`DynSessionStore`], [`DynChannelManager`],
 //! [`DynResourceManager`], [`DynHistory`], [`DynCacheManager`], [`DynBackend`]) with
 //! [`BoxFuture`] methods, implemented for every implementation of the trait and never by hand:
-//! the node stores components as `Arc<dyn DynX>` and calls them through it.
+//! the node stores components as `Arc<dyn DynX>` and calls them through it. The twin's methods
+//! have the same names, so bring one of the two into scope where you call a concrete type's
+//! methods (with both imported, say by a glob, name the trait: `SessionStore::load(&store, id)`).
 //!
 //! ```
 //! use thywill_core::{CoreResult, DynSessionStore, SessionData, SessionId, SessionStore};
@@ -86,7 +90,7 @@ pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches}
 pub use channel::{ChannelManager, DynChannelManager};
 pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, DynCluster, MemberStatus, Task};
 pub use disconnect::DisconnectReason;
-pub use error::{CoreError, CoreResult};
+pub use error::{BoxError, CoreError, CoreResult, ErrorKind};
 pub use history::{DynHistory, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
 pub use id::{ApplicationId, ChannelId, ConnectionId, MemberId, SessionId};
 pub use memory::{

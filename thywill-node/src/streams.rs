@@ -102,7 +102,8 @@ impl Inner {
     }
 
     /// Runs a history call until it succeeds, retrying with backoff while the history is
-    /// unreachable (a Redis restart), within the append timeout; the last error otherwise.
+    /// unreachable (a Redis restart: errors of kind `Unavailable`), within the append timeout;
+    /// any other error at once, the last one at the deadline.
     pub(crate) async fn retrying<T, F>(&self, stream: &str, mut attempt: impl FnMut() -> F) -> CoreResult<T>
     where
         F: std::future::Future<Output = CoreResult<T>>,
@@ -113,7 +114,8 @@ impl Inner {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let error = match tokio::time::timeout(remaining, attempt()).await {
                 Ok(Ok(done)) => return Ok(done),
-                Ok(Err(e)) => e,
+                Ok(Err(e)) if e.is_retryable() => e,
+                Ok(Err(e)) => return Err(e),
                 Err(_) => CoreError::Unavailable("the history did not answer in time".into()),
             };
             if tokio::time::Instant::now() + pause >= deadline {

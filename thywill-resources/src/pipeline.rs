@@ -465,9 +465,9 @@ impl Pipeline {
                 let html = engine
                     .render_page(&page.client_path, text_of(page)?, &slot_values, &context)
                     .map_err(|e| match e {
-                        CoreError::Component { message, .. } => ResourcesError::Invalid {
+                        CoreError::Component { source, .. } => ResourcesError::Invalid {
                             origin: page.display_name().to_owned(),
-                            message,
+                            message: source.to_string(),
                         },
                         other => ResourcesError::Component(other),
                     })?;

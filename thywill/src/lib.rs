@@ -541,7 +541,7 @@ impl Builder {
             Some(CachesSource::Redis(config)) => Arc::new(
                 thywill_cluster_redis::RedisCaches::connect(config)
                     .await
-                    .map_err(|e| Error::Core(CoreError::component("cluster-redis", e)))?,
+                    .map_err(|e| Error::Core(CoreError::from(e)))?,
             ),
         };
         let recovery = self.recovery.unwrap_or(if backend_shares_history {

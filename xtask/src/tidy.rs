@@ -5,6 +5,8 @@
 //!   component crate depends on `thywill-core` and on no other component crate; only the facade
 //!   `thywill` composes them.
 //! - No unbounded channel in production code of the published crates.
+//! - `thywill-core` does no IO and starts no runtime: it depends on serialisation and error
+//!   crates only (no tokio, no client library), so its in-memory defaults stay pure.
 //! - Every workspace crate says what it is for (a crate-level doc comment) and takes the
 //!   workspace's lints (`missing_docs` among them, denied by `cargo xtask lint`).
 
@@ -185,5 +187,35 @@ fn every_crate_says_what_it_is_for_and_takes_the_workspace_lints() -> anyhow::Re
         }
     }
     anyhow::ensure!(wrong.is_empty(), "{}", wrong.join("\n"));
+    Ok(())
+}
+
+/// What `thywill-core` may depend on (normal and build dependencies): serialisation and the
+/// error derive. Anything else (tokio, a random number generator, a client library) would bring
+/// IO or a runtime into the component authors' API boundary.
+const CORE_DEPENDENCIES: &[&str] = &["serde", "serde_json", "bincode", "thiserror"];
+
+#[test]
+fn the_core_depends_on_no_runtime_and_no_io() -> anyhow::Result<()> {
+    let meta = metadata()?;
+    let packages = members(&meta);
+    let core = packages
+        .iter()
+        .find(|p| name(p) == CORE)
+        .ok_or_else(|| anyhow::anyhow!("no {CORE} in the workspace"))?;
+    let extra: Vec<&str> = core["dependencies"]
+        .as_array()
+        .map(|deps| {
+            deps.iter()
+                .filter(|d| d["kind"].as_str() != Some("dev"))
+                .filter_map(|d| d["name"].as_str())
+                .filter(|n| !CORE_DEPENDENCIES.contains(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    anyhow::ensure!(
+        extra.is_empty(),
+        "{CORE} must do no IO and start no runtime; it depends on {extra:?} besides {CORE_DEPENDENCIES:?}"
+    );
     Ok(())
 }

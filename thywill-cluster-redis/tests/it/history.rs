@@ -359,3 +359,56 @@ async fn a_retried_append_keeps_its_first_offset() -> anyhow::Result<()> {
     ensure!(offs(&r) == [1, 2], "entries {:?}", offs(&r));
     Ok(())
 }
+
+/// While Redis is down a history call fails as `Unavailable` (what the node's retries decide
+/// by), with the backend's error and the Redis client's under it as the source chain; once
+/// Redis is back the same history works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_redis_is_an_unavailable_error_with_its_source() -> anyhow::Result<()> {
+    use std::error::Error as _;
+    use thywill_core::{CoreError, ErrorKind};
+
+    let mut redis = RedisServer::start().await?;
+    let h = RedisHistory::connect(
+        RedisHistoryConfig::default()
+            .with_url(redis.url())?
+            .with_prefix("test:history:")?
+            .with_command_timeout(Duration::from_millis(300))?,
+    )
+    .await?;
+    History::append(&h, "c:r", 1, "before".into()).await?;
+    redis.stop();
+    let err: CoreError = match History::append(&h, "c:r", 2, "while down".into()).await {
+        Ok(o) => anyhow::bail!("an append succeeded without Redis: {o:?}"),
+        Err(e) => e,
+    };
+    ensure!(err.kind() == ErrorKind::Unavailable, "{err} is {:?}", err.kind());
+    ensure!(err.component_name() == Some("cluster-redis"), "{err}");
+    let backend = err
+        .source()
+        .and_then(|s| s.downcast_ref::<thywill_cluster_redis::Error>());
+    ensure!(
+        matches!(
+            backend,
+            Some(thywill_cluster_redis::Error::Redis(_) | thywill_cluster_redis::Error::Timeout(_))
+        ),
+        "the backend's error is the source: {backend:?}"
+    );
+    redis.restart().await?;
+    let deadline = tokio::time::Instant::now() + thywill_testkit::TIMEOUT;
+    loop {
+        match History::append(&h, "c:r", 3, "after".into()).await {
+            Ok(_) => break,
+            Err(e) => {
+                ensure!(e.is_retryable(), "a reconnecting client fails as retryable: {e}");
+                ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "no append after the restart: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    h.quit().await;
+    Ok(())
+}

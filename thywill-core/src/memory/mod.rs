@@ -117,10 +117,7 @@ impl Cluster for LocalCluster {
     async fn send_to_others(&self, _task: ClusterTask) -> CoreResult<()> {
         Ok(())
     }
-    async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
-        self.deliver(task);
-        Ok(())
-    }
+    // send_to_all: the default (the local member, and no others).
 }
 
 /// In-memory [`ClientTracker`]: the table of one member, or of a cluster when fed by
@@ -601,6 +598,35 @@ pub(crate) mod tests {
             block(store.load(&used))?.is_some(),
             "the used session outlived the flood"
         );
+        Ok(())
+    }
+
+    /// Records the tasks it is given.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(MemberId, String)>>);
+
+    impl ClusterEvents for Recorder {
+        fn task(&self, from: MemberId, task: ClusterTask) {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((from, task.name));
+        }
+        fn member_up(&self, _: MemberId) {}
+        fn member_down(&self, _: MemberId, _: bool) {}
+    }
+
+    #[test]
+    fn a_cluster_of_one_sends_to_all_through_the_default() -> CoreResult<()> {
+        let cluster = LocalCluster::new("alpha");
+        let seen = Arc::new(Recorder::default());
+        block(cluster.start(seen.clone()))?;
+        block(cluster.send_to_all(ClusterTask::encode("t.all", &1u8)?))?;
+        block(cluster.send_to_others(ClusterTask::encode("t.others", &2u8)?))?;
+        let err = block(cluster.send_to(&"beta".into(), ClusterTask::encode("t.beta", &3u8)?));
+        assert!(matches!(err, Err(CoreError::NotFound(_))), "{err:?}");
+        let seen = seen.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert_eq!(seen, vec![(MemberId::from("alpha"), "t.all".to_owned())]);
         Ok(())
     }
 
