@@ -122,7 +122,7 @@ impl ReadLimit {
 
 /// Replay logs of streams and high-water marks of client message ids.
 ///
-/// Implementations: an in-memory log per member (`thywill-transport`'s `LocalHistory`) and a
+/// Implementations: an in-memory log per member ([`LocalHistory`](crate::LocalHistory)) and a
 /// Redis log shared by every member (`thywill-cluster-redis`'s `RedisHistory`), which lets a
 /// client recover on any member after the one it was connected to crashed.
 pub trait History: Send + Sync + 'static {

@@ -16,7 +16,10 @@
 //!   (replay logs for recovery after reconnects) and [`CacheManager`] (named, bounded LRU
 //!   caches, with the in-memory default [`MemoryCaches`]; see [`cache`]);
 //! - [`Backend`]: a cluster backend and the stores it shares, installed as one bundle
-//!   ([`BackendParts`]).
+//!   ([`BackendParts`]);
+//! - the single-member, in-memory defaults of those traits ([`memory`]: [`LocalCluster`],
+//!   [`MemoryTracker`], [`MemoryChannels`], [`MemorySessionStore`], [`MemoryResources`],
+//!   [`LocalHistory`], bundled as [`LocalBackend`]).
 //!
 //! Async trait methods return [`BoxFuture`] where the trait must be stored as a trait object;
 //! the user-facing [`Application`] trait uses `impl Future` and is erased internally through
@@ -32,6 +35,7 @@ mod disconnect;
 mod error;
 pub mod history;
 mod id;
+pub mod memory;
 mod message;
 pub mod protocol;
 mod resource;
@@ -49,6 +53,10 @@ pub use disconnect::DisconnectReason;
 pub use error::{CoreError, CoreResult};
 pub use history::{Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
 pub use id::{ApplicationId, ChannelId, ConnectionId, MemberId, SessionId};
+pub use memory::{
+    LocalBackend, LocalCluster, LocalHistory, MemoryChannels, MemoryResources, MemorySessionStore,
+    MemoryTracker, SessionLimits,
+};
 pub use message::{Client, Message, Metadata};
 pub use resource::{Minifier, Resource, ResourceKind, ResourceManager, TemplateEngine, attr};
 pub use rpc::{RpcError, RpcErrorCode, RpcHandler};

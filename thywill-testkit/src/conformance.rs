@@ -717,7 +717,7 @@ mod tests {
     #[tokio::test]
     async fn the_single_member_cluster_conforms() -> anyhow::Result<()> {
         run(Options::single_member(), |spec: Spec| async move {
-            let c: Arc<dyn Cluster> = Arc::new(thywill_transport::local::LocalCluster::new(spec.local));
+            let c: Arc<dyn Cluster> = Arc::new(thywill_core::LocalCluster::new(spec.local));
             Ok(c)
         })
         .await

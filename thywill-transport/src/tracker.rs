@@ -26,7 +26,7 @@
 //! order the table changed.
 //!
 //! ```no_run
-//! # fn f(cluster: thywill_transport::local::LocalCluster) {
+//! # fn f(cluster: thywill_core::LocalCluster) {
 //! let (cluster, tracker) = thywill_transport::tracker::tracked(cluster);
 //! // NodeParts { cluster: Arc::new(cluster), tracker: Arc::new(tracker), .. }
 //! # let _ = (cluster, tracker); }

@@ -138,19 +138,18 @@ pub use thywill_core::DisconnectReason;
 /// [`AppContext::set_session_data`]).
 pub use thywill_core::MAX_APP_SESSION_DATA;
 pub use thywill_core::cluster::MemberStatus;
+pub use thywill_core::memory::{
+    LocalBackend, LocalCluster, LocalHistory, MemoryChannels, MemoryResources, MemorySessionStore,
+    MemoryTracker, SessionLimits,
+};
 pub use thywill_core::{
     AppContext, Application, ApplicationId, Backend, BackendParts, ChannelId, ChannelManager, Client,
     ClientTracker, Cluster, ConnectionId, CoreError, DynBackend, History, HistoryLimits, MemberClients,
     MemberId, Message, Metadata, ReadLimit, Resource, ResourceKind, ResourceManager, RpcError, RpcErrorCode,
     RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent, Tracking, protocol,
 };
-pub use thywill_transport::local::{
-    LocalBackend, LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker,
-    SessionLimits,
-};
 pub use thywill_transport::{
-    AllowedHosts, AllowedOrigins, LocalHistory, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig,
-    TransportConfig,
+    AllowedHosts, AllowedOrigins, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig, TransportConfig,
 };
 
 /// Re-export of the HTTP cluster backend.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use thywill_core::LocalHistory;
 use thywill_core::protocol::{ClientFrame, ServerFrame};
 use thywill_core::{BoxFuture, CoreResult, History, HistoryLimits, Metadata, Offset, ReadLimit, Replay};
-use thywill_transport::LocalHistory;
 
 use crate::cluster::{Cluster, Tab, cmd};
 

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use thywill_core::MemorySessionStore;
 use thywill_core::{
     ApplicationId, BoxFuture, CoreError, CoreResult, MAX_APP_SESSION_DATA, SessionData, SessionId,
     SessionStore,
 };
-use thywill_transport::local::MemorySessionStore;
 use thywill_transport::{SessionConfig, Sessions, TransportConfig};
 
 use crate::cluster::{Cluster, cmd};

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use thywill_core::LocalHistory;
 use thywill_core::{ChannelManager, ClientTracker, History, ResourceManager, SessionStore};
+use thywill_core::{MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker};
 use thywill_testkit::store_conformance;
-use thywill_transport::LocalHistory;
-use thywill_transport::local::{MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker};
 
 #[tokio::test]
 async fn local_history_conforms() -> anyhow::Result<()> {

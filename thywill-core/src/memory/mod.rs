@@ -1,10 +1,22 @@
-//! Single-member defaults: a cluster of one, and in-memory tracker, channels, sessions and
-//! resources, bundled as [`LocalBackend`]. Used when nothing else is configured.
+//! The single-member, in-memory defaults, next to the traits they implement: a cluster of one
+//! ([`LocalCluster`]), the member's own client table ([`MemoryTracker`]), channels of sessions
+//! ([`MemoryChannels`]), sessions ([`MemorySessionStore`]), resources ([`MemoryResources`]) and
+//! the replay history ([`LocalHistory`]), bundled as [`LocalBackend`]: what a node uses when
+//! nothing else is configured. (The named caches' default, [`MemoryCaches`](crate::MemoryCaches),
+//! lives beside its trait in [`cache`](crate::cache).)
+//!
+//! They do no IO and start nothing: every operation completes when first polled. Each member
+//! holds its own (`is_shared` is false), so a cluster of several members needs shared stores
+//! (the facade's builder refuses the combinations that cannot work).
+
+mod history;
+
+pub use history::LocalHistory;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use thywill_core::{
+use crate::{
     ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientTracker, Cluster, ClusterEvents,
     ClusterTask, ConnectionId, CoreError, CoreResult, MemberClients, MemberId, MemberStatus, Resource,
     ResourceManager, SessionData, SessionId, SessionStore,
@@ -15,8 +27,8 @@ fn ready<'a, T: Send + 'a>(v: T) -> BoxFuture<'a, T> {
 }
 
 /// The single-member backend, as one bundle: a [`LocalCluster`], the member's own client table
-/// ([`Tracking::Local`](thywill_core::Tracking::Local)), and channels, sessions, resources and
-/// replay history in memory ([`crate::LocalHistory`] with its default limits). What a node uses
+/// ([`Tracking::Local`](crate::Tracking::Local)), and channels, sessions, resources and
+/// replay history in memory ([`LocalHistory`] with its default limits). What a node uses
 /// when no backend is installed.
 #[derive(Clone, Debug)]
 pub struct LocalBackend {
@@ -37,16 +49,14 @@ impl LocalBackend {
     }
 }
 
-impl thywill_core::Backend for LocalBackend {
-    async fn connect(self) -> CoreResult<thywill_core::BackendParts> {
-        Ok(
-            thywill_core::BackendParts::new("local", LocalCluster::new(self.member))
-                .with_tracking(thywill_core::Tracking::Local)
-                .with_history(crate::LocalHistory::default())
-                .with_channels(MemoryChannels::new())
-                .with_session_store(MemorySessionStore::new())
-                .with_resources(MemoryResources::new()),
-        )
+impl crate::Backend for LocalBackend {
+    async fn connect(self) -> CoreResult<crate::BackendParts> {
+        Ok(crate::BackendParts::new("local", LocalCluster::new(self.member))
+            .with_tracking(crate::Tracking::Local)
+            .with_history(LocalHistory::default())
+            .with_channels(MemoryChannels::new())
+            .with_session_store(MemorySessionStore::new())
+            .with_resources(MemoryResources::new()))
     }
 }
 
@@ -105,7 +115,7 @@ impl Cluster for LocalCluster {
             self.deliver(task);
             ready(Ok(()))
         } else {
-            ready(Err(thywill_core::CoreError::NotFound(format!("member {member}"))))
+            ready(Err(crate::CoreError::NotFound(format!("member {member}"))))
         }
     }
     fn send_to_others(&self, _task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
@@ -570,45 +580,47 @@ impl ResourceManager for MemoryResources {
 }
 
 #[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn unused_sessions_expire_first_and_the_count_is_bounded() -> thywill_core::CoreResult<()> {
-        use super::{MemorySessionStore, SessionLimits};
-        use thywill_core::{SessionId, SessionStore};
+pub(crate) mod tests {
+    use super::*;
+
+    /// Runs a future of these in-memory stores, which completes when first polled (the core
+    /// has no runtime, and needs none to test them).
+    pub(crate) fn block<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("an in-memory store's future was not ready"),
+        }
+    }
+
+    #[test]
+    fn unused_sessions_expire_first_and_the_count_is_bounded() -> CoreResult<()> {
         let store = MemorySessionStore::with_limits(SessionLimits {
             unused_ttl: std::time::Duration::from_millis(30),
             ttl: std::time::Duration::from_secs(60),
             max_sessions: 100,
         });
         let used = SessionId::from("used");
-        store.store(&used, Default::default()).await?;
-        assert!(store.load(&used).await?.is_some());
+        block(store.store(&used, Default::default()))?;
+        assert!(block(store.load(&used))?.is_some());
         let anon = SessionId::from("anonymous");
-        store.store(&anon, Default::default()).await?;
+        block(store.store(&anon, Default::default()))?;
         // The bound under test is a time: let it pass.
-        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
-        assert!(store.load(&anon).await?.is_none(), "an unused session expired");
-        assert!(store.load(&used).await?.is_some(), "a used one did not");
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert!(block(store.load(&anon))?.is_none(), "an unused session expired");
+        assert!(block(store.load(&used))?.is_some(), "a used one did not");
         for i in 0..1000 {
-            store
-                .store(&SessionId::from(format!("flood{i}")), Default::default())
-                .await?;
+            block(store.store(&SessionId::from(format!("flood{i}")), Default::default()))?;
         }
         assert!(store.len() <= 101, "{} sessions held", store.len());
         assert!(
-            store.load(&used).await?.is_some(),
+            block(store.load(&used))?.is_some(),
             "the used session outlived the flood"
         );
         Ok(())
-    }
-
-    use super::*;
-
-    fn block<T>(f: BoxFuture<'_, T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map(|rt| rt.block_on(f))
-            .unwrap_or_else(|e| panic!("runtime: {e}"))
     }
 
     #[test]
