@@ -467,7 +467,9 @@ async fn receive_loop(sh: Arc<Shared>, mut subscriber: async_nats::Subscriber) {
                     tracing::warn!(%from, "cluster task from a member not configured dropped");
                     continue;
                 }
-                match lock(&sh.inbound).arrive(&from, epoch, stamp) {
+                // The lock is released before any event handler runs.
+                let arrival = lock(&sh.inbound).arrive(&from, epoch, stamp);
+                match arrival {
                     Arrival::Gap(missing) => sh.report_gap(&from, missing),
                     Arrival::Stale => tracing::debug!(%from, seq = stamp.seq, "late cluster message"),
                     Arrival::InOrder | Arrival::Untracked => {}
