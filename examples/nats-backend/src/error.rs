@@ -30,6 +30,9 @@ pub enum Error {
         /// The cause.
         source: async_nats::SubscribeError,
     },
+    /// The NATS server did not confirm the member's subscription.
+    #[error("nats: the subscription was not confirmed: {0}")]
+    Flush(#[source] async_nats::client::FlushError),
     /// The NATS server did not answer in time.
     #[error("nats: {0} timed out")]
     Timeout(&'static str),

@@ -268,7 +268,7 @@ impl NatsCluster {
         tokio::time::timeout(cfg.command_timeout, client.flush())
             .await
             .map_err(|_| Error::Timeout("subscribe"))?
-            .map_err(|e| Error::Codec(format!("flush: {e}")))?;
+            .map_err(Error::Flush)?;
 
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
         lock(&sh.out).tx = Some(tx);
