@@ -1,5 +1,6 @@
-//! A real `nats-server` on a free loopback port for tests: killed on drop, restartable on the
-//! same port (to test reconnection).
+//! A real `nats-server` on a free loopback port for tests, with JetStream (its store in a
+//! temporary directory removed on drop): killed on drop, restartable on the same port (to test
+//! reconnection), keeping what JetStream stored in files.
 //!
 //! ```no_run
 //! # async fn t() -> anyhow::Result<()> {
@@ -9,7 +10,9 @@
 //! # let _ = url; Ok(()) }
 //! ```
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -30,6 +33,8 @@ pub fn nats_server_binary() -> String {
 pub struct NatsServer {
     port: u16,
     child: Option<Child>,
+    /// JetStream's store (removed on drop).
+    dir: PathBuf,
 }
 
 impl NatsServer {
@@ -40,14 +45,26 @@ impl NatsServer {
 
     /// Starts a server on `port` and waits until it greets clients.
     pub async fn start_on(port: u16) -> anyhow::Result<Self> {
-        let mut s = Self { port, child: None };
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "thywill-nats-{}-{port}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut s = Self {
+            port,
+            child: None,
+            dir,
+        };
         s.spawn().await?;
         Ok(s)
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
+        let store = self.dir.to_string_lossy().into_owned();
         let child = Command::new(nats_server_binary())
             .args(["--addr", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--jetstream", "--store_dir", &store])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -131,6 +148,7 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -147,7 +165,11 @@ mod tests {
         assert!(nats.greets().await, "greets again after a restart");
         assert_eq!(nats.port(), port);
         drop(nats);
-        let probe = NatsServer { port, child: None };
+        let probe = NatsServer {
+            port,
+            child: None,
+            dir: std::env::temp_dir().join("thywill-nats-never-made"),
+        };
         assert!(!probe.greets().await, "killed on drop");
         Ok(())
     }

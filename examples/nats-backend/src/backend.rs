@@ -2,17 +2,19 @@
 
 use std::sync::Arc;
 
-use thywill_core::{Backend, BackendParts, Cluster, CoreResult};
+use thywill_core::{Backend, BackendParts, Cluster, CoreResult, HistoryLimits};
 
-use crate::{NatsCluster, NatsClusterConfig};
+use crate::{NatsCluster, NatsClusterConfig, NatsHistory};
 
 /// The NATS backend as one bundle, installed by one builder call
 /// (`Thywill::builder().backend(NatsBackend::new(config)?)`): a [`NatsCluster`], with the
 /// framework's cluster-wide client tracker (which the node builder wires over it).
 ///
-/// It shares no store: replay histories stay on each member (a client recovers what it missed
-/// on the member it was connected to), and a node with sessions on refuses to start on more
-/// than one member until it is given a shared session store and channel manager.
+/// By default it shares no store: replay histories stay on each member (a client recovers what
+/// it missed on the member it was connected to). [`with_jetstream_history`](Self::with_jetstream_history)
+/// adds a [`NatsHistory`] in JetStream shared by the members, so that a client recovers on any
+/// member. A node with sessions on refuses to start on more than one member until it is given a
+/// shared session store and channel manager.
 ///
 /// ```no_run
 /// # fn run() -> Result<(), thywill_nats_example::Error> {
@@ -31,6 +33,8 @@ use crate::{NatsCluster, NatsClusterConfig};
 #[must_use]
 pub struct NatsBackend {
     cluster: Arc<NatsCluster>,
+    /// The shared history's limits and storage (in memory: true), when asked for.
+    history: Option<(HistoryLimits, bool)>,
 }
 
 impl NatsBackend {
@@ -38,7 +42,17 @@ impl NatsBackend {
     pub fn new(config: NatsClusterConfig) -> Self {
         Self {
             cluster: Arc::new(NatsCluster::new(config)),
+            history: None,
         }
+    }
+
+    /// Adds the replay history in JetStream ([`NatsHistory`], on the same server and under the
+    /// same cluster name), shared by the members, with these limits per stream; kept in files
+    /// (`memory`: false, surviving a server restart) or in the server's memory. The server must
+    /// run with JetStream on (`nats-server --jetstream`).
+    pub fn with_jetstream_history(mut self, limits: HistoryLimits, memory: bool) -> Self {
+        self.history = Some((limits, memory));
+        self
     }
 
     /// The cluster (to watch its gaps or health).
@@ -49,7 +63,18 @@ impl NatsBackend {
 
 impl Backend for NatsBackend {
     async fn connect(self) -> CoreResult<BackendParts> {
+        let history = match self.history {
+            Some((limits, memory)) => {
+                let config = self.cluster.config();
+                Some(NatsHistory::connect(config.url(), config.cluster(), limits, memory).await?)
+            }
+            None => None,
+        };
         let cluster: Arc<dyn Cluster> = self.cluster;
-        Ok(BackendParts::from_arc("nats", cluster))
+        let parts = BackendParts::from_arc("nats", cluster);
+        Ok(match history {
+            Some(h) => parts.with_history(h),
+            None => parts,
+        })
     }
 }

@@ -33,6 +33,14 @@ pub enum Error {
     /// The NATS server did not confirm the member's subscription.
     #[error("nats: the subscription was not confirmed: {0}")]
     Flush(#[source] async_nats::client::FlushError),
+    /// A JetStream request (of the history) failed.
+    #[error("nats jetstream: {what}: {message}")]
+    JetStream {
+        /// What was asked.
+        what: &'static str,
+        /// Why it failed.
+        message: String,
+    },
     /// The NATS server did not answer in time.
     #[error("nats: {0} timed out")]
     Timeout(&'static str),

@@ -1,6 +1,7 @@
 //! Integration tests of the NATS backend against a real `nats-server` on a free loopback port.
 
 mod conformance;
+mod history;
 mod recovery;
 
 use std::sync::Arc;
