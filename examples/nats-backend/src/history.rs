@@ -42,8 +42,13 @@ fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The history of one cluster in NATS JetStream, shared by its members. See the
-/// [module docs](self).
+/// The history of one cluster in NATS JetStream, shared by its members.
+///
+/// Each history stream (`c:<channel>`, `s:<session>`) is a JetStream stream of its own, whose
+/// sequence numbers are the offsets and whose creation time is the epoch; its bounds are the
+/// history's limits. An append's key is its `Nats-Msg-Id` (a retried append within two minutes
+/// returns the first offset). Marks are raised by compare-and-set on the last sequence of the
+/// tab's subject in one more stream.
 pub struct NatsHistory {
     js: jetstream::Context,
     cluster: String,
