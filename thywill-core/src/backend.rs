@@ -5,7 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::{
-    BoxFuture, ChannelManager, ClientTracker, Cluster, CoreResult, History, ResourceManager, SessionStore,
+    BoxFuture, ChannelManager, ClientTracker, Cluster, CoreResult, DynCluster, History, ResourceManager,
+    SessionStore,
 };
 
 /// How the clients of a backend's members are tracked.
@@ -42,7 +43,7 @@ impl std::fmt::Debug for Tracking {
 #[must_use]
 pub struct BackendParts {
     name: String,
-    cluster: Arc<dyn Cluster>,
+    cluster: Arc<dyn DynCluster>,
     tracking: Tracking,
     history: Option<Arc<dyn History>>,
     channels: Option<Arc<dyn ChannelManager>>,
@@ -72,7 +73,7 @@ impl BackendParts {
     }
 
     /// [`BackendParts::new`] for a cluster already shared behind an `Arc`.
-    pub fn from_arc(name: impl Into<String>, cluster: Arc<dyn Cluster>) -> Self {
+    pub fn from_arc(name: impl Into<String>, cluster: Arc<dyn DynCluster>) -> Self {
         Self {
             name: name.into(),
             cluster,
@@ -116,7 +117,7 @@ impl BackendParts {
 
     /// Replaces the cluster with `wrap(cluster)`, keeping every other part: for a wrapper that
     /// observes the backend's events (it must pass every call and event on).
-    pub fn map_cluster(mut self, wrap: impl FnOnce(Arc<dyn Cluster>) -> Arc<dyn Cluster>) -> Self {
+    pub fn map_cluster(mut self, wrap: impl FnOnce(Arc<dyn DynCluster>) -> Arc<dyn DynCluster>) -> Self {
         self.cluster = wrap(self.cluster);
         self
     }
@@ -127,7 +128,7 @@ impl BackendParts {
     }
 
     /// The cluster.
-    pub fn cluster(&self) -> &Arc<dyn Cluster> {
+    pub fn cluster(&self) -> &Arc<dyn DynCluster> {
         &self.cluster
     }
 
@@ -174,16 +175,16 @@ impl BackendParts {
 /// ```
 /// use thywill_core::{Backend, BackendParts, CoreResult, Tracking};
 /// # use std::sync::Arc;
-/// # use thywill_core::{BoxFuture, Cluster, ClusterEvents, ClusterTask, MemberId, MemberStatus};
+/// # use thywill_core::{Cluster, ClusterEvents, ClusterTask, MemberId, MemberStatus};
 /// # struct MyCluster(MemberId);
 /// # impl Cluster for MyCluster {
 /// #     fn local_member(&self) -> &MemberId { &self.0 }
 /// #     fn members(&self) -> Vec<MemberId> { vec![self.0.clone()] }
 /// #     fn status(&self, _: &MemberId) -> MemberStatus { MemberStatus::Up }
-/// #     fn start(&self, _: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
-/// #     fn send_to(&self, _: &MemberId, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
-/// #     fn send_to_others(&self, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
-/// #     fn send_to_all(&self, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
+/// #     async fn start(&self, _: Arc<dyn ClusterEvents>) -> CoreResult<()> { Ok(()) }
+/// #     async fn send_to(&self, _: &MemberId, _: ClusterTask) -> CoreResult<()> { Ok(()) }
+/// #     async fn send_to_others(&self, _: ClusterTask) -> CoreResult<()> { Ok(()) }
+/// #     async fn send_to_all(&self, _: ClusterTask) -> CoreResult<()> { Ok(()) }
 /// # }
 ///
 /// /// A backend whose members talk over a bus of their own; its stores are the in-memory

@@ -48,7 +48,7 @@ pub use application::{AppContext, Application, ClientInterface, DynApplication, 
 pub use backend::{Backend, BackendParts, DynBackend, Tracking};
 pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
 pub use channel::ChannelManager;
-pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, MemberStatus, Task};
+pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, DynCluster, MemberStatus, Task};
 pub use disconnect::DisconnectReason;
 pub use error::{CoreError, CoreResult};
 pub use history::{Entry, History, HistoryLimits, Offset, ReadLimit, Replay};

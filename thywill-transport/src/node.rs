@@ -29,9 +29,9 @@ use thywill_core::cluster::MemberStatus;
 use thywill_core::protocol::{LoadKind, ServerFrame, close};
 use thywill_core::{
     AppContext, AppTask, ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientInterface,
-    ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication,
-    History, MemberId, Message, ResourceManager, SessionId, Target, Task, TaskTarget, TrackerEvent,
-    TrackerListener,
+    ClientTracker, ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication,
+    DynCluster, History, MemberId, Message, ResourceManager, SessionId, Target, Task, TaskTarget,
+    TrackerEvent, TrackerListener,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -47,7 +47,7 @@ pub struct NodeParts {
     /// Applications by id.
     pub applications: Vec<(ApplicationId, Arc<dyn DynApplication>)>,
     /// The cluster backend.
-    pub cluster: Arc<dyn Cluster>,
+    pub cluster: Arc<dyn DynCluster>,
     /// The client tracker.
     pub tracker: Arc<dyn ClientTracker>,
     /// Where channels of sessions are persisted.
@@ -272,7 +272,7 @@ pub(crate) struct Inner {
     pub(crate) config: TransportConfig,
     pub(crate) member: MemberId,
     pub(crate) apps: BTreeMap<ApplicationId, (Arc<dyn DynApplication>, AppContext)>,
-    pub(crate) cluster: Arc<dyn Cluster>,
+    pub(crate) cluster: Arc<dyn DynCluster>,
     pub(crate) tracker: Arc<dyn ClientTracker>,
     pub(crate) channel_store: Arc<dyn ChannelManager>,
     pub(crate) resources: Arc<dyn ResourceManager>,

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use thywill_core::cluster::ClusterStats;
 use thywill_core::{
     BoxFuture, Client, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreResult,
-    MemberClients, MemberId, MemberStatus, SessionId, Task, TrackerEvent, TrackerListener,
+    DynCluster, MemberClients, MemberId, MemberStatus, SessionId, Task, TrackerEvent, TrackerListener,
 };
 
 /// Cluster task of the tracker.
@@ -63,7 +63,7 @@ type Members = BTreeMap<MemberId, MemberClients>;
 
 struct Table {
     local: MemberId,
-    cluster: Arc<dyn Cluster>,
+    cluster: Arc<dyn DynCluster>,
     members: RwLock<Members>,
     /// Entries purged when members went down, one set per down event, until the node takes
     /// them ([`ClientTracker::purge_member`]).
@@ -221,7 +221,7 @@ impl std::fmt::Debug for ClusterTracker {
 /// A [`Cluster`] wrapped so that the tracker sees its tasks and events first. Made by
 /// [`tracked`].
 pub struct TrackedCluster {
-    cluster: Arc<dyn Cluster>,
+    cluster: Arc<dyn DynCluster>,
     table: Arc<Table>,
 }
 
@@ -235,7 +235,7 @@ impl std::fmt::Debug for TrackedCluster {
 
 impl TrackedCluster {
     /// The wrapped backend.
-    pub fn inner(&self) -> &Arc<dyn Cluster> {
+    pub fn inner(&self) -> &Arc<dyn DynCluster> {
         &self.cluster
     }
 }
@@ -246,7 +246,7 @@ pub fn tracked<C: Cluster>(cluster: C) -> (TrackedCluster, ClusterTracker) {
 }
 
 /// [`tracked`] for a backend already shared (to keep a handle on it, for health or gaps).
-pub fn tracked_arc(cluster: Arc<dyn Cluster>) -> (TrackedCluster, ClusterTracker) {
+pub fn tracked_arc(cluster: Arc<dyn DynCluster>) -> (TrackedCluster, ClusterTracker) {
     let table = Arc::new(Table {
         local: cluster.local_member().clone(),
         cluster: cluster.clone(),
@@ -342,24 +342,24 @@ impl Cluster for TrackedCluster {
     fn status(&self, member: &MemberId) -> MemberStatus {
         self.cluster.status(member)
     }
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
+    async fn start(&self, events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
         let events = Arc::new(TrackerEvents {
             table: Arc::downgrade(&self.table),
             next: events,
         });
-        self.cluster.start(events)
+        self.cluster.start(events).await
     }
-    fn stop(&self) -> BoxFuture<'_, CoreResult<()>> {
-        self.cluster.stop()
+    async fn stop(&self) -> CoreResult<()> {
+        self.cluster.stop().await
     }
-    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.cluster.send_to(member, task)
+    async fn send_to(&self, member: &MemberId, task: ClusterTask) -> CoreResult<()> {
+        self.cluster.send_to(member, task).await
     }
-    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.cluster.send_to_others(task)
+    async fn send_to_others(&self, task: ClusterTask) -> CoreResult<()> {
+        self.cluster.send_to_others(task).await
     }
-    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.cluster.send_to_all(task)
+    async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
+        self.cluster.send_to_all(task).await
     }
     fn is_healthy(&self) -> bool {
         self.cluster.is_healthy()

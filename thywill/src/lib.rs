@@ -144,9 +144,9 @@ pub use thywill_core::memory::{
 };
 pub use thywill_core::{
     AppContext, Application, ApplicationId, Backend, BackendParts, ChannelId, ChannelManager, Client,
-    ClientTracker, Cluster, ConnectionId, CoreError, DynBackend, History, HistoryLimits, MemberClients,
-    MemberId, Message, Metadata, ReadLimit, Resource, ResourceKind, ResourceManager, RpcError, RpcErrorCode,
-    RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent, Tracking, protocol,
+    ClientTracker, Cluster, ConnectionId, CoreError, DynBackend, DynCluster, History, HistoryLimits,
+    MemberClients, MemberId, Message, Metadata, ReadLimit, Resource, ResourceKind, ResourceManager, RpcError,
+    RpcErrorCode, RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent, Tracking, protocol,
 };
 pub use thywill_transport::{
     AllowedHosts, AllowedOrigins, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig, TransportConfig,
@@ -550,7 +550,7 @@ impl Builder {
             recovery: self.config.replay().then_some(recovery),
             history_shared: history.is_shared(),
         })?;
-        let (cluster, tracker): (Arc<dyn Cluster>, Arc<dyn ClientTracker>) = match parts.tracking() {
+        let (cluster, tracker): (Arc<dyn DynCluster>, Arc<dyn ClientTracker>) = match parts.tracking() {
             Tracking::Local => (parts.cluster().clone(), Arc::new(MemoryTracker::new())),
             Tracking::Own(tracker) => (parts.cluster().clone(), tracker.clone()),
             _ => {
@@ -706,7 +706,7 @@ fn check(c: &Composition<'_>) -> Result<(), Error> {
 #[derive(Clone)]
 pub struct Thywill {
     node: thywill_transport::Node,
-    cluster: Arc<dyn Cluster>,
+    cluster: Arc<dyn DynCluster>,
 }
 
 impl std::fmt::Debug for Thywill {
@@ -785,7 +785,7 @@ impl Thywill {
 
     /// The backend's cluster (with the cluster-wide tracker the builder wired): members, their
     /// status, the link's health and counters.
-    pub fn cluster(&self) -> &Arc<dyn Cluster> {
+    pub fn cluster(&self) -> &Arc<dyn DynCluster> {
         &self.cluster
     }
 

@@ -42,23 +42,23 @@ impl Cluster for Pair {
             MemberStatus::Unknown
         }
     }
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
+    async fn start(&self, events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
         *self
             .events
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(events);
-        Box::pin(async { Ok(()) })
+        Ok(())
     }
-    fn send_to(&self, to: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to(&self, to: &MemberId, task: ClusterTask) -> CoreResult<()> {
         self.sent(to, &task);
-        Box::pin(async { Ok(()) })
+        Ok(())
     }
-    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to_others(&self, task: ClusterTask) -> CoreResult<()> {
         self.sent(&"beta".into(), &task);
-        Box::pin(async { Ok(()) })
+        Ok(())
     }
-    fn send_to_all(&self, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        Box::pin(async { Ok(()) })
+    async fn send_to_all(&self, _: ClusterTask) -> CoreResult<()> {
+        Ok(())
     }
 }
 

@@ -106,24 +106,24 @@ impl Cluster for LocalCluster {
             MemberStatus::Unknown
         }
     }
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
+    async fn start(&self, events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
         *self.events.write().unwrap_or_else(PoisonError::into_inner) = Some(events);
-        ready(Ok(()))
+        Ok(())
     }
-    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to(&self, member: &MemberId, task: ClusterTask) -> CoreResult<()> {
         if *member == self.member {
             self.deliver(task);
-            ready(Ok(()))
+            Ok(())
         } else {
-            ready(Err(crate::CoreError::NotFound(format!("member {member}"))))
+            Err(CoreError::NotFound(format!("member {member}")))
         }
     }
-    fn send_to_others(&self, _task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        ready(Ok(()))
+    async fn send_to_others(&self, _task: ClusterTask) -> CoreResult<()> {
+        Ok(())
     }
-    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
         self.deliver(task);
-        ready(Ok(()))
+        Ok(())
     }
 }
 
