@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use thywill_core::{Backend, BackendParts, Cluster, CoreResult, HistoryLimits};
+use thywill_core::{Backend, BackendParts, CoreResult, DynCluster, HistoryLimits};
 
 use crate::{NatsCluster, NatsClusterConfig, NatsHistory};
 
@@ -70,7 +70,7 @@ impl Backend for NatsBackend {
             }
             None => None,
         };
-        let cluster: Arc<dyn Cluster> = self.cluster;
+        let cluster: Arc<dyn DynCluster> = self.cluster;
         let parts = BackendParts::from_arc("nats", cluster);
         Ok(match history {
             Some(h) => parts.with_history(h),

@@ -65,8 +65,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use thywill_core::cluster::{Arrival, Inbound, Outbound, Stamp, local_is_designated, new_epoch};
 use thywill_core::{
-    BoxFuture, Cluster, ClusterEvents, ClusterStats, ClusterTask, CoreError, CoreResult, MemberId,
-    MemberStatus,
+    Cluster, ClusterEvents, ClusterStats, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -670,48 +669,43 @@ impl Cluster for NatsCluster {
             .unwrap_or(MemberStatus::Unknown)
     }
 
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
-        Box::pin(async move { self.connect(events).await.map_err(CoreError::from) })
+    async fn start(&self, events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
+        Ok(self.connect(events).await?)
     }
 
-    fn stop(&self) -> BoxFuture<'_, CoreResult<()>> {
-        Box::pin(async move {
-            if let Some(link) = self.halt() {
-                // Whatever the client still holds goes out before the connection closes.
-                let bound = Duration::from_millis(500);
-                let _ = tokio::time::timeout(bound, link.client.flush()).await;
-                let _ = tokio::time::timeout(bound, link.client.drain()).await;
-            }
-            tracing::info!(member = %self.shared.config.local, "nats cluster member stopped");
-            Ok(())
-        })
+    async fn stop(&self) -> CoreResult<()> {
+        if let Some(link) = self.halt() {
+            // Whatever the client still holds goes out before the connection closes.
+            let bound = Duration::from_millis(500);
+            let _ = tokio::time::timeout(bound, link.client.flush()).await;
+            let _ = tokio::time::timeout(bound, link.client.drain()).await;
+        }
+        tracing::info!(member = %self.shared.config.local, "nats cluster member stopped");
+        Ok(())
     }
 
-    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        let r = if *member == self.shared.config.local {
+    async fn send_to(&self, member: &MemberId, task: ClusterTask) -> CoreResult<()> {
+        if *member == self.shared.config.local {
             self.deliver_local(task);
             Ok(())
         } else if !self.shared.config.members.contains(member) {
             Err(CoreError::NotFound(format!("member {member}")))
         } else {
             self.enqueue(std::slice::from_ref(member), task)
-        };
-        Box::pin(std::future::ready(r))
+        }
     }
 
-    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to_others(&self, task: ClusterTask) -> CoreResult<()> {
         let others = self.others();
-        let r = if others.is_empty() {
-            Ok(())
-        } else {
-            self.enqueue(&others, task)
-        };
-        Box::pin(std::future::ready(r))
+        if others.is_empty() {
+            return Ok(());
+        }
+        self.enqueue(&others, task)
     }
 
-    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
         self.deliver_local(task.clone());
-        self.send_to_others(task)
+        self.send_to_others(task).await
     }
 
     fn is_healthy(&self) -> bool {

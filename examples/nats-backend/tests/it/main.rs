@@ -6,7 +6,7 @@ mod recovery;
 
 use std::sync::Arc;
 
-use thywill_core::Cluster;
+use thywill_core::DynCluster;
 use thywill_nats_example::{NatsCluster, NatsClusterConfig};
 use thywill_testkit::conformance::Spec;
 
@@ -21,7 +21,7 @@ pub fn member(url: &str, spec: &Spec) -> anyhow::Result<Arc<NatsCluster>> {
 }
 
 /// [`member`] as the conformance suite takes it.
-pub fn dyn_member(url: &str, spec: &Spec) -> anyhow::Result<Arc<dyn Cluster>> {
-    let m: Arc<dyn Cluster> = member(url, spec)?;
+pub fn dyn_member(url: &str, spec: &Spec) -> anyhow::Result<Arc<dyn DynCluster>> {
+    let m: Arc<dyn DynCluster> = member(url, spec)?;
     Ok(m)
 }
