@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::{
-    BoxFuture, ChannelManager, ClientTracker, Cluster, CoreResult, DynCluster, History, ResourceManager,
-    SessionStore,
+    BoxFuture, ChannelManager, Cluster, CoreResult, DynChannelManager, DynClientTracker, DynCluster,
+    DynHistory, DynResourceManager, DynSessionStore, History, ResourceManager, SessionStore,
 };
 
 /// How the clients of a backend's members are tracked.
@@ -21,7 +21,7 @@ pub enum Tracking {
     ClusterWide,
     /// The backend's own cluster-wide tracker (it must learn of the other members' clients
     /// by itself).
-    Own(Arc<dyn ClientTracker>),
+    Own(Arc<dyn DynClientTracker>),
 }
 
 impl std::fmt::Debug for Tracking {
@@ -45,10 +45,10 @@ pub struct BackendParts {
     name: String,
     cluster: Arc<dyn DynCluster>,
     tracking: Tracking,
-    history: Option<Arc<dyn History>>,
-    channels: Option<Arc<dyn ChannelManager>>,
-    sessions: Option<Arc<dyn SessionStore>>,
-    resources: Option<Arc<dyn ResourceManager>>,
+    history: Option<Arc<dyn DynHistory>>,
+    channels: Option<Arc<dyn DynChannelManager>>,
+    sessions: Option<Arc<dyn DynSessionStore>>,
+    resources: Option<Arc<dyn DynResourceManager>>,
 }
 
 impl std::fmt::Debug for BackendParts {
@@ -138,22 +138,22 @@ impl BackendParts {
     }
 
     /// The replay history, if the backend has one.
-    pub fn history(&self) -> Option<&Arc<dyn History>> {
+    pub fn history(&self) -> Option<&Arc<dyn DynHistory>> {
         self.history.as_ref()
     }
 
     /// The store of channels of sessions, if the backend has one.
-    pub fn channels(&self) -> Option<&Arc<dyn ChannelManager>> {
+    pub fn channels(&self) -> Option<&Arc<dyn DynChannelManager>> {
         self.channels.as_ref()
     }
 
     /// The session store, if the backend has one.
-    pub fn session_store(&self) -> Option<&Arc<dyn SessionStore>> {
+    pub fn session_store(&self) -> Option<&Arc<dyn DynSessionStore>> {
         self.sessions.as_ref()
     }
 
     /// The resource store, if the backend has one.
-    pub fn resources(&self) -> Option<&Arc<dyn ResourceManager>> {
+    pub fn resources(&self) -> Option<&Arc<dyn DynResourceManager>> {
         self.resources.as_ref()
     }
 }
@@ -166,7 +166,7 @@ impl BackendParts {
 /// A backend is more than its [`Cluster`]: members that share clients also need to share what a
 /// client may find on any member — its session ([`SessionStore`]), the channels of its session
 /// ([`ChannelManager`]), the replay logs it recovers from ([`History`]) — and a cluster-wide
-/// table of who is connected where ([`ClientTracker`]). A backend crate exports one type that
+/// table of who is connected where ([`ClientTracker`](crate::ClientTracker)). A backend crate exports one type that
 /// implements [`Backend`]: when the node starts it connects and hands over all of its parts
 /// at once ([`BackendParts`]), so that they cannot be wired inconsistently by hand. The node
 /// builder takes it in one call and refuses a combination that cannot work (see the facade's

@@ -1,4 +1,4 @@
-//! The conformance suite every [`Cluster`] backend passes: send semantics, per-sender order,
+//! The conformance suite every [`Cluster`](thywill_core::Cluster) backend passes: send semantics, per-sender order,
 //! designated handler, member down/up detection time, and a member missing at start.
 //!
 //! The suite is a function taking a constructor, so each backend runs the very same checks:
@@ -23,7 +23,7 @@
 //!
 //! Members of one scenario run in this process; each scenario uses a fresh cluster whose
 //! [`Spec::cluster`] name is unique, so a backend can keep scenarios apart (a Redis key prefix,
-//! a set of ports). A member is "killed" with [`Cluster::stop`] and "restarted" by building a
+//! a set of ports). A member is "killed" with [`Cluster::stop`](thywill_core::Cluster::stop) and "restarted" by building a
 //! new instance of the same member and starting it.
 
 use std::future::Future;

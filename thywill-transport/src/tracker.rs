@@ -38,8 +38,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use serde::{Deserialize, Serialize};
 use thywill_core::cluster::ClusterStats;
 use thywill_core::{
-    BoxFuture, Client, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreResult,
-    DynCluster, MemberClients, MemberId, MemberStatus, SessionId, Task, TrackerEvent, TrackerListener,
+    Client, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreResult, DynCluster,
+    MemberClients, MemberId, MemberStatus, SessionId, Task, TrackerEvent, TrackerListener,
 };
 
 /// Cluster task of the tracker.
@@ -391,58 +391,49 @@ impl ClusterTracker {
 }
 
 impl ClientTracker for ClusterTracker {
-    fn connected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>> {
-        let client = client.clone();
-        Box::pin(async move {
-            let announce = (client.member == self.table.local).then(|| TrackerTask::Connected {
-                connection: client.connection.to_string(),
-                session: client.session.to_string(),
-            });
-            self.local_change(
-                |t| {
-                    t.entry(client.member.clone())
-                        .or_default()
-                        .connections
-                        .insert(client.connection.clone(), client.session.clone());
-                },
-                announce,
-            )
-            .await
-        })
+    async fn connected(&self, client: &Client) -> CoreResult<()> {
+        let announce = (client.member == self.table.local).then(|| TrackerTask::Connected {
+            connection: client.connection.to_string(),
+            session: client.session.to_string(),
+        });
+        self.local_change(
+            |t| {
+                t.entry(client.member.clone())
+                    .or_default()
+                    .connections
+                    .insert(client.connection.clone(), client.session.clone());
+            },
+            announce,
+        )
+        .await
     }
 
-    fn disconnected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>> {
-        let client = client.clone();
-        Box::pin(async move {
-            let announce = (client.member == self.table.local).then(|| TrackerTask::Disconnected {
-                connection: client.connection.to_string(),
-            });
-            self.local_change(
-                |t| {
-                    if let Some(mc) = t.get_mut(&client.member) {
-                        mc.connections.remove(&client.connection);
-                    }
-                },
-                announce,
-            )
-            .await
-        })
+    async fn disconnected(&self, client: &Client) -> CoreResult<()> {
+        let announce = (client.member == self.table.local).then(|| TrackerTask::Disconnected {
+            connection: client.connection.to_string(),
+        });
+        self.local_change(
+            |t| {
+                if let Some(mc) = t.get_mut(&client.member) {
+                    mc.connections.remove(&client.connection);
+                }
+            },
+            announce,
+        )
+        .await
     }
 
-    fn member_of(&self, connection: &ConnectionId) -> BoxFuture<'_, CoreResult<Option<MemberId>>> {
+    async fn member_of(&self, connection: &ConnectionId) -> CoreResult<Option<MemberId>> {
         let found = self
             .table
             .read()
             .iter()
             .find(|(_, mc)| mc.connections.contains_key(connection))
             .map(|(id, _)| id.clone());
-        Box::pin(std::future::ready(Ok(found)))
+        Ok(found)
     }
 
-    fn connections_of_session(
-        &self,
-        session: &SessionId,
-    ) -> BoxFuture<'_, CoreResult<Vec<(ConnectionId, MemberId)>>> {
+    async fn connections_of_session(&self, session: &SessionId) -> CoreResult<Vec<(ConnectionId, MemberId)>> {
         let found = self
             .table
             .read()
@@ -454,16 +445,16 @@ impl ClientTracker for ClusterTracker {
                     .map(move |(c, _)| (c.clone(), id.clone()))
             })
             .collect();
-        Box::pin(std::future::ready(Ok(found)))
+        Ok(found)
     }
 
-    fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>> {
-        Box::pin(std::future::ready(Ok(self.table.read().clone())))
+    async fn snapshot(&self) -> CoreResult<BTreeMap<MemberId, MemberClients>> {
+        Ok(self.table.read().clone())
     }
 
     /// The entries purged when `member` went down (one call per down event); a member purged by
     /// hand (no down event pending) is removed from the table now.
-    fn purge_member(&self, member: &MemberId) -> BoxFuture<'_, CoreResult<MemberClients>> {
+    async fn purge_member(&self, member: &MemberId) -> CoreResult<MemberClients> {
         let stashed = self
             .table
             .purged
@@ -475,7 +466,7 @@ impl ClientTracker for ClusterTracker {
             Some(s) => s,
             None => self.table.write().remove(member).unwrap_or_default(),
         };
-        Box::pin(std::future::ready(Ok(removed)))
+        Ok(removed)
     }
 
     fn set_listener(&self, listener: Arc<dyn TrackerListener>) {

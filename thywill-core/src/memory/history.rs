@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::{BoxFuture, CoreResult, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
+use crate::{CoreResult, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
 
 /// Most tabs whose received marks are kept; the least recently updated go first.
 const MAX_MARKS: usize = 100_000;
@@ -213,7 +213,7 @@ impl History for LocalHistory {
         false
     }
 
-    fn append(&self, stream: &str, _key: u64, payload: String) -> BoxFuture<'_, CoreResult<Offset>> {
+    async fn append(&self, stream: &str, _key: u64, payload: String) -> CoreResult<Offset> {
         // In memory an append cannot half-fail, so there is no retry to recognise.
         let now = Instant::now();
         let mut state = self.state();
@@ -240,9 +240,7 @@ impl History for LocalHistory {
         let len = payload.len();
         let (offset, was_empty) = {
             let Some(log) = state.streams.get_mut(&name) else {
-                return Box::pin(std::future::ready(Err(crate::CoreError::Unavailable(
-                    "stream vanished".into(),
-                ))));
+                return Err(crate::CoreError::Unavailable("stream vanished".into()));
             };
             log.last += 1;
             log.touched = now;
@@ -268,15 +266,10 @@ impl History for LocalHistory {
         }
         state.trim(&name, &self.limits, now);
         state.trim_total(self.limits.max_total_bytes);
-        Box::pin(std::future::ready(Ok(offset)))
+        Ok(offset)
     }
 
-    fn read_after<'a>(
-        &'a self,
-        stream: &'a str,
-        after: &'a Offset,
-        limit: ReadLimit,
-    ) -> BoxFuture<'a, CoreResult<Replay>> {
+    async fn read_after(&self, stream: &str, after: &Offset, limit: ReadLimit) -> CoreResult<Replay> {
         let now = Instant::now();
         let mut state = self.state();
         let name = state.streams.get_key_value(stream).map(|(n, _)| n.clone());
@@ -315,21 +308,21 @@ impl History for LocalHistory {
                 }
             }
         };
-        Box::pin(std::future::ready(Ok(replay)))
+        Ok(replay)
     }
 
-    fn received_mark<'a>(&'a self, tab: &'a str) -> BoxFuture<'a, CoreResult<u64>> {
+    async fn received_mark(&self, tab: &str) -> CoreResult<u64> {
         let mark = self.state().marks.get(tab).map_or(0, |(id, _)| *id);
-        Box::pin(std::future::ready(Ok(mark)))
+        Ok(mark)
     }
 
-    fn set_received_mark<'a>(&'a self, tab: &'a str, id: u64) -> BoxFuture<'a, CoreResult<()>> {
+    async fn set_received_mark(&self, tab: &str, id: u64) -> CoreResult<()> {
         let now = Instant::now();
         let mut state = self.state();
         state.tick(self.limits.max_age, now);
         let mark = state.marks.entry(tab.to_owned()).or_insert((0, now));
         *mark = (mark.0.max(id), now);
-        Box::pin(std::future::ready(Ok(())))
+        Ok(())
     }
 }
 

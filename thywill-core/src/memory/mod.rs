@@ -17,14 +17,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::{
-    ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientTracker, Cluster, ClusterEvents,
-    ClusterTask, ConnectionId, CoreError, CoreResult, MemberClients, MemberId, MemberStatus, Resource,
-    ResourceManager, SessionData, SessionId, SessionStore,
+    ApplicationId, ChannelId, ChannelManager, Client, ClientTracker, Cluster, ClusterEvents, ClusterTask,
+    ConnectionId, CoreError, CoreResult, MemberClients, MemberId, MemberStatus, Resource, ResourceManager,
+    SessionData, SessionId, SessionStore,
 };
-
-fn ready<'a, T: Send + 'a>(v: T) -> BoxFuture<'a, T> {
-    Box::pin(std::future::ready(v))
-}
 
 /// The single-member backend, as one bundle: a [`LocalCluster`], the member's own client table
 /// ([`Tracking::Local`](crate::Tracking::Local)), and channels, sessions, resources and
@@ -142,33 +138,30 @@ impl MemoryTracker {
 }
 
 impl ClientTracker for MemoryTracker {
-    fn connected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>> {
+    async fn connected(&self, client: &Client) -> CoreResult<()> {
         let mut m = self.members.write().unwrap_or_else(PoisonError::into_inner);
         m.entry(client.member.clone())
             .or_default()
             .connections
             .insert(client.connection.clone(), client.session.clone());
-        ready(Ok(()))
+        Ok(())
     }
-    fn disconnected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>> {
+    async fn disconnected(&self, client: &Client) -> CoreResult<()> {
         let mut m = self.members.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(mc) = m.get_mut(&client.member) {
             mc.connections.remove(&client.connection);
         }
-        ready(Ok(()))
+        Ok(())
     }
-    fn member_of(&self, connection: &ConnectionId) -> BoxFuture<'_, CoreResult<Option<MemberId>>> {
+    async fn member_of(&self, connection: &ConnectionId) -> CoreResult<Option<MemberId>> {
         let m = self.members.read().unwrap_or_else(PoisonError::into_inner);
         let found = m
             .iter()
             .find(|(_, mc)| mc.connections.contains_key(connection))
             .map(|(id, _)| id.clone());
-        ready(Ok(found))
+        Ok(found)
     }
-    fn connections_of_session(
-        &self,
-        session: &SessionId,
-    ) -> BoxFuture<'_, CoreResult<Vec<(ConnectionId, MemberId)>>> {
+    async fn connections_of_session(&self, session: &SessionId) -> CoreResult<Vec<(ConnectionId, MemberId)>> {
         let m = self.members.read().unwrap_or_else(PoisonError::into_inner);
         let found = m
             .iter()
@@ -179,23 +172,23 @@ impl ClientTracker for MemoryTracker {
                     .map(move |(c, _)| (c.clone(), id.clone()))
             })
             .collect();
-        ready(Ok(found))
+        Ok(found)
     }
-    fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>> {
-        ready(Ok(self
+    async fn snapshot(&self) -> CoreResult<BTreeMap<MemberId, MemberClients>> {
+        Ok(self
             .members
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()))
+            .clone())
     }
-    fn purge_member(&self, member: &MemberId) -> BoxFuture<'_, CoreResult<MemberClients>> {
+    async fn purge_member(&self, member: &MemberId) -> CoreResult<MemberClients> {
         let removed = self
             .members
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(member)
             .unwrap_or_default();
-        ready(Ok(removed))
+        Ok(removed)
     }
 }
 
@@ -318,7 +311,7 @@ impl SessionStore for MemorySessionStore {
     fn is_shared(&self) -> bool {
         false
     }
-    fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>> {
+    async fn load(&self, id: &SessionId) -> CoreResult<Option<SessionData>> {
         let now = std::time::Instant::now();
         let mut held = self.held();
         let limits = self.limits;
@@ -334,9 +327,9 @@ impl SessionStore for MemorySessionStore {
             }
             None => None,
         };
-        ready(Ok(data))
+        Ok(data)
     }
-    fn store(&self, id: &SessionId, data: SessionData) -> BoxFuture<'_, CoreResult<()>> {
+    async fn store(&self, id: &SessionId, data: SessionData) -> CoreResult<()> {
         let now = std::time::Instant::now();
         let mut held = self.held();
         let limits = self.limits;
@@ -359,17 +352,13 @@ impl SessionStore for MemorySessionStore {
             }
         }
         held.tick(&limits, now);
-        ready(Ok(()))
+        Ok(())
     }
-    fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
+    async fn remove(&self, id: &SessionId) -> CoreResult<()> {
         self.held().map.remove(id);
-        ready(Ok(()))
+        Ok(())
     }
-    fn load_app_data(
-        &self,
-        id: &SessionId,
-        app: &ApplicationId,
-    ) -> BoxFuture<'_, CoreResult<Option<String>>> {
+    async fn load_app_data(&self, id: &SessionId, app: &ApplicationId) -> CoreResult<Option<String>> {
         let now = std::time::Instant::now();
         let limits = self.limits;
         let mut held = self.held();
@@ -381,18 +370,18 @@ impl SessionStore for MemorySessionStore {
             }
             _ => None,
         };
-        ready(Ok(data))
+        Ok(data)
     }
-    fn store_app_data(
+    async fn store_app_data(
         &self,
         id: &SessionId,
         app: &ApplicationId,
         data: Option<String>,
-    ) -> BoxFuture<'_, CoreResult<()>> {
+    ) -> CoreResult<()> {
         let now = std::time::Instant::now();
         let limits = self.limits;
         let mut held = self.held();
-        let r = match held.map.get_mut(id) {
+        match held.map.get_mut(id) {
             Some(s) if !Held::expired(&limits, s, now) => {
                 s.touched = now;
                 s.used = true;
@@ -403,20 +392,19 @@ impl SessionStore for MemorySessionStore {
                 Ok(())
             }
             _ => Err(CoreError::NotFound(format!("session {id}"))),
-        };
-        ready(r)
+        }
     }
-    fn replace_app_data(
+    async fn replace_app_data(
         &self,
         id: &SessionId,
         app: &ApplicationId,
         current: Option<String>,
         data: Option<String>,
-    ) -> BoxFuture<'_, CoreResult<bool>> {
+    ) -> CoreResult<bool> {
         let now = std::time::Instant::now();
         let limits = self.limits;
         let mut held = self.held();
-        let r = match held.map.get_mut(id) {
+        match held.map.get_mut(id) {
             Some(s) if !Held::expired(&limits, s, now) => {
                 s.touched = now;
                 s.used = true;
@@ -431,8 +419,7 @@ impl SessionStore for MemorySessionStore {
                 }
             }
             _ => Err(CoreError::NotFound(format!("session {id}"))),
-        };
-        ready(r)
+        }
     }
 }
 
@@ -460,11 +447,7 @@ impl ChannelManager for MemoryChannels {
     fn is_shared(&self) -> bool {
         false
     }
-    fn add_sessions(
-        &self,
-        channel: &ChannelId,
-        sessions: &[SessionId],
-    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+    async fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> CoreResult<Vec<SessionId>> {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut added = Vec::new();
         for s in sessions {
@@ -473,13 +456,13 @@ impl ChannelManager for MemoryChannels {
             }
             g.1.entry(s.clone()).or_default().insert(channel.clone());
         }
-        ready(Ok(added))
+        Ok(added)
     }
-    fn remove_sessions(
+    async fn remove_sessions(
         &self,
         channel: &ChannelId,
         sessions: &[SessionId],
-    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+    ) -> CoreResult<Vec<SessionId>> {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut removed = Vec::new();
         for s in sessions {
@@ -496,9 +479,9 @@ impl ChannelManager for MemoryChannels {
                 }
             }
         }
-        ready(Ok(removed))
+        Ok(removed)
     }
-    fn clear(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+    async fn clear(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let removed: Vec<SessionId> = g.0.remove(channel).unwrap_or_default().into_iter().collect();
         for s in &removed {
@@ -509,23 +492,21 @@ impl ChannelManager for MemoryChannels {
                 }
             }
         }
-        ready(Ok(removed))
+        Ok(removed)
     }
-    fn sessions(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+    async fn sessions(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
         let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        ready(Ok(g
-            .0
+        Ok(g.0
             .get(channel)
             .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()))
+            .unwrap_or_default())
     }
-    fn channels_of(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Vec<ChannelId>>> {
+    async fn channels_of(&self, session: &SessionId) -> CoreResult<Vec<ChannelId>> {
         let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        ready(Ok(g
-            .1
+        Ok(g.1
             .get(session)
             .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()))
+            .unwrap_or_default())
     }
 }
 
@@ -543,29 +524,29 @@ impl MemoryResources {
 }
 
 impl ResourceManager for MemoryResources {
-    fn store(&self, resource: Resource) -> BoxFuture<'_, CoreResult<()>> {
+    async fn store(&self, resource: Resource) -> CoreResult<()> {
         self.resources
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(resource.client_path.clone(), resource);
-        ready(Ok(()))
+        Ok(())
     }
-    fn load(&self, client_path: &str) -> BoxFuture<'_, CoreResult<Option<Resource>>> {
-        ready(Ok(self
+    async fn load(&self, client_path: &str) -> CoreResult<Option<Resource>> {
+        Ok(self
             .resources
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(client_path)
-            .cloned()))
+            .cloned())
     }
-    fn remove(&self, client_path: &str) -> BoxFuture<'_, CoreResult<()>> {
+    async fn remove(&self, client_path: &str) -> CoreResult<()> {
         self.resources
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(client_path);
-        ready(Ok(()))
+        Ok(())
     }
-    fn bootstrap(&self) -> BoxFuture<'_, CoreResult<Vec<Resource>>> {
+    async fn bootstrap(&self) -> CoreResult<Vec<Resource>> {
         let mut v: Vec<Resource> = self
             .resources
             .read()
@@ -575,7 +556,7 @@ impl ResourceManager for MemoryResources {
             .cloned()
             .collect();
         v.sort_by_key(|r| r.weight);
-        ready(Ok(v))
+        Ok(v)
     }
 }
 

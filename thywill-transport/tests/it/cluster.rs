@@ -11,7 +11,7 @@ use thywill_core::LocalHistory;
 use thywill_core::cluster::MemberStatus;
 use thywill_core::protocol::ServerFrame;
 use thywill_core::{
-    AppContext, Application, ApplicationId, ChannelId, Client, ConnectionId, DynApplication, History,
+    AppContext, Application, ApplicationId, ChannelId, Client, ConnectionId, DynApplication, DynHistory,
     MemberClients, MemberId, Message, SessionId,
 };
 use thywill_core::{MemoryChannels, MemoryResources, MemorySessionStore};
@@ -228,7 +228,7 @@ pub(crate) struct Cluster {
 }
 
 /// Makes a member's history.
-pub(crate) type HistoryFactory = Arc<dyn Fn() -> Arc<dyn History> + Send + Sync>;
+pub(crate) type HistoryFactory = Arc<dyn Fn() -> Arc<dyn DynHistory> + Send + Sync>;
 
 impl Cluster {
     /// Starts a node for each member id, in order.
