@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use thywill_core::History;
+use thywill_core::DynHistory;
 use thywill_nats_example::NatsHistory;
 use thywill_testkit::nats::NatsServer;
 
@@ -18,7 +18,7 @@ async fn the_jetstream_history_conforms() -> anyhow::Result<()> {
         let cluster = format!("h{}", scenario.fetch_add(1, Ordering::Relaxed));
         let url = url.clone();
         async move {
-            let h: Arc<dyn History> = Arc::new(NatsHistory::connect(&url, &cluster, limits, true).await?);
+            let h: Arc<dyn DynHistory> = Arc::new(NatsHistory::connect(&url, &cluster, limits, true).await?);
             Ok(h)
         }
     })
