@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
@@ -50,6 +51,9 @@ fn hex(s: &str) -> String {
 /// returns the first offset). Marks are raised by compare-and-set on the last sequence of the
 /// tab's subject in one more stream.
 pub struct NatsHistory {
+    client: async_nats::Client,
+    /// The client's connection count when the epochs below were learnt.
+    connects: AtomicU64,
     js: jetstream::Context,
     cluster: String,
     limits: HistoryLimits,
@@ -89,7 +93,7 @@ impl NatsHistory {
                 url: url.to_owned(),
                 source,
             })?;
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         let storage = if memory {
             stream::StorageType::Memory
         } else {
@@ -107,6 +111,8 @@ impl NatsHistory {
             .await
             .map_err(|e| js_error("marks stream", e))?;
         Ok(Self {
+            connects: AtomicU64::new(client.statistics().connects.load(Ordering::Relaxed)),
+            client,
             js,
             cluster: cluster.to_owned(),
             limits,
@@ -130,6 +136,12 @@ impl NatsHistory {
 
     /// The stream's epoch, making the stream if it does not exist.
     async fn ensure(&self, stream: &str) -> Result<String, Error> {
+        // After a reconnection a stream may have been lost and made again (by another member):
+        // its epoch is read again.
+        let connects = self.connects();
+        if self.connects.swap(connects, Ordering::Relaxed) != connects {
+            lock(&self.epochs).clear();
+        }
         if let Some(epoch) = lock(&self.epochs).get(stream) {
             return Ok(epoch.clone());
         }
@@ -175,10 +187,15 @@ impl NatsHistory {
         Ok(ack.sequence)
     }
 
+    fn connects(&self) -> u64 {
+        self.client.statistics().connects.load(Ordering::Relaxed)
+    }
+
     /// See [`History::append`].
     pub async fn append_entry(&self, stream: &str, key: u64, payload: String) -> Result<Offset, Error> {
         let payload = Bytes::from(payload);
-        let epoch = self.ensure(stream).await?;
+        let mut epoch = self.ensure(stream).await?;
+        let seen = self.connects.load(Ordering::Relaxed);
         let off = match self.publish(stream, key, &payload).await {
             Ok(off) => off,
             Err(e) => {
@@ -186,11 +203,14 @@ impl NatsHistory {
                 // made again, it is a new epoch.
                 tracing::debug!(stream, error = %e, "append failed: the stream is made again");
                 lock(&self.epochs).remove(stream);
-                let again = self.ensure(stream).await?;
-                let off = self.publish(stream, key, &payload).await?;
-                return Ok(Offset { epoch: again, off });
+                epoch = self.ensure(stream).await?;
+                self.publish(stream, key, &payload).await?
             }
         };
+        if self.connects() != seen {
+            // Reconnected while appending: the stream may be a new one, whose epoch is read.
+            epoch = self.ensure(stream).await?;
+        }
         Ok(Offset { epoch, off })
     }
 
