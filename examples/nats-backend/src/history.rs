@@ -50,6 +50,10 @@ fn hex(s: &str) -> String {
 /// history's limits. An append's key is its `Nats-Msg-Id` (a retried append within two minutes
 /// returns the first offset). Marks are raised by compare-and-set on the last sequence of the
 /// tab's subject in one more stream.
+///
+/// JetStream streams are not deleted when their messages age out: one stays on the server for
+/// every channel and session ever written to (empty once `max_age` passed). An operator of a
+/// long-running cluster with many sessions removes idle ones (`nats stream rm`).
 pub struct NatsHistory {
     client: async_nats::Client,
     /// The client's connection count when the epochs below were learnt.
