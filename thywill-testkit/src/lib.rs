@@ -5,6 +5,7 @@
 //! - [`browser`]: headless Chromium driven through chromedriver (Debian packages).
 //! - [`process`]: real example processes, killed on drop.
 //! - [`redis`]: a real `redis-server` on a free loopback port.
+//! - [`nats`]: a real `nats-server` on a free loopback port.
 //! - [`conformance`]: the suite every cluster backend passes.
 //! - [`cache_conformance`]: the suite every cache manager passes.
 //! - [`hostile`]: raw attack clients (silent sockets, raw WebSocket frames) and the memory of
@@ -23,6 +24,7 @@ pub mod conformance;
 pub mod hostile;
 pub mod hub;
 pub mod members;
+pub mod nats;
 pub mod netns;
 pub mod process;
 pub mod redis;

@@ -5,6 +5,10 @@
 //! The children run in their own process groups, so a Ctrl-C in the terminal reaches xtask
 //! only; xtask then stops them in order (SIGTERM, a grace period, SIGKILL).
 //!
+//! `--cluster nats` (Draw only: the one example that installs the NATS backend of
+//! `examples/nats-backend`) starts a loopback `nats-server` for the run, as `--cluster redis`
+//! starts a `redis-server`, and stops it after the members.
+//!
 //! Secrets are drawn anew for every run and handed to every member in its environment (not on
 //! its command line, which every local user can read): `THYWILL_CLUSTER_SECRET` for
 //! `--cluster http` (the HTTP backend refuses to run without one), and
@@ -30,8 +34,11 @@ use crate::{binary, cargo, cmd, project_root, run as run_cmd};
 
 /// How long a stopped process may take to exit before it is killed.
 const GRACE: Duration = Duration::from_secs(10);
-/// How long a loopback Redis may take to accept connections.
+/// How long a loopback Redis (or NATS) may take to accept connections.
 const REDIS_START: Duration = Duration::from_secs(10);
+
+/// The examples that install the NATS backend (`--cluster nats`).
+const NATS_EXAMPLES: [&str; 1] = ["draw"];
 
 /// Member ids, in the order members are started.
 const MEMBER_IDS: [&str; 24] = [
@@ -55,6 +62,8 @@ enum Cluster {
     None,
     Redis,
     Http,
+    /// The NATS backend of `examples/nats-backend` (Draw only).
+    Nats,
 }
 
 impl FromStr for Cluster {
@@ -65,7 +74,8 @@ impl FromStr for Cluster {
             "none" => Ok(Self::None),
             "redis" => Ok(Self::Redis),
             "http" => Ok(Self::Http),
-            _ => Err("expected none, redis or http".into()),
+            "nats" => Ok(Self::Nats),
+            _ => Err("expected none, redis, http or nats".into()),
         }
     }
 }
@@ -95,6 +105,12 @@ fn parse(args: Vec<String>) -> anyhow::Result<Options> {
     }
     if redis_url.is_some() && cluster != Cluster::Redis {
         bail!("--redis-url needs --cluster redis");
+    }
+    if cluster == Cluster::Nats && !NATS_EXAMPLES.contains(&name.as_str()) {
+        bail!(
+            "--cluster nats: only {} install the NATS backend (examples/nats-backend)",
+            NATS_EXAMPLES.join(", ")
+        );
     }
     Ok(Options {
         name,
@@ -170,7 +186,7 @@ fn run_env(example: &str, cluster: Cluster) -> anyhow::Result<Vec<(&'static str,
 }
 
 /// The command line of one member.
-fn member_args(member: &Member, all: &[Member], cluster: Cluster, redis_url: Option<&str>) -> Vec<String> {
+fn member_args(member: &Member, all: &[Member], cluster: Cluster, server_url: Option<&str>) -> Vec<String> {
     let mut args = vec![
         "--port".to_owned(),
         member.port.to_string(),
@@ -185,7 +201,18 @@ fn member_args(member: &Member, all: &[Member], cluster: Cluster, redis_url: Opt
                 "redis".to_owned(),
                 "--redis-url".to_owned(),
             ]);
-            args.push(redis_url.unwrap_or_default().to_owned());
+            args.push(server_url.unwrap_or_default().to_owned());
+        }
+        Cluster::Nats => {
+            let ids: Vec<&str> = all.iter().map(|m| m.id.as_str()).collect();
+            args.extend([
+                "--cluster".to_owned(),
+                "nats".to_owned(),
+                "--nats-url".to_owned(),
+                server_url.unwrap_or_default().to_owned(),
+                "--cluster-members".to_owned(),
+                ids.join(","),
+            ]);
         }
         Cluster::Http => {
             let list: Vec<String> = all
@@ -333,12 +360,19 @@ enum Event {
 async fn supervise(opts: Options, bin: PathBuf) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let mut redis = None;
-    let redis_url = match (opts.cluster, opts.redis_url.clone()) {
+    let mut nats = None;
+    let server_url = match (opts.cluster, opts.redis_url.clone()) {
         (Cluster::Redis, Some(url)) => Some(url),
         (Cluster::Redis, None) => {
             let (child, url) = start_redis().await?;
             println!("redis: {url} (pid {})", child.id().unwrap_or_default());
             redis = Some(child);
+            Some(url)
+        }
+        (Cluster::Nats, _) => {
+            let (child, url) = start_nats().await?;
+            println!("nats: {url} (pid {})", child.id().unwrap_or_default());
+            nats = Some(child);
             Some(url)
         }
         _ => None,
@@ -362,7 +396,7 @@ async fn supervise(opts: Options, bin: PathBuf) -> anyhow::Result<()> {
     let mut failure = None;
     for m in &members {
         let mut c = tokio::process::Command::from(cmd(&bin));
-        c.args(member_args(m, &members, opts.cluster, redis_url.as_deref()))
+        c.args(member_args(m, &members, opts.cluster, server_url.as_deref()))
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -414,7 +448,7 @@ async fn supervise(opts: Options, bin: PathBuf) -> anyhow::Result<()> {
         }
     }
 
-    // Stop everything we started: members first, then Redis.
+    // Stop everything we started: members first, then Redis or NATS.
     let _ = stop_tx.send(true);
     while running > 0 {
         match event_rx.recv().await {
@@ -429,6 +463,10 @@ async fn supervise(opts: Options, bin: PathBuf) -> anyhow::Result<()> {
     if let Some(mut child) = redis {
         let status = sys::stop(&mut child, GRACE).await;
         println!("redis: stopped ({})", describe(&status));
+    }
+    if let Some(mut child) = nats {
+        let status = sys::stop(&mut child, GRACE).await;
+        println!("nats: stopped ({})", describe(&status));
     }
     failure.map_or(Ok(()), Err)
 }
@@ -521,6 +559,40 @@ async fn start_redis() -> anyhow::Result<(tokio::process::Child, String)> {
     }
 }
 
+/// Starts `nats-server` on a free loopback port and waits until it accepts connections.
+async fn start_nats() -> anyhow::Result<(tokio::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    // Debian installs it in /usr/sbin, which is not on every user's PATH.
+    let program = if Path::new("/usr/sbin/nats-server").is_file() {
+        "/usr/sbin/nats-server"
+    } else {
+        "nats-server"
+    };
+    let mut c = tokio::process::Command::from(cmd(program));
+    c.args(["--addr", "127.0.0.1", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = c
+        .spawn()
+        .context("cannot start nats-server (`bash scripts/install-test-deps.sh` installs it)")?;
+    let deadline = tokio::time::Instant::now() + REDIS_START;
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok((child, format!("nats://127.0.0.1:{port}")));
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("nats-server exited at start ({status})");
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let _ = sys::stop(&mut child, GRACE).await;
+            bail!("nats-server did not accept connections on port {port} within {REDIS_START:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,6 +679,10 @@ mod tests {
         );
         assert_eq!((o.redis_url.as_deref(), o.release), (Some("redis://h:1"), true));
         assert_eq!(parse(args("draw --cluster http"))?.cluster, Cluster::Http);
+        assert_eq!(
+            parse(args("draw --cluster nats --members 3"))?.cluster,
+            Cluster::Nats
+        );
         Ok(())
     }
 
@@ -617,6 +693,7 @@ mod tests {
             "echo --members 0",
             "echo --members x",
             "echo --cluster zookeeper",
+            "echo --cluster nats",
             "echo --port 70000",
             "echo --redis-url redis://h:1",
             "echo --bogus",
@@ -654,6 +731,12 @@ mod tests {
             member_args(&all[0], &all, Cluster::Http, None),
             args(
                 "--port 100 --member alpha --cluster http --cluster-members alpha=127.0.0.1:100,beta=127.0.0.1:101"
+            )
+        );
+        assert_eq!(
+            member_args(&all[1], &all, Cluster::Nats, Some("nats://127.0.0.1:4300")),
+            args(
+                "--port 101 --member beta --cluster nats --nats-url nats://127.0.0.1:4300 --cluster-members alpha,beta"
             )
         );
         Ok(())

@@ -246,9 +246,16 @@ pub fn backend(opts: &Options, app: &str) -> anyhow::Result<SelectedBackend> {
 
 /// A backend whose cluster events are printed (see the module docs) and whose health is
 /// watched ([`watch_health`]).
-struct PrintedBackend(SelectedBackend);
+struct PrintedBackend<B>(B);
 
-impl Backend for PrintedBackend {
+/// `backend` with its cluster events printed as JSON lines and its health watched (see the
+/// module docs), as [`apply`] does for the backends it selects: for a backend an example
+/// installs itself (Draw's `--cluster nats`).
+pub fn printed(backend: impl Backend) -> impl Backend {
+    PrintedBackend(backend)
+}
+
+impl<B: Backend> Backend for PrintedBackend<B> {
     async fn connect(self) -> CoreResult<BackendParts> {
         let parts = self.0.connect().await?;
         watch_health(parts.cluster().clone());

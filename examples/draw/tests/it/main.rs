@@ -1,8 +1,10 @@
 //! Multi-process tests of the Draw example: real `example-draw` processes clustered over a real
-//! `redis-server` or over HTTP, on free loopback ports. Members report their cluster events as
-//! JSON lines on stdout (see `example_support::cluster`), which the tests read.
+//! `redis-server`, over HTTP, or over a real `nats-server` (with a backend written outside the
+//! framework), on free loopback ports. Members report their cluster events as JSON lines on
+//! stdout (see `example_support::cluster`), which the tests read.
 
 mod http;
+mod nats;
 mod redis;
 mod single;
 mod tracker;
