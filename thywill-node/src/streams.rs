@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use thywill_core::edge::SharedFrame;
 use thywill_core::protocol::ServerFrame;
 use thywill_core::{
-    ApplicationId, ChannelId, ConnectionId, CoreError, CoreResult, Message, Offset, ReadLimit, SessionId,
-    Target,
+    ApplicationId, ChannelId, ConnectionId, CoreError, CoreResult, ErrorKind, Message, Offset, ReadLimit,
+    SessionId, Target,
 };
 
 use crate::node::Inner;
@@ -102,8 +102,9 @@ impl Inner {
     }
 
     /// Runs a history call until it succeeds, retrying with backoff while the history is
-    /// unreachable (a Redis restart: errors of kind `Unavailable`), within the append timeout;
-    /// any other error at once, the last one at the deadline.
+    /// unreachable (a Redis restart: errors of kind `Unavailable`, and component errors the
+    /// store did not classify), within the append timeout; an error that no retry can mend
+    /// (`Invalid`, `Codec`, `NotFound`, `ShuttingDown`) at once, the last one at the deadline.
     pub(crate) async fn retrying<T, F>(&self, stream: &str, mut attempt: impl FnMut() -> F) -> CoreResult<T>
     where
         F: std::future::Future<Output = CoreResult<T>>,
@@ -114,7 +115,7 @@ impl Inner {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let error = match tokio::time::timeout(remaining, attempt()).await {
                 Ok(Ok(done)) => return Ok(done),
-                Ok(Err(e)) if e.is_retryable() => e,
+                Ok(Err(e)) if may_pass_later(&e) => e,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => CoreError::Unavailable("the history did not answer in time".into()),
             };
@@ -320,4 +321,11 @@ impl Inner {
         }
         out
     }
+}
+
+/// Whether a history call that failed with `e` may succeed when tried again: the history was
+/// unreachable, or its store reported a failure without saying what kind (a history written
+/// before errors had kinds keeps being retried, as it always was).
+fn may_pass_later(e: &CoreError) -> bool {
+    matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Component)
 }
