@@ -5,6 +5,7 @@ mod broadcast;
 mod cluster;
 mod echo;
 mod minify;
+mod peers;
 pub(crate) mod raw_server;
 mod rpc;
 
@@ -18,11 +19,15 @@ use crate::{binary, cargo, cmd, run as run_cmd};
 
 const BENCHES: &str = "\
 benchmarks:
-  echo  round trips/s, p50/p99 latency and memory per idle connection, thywill against a raw
-        tokio-tungstenite server: [--secs 10] [--conns 100] [--idle 10000] [--warmup 2]
-  broadcast  one publisher, 10,000 subscribers of one channel over two members (Redis), then on one
-        member: deliveries/s, delivery ratio (must be 1.0), p50/p99 publish-to-delivery latency:
-        [--subscribers 10000] [--rate 10] [--secs 10]
+  echo  round trips/s, server CPU per round trip, p50/p99 latency and memory per idle
+        connection of a raw tokio-tungstenite server, socketioxide (axum) and thywill, in one run
+        (medians of rounds, ratios): [--secs 10] [--conns 100] [--idle 10000] [--warmup 2]
+        [--rounds 3] [--servers raw,socketioxide,thywill]
+  broadcast  one publisher, subscribers of one channel on raw, socketioxide, thywill (one member)
+        and thywill over two Redis members: deliveries/s, delivery ratio (must be 1.0), p50/p99
+        publish-to-delivery latency, server CPU per delivery (medians of rounds, ratios):
+        [--subscribers 1000] [--rate 100] [--secs 10] [--rounds 3]
+        [--servers raw,socketioxide,thywill,redis]
   cluster  messages/s and p50/p99 latency from a client on member A through the draw
         application to a client on member B: single member, Redis, HTTP:
         [--secs 5] [--warmup 1] [--inflight 32]
@@ -40,12 +45,16 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
     match name.as_str() {
         "echo" => {
             // Check the options before a build that may take minutes.
-            echo::parse(rest)?;
+            if echo::parse(rest)?.servers.contains(&peers::Kind::Socketio) {
+                peers::build_socketioxide()?;
+            }
             in_release_build(|| echo::run(rest))
         }
         "rpc" => rpc::run(rest),
         "broadcast" => {
-            broadcast::parse(rest)?;
+            if broadcast::parse(rest)?.needs_socketioxide() {
+                peers::build_socketioxide()?;
+            }
             in_release_build(|| broadcast::run(rest))
         }
         "cluster" => {
