@@ -39,13 +39,11 @@ use serde_json::{Value, json};
 use thywill_core::protocol::{ClientFrame, ServerFrame};
 use thywill_core::{
     AppContext, Application, ApplicationId, ChannelId, Client, ConnectionId, DynApplication, HistoryLimits,
-    Message, Offset, SessionId,
+    LocalCluster, LocalHistory, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker, Message,
+    Offset, SessionId,
 };
 use thywill_rpc::Registry;
-use thywill_transport::local::{
-    LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker,
-};
-use thywill_transport::{LocalHistory, Node, NodeParts, SessionConfig, Sessions, TransportConfig};
+use thywill_transport::{Node, NodeParts, SessionConfig, Sessions, TransportConfig};
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use thywill_core::{Backend, BackendParts, Cluster, CoreResult};
+use thywill_core::{Backend, BackendParts, CoreResult, DynCluster};
 
 use crate::{Error, HttpCluster, HttpClusterConfig};
 
@@ -50,7 +50,7 @@ impl HttpBackend {
 
 impl Backend for HttpBackend {
     async fn connect(self) -> CoreResult<BackendParts> {
-        let cluster: Arc<dyn Cluster> = self.cluster;
+        let cluster: Arc<dyn DynCluster> = self.cluster;
         Ok(BackendParts::from_arc("http", cluster))
     }
 }

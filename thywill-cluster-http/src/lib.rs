@@ -89,9 +89,7 @@ use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use thywill_core::cluster::{Arrival, Inbound, Outbound, Stamp, local_is_designated};
-use thywill_core::{
-    BoxFuture, Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus,
-};
+use thywill_core::{Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use warp::http::{HeaderMap, Method, StatusCode};
@@ -884,48 +882,57 @@ impl Cluster for HttpCluster {
         self.shared.status(member)
     }
 
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
-        Box::pin(async move { self.launch(events).await.map_err(CoreError::from) })
+    async fn start(&self, events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
+        self.launch(events).await.map_err(CoreError::from)
     }
 
-    fn stop(&self) -> BoxFuture<'_, CoreResult<()>> {
+    async fn stop(&self) -> CoreResult<()> {
         self.shared.stopped.store(true, Ordering::Relaxed);
         self.shared.stop.send_replace(true);
         lock(&self.shared.queues).tx.clear();
         let tasks: Vec<JoinHandle<()>> = lock(&self.shared.tasks).drain(..).collect();
-        Box::pin(async move {
-            let mut tasks = tasks.into_iter();
-            // The first task is the server: let it close its connections (bounded).
-            if let Some(server) = tasks.next() {
-                let abort = server.abort_handle();
-                if tokio::time::timeout(Duration::from_secs(1), server)
-                    .await
-                    .is_err()
-                {
-                    abort.abort();
-                }
+        let mut tasks = tasks.into_iter();
+        // The first task is the server: let it close its connections (bounded).
+        if let Some(server) = tasks.next() {
+            let abort = server.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(1), server)
+                .await
+                .is_err()
+            {
+                abort.abort();
             }
-            for t in tasks {
-                t.abort();
-            }
-            tracing::info!(member = %self.shared.config.local, "http cluster member stopped");
-            Ok(())
-        })
+        }
+        for t in tasks {
+            t.abort();
+        }
+        tracing::info!(member = %self.shared.config.local, "http cluster member stopped");
+        Ok(())
     }
 
-    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        let r = if *member == self.shared.config.local {
+    async fn send_to(&self, member: &MemberId, task: ClusterTask) -> CoreResult<()> {
+        if *member == self.shared.config.local {
             self.deliver_local(task);
             Ok(())
         } else if !self.shared.config.members.iter().any(|(m, _)| m == member) {
             Err(CoreError::NotFound(format!("member {member}")))
         } else {
             self.enqueue(member, task)
-        };
-        Box::pin(std::future::ready(r))
+        }
     }
 
-    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to_others(&self, task: ClusterTask) -> CoreResult<()> {
+        self.enqueue_others(task)
+    }
+
+    async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
+        self.deliver_local(task.clone());
+        self.enqueue_others(task)
+    }
+}
+
+impl HttpCluster {
+    /// Queues a task for every member but the local one; the last refusal, if any.
+    fn enqueue_others(&self, task: ClusterTask) -> CoreResult<()> {
         let cfg = &self.shared.config;
         let mut r = Ok(());
         for (m, _) in cfg.members.iter().filter(|(m, _)| *m != cfg.local) {
@@ -933,12 +940,7 @@ impl Cluster for HttpCluster {
                 r = Err(e);
             }
         }
-        Box::pin(std::future::ready(r))
-    }
-
-    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.deliver_local(task.clone());
-        self.send_to_others(task)
+        r
     }
 }
 

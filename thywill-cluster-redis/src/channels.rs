@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::types::{ClusterHash, Value};
-use thywill_core::{BoxFuture, ChannelId, ChannelManager, CoreResult, SessionId};
+use thywill_core::{ChannelId, ChannelManager, CoreResult, SessionId};
 
 use crate::Error;
 use crate::store::Commands;
@@ -172,51 +172,40 @@ impl ChannelManager for RedisChannels {
     fn is_shared(&self) -> bool {
         true
     }
-    fn add_sessions(
+    async fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> CoreResult<Vec<SessionId>> {
+        Ok(self.change("SADD", channel, sessions).await?)
+    }
+
+    async fn remove_sessions(
         &self,
         channel: &ChannelId,
         sessions: &[SessionId],
-    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
-        let (channel, sessions) = (channel.clone(), sessions.to_vec());
-        Box::pin(async move { Ok(self.change("SADD", &channel, &sessions).await?) })
+    ) -> CoreResult<Vec<SessionId>> {
+        Ok(self.change("SREM", channel, sessions).await?)
     }
 
-    fn remove_sessions(
-        &self,
-        channel: &ChannelId,
-        sessions: &[SessionId],
-    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
-        let (channel, sessions) = (channel.clone(), sessions.to_vec());
-        Box::pin(async move { Ok(self.change("SREM", &channel, &sessions).await?) })
+    async fn clear(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
+        Ok(self.clear(channel).await?)
     }
 
-    fn clear(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
-        let channel = channel.clone();
-        Box::pin(async move { Ok(self.clear(&channel).await?) })
-    }
-
-    fn sessions(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+    async fn sessions(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
         let key = self.config.channel_key(channel);
-        Box::pin(async move {
-            Ok(self
-                .members(key)
-                .await?
-                .into_iter()
-                .map(SessionId::from)
-                .collect())
-        })
+        Ok(self
+            .members(key)
+            .await?
+            .into_iter()
+            .map(SessionId::from)
+            .collect())
     }
 
-    fn channels_of(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Vec<ChannelId>>> {
+    async fn channels_of(&self, session: &SessionId) -> CoreResult<Vec<ChannelId>> {
         let key = self.config.session_key(session);
-        Box::pin(async move {
-            Ok(self
-                .members(key)
-                .await?
-                .into_iter()
-                .map(ChannelId::from)
-                .collect())
-        })
+        Ok(self
+            .members(key)
+            .await?
+            .into_iter()
+            .map(ChannelId::from)
+            .collect())
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::types::{ClusterHash, Value};
-use thywill_core::{BoxFuture, CoreResult, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
+use thywill_core::{CoreResult, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
 
 use crate::Error;
 use crate::store::Commands;
@@ -458,26 +458,20 @@ impl History for RedisHistory {
         true
     }
 
-    fn append(&self, stream: &str, key: u64, payload: String) -> BoxFuture<'_, CoreResult<Offset>> {
-        let stream = stream.to_owned();
-        Box::pin(async move { Ok(self.append(&stream, key, payload).await?) })
+    async fn append(&self, stream: &str, key: u64, payload: String) -> CoreResult<Offset> {
+        Ok(self.append(stream, key, payload).await?)
     }
 
-    fn read_after<'a>(
-        &'a self,
-        stream: &'a str,
-        after: &'a Offset,
-        limit: ReadLimit,
-    ) -> BoxFuture<'a, CoreResult<Replay>> {
-        Box::pin(async move { Ok(self.read_after(stream, after, limit).await?) })
+    async fn read_after(&self, stream: &str, after: &Offset, limit: ReadLimit) -> CoreResult<Replay> {
+        Ok(self.read_after(stream, after, limit).await?)
     }
 
-    fn received_mark<'a>(&'a self, tab: &'a str) -> BoxFuture<'a, CoreResult<u64>> {
-        Box::pin(async move { Ok(self.received_mark(tab).await?) })
+    async fn received_mark(&self, tab: &str) -> CoreResult<u64> {
+        Ok(self.received_mark(tab).await?)
     }
 
-    fn set_received_mark<'a>(&'a self, tab: &'a str, id: u64) -> BoxFuture<'a, CoreResult<()>> {
-        Box::pin(async move { Ok(self.set_received_mark(tab, id).await?) })
+    async fn set_received_mark(&self, tab: &str, id: u64) -> CoreResult<()> {
+        Ok(self.set_received_mark(tab, id).await?)
     }
 }
 

@@ -72,9 +72,7 @@ use fred::prelude::{
 };
 use serde::{Deserialize, Serialize};
 use thywill_core::cluster::{Arrival, Inbound, Outbound, Stamp, local_is_designated, new_epoch};
-use thywill_core::{
-    BoxFuture, Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus,
-};
+use thywill_core::{Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -695,6 +693,18 @@ fn check_timeouts(sh: &Shared, now: Instant, since: Instant) {
     }
 }
 
+impl RedisCluster {
+    /// Queues a task for every member but the local one.
+    fn enqueue_others(&self, task: ClusterTask) -> CoreResult<()> {
+        let others = self.others();
+        if others.is_empty() {
+            Ok(())
+        } else {
+            self.enqueue(self.shared.config.all_channel(), &others, task)
+        }
+    }
+}
+
 impl Cluster for RedisCluster {
     fn local_member(&self) -> &MemberId {
         &self.shared.config.local
@@ -714,32 +724,30 @@ impl Cluster for RedisCluster {
             .unwrap_or(MemberStatus::Unknown)
     }
 
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
-        Box::pin(async move { self.connect(events).await.map_err(CoreError::from) })
+    async fn start(&self, events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
+        self.connect(events).await.map_err(CoreError::from)
     }
 
-    fn stop(&self) -> BoxFuture<'_, CoreResult<()>> {
-        Box::pin(async move {
-            self.shared.stop.send_replace(true);
-            lock(&self.shared.out).tx = None;
-            self.shared.healthy.store(false, Ordering::Relaxed);
-            let link = lock(&self.shared.link).take();
-            if let Some(link) = link {
-                for t in &link.tasks {
-                    t.abort();
-                }
-                let bound = Duration::from_millis(500);
-                let _ = tokio::time::timeout(bound, link.subscriber.quit()).await;
-                let _ = tokio::time::timeout(bound, link.publisher.quit()).await;
-                let _ = tokio::time::timeout(bound, link.beat_publisher.quit()).await;
+    async fn stop(&self) -> CoreResult<()> {
+        self.shared.stop.send_replace(true);
+        lock(&self.shared.out).tx = None;
+        self.shared.healthy.store(false, Ordering::Relaxed);
+        let link = lock(&self.shared.link).take();
+        if let Some(link) = link {
+            for t in &link.tasks {
+                t.abort();
             }
-            tracing::info!(member = %self.shared.config.local, "redis cluster member stopped");
-            Ok(())
-        })
+            let bound = Duration::from_millis(500);
+            let _ = tokio::time::timeout(bound, link.subscriber.quit()).await;
+            let _ = tokio::time::timeout(bound, link.publisher.quit()).await;
+            let _ = tokio::time::timeout(bound, link.beat_publisher.quit()).await;
+        }
+        tracing::info!(member = %self.shared.config.local, "redis cluster member stopped");
+        Ok(())
     }
 
-    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        let r = if *member == self.shared.config.local {
+    async fn send_to(&self, member: &MemberId, task: ClusterTask) -> CoreResult<()> {
+        if *member == self.shared.config.local {
             self.deliver_local(task);
             Ok(())
         } else if !self.shared.config.members.contains(member) {
@@ -750,23 +758,16 @@ impl Cluster for RedisCluster {
                 std::slice::from_ref(member),
                 task,
             )
-        };
-        Box::pin(std::future::ready(r))
+        }
     }
 
-    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        let others = self.others();
-        let r = if others.is_empty() {
-            Ok(())
-        } else {
-            self.enqueue(self.shared.config.all_channel(), &others, task)
-        };
-        Box::pin(std::future::ready(r))
+    async fn send_to_others(&self, task: ClusterTask) -> CoreResult<()> {
+        self.enqueue_others(task)
     }
 
-    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
         self.deliver_local(task.clone());
-        self.send_to_others(task)
+        self.enqueue_others(task)
     }
 
     fn is_healthy(&self) -> bool {

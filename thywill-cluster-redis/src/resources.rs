@@ -12,7 +12,7 @@ use fred::prelude::{
 };
 use fred::types::{ClusterHash, CustomCommand, Value};
 use serde::{Deserialize, Serialize};
-use thywill_core::{BoxFuture, CoreResult, Resource, ResourceKind, ResourceManager};
+use thywill_core::{CoreResult, Resource, ResourceKind, ResourceManager};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -446,22 +446,20 @@ impl Drop for RedisResources {
 }
 
 impl ResourceManager for RedisResources {
-    fn store(&self, resource: Resource) -> BoxFuture<'_, CoreResult<()>> {
-        Box::pin(async move { Ok(self.inner.store(resource).await?) })
+    async fn store(&self, resource: Resource) -> CoreResult<()> {
+        Ok(self.inner.store(resource).await?)
     }
 
-    fn load(&self, client_path: &str) -> BoxFuture<'_, CoreResult<Option<Resource>>> {
-        let path = client_path.to_owned();
-        Box::pin(async move { Ok(self.inner.load(&path).await?) })
+    async fn load(&self, client_path: &str) -> CoreResult<Option<Resource>> {
+        Ok(self.inner.load(client_path).await?)
     }
 
-    fn remove(&self, client_path: &str) -> BoxFuture<'_, CoreResult<()>> {
-        let path = client_path.to_owned();
-        Box::pin(async move { Ok(self.inner.remove(&path).await?) })
+    async fn remove(&self, client_path: &str) -> CoreResult<()> {
+        Ok(self.inner.remove(client_path).await?)
     }
 
-    fn bootstrap(&self) -> BoxFuture<'_, CoreResult<Vec<Resource>>> {
-        Box::pin(async move { Ok(self.inner.bootstrap().await?) })
+    async fn bootstrap(&self) -> CoreResult<Vec<Resource>> {
+        Ok(self.inner.bootstrap().await?)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::types::{ClusterHash, Value};
-use thywill_core::{ApplicationId, BoxFuture, CoreError, CoreResult, SessionData, SessionId, SessionStore};
+use thywill_core::{ApplicationId, CoreError, CoreResult, SessionData, SessionId, SessionStore};
 
 use crate::Error;
 use crate::store::Commands;
@@ -296,58 +296,44 @@ impl SessionStore for RedisSessions {
     fn is_shared(&self) -> bool {
         true
     }
-    fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>> {
-        let id = id.clone();
-        Box::pin(async move { Ok(self.load(&id).await?) })
+    async fn load(&self, id: &SessionId) -> CoreResult<Option<SessionData>> {
+        Ok(self.load(id).await?)
     }
 
-    fn store(&self, id: &SessionId, data: SessionData) -> BoxFuture<'_, CoreResult<()>> {
-        let id = id.clone();
-        Box::pin(async move { Ok(self.store(&id, &data).await?) })
+    async fn store(&self, id: &SessionId, data: SessionData) -> CoreResult<()> {
+        Ok(self.store(id, &data).await?)
     }
 
-    fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
-        let id = id.clone();
-        Box::pin(async move { Ok(self.remove(&id).await?) })
+    async fn remove(&self, id: &SessionId) -> CoreResult<()> {
+        Ok(self.remove(id).await?)
     }
-    fn load_app_data(
-        &self,
-        id: &SessionId,
-        app: &ApplicationId,
-    ) -> BoxFuture<'_, CoreResult<Option<String>>> {
-        let (id, app) = (id.clone(), app.clone());
-        Box::pin(async move { Ok(self.load_app(&id, &app).await?) })
+    async fn load_app_data(&self, id: &SessionId, app: &ApplicationId) -> CoreResult<Option<String>> {
+        Ok(self.load_app(id, app).await?)
     }
 
-    fn store_app_data(
+    async fn store_app_data(
         &self,
         id: &SessionId,
         app: &ApplicationId,
         data: Option<String>,
-    ) -> BoxFuture<'_, CoreResult<()>> {
-        let (id, app) = (id.clone(), app.clone());
-        Box::pin(async move {
-            if self.store_app(&id, &app, data).await? {
-                Ok(())
-            } else {
-                Err(CoreError::NotFound(format!("session {id}")))
-            }
-        })
+    ) -> CoreResult<()> {
+        if self.store_app(id, app, data).await? {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound(format!("session {id}")))
+        }
     }
 
-    fn replace_app_data(
+    async fn replace_app_data(
         &self,
         id: &SessionId,
         app: &ApplicationId,
         current: Option<String>,
         data: Option<String>,
-    ) -> BoxFuture<'_, CoreResult<bool>> {
-        let (id, app) = (id.clone(), app.clone());
-        Box::pin(async move {
-            self.replace_app(&id, &app, current, data)
-                .await?
-                .ok_or_else(|| CoreError::NotFound(format!("session {id}")))
-        })
+    ) -> CoreResult<bool> {
+        self.replace_app(id, app, current, data)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("session {id}")))
     }
 }
 

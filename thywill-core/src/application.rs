@@ -10,9 +10,9 @@ use crate::cache::{Cache, CacheLimits, DynCacheManager};
 use crate::cluster::MemberStatus;
 use crate::protocol::LoadKind;
 use crate::{
-    AppTask, ApplicationId, BoxFuture, ChannelId, Client, ClientTracker, ConnectionId, CoreError, CoreResult,
-    MAX_APP_SESSION_DATA, MemberClients, MemberId, Message, RpcHandler, SessionId, SessionStore, Task,
-    TaskTarget, TrackerEvent,
+    AppTask, ApplicationId, BoxFuture, ChannelId, Client, ConnectionId, CoreError, CoreResult,
+    DynClientTracker, DynSessionStore, MAX_APP_SESSION_DATA, MemberClients, MemberId, Message, RpcHandler,
+    SessionId, Task, TaskTarget, TrackerEvent,
 };
 
 fn unavailable<'a, T: Send + 'a>(what: &'static str) -> BoxFuture<'a, CoreResult<T>> {
@@ -89,7 +89,7 @@ pub trait ClientInterface: Send + Sync + 'static {
 
     /// The cluster-wide client tracker, for connection and session queries (the default:
     /// none).
-    fn tracker(&self) -> Option<&dyn ClientTracker> {
+    fn tracker(&self) -> Option<&dyn DynClientTracker> {
         None
     }
 
@@ -143,7 +143,7 @@ pub trait ClientInterface: Send + Sync + 'static {
 
     /// The node's session store, where applications keep per-session data (the default:
     /// none, as in plain mode, where a session is one connection).
-    fn session_store(&self) -> Option<&dyn SessionStore> {
+    fn session_store(&self) -> Option<&dyn DynSessionStore> {
         None
     }
 
@@ -281,7 +281,7 @@ impl AppContext {
         self.clients.members()
     }
 
-    fn tracker(&self) -> CoreResult<&dyn ClientTracker> {
+    fn tracker(&self) -> CoreResult<&dyn DynClientTracker> {
         self.clients
             .tracker()
             .ok_or_else(|| CoreError::Unavailable("no client tracker".into()))
@@ -381,7 +381,7 @@ impl AppContext {
         self.clients.caches()?.destroy(name).await
     }
 
-    fn session_store(&self) -> CoreResult<&dyn SessionStore> {
+    fn session_store(&self) -> CoreResult<&dyn DynSessionStore> {
         self.clients
             .session_store()
             .ok_or_else(|| CoreError::Unavailable("no session store: sessions are off".into()))
@@ -390,7 +390,7 @@ impl AppContext {
     /// The data this application keeps in `session`, decoded as `T`; `None` when it keeps
     /// none (or the session no longer exists).
     ///
-    /// Session data lives in the node's [`SessionStore`] (in memory, or in Redis where every
+    /// Session data lives in the node's [`SessionStore`](crate::SessionStore) (in memory, or in Redis where every
     /// member sees it), one entry per application: applications never see or overwrite each
     /// other's, nor the session's own [`SessionData`](crate::SessionData). It follows the user
     /// across reconnections, to any member, for as long as the session lives. Reading counts

@@ -5,7 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::{
-    BoxFuture, ChannelManager, ClientTracker, Cluster, CoreResult, History, ResourceManager, SessionStore,
+    BoxFuture, ChannelManager, Cluster, CoreResult, DynChannelManager, DynClientTracker, DynCluster,
+    DynHistory, DynResourceManager, DynSessionStore, History, ResourceManager, SessionStore,
 };
 
 /// How the clients of a backend's members are tracked.
@@ -20,7 +21,7 @@ pub enum Tracking {
     ClusterWide,
     /// The backend's own cluster-wide tracker (it must learn of the other members' clients
     /// by itself).
-    Own(Arc<dyn ClientTracker>),
+    Own(Arc<dyn DynClientTracker>),
 }
 
 impl std::fmt::Debug for Tracking {
@@ -42,12 +43,12 @@ impl std::fmt::Debug for Tracking {
 #[must_use]
 pub struct BackendParts {
     name: String,
-    cluster: Arc<dyn Cluster>,
+    cluster: Arc<dyn DynCluster>,
     tracking: Tracking,
-    history: Option<Arc<dyn History>>,
-    channels: Option<Arc<dyn ChannelManager>>,
-    sessions: Option<Arc<dyn SessionStore>>,
-    resources: Option<Arc<dyn ResourceManager>>,
+    history: Option<Arc<dyn DynHistory>>,
+    channels: Option<Arc<dyn DynChannelManager>>,
+    sessions: Option<Arc<dyn DynSessionStore>>,
+    resources: Option<Arc<dyn DynResourceManager>>,
 }
 
 impl std::fmt::Debug for BackendParts {
@@ -72,7 +73,7 @@ impl BackendParts {
     }
 
     /// [`BackendParts::new`] for a cluster already shared behind an `Arc`.
-    pub fn from_arc(name: impl Into<String>, cluster: Arc<dyn Cluster>) -> Self {
+    pub fn from_arc(name: impl Into<String>, cluster: Arc<dyn DynCluster>) -> Self {
         Self {
             name: name.into(),
             cluster,
@@ -116,7 +117,7 @@ impl BackendParts {
 
     /// Replaces the cluster with `wrap(cluster)`, keeping every other part: for a wrapper that
     /// observes the backend's events (it must pass every call and event on).
-    pub fn map_cluster(mut self, wrap: impl FnOnce(Arc<dyn Cluster>) -> Arc<dyn Cluster>) -> Self {
+    pub fn map_cluster(mut self, wrap: impl FnOnce(Arc<dyn DynCluster>) -> Arc<dyn DynCluster>) -> Self {
         self.cluster = wrap(self.cluster);
         self
     }
@@ -127,7 +128,7 @@ impl BackendParts {
     }
 
     /// The cluster.
-    pub fn cluster(&self) -> &Arc<dyn Cluster> {
+    pub fn cluster(&self) -> &Arc<dyn DynCluster> {
         &self.cluster
     }
 
@@ -137,22 +138,22 @@ impl BackendParts {
     }
 
     /// The replay history, if the backend has one.
-    pub fn history(&self) -> Option<&Arc<dyn History>> {
+    pub fn history(&self) -> Option<&Arc<dyn DynHistory>> {
         self.history.as_ref()
     }
 
     /// The store of channels of sessions, if the backend has one.
-    pub fn channels(&self) -> Option<&Arc<dyn ChannelManager>> {
+    pub fn channels(&self) -> Option<&Arc<dyn DynChannelManager>> {
         self.channels.as_ref()
     }
 
     /// The session store, if the backend has one.
-    pub fn session_store(&self) -> Option<&Arc<dyn SessionStore>> {
+    pub fn session_store(&self) -> Option<&Arc<dyn DynSessionStore>> {
         self.sessions.as_ref()
     }
 
     /// The resource store, if the backend has one.
-    pub fn resources(&self) -> Option<&Arc<dyn ResourceManager>> {
+    pub fn resources(&self) -> Option<&Arc<dyn DynResourceManager>> {
         self.resources.as_ref()
     }
 }
@@ -165,7 +166,7 @@ impl BackendParts {
 /// A backend is more than its [`Cluster`]: members that share clients also need to share what a
 /// client may find on any member — its session ([`SessionStore`]), the channels of its session
 /// ([`ChannelManager`]), the replay logs it recovers from ([`History`]) — and a cluster-wide
-/// table of who is connected where ([`ClientTracker`]). A backend crate exports one type that
+/// table of who is connected where ([`ClientTracker`](crate::ClientTracker)). A backend crate exports one type that
 /// implements [`Backend`]: when the node starts it connects and hands over all of its parts
 /// at once ([`BackendParts`]), so that they cannot be wired inconsistently by hand. The node
 /// builder takes it in one call and refuses a combination that cannot work (see the facade's
@@ -174,16 +175,16 @@ impl BackendParts {
 /// ```
 /// use thywill_core::{Backend, BackendParts, CoreResult, Tracking};
 /// # use std::sync::Arc;
-/// # use thywill_core::{BoxFuture, Cluster, ClusterEvents, ClusterTask, MemberId, MemberStatus};
+/// # use thywill_core::{Cluster, ClusterEvents, ClusterTask, MemberId, MemberStatus};
 /// # struct MyCluster(MemberId);
 /// # impl Cluster for MyCluster {
 /// #     fn local_member(&self) -> &MemberId { &self.0 }
 /// #     fn members(&self) -> Vec<MemberId> { vec![self.0.clone()] }
 /// #     fn status(&self, _: &MemberId) -> MemberStatus { MemberStatus::Up }
-/// #     fn start(&self, _: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
-/// #     fn send_to(&self, _: &MemberId, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
-/// #     fn send_to_others(&self, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
-/// #     fn send_to_all(&self, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> { Box::pin(async { Ok(()) }) }
+/// #     async fn start(&self, _: Arc<dyn ClusterEvents>) -> CoreResult<()> { Ok(()) }
+/// #     async fn send_to(&self, _: &MemberId, _: ClusterTask) -> CoreResult<()> { Ok(()) }
+/// #     async fn send_to_others(&self, _: ClusterTask) -> CoreResult<()> { Ok(()) }
+/// #     async fn send_to_all(&self, _: ClusterTask) -> CoreResult<()> { Ok(()) }
 /// # }
 ///
 /// /// A backend whose members talk over a bus of their own; its stores are the in-memory

@@ -1,10 +1,12 @@
 //! The [`Cluster`] trait: members of one cluster sending typed tasks to each other.
 //!
-//! A backend (single-member, Redis, HTTP, or your own) implements [`Cluster`]; the node
+//! A backend (single-member, Redis, HTTP, or your own) implements [`Cluster`] with plain
+//! `async fn`s (the node holds it as its object-safe twin [`DynCluster`]); the node
 //! registers a [`ClusterEvents`] handler that receives tasks and member up/down events.
 //! Tasks are serde types named by [`Task::NAME`] and carried as bincode bytes
 //! ([`ClusterTask`]), so backends move opaque bytes and never see application types.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -143,7 +145,43 @@ pub trait ClusterEvents: Send + Sync + 'static {
     }
 }
 
-/// A cluster of members (processes) that route tasks to one another.
+/// A cluster of members (processes) that route tasks to one another: what a cluster backend
+/// implements. The node stores it as [`DynCluster`]; write plain `async fn`s:
+///
+/// ```
+/// use std::sync::Arc;
+/// use thywill_core::{Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus};
+///
+/// /// A cluster of one member that drops every task (a real backend carries them).
+/// struct Alone(MemberId);
+///
+/// impl Cluster for Alone {
+///     fn local_member(&self) -> &MemberId {
+///         &self.0
+///     }
+///     fn members(&self) -> Vec<MemberId> {
+///         vec![self.0.clone()]
+///     }
+///     fn status(&self, member: &MemberId) -> MemberStatus {
+///         if *member == self.0 { MemberStatus::Up } else { MemberStatus::Unknown }
+///     }
+///     async fn start(&self, _events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
+///         Ok(())
+///     }
+///     async fn send_to(&self, member: &MemberId, _task: ClusterTask) -> CoreResult<()> {
+///         if *member == self.0 { Ok(()) } else { Err(CoreError::NotFound(format!("member {member}"))) }
+///     }
+///     async fn send_to_others(&self, _task: ClusterTask) -> CoreResult<()> {
+///         Ok(())
+///     }
+///     async fn send_to_all(&self, _task: ClusterTask) -> CoreResult<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// let cluster: Arc<dyn thywill_core::DynCluster> = Arc::new(Alone("alpha".into()));
+/// assert_eq!(cluster.members().len(), 1);
+/// ```
 pub trait Cluster: Send + Sync + 'static {
     /// The local member's id.
     fn local_member(&self) -> &MemberId;
@@ -155,21 +193,21 @@ pub trait Cluster: Send + Sync + 'static {
     fn status(&self, member: &MemberId) -> MemberStatus;
 
     /// Starts the backend (connections, heartbeats) and registers the event handler.
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>>;
+    fn start(&self, events: Arc<dyn ClusterEvents>) -> impl Future<Output = CoreResult<()>> + Send;
 
-    /// Stops heartbeats and closes connections.
-    fn stop(&self) -> BoxFuture<'_, CoreResult<()>> {
-        Box::pin(async { Ok(()) })
+    /// Stops heartbeats and closes connections. The default does nothing.
+    fn stop(&self) -> impl Future<Output = CoreResult<()>> + Send {
+        async { Ok(()) }
     }
 
     /// Sends a task to one member (the local member included).
-    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>>;
+    fn send_to(&self, member: &MemberId, task: ClusterTask) -> impl Future<Output = CoreResult<()>> + Send;
 
     /// Sends a task to every member but the local one.
-    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>>;
+    fn send_to_others(&self, task: ClusterTask) -> impl Future<Output = CoreResult<()>> + Send;
 
     /// Sends a task to every member, the local one included.
-    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>>;
+    fn send_to_all(&self, task: ClusterTask) -> impl Future<Output = CoreResult<()>> + Send;
 
     /// Whether the cluster link works (false while, say, Redis is unreachable).
     fn is_healthy(&self) -> bool {
@@ -185,6 +223,71 @@ pub trait Cluster: Send + Sync + 'static {
     /// order after `failed`. `None` if no other member is up.
     fn designated_handler(&self, failed: &MemberId) -> Option<MemberId> {
         designated_handler(&self.members(), failed, |m| self.status(m) == MemberStatus::Up)
+    }
+}
+
+/// Object-safe form of [`Cluster`], implemented for every `Cluster`.
+///
+/// The node (and [`BackendParts`](crate::BackendParts)) stores the cluster as
+/// `Arc<dyn DynCluster>`; backends implement [`Cluster`], never this.
+pub trait DynCluster: Send + Sync + 'static {
+    /// See [`Cluster::local_member`].
+    fn local_member(&self) -> &MemberId;
+    /// See [`Cluster::members`].
+    fn members(&self) -> Vec<MemberId>;
+    /// See [`Cluster::status`].
+    fn status(&self, member: &MemberId) -> MemberStatus;
+    /// See [`Cluster::start`].
+    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>>;
+    /// See [`Cluster::stop`].
+    fn stop(&self) -> BoxFuture<'_, CoreResult<()>>;
+    /// See [`Cluster::send_to`].
+    fn send_to<'a>(&'a self, member: &'a MemberId, task: ClusterTask) -> BoxFuture<'a, CoreResult<()>>;
+    /// See [`Cluster::send_to_others`].
+    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>>;
+    /// See [`Cluster::send_to_all`].
+    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>>;
+    /// See [`Cluster::is_healthy`].
+    fn is_healthy(&self) -> bool;
+    /// See [`Cluster::stats`].
+    fn stats(&self) -> ClusterStats;
+    /// See [`Cluster::designated_handler`].
+    fn designated_handler(&self, failed: &MemberId) -> Option<MemberId>;
+}
+
+impl<C: Cluster> DynCluster for C {
+    fn local_member(&self) -> &MemberId {
+        Cluster::local_member(self)
+    }
+    fn members(&self) -> Vec<MemberId> {
+        Cluster::members(self)
+    }
+    fn status(&self, member: &MemberId) -> MemberStatus {
+        Cluster::status(self, member)
+    }
+    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
+        Box::pin(Cluster::start(self, events))
+    }
+    fn stop(&self) -> BoxFuture<'_, CoreResult<()>> {
+        Box::pin(Cluster::stop(self))
+    }
+    fn send_to<'a>(&'a self, member: &'a MemberId, task: ClusterTask) -> BoxFuture<'a, CoreResult<()>> {
+        Box::pin(Cluster::send_to(self, member, task))
+    }
+    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+        Box::pin(Cluster::send_to_others(self, task))
+    }
+    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+        Box::pin(Cluster::send_to_all(self, task))
+    }
+    fn is_healthy(&self) -> bool {
+        Cluster::is_healthy(self)
+    }
+    fn stats(&self) -> ClusterStats {
+        Cluster::stats(self)
+    }
+    fn designated_handler(&self, failed: &MemberId) -> Option<MemberId> {
+        Cluster::designated_handler(self, failed)
     }
 }
 

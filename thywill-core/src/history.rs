@@ -120,9 +120,10 @@ impl ReadLimit {
     }
 }
 
-/// Replay logs of streams and high-water marks of client message ids.
+/// Replay logs of streams and high-water marks of client message ids: what a history
+/// implements (with plain `async fn`s); the node stores it as [`DynHistory`].
 ///
-/// Implementations: an in-memory log per member (`thywill-transport`'s `LocalHistory`) and a
+/// Implementations: an in-memory log per member ([`LocalHistory`](crate::LocalHistory)) and a
 /// Redis log shared by every member (`thywill-cluster-redis`'s `RedisHistory`), which lets a
 /// client recover on any member after the one it was connected to crashed.
 pub trait History: Send + Sync + 'static {
@@ -138,7 +139,12 @@ pub trait History: Send + Sync + 'static {
     /// with the same key — a retry after an attempt whose answer was lost — returns the first
     /// offset instead of logging the message twice (for at least a minute). A history whose
     /// appends cannot half-fail (one in memory) is never retried and may ignore the key.
-    fn append(&self, stream: &str, key: u64, payload: String) -> BoxFuture<'_, CoreResult<Offset>>;
+    fn append(
+        &self,
+        stream: &str,
+        key: u64,
+        payload: String,
+    ) -> impl Future<Output = CoreResult<Offset>> + Send;
 
     /// The entries of `stream` after `after` (an offset the client saw), oldest first, at most
     /// `limit` of them: the caller reads on after the last entry returned until it reaches
@@ -147,16 +153,59 @@ pub trait History: Send + Sync + 'static {
     /// An `after.off` beyond the log's last offset in the same epoch (which no client was
     /// given) is answered like a caught-up client: continuous, no entries. Offsets are
     /// client input: implementations must not overflow on any `u64`.
+    fn read_after(
+        &self,
+        stream: &str,
+        after: &Offset,
+        limit: ReadLimit,
+    ) -> impl Future<Output = CoreResult<Replay>> + Send;
+
+    /// The highest client message id processed for a tab (0 when none is known).
+    fn received_mark(&self, tab: &str) -> impl Future<Output = CoreResult<u64>> + Send;
+
+    /// Records that messages of a tab up to `id` were processed; never lowers the mark.
+    fn set_received_mark(&self, tab: &str, id: u64) -> impl Future<Output = CoreResult<()>> + Send;
+}
+
+/// Object-safe form of [`History`], implemented for every `History`: what the node stores
+/// (`Arc<dyn DynHistory>`). Implement [`History`], never this.
+pub trait DynHistory: Send + Sync + 'static {
+    /// See [`History::is_shared`].
+    fn is_shared(&self) -> bool;
+    /// See [`History::append`].
+    fn append<'a>(&'a self, stream: &'a str, key: u64, payload: String) -> BoxFuture<'a, CoreResult<Offset>>;
+    /// See [`History::read_after`].
     fn read_after<'a>(
         &'a self,
         stream: &'a str,
         after: &'a Offset,
         limit: ReadLimit,
     ) -> BoxFuture<'a, CoreResult<Replay>>;
-
-    /// The highest client message id processed for a tab (0 when none is known).
+    /// See [`History::received_mark`].
     fn received_mark<'a>(&'a self, tab: &'a str) -> BoxFuture<'a, CoreResult<u64>>;
-
-    /// Records that messages of a tab up to `id` were processed; never lowers the mark.
+    /// See [`History::set_received_mark`].
     fn set_received_mark<'a>(&'a self, tab: &'a str, id: u64) -> BoxFuture<'a, CoreResult<()>>;
+}
+
+impl<H: History> DynHistory for H {
+    fn is_shared(&self) -> bool {
+        History::is_shared(self)
+    }
+    fn append<'a>(&'a self, stream: &'a str, key: u64, payload: String) -> BoxFuture<'a, CoreResult<Offset>> {
+        Box::pin(History::append(self, stream, key, payload))
+    }
+    fn read_after<'a>(
+        &'a self,
+        stream: &'a str,
+        after: &'a Offset,
+        limit: ReadLimit,
+    ) -> BoxFuture<'a, CoreResult<Replay>> {
+        Box::pin(History::read_after(self, stream, after, limit))
+    }
+    fn received_mark<'a>(&'a self, tab: &'a str) -> BoxFuture<'a, CoreResult<u64>> {
+        Box::pin(History::received_mark(self, tab))
+    }
+    fn set_received_mark<'a>(&'a self, tab: &'a str, id: u64) -> BoxFuture<'a, CoreResult<()>> {
+        Box::pin(History::set_received_mark(self, tab, id))
+    }
 }

@@ -16,11 +16,45 @@
 //!   (replay logs for recovery after reconnects) and [`CacheManager`] (named, bounded LRU
 //!   caches, with the in-memory default [`MemoryCaches`]; see [`cache`]);
 //! - [`Backend`]: a cluster backend and the stores it shares, installed as one bundle
-//!   ([`BackendParts`]).
+//!   ([`BackendParts`]);
+//! - the single-member, in-memory defaults of those traits ([`memory`]: [`LocalCluster`],
+//!   [`MemoryTracker`], [`MemoryChannels`], [`MemorySessionStore`], [`MemoryResources`],
+//!   [`LocalHistory`], bundled as [`LocalBackend`]).
 //!
-//! Async trait methods return [`BoxFuture`] where the trait must be stored as a trait object;
-//! the user-facing [`Application`] trait uses `impl Future` and is erased internally through
-//! [`DynApplication`].
+//! Component authors write plain `async fn`s: the traits they implement ([`Application`],
+//! [`Cluster`], [`ClientTracker`], [`SessionStore`], [`ChannelManager`], [`ResourceManager`],
+//! [`History`], [`CacheManager`], [`Backend`]) declare their async methods as
+//! `fn m(..) -> impl Future<Output = ..> + Send`, so an `async fn` in the impl is all it takes
+//! and the compiler checks that it is `Send`. Each has an object-safe twin ([`DynApplication`],
+//! [`DynCluster`], [`DynClientTracker`], [`DynSessionStore`], [`DynChannelManager`],
+//! [`DynResourceManager`], [`DynHistory`], [`DynCacheManager`], [`DynBackend`]) with
+//! [`BoxFuture`] methods, implemented for every implementation of the trait and never by hand:
+//! the node stores components as `Arc<dyn DynX>` and calls them through it.
+//!
+//! ```
+//! use thywill_core::{CoreResult, DynSessionStore, SessionData, SessionId, SessionStore};
+//!
+//! /// A store that forgets everything (a real one keeps sessions somewhere).
+//! struct Forgetful;
+//!
+//! impl SessionStore for Forgetful {
+//!     fn is_shared(&self) -> bool {
+//!         true
+//!     }
+//!     async fn load(&self, _id: &SessionId) -> CoreResult<Option<SessionData>> {
+//!         Ok(None)
+//!     }
+//!     async fn store(&self, _id: &SessionId, _data: SessionData) -> CoreResult<()> {
+//!         Ok(())
+//!     }
+//!     async fn remove(&self, _id: &SessionId) -> CoreResult<()> {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let stored: std::sync::Arc<dyn DynSessionStore> = std::sync::Arc::new(Forgetful);
+//! assert!(stored.is_shared());
+//! ```
 
 mod app_task;
 mod application;
@@ -32,6 +66,7 @@ mod disconnect;
 mod error;
 pub mod history;
 mod id;
+pub mod memory;
 mod message;
 pub mod protocol;
 mod resource;
@@ -43,17 +78,23 @@ pub use app_task::{AppTask, TaskTarget};
 pub use application::{AppContext, Application, ClientInterface, DynApplication, Target, is_plain_path};
 pub use backend::{Backend, BackendParts, DynBackend, Tracking};
 pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
-pub use channel::ChannelManager;
-pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, MemberStatus, Task};
+pub use channel::{ChannelManager, DynChannelManager};
+pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, DynCluster, MemberStatus, Task};
 pub use disconnect::DisconnectReason;
 pub use error::{CoreError, CoreResult};
-pub use history::{Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
+pub use history::{DynHistory, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
 pub use id::{ApplicationId, ChannelId, ConnectionId, MemberId, SessionId};
+pub use memory::{
+    LocalBackend, LocalCluster, LocalHistory, MemoryChannels, MemoryResources, MemorySessionStore,
+    MemoryTracker, SessionLimits,
+};
 pub use message::{Client, Message, Metadata};
-pub use resource::{Minifier, Resource, ResourceKind, ResourceManager, TemplateEngine, attr};
+pub use resource::{
+    DynResourceManager, Minifier, Resource, ResourceKind, ResourceManager, TemplateEngine, attr,
+};
 pub use rpc::{RpcError, RpcErrorCode, RpcHandler};
-pub use session::{MAX_APP_SESSION_DATA, SessionData, SessionStore};
-pub use tracker::{ClientTracker, MemberClients, TrackerEvent, TrackerListener};
+pub use session::{DynSessionStore, MAX_APP_SESSION_DATA, SessionData, SessionStore};
+pub use tracker::{ClientTracker, DynClientTracker, MemberClients, TrackerEvent, TrackerListener};
 
 /// A boxed, sendable future: the return type of trait methods that must stay object safe.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -184,16 +184,45 @@ pub mod attr {
     pub const ENCODING: &str = "encoding";
 }
 
-/// Stores resources and looks them up by client path.
+/// Stores resources and looks them up by client path: what a resource store implements (with
+/// plain `async fn`s); the node stores it as [`DynResourceManager`].
 pub trait ResourceManager: Send + Sync + 'static {
     /// Stores (or replaces) a resource.
-    fn store(&self, resource: Resource) -> BoxFuture<'_, CoreResult<()>>;
+    fn store(&self, resource: Resource) -> impl Future<Output = CoreResult<()>> + Send;
     /// Loads a resource by client path.
-    fn load(&self, client_path: &str) -> BoxFuture<'_, CoreResult<Option<Resource>>>;
+    fn load(&self, client_path: &str) -> impl Future<Output = CoreResult<Option<Resource>>> + Send;
     /// Removes a resource.
-    fn remove(&self, client_path: &str) -> BoxFuture<'_, CoreResult<()>>;
+    fn remove(&self, client_path: &str) -> impl Future<Output = CoreResult<()>> + Send;
     /// Every bootstrap resource, ordered by weight.
+    fn bootstrap(&self) -> impl Future<Output = CoreResult<Vec<Resource>>> + Send;
+}
+
+/// Object-safe form of [`ResourceManager`], implemented for every `ResourceManager`: what the
+/// node stores (`Arc<dyn DynResourceManager>`). Implement [`ResourceManager`], never this.
+pub trait DynResourceManager: Send + Sync + 'static {
+    /// See [`ResourceManager::store`].
+    fn store(&self, resource: Resource) -> BoxFuture<'_, CoreResult<()>>;
+    /// See [`ResourceManager::load`].
+    fn load<'a>(&'a self, client_path: &'a str) -> BoxFuture<'a, CoreResult<Option<Resource>>>;
+    /// See [`ResourceManager::remove`].
+    fn remove<'a>(&'a self, client_path: &'a str) -> BoxFuture<'a, CoreResult<()>>;
+    /// See [`ResourceManager::bootstrap`].
     fn bootstrap(&self) -> BoxFuture<'_, CoreResult<Vec<Resource>>>;
+}
+
+impl<R: ResourceManager> DynResourceManager for R {
+    fn store(&self, resource: Resource) -> BoxFuture<'_, CoreResult<()>> {
+        Box::pin(ResourceManager::store(self, resource))
+    }
+    fn load<'a>(&'a self, client_path: &'a str) -> BoxFuture<'a, CoreResult<Option<Resource>>> {
+        Box::pin(ResourceManager::load(self, client_path))
+    }
+    fn remove<'a>(&'a self, client_path: &'a str) -> BoxFuture<'a, CoreResult<()>> {
+        Box::pin(ResourceManager::remove(self, client_path))
+    }
+    fn bootstrap(&self) -> BoxFuture<'_, CoreResult<Vec<Resource>>> {
+        Box::pin(ResourceManager::bootstrap(self))
+    }
 }
 
 /// Renders templates with a JSON context.

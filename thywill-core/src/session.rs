@@ -14,18 +14,19 @@ pub type SessionData = Map<String, Value>;
 /// session (on top of the session's own [`SessionData`]).
 pub const MAX_APP_SESSION_DATA: usize = 16 * 1024;
 
-/// Where sessions live (memory, Redis, ...).
+/// Where sessions live (memory, Redis, ...): what a session store implements (with plain
+/// `async fn`s); the node stores it as [`DynSessionStore`].
 pub trait SessionStore: Send + Sync + 'static {
     /// Whether every member of the cluster reads the same sessions. A store that is not (one
     /// per member, in memory) is refused on a cluster of several members with sessions on: a
     /// cookie issued by one member would be unknown to the next.
     fn is_shared(&self) -> bool;
     /// Loads a session; `None` if it does not exist or expired.
-    fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>>;
+    fn load(&self, id: &SessionId) -> impl Future<Output = CoreResult<Option<SessionData>>> + Send;
     /// Stores (creates or replaces) a session.
-    fn store(&self, id: &SessionId, data: SessionData) -> BoxFuture<'_, CoreResult<()>>;
+    fn store(&self, id: &SessionId, data: SessionData) -> impl Future<Output = CoreResult<()>> + Send;
     /// Deletes a session, with the data every application kept in it.
-    fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>>;
+    fn remove(&self, id: &SessionId) -> impl Future<Output = CoreResult<()>> + Send;
 
     /// The data application `app` keeps in session `id` (JSON text, as stored by
     /// [`store_app_data`](SessionStore::store_app_data)); `None` when it keeps none or the
@@ -39,9 +40,9 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         id: &SessionId,
         app: &ApplicationId,
-    ) -> BoxFuture<'_, CoreResult<Option<String>>> {
+    ) -> impl Future<Output = CoreResult<Option<String>>> + Send {
         let _ = (id, app);
-        Box::pin(async { Err(no_app_data()) })
+        async { Err(no_app_data()) }
     }
 
     /// Stores (`Some`) or deletes (`None`) the data application `app` keeps in session `id`,
@@ -53,9 +54,9 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &SessionId,
         app: &ApplicationId,
         data: Option<String>,
-    ) -> BoxFuture<'_, CoreResult<()>> {
+    ) -> impl Future<Output = CoreResult<()>> + Send {
         let _ = (id, app, data);
-        Box::pin(async { Err(no_app_data()) })
+        async { Err(no_app_data()) }
     }
 
     /// Compare and set: stores (`Some`) or deletes (`None`) application `app`'s data in
@@ -69,9 +70,82 @@ pub trait SessionStore: Send + Sync + 'static {
         app: &ApplicationId,
         current: Option<String>,
         data: Option<String>,
-    ) -> BoxFuture<'_, CoreResult<bool>> {
+    ) -> impl Future<Output = CoreResult<bool>> + Send {
         let _ = (id, app, current, data);
-        Box::pin(async { Err(no_app_data()) })
+        async { Err(no_app_data()) }
+    }
+}
+
+/// Object-safe form of [`SessionStore`], implemented for every `SessionStore`: what the node
+/// stores (`Arc<dyn DynSessionStore>`). Implement [`SessionStore`], never this.
+pub trait DynSessionStore: Send + Sync + 'static {
+    /// See [`SessionStore::is_shared`].
+    fn is_shared(&self) -> bool;
+    /// See [`SessionStore::load`].
+    fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, CoreResult<Option<SessionData>>>;
+    /// See [`SessionStore::store`].
+    fn store<'a>(&'a self, id: &'a SessionId, data: SessionData) -> BoxFuture<'a, CoreResult<()>>;
+    /// See [`SessionStore::remove`].
+    fn remove<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, CoreResult<()>>;
+    /// See [`SessionStore::load_app_data`].
+    fn load_app_data<'a>(
+        &'a self,
+        id: &'a SessionId,
+        app: &'a ApplicationId,
+    ) -> BoxFuture<'a, CoreResult<Option<String>>>;
+    /// See [`SessionStore::store_app_data`].
+    fn store_app_data<'a>(
+        &'a self,
+        id: &'a SessionId,
+        app: &'a ApplicationId,
+        data: Option<String>,
+    ) -> BoxFuture<'a, CoreResult<()>>;
+    /// See [`SessionStore::replace_app_data`].
+    fn replace_app_data<'a>(
+        &'a self,
+        id: &'a SessionId,
+        app: &'a ApplicationId,
+        current: Option<String>,
+        data: Option<String>,
+    ) -> BoxFuture<'a, CoreResult<bool>>;
+}
+
+impl<S: SessionStore> DynSessionStore for S {
+    fn is_shared(&self) -> bool {
+        SessionStore::is_shared(self)
+    }
+    fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, CoreResult<Option<SessionData>>> {
+        Box::pin(SessionStore::load(self, id))
+    }
+    fn store<'a>(&'a self, id: &'a SessionId, data: SessionData) -> BoxFuture<'a, CoreResult<()>> {
+        Box::pin(SessionStore::store(self, id, data))
+    }
+    fn remove<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, CoreResult<()>> {
+        Box::pin(SessionStore::remove(self, id))
+    }
+    fn load_app_data<'a>(
+        &'a self,
+        id: &'a SessionId,
+        app: &'a ApplicationId,
+    ) -> BoxFuture<'a, CoreResult<Option<String>>> {
+        Box::pin(SessionStore::load_app_data(self, id, app))
+    }
+    fn store_app_data<'a>(
+        &'a self,
+        id: &'a SessionId,
+        app: &'a ApplicationId,
+        data: Option<String>,
+    ) -> BoxFuture<'a, CoreResult<()>> {
+        Box::pin(SessionStore::store_app_data(self, id, app, data))
+    }
+    fn replace_app_data<'a>(
+        &'a self,
+        id: &'a SessionId,
+        app: &'a ApplicationId,
+        current: Option<String>,
+        data: Option<String>,
+    ) -> BoxFuture<'a, CoreResult<bool>> {
+        Box::pin(SessionStore::replace_app_data(self, id, app, current, data))
     }
 }
 

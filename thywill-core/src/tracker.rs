@@ -64,7 +64,8 @@ pub trait TrackerListener: Send + Sync + 'static {
     fn tracker_event(&self, event: TrackerEvent);
 }
 
-/// The cluster-wide table of connections and sessions.
+/// The cluster-wide table of connections and sessions: what a client tracker implements (with
+/// plain `async fn`s); the node stores it as [`DynClientTracker`].
 ///
 /// The node calls [`connected`](ClientTracker::connected) and
 /// [`disconnected`](ClientTracker::disconnected) for local clients; a clustered tracker
@@ -72,23 +73,75 @@ pub trait TrackerListener: Send + Sync + 'static {
 /// entries when it goes down.
 pub trait ClientTracker: Send + Sync + 'static {
     /// Records a client that connected to `client.member`.
-    fn connected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>>;
+    fn connected(&self, client: &Client) -> impl Future<Output = CoreResult<()>> + Send;
     /// Records a client that disconnected.
-    fn disconnected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>>;
+    fn disconnected(&self, client: &Client) -> impl Future<Output = CoreResult<()>> + Send;
     /// The member holding a connection, if it is connected anywhere.
-    fn member_of(&self, connection: &ConnectionId) -> BoxFuture<'_, CoreResult<Option<MemberId>>>;
+    fn member_of(
+        &self,
+        connection: &ConnectionId,
+    ) -> impl Future<Output = CoreResult<Option<MemberId>>> + Send;
     /// Every connection of a session, with the member holding each.
     fn connections_of_session(
         &self,
         session: &SessionId,
-    ) -> BoxFuture<'_, CoreResult<Vec<(ConnectionId, MemberId)>>>;
+    ) -> impl Future<Output = CoreResult<Vec<(ConnectionId, MemberId)>>> + Send;
     /// The whole table, by member.
-    fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>>;
+    fn snapshot(&self) -> impl Future<Output = CoreResult<BTreeMap<MemberId, MemberClients>>> + Send;
     /// Removes and returns a member's entries (on member down).
-    fn purge_member(&self, member: &MemberId) -> BoxFuture<'_, CoreResult<MemberClients>>;
+    fn purge_member(&self, member: &MemberId) -> impl Future<Output = CoreResult<MemberClients>> + Send;
     /// Registers the listener of changes learnt from other members (the node registers one at
     /// start). A tracker that only knows the local member ignores it (the default).
     fn set_listener(&self, listener: Arc<dyn TrackerListener>) {
         let _ = listener;
+    }
+}
+
+/// Object-safe form of [`ClientTracker`], implemented for every `ClientTracker`: what the node
+/// stores (`Arc<dyn DynClientTracker>`). Implement [`ClientTracker`], never this.
+pub trait DynClientTracker: Send + Sync + 'static {
+    /// See [`ClientTracker::connected`].
+    fn connected<'a>(&'a self, client: &'a Client) -> BoxFuture<'a, CoreResult<()>>;
+    /// See [`ClientTracker::disconnected`].
+    fn disconnected<'a>(&'a self, client: &'a Client) -> BoxFuture<'a, CoreResult<()>>;
+    /// See [`ClientTracker::member_of`].
+    fn member_of<'a>(&'a self, connection: &'a ConnectionId) -> BoxFuture<'a, CoreResult<Option<MemberId>>>;
+    /// See [`ClientTracker::connections_of_session`].
+    fn connections_of_session<'a>(
+        &'a self,
+        session: &'a SessionId,
+    ) -> BoxFuture<'a, CoreResult<Vec<(ConnectionId, MemberId)>>>;
+    /// See [`ClientTracker::snapshot`].
+    fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>>;
+    /// See [`ClientTracker::purge_member`].
+    fn purge_member<'a>(&'a self, member: &'a MemberId) -> BoxFuture<'a, CoreResult<MemberClients>>;
+    /// See [`ClientTracker::set_listener`].
+    fn set_listener(&self, listener: Arc<dyn TrackerListener>);
+}
+
+impl<T: ClientTracker> DynClientTracker for T {
+    fn connected<'a>(&'a self, client: &'a Client) -> BoxFuture<'a, CoreResult<()>> {
+        Box::pin(ClientTracker::connected(self, client))
+    }
+    fn disconnected<'a>(&'a self, client: &'a Client) -> BoxFuture<'a, CoreResult<()>> {
+        Box::pin(ClientTracker::disconnected(self, client))
+    }
+    fn member_of<'a>(&'a self, connection: &'a ConnectionId) -> BoxFuture<'a, CoreResult<Option<MemberId>>> {
+        Box::pin(ClientTracker::member_of(self, connection))
+    }
+    fn connections_of_session<'a>(
+        &'a self,
+        session: &'a SessionId,
+    ) -> BoxFuture<'a, CoreResult<Vec<(ConnectionId, MemberId)>>> {
+        Box::pin(ClientTracker::connections_of_session(self, session))
+    }
+    fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>> {
+        Box::pin(ClientTracker::snapshot(self))
+    }
+    fn purge_member<'a>(&'a self, member: &'a MemberId) -> BoxFuture<'a, CoreResult<MemberClients>> {
+        Box::pin(ClientTracker::purge_member(self, member))
+    }
+    fn set_listener(&self, listener: Arc<dyn TrackerListener>) {
+        ClientTracker::set_listener(self, listener)
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use thywill_core::{BoxFuture, CoreError, CoreResult, Resource, ResourceManager, attr};
+use thywill_core::{CoreError, CoreResult, DynResourceManager, Resource, ResourceManager, attr};
 
 use crate::Pipeline;
 
@@ -20,7 +20,7 @@ const CODINGS: [&str; 2] = ["br", "gzip"];
 /// hundred (debug builds), during which the runtime's worker threads keep serving.
 #[derive(Clone)]
 pub struct PreparedStore {
-    inner: Arc<dyn ResourceManager>,
+    inner: Arc<dyn DynResourceManager>,
     pipeline: Pipeline,
 }
 
@@ -34,12 +34,12 @@ impl std::fmt::Debug for PreparedStore {
 
 impl PreparedStore {
     /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn ResourceManager>, pipeline: Pipeline) -> Self {
+    pub fn new(inner: Arc<dyn DynResourceManager>, pipeline: Pipeline) -> Self {
         Self { inner, pipeline }
     }
 
     /// The wrapped store.
-    pub fn inner(&self) -> &Arc<dyn ResourceManager> {
+    pub fn inner(&self) -> &Arc<dyn DynResourceManager> {
         &self.inner
     }
 
@@ -50,54 +50,51 @@ impl PreparedStore {
 }
 
 impl ResourceManager for PreparedStore {
-    fn store(&self, resource: Resource) -> BoxFuture<'_, CoreResult<()>> {
-        Box::pin(async move {
-            // A variant stored directly (another member's pipeline output) passes as is.
-            if resource.attribute(attr::CONTENT_ENCODING).is_some() {
-                return self.inner.store(resource).await;
-            }
-            let pipeline = self.pipeline.clone();
-            let (main, variants) = crate::blocking::run(move || {
-                pipeline
-                    .prepare(resource)
-                    .map(|prepared| pipeline.finish(prepared))
-            })
-            .await?
-            .map_err(CoreError::from)?;
-            for coding in CODINGS {
-                if !variants
-                    .iter()
-                    .any(|v| v.attribute(attr::CONTENT_ENCODING) == Some(coding))
-                {
-                    self.inner
-                        .remove(&Resource::variant_key(&main.client_path, coding))
-                        .await?;
-                }
-            }
-            // Variants first: a reader that sees the new resource finds its variants.
-            for v in variants {
-                self.inner.store(v).await?;
-            }
-            self.inner.store(main).await
+    async fn store(&self, resource: Resource) -> CoreResult<()> {
+        // A variant stored directly (another member's pipeline output) passes as is.
+        if resource.attribute(attr::CONTENT_ENCODING).is_some() {
+            return self.inner.store(resource).await;
+        }
+        let pipeline = self.pipeline.clone();
+        let (main, variants) = crate::blocking::run(move || {
+            pipeline
+                .prepare(resource)
+                .map(|prepared| pipeline.finish(prepared))
         })
-    }
-
-    fn load(&self, client_path: &str) -> BoxFuture<'_, CoreResult<Option<Resource>>> {
-        self.inner.load(client_path)
-    }
-
-    fn remove(&self, client_path: &str) -> BoxFuture<'_, CoreResult<()>> {
-        let path = client_path.to_owned();
-        Box::pin(async move {
-            self.inner.remove(&path).await?;
-            for coding in CODINGS {
-                self.inner.remove(&Resource::variant_key(&path, coding)).await?;
+        .await?
+        .map_err(CoreError::from)?;
+        for coding in CODINGS {
+            if !variants
+                .iter()
+                .any(|v| v.attribute(attr::CONTENT_ENCODING) == Some(coding))
+            {
+                self.inner
+                    .remove(&Resource::variant_key(&main.client_path, coding))
+                    .await?;
             }
-            Ok(())
-        })
+        }
+        // Variants first: a reader that sees the new resource finds its variants.
+        for v in variants {
+            self.inner.store(v).await?;
+        }
+        self.inner.store(main).await
     }
 
-    fn bootstrap(&self) -> BoxFuture<'_, CoreResult<Vec<Resource>>> {
-        self.inner.bootstrap()
+    async fn load(&self, client_path: &str) -> CoreResult<Option<Resource>> {
+        self.inner.load(client_path).await
+    }
+
+    async fn remove(&self, client_path: &str) -> CoreResult<()> {
+        self.inner.remove(client_path).await?;
+        for coding in CODINGS {
+            self.inner
+                .remove(&Resource::variant_key(client_path, coding))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn bootstrap(&self) -> CoreResult<Vec<Resource>> {
+        self.inner.bootstrap().await
     }
 }

@@ -1,4 +1,4 @@
-//! The conformance suite every [`Cluster`] backend passes: send semantics, per-sender order,
+//! The conformance suite every [`Cluster`](thywill_core::Cluster) backend passes: send semantics, per-sender order,
 //! designated handler, member down/up detection time, and a member missing at start.
 //!
 //! The suite is a function taking a constructor, so each backend runs the very same checks:
@@ -23,7 +23,7 @@
 //!
 //! Members of one scenario run in this process; each scenario uses a fresh cluster whose
 //! [`Spec::cluster`] name is unique, so a backend can keep scenarios apart (a Redis key prefix,
-//! a set of ports). A member is "killed" with [`Cluster::stop`] and "restarted" by building a
+//! a set of ports). A member is "killed" with [`Cluster::stop`](thywill_core::Cluster::stop) and "restarted" by building a
 //! new instance of the same member and starting it.
 
 use std::future::Future;
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
-use thywill_core::{Cluster, ClusterEvents, ClusterTask, MemberId, MemberStatus, Task};
+use thywill_core::{ClusterEvents, ClusterTask, DynCluster, MemberId, MemberStatus, Task};
 use tokio::sync::watch;
 
 /// What the constructor is asked to build.
@@ -235,7 +235,7 @@ fn probe(label: &str, n: u64) -> anyhow::Result<ClusterTask> {
 /// One started member of a scenario.
 struct Member {
     id: MemberId,
-    cluster: Arc<dyn Cluster>,
+    cluster: Arc<dyn DynCluster>,
     rec: Arc<Recorder>,
 }
 
@@ -249,7 +249,7 @@ struct Scenario<'a, F> {
 impl<F, Fut> Scenario<'_, F>
 where
     F: Fn(Spec) -> Fut,
-    Fut: Future<Output = anyhow::Result<Arc<dyn Cluster>>>,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynCluster>>>,
 {
     async fn start(&self, local: &MemberId) -> anyhow::Result<Member> {
         let cluster = (self.make)(Spec {
@@ -328,7 +328,7 @@ fn rand_u32() -> u32 {
 pub async fn run<F, Fut>(opts: Options, make: F) -> anyhow::Result<()>
 where
     F: Fn(Spec) -> Fut,
-    Fut: Future<Output = anyhow::Result<Arc<dyn Cluster>>>,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynCluster>>>,
 {
     send_semantics(&opts, &make).await.context("send semantics")?;
     designated_handler(&opts, &make)
@@ -351,7 +351,7 @@ where
 pub async fn send_semantics<F, Fut>(opts: &Options, make: &F) -> anyhow::Result<()>
 where
     F: Fn(Spec) -> Fut,
-    Fut: Future<Output = anyhow::Result<Arc<dyn Cluster>>>,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynCluster>>>,
 {
     let n = opts.max_members.min(3);
     let sc = Scenario {
@@ -433,7 +433,7 @@ where
 pub async fn designated_handler<F, Fut>(opts: &Options, make: &F) -> anyhow::Result<()>
 where
     F: Fn(Spec) -> Fut,
-    Fut: Future<Output = anyhow::Result<Arc<dyn Cluster>>>,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynCluster>>>,
 {
     let n = opts.max_members.min(3);
     let sc = Scenario {
@@ -465,7 +465,7 @@ where
 pub async fn per_sender_order<F, Fut>(opts: &Options, make: &F) -> anyhow::Result<()>
 where
     F: Fn(Spec) -> Fut,
-    Fut: Future<Output = anyhow::Result<Arc<dyn Cluster>>>,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynCluster>>>,
 {
     let n = opts.max_members.min(3);
     let sc = Scenario {
@@ -555,7 +555,7 @@ where
 pub async fn down_up_detection<F, Fut>(opts: &Options, make: &F) -> anyhow::Result<()>
 where
     F: Fn(Spec) -> Fut,
-    Fut: Future<Output = anyhow::Result<Arc<dyn Cluster>>>,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynCluster>>>,
 {
     let n = opts.max_members.min(3);
     let sc = Scenario {
@@ -670,7 +670,7 @@ where
 pub async fn missing_at_start<F, Fut>(opts: &Options, make: &F) -> anyhow::Result<()>
 where
     F: Fn(Spec) -> Fut,
-    Fut: Future<Output = anyhow::Result<Arc<dyn Cluster>>>,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynCluster>>>,
 {
     let n = opts.max_members.min(3);
     let sc = Scenario {
@@ -717,7 +717,7 @@ mod tests {
     #[tokio::test]
     async fn the_single_member_cluster_conforms() -> anyhow::Result<()> {
         run(Options::single_member(), |spec: Spec| async move {
-            let c: Arc<dyn Cluster> = Arc::new(thywill_transport::local::LocalCluster::new(spec.local));
+            let c: Arc<dyn DynCluster> = Arc::new(thywill_core::LocalCluster::new(spec.local));
             Ok(c)
         })
         .await

@@ -20,9 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use thywill_core::cluster::designated_handler;
-use thywill_core::{
-    BoxFuture, Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus,
-};
+use thywill_core::{Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus};
 use tokio::sync::mpsc;
 
 /// What a member's queue carries.
@@ -172,7 +170,7 @@ impl Cluster for HubMember {
         }
     }
 
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
+    async fn start(&self, events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(pump(rx, events));
         let mut st = self.hub.state();
@@ -181,40 +179,39 @@ impl Cluster for HubMember {
             let _ = tx.send(Delivery::Up(m.clone()));
         }
         st.live.insert(self.local.clone(), Slot { queue: tx });
-        Box::pin(std::future::ready(Ok(())))
+        Ok(())
     }
 
-    fn stop(&self) -> BoxFuture<'_, CoreResult<()>> {
+    async fn stop(&self) -> CoreResult<()> {
         self.hub.kill(self.local.clone());
-        Box::pin(std::future::ready(Ok(())))
+        Ok(())
     }
 
-    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        let r = if self.hub.members.contains(member) {
+    async fn send_to(&self, member: &MemberId, task: ClusterTask) -> CoreResult<()> {
+        if self.hub.members.contains(member) {
             self.post(member, task)
         } else {
             Err(CoreError::NotFound(format!("member {member}")))
-        };
-        Box::pin(std::future::ready(r))
+        }
     }
 
-    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to_others(&self, task: ClusterTask) -> CoreResult<()> {
         let mut r = Ok(());
         for m in self.hub.members.iter().filter(|m| **m != self.local) {
             if let Err(e) = self.post(m, task.clone()) {
                 r = Err(e);
             }
         }
-        Box::pin(std::future::ready(r))
+        r
     }
 
-    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
         let mut r = Ok(());
         for m in &self.hub.members {
             if let Err(e) = self.post(m, task.clone()) {
                 r = Err(e);
             }
         }
-        Box::pin(std::future::ready(r))
+        r
     }
 }

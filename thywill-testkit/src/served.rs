@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use thywill_core::{Cluster, MemberId, MemberStatus};
+use thywill_core::{DynCluster, MemberId, MemberStatus};
 
 use crate::browser::{self, Browser};
 
@@ -25,7 +25,7 @@ pub async fn start_browser() -> anyhow::Result<Browser> {
 }
 
 /// Waits (within [`crate::TIMEOUT`]) until `cluster` reports `member` up.
-pub async fn wait_up(cluster: &dyn Cluster, member: &str) -> anyhow::Result<()> {
+pub async fn wait_up(cluster: &dyn DynCluster, member: &str) -> anyhow::Result<()> {
     let id = MemberId::from(member);
     let deadline = tokio::time::Instant::now() + crate::TIMEOUT;
     while cluster.status(&id) != MemberStatus::Up {

@@ -1,5 +1,5 @@
-//! Conformance suites of the stores behind a node: [`History`], [`ChannelManager`],
-//! [`SessionStore`], [`ClientTracker`] and [`ResourceManager`]. Like the cluster's
+//! Conformance suites of the stores behind a node: [`History`](thywill_core::History), [`ChannelManager`](thywill_core::ChannelManager),
+//! [`SessionStore`](thywill_core::SessionStore), [`ClientTracker`](thywill_core::ClientTracker) and [`ResourceManager`](thywill_core::ResourceManager). Like the cluster's
 //! ([`crate::conformance`]) and the caches' ([`crate::cache_conformance`]), each suite is a
 //! function taking a constructor, so every implementation — the in-memory defaults in
 //! `thywill-transport` and the Redis stores in `thywill-cluster-redis` — passes the very same
@@ -8,8 +8,8 @@
 //! ```no_run
 //! # async fn t() -> anyhow::Result<()> {
 //! use std::sync::Arc;
-//! use thywill_core::ChannelManager;
-//! # fn memory() -> Arc<dyn ChannelManager> { todo!() }
+//! use thywill_core::DynChannelManager;
+//! # fn memory() -> Arc<dyn DynChannelManager> { todo!() }
 //!
 //! thywill_testkit::store_conformance::channels(|| async { Ok(memory()) }).await
 //! # }
@@ -24,8 +24,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, ensure};
 use thywill_core::{
-    ChannelId, ChannelManager, Client, ClientTracker, ConnectionId, CoreError, History, HistoryLimits,
-    MemberId, Offset, ReadLimit, Resource, ResourceManager, SessionData, SessionId, SessionStore,
+    ChannelId, Client, ConnectionId, CoreError, DynChannelManager, DynClientTracker, DynHistory,
+    DynResourceManager, DynSessionStore, HistoryLimits, MemberId, Offset, ReadLimit, Resource, SessionData,
+    SessionId,
 };
 
 /// Reads without a chunk bound.
@@ -45,13 +46,13 @@ fn offs(entries: &[thywill_core::Entry]) -> Vec<u64> {
     entries.iter().map(|e| e.off).collect()
 }
 
-/// The [`History`] suite: numbering, idempotent appends, replays in bounded chunks, offsets
+/// The [`History`](thywill_core::History) suite: numbering, idempotent appends, replays in bounded chunks, offsets
 /// past the end and of foreign epochs, trimming by entries, concurrent appends, and client
 /// message marks. `make` builds a history with the given limits.
 pub async fn history<F, Fut>(make: F) -> anyhow::Result<()>
 where
     F: Fn(HistoryLimits) -> Fut,
-    Fut: Future<Output = anyhow::Result<Arc<dyn History>>>,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynHistory>>>,
 {
     let defaults = HistoryLimits::default();
     numbering_and_replay(make(defaults).await?)
@@ -82,7 +83,7 @@ where
     Ok(())
 }
 
-async fn numbering_and_replay(h: Arc<dyn History>) -> anyhow::Result<()> {
+async fn numbering_and_replay(h: Arc<dyn DynHistory>) -> anyhow::Result<()> {
     let none = h.read_after("c:room", &at("", 0), ALL).await?;
     ensure!(
         none.entries.is_empty() && none.last == 0,
@@ -106,7 +107,7 @@ async fn numbering_and_replay(h: Arc<dyn History>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn retried_appends_keep_their_offset(h: Arc<dyn History>) -> anyhow::Result<()> {
+async fn retried_appends_keep_their_offset(h: Arc<dyn DynHistory>) -> anyhow::Result<()> {
     if !h.is_shared() {
         // Only a store whose appends can half-fail (its answer lost) is retried: see
         // `History::append`.
@@ -122,7 +123,7 @@ async fn retried_appends_keep_their_offset(h: Arc<dyn History>) -> anyhow::Resul
     Ok(())
 }
 
-async fn replays_come_in_bounded_chunks(h: Arc<dyn History>) -> anyhow::Result<()> {
+async fn replays_come_in_bounded_chunks(h: Arc<dyn DynHistory>) -> anyhow::Result<()> {
     let mut epoch = String::new();
     for n in 1..=10u64 {
         epoch = h.append("c:big", n, "x".repeat(100)).await?.epoch;
@@ -164,7 +165,7 @@ async fn replays_come_in_bounded_chunks(h: Arc<dyn History>) -> anyhow::Result<(
     Ok(())
 }
 
-async fn absurd_and_foreign_offsets(h: Arc<dyn History>) -> anyhow::Result<()> {
+async fn absurd_and_foreign_offsets(h: Arc<dyn DynHistory>) -> anyhow::Result<()> {
     let o = h.append("c:x", 1, "one".into()).await?;
     h.append("c:x", 2, "two".into()).await?;
     let past = h.read_after("c:x", &at(&o.epoch, u64::MAX), ALL).await?;
@@ -189,7 +190,7 @@ async fn absurd_and_foreign_offsets(h: Arc<dyn History>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn trimmed_entries_break_continuity(h: Arc<dyn History>) -> anyhow::Result<()> {
+async fn trimmed_entries_break_continuity(h: Arc<dyn DynHistory>) -> anyhow::Result<()> {
     let mut epoch = String::new();
     for n in 1..=6u64 {
         epoch = h.append("c:small", n, format!("m{n}")).await?.epoch;
@@ -208,7 +209,7 @@ async fn trimmed_entries_break_continuity(h: Arc<dyn History>) -> anyhow::Result
     Ok(())
 }
 
-async fn concurrent_appends_are_numbered_without_gaps(h: Arc<dyn History>) -> anyhow::Result<()> {
+async fn concurrent_appends_are_numbered_without_gaps(h: Arc<dyn DynHistory>) -> anyhow::Result<()> {
     let tasks: Vec<_> = (1..=64u64)
         .map(|n| {
             let h = h.clone();
@@ -223,7 +224,7 @@ async fn concurrent_appends_are_numbered_without_gaps(h: Arc<dyn History>) -> an
     Ok(())
 }
 
-async fn marks_only_rise(h: Arc<dyn History>) -> anyhow::Result<()> {
+async fn marks_only_rise(h: Arc<dyn DynHistory>) -> anyhow::Result<()> {
     h.set_received_mark("tab-a", 5).await?;
     h.set_received_mark("tab-a", 3).await?;
     ensure!(h.received_mark("tab-a").await? == 5, "a mark never goes down");
@@ -242,12 +243,12 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
-/// The [`ChannelManager`] suite: adding and removing report what changed, both directions of
+/// The [`ChannelManager`](thywill_core::ChannelManager) suite: adding and removing report what changed, both directions of
 /// the membership agree, clearing, and channels are independent.
 pub async fn channels<F, Fut>(make: F) -> anyhow::Result<()>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = anyhow::Result<Arc<dyn ChannelManager>>>,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynChannelManager>>>,
 {
     let m = make().await?;
     let room = ChannelId::from("room");
@@ -302,13 +303,13 @@ fn data(pairs: &[(&str, &str)]) -> SessionData {
         .collect()
 }
 
-/// The [`SessionStore`] suite: sessions round trip, are replaced and removed; with
+/// The [`SessionStore`](thywill_core::SessionStore) suite: sessions round trip, are replaced and removed; with
 /// `app_data`, applications' data beside a session: isolated per application, kept when the
 /// session is stored again, gone with the session, refused for a session that does not exist.
 pub async fn sessions<F, Fut>(make: F, app_data: bool) -> anyhow::Result<()>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = anyhow::Result<Arc<dyn SessionStore>>>,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynSessionStore>>>,
 {
     let s = make().await?;
     let id = SessionId::from("session-1");
@@ -363,12 +364,12 @@ fn client(connection: &str, session: &str, member: &str) -> Client {
     }
 }
 
-/// The [`ClientTracker`] suite, for a tracker told of clients of several members: lookups by
+/// The [`ClientTracker`](thywill_core::ClientTracker) suite, for a tracker told of clients of several members: lookups by
 /// connection and by session, the table by member, disconnections, and purging a member.
 pub async fn tracker<F, Fut>(make: F) -> anyhow::Result<()>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = anyhow::Result<Arc<dyn ClientTracker>>>,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynClientTracker>>>,
 {
     let t = make().await?;
     let clients = [
@@ -408,12 +409,12 @@ where
     Ok(())
 }
 
-/// The [`ResourceManager`] suite: resources round trip by path (bodies, kinds, attributes),
+/// The [`ResourceManager`](thywill_core::ResourceManager) suite: resources round trip by path (bodies, kinds, attributes),
 /// are replaced and removed, and the bootstrap set is the bootstrap resources by weight.
 pub async fn resources<F, Fut>(make: F) -> anyhow::Result<()>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = anyhow::Result<Arc<dyn ResourceManager>>>,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynResourceManager>>>,
 {
     let r = make().await?;
     ensure!(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thywill_core::cache::{CacheLimits, CacheManager, DynCacheManager};
-use thywill_core::{Cluster, CoreResult, MemberId, Task};
+use thywill_core::{CoreResult, DynCluster, MemberId, Task};
 
 /// Cluster task: drop the local copy of a key (of the whole cache when `key` is `None`).
 #[derive(Debug, Serialize, Deserialize)]
@@ -29,11 +29,11 @@ impl Task for Invalidate {
 /// members.
 pub(crate) struct Invalidating {
     caches: Arc<dyn DynCacheManager>,
-    cluster: Arc<dyn Cluster>,
+    cluster: Arc<dyn DynCluster>,
 }
 
 impl Invalidating {
-    pub(crate) fn new(caches: Arc<dyn DynCacheManager>, cluster: Arc<dyn Cluster>) -> Self {
+    pub(crate) fn new(caches: Arc<dyn DynCacheManager>, cluster: Arc<dyn DynCluster>) -> Self {
         Self { caches, cluster }
     }
 

@@ -17,17 +17,14 @@
 //! Application authors use the facade crate `thywill`, which builds nodes; this crate is for
 //! those who compose nodes by hand or write components.
 //!
-//! The [`local`] module has the single-member defaults: [`local::LocalCluster`] and in-memory
-//! tracker, channels, sessions and resources; [`LocalHistory`] is the default replay history
-//! (see `docs/PROTOCOL.md`, "Recovery after a reconnect").
+//! The single-member, in-memory defaults of every component (`LocalCluster`, `MemoryTracker`,
+//! `LocalHistory`, ...) live in `thywill-core`'s `memory` module, next to their traits.
 
 mod assets;
 mod caches;
 mod config;
 mod connection;
 mod error;
-mod history;
-pub mod local;
 mod metrics;
 mod node;
 mod presence;
@@ -44,7 +41,6 @@ pub mod tracker;
 pub use assets::{CLIENT_DTS, CLIENT_JS, client_js_path};
 pub use config::{AllowedHosts, AllowedOrigins, MetricsAccess, TransportConfig};
 pub use error::TransportError;
-pub use history::LocalHistory;
 pub use node::{Node, NodeParts};
 pub use session::{MIN_SECRET_LEN, SessionConfig, SessionRefusal, Sessions};
 pub use tls::TlsConfig;

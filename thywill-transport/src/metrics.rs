@@ -12,7 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use thywill_core::{Cluster, MemberStatus};
+use thywill_core::{DynCluster, MemberStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct AppLabel {
@@ -274,7 +274,7 @@ impl Metrics {
     }
 
     /// Renders the text exposition, refreshing the cluster figures first.
-    pub(crate) fn render(&self, cluster: &dyn Cluster) -> String {
+    pub(crate) fn render(&self, cluster: &dyn DynCluster) -> String {
         for member in cluster.members() {
             let up = i64::from(cluster.status(&member) == MemberStatus::Up);
             self.member_up

@@ -10,7 +10,7 @@
 //!   connections) on its designated handler. These hooks run one at a time, in order, on one
 //!   task.
 //! - **Channel manager.** Sessions added to a channel are persisted by the
-//!   [`ChannelManager`]; every member then subscribes its local connections of those sessions
+//!   [`ChannelManager`](thywill_core::ChannelManager); every member then subscribes its local connections of those sessions
 //!   (a `thywill.channel-sessions` task), and a connection that opens later is subscribed to its
 //!   session's channels before the applications' `connection` hook runs. A reconnecting browser
 //!   is therefore back in its channels at once.
@@ -28,10 +28,10 @@ use thywill_core::DynCacheManager;
 use thywill_core::cluster::MemberStatus;
 use thywill_core::protocol::{LoadKind, ServerFrame, close};
 use thywill_core::{
-    AppContext, AppTask, ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientInterface,
-    ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication,
-    History, MemberId, Message, ResourceManager, SessionId, Target, Task, TaskTarget, TrackerEvent,
-    TrackerListener,
+    AppContext, AppTask, ApplicationId, BoxFuture, ChannelId, Client, ClientInterface, ClusterEvents,
+    ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication, DynChannelManager, DynClientTracker,
+    DynCluster, DynHistory, DynResourceManager, MemberId, Message, SessionId, Target, Task, TaskTarget,
+    TrackerEvent, TrackerListener,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -47,17 +47,17 @@ pub struct NodeParts {
     /// Applications by id.
     pub applications: Vec<(ApplicationId, Arc<dyn DynApplication>)>,
     /// The cluster backend.
-    pub cluster: Arc<dyn Cluster>,
+    pub cluster: Arc<dyn DynCluster>,
     /// The client tracker.
-    pub tracker: Arc<dyn ClientTracker>,
+    pub tracker: Arc<dyn DynClientTracker>,
     /// Where channels of sessions are persisted.
-    pub channels: Arc<dyn ChannelManager>,
+    pub channels: Arc<dyn DynChannelManager>,
     /// The resource store pages and assets are served from.
-    pub resources: Arc<dyn ResourceManager>,
+    pub resources: Arc<dyn DynResourceManager>,
     /// Sessions bound by signed cookie; `None` for plain mode (session = connection).
     pub sessions: Option<crate::Sessions>,
     /// Replay logs of channel and session streams, and received marks of tabs.
-    pub history: Arc<dyn History>,
+    pub history: Arc<dyn DynHistory>,
     /// The named caches of applications ([`thywill_core::MemoryCaches`] by default); the node
     /// invalidates their copies across the cluster.
     pub caches: Arc<dyn DynCacheManager>,
@@ -272,12 +272,12 @@ pub(crate) struct Inner {
     pub(crate) config: TransportConfig,
     pub(crate) member: MemberId,
     pub(crate) apps: BTreeMap<ApplicationId, (Arc<dyn DynApplication>, AppContext)>,
-    pub(crate) cluster: Arc<dyn Cluster>,
-    pub(crate) tracker: Arc<dyn ClientTracker>,
-    pub(crate) channel_store: Arc<dyn ChannelManager>,
-    pub(crate) resources: Arc<dyn ResourceManager>,
+    pub(crate) cluster: Arc<dyn DynCluster>,
+    pub(crate) tracker: Arc<dyn DynClientTracker>,
+    pub(crate) channel_store: Arc<dyn DynChannelManager>,
+    pub(crate) resources: Arc<dyn DynResourceManager>,
     pub(crate) sessions: Option<crate::Sessions>,
-    pub(crate) history: Arc<dyn History>,
+    pub(crate) history: Arc<dyn DynHistory>,
     /// The cache manager itself (applications use it through [`crate::caches::Invalidating`]).
     pub(crate) caches: Arc<dyn DynCacheManager>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
@@ -346,11 +346,11 @@ struct Router {
     inner: Weak<Inner>,
     member: MemberId,
     members: Vec<MemberId>,
-    tracker: Arc<dyn ClientTracker>,
+    tracker: Arc<dyn DynClientTracker>,
     /// The cache manager, its writes invalidated on the other members.
     caches: Arc<dyn DynCacheManager>,
     /// Where applications keep session data (`None` in plain mode).
-    session_store: Option<Arc<dyn thywill_core::SessionStore>>,
+    session_store: Option<Arc<dyn thywill_core::DynSessionStore>>,
 }
 
 /// Cluster task: deliver a message, or a `load` frame, to local connections of the receiving
@@ -570,7 +570,7 @@ impl Node {
     }
 
     /// The resource store.
-    pub fn resources(&self) -> &Arc<dyn ResourceManager> {
+    pub fn resources(&self) -> &Arc<dyn DynResourceManager> {
         &self.inner.resources
     }
 
@@ -1116,7 +1116,7 @@ impl ClientInterface for Router {
         self.members.clone()
     }
 
-    fn tracker(&self) -> Option<&dyn ClientTracker> {
+    fn tracker(&self) -> Option<&dyn DynClientTracker> {
         Some(self.tracker.as_ref())
     }
 
@@ -1167,7 +1167,7 @@ impl ClientInterface for Router {
         Ok(self.caches.clone())
     }
 
-    fn session_store(&self) -> Option<&dyn thywill_core::SessionStore> {
+    fn session_store(&self) -> Option<&dyn thywill_core::DynSessionStore> {
         self.session_store.as_deref()
     }
 

@@ -4,13 +4,13 @@
 //! The cookie value is `<session id>.<HMAC-SHA256(secret, session id) in hex>`. A session is
 //! created when a page is served to a browser without a valid one; the WebSocket handshake
 //! accepts only a cookie whose signature verifies and whose session exists in the
-//! [`SessionStore`], and otherwise closes with code 4401.
+//! [`SessionStore`](thywill_core::SessionStore), and otherwise closes with code 4401.
 
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use thywill_core::{SessionData, SessionId, SessionStore};
+use thywill_core::{DynSessionStore, SessionData, SessionId};
 
 use crate::TransportError;
 
@@ -177,7 +177,7 @@ impl SessionRefusal {
 #[derive(Clone)]
 pub struct Sessions {
     pub(crate) config: SessionConfig,
-    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) store: Arc<dyn DynSessionStore>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -190,7 +190,7 @@ impl std::fmt::Debug for Sessions {
 
 impl Sessions {
     /// Binds a cookie config to a store.
-    pub fn new(config: SessionConfig, store: Arc<dyn SessionStore>) -> Self {
+    pub fn new(config: SessionConfig, store: Arc<dyn DynSessionStore>) -> Self {
         Self { config, store }
     }
 
@@ -200,7 +200,7 @@ impl Sessions {
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<dyn SessionStore> {
+    pub fn store(&self) -> &Arc<dyn DynSessionStore> {
         &self.store
     }
 

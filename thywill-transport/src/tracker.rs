@@ -26,7 +26,7 @@
 //! order the table changed.
 //!
 //! ```no_run
-//! # fn f(cluster: thywill_transport::local::LocalCluster) {
+//! # fn f(cluster: thywill_core::LocalCluster) {
 //! let (cluster, tracker) = thywill_transport::tracker::tracked(cluster);
 //! // NodeParts { cluster: Arc::new(cluster), tracker: Arc::new(tracker), .. }
 //! # let _ = (cluster, tracker); }
@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use serde::{Deserialize, Serialize};
 use thywill_core::cluster::ClusterStats;
 use thywill_core::{
-    BoxFuture, Client, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreResult,
+    Client, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreResult, DynCluster,
     MemberClients, MemberId, MemberStatus, SessionId, Task, TrackerEvent, TrackerListener,
 };
 
@@ -63,7 +63,7 @@ type Members = BTreeMap<MemberId, MemberClients>;
 
 struct Table {
     local: MemberId,
-    cluster: Arc<dyn Cluster>,
+    cluster: Arc<dyn DynCluster>,
     members: RwLock<Members>,
     /// Entries purged when members went down, one set per down event, until the node takes
     /// them ([`ClientTracker::purge_member`]).
@@ -221,7 +221,7 @@ impl std::fmt::Debug for ClusterTracker {
 /// A [`Cluster`] wrapped so that the tracker sees its tasks and events first. Made by
 /// [`tracked`].
 pub struct TrackedCluster {
-    cluster: Arc<dyn Cluster>,
+    cluster: Arc<dyn DynCluster>,
     table: Arc<Table>,
 }
 
@@ -235,7 +235,7 @@ impl std::fmt::Debug for TrackedCluster {
 
 impl TrackedCluster {
     /// The wrapped backend.
-    pub fn inner(&self) -> &Arc<dyn Cluster> {
+    pub fn inner(&self) -> &Arc<dyn DynCluster> {
         &self.cluster
     }
 }
@@ -246,7 +246,7 @@ pub fn tracked<C: Cluster>(cluster: C) -> (TrackedCluster, ClusterTracker) {
 }
 
 /// [`tracked`] for a backend already shared (to keep a handle on it, for health or gaps).
-pub fn tracked_arc(cluster: Arc<dyn Cluster>) -> (TrackedCluster, ClusterTracker) {
+pub fn tracked_arc(cluster: Arc<dyn DynCluster>) -> (TrackedCluster, ClusterTracker) {
     let table = Arc::new(Table {
         local: cluster.local_member().clone(),
         cluster: cluster.clone(),
@@ -342,24 +342,24 @@ impl Cluster for TrackedCluster {
     fn status(&self, member: &MemberId) -> MemberStatus {
         self.cluster.status(member)
     }
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
+    async fn start(&self, events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
         let events = Arc::new(TrackerEvents {
             table: Arc::downgrade(&self.table),
             next: events,
         });
-        self.cluster.start(events)
+        self.cluster.start(events).await
     }
-    fn stop(&self) -> BoxFuture<'_, CoreResult<()>> {
-        self.cluster.stop()
+    async fn stop(&self) -> CoreResult<()> {
+        self.cluster.stop().await
     }
-    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.cluster.send_to(member, task)
+    async fn send_to(&self, member: &MemberId, task: ClusterTask) -> CoreResult<()> {
+        self.cluster.send_to(member, task).await
     }
-    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.cluster.send_to_others(task)
+    async fn send_to_others(&self, task: ClusterTask) -> CoreResult<()> {
+        self.cluster.send_to_others(task).await
     }
-    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.cluster.send_to_all(task)
+    async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
+        self.cluster.send_to_all(task).await
     }
     fn is_healthy(&self) -> bool {
         self.cluster.is_healthy()
@@ -391,58 +391,49 @@ impl ClusterTracker {
 }
 
 impl ClientTracker for ClusterTracker {
-    fn connected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>> {
-        let client = client.clone();
-        Box::pin(async move {
-            let announce = (client.member == self.table.local).then(|| TrackerTask::Connected {
-                connection: client.connection.to_string(),
-                session: client.session.to_string(),
-            });
-            self.local_change(
-                |t| {
-                    t.entry(client.member.clone())
-                        .or_default()
-                        .connections
-                        .insert(client.connection.clone(), client.session.clone());
-                },
-                announce,
-            )
-            .await
-        })
+    async fn connected(&self, client: &Client) -> CoreResult<()> {
+        let announce = (client.member == self.table.local).then(|| TrackerTask::Connected {
+            connection: client.connection.to_string(),
+            session: client.session.to_string(),
+        });
+        self.local_change(
+            |t| {
+                t.entry(client.member.clone())
+                    .or_default()
+                    .connections
+                    .insert(client.connection.clone(), client.session.clone());
+            },
+            announce,
+        )
+        .await
     }
 
-    fn disconnected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>> {
-        let client = client.clone();
-        Box::pin(async move {
-            let announce = (client.member == self.table.local).then(|| TrackerTask::Disconnected {
-                connection: client.connection.to_string(),
-            });
-            self.local_change(
-                |t| {
-                    if let Some(mc) = t.get_mut(&client.member) {
-                        mc.connections.remove(&client.connection);
-                    }
-                },
-                announce,
-            )
-            .await
-        })
+    async fn disconnected(&self, client: &Client) -> CoreResult<()> {
+        let announce = (client.member == self.table.local).then(|| TrackerTask::Disconnected {
+            connection: client.connection.to_string(),
+        });
+        self.local_change(
+            |t| {
+                if let Some(mc) = t.get_mut(&client.member) {
+                    mc.connections.remove(&client.connection);
+                }
+            },
+            announce,
+        )
+        .await
     }
 
-    fn member_of(&self, connection: &ConnectionId) -> BoxFuture<'_, CoreResult<Option<MemberId>>> {
+    async fn member_of(&self, connection: &ConnectionId) -> CoreResult<Option<MemberId>> {
         let found = self
             .table
             .read()
             .iter()
             .find(|(_, mc)| mc.connections.contains_key(connection))
             .map(|(id, _)| id.clone());
-        Box::pin(std::future::ready(Ok(found)))
+        Ok(found)
     }
 
-    fn connections_of_session(
-        &self,
-        session: &SessionId,
-    ) -> BoxFuture<'_, CoreResult<Vec<(ConnectionId, MemberId)>>> {
+    async fn connections_of_session(&self, session: &SessionId) -> CoreResult<Vec<(ConnectionId, MemberId)>> {
         let found = self
             .table
             .read()
@@ -454,16 +445,16 @@ impl ClientTracker for ClusterTracker {
                     .map(move |(c, _)| (c.clone(), id.clone()))
             })
             .collect();
-        Box::pin(std::future::ready(Ok(found)))
+        Ok(found)
     }
 
-    fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>> {
-        Box::pin(std::future::ready(Ok(self.table.read().clone())))
+    async fn snapshot(&self) -> CoreResult<BTreeMap<MemberId, MemberClients>> {
+        Ok(self.table.read().clone())
     }
 
     /// The entries purged when `member` went down (one call per down event); a member purged by
     /// hand (no down event pending) is removed from the table now.
-    fn purge_member(&self, member: &MemberId) -> BoxFuture<'_, CoreResult<MemberClients>> {
+    async fn purge_member(&self, member: &MemberId) -> CoreResult<MemberClients> {
         let stashed = self
             .table
             .purged
@@ -475,7 +466,7 @@ impl ClientTracker for ClusterTracker {
             Some(s) => s,
             None => self.table.write().remove(member).unwrap_or_default(),
         };
-        Box::pin(std::future::ready(Ok(removed)))
+        Ok(removed)
     }
 
     fn set_listener(&self, listener: Arc<dyn TrackerListener>) {

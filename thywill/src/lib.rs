@@ -138,19 +138,19 @@ pub use thywill_core::DisconnectReason;
 /// [`AppContext::set_session_data`]).
 pub use thywill_core::MAX_APP_SESSION_DATA;
 pub use thywill_core::cluster::MemberStatus;
+pub use thywill_core::memory::{
+    LocalBackend, LocalCluster, LocalHistory, MemoryChannels, MemoryResources, MemorySessionStore,
+    MemoryTracker, SessionLimits,
+};
 pub use thywill_core::{
     AppContext, Application, ApplicationId, Backend, BackendParts, ChannelId, ChannelManager, Client,
-    ClientTracker, Cluster, ConnectionId, CoreError, DynBackend, History, HistoryLimits, MemberClients,
+    ClientTracker, Cluster, ConnectionId, CoreError, DynBackend, DynChannelManager, DynClientTracker,
+    DynCluster, DynHistory, DynResourceManager, DynSessionStore, History, HistoryLimits, MemberClients,
     MemberId, Message, Metadata, ReadLimit, Resource, ResourceKind, ResourceManager, RpcError, RpcErrorCode,
     RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent, Tracking, protocol,
 };
-pub use thywill_transport::local::{
-    LocalBackend, LocalCluster, MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker,
-    SessionLimits,
-};
 pub use thywill_transport::{
-    AllowedHosts, AllowedOrigins, LocalHistory, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig,
-    TransportConfig,
+    AllowedHosts, AllowedOrigins, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig, TransportConfig,
 };
 
 /// Re-export of the HTTP cluster backend.
@@ -267,16 +267,16 @@ pub struct Builder {
     applications: Vec<(ApplicationId, Arc<dyn thywill_core::DynApplication>)>,
     backend: Option<Box<dyn DynBackend>>,
     recovery: Option<Recovery>,
-    channels: Option<Arc<dyn ChannelManager>>,
-    resources: Option<Arc<dyn ResourceManager>>,
+    channels: Option<Arc<dyn DynChannelManager>>,
+    resources: Option<Arc<dyn DynResourceManager>>,
     sessions: Option<SessionConfig>,
-    session_store: Option<Arc<dyn SessionStore>>,
+    session_store: Option<Arc<dyn DynSessionStore>>,
     initial: Vec<Resource>,
     manifest: Manifest,
     minify: bool,
     minifier: Option<Arc<dyn Minifier>>,
     templates: Option<Arc<dyn TemplateEngine>>,
-    history: Option<Arc<dyn History>>,
+    history: Option<Arc<dyn DynHistory>>,
     caches: Option<CachesSource>,
 }
 
@@ -462,7 +462,7 @@ impl Builder {
     }
 
     /// Like [`Builder::history`], for a history already shared behind an `Arc`.
-    pub fn history_arc(mut self, history: Arc<dyn History>) -> Self {
+    pub fn history_arc(mut self, history: Arc<dyn DynHistory>) -> Self {
         self.history = Some(history);
         self
     }
@@ -551,7 +551,7 @@ impl Builder {
             recovery: self.config.replay().then_some(recovery),
             history_shared: history.is_shared(),
         })?;
-        let (cluster, tracker): (Arc<dyn Cluster>, Arc<dyn ClientTracker>) = match parts.tracking() {
+        let (cluster, tracker): (Arc<dyn DynCluster>, Arc<dyn DynClientTracker>) = match parts.tracking() {
             Tracking::Local => (parts.cluster().clone(), Arc::new(MemoryTracker::new())),
             Tracking::Own(tracker) => (parts.cluster().clone(), tracker.clone()),
             _ => {
@@ -588,7 +588,7 @@ impl Builder {
             inputs.insert(0, client);
         }
         let assembly = pipeline.assemble_async(inputs).await?;
-        let resources: Arc<dyn ResourceManager> =
+        let resources: Arc<dyn DynResourceManager> =
             Arc::new(thywill_resources::PreparedStore::new(store, pipeline));
         for r in assembly.resources {
             resources.store(r).await?;
@@ -707,7 +707,7 @@ fn check(c: &Composition<'_>) -> Result<(), Error> {
 #[derive(Clone)]
 pub struct Thywill {
     node: thywill_transport::Node,
-    cluster: Arc<dyn Cluster>,
+    cluster: Arc<dyn DynCluster>,
 }
 
 impl std::fmt::Debug for Thywill {
@@ -786,7 +786,7 @@ impl Thywill {
 
     /// The backend's cluster (with the cluster-wide tracker the builder wired): members, their
     /// status, the link's health and counters.
-    pub fn cluster(&self) -> &Arc<dyn Cluster> {
+    pub fn cluster(&self) -> &Arc<dyn DynCluster> {
         &self.cluster
     }
 
@@ -797,7 +797,7 @@ impl Thywill {
     }
 
     /// The session store, when sessions are on: load and store a session's data.
-    pub fn session_store(&self) -> Option<&Arc<dyn SessionStore>> {
+    pub fn session_store(&self) -> Option<&Arc<dyn DynSessionStore>> {
         self.node.sessions().map(|s| s.store())
     }
 
@@ -808,7 +808,7 @@ impl Thywill {
 
     /// The resource store. Resources stored while running are minified, compressed and served
     /// like the bootstrap set; tell pages to load them with [`AppContext::expose`].
-    pub fn resources(&self) -> &Arc<dyn ResourceManager> {
+    pub fn resources(&self) -> &Arc<dyn DynResourceManager> {
         self.node.resources()
     }
 

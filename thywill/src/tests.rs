@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use thywill_core::{
-    BoxFuture, ClusterEvents, ClusterTask, CoreResult, MemberStatus, Offset, ReadLimit, Replay, SessionData,
+    ClusterEvents, ClusterTask, CoreResult, MemberStatus, Offset, ReadLimit, Replay, SessionData,
 };
 
 use super::*;
@@ -42,23 +42,23 @@ impl Cluster for Pair {
             MemberStatus::Unknown
         }
     }
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
+    async fn start(&self, events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
         *self
             .events
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(events);
-        Box::pin(async { Ok(()) })
+        Ok(())
     }
-    fn send_to(&self, to: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to(&self, to: &MemberId, task: ClusterTask) -> CoreResult<()> {
         self.sent(to, &task);
-        Box::pin(async { Ok(()) })
+        Ok(())
     }
-    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to_others(&self, task: ClusterTask) -> CoreResult<()> {
         self.sent(&"beta".into(), &task);
-        Box::pin(async { Ok(()) })
+        Ok(())
     }
-    fn send_to_all(&self, _: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        Box::pin(async { Ok(()) })
+    async fn send_to_all(&self, _: ClusterTask) -> CoreResult<()> {
+        Ok(())
     }
 }
 
@@ -73,14 +73,14 @@ impl SessionStore for Shared<MemorySessionStore> {
     fn is_shared(&self) -> bool {
         true
     }
-    fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>> {
-        self.0.load(id)
+    async fn load(&self, id: &SessionId) -> CoreResult<Option<SessionData>> {
+        SessionStore::load(&self.0, id).await
     }
-    fn store(&self, id: &SessionId, data: SessionData) -> BoxFuture<'_, CoreResult<()>> {
-        self.0.store(id, data)
+    async fn store(&self, id: &SessionId, data: SessionData) -> CoreResult<()> {
+        SessionStore::store(&self.0, id, data).await
     }
-    fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
-        self.0.remove(id)
+    async fn remove(&self, id: &SessionId) -> CoreResult<()> {
+        SessionStore::remove(&self.0, id).await
     }
 }
 
@@ -88,28 +88,24 @@ impl ChannelManager for Shared<MemoryChannels> {
     fn is_shared(&self) -> bool {
         true
     }
-    fn add_sessions(
+    async fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> CoreResult<Vec<SessionId>> {
+        ChannelManager::add_sessions(&self.0, channel, sessions).await
+    }
+    async fn remove_sessions(
         &self,
         channel: &ChannelId,
         sessions: &[SessionId],
-    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
-        self.0.add_sessions(channel, sessions)
+    ) -> CoreResult<Vec<SessionId>> {
+        ChannelManager::remove_sessions(&self.0, channel, sessions).await
     }
-    fn remove_sessions(
-        &self,
-        channel: &ChannelId,
-        sessions: &[SessionId],
-    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
-        self.0.remove_sessions(channel, sessions)
+    async fn clear(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
+        ChannelManager::clear(&self.0, channel).await
     }
-    fn clear(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
-        self.0.clear(channel)
+    async fn sessions(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
+        ChannelManager::sessions(&self.0, channel).await
     }
-    fn sessions(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
-        self.0.sessions(channel)
-    }
-    fn channels_of(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Vec<ChannelId>>> {
-        self.0.channels_of(session)
+    async fn channels_of(&self, session: &SessionId) -> CoreResult<Vec<ChannelId>> {
+        ChannelManager::channels_of(&self.0, session).await
     }
 }
 
@@ -117,22 +113,17 @@ impl History for Shared<LocalHistory> {
     fn is_shared(&self) -> bool {
         true
     }
-    fn append(&self, stream: &str, key: u64, payload: String) -> BoxFuture<'_, CoreResult<Offset>> {
-        self.0.append(stream, key, payload)
+    async fn append(&self, stream: &str, key: u64, payload: String) -> CoreResult<Offset> {
+        History::append(&self.0, stream, key, payload).await
     }
-    fn read_after<'a>(
-        &'a self,
-        stream: &'a str,
-        after: &'a Offset,
-        limit: ReadLimit,
-    ) -> BoxFuture<'a, CoreResult<Replay>> {
-        self.0.read_after(stream, after, limit)
+    async fn read_after(&self, stream: &str, after: &Offset, limit: ReadLimit) -> CoreResult<Replay> {
+        History::read_after(&self.0, stream, after, limit).await
     }
-    fn received_mark<'a>(&'a self, tab: &'a str) -> BoxFuture<'a, CoreResult<u64>> {
-        self.0.received_mark(tab)
+    async fn received_mark(&self, tab: &str) -> CoreResult<u64> {
+        History::received_mark(&self.0, tab).await
     }
-    fn set_received_mark<'a>(&'a self, tab: &'a str, id: u64) -> BoxFuture<'a, CoreResult<()>> {
-        self.0.set_received_mark(tab, id)
+    async fn set_received_mark(&self, tab: &str, id: u64) -> CoreResult<()> {
+        History::set_received_mark(&self.0, tab, id).await
     }
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use thywill::Cluster;
+use thywill::DynCluster;
 use thywill_testkit::TIMEOUT;
 use thywill_testkit::browser::Browser;
 use thywill_testkit::redis::RedisServer;
@@ -16,7 +16,7 @@ use thywill_testkit::served;
 struct Served {
     node: thywill::Thywill,
     url: String,
-    backend: Arc<dyn Cluster>,
+    backend: Arc<dyn DynCluster>,
     serving: tokio::task::JoinHandle<()>,
 }
 

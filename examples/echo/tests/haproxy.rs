@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use thywill::core::{BoxFuture, ClusterEvents, ClusterTask, CoreResult};
+use thywill::core::{ClusterEvents, ClusterTask, CoreResult};
 use thywill::{Cluster, LocalCluster, MemberId, MemberStatus, Thywill};
 use thywill_testkit::{TIMEOUT, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,20 +57,20 @@ impl Cluster for Switchable {
     fn status(&self, member: &MemberId) -> MemberStatus {
         self.inner.status(member)
     }
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
-        self.inner.start(events)
+    async fn start(&self, events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
+        self.inner.start(events).await
     }
-    fn stop(&self) -> BoxFuture<'_, CoreResult<()>> {
-        self.inner.stop()
+    async fn stop(&self) -> CoreResult<()> {
+        self.inner.stop().await
     }
-    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.inner.send_to(member, task)
+    async fn send_to(&self, member: &MemberId, task: ClusterTask) -> CoreResult<()> {
+        self.inner.send_to(member, task).await
     }
-    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.inner.send_to_others(task)
+    async fn send_to_others(&self, task: ClusterTask) -> CoreResult<()> {
+        self.inner.send_to_others(task).await
     }
-    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.inner.send_to_all(task)
+    async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
+        self.inner.send_to_all(task).await
     }
     fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::SeqCst)

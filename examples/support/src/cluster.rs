@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use thywill::config::SelectedBackend;
-use thywill::core::{BoxFuture, ClusterEvents, ClusterTask, CoreResult, MemberStatus};
+use thywill::core::{ClusterEvents, ClusterTask, CoreResult, MemberStatus};
 use thywill::{Backend, BackendParts, Builder, Cluster, MemberId};
 
 use crate::Options;
@@ -121,7 +121,7 @@ impl ClusterEvents for Printer {
 }
 
 /// A backend whose events are printed (see the module docs).
-struct Printed(Arc<dyn Cluster>);
+struct Printed(Arc<dyn thywill::DynCluster>);
 
 impl Cluster for Printed {
     fn local_member(&self) -> &MemberId {
@@ -133,24 +133,24 @@ impl Cluster for Printed {
     fn status(&self, member: &MemberId) -> MemberStatus {
         self.0.status(member)
     }
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
+    async fn start(&self, events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
         let printer = Arc::new(Printer {
             local: self.0.local_member().clone(),
             next: events,
         });
-        self.0.start(printer)
+        self.0.start(printer).await
     }
-    fn stop(&self) -> BoxFuture<'_, CoreResult<()>> {
-        self.0.stop()
+    async fn stop(&self) -> CoreResult<()> {
+        self.0.stop().await
     }
-    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.0.send_to(member, task)
+    async fn send_to(&self, member: &MemberId, task: ClusterTask) -> CoreResult<()> {
+        self.0.send_to(member, task).await
     }
-    fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.0.send_to_others(task)
+    async fn send_to_others(&self, task: ClusterTask) -> CoreResult<()> {
+        self.0.send_to_others(task).await
     }
-    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        self.0.send_to_all(task)
+    async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
+        self.0.send_to_all(task).await
     }
     fn is_healthy(&self) -> bool {
         self.0.is_healthy()
@@ -269,7 +269,7 @@ pub fn apply(builder: Builder, opts: &Options, app: &str) -> anyhow::Result<Buil
 }
 
 /// Prints a `health` line whenever the backend's health changes (checked every 50 ms).
-pub fn watch_health(cluster: Arc<dyn Cluster>) {
+pub fn watch_health(cluster: Arc<dyn thywill::DynCluster>) {
     tokio::spawn(async move {
         let local = cluster.local_member().clone();
         let mut healthy = cluster.is_healthy();

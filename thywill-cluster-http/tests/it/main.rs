@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use thywill_cluster_http::{HttpCluster, HttpClusterConfig};
-use thywill_core::{Cluster, MemberId};
+use thywill_core::{DynCluster, MemberId};
 use thywill_testkit::conformance::Spec;
 
 /// Free ports per (cluster, member), kept so that a restarted member reuses its port.
@@ -32,7 +32,7 @@ impl Ports {
 }
 
 /// Builds one member of the cluster described by `spec`, sharing `secret`.
-pub fn member(ports: &Ports, spec: &Spec, secret: &[u8]) -> anyhow::Result<Arc<dyn Cluster>> {
+pub fn member(ports: &Ports, spec: &Spec, secret: &[u8]) -> anyhow::Result<Arc<dyn DynCluster>> {
     let config = HttpClusterConfig::default()
         .with_members(ports.members(spec))?
         .with_local(spec.local.clone())?

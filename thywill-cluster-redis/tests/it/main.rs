@@ -9,11 +9,11 @@ mod stores;
 use std::sync::Arc;
 
 use thywill_cluster_redis::{RedisCluster, RedisClusterConfig};
-use thywill_core::Cluster;
+use thywill_core::DynCluster;
 use thywill_testkit::conformance::Spec;
 
 /// Builds one member of the cluster described by `spec` on the Redis at `url`.
-pub fn member(url: &str, spec: &Spec) -> anyhow::Result<Arc<dyn Cluster>> {
+pub fn member(url: &str, spec: &Spec) -> anyhow::Result<Arc<dyn DynCluster>> {
     let config = RedisClusterConfig::default()
         .with_url(url)?
         .with_prefix(format!("test:{}:", spec.cluster))?

@@ -97,7 +97,10 @@ async fn a_redis_restart_is_survived_and_losses_are_reported() -> anyhow::Result
     );
     ensure!(a.status(&beta) == MemberStatus::Up && b.status(&alpha) == MemberStatus::Up);
     eprintln!("redis restart: {received} of {last} received, {reported} reported lost");
-    let (a, b): (Arc<dyn Cluster>, Arc<dyn Cluster>) = (Arc::new(a), Arc::new(b));
+    let (a, b): (
+        Arc<dyn thywill_core::DynCluster>,
+        Arc<dyn thywill_core::DynCluster>,
+    ) = (Arc::new(a), Arc::new(b));
     a.stop().await?;
     b.stop().await?;
     Ok(())

@@ -8,7 +8,7 @@ use thywill_cluster_redis::{
     RedisChannels, RedisChannelsConfig, RedisHistory, RedisHistoryConfig, RedisResources,
     RedisResourcesConfig, RedisSessions, RedisSessionsConfig,
 };
-use thywill_core::{ChannelManager, History, ResourceManager, SessionStore};
+use thywill_core::{DynChannelManager, DynHistory, DynResourceManager, DynSessionStore};
 use thywill_testkit::redis::RedisServer;
 use thywill_testkit::store_conformance;
 
@@ -32,7 +32,7 @@ async fn redis_history_conforms() -> anyhow::Result<()> {
                     .with_limits(limits)?,
             )
             .await?;
-            Ok(Arc::new(h) as Arc<dyn History>)
+            Ok(Arc::new(h) as Arc<dyn DynHistory>)
         }
     })
     .await
@@ -48,7 +48,7 @@ async fn redis_channels_conform() -> anyhow::Result<()> {
                 .with_prefix(prefix("channels"))?,
         )
         .await?;
-        Ok(Arc::new(c) as Arc<dyn ChannelManager>)
+        Ok(Arc::new(c) as Arc<dyn DynChannelManager>)
     })
     .await
 }
@@ -64,7 +64,7 @@ async fn redis_sessions_conform() -> anyhow::Result<()> {
                     .with_prefix(prefix("sessions"))?,
             )
             .await?;
-            Ok(Arc::new(s) as Arc<dyn SessionStore>)
+            Ok(Arc::new(s) as Arc<dyn DynSessionStore>)
         },
         true,
     )
@@ -81,7 +81,7 @@ async fn redis_resources_conform() -> anyhow::Result<()> {
                 .with_prefix(prefix("resources"))?,
         )
         .await?;
-        Ok(Arc::new(r) as Arc<dyn ResourceManager>)
+        Ok(Arc::new(r) as Arc<dyn DynResourceManager>)
     })
     .await
 }

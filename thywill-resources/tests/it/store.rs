@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use thywill_core::{BoxFuture, CoreResult, Resource, ResourceManager, attr};
+use thywill_core::{CoreResult, Resource, ResourceManager, attr};
 use thywill_resources::{Pipeline, PipelineConfig, PreparedStore};
 
 /// A plain map, standing in for any store.
@@ -12,28 +12,28 @@ use thywill_resources::{Pipeline, PipelineConfig, PreparedStore};
 struct Map(Mutex<BTreeMap<String, Resource>>);
 
 impl ResourceManager for Map {
-    fn store(&self, r: Resource) -> BoxFuture<'_, CoreResult<()>> {
+    async fn store(&self, r: Resource) -> CoreResult<()> {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(r.client_path.clone(), r);
-        Box::pin(async { Ok(()) })
+        Ok(())
     }
-    fn load(&self, path: &str) -> BoxFuture<'_, CoreResult<Option<Resource>>> {
+    async fn load(&self, path: &str) -> CoreResult<Option<Resource>> {
         let r = self
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(path)
             .cloned();
-        Box::pin(async move { Ok(r) })
+        Ok(r)
     }
-    fn remove(&self, path: &str) -> BoxFuture<'_, CoreResult<()>> {
+    async fn remove(&self, path: &str) -> CoreResult<()> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
-        Box::pin(async { Ok(()) })
+        Ok(())
     }
-    fn bootstrap(&self) -> BoxFuture<'_, CoreResult<Vec<Resource>>> {
-        Box::pin(async { Ok(Vec::new()) })
+    async fn bootstrap(&self) -> CoreResult<Vec<Resource>> {
+        Ok(Vec::new())
     }
 }
 

@@ -13,8 +13,8 @@ use thywill_core::{
     AppContext, Application, ApplicationId, Client, DynApplication, Message, Resource, ResourceManager,
     Target,
 };
+use thywill_core::{LocalCluster, MemoryChannels, MemoryResources, MemoryTracker};
 use thywill_testkit::browser::Browser;
-use thywill_transport::local::{LocalCluster, MemoryChannels, MemoryResources, MemoryTracker};
 use thywill_transport::{Node, NodeParts, TransportConfig};
 
 #[tokio::test]
@@ -106,7 +106,7 @@ async fn a_load_frame_with_a_backslash_path_adds_no_script_in_chromium() -> anyh
         channels: Arc::new(MemoryChannels::new()),
         resources,
         sessions: None,
-        history: Arc::new(thywill_transport::LocalHistory::default()),
+        history: Arc::new(thywill_core::LocalHistory::default()),
         caches: Arc::new(thywill_core::MemoryCaches::new()),
     })
     .await?;

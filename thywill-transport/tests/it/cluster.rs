@@ -7,17 +7,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use thywill_core::LocalHistory;
 use thywill_core::cluster::MemberStatus;
 use thywill_core::protocol::ServerFrame;
 use thywill_core::{
-    AppContext, Application, ApplicationId, ChannelId, Client, ConnectionId, DynApplication, History,
+    AppContext, Application, ApplicationId, ChannelId, Client, ConnectionId, DynApplication, DynHistory,
     MemberClients, MemberId, Message, SessionId,
 };
+use thywill_core::{MemoryChannels, MemoryResources, MemorySessionStore};
 use thywill_testkit::WsClient;
 use thywill_testkit::hub::Hub;
-use thywill_transport::local::{MemoryChannels, MemoryResources, MemorySessionStore};
 use thywill_transport::tracker::tracked;
-use thywill_transport::{LocalHistory, Node, NodeParts, SessionConfig, Sessions, TransportConfig};
+use thywill_transport::{Node, NodeParts, SessionConfig, Sessions, TransportConfig};
 
 /// What the hooks saw, one line each: `"<local>: <hook> <details>"`.
 pub(crate) type Log = Arc<Mutex<Vec<String>>>;
@@ -227,7 +228,7 @@ pub(crate) struct Cluster {
 }
 
 /// Makes a member's history.
-pub(crate) type HistoryFactory = Arc<dyn Fn() -> Arc<dyn History> + Send + Sync>;
+pub(crate) type HistoryFactory = Arc<dyn Fn() -> Arc<dyn DynHistory> + Send + Sync>;
 
 impl Cluster {
     /// Starts a node for each member id, in order.

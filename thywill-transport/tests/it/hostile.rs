@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use thywill_core::MemorySessionStore;
 use thywill_core::protocol::{ServerFrame, close};
 use thywill_testkit::{TIMEOUT, WsClient};
-use thywill_transport::local::MemorySessionStore;
 use thywill_transport::{SessionConfig, Sessions, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use thywill_core::LocalHistory;
 use thywill_core::protocol::{ClientFrame, ServerFrame};
-use thywill_core::{BoxFuture, CoreResult, History, HistoryLimits, Metadata, Offset, ReadLimit, Replay};
-use thywill_transport::LocalHistory;
+use thywill_core::{CoreResult, History, HistoryLimits, Metadata, Offset, ReadLimit, Replay};
 
 use crate::cluster::{Cluster, Tab, cmd};
 
@@ -20,22 +20,17 @@ impl History for SharedMemory {
     fn is_shared(&self) -> bool {
         true
     }
-    fn append(&self, stream: &str, key: u64, payload: String) -> BoxFuture<'_, CoreResult<Offset>> {
-        self.0.append(stream, key, payload)
+    async fn append(&self, stream: &str, key: u64, payload: String) -> CoreResult<Offset> {
+        self.0.append(stream, key, payload).await
     }
-    fn read_after<'a>(
-        &'a self,
-        stream: &'a str,
-        after: &'a Offset,
-        limit: ReadLimit,
-    ) -> BoxFuture<'a, CoreResult<Replay>> {
-        self.0.read_after(stream, after, limit)
+    async fn read_after(&self, stream: &str, after: &Offset, limit: ReadLimit) -> CoreResult<Replay> {
+        self.0.read_after(stream, after, limit).await
     }
-    fn received_mark<'a>(&'a self, tab: &'a str) -> BoxFuture<'a, CoreResult<u64>> {
-        self.0.received_mark(tab)
+    async fn received_mark(&self, tab: &str) -> CoreResult<u64> {
+        self.0.received_mark(tab).await
     }
-    fn set_received_mark<'a>(&'a self, tab: &'a str, id: u64) -> BoxFuture<'a, CoreResult<()>> {
-        self.0.set_received_mark(tab, id)
+    async fn set_received_mark(&self, tab: &str, id: u64) -> CoreResult<()> {
+        self.0.set_received_mark(tab, id).await
     }
 }
 
@@ -43,7 +38,7 @@ async fn shared_cluster(ids: &[&str]) -> anyhow::Result<Cluster> {
     let shared = Arc::new(LocalHistory::default());
     Cluster::start_with_history(
         ids,
-        Arc::new(move || Arc::new(SharedMemory(shared.clone())) as Arc<dyn History>),
+        Arc::new(move || Arc::new(SharedMemory(shared.clone())) as Arc<dyn thywill_core::DynHistory>),
     )
     .await
 }
@@ -187,7 +182,7 @@ async fn a_gap_beyond_the_history_or_from_another_epoch_is_reported_as_lost() ->
     };
     let c = Cluster::start_with_history(
         &["alpha"],
-        Arc::new(move || Arc::new(LocalHistory::new(limits)) as Arc<dyn History>),
+        Arc::new(move || Arc::new(LocalHistory::new(limits)) as Arc<dyn thywill_core::DynHistory>),
     )
     .await?;
     let (_, cookie) = c.session().await?;

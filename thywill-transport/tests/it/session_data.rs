@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use thywill_core::MemorySessionStore;
 use thywill_core::{
-    ApplicationId, BoxFuture, CoreError, CoreResult, MAX_APP_SESSION_DATA, SessionData, SessionId,
-    SessionStore,
+    ApplicationId, CoreError, CoreResult, MAX_APP_SESSION_DATA, SessionData, SessionId, SessionStore,
 };
-use thywill_transport::local::MemorySessionStore;
 use thywill_transport::{SessionConfig, Sessions, TransportConfig};
 
 use crate::cluster::{Cluster, cmd};
@@ -96,43 +95,36 @@ impl SessionStore for Yielding {
     fn is_shared(&self) -> bool {
         self.0.is_shared()
     }
-    fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>> {
-        self.0.load(id)
+    async fn load(&self, id: &SessionId) -> CoreResult<Option<SessionData>> {
+        self.0.load(id).await
     }
-    fn store(&self, id: &SessionId, data: SessionData) -> BoxFuture<'_, CoreResult<()>> {
-        self.0.store(id, data)
+    async fn store(&self, id: &SessionId, data: SessionData) -> CoreResult<()> {
+        self.0.store(id, data).await
     }
-    fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
-        self.0.remove(id)
+    async fn remove(&self, id: &SessionId) -> CoreResult<()> {
+        self.0.remove(id).await
     }
-    fn load_app_data(
-        &self,
-        id: &SessionId,
-        app: &ApplicationId,
-    ) -> BoxFuture<'_, CoreResult<Option<String>>> {
-        let loading = self.0.load_app_data(id, app);
-        Box::pin(async move {
-            let loaded = loading.await;
-            tokio::task::yield_now().await;
-            loaded
-        })
+    async fn load_app_data(&self, id: &SessionId, app: &ApplicationId) -> CoreResult<Option<String>> {
+        let loaded = self.0.load_app_data(id, app).await;
+        tokio::task::yield_now().await;
+        loaded
     }
-    fn store_app_data(
+    async fn store_app_data(
         &self,
         id: &SessionId,
         app: &ApplicationId,
         data: Option<String>,
-    ) -> BoxFuture<'_, CoreResult<()>> {
-        self.0.store_app_data(id, app, data)
+    ) -> CoreResult<()> {
+        self.0.store_app_data(id, app, data).await
     }
-    fn replace_app_data(
+    async fn replace_app_data(
         &self,
         id: &SessionId,
         app: &ApplicationId,
         current: Option<String>,
         data: Option<String>,
-    ) -> BoxFuture<'_, CoreResult<bool>> {
-        self.0.replace_app_data(id, app, current, data)
+    ) -> CoreResult<bool> {
+        self.0.replace_app_data(id, app, current, data).await
     }
 }
 

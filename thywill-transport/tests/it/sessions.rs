@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use thywill_core::MemorySessionStore;
 use thywill_core::SessionId;
 use thywill_core::protocol::{ServerFrame, close};
 use thywill_testkit::WsClient;
-use thywill_transport::local::MemorySessionStore;
 use thywill_transport::{SessionConfig, Sessions, TransportConfig};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use warp::Filter;

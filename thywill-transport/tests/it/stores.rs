@@ -3,29 +3,31 @@
 
 use std::sync::Arc;
 
-use thywill_core::{ChannelManager, ClientTracker, History, ResourceManager, SessionStore};
+use thywill_core::LocalHistory;
+use thywill_core::{DynChannelManager, DynClientTracker, DynHistory, DynResourceManager, DynSessionStore};
+use thywill_core::{MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker};
 use thywill_testkit::store_conformance;
-use thywill_transport::LocalHistory;
-use thywill_transport::local::{MemoryChannels, MemoryResources, MemorySessionStore, MemoryTracker};
 
 #[tokio::test]
 async fn local_history_conforms() -> anyhow::Result<()> {
-    store_conformance::history(
-        |limits| async move { Ok(Arc::new(LocalHistory::new(limits)) as Arc<dyn History>) },
-    )
+    store_conformance::history(|limits| async move {
+        Ok(Arc::new(LocalHistory::new(limits)) as Arc<dyn DynHistory>)
+    })
     .await
 }
 
 #[tokio::test]
 async fn memory_channels_conform() -> anyhow::Result<()> {
-    store_conformance::channels(|| async { Ok(Arc::new(MemoryChannels::new()) as Arc<dyn ChannelManager>) })
-        .await
+    store_conformance::channels(|| async {
+        Ok(Arc::new(MemoryChannels::new()) as Arc<dyn DynChannelManager>)
+    })
+    .await
 }
 
 #[tokio::test]
 async fn memory_sessions_conform() -> anyhow::Result<()> {
     store_conformance::sessions(
-        || async { Ok(Arc::new(MemorySessionStore::new()) as Arc<dyn SessionStore>) },
+        || async { Ok(Arc::new(MemorySessionStore::new()) as Arc<dyn DynSessionStore>) },
         true,
     )
     .await
@@ -33,14 +35,14 @@ async fn memory_sessions_conform() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn memory_tracker_conforms() -> anyhow::Result<()> {
-    store_conformance::tracker(|| async { Ok(Arc::new(MemoryTracker::new()) as Arc<dyn ClientTracker>) })
+    store_conformance::tracker(|| async { Ok(Arc::new(MemoryTracker::new()) as Arc<dyn DynClientTracker>) })
         .await
 }
 
 #[tokio::test]
 async fn memory_resources_conform() -> anyhow::Result<()> {
     store_conformance::resources(|| async {
-        Ok(Arc::new(MemoryResources::new()) as Arc<dyn ResourceManager>)
+        Ok(Arc::new(MemoryResources::new()) as Arc<dyn DynResourceManager>)
     })
     .await
 }

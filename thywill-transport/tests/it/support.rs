@@ -8,7 +8,7 @@ use thywill_core::{
     AppContext, Application, ApplicationId, Client, DynApplication, Message, Resource, ResourceKind,
     ResourceManager,
 };
-use thywill_transport::local::{LocalCluster, MemoryChannels, MemoryResources, MemoryTracker};
+use thywill_core::{LocalCluster, MemoryChannels, MemoryResources, MemoryTracker};
 use thywill_transport::{Node, NodeParts, Sessions, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -107,7 +107,7 @@ impl Fixture {
             channels: Arc::new(MemoryChannels::new()),
             resources,
             sessions,
-            history: Arc::new(thywill_transport::LocalHistory::default()),
+            history: Arc::new(thywill_core::LocalHistory::default()),
             caches: Arc::new(thywill_core::MemoryCaches::new()),
         })
         .await?;

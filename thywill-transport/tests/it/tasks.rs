@@ -7,14 +7,15 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
+use thywill_core::LocalHistory;
 use thywill_core::{
     AppContext, AppTask, Application, ApplicationId, Client, Cluster, ClusterTask, CoreError, DynApplication,
     MemberId, Message, Task,
 };
+use thywill_core::{MemoryChannels, MemoryResources, MemoryTracker};
 use thywill_testkit::TIMEOUT;
 use thywill_testkit::hub::{Hub, HubMember};
-use thywill_transport::local::{MemoryChannels, MemoryResources, MemoryTracker};
-use thywill_transport::{LocalHistory, Node, NodeParts, TransportConfig};
+use thywill_transport::{Node, NodeParts, TransportConfig};
 use tokio::sync::Notify;
 
 /// An application's task.

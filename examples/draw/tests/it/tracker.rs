@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use serde_json::json;
-use thywill::{AppContext, Application, Client, Cluster, ConnectionId, Message, SessionId};
+use thywill::{AppContext, Application, Client, ConnectionId, DynCluster, Message, SessionId};
 use thywill_testkit::WsClient;
 use thywill_testkit::served;
 
@@ -34,7 +34,7 @@ impl Application for Relay {
 struct Node {
     node: thywill::Thywill,
     ws: String,
-    backend: Arc<dyn Cluster>,
+    backend: Arc<dyn DynCluster>,
 }
 
 async fn node(id: &str, list: &str) -> anyhow::Result<Node> {

@@ -1,22 +1,30 @@
-//! Single-member defaults: a cluster of one, and in-memory tracker, channels, sessions and
-//! resources, bundled as [`LocalBackend`]. Used when nothing else is configured.
+//! The single-member, in-memory defaults, next to the traits they implement: a cluster of one
+//! ([`LocalCluster`]), the member's own client table ([`MemoryTracker`]), channels of sessions
+//! ([`MemoryChannels`]), sessions ([`MemorySessionStore`]), resources ([`MemoryResources`]) and
+//! the replay history ([`LocalHistory`]), bundled as [`LocalBackend`]: what a node uses when
+//! nothing else is configured. (The named caches' default, [`MemoryCaches`](crate::MemoryCaches),
+//! lives beside its trait in [`cache`](crate::cache).)
+//!
+//! They do no IO and start nothing: every operation completes when first polled. Each member
+//! holds its own (`is_shared` is false), so a cluster of several members needs shared stores
+//! (the facade's builder refuses the combinations that cannot work).
+
+mod history;
+
+pub use history::LocalHistory;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use thywill_core::{
-    ApplicationId, BoxFuture, ChannelId, ChannelManager, Client, ClientTracker, Cluster, ClusterEvents,
-    ClusterTask, ConnectionId, CoreError, CoreResult, MemberClients, MemberId, MemberStatus, Resource,
-    ResourceManager, SessionData, SessionId, SessionStore,
+use crate::{
+    ApplicationId, ChannelId, ChannelManager, Client, ClientTracker, Cluster, ClusterEvents, ClusterTask,
+    ConnectionId, CoreError, CoreResult, MemberClients, MemberId, MemberStatus, Resource, ResourceManager,
+    SessionData, SessionId, SessionStore,
 };
 
-fn ready<'a, T: Send + 'a>(v: T) -> BoxFuture<'a, T> {
-    Box::pin(std::future::ready(v))
-}
-
 /// The single-member backend, as one bundle: a [`LocalCluster`], the member's own client table
-/// ([`Tracking::Local`](thywill_core::Tracking::Local)), and channels, sessions, resources and
-/// replay history in memory ([`crate::LocalHistory`] with its default limits). What a node uses
+/// ([`Tracking::Local`](crate::Tracking::Local)), and channels, sessions, resources and
+/// replay history in memory ([`LocalHistory`] with its default limits). What a node uses
 /// when no backend is installed.
 #[derive(Clone, Debug)]
 pub struct LocalBackend {
@@ -37,16 +45,14 @@ impl LocalBackend {
     }
 }
 
-impl thywill_core::Backend for LocalBackend {
-    async fn connect(self) -> CoreResult<thywill_core::BackendParts> {
-        Ok(
-            thywill_core::BackendParts::new("local", LocalCluster::new(self.member))
-                .with_tracking(thywill_core::Tracking::Local)
-                .with_history(crate::LocalHistory::default())
-                .with_channels(MemoryChannels::new())
-                .with_session_store(MemorySessionStore::new())
-                .with_resources(MemoryResources::new()),
-        )
+impl crate::Backend for LocalBackend {
+    async fn connect(self) -> CoreResult<crate::BackendParts> {
+        Ok(crate::BackendParts::new("local", LocalCluster::new(self.member))
+            .with_tracking(crate::Tracking::Local)
+            .with_history(LocalHistory::default())
+            .with_channels(MemoryChannels::new())
+            .with_session_store(MemorySessionStore::new())
+            .with_resources(MemoryResources::new()))
     }
 }
 
@@ -96,24 +102,24 @@ impl Cluster for LocalCluster {
             MemberStatus::Unknown
         }
     }
-    fn start(&self, events: Arc<dyn ClusterEvents>) -> BoxFuture<'_, CoreResult<()>> {
+    async fn start(&self, events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
         *self.events.write().unwrap_or_else(PoisonError::into_inner) = Some(events);
-        ready(Ok(()))
+        Ok(())
     }
-    fn send_to(&self, member: &MemberId, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to(&self, member: &MemberId, task: ClusterTask) -> CoreResult<()> {
         if *member == self.member {
             self.deliver(task);
-            ready(Ok(()))
+            Ok(())
         } else {
-            ready(Err(thywill_core::CoreError::NotFound(format!("member {member}"))))
+            Err(CoreError::NotFound(format!("member {member}")))
         }
     }
-    fn send_to_others(&self, _task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
-        ready(Ok(()))
+    async fn send_to_others(&self, _task: ClusterTask) -> CoreResult<()> {
+        Ok(())
     }
-    fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
+    async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
         self.deliver(task);
-        ready(Ok(()))
+        Ok(())
     }
 }
 
@@ -132,33 +138,30 @@ impl MemoryTracker {
 }
 
 impl ClientTracker for MemoryTracker {
-    fn connected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>> {
+    async fn connected(&self, client: &Client) -> CoreResult<()> {
         let mut m = self.members.write().unwrap_or_else(PoisonError::into_inner);
         m.entry(client.member.clone())
             .or_default()
             .connections
             .insert(client.connection.clone(), client.session.clone());
-        ready(Ok(()))
+        Ok(())
     }
-    fn disconnected(&self, client: &Client) -> BoxFuture<'_, CoreResult<()>> {
+    async fn disconnected(&self, client: &Client) -> CoreResult<()> {
         let mut m = self.members.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(mc) = m.get_mut(&client.member) {
             mc.connections.remove(&client.connection);
         }
-        ready(Ok(()))
+        Ok(())
     }
-    fn member_of(&self, connection: &ConnectionId) -> BoxFuture<'_, CoreResult<Option<MemberId>>> {
+    async fn member_of(&self, connection: &ConnectionId) -> CoreResult<Option<MemberId>> {
         let m = self.members.read().unwrap_or_else(PoisonError::into_inner);
         let found = m
             .iter()
             .find(|(_, mc)| mc.connections.contains_key(connection))
             .map(|(id, _)| id.clone());
-        ready(Ok(found))
+        Ok(found)
     }
-    fn connections_of_session(
-        &self,
-        session: &SessionId,
-    ) -> BoxFuture<'_, CoreResult<Vec<(ConnectionId, MemberId)>>> {
+    async fn connections_of_session(&self, session: &SessionId) -> CoreResult<Vec<(ConnectionId, MemberId)>> {
         let m = self.members.read().unwrap_or_else(PoisonError::into_inner);
         let found = m
             .iter()
@@ -169,23 +172,23 @@ impl ClientTracker for MemoryTracker {
                     .map(move |(c, _)| (c.clone(), id.clone()))
             })
             .collect();
-        ready(Ok(found))
+        Ok(found)
     }
-    fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>> {
-        ready(Ok(self
+    async fn snapshot(&self) -> CoreResult<BTreeMap<MemberId, MemberClients>> {
+        Ok(self
             .members
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()))
+            .clone())
     }
-    fn purge_member(&self, member: &MemberId) -> BoxFuture<'_, CoreResult<MemberClients>> {
+    async fn purge_member(&self, member: &MemberId) -> CoreResult<MemberClients> {
         let removed = self
             .members
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(member)
             .unwrap_or_default();
-        ready(Ok(removed))
+        Ok(removed)
     }
 }
 
@@ -308,7 +311,7 @@ impl SessionStore for MemorySessionStore {
     fn is_shared(&self) -> bool {
         false
     }
-    fn load(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<Option<SessionData>>> {
+    async fn load(&self, id: &SessionId) -> CoreResult<Option<SessionData>> {
         let now = std::time::Instant::now();
         let mut held = self.held();
         let limits = self.limits;
@@ -324,9 +327,9 @@ impl SessionStore for MemorySessionStore {
             }
             None => None,
         };
-        ready(Ok(data))
+        Ok(data)
     }
-    fn store(&self, id: &SessionId, data: SessionData) -> BoxFuture<'_, CoreResult<()>> {
+    async fn store(&self, id: &SessionId, data: SessionData) -> CoreResult<()> {
         let now = std::time::Instant::now();
         let mut held = self.held();
         let limits = self.limits;
@@ -349,17 +352,13 @@ impl SessionStore for MemorySessionStore {
             }
         }
         held.tick(&limits, now);
-        ready(Ok(()))
+        Ok(())
     }
-    fn remove(&self, id: &SessionId) -> BoxFuture<'_, CoreResult<()>> {
+    async fn remove(&self, id: &SessionId) -> CoreResult<()> {
         self.held().map.remove(id);
-        ready(Ok(()))
+        Ok(())
     }
-    fn load_app_data(
-        &self,
-        id: &SessionId,
-        app: &ApplicationId,
-    ) -> BoxFuture<'_, CoreResult<Option<String>>> {
+    async fn load_app_data(&self, id: &SessionId, app: &ApplicationId) -> CoreResult<Option<String>> {
         let now = std::time::Instant::now();
         let limits = self.limits;
         let mut held = self.held();
@@ -371,18 +370,18 @@ impl SessionStore for MemorySessionStore {
             }
             _ => None,
         };
-        ready(Ok(data))
+        Ok(data)
     }
-    fn store_app_data(
+    async fn store_app_data(
         &self,
         id: &SessionId,
         app: &ApplicationId,
         data: Option<String>,
-    ) -> BoxFuture<'_, CoreResult<()>> {
+    ) -> CoreResult<()> {
         let now = std::time::Instant::now();
         let limits = self.limits;
         let mut held = self.held();
-        let r = match held.map.get_mut(id) {
+        match held.map.get_mut(id) {
             Some(s) if !Held::expired(&limits, s, now) => {
                 s.touched = now;
                 s.used = true;
@@ -393,20 +392,19 @@ impl SessionStore for MemorySessionStore {
                 Ok(())
             }
             _ => Err(CoreError::NotFound(format!("session {id}"))),
-        };
-        ready(r)
+        }
     }
-    fn replace_app_data(
+    async fn replace_app_data(
         &self,
         id: &SessionId,
         app: &ApplicationId,
         current: Option<String>,
         data: Option<String>,
-    ) -> BoxFuture<'_, CoreResult<bool>> {
+    ) -> CoreResult<bool> {
         let now = std::time::Instant::now();
         let limits = self.limits;
         let mut held = self.held();
-        let r = match held.map.get_mut(id) {
+        match held.map.get_mut(id) {
             Some(s) if !Held::expired(&limits, s, now) => {
                 s.touched = now;
                 s.used = true;
@@ -421,8 +419,7 @@ impl SessionStore for MemorySessionStore {
                 }
             }
             _ => Err(CoreError::NotFound(format!("session {id}"))),
-        };
-        ready(r)
+        }
     }
 }
 
@@ -450,11 +447,7 @@ impl ChannelManager for MemoryChannels {
     fn is_shared(&self) -> bool {
         false
     }
-    fn add_sessions(
-        &self,
-        channel: &ChannelId,
-        sessions: &[SessionId],
-    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+    async fn add_sessions(&self, channel: &ChannelId, sessions: &[SessionId]) -> CoreResult<Vec<SessionId>> {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut added = Vec::new();
         for s in sessions {
@@ -463,13 +456,13 @@ impl ChannelManager for MemoryChannels {
             }
             g.1.entry(s.clone()).or_default().insert(channel.clone());
         }
-        ready(Ok(added))
+        Ok(added)
     }
-    fn remove_sessions(
+    async fn remove_sessions(
         &self,
         channel: &ChannelId,
         sessions: &[SessionId],
-    ) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+    ) -> CoreResult<Vec<SessionId>> {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut removed = Vec::new();
         for s in sessions {
@@ -486,9 +479,9 @@ impl ChannelManager for MemoryChannels {
                 }
             }
         }
-        ready(Ok(removed))
+        Ok(removed)
     }
-    fn clear(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+    async fn clear(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let removed: Vec<SessionId> = g.0.remove(channel).unwrap_or_default().into_iter().collect();
         for s in &removed {
@@ -499,23 +492,21 @@ impl ChannelManager for MemoryChannels {
                 }
             }
         }
-        ready(Ok(removed))
+        Ok(removed)
     }
-    fn sessions(&self, channel: &ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
+    async fn sessions(&self, channel: &ChannelId) -> CoreResult<Vec<SessionId>> {
         let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        ready(Ok(g
-            .0
+        Ok(g.0
             .get(channel)
             .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()))
+            .unwrap_or_default())
     }
-    fn channels_of(&self, session: &SessionId) -> BoxFuture<'_, CoreResult<Vec<ChannelId>>> {
+    async fn channels_of(&self, session: &SessionId) -> CoreResult<Vec<ChannelId>> {
         let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        ready(Ok(g
-            .1
+        Ok(g.1
             .get(session)
             .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()))
+            .unwrap_or_default())
     }
 }
 
@@ -533,29 +524,29 @@ impl MemoryResources {
 }
 
 impl ResourceManager for MemoryResources {
-    fn store(&self, resource: Resource) -> BoxFuture<'_, CoreResult<()>> {
+    async fn store(&self, resource: Resource) -> CoreResult<()> {
         self.resources
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(resource.client_path.clone(), resource);
-        ready(Ok(()))
+        Ok(())
     }
-    fn load(&self, client_path: &str) -> BoxFuture<'_, CoreResult<Option<Resource>>> {
-        ready(Ok(self
+    async fn load(&self, client_path: &str) -> CoreResult<Option<Resource>> {
+        Ok(self
             .resources
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(client_path)
-            .cloned()))
+            .cloned())
     }
-    fn remove(&self, client_path: &str) -> BoxFuture<'_, CoreResult<()>> {
+    async fn remove(&self, client_path: &str) -> CoreResult<()> {
         self.resources
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(client_path);
-        ready(Ok(()))
+        Ok(())
     }
-    fn bootstrap(&self) -> BoxFuture<'_, CoreResult<Vec<Resource>>> {
+    async fn bootstrap(&self) -> CoreResult<Vec<Resource>> {
         let mut v: Vec<Resource> = self
             .resources
             .read()
@@ -565,50 +556,52 @@ impl ResourceManager for MemoryResources {
             .cloned()
             .collect();
         v.sort_by_key(|r| r.weight);
-        ready(Ok(v))
+        Ok(v)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn unused_sessions_expire_first_and_the_count_is_bounded() -> thywill_core::CoreResult<()> {
-        use super::{MemorySessionStore, SessionLimits};
-        use thywill_core::{SessionId, SessionStore};
+pub(crate) mod tests {
+    use super::*;
+
+    /// Runs a future of these in-memory stores, which completes when first polled (the core
+    /// has no runtime, and needs none to test them).
+    pub(crate) fn block<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("an in-memory store's future was not ready"),
+        }
+    }
+
+    #[test]
+    fn unused_sessions_expire_first_and_the_count_is_bounded() -> CoreResult<()> {
         let store = MemorySessionStore::with_limits(SessionLimits {
             unused_ttl: std::time::Duration::from_millis(30),
             ttl: std::time::Duration::from_secs(60),
             max_sessions: 100,
         });
         let used = SessionId::from("used");
-        store.store(&used, Default::default()).await?;
-        assert!(store.load(&used).await?.is_some());
+        block(store.store(&used, Default::default()))?;
+        assert!(block(store.load(&used))?.is_some());
         let anon = SessionId::from("anonymous");
-        store.store(&anon, Default::default()).await?;
+        block(store.store(&anon, Default::default()))?;
         // The bound under test is a time: let it pass.
-        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
-        assert!(store.load(&anon).await?.is_none(), "an unused session expired");
-        assert!(store.load(&used).await?.is_some(), "a used one did not");
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert!(block(store.load(&anon))?.is_none(), "an unused session expired");
+        assert!(block(store.load(&used))?.is_some(), "a used one did not");
         for i in 0..1000 {
-            store
-                .store(&SessionId::from(format!("flood{i}")), Default::default())
-                .await?;
+            block(store.store(&SessionId::from(format!("flood{i}")), Default::default()))?;
         }
         assert!(store.len() <= 101, "{} sessions held", store.len());
         assert!(
-            store.load(&used).await?.is_some(),
+            block(store.load(&used))?.is_some(),
             "the used session outlived the flood"
         );
         Ok(())
-    }
-
-    use super::*;
-
-    fn block<T>(f: BoxFuture<'_, T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map(|rt| rt.block_on(f))
-            .unwrap_or_else(|e| panic!("runtime: {e}"))
     }
 
     #[test]

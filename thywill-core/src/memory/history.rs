@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use thywill_core::{BoxFuture, CoreResult, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
+use crate::{CoreResult, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
 
 /// Most tabs whose received marks are kept; the least recently updated go first.
 const MAX_MARKS: usize = 100_000;
@@ -147,6 +147,24 @@ impl State {
     }
 }
 
+/// A new log's epoch, 16 hex digits that another log (in another process, or a stream this one
+/// forgot) does not share. The core has no random number generator: this hashes the clock and a
+/// counter with std's randomly keyed SipHash (its keys are drawn from the OS once per thread).
+fn new_epoch() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNT.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
 impl std::fmt::Debug for LocalHistory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalHistory")
@@ -195,7 +213,7 @@ impl History for LocalHistory {
         false
     }
 
-    fn append(&self, stream: &str, _key: u64, payload: String) -> BoxFuture<'_, CoreResult<Offset>> {
+    async fn append(&self, stream: &str, _key: u64, payload: String) -> CoreResult<Offset> {
         // In memory an append cannot half-fail, so there is no retry to recognise.
         let now = Instant::now();
         let mut state = self.state();
@@ -209,7 +227,7 @@ impl History for LocalHistory {
                 state.streams.insert(
                     name.clone(),
                     Log {
-                        epoch: format!("{:016x}", rand::random::<u64>()),
+                        epoch: new_epoch(),
                         last: 0,
                         entries: VecDeque::new(),
                         bytes: 0,
@@ -222,9 +240,7 @@ impl History for LocalHistory {
         let len = payload.len();
         let (offset, was_empty) = {
             let Some(log) = state.streams.get_mut(&name) else {
-                return Box::pin(std::future::ready(Err(thywill_core::CoreError::Unavailable(
-                    "stream vanished".into(),
-                ))));
+                return Err(crate::CoreError::Unavailable("stream vanished".into()));
             };
             log.last += 1;
             log.touched = now;
@@ -250,15 +266,10 @@ impl History for LocalHistory {
         }
         state.trim(&name, &self.limits, now);
         state.trim_total(self.limits.max_total_bytes);
-        Box::pin(std::future::ready(Ok(offset)))
+        Ok(offset)
     }
 
-    fn read_after<'a>(
-        &'a self,
-        stream: &'a str,
-        after: &'a Offset,
-        limit: ReadLimit,
-    ) -> BoxFuture<'a, CoreResult<Replay>> {
+    async fn read_after(&self, stream: &str, after: &Offset, limit: ReadLimit) -> CoreResult<Replay> {
         let now = Instant::now();
         let mut state = self.state();
         let name = state.streams.get_key_value(stream).map(|(n, _)| n.clone());
@@ -297,21 +308,21 @@ impl History for LocalHistory {
                 }
             }
         };
-        Box::pin(std::future::ready(Ok(replay)))
+        Ok(replay)
     }
 
-    fn received_mark<'a>(&'a self, tab: &'a str) -> BoxFuture<'a, CoreResult<u64>> {
+    async fn received_mark(&self, tab: &str) -> CoreResult<u64> {
         let mark = self.state().marks.get(tab).map_or(0, |(id, _)| *id);
-        Box::pin(std::future::ready(Ok(mark)))
+        Ok(mark)
     }
 
-    fn set_received_mark<'a>(&'a self, tab: &'a str, id: u64) -> BoxFuture<'a, CoreResult<()>> {
+    async fn set_received_mark(&self, tab: &str, id: u64) -> CoreResult<()> {
         let now = Instant::now();
         let mut state = self.state();
         state.tick(self.limits.max_age, now);
         let mark = state.marks.entry(tab.to_owned()).or_insert((0, now));
         *mark = (mark.0.max(id), now);
-        Box::pin(std::future::ready(Ok(())))
+        Ok(())
     }
 }
 
@@ -320,6 +331,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::memory::tests::block;
 
     fn all() -> ReadLimit {
         ReadLimit {
@@ -332,248 +344,264 @@ mod tests {
         r.entries.iter().map(|e| e.off).collect()
     }
 
-    #[tokio::test]
-    async fn numbers_streams_apart_and_replays_the_tail() -> CoreResult<()> {
-        let h = LocalHistory::default();
-        let mut epoch = String::new();
-        for i in 1..=5u64 {
-            let o = h.append("c:a", 0, format!("m{i}")).await?;
-            assert_eq!(o.off, i);
-            epoch = o.epoch;
-        }
-        let b = h.append("c:b", 0, "x".into()).await?;
-        assert_eq!(b.off, 1);
-        assert_ne!(b.epoch, epoch, "every log has its own epoch");
-        let after = Offset { epoch, off: 2 };
-        let r = h.read_after("c:a", &after, all()).await?;
-        assert!(r.continuous);
-        assert_eq!(offsets(&r), [3, 4, 5]);
-        assert_eq!(r.entries[0].payload, "m3");
-        assert_eq!(r.last, 5);
-        let caught_up = h.read_after("c:a", &Offset { off: 5, ..after }, all()).await?;
-        assert!(caught_up.continuous && caught_up.entries.is_empty());
-        Ok(())
+    #[test]
+    fn numbers_streams_apart_and_replays_the_tail() -> CoreResult<()> {
+        block(async {
+            let h = LocalHistory::default();
+            let mut epoch = String::new();
+            for i in 1..=5u64 {
+                let o = h.append("c:a", 0, format!("m{i}")).await?;
+                assert_eq!(o.off, i);
+                epoch = o.epoch;
+            }
+            let b = h.append("c:b", 0, "x".into()).await?;
+            assert_eq!(b.off, 1);
+            assert_ne!(b.epoch, epoch, "every log has its own epoch");
+            let after = Offset { epoch, off: 2 };
+            let r = h.read_after("c:a", &after, all()).await?;
+            assert!(r.continuous);
+            assert_eq!(offsets(&r), [3, 4, 5]);
+            assert_eq!(r.entries[0].payload, "m3");
+            assert_eq!(r.last, 5);
+            let caught_up = h.read_after("c:a", &Offset { off: 5, ..after }, all()).await?;
+            assert!(caught_up.continuous && caught_up.entries.is_empty());
+            Ok(())
+        })
     }
 
-    #[tokio::test]
-    async fn a_trimmed_gap_or_another_epoch_is_not_continuous() -> CoreResult<()> {
-        let h = LocalHistory::new(HistoryLimits {
-            max_entries: 3,
-            max_age: Duration::from_secs(60),
-            ..HistoryLimits::default()
-        });
-        let mut epoch = String::new();
-        for _ in 0..6 {
-            epoch = h.append("s:x", 0, "p".into()).await?.epoch;
-        }
-        let r = h
-            .read_after(
-                "s:x",
-                &Offset {
-                    epoch: epoch.clone(),
-                    off: 1,
-                },
-                all(),
-            )
-            .await?;
-        assert!(!r.continuous);
-        assert_eq!(offsets(&r), [4, 5, 6]);
-        let r = h
-            .read_after(
-                "s:x",
-                &Offset {
-                    epoch: epoch.clone(),
-                    off: 3,
-                },
-                all(),
-            )
-            .await?;
-        assert!(r.continuous);
-        assert_eq!(offsets(&r), [4, 5, 6]);
-        let other = Offset {
-            epoch: "0000".into(),
-            off: 5,
-        };
-        let r = h.read_after("s:x", &other, all()).await?;
-        assert!(!r.continuous);
-        assert_eq!(offsets(&r), [4, 5, 6]);
-        let r = h.read_after("s:never", &other, all()).await?;
-        assert!(!r.continuous && r.entries.is_empty());
-        Ok(())
+    #[test]
+    fn a_trimmed_gap_or_another_epoch_is_not_continuous() -> CoreResult<()> {
+        block(async {
+            let h = LocalHistory::new(HistoryLimits {
+                max_entries: 3,
+                max_age: Duration::from_secs(60),
+                ..HistoryLimits::default()
+            });
+            let mut epoch = String::new();
+            for _ in 0..6 {
+                epoch = h.append("s:x", 0, "p".into()).await?.epoch;
+            }
+            let r = h
+                .read_after(
+                    "s:x",
+                    &Offset {
+                        epoch: epoch.clone(),
+                        off: 1,
+                    },
+                    all(),
+                )
+                .await?;
+            assert!(!r.continuous);
+            assert_eq!(offsets(&r), [4, 5, 6]);
+            let r = h
+                .read_after(
+                    "s:x",
+                    &Offset {
+                        epoch: epoch.clone(),
+                        off: 3,
+                    },
+                    all(),
+                )
+                .await?;
+            assert!(r.continuous);
+            assert_eq!(offsets(&r), [4, 5, 6]);
+            let other = Offset {
+                epoch: "0000".into(),
+                off: 5,
+            };
+            let r = h.read_after("s:x", &other, all()).await?;
+            assert!(!r.continuous);
+            assert_eq!(offsets(&r), [4, 5, 6]);
+            let r = h.read_after("s:never", &other, all()).await?;
+            assert!(!r.continuous && r.entries.is_empty());
+            Ok(())
+        })
     }
 
-    #[tokio::test]
-    async fn entries_older_than_the_age_bound_are_gone() -> CoreResult<()> {
-        let h = LocalHistory::new(HistoryLimits {
-            max_entries: 100,
-            max_age: Duration::from_millis(50),
-            ..HistoryLimits::default()
-        });
-        let first = h.append("c:a", 0, "old".into()).await?;
-        // The age bound is the behaviour under test: let the clock pass it.
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        h.append("c:a", 0, "new".into()).await?;
-        let r = h.read_after("c:a", &Offset { off: 0, ..first }, all()).await?;
-        assert!(!r.continuous);
-        assert_eq!(offsets(&r), [2]);
-        Ok(())
+    #[test]
+    fn entries_older_than_the_age_bound_are_gone() -> CoreResult<()> {
+        block(async {
+            let h = LocalHistory::new(HistoryLimits {
+                max_entries: 100,
+                max_age: Duration::from_millis(50),
+                ..HistoryLimits::default()
+            });
+            let first = h.append("c:a", 0, "old".into()).await?;
+            // The age bound is the behaviour under test: let the clock pass it.
+            std::thread::sleep(Duration::from_millis(80));
+            h.append("c:a", 0, "new".into()).await?;
+            let r = h.read_after("c:a", &Offset { off: 0, ..first }, all()).await?;
+            assert!(!r.continuous);
+            assert_eq!(offsets(&r), [2]);
+            Ok(())
+        })
     }
 
-    #[tokio::test]
-    async fn an_offset_beyond_the_log_is_answered_without_overflow() -> CoreResult<()> {
-        let h = LocalHistory::default();
-        let epoch = h.append("c:a", 0, "m".into()).await?.epoch;
-        for off in [u64::MAX, u64::MAX - 1, 2, 1] {
+    #[test]
+    fn an_offset_beyond_the_log_is_answered_without_overflow() -> CoreResult<()> {
+        block(async {
+            let h = LocalHistory::default();
+            let epoch = h.append("c:a", 0, "m".into()).await?.epoch;
+            for off in [u64::MAX, u64::MAX - 1, 2, 1] {
+                let r = h
+                    .read_after(
+                        "c:a",
+                        &Offset {
+                            epoch: epoch.clone(),
+                            off,
+                        },
+                        all(),
+                    )
+                    .await?;
+                assert!(r.continuous && r.entries.is_empty(), "off {off}: {r:?}");
+            }
+            let foreign = h
+                .read_after(
+                    "c:a",
+                    &Offset {
+                        epoch: "x".into(),
+                        off: u64::MAX,
+                    },
+                    all(),
+                )
+                .await?;
+            assert!(!foreign.continuous);
+            assert_eq!(offsets(&foreign), [1]);
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn reads_come_in_bounded_chunks() -> CoreResult<()> {
+        block(async {
+            let h = LocalHistory::default();
+            let mut epoch = String::new();
+            for _ in 0..10 {
+                epoch = h.append("c:a", 0, "x".repeat(100)).await?.epoch;
+            }
+            let by_count = ReadLimit {
+                max_entries: 3,
+                max_bytes: usize::MAX,
+            };
             let r = h
                 .read_after(
                     "c:a",
                     &Offset {
                         epoch: epoch.clone(),
-                        off,
+                        off: 2,
+                    },
+                    by_count,
+                )
+                .await?;
+            assert!(r.continuous);
+            assert_eq!(offsets(&r), [3, 4, 5]);
+            assert_eq!(r.last, 10);
+            let by_bytes = ReadLimit {
+                max_entries: 100,
+                max_bytes: 250,
+            };
+            let r = h
+                .read_after(
+                    "c:a",
+                    &Offset {
+                        epoch: epoch.clone(),
+                        off: 5,
+                    },
+                    by_bytes,
+                )
+                .await?;
+            assert_eq!(offsets(&r), [6, 7]);
+            // At least one entry, however small the byte bound.
+            let tiny = ReadLimit {
+                max_entries: 100,
+                max_bytes: 1,
+            };
+            let r = h.read_after("c:a", &Offset { epoch, off: 9 }, tiny).await?;
+            assert_eq!(offsets(&r), [10]);
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn bytes_are_bounded_per_stream_and_in_total() -> CoreResult<()> {
+        block(async {
+            let h = LocalHistory::new(HistoryLimits {
+                max_stream_bytes: 1000,
+                max_total_bytes: 2500,
+                ..HistoryLimits::default()
+            });
+            let mut a = String::new();
+            for _ in 0..20 {
+                a = h.append("c:a", 0, "a".repeat(100)).await?.epoch;
+            }
+            assert_eq!(h.bytes(), 1000, "per stream: the 10 newest entries");
+            let r = h
+                .read_after(
+                    "c:a",
+                    &Offset {
+                        epoch: a.clone(),
+                        off: 0,
                     },
                     all(),
                 )
                 .await?;
-            assert!(r.continuous && r.entries.is_empty(), "off {off}: {r:?}");
-        }
-        let foreign = h
-            .read_after(
-                "c:a",
-                &Offset {
-                    epoch: "x".into(),
-                    off: u64::MAX,
-                },
-                all(),
-            )
-            .await?;
-        assert!(!foreign.continuous);
-        assert_eq!(offsets(&foreign), [1]);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn reads_come_in_bounded_chunks() -> CoreResult<()> {
-        let h = LocalHistory::default();
-        let mut epoch = String::new();
-        for _ in 0..10 {
-            epoch = h.append("c:a", 0, "x".repeat(100)).await?.epoch;
-        }
-        let by_count = ReadLimit {
-            max_entries: 3,
-            max_bytes: usize::MAX,
-        };
-        let r = h
-            .read_after(
-                "c:a",
-                &Offset {
-                    epoch: epoch.clone(),
-                    off: 2,
-                },
-                by_count,
-            )
-            .await?;
-        assert!(r.continuous);
-        assert_eq!(offsets(&r), [3, 4, 5]);
-        assert_eq!(r.last, 10);
-        let by_bytes = ReadLimit {
-            max_entries: 100,
-            max_bytes: 250,
-        };
-        let r = h
-            .read_after(
-                "c:a",
-                &Offset {
-                    epoch: epoch.clone(),
-                    off: 5,
-                },
-                by_bytes,
-            )
-            .await?;
-        assert_eq!(offsets(&r), [6, 7]);
-        // At least one entry, however small the byte bound.
-        let tiny = ReadLimit {
-            max_entries: 100,
-            max_bytes: 1,
-        };
-        let r = h.read_after("c:a", &Offset { epoch, off: 9 }, tiny).await?;
-        assert_eq!(offsets(&r), [10]);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn bytes_are_bounded_per_stream_and_in_total() -> CoreResult<()> {
-        let h = LocalHistory::new(HistoryLimits {
-            max_stream_bytes: 1000,
-            max_total_bytes: 2500,
-            ..HistoryLimits::default()
-        });
-        let mut a = String::new();
-        for _ in 0..20 {
-            a = h.append("c:a", 0, "a".repeat(100)).await?.epoch;
-        }
-        assert_eq!(h.bytes(), 1000, "per stream: the 10 newest entries");
-        let r = h
-            .read_after(
-                "c:a",
-                &Offset {
-                    epoch: a.clone(),
-                    off: 0,
-                },
-                all(),
-            )
-            .await?;
-        assert!(!r.continuous);
-        assert_eq!(offsets(&r), (11..=20).collect::<Vec<_>>());
-        for _ in 0..10 {
-            h.append("c:b", 0, "b".repeat(100)).await?;
-        }
-        for stream in ["c:c", "c:d"] {
+            assert!(!r.continuous);
+            assert_eq!(offsets(&r), (11..=20).collect::<Vec<_>>());
             for _ in 0..10 {
-                h.append(stream, 0, "c".repeat(100)).await?;
+                h.append("c:b", 0, "b".repeat(100)).await?;
             }
-        }
-        assert!(h.bytes() <= 2500, "total bound: {}", h.bytes());
-        // The oldest entries overall went first: all of c:a's.
-        let r = h.read_after("c:a", &Offset { epoch: a, off: 20 }, all()).await?;
-        assert!(r.continuous && r.entries.is_empty());
-        let first_b = h
-            .read_after(
-                "c:b",
-                &Offset {
-                    epoch: String::new(),
-                    off: 0,
-                },
-                all(),
-            )
-            .await?;
-        assert_eq!(offsets(&first_b).first(), Some(&6));
-        // An entry bigger than the stream's bound is not kept at all.
-        h.append("c:big", 0, "x".repeat(5000)).await?;
-        assert!(h.bytes() <= 2500);
-        Ok(())
+            for stream in ["c:c", "c:d"] {
+                for _ in 0..10 {
+                    h.append(stream, 0, "c".repeat(100)).await?;
+                }
+            }
+            assert!(h.bytes() <= 2500, "total bound: {}", h.bytes());
+            // The oldest entries overall went first: all of c:a's.
+            let r = h.read_after("c:a", &Offset { epoch: a, off: 20 }, all()).await?;
+            assert!(r.continuous && r.entries.is_empty());
+            let first_b = h
+                .read_after(
+                    "c:b",
+                    &Offset {
+                        epoch: String::new(),
+                        off: 0,
+                    },
+                    all(),
+                )
+                .await?;
+            assert_eq!(offsets(&first_b).first(), Some(&6));
+            // An entry bigger than the stream's bound is not kept at all.
+            h.append("c:big", 0, "x".repeat(5000)).await?;
+            assert!(h.bytes() <= 2500);
+            Ok(())
+        })
     }
 
-    #[tokio::test]
-    async fn marks_are_swept_without_appends() -> CoreResult<()> {
-        let h = LocalHistory::default();
-        for i in 0..(MAX_MARKS as u64 + 2 * SWEEP_EVERY) {
-            h.set_received_mark(&format!("t{i}"), 1).await?;
-        }
-        assert!(
-            h.marks() <= MAX_MARKS + SWEEP_EVERY as usize,
-            "{} marks",
-            h.marks()
-        );
-        Ok(())
+    #[test]
+    fn marks_are_swept_without_appends() -> CoreResult<()> {
+        block(async {
+            let h = LocalHistory::default();
+            for i in 0..(MAX_MARKS as u64 + 2 * SWEEP_EVERY) {
+                h.set_received_mark(&format!("t{i}"), 1).await?;
+            }
+            assert!(
+                h.marks() <= MAX_MARKS + SWEEP_EVERY as usize,
+                "{} marks",
+                h.marks()
+            );
+            Ok(())
+        })
     }
 
-    #[tokio::test]
-    async fn marks_only_rise() -> CoreResult<()> {
-        let h = LocalHistory::default();
-        assert_eq!(h.received_mark("t").await?, 0);
-        h.set_received_mark("t", 7).await?;
-        h.set_received_mark("t", 3).await?;
-        assert_eq!(h.received_mark("t").await?, 7);
-        Ok(())
+    #[test]
+    fn marks_only_rise() -> CoreResult<()> {
+        block(async {
+            let h = LocalHistory::default();
+            assert_eq!(h.received_mark("t").await?, 0);
+            h.set_received_mark("t", 7).await?;
+            h.set_received_mark("t", 3).await?;
+            assert_eq!(h.received_mark("t").await?, 7);
+            Ok(())
+        })
     }
 }
