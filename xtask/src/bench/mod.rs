@@ -33,6 +33,9 @@ benchmarks:
         [--secs 5] [--warmup 1] [--inflight 32]
   rpc   RPC calls/s and p50/p99 latency against the calculations example, a synchronous and an
         asynchronous function: [--secs 10] [--conns 100] [--inflight 1] [--warmup 2]
+  lookup  the tracker lookups on the path of a send (to a session, to a connection) with 1,000 and
+        100,000 tracked connections, ns each and the ratio: [--small 1000] [--large 100000]
+        [--lookups 200000] (thywill-core's example `lookup`, release)
   minify  size and time of minifying the examples' scripts and styles, thywill (swc_core,
         lightningcss) against terser and clean-css from npm: [--repeat 20] [--no-node]
 ";
@@ -62,6 +65,22 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
             in_release_build(|| cluster::run(rest))
         }
         "minify" => minify::run(rest),
+        "lookup" => {
+            // A small release build of the core alone (the example has no other dependency).
+            let mut c = cargo();
+            c.args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "thywill-core",
+                "--example",
+                "lookup",
+                "--",
+            ])
+            .args(rest);
+            run_cmd(c)
+        }
         "-h" | "--help" | "help" => {
             print!("{BENCHES}");
             Ok(())
