@@ -69,6 +69,7 @@ mod application;
 mod backend;
 pub mod cache;
 mod channel;
+mod client_table;
 pub mod cluster;
 mod disconnect;
 pub mod edge;
@@ -88,6 +89,7 @@ pub use application::{AppContext, Application, ClientInterface, DynApplication, 
 pub use backend::{Backend, BackendParts, DynBackend, Tracking};
 pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
 pub use channel::{ChannelManager, DynChannelManager};
+pub use client_table::ClientTable;
 pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, DynCluster, MemberStatus, Task};
 pub use disconnect::DisconnectReason;
 pub use error::{BoxError, CoreError, CoreResult, ErrorKind};

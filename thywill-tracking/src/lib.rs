@@ -47,8 +47,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use serde::{Deserialize, Serialize};
 use thywill_core::cluster::ClusterStats;
 use thywill_core::{
-    Client, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreResult, DynCluster,
-    MemberClients, MemberId, MemberStatus, SessionId, Task, TrackerEvent, TrackerListener,
+    Client, ClientTable, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreResult,
+    DynCluster, MemberClients, MemberId, MemberStatus, SessionId, Task, TrackerEvent, TrackerListener,
 };
 
 /// Cluster task of the tracker.
@@ -68,7 +68,8 @@ impl Task for TrackerTask {
     const NAME: &'static str = "thywill.tracker";
 }
 
-type Members = BTreeMap<MemberId, MemberClients>;
+/// Indexed: lookups on the send path cost the same whatever the cluster's size.
+type Members = ClientTable;
 
 struct Table {
     local: MemberId,
@@ -101,7 +102,7 @@ impl Table {
 
     fn local_snapshot(&self) -> Vec<(String, String)> {
         self.read()
-            .get(&self.local)
+            .member(&self.local)
             .map(|mc| {
                 mc.connections
                     .iter()
@@ -122,8 +123,7 @@ impl Table {
         match task {
             TrackerTask::Connected { connection, session } => {
                 let (c, s) = (ConnectionId::from(connection), SessionId::from(session));
-                let entry = table.entry(from.clone()).or_default();
-                if entry.connections.insert(c.clone(), s.clone()).as_ref() != Some(&s) {
+                if table.insert(from, c.clone(), s.clone()).as_ref() != Some(&s) {
                     events.push(TrackerEvent::ConnectedTo {
                         member: from.clone(),
                         client: client(c, s),
@@ -132,7 +132,7 @@ impl Table {
             }
             TrackerTask::Disconnected { connection } => {
                 let c = ConnectionId::from(connection);
-                if let Some(s) = table.get_mut(from).and_then(|mc| mc.connections.remove(&c)) {
+                if let Some(s) = table.remove(from, &c) {
                     events.push(TrackerEvent::DisconnectedFrom {
                         member: from.clone(),
                         client: client(c, s),
@@ -145,7 +145,7 @@ impl Table {
                     .map(|(c, s)| (ConnectionId::from(c), SessionId::from(s)))
                     .collect();
                 let count = fresh.len();
-                let old = std::mem::take(&mut table.entry(from.clone()).or_default().connections);
+                let old = table.replace_member(from, fresh.clone());
                 for (c, s) in &old {
                     if fresh.get(c) != Some(s) {
                         events.push(TrackerEvent::DisconnectedFrom {
@@ -162,7 +162,6 @@ impl Table {
                         });
                     }
                 }
-                table.entry(from.clone()).or_default().connections = fresh;
                 events.push(TrackerEvent::SnapshotReceived {
                     member: from.clone(),
                     connections: count,
@@ -182,7 +181,7 @@ impl Table {
 
     /// Removes a member's entries (it went down) and keeps them for the node.
     fn purge(&self, member: &MemberId) {
-        let removed = self.write().remove(member).unwrap_or_default();
+        let removed = self.write().remove_member(member).unwrap_or_default();
         self.purged
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -222,7 +221,7 @@ impl std::fmt::Debug for ClusterTracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterTracker")
             .field("local", &self.table.local)
-            .field("members", &self.table.read().len())
+            .field("members", &self.table.read().members().len())
             .finish()
     }
 }
@@ -259,7 +258,7 @@ pub fn tracked_arc(cluster: Arc<dyn DynCluster>) -> (TrackedCluster, ClusterTrac
     let table = Arc::new(Table {
         local: cluster.local_member().clone(),
         cluster: cluster.clone(),
-        members: RwLock::new(BTreeMap::new()),
+        members: RwLock::new(ClientTable::new()),
         purged: Mutex::new(BTreeMap::new()),
         listener: RwLock::new(None),
         order: tokio::sync::Mutex::new(()),
@@ -407,10 +406,7 @@ impl ClientTracker for ClusterTracker {
         });
         self.local_change(
             |t| {
-                t.entry(client.member.clone())
-                    .or_default()
-                    .connections
-                    .insert(client.connection.clone(), client.session.clone());
+                t.insert(&client.member, client.connection.clone(), client.session.clone());
             },
             announce,
         )
@@ -423,9 +419,7 @@ impl ClientTracker for ClusterTracker {
         });
         self.local_change(
             |t| {
-                if let Some(mc) = t.get_mut(&client.member) {
-                    mc.connections.remove(&client.connection);
-                }
+                t.remove(&client.member, &client.connection);
             },
             announce,
         )
@@ -433,32 +427,15 @@ impl ClientTracker for ClusterTracker {
     }
 
     async fn member_of(&self, connection: &ConnectionId) -> CoreResult<Option<MemberId>> {
-        let found = self
-            .table
-            .read()
-            .iter()
-            .find(|(_, mc)| mc.connections.contains_key(connection))
-            .map(|(id, _)| id.clone());
-        Ok(found)
+        Ok(self.table.read().member_of(connection))
     }
 
     async fn connections_of_session(&self, session: &SessionId) -> CoreResult<Vec<(ConnectionId, MemberId)>> {
-        let found = self
-            .table
-            .read()
-            .iter()
-            .flat_map(|(id, mc)| {
-                mc.connections
-                    .iter()
-                    .filter(|(_, s)| *s == session)
-                    .map(move |(c, _)| (c.clone(), id.clone()))
-            })
-            .collect();
-        Ok(found)
+        Ok(self.table.read().connections_of_session(session))
     }
 
     async fn snapshot(&self) -> CoreResult<BTreeMap<MemberId, MemberClients>> {
-        Ok(self.table.read().clone())
+        Ok(self.table.read().members().clone())
     }
 
     /// The entries purged when `member` went down (one call per down event); a member purged by
@@ -473,7 +450,7 @@ impl ClientTracker for ClusterTracker {
             .and_then(VecDeque::pop_front);
         let removed = match stashed {
             Some(s) => s,
-            None => self.table.write().remove(member).unwrap_or_default(),
+            None => self.table.write().remove_member(member).unwrap_or_default(),
         };
         Ok(removed)
     }

@@ -1,6 +1,7 @@
-//! Operating-system helpers: signals for child processes, the open-files limit, resident memory.
+//! Operating-system helpers: signals for child processes, the open-files limit, resident memory,
+//! CPU time.
 //!
-//! The only `unsafe` code of the workspace lives here: two libc calls, each allowed on its own.
+//! The only `unsafe` code of the workspace lives here: a few libc calls, each allowed on its own.
 
 use std::io;
 use std::process::ExitStatus;
@@ -61,6 +62,39 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     line.split_whitespace().next()?.parse().ok()
 }
 
+/// CPU time process `pid` has used so far, user and system, all its threads (`utime` +
+/// `stime` of `/proc/<pid>/stat`, in clock ticks: 10 ms resolution on most systems).
+pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let ticks = parse_cpu_ticks(&stat).with_context(|| format!("no utime/stime in {path}"))?;
+    Ok(Duration::from_secs_f64(
+        ticks as f64 / clock_ticks_per_sec()? as f64,
+    ))
+}
+
+/// `utime + stime` of a `/proc/<pid>/stat` line: fields 14 and 15, counted after the command
+/// name in parentheses (which may itself contain spaces and parentheses).
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // `rest` starts at field 3 (the state).
+    let mut fields = rest.split_whitespace().skip(14 - 3);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `/proc/<pid>/stat` times.
+#[allow(unsafe_code)]
+fn clock_ticks_per_sec() -> io::Result<u64> {
+    // SAFETY: sysconf(3) takes an integer and touches no memory of ours.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks)
+        .ok()
+        .filter(|t| *t > 0)
+        .ok_or_else(io::Error::last_os_error)
+}
+
 /// Ctrl-C (SIGINT) and SIGTERM, hooked from creation on: from then until the process exits they
 /// no longer kill it, they only wake [`Signals::recv`].
 #[derive(Debug)]
@@ -111,6 +145,21 @@ mod tests {
         assert!(rss_kib(std::process::id())? > 0);
         assert_eq!(parse_vm_rss("Name:\tx\nVmRSS:\t   1234 kB\n"), Some(1234));
         assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn reads_cpu_time() -> anyhow::Result<()> {
+        // Burn some CPU so that at least one tick is counted.
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(cpu_time(std::process::id())? > Duration::ZERO);
+        let line = "42 (a (strange) name) S 1 42 42 0 -1 4194560 100 0 0 0 250 17 0 0 20 0 4 0 9 0";
+        assert_eq!(parse_cpu_ticks(line), Some(267));
+        assert_eq!(parse_cpu_ticks("42 (x) S 1"), None);
         Ok(())
     }
 

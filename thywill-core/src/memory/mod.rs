@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::{
-    ApplicationId, ChannelId, ChannelManager, Client, ClientTracker, Cluster, ClusterEvents, ClusterTask,
-    ConnectionId, CoreError, CoreResult, MemberClients, MemberId, MemberStatus, Resource, ResourceManager,
-    SessionData, SessionId, SessionStore,
+    ApplicationId, ChannelId, ChannelManager, Client, ClientTable, ClientTracker, Cluster, ClusterEvents,
+    ClusterTask, ConnectionId, CoreError, CoreResult, MemberClients, MemberId, MemberStatus, Resource,
+    ResourceManager, SessionData, SessionId, SessionStore,
 };
 
 /// The single-member backend, as one bundle: a [`LocalCluster`], the member's own client table
@@ -124,7 +124,8 @@ impl Cluster for LocalCluster {
 /// announcements.
 #[derive(Debug, Default)]
 pub struct MemoryTracker {
-    members: RwLock<BTreeMap<MemberId, MemberClients>>,
+    /// Indexed: lookups cost the same whatever the number of connections.
+    table: RwLock<ClientTable>,
 }
 
 impl MemoryTracker {
@@ -132,60 +133,37 @@ impl MemoryTracker {
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, ClientTable> {
+        self.table.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ClientTable> {
+        self.table.write().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl ClientTracker for MemoryTracker {
     async fn connected(&self, client: &Client) -> CoreResult<()> {
-        let mut m = self.members.write().unwrap_or_else(PoisonError::into_inner);
-        m.entry(client.member.clone())
-            .or_default()
-            .connections
-            .insert(client.connection.clone(), client.session.clone());
+        self.write()
+            .insert(&client.member, client.connection.clone(), client.session.clone());
         Ok(())
     }
     async fn disconnected(&self, client: &Client) -> CoreResult<()> {
-        let mut m = self.members.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(mc) = m.get_mut(&client.member) {
-            mc.connections.remove(&client.connection);
-        }
+        self.write().remove(&client.member, &client.connection);
         Ok(())
     }
     async fn member_of(&self, connection: &ConnectionId) -> CoreResult<Option<MemberId>> {
-        let m = self.members.read().unwrap_or_else(PoisonError::into_inner);
-        let found = m
-            .iter()
-            .find(|(_, mc)| mc.connections.contains_key(connection))
-            .map(|(id, _)| id.clone());
-        Ok(found)
+        Ok(self.read().member_of(connection))
     }
     async fn connections_of_session(&self, session: &SessionId) -> CoreResult<Vec<(ConnectionId, MemberId)>> {
-        let m = self.members.read().unwrap_or_else(PoisonError::into_inner);
-        let found = m
-            .iter()
-            .flat_map(|(id, mc)| {
-                mc.connections
-                    .iter()
-                    .filter(|(_, s)| *s == session)
-                    .map(move |(c, _)| (c.clone(), id.clone()))
-            })
-            .collect();
-        Ok(found)
+        Ok(self.read().connections_of_session(session))
     }
     async fn snapshot(&self) -> CoreResult<BTreeMap<MemberId, MemberClients>> {
-        Ok(self
-            .members
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone())
+        Ok(self.read().members().clone())
     }
     async fn purge_member(&self, member: &MemberId) -> CoreResult<MemberClients> {
-        let removed = self
-            .members
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(member)
-            .unwrap_or_default();
-        Ok(removed)
+        Ok(self.write().remove_member(member).unwrap_or_default())
     }
 }
 

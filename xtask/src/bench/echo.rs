@@ -1,14 +1,18 @@
-//! `cargo xtask bench echo`: the echo example against a raw tokio-tungstenite echo server, in
-//! one run, so that the ratio shows what the framework costs.
+//! `cargo xtask bench echo`: the echo example against a raw tokio-tungstenite echo server and
+//! socketioxide (on axum), in one run, so that the ratios show what the framework costs.
 //!
 //! - Round trips: `--conns` connections each send a 32-byte message and wait for the echo, one
 //!   in flight per connection, for `--secs` seconds after `--warmup` seconds; the result is
-//!   round trips per second and the p50/p99 latency of the round trips inside the window.
+//!   round trips per second, the p50/p99 latency of the round trips inside the window, and the
+//!   server's CPU time (user + system, all threads, from `/proc/<pid>/stat`) per round trip.
 //! - Memory: `--idle` idle connections are opened (100 at a time); the server's resident
 //!   memory (`VmRSS`) before and after, divided by their number, is its memory per connection.
 //!
-//! Both servers are separate release processes on loopback ports; the client is this process.
-//! On thywill the client speaks protocol v1 (`/echo/ws`: welcome frame, then `msg` frames).
+//! Each server is a separate release process on a loopback port, started afresh for each of
+//! `--rounds` rounds (servers interleaved, so that a burst of load from elsewhere on the machine
+//! hits all of them alike); the table shows the medians. The client is this process and speaks
+//! each server's own protocol ([`Kind`]): raw frames, Socket.IO events (`42["echo",…]`),
+//! thywill's protocol v1 (`/echo/ws`: welcome frame, then `msg` frames).
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -24,9 +28,10 @@ use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub(super) use super::peers::Kind;
+use crate::cmd;
 use crate::flags::Args;
 use crate::sys;
-use crate::{binary, cmd};
 
 /// The payload of every message: 32 bytes.
 const PAYLOAD: &str = "0123456789abcdef0123456789abcdef";
@@ -35,6 +40,9 @@ const PAYLOAD: &str = "0123456789abcdef0123456789abcdef";
 const BATCH: usize = 100;
 /// Bound on every single wait: connecting, a reply, a server start.
 pub(super) const WAIT: Duration = Duration::from_secs(30);
+/// What every table says about the figures.
+pub(super) const SHARED: &str = "the load generator and the servers share this machine's CPUs \
+     (and other work on it may run too): compare the ratios of one run, not absolute figures";
 
 pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -45,19 +53,25 @@ pub(crate) struct Options {
     warmup: u64,
     conns: usize,
     idle: usize,
+    rounds: usize,
+    /// The servers measured, in table order.
+    pub(super) servers: Vec<Kind>,
 }
 
 pub(crate) fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut args = Args::new(args.iter().cloned());
+    let servers: String = args.value_or("--servers", "raw,socketioxide,thywill".to_owned())?;
     let opts = Options {
         secs: args.value_or("--secs", 10)?,
         warmup: args.value_or("--warmup", 2)?,
         conns: args.value_or("--conns", 100)?,
         idle: args.value_or("--idle", 10_000)?,
+        rounds: args.value_or("--rounds", 3)?,
+        servers: Kind::parse_list(&servers)?,
     };
     args.finish()?;
-    if opts.secs == 0 || opts.conns == 0 {
-        bail!("--secs and --conns must be at least 1");
+    if opts.secs == 0 || opts.conns == 0 || opts.rounds == 0 {
+        bail!("--secs, --conns and --rounds must be at least 1");
     }
     Ok(opts)
 }
@@ -67,51 +81,103 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // Each side of each connection is an open file: the client holds all of them, each server its own.
     let needed = (opts.idle.max(opts.conns) + 256) as u64;
     super::ensure_open_files(needed, &format!("{} connections (lower --idle)", opts.idle))?;
-    super::release_binary("example-echo")?;
+    for kind in &opts.servers {
+        server_binary(*kind)?;
+    }
     super::block_on_interruptible(bench(&opts))
 }
 
-/// The two servers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Kind {
-    Raw,
-    Thywill,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Raw => "raw",
-            Kind::Thywill => "thywill",
+/// The release binary serving `kind` (which must have been built).
+fn server_binary(kind: Kind) -> anyhow::Result<std::path::PathBuf> {
+    match kind {
+        Kind::Raw => Ok(std::env::current_exe()?),
+        Kind::Socketio => {
+            let path = super::peers::socketioxide_binary();
+            if !path.is_file() {
+                bail!("{} is missing (`cargo xtask bench` builds it)", path.display());
+            }
+            Ok(path)
         }
+        Kind::Thywill => super::release_binary("example-echo"),
     }
 }
 
-/// What one server achieved.
-#[derive(Debug)]
+/// What one server achieved in one round.
+#[derive(Clone, Debug)]
 struct Results {
     round_trips_per_sec: f64,
+    /// Server CPU time (user + system) per round trip, in seconds.
+    cpu_per_round_trip: f64,
     p50: Duration,
     p99: Duration,
     /// Bytes of resident memory per idle connection, when measured.
     rss_per_conn: Option<f64>,
 }
 
+impl Results {
+    /// The median of each figure over rounds (each figure on its own).
+    fn median(rounds: &[Results]) -> Results {
+        let of = |f: &dyn Fn(&Results) -> f64| median(rounds.iter().map(f).collect());
+        let rss: Vec<f64> = rounds.iter().filter_map(|r| r.rss_per_conn).collect();
+        Results {
+            round_trips_per_sec: of(&|r| r.round_trips_per_sec),
+            cpu_per_round_trip: of(&|r| r.cpu_per_round_trip),
+            p50: Duration::from_secs_f64(of(&|r| r.p50.as_secs_f64())),
+            p99: Duration::from_secs_f64(of(&|r| r.p99.as_secs_f64())),
+            rss_per_conn: (!rss.is_empty()).then(|| median(rss)),
+        }
+    }
+}
+
+/// The median of some figures (the mean of the middle two of an even count); 0 when empty.
+pub(super) fn median(mut xs: Vec<f64>) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs.sort_by(f64::total_cmp);
+    let mid = xs.len() / 2;
+    if xs.len() % 2 == 1 {
+        xs[mid]
+    } else {
+        (xs[mid - 1] + xs[mid]) / 2.0
+    }
+}
+
 async fn bench(opts: &Options) -> anyhow::Result<()> {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "bench echo: {} connections x {}-byte messages, one in flight each, {} s after a {} s warm-up; \
-         memory with {} idle connections; client and servers share {cpus} CPUs",
+        "bench echo: servers {}; {} connections x {}-byte messages, one in flight each, {} s after a {} s \
+         warm-up; memory with {} idle connections; {} rounds (medians shown); {cpus} CPUs; {SHARED}",
+        opts.servers
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", "),
         opts.conns,
         PAYLOAD.len(),
         opts.secs,
         opts.warmup,
-        opts.idle
+        opts.idle,
+        opts.rounds,
     );
-    let raw = measure(Kind::Raw, opts).await?;
-    let thywill = measure(Kind::Thywill, opts).await?;
+    let mut rounds: Vec<Vec<Results>> = vec![Vec::new(); opts.servers.len()];
+    for round in 1..=opts.rounds {
+        println!("round {round} of {}", opts.rounds);
+        for (i, kind) in opts.servers.iter().enumerate() {
+            let r = measure(*kind, opts)
+                .await
+                .with_context(|| format!("{} (round {round})", kind.name()))?;
+            rounds[i].push(r);
+        }
+    }
+    let rows: Vec<(Kind, Results)> = opts
+        .servers
+        .iter()
+        .zip(&rounds)
+        .map(|(k, r)| (*k, Results::median(r)))
+        .collect();
     println!();
-    print!("{}", table(&raw, &thywill));
+    print!("{}", table(&rows));
     Ok(())
 }
 
@@ -121,9 +187,10 @@ async fn measure(kind: Kind, opts: &Options) -> anyhow::Result<Results> {
     let pid = child.id().context("the server exited at once")?;
     let url = match kind {
         Kind::Raw => format!("ws://{addr}/"),
+        Kind::Socketio => format!("ws://{addr}{}", Kind::socketio_path()),
         Kind::Thywill => format!("ws://{addr}/echo/ws"),
     };
-    println!("{}: pid {pid}, {url}", kind.name());
+    println!("  {}: pid {pid}, {url}", kind.name());
 
     let mut rss_per_conn = None;
     if opts.idle > 0 {
@@ -136,7 +203,7 @@ async fn measure(kind: Kind, opts: &Options) -> anyhow::Result<Results> {
         let after = sys::rss_kib(pid)?;
         let per_conn = after.saturating_sub(before) as f64 * 1024.0 / opts.idle as f64;
         println!(
-            "{}: {} idle connections opened in {:.1} s; VmRSS {before} KiB -> {after} KiB: {} per connection",
+            "  {}: {} idle connections opened in {:.1} s; VmRSS {before} KiB -> {after} KiB: {} per connection",
             kind.name(),
             opts.idle,
             started.elapsed().as_secs_f64(),
@@ -150,9 +217,10 @@ async fn measure(kind: Kind, opts: &Options) -> anyhow::Result<Results> {
     }
 
     let conns = open(kind, &url, opts.conns).await?;
+    // The 32 bytes alone on raw, a JSON string in the others' envelopes.
     let frame = Utf8Bytes::from(match kind {
         Kind::Raw => PAYLOAD.to_owned(),
-        Kind::Thywill => serde_json::json!({"t": "msg", "app": "echo", "data": PAYLOAD, "_": {}}).to_string(),
+        _ => kind.frame("echo", &format!("\"{PAYLOAD}\"")),
     });
     let warm_end = Instant::now() + Duration::from_secs(opts.warmup);
     let end = warm_end + Duration::from_secs(opts.secs);
@@ -160,6 +228,11 @@ async fn measure(kind: Kind, opts: &Options) -> anyhow::Result<Results> {
     for ws in conns {
         tasks.spawn(drive(kind, ws, frame.clone(), warm_end, end));
     }
+    // The server's CPU time over the measured window (the drivers run meanwhile).
+    tokio::time::sleep_until(warm_end).await;
+    let cpu_before = sys::cpu_time(pid)?;
+    tokio::time::sleep_until(end).await;
+    let cpu = sys::cpu_time(pid)?.saturating_sub(cpu_before);
     let mut latencies = Vec::new();
     while let Some(done) = tasks.join_next().await {
         latencies.extend(done??);
@@ -167,14 +240,17 @@ async fn measure(kind: Kind, opts: &Options) -> anyhow::Result<Results> {
     latencies.sort_unstable();
     let results = Results {
         round_trips_per_sec: latencies.len() as f64 / opts.secs as f64,
+        cpu_per_round_trip: cpu.as_secs_f64() / latencies.len().max(1) as f64,
         p50: percentile(&latencies, 50.0),
         p99: percentile(&latencies, 99.0),
         rss_per_conn,
     };
     println!(
-        "{}: {:.0} round trips/s, p50 {}, p99 {}",
+        "  {}: {:.0} round trips/s, server CPU {:.2} s = {:.1} µs per round trip, p50 {}, p99 {}",
         kind.name(),
         results.round_trips_per_sec,
+        cpu.as_secs_f64(),
+        results.cpu_per_round_trip * 1e6,
         millis(results.p50),
         millis(results.p99)
     );
@@ -187,18 +263,13 @@ async fn measure(kind: Kind, opts: &Options) -> anyhow::Result<Results> {
 
 /// Starts a server on a free port; returns it and the address from its `listening:` line.
 async fn start(kind: Kind) -> anyhow::Result<(Child, SocketAddr)> {
-    let c = match kind {
-        Kind::Raw => {
-            let mut c = cmd(std::env::current_exe()?);
-            c.args(["bench-raw-server", "--port", "0"]);
-            c
-        }
-        Kind::Thywill => {
-            let mut c = cmd(binary("example-echo", true));
-            c.args(["--port", "0", "--member", "alpha"])
-                .env("RUST_LOG", "warn");
-            c
-        }
+    let mut c = cmd(server_binary(kind)?);
+    match kind {
+        Kind::Raw => c.args(["bench-raw-server", "--port", "0"]),
+        Kind::Socketio => c.args(["--port", "0"]),
+        Kind::Thywill => c
+            .args(["--port", "0", "--member", "alpha"])
+            .env("RUST_LOG", "warn"),
     };
     spawn_server(c, kind.name()).await
 }
@@ -246,7 +317,8 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     rest.split('/').next()?.parse().ok()
 }
 
-/// Opens `count` connections, [`BATCH`] at a time; on thywill each has read its welcome frame.
+/// Opens `count` connections, [`BATCH`] at a time, each through its protocol's handshake (on
+/// thywill the welcome frame, on Socket.IO the namespace's connect).
 pub(super) async fn open(kind: Kind, url: &str, count: usize) -> anyhow::Result<Vec<Ws>> {
     let mut conns = Vec::with_capacity(count);
     while conns.len() < count {
@@ -268,13 +340,7 @@ async fn connect(kind: Kind, url: String) -> anyhow::Result<Ws> {
     )
     .await
     .context("connect timed out")??;
-    if kind == Kind::Thywill {
-        let first = timeout(WAIT, ws.next()).await.context("no welcome frame")?;
-        match first {
-            Some(Ok(Message::Text(text))) if frame_type(&text).as_deref() == Some("welcome") => {}
-            other => bail!("expected a welcome frame, got {other:?}"),
-        }
-    }
+    kind.handshake(&mut ws).await?;
     Ok(ws)
 }
 
@@ -317,11 +383,15 @@ async fn reply(kind: Kind, ws: &mut Ws) -> anyhow::Result<()> {
             Some(Ok(Message::Text(text))) => match kind {
                 Kind::Raw if text.as_str() == PAYLOAD => return Ok(()),
                 Kind::Raw => bail!("unexpected echo {text:?}"),
-                Kind::Thywill => match frame_type(&text).as_deref() {
-                    Some("msg") => return Ok(()),
-                    Some("error") => bail!("the server answered with an error: {text}"),
-                    _ => {}
-                },
+                _ if kind.is_event(&text, "echo") => return Ok(()),
+                Kind::Thywill if frame_type(&text).as_deref() == Some("error") => {
+                    bail!("the server answered with an error: {text}")
+                }
+                _ => {
+                    if let Some(pong) = kind.pong(&text) {
+                        ws.send(pong).await?;
+                    }
+                }
             },
             Some(Ok(Message::Close(frame))) => bail!("the server closed the connection: {frame:?}"),
             Some(Ok(_)) => {}
@@ -383,7 +453,8 @@ fn bytes(b: f64) -> String {
     format!("{:.1} KiB", b / 1024.0)
 }
 
-fn ratio(a: f64, b: f64) -> String {
+/// `a / b` as a ratio, `-` when `b` is zero.
+pub(super) fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 {
         format!("{:.2}x", a / b)
     } else {
@@ -391,35 +462,56 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-/// The printed comparison.
-fn table(raw: &Results, thywill: &Results) -> String {
-    let row = |name: &str, r: &Results| {
-        format!(
-            "{name:<12} {:>14.0} {:>12} {:>12} {:>12}\n",
+/// The printed comparison: one row per server (medians), then the ratios of each server to
+/// raw and to socketioxide.
+fn table(rows: &[(Kind, Results)]) -> String {
+    let mut out = format!(
+        "{:<22} {:>12} {:>14} {:>13} {:>11} {:>11} {:>14}\n",
+        "server", "round trips/s", "CPU µs/rt", "rt per CPU-s", "p50", "p99", "idle RSS/conn"
+    );
+    let rss = |r: &Results| r.rss_per_conn.map_or("-".to_owned(), bytes);
+    let per_cpu_s = |r: &Results| {
+        if r.cpu_per_round_trip > 0.0 {
+            1.0 / r.cpu_per_round_trip
+        } else {
+            0.0
+        }
+    };
+    for (kind, r) in rows {
+        out.push_str(&format!(
+            "{:<22} {:>12.0} {:>14.1} {:>13.0} {:>11} {:>11} {:>14}\n",
+            kind.name(),
             r.round_trips_per_sec,
+            r.cpu_per_round_trip * 1e6,
+            per_cpu_s(r),
             millis(r.p50),
             millis(r.p99),
-            r.rss_per_conn.map_or("-".to_owned(), bytes)
-        )
-    };
-    let mut out = format!(
-        "{:<12} {:>14} {:>12} {:>12} {:>12}\n",
-        "server", "round trips/s", "p50", "p99", "RSS/conn"
-    );
-    out.push_str(&row("raw", raw));
-    out.push_str(&row("thywill", thywill));
-    let rss = match (thywill.rss_per_conn, raw.rss_per_conn) {
-        (Some(t), Some(r)) => ratio(t, r),
-        _ => "-".to_owned(),
-    };
-    out.push_str(&format!(
-        "{:<12} {:>14} {:>12} {:>12} {:>12}\n",
-        "thywill/raw",
-        ratio(thywill.round_trips_per_sec, raw.round_trips_per_sec),
-        ratio(thywill.p50.as_secs_f64(), raw.p50.as_secs_f64()),
-        ratio(thywill.p99.as_secs_f64(), raw.p99.as_secs_f64()),
-        rss
-    ));
+            rss(r)
+        ));
+    }
+    let find = |k: Kind| rows.iter().find(|(kind, _)| *kind == k).map(|(_, r)| r);
+    for base in [Kind::Raw, Kind::Socketio] {
+        let Some(b) = find(base) else { continue };
+        for (kind, r) in rows
+            .iter()
+            .filter(|(k, _)| *k != base && !(base == Kind::Socketio && *k == Kind::Raw))
+        {
+            let rss_ratio = match (r.rss_per_conn, b.rss_per_conn) {
+                (Some(x), Some(y)) => ratio(x, y),
+                _ => "-".to_owned(),
+            };
+            out.push_str(&format!(
+                "{:<22} {:>12} {:>14} {:>13} {:>11} {:>11} {:>14}\n",
+                format!("{} / {}", kind.name(), base.name()),
+                ratio(r.round_trips_per_sec, b.round_trips_per_sec),
+                ratio(r.cpu_per_round_trip, b.cpu_per_round_trip),
+                ratio(per_cpu_s(r), per_cpu_s(b)),
+                ratio(r.p50.as_secs_f64(), b.p50.as_secs_f64()),
+                ratio(r.p99.as_secs_f64(), b.p99.as_secs_f64()),
+                rss_ratio
+            ));
+        }
+    }
     out
 }
 
@@ -439,21 +531,29 @@ mod tests {
                 secs: 10,
                 warmup: 2,
                 conns: 100,
-                idle: 10_000
+                idle: 10_000,
+                rounds: 3,
+                servers: Kind::ALL.to_vec(),
             }
         );
         assert_eq!(
-            parse(&args("--secs 3 --idle 2000 --conns 10 --warmup 0"))?,
+            parse(&args(
+                "--secs 3 --idle 2000 --conns 10 --warmup 0 --rounds 1 --servers thywill,raw"
+            ))?,
             Options {
                 secs: 3,
                 warmup: 0,
                 conns: 10,
-                idle: 2000
+                idle: 2000,
+                rounds: 1,
+                servers: vec![Kind::Raw, Kind::Thywill],
             }
         );
         for bad in [
             "--secs 0",
             "--conns 0",
+            "--rounds 0",
+            "--servers nats",
             "--secs x",
             "--idle -1",
             "extra",
@@ -497,18 +597,52 @@ mod tests {
     }
 
     #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(vec![]), 0.0);
+    }
+
+    #[test]
     fn table_has_ratios() {
-        let r = |rt: f64, ms: u64, rss: f64| Results {
+        let r = |rt: f64, us: f64, ms: u64, rss: f64| Results {
             round_trips_per_sec: rt,
+            cpu_per_round_trip: us / 1e6,
             p50: Duration::from_millis(ms),
             p99: Duration::from_millis(ms * 2),
             rss_per_conn: Some(rss),
         };
-        let t = table(&r(1000.0, 1, 1024.0), &r(500.0, 2, 4096.0));
-        assert!(t.contains("thywill/raw"), "{t}");
-        assert!(
-            t.contains("0.50x") && t.contains("2.00x") && t.contains("4.00x"),
+        let rows = [
+            (Kind::Raw, r(1000.0, 10.0, 1, 1024.0)),
+            (Kind::Socketio, r(750.0, 20.0, 1, 2048.0)),
+            (Kind::Thywill, r(500.0, 25.0, 2, 4096.0)),
+        ];
+        let t = table(&rows);
+        let line = |prefix: &str| {
+            t.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        // throughput, CPU per round trip, round trips per CPU-s, p50, p99, memory.
+        assert_eq!(
+            line("thywill / raw")[3..],
+            ["0.50x", "2.50x", "0.40x", "2.00x", "2.00x", "4.00x"],
             "{t}"
         );
+        assert_eq!(
+            line("thywill / socketioxide")[3..],
+            ["0.67x", "1.25x", "0.80x", "2.00x", "2.00x", "2.00x"],
+            "{t}"
+        );
+        assert_eq!(
+            line("socketioxide / raw")[3..],
+            ["0.75x", "2.00x", "0.50x", "1.00x", "1.00x", "2.00x"],
+            "{t}"
+        );
+        assert!(line("raw / socketioxide").is_empty(), "{t}");
+        assert_eq!(line("raw")[1], "1000", "{t}");
     }
 }

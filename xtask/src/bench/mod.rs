@@ -5,6 +5,7 @@ mod broadcast;
 mod cluster;
 mod echo;
 mod minify;
+mod peers;
 pub(crate) mod raw_server;
 mod rpc;
 
@@ -18,16 +19,23 @@ use crate::{binary, cargo, cmd, run as run_cmd};
 
 const BENCHES: &str = "\
 benchmarks:
-  echo  round trips/s, p50/p99 latency and memory per idle connection, thywill against a raw
-        tokio-tungstenite server: [--secs 10] [--conns 100] [--idle 10000] [--warmup 2]
-  broadcast  one publisher, 10,000 subscribers of one channel over two members (Redis), then on one
-        member: deliveries/s, delivery ratio (must be 1.0), p50/p99 publish-to-delivery latency:
-        [--subscribers 10000] [--rate 10] [--secs 10]
+  echo  round trips/s, server CPU per round trip, p50/p99 latency and memory per idle
+        connection of a raw tokio-tungstenite server, socketioxide (axum) and thywill, in one run
+        (medians of rounds, ratios): [--secs 10] [--conns 100] [--idle 10000] [--warmup 2]
+        [--rounds 3] [--servers raw,socketioxide,thywill]
+  broadcast  one publisher, subscribers of one channel on raw, socketioxide, thywill (one member)
+        and thywill over two Redis members: deliveries/s, delivery ratio (must be 1.0), p50/p99
+        publish-to-delivery latency, server CPU per delivery (medians of rounds, ratios):
+        [--subscribers 1000] [--rate 100] [--secs 10] [--rounds 3]
+        [--servers raw,socketioxide,thywill,redis]
   cluster  messages/s and p50/p99 latency from a client on member A through the draw
         application to a client on member B: single member, Redis, HTTP:
         [--secs 5] [--warmup 1] [--inflight 32]
   rpc   RPC calls/s and p50/p99 latency against the calculations example, a synchronous and an
         asynchronous function: [--secs 10] [--conns 100] [--inflight 1] [--warmup 2]
+  lookup  the tracker lookups on the path of a send (to a session, to a connection) with 1,000 and
+        100,000 tracked connections, ns each and the ratio: [--small 1000] [--large 100000]
+        [--lookups 200000] (thywill-core's example `lookup`, release)
   minify  size and time of minifying the examples' scripts and styles, thywill (swc_core,
         lightningcss) against terser and clean-css from npm: [--repeat 20] [--no-node]
 ";
@@ -40,12 +48,16 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
     match name.as_str() {
         "echo" => {
             // Check the options before a build that may take minutes.
-            echo::parse(rest)?;
+            if echo::parse(rest)?.servers.contains(&peers::Kind::Socketio) {
+                peers::build_socketioxide()?;
+            }
             in_release_build(|| echo::run(rest))
         }
         "rpc" => rpc::run(rest),
         "broadcast" => {
-            broadcast::parse(rest)?;
+            if broadcast::parse(rest)?.needs_socketioxide() {
+                peers::build_socketioxide()?;
+            }
             in_release_build(|| broadcast::run(rest))
         }
         "cluster" => {
@@ -53,6 +65,22 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
             in_release_build(|| cluster::run(rest))
         }
         "minify" => minify::run(rest),
+        "lookup" => {
+            // A small release build of the core alone (the example has no other dependency).
+            let mut c = cargo();
+            c.args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "thywill-core",
+                "--example",
+                "lookup",
+                "--",
+            ])
+            .args(rest);
+            run_cmd(c)
+        }
         "-h" | "--help" | "help" => {
             print!("{BENCHES}");
             Ok(())

@@ -1,0 +1,238 @@
+//! The tracker lookups on the path of every send, against the number of tracked connections:
+//! `connections_of_session` (a send to a session) and `member_of` (a send to a connection),
+//! on [`MemoryTracker`] called through [`DynClientTracker`] as the node calls it, with
+//! `--small` (default 1,000) and `--large` (default 100,000) tracked connections: synthetic
+//! entries spread over eight members, two connections (tabs) per session. The cluster-wide
+//! tracker keeps the same [`thywill_core::ClientTable`] behind one more read lock. A scan of the
+//! table, which is what both trackers did before they were indexed, is timed beside them.
+//!
+//! Run by `cargo xtask bench lookup` (a release build). Prints nanoseconds per lookup and the
+//! ratio large / small, for lookups of random entries (at 100,000 connections most of them
+//! miss the CPU caches: the index is a few MB, the ids' strings are scattered on the heap) and
+//! of a hot set of 500 entries spread over the table (the lookups' own cost, which the hash
+//! indexes keep flat).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use thywill_core::{
+    Client, ConnectionId, DynClientTracker, MemberClients, MemberId, MemoryTracker, SessionId,
+};
+
+/// Members the synthetic connections are spread over.
+const MEMBERS: usize = 8;
+/// Connections per session (tabs).
+const TABS: usize = 2;
+/// Sessions / connections of the "hot set" rows: spread over the table, the same number at
+/// every size, so that those rows show the lookups' own cost once the CPU caches hold what is
+/// looked up (the random rows show the cost when they do not).
+const HOT: usize = 500;
+/// Timed passes over the lookups; the fastest counts (the others met other work on the machine).
+const PASSES: usize = 5;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (mut small, mut large, mut lookups) = (1_000usize, 100_000usize, 200_000usize);
+    while let Some(a) = args.next() {
+        let mut value = || -> Result<usize, Box<dyn std::error::Error>> {
+            Ok(args.next().ok_or(format!("{a} needs a value"))?.parse()?)
+        };
+        match a.as_str() {
+            "--small" => small = value()?,
+            "--large" => large = value()?,
+            "--lookups" => lookups = value()?,
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    if small == 0 || large == 0 || lookups == 0 {
+        return Err("--small, --large and --lookups must be at least 1".into());
+    }
+    println!(
+        "bench lookup: MemoryTracker through DynClientTracker, {small} and {large} tracked connections \
+         ({MEMBERS} members, {TABS} per session), {lookups} lookups of random sessions / connections, \
+         fastest of {PASSES} passes; the machine is shared with other work: compare the ratios"
+    );
+    let a = measure(small, lookups)?;
+    let b = measure(large, lookups)?;
+    println!();
+    println!(
+        "{:<36} {:>14} {:>14} {:>14}",
+        "lookup (ns each)",
+        format!("{small} conns"),
+        format!("{large} conns"),
+        "large / small"
+    );
+    for (name, x, y) in [
+        ("connections_of_session, random", a.session, b.session),
+        ("member_of, random", a.member, b.member),
+        ("connections_of_session, hot set", a.session_hot, b.session_hot),
+        ("member_of, hot set", a.member_hot, b.member_hot),
+        ("connections_of_session (scan)", a.session_scan, b.session_scan),
+        ("member_of (scan)", a.member_scan, b.member_scan),
+    ] {
+        println!(
+            "{name:<36} {:>14.0} {:>14.0} {:>13.2}x",
+            ns(x),
+            ns(y),
+            ns(y) / ns(x).max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+/// Nanoseconds per lookup of each kind, at one table size.
+struct Costs {
+    session: Duration,
+    member: Duration,
+    session_hot: Duration,
+    member_hot: Duration,
+    session_scan: Duration,
+    member_scan: Duration,
+}
+
+fn ns(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e9
+}
+
+/// Polls a future that must be ready at once (the in-memory tracker never waits).
+fn ready<T>(f: impl Future<Output = T>) -> T {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("the in-memory tracker never waits"),
+    }
+}
+
+fn measure(n: usize, lookups: usize) -> Result<Costs, Box<dyn std::error::Error>> {
+    let tracker: Box<dyn DynClientTracker> = Box::new(MemoryTracker::new());
+    let members: Vec<MemberId> = (0..MEMBERS)
+        .map(|m| MemberId::from(format!("member-{m}")))
+        .collect();
+    let conns: Vec<ConnectionId> = (0..n)
+        .map(|i| ConnectionId::from(format!("conn-{i:09}")))
+        .collect();
+    let sessions: Vec<SessionId> = (0..n.div_ceil(TABS))
+        .map(|s| SessionId::from(format!("session-{s:09}")))
+        .collect();
+    for (i, c) in conns.iter().enumerate() {
+        let client = Client {
+            connection: c.clone(),
+            session: sessions[i / TABS].clone(),
+            member: members[i % MEMBERS].clone(),
+        };
+        ready(tracker.connected(&client))?;
+    }
+    // The same pseudo-random picks at every size.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut picks = Vec::with_capacity(lookups);
+    for _ in 0..lookups {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        picks.push(x as usize);
+    }
+    let time = |f: &mut dyn FnMut() -> usize| -> Duration {
+        (0..PASSES)
+            .map(|_| {
+                let start = Instant::now();
+                std::hint::black_box(f());
+                start.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    };
+    let per = |d: Duration, count: usize| d / count as u32;
+
+    let session = time(&mut || {
+        picks
+            .iter()
+            .map(|p| {
+                ready(tracker.connections_of_session(&sessions[p % sessions.len()])).map_or(0, |v| v.len())
+            })
+            .sum()
+    });
+    let member = time(&mut || {
+        picks
+            .iter()
+            .filter(|p| ready(tracker.member_of(&conns[*p % conns.len()])).is_ok_and(|m| m.is_some()))
+            .count()
+    });
+    let hot = |len: usize| -> Vec<usize> { (0..HOT.min(len)).map(|k| k * len / HOT.min(len)).collect() };
+    let (hot_sessions, hot_conns) = (hot(sessions.len()), hot(conns.len()));
+    let session_hot = time(&mut || {
+        picks
+            .iter()
+            .map(|p| {
+                let s = &sessions[hot_sessions[p % hot_sessions.len()]];
+                ready(tracker.connections_of_session(s)).map_or(0, |v| v.len())
+            })
+            .sum()
+    });
+    let member_hot = time(&mut || {
+        picks
+            .iter()
+            .filter(|p| {
+                let c = &conns[hot_conns[*p % hot_conns.len()]];
+                ready(tracker.member_of(c)).is_ok_and(|m| m.is_some())
+            })
+            .count()
+    });
+    // The scans walk the whole table: fewer lookups keep them short.
+    let table = ready(tracker.snapshot())?;
+    let scans = (lookups / n.max(1)).clamp(10, lookups);
+    let session_scan = time(&mut || {
+        picks[..scans]
+            .iter()
+            .map(|p| scan_session(&table, &sessions[p % sessions.len()]).len())
+            .sum()
+    });
+    let member_scan = time(&mut || {
+        picks[..scans]
+            .iter()
+            .filter(|p| scan_member(&table, &conns[*p % conns.len()]).is_some())
+            .count()
+    });
+    // Every lookup found what it looked for.
+    let found: usize = picks
+        .iter()
+        .map(|p| ready(tracker.connections_of_session(&sessions[p % sessions.len()])).map_or(0, |v| v.len()))
+        .sum();
+    if found < lookups {
+        return Err(format!("{found} connections found for {lookups} sessions").into());
+    }
+    Ok(Costs {
+        session: per(session, lookups),
+        member: per(member, lookups),
+        session_hot: per(session_hot, lookups),
+        member_hot: per(member_hot, lookups),
+        session_scan: per(session_scan, scans),
+        member_scan: per(member_scan, scans),
+    })
+}
+
+/// What `connections_of_session` did before the index: every member, every connection.
+fn scan_session(
+    table: &BTreeMap<MemberId, MemberClients>,
+    session: &SessionId,
+) -> Vec<(ConnectionId, MemberId)> {
+    table
+        .iter()
+        .flat_map(|(id, mc)| {
+            mc.connections
+                .iter()
+                .filter(|(_, s)| *s == session)
+                .map(move |(c, _)| (c.clone(), id.clone()))
+        })
+        .collect()
+}
+
+/// What `member_of` did before the index.
+fn scan_member(table: &BTreeMap<MemberId, MemberClients>, connection: &ConnectionId) -> Option<MemberId> {
+    table
+        .iter()
+        .find(|(_, mc)| mc.connections.contains_key(connection))
+        .map(|(id, _)| id.clone())
+}

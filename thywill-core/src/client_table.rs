@@ -1,0 +1,424 @@
+//! [`ClientTable`]: the table a [`ClientTracker`](crate::ClientTracker) keeps, indexed so that
+//! its lookups cost the same with a thousand or a million tracked connections.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::{ConnectionId, MemberClients, MemberId, SessionId};
+
+/// Who is connected where: each member's connections with their sessions, plus two indexes
+/// kept in step with every change — connection → members holding it, and session → its
+/// connections — so that [`member_of`](Self::member_of) and
+/// [`connections_of_session`](Self::connections_of_session), on the path of every send to a
+/// connection or a session, do not scan the table.
+///
+/// The answers are those of a scan in member order: [`member_of`](Self::member_of) is the
+/// first member (by id) holding the connection (a connection id is held by one member, except
+/// for the moment it moves to another and the first has not yet reported it gone), and
+/// [`connections_of_session`](Self::connections_of_session) lists by member, then connection.
+///
+/// A member's entry stays (possibly empty) once it has been written, until
+/// [`remove_member`](Self::remove_member).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientTable {
+    members: BTreeMap<MemberId, MemberClients>,
+    by_connection: HashMap<ConnectionId, Few<MemberId>>,
+    by_session: HashMap<SessionId, Few<(MemberId, ConnectionId)>>,
+}
+
+impl ClientTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every member's entries.
+    pub fn members(&self) -> &BTreeMap<MemberId, MemberClients> {
+        &self.members
+    }
+
+    /// One member's entries.
+    pub fn member(&self, member: &MemberId) -> Option<&MemberClients> {
+        self.members.get(member)
+    }
+
+    /// How many connections are tracked, over all members.
+    pub fn len(&self) -> usize {
+        self.members.values().map(|m| m.connections.len()).sum()
+    }
+
+    /// Whether no connection is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.by_connection.is_empty()
+    }
+
+    /// Records `connection` (of `session`) on `member`; returns the session it had there before.
+    pub fn insert(
+        &mut self,
+        member: &MemberId,
+        connection: ConnectionId,
+        session: SessionId,
+    ) -> Option<SessionId> {
+        let entry = self.members.entry(member.clone()).or_default();
+        let previous = entry.connections.insert(connection.clone(), session.clone());
+        if let Some(old) = &previous {
+            if *old == session {
+                return previous;
+            }
+            unlink(&mut self.by_session, old, &(member.clone(), connection.clone()));
+        } else {
+            link(&mut self.by_connection, connection.clone(), member.clone());
+        }
+        link(&mut self.by_session, session, (member.clone(), connection));
+        previous
+    }
+
+    /// Forgets `connection` on `member`; returns its session, if it was there.
+    pub fn remove(&mut self, member: &MemberId, connection: &ConnectionId) -> Option<SessionId> {
+        let session = self.members.get_mut(member)?.connections.remove(connection)?;
+        self.unindex(member, connection, &session);
+        Some(session)
+    }
+
+    /// Replaces everything known of `member` with `connections` (a snapshot of its table);
+    /// returns what was known before.
+    pub fn replace_member(
+        &mut self,
+        member: &MemberId,
+        connections: BTreeMap<ConnectionId, SessionId>,
+    ) -> BTreeMap<ConnectionId, SessionId> {
+        let old = std::mem::take(&mut self.members.entry(member.clone()).or_default().connections);
+        for (c, s) in &old {
+            self.unindex(member, c, s);
+        }
+        for (c, s) in &connections {
+            link(&mut self.by_connection, c.clone(), member.clone());
+            link(&mut self.by_session, s.clone(), (member.clone(), c.clone()));
+        }
+        self.members.entry(member.clone()).or_default().connections = connections;
+        old
+    }
+
+    /// Removes `member` and its entries; returns them.
+    pub fn remove_member(&mut self, member: &MemberId) -> Option<MemberClients> {
+        let removed = self.members.remove(member)?;
+        for (c, s) in &removed.connections {
+            self.unindex(member, c, s);
+        }
+        Some(removed)
+    }
+
+    /// The member holding `connection` (the first by id, should two hold it).
+    pub fn member_of(&self, connection: &ConnectionId) -> Option<MemberId> {
+        self.by_connection.get(connection).map(|m| m.first().clone())
+    }
+
+    /// Every connection of `session` with the member holding it, by member then connection.
+    pub fn connections_of_session(&self, session: &SessionId) -> Vec<(ConnectionId, MemberId)> {
+        self.by_session.get(session).map_or_else(Vec::new, |few| {
+            few.iter().map(|(m, c)| (c.clone(), m.clone())).collect()
+        })
+    }
+
+    /// Whether both indexes say exactly what the table says (a full scan: for tests).
+    pub fn is_consistent(&self) -> bool {
+        let mut rebuilt = ClientTable {
+            members: BTreeMap::new(),
+            by_connection: HashMap::new(),
+            by_session: HashMap::new(),
+        };
+        for (m, mc) in &self.members {
+            for (c, s) in &mc.connections {
+                link(&mut rebuilt.by_connection, c.clone(), m.clone());
+                link(&mut rebuilt.by_session, s.clone(), (m.clone(), c.clone()));
+            }
+        }
+        rebuilt.by_connection == self.by_connection && rebuilt.by_session == self.by_session
+    }
+
+    fn unindex(&mut self, member: &MemberId, connection: &ConnectionId, session: &SessionId) {
+        unlink(&mut self.by_connection, connection, member);
+        unlink(
+            &mut self.by_session,
+            session,
+            &(member.clone(), connection.clone()),
+        );
+    }
+}
+
+/// A small ordered set: one element inline (the usual case: a connection on one member, a
+/// session with one tab), a `BTreeSet` beyond.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Few<T: Ord> {
+    One(T),
+    Many(BTreeSet<T>),
+}
+
+impl<T: Ord + Clone> Few<T> {
+    fn insert(&mut self, value: T) {
+        match self {
+            Few::One(one) if *one == value => {}
+            Few::One(one) => *self = Few::Many(BTreeSet::from([one.clone(), value])),
+            Few::Many(set) => {
+                set.insert(value);
+            }
+        }
+    }
+
+    /// Removes `value`; `false` when nothing is left (the caller drops the set).
+    fn remove(&mut self, value: &T) -> bool {
+        match self {
+            Few::One(one) => *one != *value,
+            Few::Many(set) => {
+                set.remove(value);
+                match set.len() {
+                    0 => false,
+                    1 => {
+                        if let Some(last) = set.pop_first() {
+                            *self = Few::One(last);
+                        }
+                        true
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
+
+    fn first(&self) -> &T {
+        match self {
+            Few::One(one) => one,
+            // Never empty: `remove` reports the last element gone and the set is dropped.
+            Few::Many(set) => set
+                .first()
+                .unwrap_or_else(|| unreachable!("an empty Few is dropped")),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        let (one, many) = match self {
+            Few::One(one) => (Some(one), None),
+            Few::Many(set) => (None, Some(set.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+fn link<K: std::hash::Hash + Eq, T: Ord + Clone>(index: &mut HashMap<K, Few<T>>, key: K, value: T) {
+    match index.entry(key) {
+        Entry::Vacant(v) => {
+            v.insert(Few::One(value));
+        }
+        Entry::Occupied(mut o) => o.get_mut().insert(value),
+    }
+}
+
+fn unlink<K: std::hash::Hash + Eq, T: Ord + Clone>(index: &mut HashMap<K, Few<T>>, key: &K, value: &T) {
+    if let Some(few) = index.get_mut(key)
+        && !few.remove(value)
+    {
+        index.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(s: &str) -> MemberId {
+        MemberId::from(s)
+    }
+    fn c(s: &str) -> ConnectionId {
+        ConnectionId::from(s)
+    }
+    fn s(x: &str) -> SessionId {
+        SessionId::from(x)
+    }
+
+    /// What a scan of the table answers, the reference the indexes must match.
+    fn scanned(
+        t: &ClientTable,
+        conn: &ConnectionId,
+        session: &SessionId,
+    ) -> (Option<MemberId>, Vec<(ConnectionId, MemberId)>) {
+        let member = t
+            .members()
+            .iter()
+            .find(|(_, mc)| mc.connections.contains_key(conn))
+            .map(|(id, _)| id.clone());
+        let of_session = t
+            .members()
+            .iter()
+            .flat_map(|(id, mc)| {
+                mc.connections
+                    .iter()
+                    .filter(|(_, x)| *x == session)
+                    .map(move |(c, _)| (c.clone(), id.clone()))
+            })
+            .collect();
+        (member, of_session)
+    }
+
+    fn agrees(t: &ClientTable, conns: &[&str], sessions: &[&str]) {
+        assert!(t.is_consistent(), "{t:#?}");
+        for conn in conns {
+            for session in sessions {
+                let (member, of_session) = scanned(t, &c(conn), &s(session));
+                assert_eq!(t.member_of(&c(conn)), member, "{conn}");
+                assert_eq!(t.connections_of_session(&s(session)), of_session, "{session}");
+            }
+        }
+    }
+
+    #[test]
+    fn connect_and_disconnect() {
+        let mut t = ClientTable::new();
+        assert_eq!(t.insert(&m("a"), c("c1"), s("s1")), None);
+        assert_eq!(t.insert(&m("a"), c("c2"), s("s1")), None);
+        assert_eq!(t.insert(&m("b"), c("c3"), s("s1")), None);
+        assert_eq!(t.insert(&m("b"), c("c4"), s("s2")), None);
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.member_of(&c("c3")), Some(m("b")));
+        assert_eq!(
+            t.connections_of_session(&s("s1")),
+            vec![(c("c1"), m("a")), (c("c2"), m("a")), (c("c3"), m("b"))]
+        );
+        agrees(&t, &["c1", "c2", "c3", "c4", "c5"], &["s1", "s2", "s3"]);
+
+        assert_eq!(t.remove(&m("a"), &c("c1")), Some(s("s1")));
+        assert_eq!(t.remove(&m("a"), &c("c1")), None);
+        // Not on that member: nothing changes.
+        assert_eq!(t.remove(&m("a"), &c("c3")), None);
+        assert_eq!(t.member_of(&c("c1")), None);
+        agrees(&t, &["c1", "c2", "c3", "c4"], &["s1", "s2"]);
+
+        for (member, conn) in [("a", "c2"), ("b", "c3"), ("b", "c4")] {
+            t.remove(&m(member), &c(conn));
+        }
+        assert!(t.is_empty());
+        assert!(t.by_session.is_empty(), "{t:#?}");
+        // Members stay, empty, until removed.
+        assert_eq!(t.members().len(), 2);
+        agrees(&t, &["c2"], &["s1"]);
+    }
+
+    #[test]
+    fn a_connection_moving_to_another_member() {
+        let mut t = ClientTable::new();
+        t.insert(&m("b"), c("c1"), s("s1"));
+        // It reconnected to `a` before `b` reported it gone: both hold it for a while.
+        t.insert(&m("a"), c("c1"), s("s1"));
+        assert_eq!(t.member_of(&c("c1")), Some(m("a")));
+        assert_eq!(
+            t.connections_of_session(&s("s1")),
+            vec![(c("c1"), m("a")), (c("c1"), m("b"))]
+        );
+        agrees(&t, &["c1"], &["s1"]);
+        t.remove(&m("b"), &c("c1"));
+        assert_eq!(t.member_of(&c("c1")), Some(m("a")));
+        agrees(&t, &["c1"], &["s1"]);
+        // And back, the other way round.
+        t.insert(&m("b"), c("c1"), s("s1"));
+        t.remove(&m("a"), &c("c1"));
+        assert_eq!(t.member_of(&c("c1")), Some(m("b")));
+        assert_eq!(t.connections_of_session(&s("s1")), vec![(c("c1"), m("b"))]);
+        agrees(&t, &["c1"], &["s1"]);
+    }
+
+    #[test]
+    fn a_connection_changing_session() {
+        let mut t = ClientTable::new();
+        t.insert(&m("a"), c("c1"), s("s1"));
+        assert_eq!(t.insert(&m("a"), c("c1"), s("s1")), Some(s("s1")));
+        assert_eq!(t.insert(&m("a"), c("c1"), s("s2")), Some(s("s1")));
+        assert!(t.connections_of_session(&s("s1")).is_empty());
+        assert_eq!(t.connections_of_session(&s("s2")), vec![(c("c1"), m("a"))]);
+        agrees(&t, &["c1"], &["s1", "s2"]);
+    }
+
+    #[test]
+    fn snapshot_replaces_a_member() {
+        let mut t = ClientTable::new();
+        t.insert(&m("a"), c("c1"), s("s1"));
+        t.insert(&m("b"), c("c2"), s("s1"));
+        t.insert(&m("b"), c("c3"), s("s2"));
+        let fresh = BTreeMap::from([(c("c3"), s("s3")), (c("c4"), s("s1")), (c("c1"), s("s1"))]);
+        let old = t.replace_member(&m("b"), fresh.clone());
+        assert_eq!(old, BTreeMap::from([(c("c2"), s("s1")), (c("c3"), s("s2"))]));
+        assert_eq!(t.member(&m("b")).map(|mc| &mc.connections), Some(&fresh));
+        assert_eq!(t.member_of(&c("c2")), None);
+        assert!(t.connections_of_session(&s("s2")).is_empty());
+        assert_eq!(
+            t.connections_of_session(&s("s1")),
+            vec![(c("c1"), m("a")), (c("c1"), m("b")), (c("c4"), m("b"))]
+        );
+        agrees(&t, &["c1", "c2", "c3", "c4"], &["s1", "s2", "s3"]);
+        // An empty snapshot empties the member but keeps it.
+        t.replace_member(&m("b"), BTreeMap::new());
+        assert_eq!(t.member(&m("b")), Some(&MemberClients::default()));
+        assert_eq!(t.member_of(&c("c1")), Some(m("a")));
+        agrees(&t, &["c1", "c2", "c3", "c4"], &["s1", "s2", "s3"]);
+    }
+
+    #[test]
+    fn purge_removes_a_member_and_its_index_entries() {
+        let mut t = ClientTable::new();
+        t.insert(&m("a"), c("c1"), s("s1"));
+        t.insert(&m("b"), c("c2"), s("s1"));
+        t.insert(&m("b"), c("c1"), s("s1"));
+        let purged = t.remove_member(&m("b"));
+        assert_eq!(
+            purged.map(|mc| mc.connections),
+            Some(BTreeMap::from([(c("c1"), s("s1")), (c("c2"), s("s1"))]))
+        );
+        assert_eq!(t.remove_member(&m("b")), None);
+        assert_eq!(t.member_of(&c("c2")), None);
+        assert_eq!(t.member_of(&c("c1")), Some(m("a")));
+        assert_eq!(t.connections_of_session(&s("s1")), vec![(c("c1"), m("a"))]);
+        agrees(&t, &["c1", "c2"], &["s1"]);
+        t.remove_member(&m("a"));
+        assert!(t.is_empty() && t.by_session.is_empty() && t.members().is_empty());
+    }
+
+    #[test]
+    fn random_changes_keep_the_indexes_consistent() {
+        // A deterministic pseudo-random walk over a few members, connections and sessions.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let names = |p: &str, i: u64| format!("{p}{i}");
+        let mut t = ClientTable::new();
+        for step in 0..2_000 {
+            let member = m(&names("m", next(3)));
+            match next(10) {
+                0..=4 => {
+                    t.insert(&member, c(&names("c", next(12))), s(&names("s", next(4))));
+                }
+                5..=7 => {
+                    t.remove(&member, &c(&names("c", next(12))));
+                }
+                8 => {
+                    let fresh = (0..next(5))
+                        .map(|_| (c(&names("c", next(12))), s(&names("s", next(4)))))
+                        .collect();
+                    t.replace_member(&member, fresh);
+                }
+                _ => {
+                    t.remove_member(&member);
+                }
+            }
+            if step % 50 == 0 {
+                let conns: Vec<String> = (0..12).map(|i| names("c", i)).collect();
+                let sessions: Vec<String> = (0..4).map(|i| names("s", i)).collect();
+                let conns: Vec<&str> = conns.iter().map(String::as_str).collect();
+                let sessions: Vec<&str> = sessions.iter().map(String::as_str).collect();
+                agrees(&t, &conns, &sessions);
+            }
+            assert!(t.is_consistent(), "step {step}: {t:#?}");
+        }
+    }
+}
