@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing: Debian's chromium and
 # chromium-driver (browser tests), redis-server (Redis backend tests), nginx and haproxy (the
-# deploy/ samples' tests), openssl, Node.js.
+# deploy/ samples' tests), openssl, Node.js and npm.
 # Idempotent; needs root (as on the project's machines and CI).
 set -euo pipefail
 need=()
@@ -11,7 +11,9 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
-command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+# npm: the browser client's build toolchain (esbuild, TypeScript) and the Vite example.
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if ((${#need[@]})); then
   echo "install-test-deps: installing ${need[*]}"
   SUDO=""

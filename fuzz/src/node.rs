@@ -5,8 +5,9 @@
 //! defaults, a small [`LocalHistory`] and, when the input asks for it, signed-cookie sessions)
 //! serving two applications: `rooms` ([`Rooms`]: channels, sessions, presence on `p:*`
 //! channels, sends to channels, sessions and connections, and RPC) and `plain` (echoes).
-//! Its connections run over `tokio::io::duplex` pipes through `Node::serve_upgraded`, the
-//! node's own connection task. The steps open and close connections and send `hello`,
+//! Its connections run over `tokio::io::duplex` pipes through `Edge::serve_upgraded`, the
+//! edge's own connection task (its IO side, the node's worker behind it). The steps open and
+//! close connections and send `hello`,
 //! `resume`, `msg`, `rpc`, malformed text, binary and oversized frames and pings, with tabs,
 //! stream names, epochs, offsets and message ids chosen among real and hostile ones (the
 //! epochs and offsets the clients received included).
@@ -43,7 +44,8 @@ use thywill_core::{
     Offset, SessionId,
 };
 use thywill_rpc::Registry;
-use thywill_transport::{Node, NodeParts, SessionConfig, Sessions, TransportConfig};
+use thywill_node::{Node, NodeConfig, NodeParts};
+use thywill_transport::{Edge, EdgeParts, SessionConfig, Sessions, TransportConfig};
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
@@ -284,6 +286,8 @@ struct Conn {
 
 struct Harness {
     node: Node,
+    /// The node's edge, which runs the connections' IO tasks.
+    edge: Edge,
     history: Arc<LocalHistory>,
     cookies: Vec<String>,
     forged: String,
@@ -328,13 +332,12 @@ impl Harness {
             ("plain".into(), Arc::new(Plain)),
         ];
         let node = Node::start(NodeParts {
-            config,
+            config: NodeConfig::default().with_replay(config.replay()),
             applications,
             cluster: Arc::new(LocalCluster::new(MEMBER)),
             tracker: Arc::new(MemoryTracker::new()),
             channels: Arc::new(MemoryChannels::new()),
-            resources: Arc::new(MemoryResources::new()),
-            sessions,
+            session_store: sessions.as_ref().map(|s| s.store().clone()),
             history: history.clone(),
             caches: Arc::new(thywill_core::MemoryCaches::new()),
         })
@@ -343,8 +346,20 @@ impl Harness {
             Ok(n) => n,
             Err(e) => panic!("the node does not start: {e}"),
         };
+        let edge = Edge::start(EdgeParts {
+            config,
+            node: Arc::new(node.clone()),
+            resources: Arc::new(MemoryResources::new()),
+            sessions,
+        })
+        .await;
+        let edge = match edge {
+            Ok(e) => e,
+            Err(e) => panic!("the edge does not start: {e}"),
+        };
         Harness {
             node,
+            edge,
             history,
             cookies,
             forged,
@@ -390,7 +405,7 @@ impl Harness {
             Op::Wait(n) => {
                 tokio::time::sleep(Duration::from_millis(20) * u32::from(*n)).await;
             }
-            Op::Shutdown => self.node.shutdown(),
+            Op::Shutdown => self.edge.shutdown(),
             Op::Hello {
                 version,
                 tab,
@@ -461,9 +476,9 @@ impl Harness {
             }
         };
         let (client, server) = tokio::io::duplex(PIPE);
-        let node = self.node.clone();
+        let edge = self.edge.clone();
         self.served.push(tokio::spawn(
-            async move { node.serve_upgraded(server, cookie).await },
+            async move { edge.serve_upgraded(server, cookie).await },
         ));
         let ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
         let (sink, stream) = ws.split();
@@ -662,7 +677,7 @@ impl Harness {
         if !problems.is_empty() {
             return Err(problems.join("\n"));
         }
-        let metrics = self.node.metrics_text();
+        let metrics = self.edge.metrics_text();
         let panics = metrics
             .lines()
             .find_map(|l| l.strip_prefix("thywill_panics_total "))
@@ -714,7 +729,7 @@ impl Harness {
                 "the history holds {bytes} bytes, more than its bound of {max}"
             ));
         }
-        self.node.shutdown();
+        self.edge.shutdown();
         Ok(())
     }
 }

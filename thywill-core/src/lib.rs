@@ -19,7 +19,11 @@
 //!   ([`BackendParts`]);
 //! - the single-member, in-memory defaults of those traits ([`memory`]: [`LocalCluster`],
 //!   [`MemoryTracker`], [`MemoryChannels`], [`MemorySessionStore`], [`MemoryResources`],
-//!   [`LocalHistory`], bundled as [`LocalBackend`]).
+//!   [`LocalHistory`], bundled as [`LocalBackend`]);
+//! - [`edge`]: where the node runtime meets the edge that serves its WebSockets (the
+//!   [`Gateway`](edge::Gateway) the node implements, the [`Outbound`](edge::Outbound) queue
+//!   the edge implements, and the [`Pipe`](edge::Pipe) between a connection's IO task and its
+//!   worker).
 //!
 //! Component authors write plain `async fn`s: the traits they implement ([`Application`],
 //! [`Cluster`], [`ClientTracker`], [`SessionStore`], [`ChannelManager`], [`ResourceManager`],
@@ -63,6 +67,7 @@ pub mod cache;
 mod channel;
 pub mod cluster;
 mod disconnect;
+pub mod edge;
 mod error;
 pub mod history;
 mod id;

@@ -9,7 +9,7 @@
 //! use thywill_testkit::conformance::{self, Options, Spec};
 //!
 //! conformance::run(Options::single_member(), |spec: Spec| async move {
-//!     # let cluster: Arc<dyn thywill_core::Cluster> = todo!();
+//!     # let cluster: Arc<dyn thywill_core::DynCluster> = todo!();
 //!     // build (do not start) the member `spec.local` of a cluster of `spec.members`
 //!     Ok(cluster)
 //! })

@@ -144,8 +144,32 @@ impl StreamState {
     }
 }
 
+/// Where a client is in one stream ([`Streams::snapshot`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSnapshot {
+    /// The epoch (empty: no position; the next message is a starting point).
+    pub epoch: String,
+    /// The offset of the last delivered (or skipped) message.
+    pub off: u64,
+    /// Frames held until the gap before them fills.
+    pub held: usize,
+}
+
+/// What [`Streams::receive`] made of a server frame.
+#[derive(Debug)]
+pub enum Received {
+    /// A frame of the ordering: what it delivered now (possibly nothing).
+    Delivered(Vec<Delivered>),
+    /// Any other frame, given back.
+    Other(ServerFrame),
+}
+
 /// The per-stream ordering of a client: delivers each stream in order and once, holds what
 /// comes early, says when to ask for a replay. No IO; time is passed in.
+///
+/// Its rules are `thywill.js`'s: both run the shared vectors of
+/// `thywill-transport/client/vectors/recovery.json` (frames in at virtual times, deliveries,
+/// losses and replay requests expected), the Rust side in this module's tests.
 #[derive(Debug, Default)]
 pub struct Streams {
     streams: BTreeMap<String, StreamState>,
@@ -175,6 +199,67 @@ impl Streams {
             epoch: s.epoch.clone(),
             off: s.last,
         })
+    }
+
+    /// Every stream known, by name.
+    pub fn snapshot(&self) -> BTreeMap<String, StreamSnapshot> {
+        self.streams
+            .iter()
+            .map(|(name, s)| {
+                (
+                    name.clone(),
+                    StreamSnapshot {
+                        epoch: s.epoch.clone(),
+                        off: s.last,
+                        held: s.held.len(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// A server frame, as the ordering takes it: a `msg` with a usable stream position
+    /// (`stream` and `epoch` not empty, `off` at least 1) or a `skip` is ordered
+    /// ([`Streams::frame`]), a `msg` without one is delivered as it came, `continuity_lost`
+    /// moves its stream on ([`Streams::continuity_lost`]); a `skip` without a usable
+    /// position is ignored. Returns what is delivered now, or gives back any other frame.
+    pub fn receive(&mut self, frame: ServerFrame, now: Instant) -> Received {
+        let usable =
+            |stream: &str, epoch: &str, off: u64| !stream.is_empty() && !epoch.is_empty() && off >= 1;
+        match frame {
+            ServerFrame::Msg {
+                app,
+                data,
+                meta,
+                stream: Some(stream),
+                epoch: Some(epoch),
+                off: Some(off),
+                ..
+            } if usable(&stream, &epoch, off) => {
+                let item = Item::Msg {
+                    app: app.to_string(),
+                    data,
+                    meta,
+                };
+                Received::Delivered(self.frame(&stream, &epoch, off, item, now))
+            }
+            ServerFrame::Msg { app, data, .. } => Received::Delivered(vec![Delivered {
+                stream: None,
+                epoch: String::new(),
+                off: 0,
+                app: app.to_string(),
+                data,
+                at_us: now_us(),
+            }]),
+            ServerFrame::Skip { stream, epoch, off } if usable(&stream, &epoch, off) => {
+                Received::Delivered(self.frame(&stream, &epoch, off, Item::Skip, now))
+            }
+            ServerFrame::Skip { .. } => Received::Delivered(Vec::new()),
+            ServerFrame::ContinuityLost { stream, epoch, next } => {
+                Received::Delivered(self.continuity_lost(&stream, &epoch, next, now))
+            }
+            other => Received::Other(other),
+        }
     }
 
     /// Frames held across gaps now, in all streams.
@@ -250,11 +335,13 @@ impl Streams {
             st.settle(now);
             return out;
         }
-        if st.held.insert(off, item).is_some() {
-            // Held already: this copy is a duplicate.
-            self.counts.duplicates_dropped += 1;
-        } else {
-            self.counts.held += 1;
+        match st.held.entry(off) {
+            // Held already: this copy is a duplicate, and the first one stays (as in thywill.js).
+            std::collections::btree_map::Entry::Occupied(_) => self.counts.duplicates_dropped += 1,
+            std::collections::btree_map::Entry::Vacant(place) => {
+                place.insert(item);
+                self.counts.held += 1;
+            }
         }
         st.settle(now);
         out
@@ -863,40 +950,18 @@ impl ReliableClient {
     }
 
     fn handle(&mut self, frame: ServerFrame) {
-        let now = Instant::now();
+        if matches!(frame, ServerFrame::ContinuityLost { .. }) {
+            self.counters.continuity_lost += 1;
+        }
+        let frame = match self.streams.receive(frame, Instant::now()) {
+            Received::Delivered(out) => {
+                self.counters.unordered += out.iter().filter(|d| d.stream.is_none()).count() as u64;
+                self.delivered.extend(out);
+                return;
+            }
+            Received::Other(frame) => frame,
+        };
         match frame {
-            ServerFrame::Msg {
-                app,
-                data,
-                meta,
-                stream: Some(stream),
-                epoch: Some(epoch),
-                off: Some(off),
-                ..
-            } if !stream.is_empty() && !epoch.is_empty() && off >= 1 => {
-                let item = Item::Msg {
-                    app: app.to_string(),
-                    data,
-                    meta,
-                };
-                let out = self.streams.frame(&stream, &epoch, off, item, now);
-                self.delivered.extend(out);
-            }
-            ServerFrame::Msg { app, data, .. } => {
-                self.counters.unordered += 1;
-                self.delivered.push(Delivered {
-                    stream: None,
-                    epoch: String::new(),
-                    off: 0,
-                    app: app.to_string(),
-                    data,
-                    at_us: now_us(),
-                });
-            }
-            ServerFrame::Skip { stream, epoch, off } => {
-                let out = self.streams.frame(&stream, &epoch, off, Item::Skip, now);
-                self.delivered.extend(out);
-            }
             ServerFrame::Ack { id } => {
                 self.counters.acked = self.counters.acked.max(id);
                 let mut count = 0;
@@ -905,11 +970,6 @@ impl ReliableClient {
                     count += 1;
                 }
                 self.sent_count = self.sent_count.saturating_sub(count);
-            }
-            ServerFrame::ContinuityLost { stream, epoch, next } => {
-                self.counters.continuity_lost += 1;
-                let out = self.streams.continuity_lost(&stream, &epoch, next, now);
-                self.delivered.extend(out);
             }
             ServerFrame::RpcOk { id, .. } | ServerFrame::RpcErr { id, .. } => {
                 self.replied = self.replied.max(id);
@@ -923,7 +983,11 @@ impl ReliableClient {
                 self.counters.reconnect_hints += 1;
                 self.hint = Some(Duration::from_millis(after_ms).min(MAX_HINT));
             }
-            ServerFrame::Welcome { .. } | ServerFrame::Load { .. } => {}
+            ServerFrame::Welcome { .. }
+            | ServerFrame::Load { .. }
+            | ServerFrame::Msg { .. }
+            | ServerFrame::Skip { .. }
+            | ServerFrame::ContinuityLost { .. } => {}
         }
     }
 }
@@ -1086,5 +1150,169 @@ mod tests {
                 off: 1
             })
         );
+    }
+}
+
+/// The shared recovery vectors (`thywill-transport/client/vectors/recovery.json`, whose
+/// header says how to read them), run against [`Streams`] as the client's IO would drive it:
+/// replay requests sent when due, `hello` naming the positions, asks stopped while
+/// disconnected and restarted after `hello`. `thywill.js` runs the same file
+/// (`client/test/vectors.test.js`).
+#[cfg(test)]
+mod vectors {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    const VECTORS: &str = include_str!("../../thywill-transport/client/vectors/recovery.json");
+
+    #[derive(Deserialize)]
+    struct File {
+        vectors: Vec<Vector>,
+    }
+
+    #[derive(Deserialize)]
+    struct Vector {
+        name: String,
+        steps: Vec<Step>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Step {
+        at: u64,
+        frame: Option<Value>,
+        #[serde(default)]
+        drop: bool,
+        #[serde(default)]
+        connect: bool,
+        #[serde(default)]
+        events: Vec<Value>,
+        #[serde(default)]
+        sent: Vec<Value>,
+        streams: Option<Value>,
+    }
+
+    /// A client's ordering on a virtual clock, and what it did during the current step.
+    struct Run {
+        streams: Streams,
+        t0: Instant,
+        sent: Vec<Value>,
+        losses_seen: usize,
+    }
+
+    impl Run {
+        fn ms(&self, at: Instant) -> u64 {
+            at.saturating_duration_since(self.t0).as_millis() as u64
+        }
+
+        /// Fires the replay requests due up to `to`, each at its time, as timers would.
+        fn advance(&mut self, to: Instant) {
+            while let Some(due) = self.streams.next_due().filter(|d| *d <= to) {
+                for (stream, at) in self.streams.due(due) {
+                    let sent = json!({
+                        "at": self.ms(due),
+                        "resume": {"stream": stream, "epoch": at.epoch, "off": at.off}
+                    });
+                    self.sent.push(sent);
+                }
+            }
+        }
+
+        /// The losses reported since the last call, then `delivered`, as the vectors write
+        /// events.
+        fn events(&mut self, delivered: Vec<Delivered>) -> Vec<Value> {
+            let losses = &self.streams.losses()[self.losses_seen..];
+            self.losses_seen = self.streams.losses().len();
+            let lost = losses
+                .iter()
+                .map(|l| json!({"lost": {"stream": l.stream, "epoch": l.epoch, "next": l.next}}));
+            let delivered = delivered
+                .into_iter()
+                .map(|d| json!({"deliver": {"app": d.app, "data": d.data}}));
+            lost.chain(delivered).collect()
+        }
+    }
+
+    fn run(vector: &Vector) -> anyhow::Result<()> {
+        let t0 = Instant::now();
+        let mut r = Run {
+            streams: Streams::new(),
+            t0,
+            sent: Vec::new(),
+            losses_seen: 0,
+        };
+        let mut connected = true;
+        for (n, step) in vector.steps.iter().enumerate() {
+            let where_ = format!("{}: step {n} ({step:?})", vector.name);
+            let now = t0 + Duration::from_millis(step.at);
+            r.sent.clear();
+            r.advance(now);
+            let mut delivered = Vec::new();
+            if let Some(frame) = &step.frame {
+                let frame: ServerFrame = serde_json::from_value(frame.clone())?;
+                delivered = match r.streams.receive(frame, now) {
+                    Received::Delivered(out) => out,
+                    Received::Other(f) => anyhow::bail!("{where_}: not a frame of the ordering: {f:?}"),
+                };
+                // A message of another epoch asks at once.
+                r.advance(now);
+            } else if step.drop {
+                anyhow::ensure!(connected, "{where_}: dropped while disconnected");
+                r.streams.stop_asks();
+                connected = false;
+            } else if step.connect {
+                anyhow::ensure!(!connected, "{where_}: connect while connected");
+                r.sent
+                    .push(json!({"at": step.at, "hello": r.streams.positions()}));
+                r.streams.restart_asks(now);
+                connected = true;
+            }
+            let events = r.events(delivered);
+            anyhow::ensure!(
+                events == step.events,
+                "{where_}: events {events:?}, expected {:?}",
+                step.events
+            );
+            anyhow::ensure!(
+                r.sent == step.sent,
+                "{where_}: frames sent {:?}, expected {:?}",
+                r.sent,
+                step.sent
+            );
+            if let Some(expected) = &step.streams {
+                let snapshot: serde_json::Map<String, Value> = r
+                    .streams
+                    .snapshot()
+                    .into_iter()
+                    .map(|(name, s)| (name, json!({"epoch": s.epoch, "off": s.off, "held": s.held})))
+                    .collect();
+                let snapshot = Value::Object(snapshot);
+                anyhow::ensure!(
+                    snapshot == *expected,
+                    "{where_}: streams {snapshot}, expected {expected}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_rust_client_follows_the_shared_recovery_vectors() -> anyhow::Result<()> {
+        let file: File = serde_json::from_str(VECTORS)?;
+        anyhow::ensure!(file.vectors.len() >= 10, "only {} vectors", file.vectors.len());
+        let failures: Vec<String> = file
+            .vectors
+            .iter()
+            .filter_map(|v| run(v).err().map(|e| format!("{e:#}")))
+            .collect();
+        anyhow::ensure!(
+            failures.is_empty(),
+            "{} of {} vectors fail:\n{}",
+            failures.len(),
+            file.vectors.len(),
+            failures.join("\n")
+        );
+        Ok(())
     }
 }

@@ -31,6 +31,9 @@
  * - The page connects by itself once the document has been parsed (so that page scripts can
  *   call `Thywill.configure` first), unless `configure({autoConnect: false})` or the script
  *   tag's `data-auto-connect="false"` says otherwise.
+ *
+ * Built by thywill-transport/client/build.mjs from the ES modules in src/ (the npm package
+ * `thywill-client` is built from the same sources): do not edit.
  */
 (function (global) {
   'use strict';
@@ -39,155 +42,82 @@
   if (global.Thywill && global.Thywill.protocolVersion === 1 && typeof global.Thywill.connect === 'function') {
     return;
   }
-
+"use strict";
+(() => {
+  // src/util.js
+  var global = typeof window !== "undefined" ? window : globalThis;
   var console = global.console;
-
-  /** Protocol version this client speaks. */
-  var PROTOCOL_VERSION = 1;
-  /** Path of this script under the base path. */
-  var SCRIPT_SUFFIX = '/thywill/thywill.js';
-  /**
-   * Most messages kept, unacknowledged or waiting for a connection, in all; beyond that the
-   * oldest are dropped.
-   */
-  var MAX_BUFFERED = 1000;
-  /** How long a gap in a stream may stay open before the client asks for a replay (ms). */
-  var GAP_WAIT = 250;
-  /** How often the client asks again while a gap stays open (ms). */
-  var RESUME_RETRY = 1000;
-  /**
-   * Replay requests for one gap (or one change of epoch) without any progress after which the
-   * client gives up on it, reports the loss itself and carries on (about 10 s).
-   */
-  var MAX_RESUME_ASKS = 10;
-  /** Most messages held back by one stream while a gap before them is open. */
-  var MAX_HELD_PER_STREAM = 10000;
-  /** Most messages held back by all streams together. */
-  var MAX_HELD = 20000;
-  /** Most streams the client keeps a position for; the least recently active are forgotten. */
-  var MAX_STREAMS = 256;
-  /** Most characters of stream positions in one `hello` (the server's frame limit is 64 KiB). */
-  var MAX_POSITIONS_CHARS = 32768;
-  /** Most application ids remembered per stream (to address `continuityLost`); beyond: all. */
-  var MAX_STREAM_APPS = 32;
-  /** Default RPC timeout in milliseconds. */
-  var DEFAULT_RPC_TIMEOUT = 10000;
-  /** The largest delay setTimeout accepts. */
-  var MAX_TIMER = 0x7fffffff;
-  /**
-   * Close codes after which the client retries slowly, at the maximum delay: policy violation,
-   * session refused (the page may want to reload: see the `disconnected` info), rate limited.
-   */
-  var SLOW_RETRY_CODES = [1008, 4401, 4429];
-  /**
-   * Connection events, passed on to every ApplicationInterface. The other events of `Thywill`
-   * are `received`, `serverError` and `continuityLost` (passed on to the interfaces they
-   * concern), `stateChange` and `loaded`.
-   */
-  var EVENTS = ['connecting', 'connected', 'disconnected', 'connectionFailure'];
-
-  // ------------------------------------------------------------------------------------------
-  // Small helpers
-  // ------------------------------------------------------------------------------------------
-
   function isObject(v) {
-    return v !== null && typeof v === 'object' && !Array.isArray(v);
+    return v !== null && typeof v === "object" && !Array.isArray(v);
   }
-
   function checkAppId(appId) {
-    if (typeof appId !== 'string' || appId === '') {
-      throw new TypeError('thywill: an application id must be a non-empty string, got ' + String(appId));
+    if (typeof appId !== "string" || appId === "") {
+      throw new TypeError("thywill: an application id must be a non-empty string, got " + String(appId));
     }
   }
-
   function checkDelay(name, v) {
-    if (typeof v !== 'number' || !isFinite(v) || v < 0) {
-      throw new RangeError('thywill: ' + name + ' must be a finite number of milliseconds >= 0, got ' + String(v));
+    if (typeof v !== "number" || !isFinite(v) || v < 0) {
+      throw new RangeError("thywill: " + name + " must be a finite number of milliseconds >= 0, got " + String(v));
     }
   }
-
-  /** Calls a listener or hook; its exceptions are logged and never reach the library. */
   function callSafely(fn, self, args, what) {
     try {
       fn.apply(self, args);
     } catch (e) {
-      console.error('thywill: a ' + what + ' handler threw', e);
+      console.error("thywill: a " + what + " handler threw", e);
     }
   }
-
   function randomBetween(lo, hi) {
     return lo + Math.random() * Math.max(0, hi - lo);
   }
-
-  /**
-   * A new random tab id: 16 hex digits from `crypto.getRandomValues` (from Math.random where
-   * the Web Crypto API is missing, which only makes collisions likelier).
-   */
   function newTabId() {
     var bytes = new Uint8Array(8);
     var crypto = global.crypto;
-    if (crypto && typeof crypto.getRandomValues === 'function') {
+    if (crypto && typeof crypto.getRandomValues === "function") {
       crypto.getRandomValues(bytes);
     } else {
       for (var i = 0; i < bytes.length; i++) {
         bytes[i] = Math.floor(Math.random() * 256);
       }
     }
-    return Array.prototype.map.call(bytes, function (b) {
-      return (b < 16 ? '0' : '') + b.toString(16);
-    }).join('');
+    return Array.prototype.map.call(bytes, function(b) {
+      return (b < 16 ? "0" : "") + b.toString(16);
+    }).join("");
   }
-
-  /** Whether `v` is an integer that JSON numbers and Rust's u64 agree on, and at least `min`. */
   function isCount(v, min) {
-    return typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
+    return typeof v === "number" && Number.isSafeInteger(v) && v >= min;
   }
 
-  // ------------------------------------------------------------------------------------------
-  // Emitter
-  // ------------------------------------------------------------------------------------------
-
-  var LISTENERS = Symbol('thywill.listeners');
-
+  // src/emitter.ts
+  var LISTENERS = /* @__PURE__ */ Symbol("thywill.listeners");
   function listenersOf(emitter) {
     if (!Object.prototype.hasOwnProperty.call(emitter, LISTENERS)) {
-      Object.defineProperty(emitter, LISTENERS, { value: new Map() });
+      Object.defineProperty(emitter, LISTENERS, { value: /* @__PURE__ */ new Map() });
     }
     return emitter[LISTENERS];
   }
-
-  /**
-   * A minimal event emitter: `on`, `once`, `off`, `emit`. Listener exceptions are caught and
-   * logged with console.error, so one faulty listener cannot break the others or the library.
-   */
-  class Emitter {
+  var Emitter = class {
     on(event, fn) {
       return addListener(this, event, fn, false);
     }
-
     once(event, fn) {
       return addListener(this, event, fn, true);
     }
-
-    /**
-     * Removes `fn` from `event` (its most recent registration), every listener of `event`
-     * when `fn` is omitted, or every listener when both are omitted.
-     */
     off(event, fn) {
-      var map = listenersOf(this);
-      if (event === undefined) {
+      const map = listenersOf(this);
+      if (event === void 0) {
         map.clear();
         return this;
       }
-      if (fn === undefined) {
+      if (fn === void 0) {
         map.delete(event);
         return this;
       }
-      var list = map.get(event);
+      const list = map.get(event);
       if (!list) {
         return this;
       }
-      for (var i = list.length - 1; i >= 0; i--) {
+      for (let i = list.length - 1; i >= 0; i--) {
         if (list[i].fn === fn) {
           list.splice(i, 1);
           break;
@@ -198,21 +128,18 @@
       }
       return this;
     }
-
-    /** Calls the listeners of `event` in registration order; true when there were any. */
-    emit(event) {
-      var list = listenersOf(this).get(event);
+    emit(event, ...args) {
+      const list = listenersOf(this).get(event);
       if (!list || list.length === 0) {
         return false;
       }
-      var args = Array.prototype.slice.call(arguments, 1);
-      var snapshot = list.slice();
-      for (var i = 0; i < snapshot.length; i++) {
-        var entry = snapshot[i];
+      const snapshot = list.slice();
+      for (let i = 0; i < snapshot.length; i++) {
+        const entry = snapshot[i];
         if (entry.once) {
-          var at = list.indexOf(entry);
+          const at = list.indexOf(entry);
           if (at < 0) {
-            continue; // a once-listener already consumed by a nested emit
+            continue;
           }
           list.splice(at, 1);
         }
@@ -223,279 +150,322 @@
       }
       return true;
     }
-
     /** Number of listeners of `event`. */
     listenerCount(event) {
-      var list = listenersOf(this).get(event);
+      const list = listenersOf(this).get(event);
       return list ? list.length : 0;
     }
-  }
-
+  };
   function addListener(emitter, event, fn, once) {
-    if (typeof fn !== 'function') {
-      throw new TypeError('thywill: a listener must be a function');
+    if (typeof fn !== "function") {
+      throw new TypeError("thywill: a listener must be a function");
     }
-    var map = listenersOf(emitter);
-    var list = map.get(event);
+    const map = listenersOf(emitter);
+    let list = map.get(event);
     if (!list) {
       list = [];
       map.set(event, list);
     }
-    list.push({ fn: fn, once: once });
+    list.push({ fn, once });
     return emitter;
   }
 
-  // ------------------------------------------------------------------------------------------
-  // Message and RpcError
-  // ------------------------------------------------------------------------------------------
-
-  /**
-   * An application message: `data` (any JSON value) and metadata `_` (a JSON object), as on
-   * the wire. The helpers are the original thywill's; setters return the message, so they
-   * chain. The server's `Message` (Rust) has the same shape.
-   */
-  class Message {
+  // src/message.js
+  var Message = class {
+    /**
+     * `data` of `undefined` becomes `null`; `meta` that is not an object becomes `{}`.
+     * @param {T} [data]
+     * @param {Metadata} [meta]
+     */
     constructor(data, meta) {
-      this.data = data === undefined ? null : data;
+      this.data = data === void 0 ? (
+        /** @type {T} */
+        null
+      ) : data;
       this._ = isObject(meta) ? meta : {};
     }
-
+    /**
+     * The payload.
+     * @returns {T}
+     */
     getData() {
       return this.data;
     }
-
-    /** Replaces the payload (`undefined` becomes `null`). */
-    setData(data) {
-      this.data = data === undefined ? null : data;
-      return this;
-    }
-
-    /** The metadata value under `key`, or the whole metadata object without a key. */
-    getMetadata(key) {
-      return key === undefined ? this._ : this._[key];
-    }
-
     /**
-     * Sets one metadata value (`setMetadata(key, value)`; `undefined` removes the key), or
-     * replaces the whole metadata with a copy of an object (`setMetadata({...})`).
+     * Replaces the payload (`undefined` becomes `null`).
+     * @template U
+     * @param {U} data
+     * @returns {Message<U>}
+     */
+    setData(data) {
+      var self = (
+        /** @type {Message<any>} */
+        this
+      );
+      self.data = data === void 0 ? null : data;
+      return self;
+    }
+    /**
+     * The whole metadata object.
+     * @overload
+     * @returns {Metadata}
+     */
+    /**
+     * One metadata value.
+     * @overload
+     * @param {string} key
+     * @returns {unknown}
+     */
+    /**
+     * @param {string} [key]
+     * @returns {unknown}
+     */
+    getMetadata(key) {
+      return key === void 0 ? this._ : this._[key];
+    }
+    /**
+     * Sets one metadata value; `undefined` removes the key.
+     * @overload
+     * @param {string} key
+     * @param {unknown} value
+     * @returns {this}
+     */
+    /**
+     * Replaces the whole metadata with a copy of `metadata`.
+     * @overload
+     * @param {Metadata} metadata
+     * @returns {this}
+     */
+    /**
+     * @param {string | Metadata} key
+     * @param {unknown} [value]
+     * @returns {this}
      */
     setMetadata(key, value) {
       if (isObject(key)) {
         this._ = Object.assign({}, key);
-      } else if (typeof key === 'string') {
-        if (value === undefined) {
+      } else if (typeof key === "string") {
+        if (value === void 0) {
           delete this._[key];
         } else {
           this._[key] = value;
         }
       } else {
-        throw new TypeError('thywill: setMetadata takes a key and a value, or an object');
+        throw new TypeError("thywill: setMetadata takes a key and a value, or an object");
       }
       return this;
     }
-
-    /** Removes one metadata value, or all of them without a key. */
+    /**
+     * Removes one metadata value, or all of them without a key.
+     * @param {string} [key]
+     * @returns {this}
+     */
     clearMetadata(key) {
-      if (key === undefined) {
+      if (key === void 0) {
         this._ = {};
       } else {
         delete this._[key];
       }
       return this;
     }
-
-    /** The `type` metadata value (a string naming the kind of message), or `undefined`. */
+    /**
+     * The `type` metadata value (a string naming the kind of message), or `undefined`.
+     * @returns {string | undefined}
+     */
     getType() {
-      return this._.type;
+      return (
+        /** @type {string | undefined} */
+        this._.type
+      );
     }
-
-    /** Sets the `type` metadata value; `undefined` or `null` removes it. */
+    /**
+     * Sets the `type` metadata value; `undefined` or `null` removes it.
+     * @param {string | null | undefined} type
+     * @returns {this}
+     */
     setType(type) {
-      if (type === undefined || type === null) {
+      if (type === void 0 || type === null) {
         delete this._.type;
       } else {
         this._.type = type;
       }
       return this;
     }
-
-    /** A plain object `{data, _}` (a copy of the metadata object; `data` is not copied). */
+    /**
+     * A plain object `{data, _}` (a copy of the metadata object; `data` is not copied).
+     * @returns {{ data: T, _: Metadata }}
+     */
     toObject() {
       return { data: this.data, _: Object.assign({}, this._) };
     }
-
-    /** `{data, _}`, for `JSON.stringify`. */
+    /**
+     * `{data, _}`, for `JSON.stringify`.
+     * @returns {{ data: T, _: Metadata }}
+     */
     toJSON() {
       return this.toObject();
     }
-
-    /** The message as JSON text: `{"data":…,"_":{…}}`. */
+    /**
+     * The message as JSON text: `{"data":…,"_":{…}}`.
+     * @returns {string}
+     */
     toString() {
       return JSON.stringify(this);
     }
-  }
-
+  };
   var RPC_MESSAGES = {
-    np: 'permission refused',
-    nf: 'no such function',
-    ba: 'bad arguments',
-    he: 'the function failed',
-    to: 'timed out',
-    dc: 'disconnected'
+    np: "permission refused",
+    nf: "no such function",
+    ba: "bad arguments",
+    he: "the function failed",
+    to: "timed out",
+    dc: "disconnected"
+  };
+  var RpcError = class extends Error {
+    /**
+     * @param {RpcErrorCode} code
+     * @param {string} [message]
+     * @param {string} [functionName]
+     */
+    constructor(code, message, functionName) {
+      super(message || RPC_MESSAGES[code] || "rpc failed");
+      this.name = "RpcError";
+      this.code = code;
+      this.functionName = functionName === void 0 ? null : functionName;
+    }
   };
 
-  /** Why a remote procedure call failed; `code` is one of np, nf, ba, he, to, dc. */
-  class RpcError extends Error {
-    constructor(code, message, functionName) {
-      super(message || RPC_MESSAGES[code] || 'rpc failed');
-      this.name = 'RpcError';
-      this.code = code;
-      this.functionName = functionName === undefined ? null : functionName;
-    }
-  }
-
-  // ------------------------------------------------------------------------------------------
-  // Connection state (one per page)
-  // ------------------------------------------------------------------------------------------
-
+  // src/client.js
+  var console2 = global.console;
+  var PROTOCOL_VERSION = 1;
+  var SCRIPT_SUFFIX = "/thywill/thywill.js";
+  var MAX_BUFFERED = 1e3;
+  var GAP_WAIT = 250;
+  var RESUME_RETRY = 1e3;
+  var MAX_RESUME_ASKS = 10;
+  var MAX_HELD_PER_STREAM = 1e4;
+  var MAX_HELD = 2e4;
+  var MAX_STREAMS = 256;
+  var MAX_POSITIONS_CHARS = 32768;
+  var MAX_STREAM_APPS = 32;
+  var DEFAULT_RPC_TIMEOUT = 1e4;
+  var MAX_TIMER = 2147483647;
+  var SLOW_RETRY_CODES = [1008, 4401, 4429];
+  var EVENTS = ["connecting", "connected", "disconnected", "connectionFailure"];
   var script = global.document ? global.document.currentScript : null;
-
-  /** The base path this script was served under, without a trailing slash ('' at the root). */
-  var basePath = (function () {
-    // A bundle that contains this script says where it is served with `data-base`.
-    var declared = script ? script.getAttribute('data-base') : null;
+  var basePath = (function() {
+    if (false) {
+      return "";
+    }
+    var declared = script ? script.getAttribute("data-base") : null;
     if (declared !== null) {
-      return declared.replace(/\/+$/, '');
+      return declared.replace(/\/+$/, "");
     }
     if (!script || !script.src) {
-      console.warn('thywill: cannot locate thywill.js; assuming the root base path (use Thywill.configure({url}))');
-      return '';
+      console2.warn("thywill: cannot locate thywill.js; assuming the root base path (use Thywill.configure({url}))");
+      return "";
     }
     var path = new URL(script.src, global.location.href).pathname;
     if (path.slice(-SCRIPT_SUFFIX.length) !== SCRIPT_SUFFIX) {
-      console.warn('thywill: thywill.js is not served at <base>' + SCRIPT_SUFFIX + '; assuming the root base path');
-      return '';
+      console2.warn("thywill: thywill.js is not served at <base>" + SCRIPT_SUFFIX + "; assuming the root base path");
+      return "";
     }
     return path.slice(0, -SCRIPT_SUFFIX.length);
   })();
-
   var config = {
     url: null,
     minDelay: 250,
-    maxDelay: 10000,
-    autoConnect: !(script && script.getAttribute('data-auto-connect') === 'false')
+    maxDelay: 1e4,
+    autoConnect: !(script && script.getAttribute("data-auto-connect") === "false")
   };
-  if (script && script.getAttribute('data-url')) {
-    config.url = script.getAttribute('data-url');
+  if (script && script.getAttribute("data-url")) {
+    config.url = script.getAttribute("data-url");
   }
-
-  var state = 'disconnected';
-  var socket = null; // the current WebSocket, opening or open
-  var wanted = false; // whether the client should be (re)connecting
-  var controlled = false; // connect() or disconnect() was called: no automatic connect any more
-  var autoConnectDue = false; // the document has been parsed: the automatic connect was due
+  var state = "disconnected";
+  var socket = null;
+  var wanted = false;
+  var controlled = false;
+  var autoConnectDue = false;
   var retryTimer = null;
-  var attempt = 0; // failed attempts since the last welcome
-  var delayOverride = null; // from a `reconnect` frame
-  var session = null; // what the welcome frame said, while connected
-  var tabId = newTabId(); // this page load's id, kept across reconnects
+  var attempt = 0;
+  var delayOverride = null;
+  var session = null;
+  var tabId = newTabId();
   var nextMessageId = 1;
   var nextRpcId = 1;
-  // Messages not acknowledged yet, in id order: { id, text } (`text` is the encoded frame).
-  // The first `sentCount` were sent on the current connection; the rest wait for one.
   var outbox = [];
   var sentCount = 0;
-  var pending = new Map(); // rpc id -> { app, name, resolve, reject, timer }
-
+  var pending = /* @__PURE__ */ new Map();
   function socketUrl() {
-    var proto = global.location.protocol === 'https:' ? 'wss:' : 'ws:';
+    var proto = global.location.protocol === "https:" ? "wss:" : "ws:";
     if (config.url === null) {
-      return proto + '//' + global.location.host + basePath + '/ws';
+      return proto + "//" + global.location.host + basePath + "/ws";
     }
     var u = new URL(config.url, global.location.href);
-    if (u.protocol === 'http:') {
-      u.protocol = 'ws:';
-    } else if (u.protocol === 'https:') {
-      u.protocol = 'wss:';
+    if (u.protocol === "http:") {
+      u.protocol = "ws:";
+    } else if (u.protocol === "https:") {
+      u.protocol = "wss:";
     }
     return u.href;
   }
-
   function setState(next) {
     if (state === next) {
       return false;
     }
     state = next;
-    Thywill.emit('stateChange', next);
+    Thywill.emit("stateChange", next);
     return true;
   }
-
   function clearRetry() {
     if (retryTimer !== null) {
       clearTimeout(retryTimer);
       retryTimer = null;
     }
   }
-
   function failPending(code, message) {
     if (pending.size === 0) {
       return;
     }
     var entries = Array.from(pending.values());
     pending.clear();
-    entries.forEach(function (p) {
+    entries.forEach(function(p) {
       if (p.timer !== null) {
         clearTimeout(p.timer);
       }
       p.reject(new RpcError(code, message, p.name));
     });
   }
-
-  /** Sends one encoded frame now; false when there is no open, welcomed socket. */
   function trySend(text) {
-    if (state !== 'connected' || !socket || socket.readyState !== 1) {
+    if (state !== "connected" || !socket || socket.readyState !== 1) {
       return false;
     }
     try {
       socket.send(text);
       return true;
     } catch (e) {
-      console.warn('thywill: send failed', e);
+      console2.warn("thywill: send failed", e);
       return false;
     }
   }
-
-  /**
-   * Keeps a message until the server acknowledges it; beyond MAX_BUFFERED kept messages the
-   * oldest are dropped (never resent) with a warning.
-   */
   function enqueue(id, text) {
-    outbox.push({ id: id, text: text });
+    outbox.push({ id, text });
     if (outbox.length > MAX_BUFFERED) {
       var count = outbox.length - MAX_BUFFERED;
       outbox.splice(0, count);
       var wasSent = Math.min(count, sentCount);
       sentCount -= wasSent;
-      console.warn('thywill: ' + count + ' message(s) dropped (' + wasSent + ' sent but not acknowledged): more than ' +
-        MAX_BUFFERED + ' unacknowledged or waiting for a connection');
+      console2.warn("thywill: " + count + " message(s) dropped (" + wasSent + " sent but not acknowledged): more than " + MAX_BUFFERED + " unacknowledged or waiting for a connection");
     }
   }
-
-  /**
-   * Sends the kept messages not yet sent on this connection, in id order, while the socket
-   * takes them. Unacknowledged messages of an earlier connection come first: after a welcome
-   * every kept message counts as unsent.
-   */
   function flush() {
     while (sentCount < outbox.length && trySend(outbox[sentCount].text)) {
       sentCount++;
     }
   }
-
-  /** The server processed this tab's messages up to `id` (an `ack` frame): forget them. */
   function acknowledged(id) {
     if (!isCount(id, 0)) {
-      console.warn('thywill: invalid ack frame ignored', id);
+      console2.warn("thywill: invalid ack frame ignored", id);
       return;
     }
     var count = 0;
@@ -507,16 +477,16 @@
       sentCount = Math.max(0, sentCount - count);
     }
   }
-
   function open() {
     clearRetry();
-    if (socket || state !== 'disconnected' || !wanted) {
+    if (socket || state !== "disconnected" || !wanted) {
       return;
     }
-    setState('connecting');
-    Thywill.emit('connecting');
-    if (!wanted || socket || state !== 'connecting') {
-      return; // a listener changed its mind
+    setState("connecting");
+    Thywill.emit("connecting");
+    if (!wanted || socket || /** @type {State} */
+    state !== "connecting") {
+      return;
     }
     var url;
     var ws;
@@ -524,14 +494,15 @@
       url = socketUrl();
       ws = new global.WebSocket(url);
     } catch (e) {
-      console.error('thywill: cannot open a WebSocket to ' + String(url), e);
-      closed(0, String(e && e.message));
+      console2.error("thywill: cannot open a WebSocket to " + String(url), e);
+      closed(0, String(e && /** @type {any} */
+      e.message));
       return;
     }
     socket = ws;
-    ws.onopen = function () {
+    ws.onopen = function() {
       if (ws === socket) {
-        var hello = { t: 'hello', v: PROTOCOL_VERSION, tab: tabId };
+        var hello = { t: "hello", v: PROTOCOL_VERSION, tab: tabId };
         var positions = streamPositions();
         if (positions !== null) {
           hello.streams = positions;
@@ -539,30 +510,26 @@
         try {
           ws.send(JSON.stringify(hello));
         } catch (e) {
-          console.warn('thywill: could not send hello', e);
+          console2.warn("thywill: could not send hello", e);
           return;
         }
-        // The hello asked for the open gaps: ask again only if they stay open.
         restartAsks();
       }
     };
-    ws.onmessage = function (ev) {
+    ws.onmessage = function(ev) {
       if (ws === socket) {
         received(ev.data);
       }
     };
-    ws.onclose = function (ev) {
+    ws.onclose = function(ev) {
       if (ws === socket) {
         socket = null;
         closed(ev.code, ev.reason);
       }
     };
-    ws.onerror = function () {
-      // A close event follows, which does the work.
+    ws.onerror = function() {
     };
   }
-
-  /** Closes the current socket and forgets it: its later events are ignored. */
   function dropSocket(code, reason) {
     var ws = socket;
     socket = null;
@@ -570,32 +537,28 @@
       try {
         ws.close(code, reason);
       } catch (e) {
-        // Already closing.
       }
     }
   }
-
-  /** The socket ended (or never opened): update the state, tell everybody, plan a retry. */
   function closed(code, reason) {
-    var wasConnected = state === 'connected';
+    var wasConnected = state === "connected";
     session = null;
     sentCount = 0;
     stopAsks();
-    failPending('dc', 'the connection closed');
-    if (state !== 'disconnected') {
-      setState('disconnected');
-      var info = { code: code, reason: reason || '' };
+    failPending("dc", "the connection closed");
+    if (state !== "disconnected") {
+      setState("disconnected");
+      var info = { code, reason: reason || "" };
       if (wasConnected) {
-        Thywill.emit('disconnected', info);
+        Thywill.emit("disconnected", info);
       } else {
-        Thywill.emit('connectionFailure', info);
+        Thywill.emit("connectionFailure", info);
       }
     }
-    if (wanted && !socket && state === 'disconnected' && retryTimer === null) {
+    if (wanted && !socket && state === "disconnected" && retryTimer === null) {
       scheduleRetry(code);
     }
   }
-
   function scheduleRetry(code) {
     var delay;
     if (delayOverride !== null) {
@@ -605,155 +568,121 @@
       delay = randomBetween(config.maxDelay / 2, config.maxDelay);
       attempt++;
     } else {
-      // Full jitter between minDelay and an exponentially growing cap (factor 2).
       var cap = Math.min(config.maxDelay, config.minDelay * Math.pow(2, Math.min(attempt, 30) + 1));
       delay = randomBetween(config.minDelay, cap);
       attempt++;
     }
-    retryTimer = setTimeout(function () {
+    retryTimer = setTimeout(function() {
       retryTimer = null;
       open();
     }, Math.min(MAX_TIMER, Math.round(delay)));
   }
-
   function received(raw) {
-    if (typeof raw !== 'string') {
-      console.warn('thywill: binary frame ignored');
+    if (typeof raw !== "string") {
+      console2.warn("thywill: binary frame ignored");
       return;
     }
     var f;
     try {
       f = JSON.parse(raw);
     } catch (e) {
-      console.warn('thywill: malformed frame ignored', raw);
+      console2.warn("thywill: malformed frame ignored", raw);
       return;
     }
-    if (!isObject(f) || typeof f.t !== 'string') {
-      console.warn('thywill: frame without a type ignored', f);
+    if (!isObject(f) || typeof f.t !== "string") {
+      console2.warn("thywill: frame without a type ignored", f);
       return;
     }
     switch (f.t) {
-      case 'welcome':
+      case "welcome":
         welcomed(f);
         break;
-      case 'msg':
+      case "msg":
         if (isStreamMessage(f)) {
           streamMessage(f);
         } else {
           deliverMessage(null, f);
         }
         break;
-      case 'skip':
-        // A stream message this connection is excluded from: it only takes its offset.
+      case "skip":
         if (isStreamMessage(f)) {
           streamMessage(f);
         } else {
-          console.warn('thywill: invalid skip frame ignored', f);
+          console2.warn("thywill: invalid skip frame ignored", f);
         }
         break;
-      case 'ack':
+      case "ack":
         acknowledged(f.id);
         break;
-      case 'continuity_lost':
+      case "continuity_lost":
         continuityLost(f);
         break;
-      case 'rpc_ok':
-      case 'rpc_err':
+      case "rpc_ok":
+      case "rpc_err":
         replied(f);
         break;
-      case 'error':
-        console.warn('thywill: server error ' + String(f.code) + ': ' + String(f.message), f);
-        Thywill.emit('serverError', f);
+      case "error":
+        console2.warn("thywill: server error " + String(f.code) + ": " + String(f.message), f);
+        Thywill.emit(
+          "serverError",
+          /** @type {ServerErrorFrame} */
+          /** @type {unknown} */
+          f
+        );
         break;
-      case 'load':
-        // Progressive exposure: the server tells the page to load a resource of its own
-        // origin. Anything but a plain absolute path there is refused (see resourceUrl).
+      case "load":
         if (LOAD_KINDS.indexOf(f.kind) < 0 || resourceUrl(f.path) === null) {
-          console.warn('thywill: invalid load frame refused', f);
+          console2.warn("thywill: invalid load frame refused", f);
           return;
         }
-        Thywill.load(f.kind, f.path).catch(function (error) {
-          console.warn('thywill: cannot load ' + f.kind + ' ' + f.path, error);
+        Thywill.load(f.kind, f.path).catch(function(error) {
+          console2.warn("thywill: cannot load " + f.kind + " " + f.path, error);
         });
         break;
-      case 'reconnect': {
-        var after = typeof f.after_ms === 'number' && isFinite(f.after_ms) ? f.after_ms : 0;
+      case "reconnect": {
+        var after = typeof f.after_ms === "number" && isFinite(f.after_ms) ? f.after_ms : 0;
         delayOverride = Math.max(0, Math.min(after, MAX_TIMER));
-        dropSocket(1000, 'reconnect requested');
-        closed(1000, 'reconnect requested by the server');
+        dropSocket(1e3, "reconnect requested");
+        closed(1e3, "reconnect requested by the server");
         break;
       }
       default:
-        // A frame type from a newer server: ignore it.
         break;
     }
   }
-
   function welcomed(f) {
     if (f.v !== PROTOCOL_VERSION) {
-      console.warn('thywill: the server speaks protocol version ' + String(f.v) + ', this client ' + PROTOCOL_VERSION);
+      console2.warn("thywill: the server speaks protocol version " + String(f.v) + ", this client " + PROTOCOL_VERSION);
     }
     session = {
-      connection: typeof f.connection === 'string' ? f.connection : null,
-      session: typeof f.session === 'string' ? f.session : null,
-      member: typeof f.member === 'string' ? f.member : null,
+      connection: typeof f.connection === "string" ? f.connection : null,
+      session: typeof f.session === "string" ? f.session : null,
+      member: typeof f.member === "string" ? f.member : null,
       apps: Array.isArray(f.apps) ? f.apps.slice() : []
     };
     attempt = 0;
-    if (state === 'connected') {
+    if (state === "connected") {
       return;
     }
-    // Kept messages go first (unacknowledged, then buffered, in id order), so that anything
-    // sent by `connected` listeners follows them.
-    state = 'connected';
+    state = "connected";
     sentCount = 0;
     flush();
-    Thywill.emit('stateChange', state);
-    if (state === 'connected') {
-      Thywill.emit('connected');
+    Thywill.emit("stateChange", state);
+    if (state === "connected") {
+      Thywill.emit("connected");
     }
   }
-
-  // ------------------------------------------------------------------------------------------
-  // Streams: messages to a channel or a session, delivered in order and once
-  // ------------------------------------------------------------------------------------------
-
-  /**
-   * Stream name -> { name, epoch, last, held, mismatch, timer, asks, lostPending, apps }: the
-   * position of every stream the page has seen (at most MAX_STREAMS, the same bound as the
-   * server's per `hello`), least recently active first (an active stream moves to the end).
-   * - `epoch`, `last`: the epoch and the offset of the last message delivered; epoch '' means
-   *   no position (the next message of the stream is taken as its starting point);
-   * - `held`: offset -> frame (`msg` or `skip`), messages that arrived before the gap ahead
-   *   of them filled;
-   * - `mismatch`: a message of another epoch arrived, a replay was asked for;
-   * - `timer`, `asks`: the pending replay request and how many were sent without progress;
-   * - `lostPending`: the client gave up on an epoch change: report it with the next message;
-   * - `apps`: the applications whose messages the stream carried (null: too many to list).
-   */
-  var streams = new Map();
-  /** Messages held by all streams. */
+  var streams = /* @__PURE__ */ new Map();
   var heldCount = 0;
-
-  /**
-   * Whether a `msg` (or `skip`) frame carries a usable stream offset; a message without one
-   * is delivered as it comes.
-   */
   function isStreamMessage(f) {
-    return typeof f.stream === 'string' && f.stream !== '' &&
-      typeof f.epoch === 'string' && f.epoch !== '' && isCount(f.off, 1);
+    return typeof f.stream === "string" && f.stream !== "" && typeof f.epoch === "string" && f.epoch !== "" && isCount(f.off, 1);
   }
-
-  /**
-   * Emits `received` for a message frame and notes its application in its stream `st`; a
-   * `skip` frame (a message this connection is excluded from) only took its place in order.
-   */
   function deliverMessage(st, f) {
-    if (f.t === 'skip') {
+    if (f.t === "skip") {
       return;
     }
-    if (typeof f.app !== 'string') {
-      console.warn('thywill: message without an application ignored', f);
+    if (typeof f.app !== "string") {
+      console2.warn("thywill: message without an application ignored", f);
       return;
     }
     if (st !== null && st.apps !== null && !st.apps.has(f.app)) {
@@ -763,24 +692,16 @@
         st.apps = null;
       }
     }
-    Thywill.emit('received', f.app, new Message(f.data, f._));
+    Thywill.emit("received", f.app, new Message(f.data, f._));
   }
-
-  /** The state of stream `name`, marked as the most recently active; null when unknown. */
   function touchStream(name) {
     var st = streams.get(name);
-    if (st !== undefined) {
+    if (st !== void 0) {
       streams.delete(name);
       streams.set(name, st);
     }
-    return st === undefined ? null : st;
+    return st === void 0 ? null : st;
   }
-
-  /**
-   * Starts keeping a position for stream `name` (after the message `last` of `epoch`). Beyond
-   * MAX_STREAMS the least recently active stream is forgotten (its held messages delivered
-   * first, past their gaps, which are reported).
-   */
   function addStream(name, epoch, last) {
     if (streams.size >= MAX_STREAMS) {
       var oldest = streams.values().next().value;
@@ -792,28 +713,24 @@
       streams.delete(oldest.name);
     }
     var st = {
-      name: name,
-      epoch: epoch,
-      last: last,
-      held: new Map(),
+      name,
+      epoch,
+      last,
+      held: /* @__PURE__ */ new Map(),
       mismatch: false,
       timer: null,
       asks: 0,
       lostPending: false,
-      apps: new Set()
+      apps: /* @__PURE__ */ new Set()
     };
     streams.set(name, st);
     return st;
   }
-
-  /** A `msg` or `skip` frame with a stream offset: deliver, drop, hold or ask for a replay. */
   function streamMessage(f) {
     var st = touchStream(f.stream);
     if (st === null) {
-      // A stream not seen before: this message is its starting point.
       st = addStream(f.stream, f.epoch, f.off - 1);
-    } else if (st.epoch === '') {
-      // No position (the server's log was gone, or the client gave up): a new starting point.
+    } else if (st.epoch === "") {
       st.epoch = f.epoch;
       st.last = f.off - 1;
       st.mismatch = false;
@@ -823,7 +740,6 @@
       }
     }
     if (f.epoch !== st.epoch) {
-      // Another log: the server must say where to continue. Ask now, unless a request is due.
       st.mismatch = true;
       if (st.timer === null) {
         askNow(st);
@@ -831,7 +747,7 @@
       return;
     }
     if (f.off <= st.last) {
-      return; // a duplicate (replayed, or resent by both a replay and the live path)
+      return;
     }
     if (f.off === st.last + 1) {
       st.asks = 0;
@@ -843,11 +759,9 @@
     }
     hold(st, f);
   }
-
-  /** Delivers the held messages that follow the stream's position without a gap. */
   function drain(st) {
     var next = st.held.get(st.last + 1);
-    while (next !== undefined) {
+    while (next !== void 0) {
       st.held.delete(st.last + 1);
       heldCount--;
       st.last++;
@@ -855,65 +769,50 @@
       next = st.held.get(st.last + 1);
     }
   }
-
-  /**
-   * Delivers, in offset order, the held messages of a stream below offset `below`, past the
-   * gaps between them: used when the server says those gaps can never be filled. They were
-   * never delivered and will not be replayed, so delivering them loses the least.
-   */
   function flushHeld(st, below) {
     var offsets = [];
-    st.held.forEach(function (frame, off) {
+    st.held.forEach(function(frame, off) {
       if (off < below) {
         offsets.push(off);
       }
     });
-    offsets.sort(function (a, b) {
+    offsets.sort(function(a, b) {
       return a - b;
     });
-    offsets.forEach(function (off) {
-      var frame = st.held.get(off);
+    offsets.forEach(function(off) {
+      var frame = (
+        /** @type {Frame} */
+        st.held.get(off)
+      );
       st.held.delete(off);
       heldCount--;
       st.last = Math.max(st.last, off);
       deliverMessage(st, frame);
     });
   }
-
-  /**
-   * Holds a message that arrived ahead of a gap, and asks for a replay if the gap is not
-   * filled within GAP_WAIT. Past the bounds (per stream and in all), the stream holding the
-   * most gives up on its older gaps (see `relieve`).
-   */
   function hold(st, f) {
     if (st.held.has(f.off)) {
-      return; // held already
+      return;
     }
     st.held.set(f.off, f);
     heldCount++;
     if (st.held.size > MAX_HELD_PER_STREAM) {
-      console.warn('thywill: more than ' + MAX_HELD_PER_STREAM + ' messages of ' + st.name + ' wait for a gap to fill: skipping gaps');
+      console2.warn("thywill: more than " + MAX_HELD_PER_STREAM + " messages of " + st.name + " wait for a gap to fill: skipping gaps");
       relieve(st);
     } else if (heldCount > MAX_HELD) {
       var largest = st;
-      streams.forEach(function (other) {
+      streams.forEach(function(other) {
         if (other.held.size > largest.held.size) {
           largest = other;
         }
       });
-      console.warn('thywill: more than ' + MAX_HELD + ' messages wait for gaps to fill: skipping gaps of ' + largest.name);
+      console2.warn("thywill: more than " + MAX_HELD + " messages wait for gaps to fill: skipping gaps of " + largest.name);
       relieve(largest);
     }
     settle(st);
   }
-
-  /**
-   * Makes room in a stream that holds too much: reports the loss, then delivers the older half
-   * of its held messages past the gaps between them (and whatever follows them without a gap),
-   * so that one overflow frees many places at once.
-   */
   function relieve(st) {
-    var offsets = Array.from(st.held.keys()).sort(function (a, b) {
+    var offsets = Array.from(st.held.keys()).sort(function(a, b) {
       return a - b;
     });
     reportLoss(st, st.epoch, offsets[0]);
@@ -922,14 +821,9 @@
     drain(st);
     settle(st);
   }
-
-  /**
-   * Gives up on the first gap of a stream: reports the loss, then delivers the held messages
-   * from the first one after the gap on.
-   */
   function skipGap(st) {
     var first = Infinity;
-    st.held.forEach(function (frame, off) {
+    st.held.forEach(function(frame, off) {
       first = Math.min(first, off);
     });
     if (first === Infinity) {
@@ -941,30 +835,17 @@
     drain(st);
     settle(st);
   }
-
-  /**
-   * Tells the page that messages of a stream before `next` (in `epoch`) will never arrive:
-   * the `continuityLost` event, which the ApplicationInterfaces of the applications that
-   * received messages of the stream pass on (all of them when that is not known).
-   */
   function reportLoss(st, epoch, next) {
-    Thywill.emit('continuityLost', {
+    Thywill.emit("continuityLost", {
       stream: st.name,
-      epoch: epoch,
-      next: next,
+      epoch,
+      next,
       apps: st.apps === null ? [] : Array.from(st.apps)
     });
   }
-
-  /** Whether a stream waits for a replay: a gap is open or a message of another epoch came. */
   function needsReplay(st) {
     return st.held.size > 0 || st.mismatch;
   }
-
-  /**
-   * Plans or cancels the stream's replay request after a change: a new wait of GAP_WAIT when
-   * a replay is needed and none is planned, no request when none is needed.
-   */
   function settle(st) {
     if (!needsReplay(st)) {
       clearAsk(st);
@@ -973,40 +854,29 @@
       planAsk(st, GAP_WAIT);
     }
   }
-
-  /** Cancels the stream's planned replay request. */
   function clearAsk(st) {
     if (st.timer !== null) {
       clearTimeout(st.timer);
       st.timer = null;
     }
   }
-
-  /** Plans a replay request for the stream in `delay` ms (if it is still needed then). */
   function planAsk(st, delay) {
     clearAsk(st);
-    st.timer = setTimeout(function () {
+    st.timer = setTimeout(function() {
       st.timer = null;
       if (streams.get(st.name) === st && needsReplay(st)) {
         askNow(st);
       }
     }, delay);
   }
-
-  /**
-   * Sends `resume` for the stream now and plans the next request in RESUME_RETRY ms; after
-   * MAX_RESUME_ASKS requests without progress it gives up: a gap is skipped (reported as
-   * lost), an epoch change makes the next message the stream's starting point.
-   */
   function askNow(st) {
     if (st.asks >= MAX_RESUME_ASKS) {
-      console.warn('thywill: the server did not replay ' + st.name + ' after ' + st.asks + ' requests: giving up');
+      console2.warn("thywill: the server did not replay " + st.name + " after " + st.asks + " requests: giving up");
       st.asks = 0;
       if (st.mismatch) {
-        // What the old epoch held comes first; the next message starts the stream anew.
         flushHeld(st, Infinity);
         st.mismatch = false;
-        st.epoch = '';
+        st.epoch = "";
         st.last = 0;
         st.lostPending = true;
       } else {
@@ -1017,34 +887,22 @@
     }
     var streamsAsked = {};
     streamsAsked[st.name] = { epoch: st.epoch, off: st.last };
-    if (trySend(JSON.stringify({ t: 'resume', streams: streamsAsked }))) {
+    if (trySend(JSON.stringify({ t: "resume", streams: streamsAsked }))) {
       st.asks++;
     }
     planAsk(st, RESUME_RETRY);
   }
-
-  /** Cancels every planned replay request (the connection closed). */
   function stopAsks() {
     streams.forEach(clearAsk);
   }
-
-  /**
-   * After a `hello`, which asked for every open gap: ask again in RESUME_RETRY ms for those
-   * still open then, with a fresh count.
-   */
   function restartAsks() {
-    streams.forEach(function (st) {
+    streams.forEach(function(st) {
       st.asks = 0;
       if (needsReplay(st)) {
         planAsk(st, RESUME_RETRY);
       }
     });
   }
-
-  /**
-   * The positions for `hello`: {stream: {epoch, off}} of the known streams that have one,
-   * most recently active first, within MAX_POSITIONS_CHARS; null when there is none.
-   */
   function streamPositions() {
     var list = Array.from(streams.values());
     var positions = {};
@@ -1052,13 +910,13 @@
     var any = false;
     for (var i = list.length - 1; i >= 0; i--) {
       var st = list[i];
-      if (st.epoch === '') {
+      if (st.epoch === "") {
         continue;
       }
       var position = { epoch: st.epoch, off: st.last };
       chars += JSON.stringify(st.name).length + JSON.stringify(position).length + 2;
       if (chars > MAX_POSITIONS_CHARS) {
-        console.warn('thywill: too many streams to name in hello; the least recently active are not replayed');
+        console2.warn("thywill: too many streams to name in hello; the least recently active are not replayed");
         break;
       }
       positions[st.name] = position;
@@ -1066,17 +924,9 @@
     }
     return any ? positions : null;
   }
-
-  /**
-   * A `continuity_lost` frame: the server cannot replay the stream before `next` in `epoch`.
-   * The page is told (`continuityLost`, unless it already had everything before `next` in
-   * that epoch); the messages the client held from before `next` (or from the old epoch) are
-   * delivered, in order, since nobody can send them again; then the stream continues at
-   * `next`, with the held messages that follow.
-   */
   function continuityLost(f) {
-    if (typeof f.stream !== 'string' || f.stream === '' || typeof f.epoch !== 'string' || !isCount(f.next, 0)) {
-      console.warn('thywill: invalid continuity_lost frame ignored', f);
+    if (typeof f.stream !== "string" || f.stream === "" || typeof f.epoch !== "string" || !isCount(f.next, 0)) {
+      console2.warn("thywill: invalid continuity_lost frame ignored", f);
       return;
     }
     var next = Math.max(1, f.next);
@@ -1085,7 +935,6 @@
       st = addStream(f.stream, f.epoch, next - 1);
       reportLoss(st, f.epoch, next);
     } else if (st.epoch === f.epoch) {
-      // Same log: only what lies between the position and `next` is lost, if anything.
       if (next > st.last + 1) {
         reportLoss(st, f.epoch, next);
         flushHeld(st, next);
@@ -1104,82 +953,67 @@
     clearAsk(st);
     settle(st);
   }
-
-  /** A snapshot of the stream positions, for debugging: {stream: {epoch, off, held}}. */
   function streamSnapshot() {
     var out = {};
-    streams.forEach(function (st) {
+    streams.forEach(function(st) {
       out[st.name] = { epoch: st.epoch, off: st.last, held: st.held.size };
     });
     return out;
   }
-
   function replied(f) {
     var p = pending.get(f.id);
     if (!p) {
-      return; // timed out already, or not ours
+      return;
     }
     pending.delete(f.id);
     if (p.timer !== null) {
       clearTimeout(p.timer);
     }
-    if (f.t === 'rpc_ok') {
-      p.resolve(f.result === undefined ? null : f.result);
+    if (f.t === "rpc_ok") {
+      p.resolve(f.result === void 0 ? null : f.result);
     } else {
-      p.reject(new RpcError(typeof f.code === 'string' ? f.code : 'he', typeof f.message === 'string' ? f.message : '', p.name));
+      p.reject(new RpcError(typeof f.code === "string" ? (
+        /** @type {RpcErrorCode} */
+        f.code
+      ) : "he", typeof f.message === "string" ? f.message : "", p.name));
     }
   }
-
   function rpcCall(appId, name, args, timeout) {
     checkAppId(appId);
-    if (typeof name !== 'string' || name === '') {
-      throw new TypeError('thywill: an rpc function name must be a non-empty string');
+    if (typeof name !== "string" || name === "") {
+      throw new TypeError("thywill: an rpc function name must be a non-empty string");
     }
-    if (timeout !== undefined) {
-      checkDelay('timeout', timeout);
+    if (timeout !== void 0) {
+      checkDelay("timeout", timeout);
     }
-    var ms = timeout === undefined ? DEFAULT_RPC_TIMEOUT : timeout;
-    return new Promise(function (resolve, reject) {
-      if (state !== 'connected') {
-        reject(new RpcError('dc', 'not connected', name));
+    var ms = timeout === void 0 ? DEFAULT_RPC_TIMEOUT : timeout;
+    return new Promise(function(resolve, reject) {
+      if (state !== "connected") {
+        reject(new RpcError("dc", "not connected", name));
         return;
       }
       var id = nextRpcId++;
-      var text = JSON.stringify({ t: 'rpc', app: appId, id: id, name: name, args: args === undefined ? [] : args });
+      var text = JSON.stringify({ t: "rpc", app: appId, id, name, args: args === void 0 ? [] : args });
       if (!trySend(text)) {
-        reject(new RpcError('dc', 'not connected', name));
+        reject(new RpcError("dc", "not connected", name));
         return;
       }
-      var entry = { app: appId, name: name, resolve: resolve, reject: reject, timer: null };
+      var entry = { app: appId, name, resolve, reject, timer: null };
       pending.set(id, entry);
       if (ms > 0) {
-        entry.timer = setTimeout(function () {
+        entry.timer = setTimeout(function() {
           if (pending.get(id) === entry) {
             pending.delete(id);
-            reject(new RpcError('to', 'no reply within ' + ms + ' ms', name));
+            reject(new RpcError("to", "no reply within " + ms + " ms", name));
           }
         }, Math.min(MAX_TIMER, ms));
       }
     });
   }
-
-  // ------------------------------------------------------------------------------------------
-  // Resources on demand (progressive exposure)
-  // ------------------------------------------------------------------------------------------
-
-  var LOAD_KINDS = ['script', 'stylesheet', 'template'];
-  /** "kind absolute-url" -> Promise of the element; failed loads are forgotten (retryable). */
-  var loads = new Map();
-
-  /**
-   * The URL of a resource path given by the server (a `load` frame) or by the page, or null
-   * when it is not a plain absolute path of this page's origin: it must start with exactly one
-   * `/` and hold no backslash, ASCII whitespace or control character (the URL parser treats
-   * `\` as `/` and drops tabs and newlines, so `/\evil.example/x.js` or `/<tab>/evil.example`
-   * would name another host), and it must resolve to this page's origin.
-   */
+  var LOAD_KINDS = ["script", "stylesheet", "template"];
+  var loads = /* @__PURE__ */ new Map();
   function resourceUrl(path) {
-    if (typeof path !== 'string' || !/^\/(?!\/)/.test(path) || /[\\\u0000-\u0020\u007f]/.test(path)) {
+    if (typeof path !== "string" || !/^\/(?!\/)/.test(path) || /[\\\u0000-\u0020\u007f]/.test(path)) {
       return null;
     }
     var url;
@@ -1190,41 +1024,36 @@
     } catch (e) {
       return null;
     }
-    return url.origin === here.origin && url.origin !== 'null' ? url : null;
+    return url.origin === here.origin && url.origin !== "null" ? url : null;
   }
-
   function appendElement(el, what, url) {
-    return new Promise(function (resolve, reject) {
-      el.onload = function () {
+    return new Promise(function(resolve, reject) {
+      el.onload = function() {
         resolve(el);
       };
-      el.onerror = function () {
+      el.onerror = function() {
         el.remove();
-        reject(new Error('thywill: cannot load ' + what + ' ' + url));
+        reject(new Error("thywill: cannot load " + what + " " + url));
       };
       global.document.head.appendChild(el);
     });
   }
-
   function fetchTemplate(url, id) {
-    return global.fetch(url, { credentials: 'same-origin' }).then(function (response) {
+    return global.fetch(url, { credentials: "same-origin" }).then(function(response) {
       if (!response.ok) {
-        throw new Error('thywill: cannot load template ' + url + ': HTTP ' + response.status);
+        throw new Error("thywill: cannot load template " + url + ": HTTP " + response.status);
       }
-      var name = new URL(url).pathname.split('/').pop() || 'template';
-      var elementId = id || response.headers.get('x-thywill-template-id') || name.split('.')[0];
-      return response.text().then(function (text) {
+      var name = new URL(url).pathname.split("/").pop() || "template";
+      var elementId = id || response.headers.get("x-thywill-template-id") || name.split(".")[0];
+      return response.text().then(function(text) {
         var el = global.document.getElementById(elementId);
-        // Only a template replaces a template: the id comes from the server (a header or the
-        // file name), and must not overwrite the text of some other element of the page
-        // (or of an inline script, which would then run).
-        if (el && !(el.tagName === 'SCRIPT' && el.type === 'text/template')) {
-          console.warn('thywill: template ' + url + ' refused: element #' + elementId + ' exists and is not a template');
-          throw new Error('thywill: cannot inline template ' + url + ': #' + elementId + ' is not a template');
+        if (el && !(el.tagName === "SCRIPT" && el.type === "text/template")) {
+          console2.warn("thywill: template " + url + " refused: element #" + elementId + " exists and is not a template");
+          throw new Error("thywill: cannot inline template " + url + ": #" + elementId + " is not a template");
         }
         if (!el) {
-          el = global.document.createElement('script');
-          el.type = 'text/template';
+          el = global.document.createElement("script");
+          el.type = "text/template";
           el.id = elementId;
           global.document.body.appendChild(el);
         }
@@ -1233,77 +1062,82 @@
       });
     });
   }
-
   function load(kind, path, id) {
     if (LOAD_KINDS.indexOf(kind) < 0) {
-      return Promise.reject(new TypeError('thywill: cannot load a ' + String(kind) + ': use ' + LOAD_KINDS.join(', ')));
+      return Promise.reject(new TypeError("thywill: cannot load a " + String(kind) + ": use " + LOAD_KINDS.join(", ")));
     }
     var resolved = resourceUrl(path);
     if (resolved === null) {
-      console.warn('thywill: refused to load ' + kind + ' ' + JSON.stringify(String(path)) + ': not a plain absolute path of this origin');
-      return Promise.reject(new TypeError('thywill: a resource path must be an absolute path of this origin (/…), got ' + JSON.stringify(String(path))));
+      console2.warn("thywill: refused to load " + kind + " " + JSON.stringify(String(path)) + ": not a plain absolute path of this origin");
+      return Promise.reject(new TypeError("thywill: a resource path must be an absolute path of this origin (/…), got " + JSON.stringify(String(path))));
     }
     if (!global.document) {
-      return Promise.reject(new Error('thywill: resources can only be loaded in a page'));
+      return Promise.reject(new Error("thywill: resources can only be loaded in a page"));
     }
     var url = resolved.href;
-    var key = kind + ' ' + url;
+    var key = kind + " " + url;
     var known = loads.get(key);
     if (known) {
       return known;
     }
     var started;
-    if (kind === 'script') {
-      var el = global.document.createElement('script');
+    if (kind === "script") {
+      var el = global.document.createElement("script");
       el.src = url;
       el.async = false;
-      started = appendElement(el, 'script', url);
-    } else if (kind === 'stylesheet') {
-      var link = global.document.createElement('link');
-      link.rel = 'stylesheet';
+      started = appendElement(el, "script", url);
+    } else if (kind === "stylesheet") {
+      var link = global.document.createElement("link");
+      link.rel = "stylesheet";
       link.href = url;
-      started = appendElement(link, 'stylesheet', url);
+      started = appendElement(link, "stylesheet", url);
     } else {
       started = fetchTemplate(url, id);
     }
-    var done = started.then(function (element) {
-      Thywill.emit('loaded', kind, path, element);
+    var done = started.then(function(element) {
+      Thywill.emit(
+        "loaded",
+        /** @type {LoadKind} */
+        kind,
+        /** @type {string} */
+        path,
+        element
+      );
       return element;
     });
     loads.set(key, done);
-    done.catch(function () {
+    done.catch(function() {
       loads.delete(key);
     });
     return done;
   }
-
-  // ------------------------------------------------------------------------------------------
-  // The global
-  // ------------------------------------------------------------------------------------------
-
-  class ThywillClient extends Emitter {
-    /** Changes settings; takes effect at the next connection attempt. Returns Thywill. */
+  var ThywillClient = class extends Emitter {
+    /**
+     * Changes settings (effective at the next connection attempt). Throws on invalid values.
+     * @param {Options} options
+     * @returns {this}
+     */
     configure(options) {
       var o = options || {};
-      var min = o.minDelay === undefined ? config.minDelay : o.minDelay;
-      var max = o.maxDelay === undefined ? config.maxDelay : o.maxDelay;
-      checkDelay('minDelay', min);
-      checkDelay('maxDelay', max);
+      var min = o.minDelay === void 0 ? config.minDelay : o.minDelay;
+      var max = o.maxDelay === void 0 ? config.maxDelay : o.maxDelay;
+      checkDelay("minDelay", min);
+      checkDelay("maxDelay", max);
       if (min <= 0 || max < min) {
-        throw new RangeError('thywill: need 0 < minDelay <= maxDelay, got ' + min + ' and ' + max);
+        throw new RangeError("thywill: need 0 < minDelay <= maxDelay, got " + min + " and " + max);
       }
-      if (o.url !== undefined && o.url !== null && typeof o.url !== 'string') {
-        throw new TypeError('thywill: url must be a string or null');
+      if (o.url !== void 0 && o.url !== null && typeof o.url !== "string") {
+        throw new TypeError("thywill: url must be a string or null");
       }
-      if (o.autoConnect !== undefined && typeof o.autoConnect !== 'boolean') {
-        throw new TypeError('thywill: autoConnect must be a boolean');
+      if (o.autoConnect !== void 0 && typeof o.autoConnect !== "boolean") {
+        throw new TypeError("thywill: autoConnect must be a boolean");
       }
       config.minDelay = min;
       config.maxDelay = max;
-      if (o.url !== undefined) {
+      if (o.url !== void 0) {
         config.url = o.url;
       }
-      if (o.autoConnect !== undefined) {
+      if (o.autoConnect !== void 0) {
         config.autoConnect = o.autoConnect;
         if (o.autoConnect && autoConnectDue && !controlled) {
           this.connect();
@@ -1311,171 +1145,249 @@
       }
       return this;
     }
-
-    /** Starts connecting (now, even if a retry was waiting) and keeps reconnecting. */
+    /**
+     * Connects now (even if a retry was waiting) and keeps reconnecting.
+     * @returns {this}
+     */
     connect() {
       controlled = true;
       wanted = true;
-      if (!socket && state === 'disconnected') {
+      if (!socket && state === "disconnected") {
         open();
       }
       return this;
     }
-
-    /** Closes the connection and stops reconnecting until `connect()`. */
+    /**
+     * Closes the connection and stops reconnecting until {@link ThywillClient.connect}.
+     * @returns {this}
+     */
     disconnect() {
       controlled = true;
       wanted = false;
       clearRetry();
       delayOverride = null;
-      dropSocket(1000, 'client disconnected');
-      if (state !== 'disconnected') {
+      dropSocket(1e3, "client disconnected");
+      if (state !== "disconnected") {
         session = null;
         sentCount = 0;
         stopAsks();
-        failPending('dc', 'disconnected by the client');
-        setState('disconnected');
-        Thywill.emit('disconnected', { code: 1000, reason: 'disconnect() called' });
+        failPending("dc", "disconnected by the client");
+        setState("disconnected");
+        Thywill.emit("disconnected", { code: 1e3, reason: "disconnect() called" });
       }
       return this;
     }
-
-    /** Sends data (or a Message) to an application; buffered while disconnected. Returns its id. */
-    send(appId, dataOrMessage) {
-      checkAppId(appId);
-      var m = dataOrMessage instanceof Message ? dataOrMessage : new Message(dataOrMessage);
+    /**
+     * Sends data (any JSON value) or a {@link Message} to an application; kept until the server
+     * acknowledges it (resent after a reconnect, processed once) and buffered while
+     * disconnected (at most 1000 messages are kept in all; beyond that the oldest are dropped).
+     * Returns the message's client id (increasing per page).
+     * @param {string} applicationId
+     * @param {unknown} data
+     * @returns {number}
+     */
+    send(applicationId, data) {
+      checkAppId(applicationId);
+      var m = data instanceof Message ? data : new Message(data);
       var id = nextMessageId++;
-      enqueue(id, JSON.stringify({ t: 'msg', app: appId, data: m.data, _: m._, id: id }));
+      enqueue(id, JSON.stringify({ t: "msg", app: applicationId, data: m.data, _: m._, id }));
       flush();
       return id;
     }
-
-    /** Calls a remote procedure of an application. */
-    rpc(appId, name, args, options) {
-      return rpcCall(appId, name, args, options && options.timeout);
-    }
-
     /**
-     * Loads a resource outside the page's bootstrap set, once: `kind` is 'script',
-     * 'stylesheet' or 'template'. Returns a Promise of the element (a template is inlined as
-     * `<script type="text/template" id>`). The server can ask for the same with a `load` frame.
+     * Calls a remote procedure of an application (see {@link ApplicationInterface.rpc}).
+     * @template [R=unknown]
+     * @param {string} applicationId
+     * @param {string} name
+     * @param {unknown} [args]
+     * @param {RpcOptions} [options]
+     * @returns {Promise<R>}
+     */
+    rpc(applicationId, name, args, options) {
+      return rpcCall(applicationId, name, args, options && options.timeout);
+    }
+    /**
+     * Loads a resource outside the page's bootstrap set, at most once per path (progressive
+     * exposure); the server can ask for the same with a `load` frame. `path` must be a plain
+     * absolute path of the page's origin (`/app/js/x.js`: one leading `/`, no backslash, no
+     * whitespace or control character); anything else (`//host/x.js`, `/\host/x.js`, a full
+     * URL, `javascript:`) is refused with a console warning and a rejected promise, and a
+     * `load` frame with such a path is ignored. Rejects when it cannot be loaded (a later call
+     * tries again).
+     * @param {LoadKind} kind
+     * @param {string} path
+     * @returns {Promise<HTMLElement>}
      */
     load(kind, path) {
       return load(kind, path);
     }
-
-    /** Loads and runs a script once; resolves with its element when it has run. */
-    loadScript(path) {
-      return load('script', path);
-    }
-
-    /** Loads a stylesheet once; resolves with its `<link>` when it applies. */
-    loadStylesheet(path) {
-      return load('stylesheet', path);
-    }
-
     /**
-     * Loads a client template once and inlines it as `<script type="text/template" id>`; the
-     * id is `id`, else the server's `X-Thywill-Template-Id`, else the file name without its
-     * extension. Resolves with the element.
+     * Loads and runs a script once; resolves with its element when it has run.
+     * @param {string} path
+     * @returns {Promise<HTMLScriptElement>}
+     */
+    loadScript(path) {
+      return load("script", path);
+    }
+    /**
+     * Loads a stylesheet once; resolves with its `<link>` when it applies.
+     * @param {string} path
+     * @returns {Promise<HTMLLinkElement>}
+     */
+    loadStylesheet(path) {
+      return load("stylesheet", path);
+    }
+    /**
+     * Loads a client template once and inlines it as `<script type="text/template" id>`: the id
+     * is `id`, else the server's `X-Thywill-Template-Id` header, else the file name without its
+     * extension. Rejects, leaving the page alone, when an element of that id exists and is not
+     * such a template.
+     * @param {string} path
+     * @param {string} [id]
+     * @returns {Promise<HTMLScriptElement>}
      */
     loadTemplate(path, id) {
-      return load('template', path, id);
+      return load("template", path, id);
     }
-
+    /**
+     * The current connection state.
+     * @returns {State}
+     */
     get state() {
       return state;
     }
-
+    /**
+     * Whether the state is `connected` (the welcome frame arrived and the socket is up).
+     * @returns {boolean}
+     */
     get isConnected() {
-      return state === 'connected';
+      return state === "connected";
     }
-
+    /**
+     * This connection's id, from the welcome frame; null while not connected.
+     * @returns {string | null}
+     */
     get connectionId() {
       return session ? session.connection : null;
     }
-
+    /**
+     * The session the connection is bound to; null while not connected.
+     * @returns {string | null}
+     */
     get sessionId() {
       return session ? session.session : null;
     }
-
+    /**
+     * The cluster member holding the connection; null while not connected.
+     * @returns {string | null}
+     */
     get member() {
       return session ? session.member : null;
     }
-
+    /**
+     * The applications the server serves on this endpoint; empty while not connected.
+     * @returns {string[]}
+     */
     get applications() {
       return session ? session.apps.slice() : [];
     }
-
-    /** Messages waiting to be sent (after the next welcome, while disconnected). */
+    /**
+     * Messages waiting to be sent: while disconnected, those sent meanwhile and those not
+     * acknowledged on the previous connection (all are sent after the next welcome).
+     * @returns {number}
+     */
     get buffered() {
       return outbox.length - sentCount;
     }
-
-    /** Messages sent on this connection that the server has not acknowledged yet. */
+    /**
+     * Messages sent on the current connection that the server has not acknowledged yet.
+     * @returns {number}
+     */
     get unacknowledged() {
       return sentCount;
     }
-
-    /** This page load's tab id: 16 hex digits, sent in every `hello`. */
+    /**
+     * This page load's tab id (16 hex digits): sent in every `hello`, kept across reconnects,
+     * so that the server processes each message id of the page once.
+     * @returns {string}
+     */
     get tab() {
       return tabId;
     }
-
-    /** A snapshot of the stream positions, for debugging: {stream: {epoch, off, held}}. */
+    /**
+     * A snapshot of the page's position in every stream it has seen, by stream name, for
+     * debugging (the client keeps at most 256, the least recently active are forgotten).
+     * @returns {{ [stream: string]: StreamPosition }}
+     */
     get streams() {
       return streamSnapshot();
     }
-
+    /**
+     * The WebSocket URL the next connection attempt uses.
+     * @returns {string}
+     */
     get url() {
       return socketUrl();
     }
-
+    /**
+     * The base path the classic script was served under, such as `/echo` (`''` at the root,
+     * and in the package).
+     * @returns {string}
+     */
     get basePath() {
       return basePath;
     }
+  };
+  var Thywill = (
+    /** @type {any} */
+    new ThywillClient()
+  );
+  var INTERNAL = /* @__PURE__ */ Symbol("thywill.applicationInterface");
+  function internals(app) {
+    return (
+      /** @type {any} */
+      app[INTERNAL]
+    );
   }
-
-  var Thywill = new ThywillClient();
-
-  // ------------------------------------------------------------------------------------------
-  // ApplicationInterface
-  // ------------------------------------------------------------------------------------------
-
-  var INTERNAL = Symbol('thywill.applicationInterface');
-
   function deliver(app, event, args) {
-    var own = app[INTERNAL];
+    var own = internals(app);
     if (own.destroyed) {
       return;
     }
     if (EVENTS.indexOf(event) >= 0) {
-      own.announced = true; // the interface knows the connection's state: no replay
+      own.announced = true;
     }
-    if (typeof app[event] === 'function') {
-      callSafely(app[event], app, args, event + '() hook');
+    var hooks = (
+      /** @type {Record<string, unknown>} */
+      /** @type {unknown} */
+      app
+    );
+    if (typeof hooks[event] === "function") {
+      callSafely(
+        /** @type {Function} */
+        hooks[event],
+        app,
+        args,
+        event + "() hook"
+      );
     }
-    app.emit.apply(app, [event].concat(args));
+    app.emit(event, ...args);
   }
-
   function appCall(app, name, args, timeout) {
-    if (app[INTERNAL].destroyed) {
-      return Promise.reject(new RpcError('dc', 'the application interface was destroyed', name));
+    if (internals(app).destroyed) {
+      return Promise.reject(new RpcError("dc", "the application interface was destroyed", name));
     }
     return rpcCall(app.applicationId, name, args, timeout);
   }
-
-  /**
-   * One application's view of the shared connection. Subclass it and override the hooks
-   * (received, connected, connecting, disconnected, connectionFailure, serverError,
-   * continuityLost), or listen to the events of the same names.
-   */
-  class ApplicationInterface extends Emitter {
+  var ApplicationInterface = class extends Emitter {
+    /**
+     * Subscribes to the connection's events. Throws a TypeError for an empty id.
+     * @param {string} applicationId
+     */
     constructor(applicationId) {
       super();
       checkAppId(applicationId);
       this.applicationId = applicationId;
-      /** Default RPC timeout in milliseconds (0: none); a plain field, as in the original. */
       this.rpcTimeout = DEFAULT_RPC_TIMEOUT;
       var self = this;
       var own = {
@@ -1484,139 +1396,214 @@
         listeners: {}
       };
       Object.defineProperty(this, INTERNAL, { value: own });
-      EVENTS.forEach(function (event) {
-        own.listeners[event] = function () {
+      EVENTS.forEach(function(event) {
+        own.listeners[event] = function() {
           deliver(self, event, Array.prototype.slice.call(arguments));
         };
       });
-      own.listeners.received = function (appId, message) {
+      own.listeners.received = function(appId, message) {
         if (appId === self.applicationId) {
-          deliver(self, 'received', [message]);
+          deliver(self, "received", [message]);
         }
       };
-      own.listeners.serverError = function (frame) {
+      own.listeners.serverError = function(frame) {
         if (frame && frame.app === self.applicationId) {
-          deliver(self, 'serverError', [frame]);
+          deliver(self, "serverError", [frame]);
         }
       };
-      // A stream lost messages: tell the interfaces of the applications it carried (all of
-      // them when that is not known).
-      own.listeners.continuityLost = function (info) {
+      own.listeners.continuityLost = function(info) {
         var apps = info && Array.isArray(info.apps) ? info.apps : [];
         if (apps.length === 0 || apps.indexOf(self.applicationId) >= 0) {
-          deliver(self, 'continuityLost', [info]);
+          deliver(self, "continuityLost", [info]);
         }
       };
-      Object.keys(own.listeners).forEach(function (event) {
+      Object.keys(own.listeners).forEach(function(event) {
         Thywill.on(event, own.listeners[event]);
       });
-      // State replay: an interface created while the connection is up (or coming up) learns
-      // it, asynchronously, so that subclass constructors and `on` calls made right after
-      // `new` see it. A new interface assumes "disconnected" and is not told that.
-      Promise.resolve().then(function () {
+      Promise.resolve().then(function() {
         if (own.announced || own.destroyed) {
           return;
         }
-        if (state === 'connected') {
-          deliver(self, 'connected', []);
-        } else if (state === 'connecting') {
-          deliver(self, 'connecting', []);
+        if (state === "connected") {
+          deliver(self, "connected", []);
+        } else if (state === "connecting") {
+          deliver(self, "connecting", []);
         }
       });
     }
-
-    /** Sends data or a Message to this application on the server. Returns the message id. */
-    send(dataOrMessage) {
-      return Thywill.send(this.applicationId, dataOrMessage);
-    }
-
     /**
-     * `rpc(name, args?, {timeout?})` returns a Promise of the result; `rpc({name, args,
-     * timeout}, callback)` calls back `callback(errorCodeOrNull, result, error)` instead.
+     * Sends data (any JSON value) or a {@link Message} to the application on the server.
+     * The message is kept until the server acknowledges it and resent after a reconnect; the
+     * server processes it once. While disconnected it is buffered and sent after the next
+     * welcome (at most 1000 messages are kept in all; beyond that the oldest are dropped).
+     * Returns the message's client id.
+     * @param {unknown} data
+     * @returns {number}
+     */
+    send(data) {
+      return Thywill.send(this.applicationId, data);
+    }
+    /**
+     * Calls a remote procedure listed in `M`: typed arguments and result.
+     * The Promise rejects with an {@link RpcError}; calls are never buffered, so while
+     * disconnected it rejects at once with `dc`, and pending calls reject with `dc` when the
+     * connection drops.
+     * @template {keyof M & string} K
+     * @overload
+     * @param {K} name
+     * @param {RpcArgs<M, K>} args
+     * @param {RpcOptions} [options]
+     * @returns {Promise<RpcResult<M, K>>}
+     */
+    /**
+     * Calls a remote procedure not listed in `M`; `R` is the expected result type.
+     * @template [R=unknown]
+     * @template {string} [N=string]
+     * @overload
+     * @param {N & NotIn<N, M>} name
+     * @param {unknown} [args]
+     * @param {RpcOptions} [options]
+     * @returns {Promise<R>}
+     */
+    /**
+     * The original thywill's callback form: `callback(errorCodeOrNull, result, error)`, called
+     * asynchronously. Without a callback the call is fire-and-forget.
+     * @template {string} C
+     * @overload
+     * @param {RpcCall<M, C>} call
+     * @param {RpcCallback<C extends keyof M ? RpcResult<M, C> : unknown>} [callback]
+     * @returns {void}
+     */
+    /**
+     * @param {string | RpcCall<M, string>} nameOrCall
+     * @param {any} [argsOrCallback]
+     * @param {RpcOptions} [options]
+     * @returns {Promise<any> | undefined}
      */
     rpc(nameOrCall, argsOrCallback, options) {
       if (isObject(nameOrCall)) {
         var call = nameOrCall;
         var callback = argsOrCallback;
-        if (callback !== undefined && typeof callback !== 'function') {
-          throw new TypeError('thywill: the rpc callback must be a function');
+        if (callback !== void 0 && typeof callback !== "function") {
+          throw new TypeError("thywill: the rpc callback must be a function");
         }
-        var done = appCall(this, call.name, call.args, call.timeout === undefined ? this.rpcTimeout : call.timeout);
-        done.then(function (result) {
+        var done = appCall(this, call.name, call.args, call.timeout === void 0 ? this.rpcTimeout : call.timeout);
+        done.then(function(result) {
           if (callback) {
-            callSafely(callback, null, [null, result], 'rpc callback');
+            callSafely(callback, null, [null, result], "rpc callback");
           }
-        }, function (error) {
+        }, function(error) {
           if (callback) {
-            callSafely(callback, null, [error && error.code ? error.code : 'he', undefined, error], 'rpc callback');
+            callSafely(callback, null, [error && error.code ? error.code : "he", void 0, error], "rpc callback");
           }
         });
-        return undefined;
+        return void 0;
       }
-      var timeout = options && options.timeout !== undefined ? options.timeout : this.rpcTimeout;
+      var timeout = options && options.timeout !== void 0 ? options.timeout : this.rpcTimeout;
       return appCall(this, nameOrCall, argsOrCallback, timeout);
     }
-
-    /** Sets the default RPC timeout in milliseconds (0: no timeout). */
+    /**
+     * Sets the default RPC timeout in milliseconds (0 waits forever).
+     * @param {number} ms
+     * @returns {this}
+     */
     setRpcTimeout(ms) {
-      checkDelay('rpc timeout', ms);
+      checkDelay("rpc timeout", ms);
       this.rpcTimeout = ms;
       return this;
     }
-
-    /** Stops listening to the connection (the socket stays up for other interfaces). */
+    /**
+     * Stops listening to the connection (other interfaces and the socket are unaffected);
+     * later RPC calls reject with `dc`.
+     */
     destroy() {
-      var own = this[INTERNAL];
+      var own = internals(this);
       if (own.destroyed) {
         return;
       }
       own.destroyed = true;
-      Object.keys(own.listeners).forEach(function (event) {
+      Object.keys(own.listeners).forEach(function(event) {
         Thywill.off(event, own.listeners[event]);
       });
     }
-
     // Overridable hooks; the defaults do nothing.
-    received(message) {}
-    connected() {}
-    connecting() {}
-    disconnected(info) {}
-    connectionFailure(info) {}
-    serverError(frame) {}
-    continuityLost(info) {}
-  }
-
-  Thywill.Emitter = Emitter;
-  Thywill.Message = Message;
-  Thywill.RpcError = RpcError;
-  Thywill.ApplicationInterface = ApplicationInterface;
-  Thywill.protocolVersion = PROTOCOL_VERSION;
-
-  global.Thywill = Thywill;
-
-  // ------------------------------------------------------------------------------------------
-  // Automatic connection
-  // ------------------------------------------------------------------------------------------
-
+    /**
+     * Hook: a message for this application arrived.
+     * @param {Message} message
+     * @returns {void}
+     */
+    received(message) {
+    }
+    /**
+     * Hook: the connection is up.
+     * @returns {void}
+     */
+    connected() {
+    }
+    /**
+     * Hook: a connection attempt started.
+     * @returns {void}
+     */
+    connecting() {
+    }
+    /**
+     * Hook: an established connection ended.
+     * @param {CloseInfo} info
+     * @returns {void}
+     */
+    disconnected(info) {
+    }
+    /**
+     * Hook: a connection attempt failed before the welcome frame.
+     * @param {CloseInfo} info
+     * @returns {void}
+     */
+    connectionFailure(info) {
+    }
+    /**
+     * Hook: the server reported an error about this application (a message it refused).
+     * @param {ServerErrorFrame} frame
+     * @returns {void}
+     */
+    serverError(frame) {
+    }
+    /**
+     * Hook: messages of a stream this application received messages of were lost for good.
+     * @param {ContinuityLostInfo} info
+     * @returns {void}
+     */
+    continuityLost(info) {
+    }
+  };
+  var classes = (
+    /** @type {any} */
+    Thywill
+  );
+  classes.Emitter = Emitter;
+  classes.Message = Message;
+  classes.RpcError = RpcError;
+  classes.ApplicationInterface = ApplicationInterface;
+  classes.protocolVersion = PROTOCOL_VERSION;
   function autoConnect() {
     autoConnectDue = true;
     if (config.autoConnect && !controlled) {
       Thywill.connect();
     }
   }
-
-  if (global.document && global.document.readyState === 'loading') {
-    global.document.addEventListener('DOMContentLoaded', autoConnect, { once: true });
+  if (global.document && global.document.readyState === "loading") {
+    global.document.addEventListener("DOMContentLoaded", autoConnect, { once: true });
   } else {
     setTimeout(autoConnect, 0);
   }
-
-  // Back online: retry now instead of waiting out the backoff.
-  if (typeof global.addEventListener === 'function') {
-    global.addEventListener('online', function () {
+  if (typeof global.addEventListener === "function") {
+    global.addEventListener("online", function() {
       if (wanted && retryTimer !== null) {
         open();
       }
     });
   }
+
+  // src/classic.js
+  global.Thywill = Thywill;
+})();
 })(typeof window !== 'undefined' ? window : this);

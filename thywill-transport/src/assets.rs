@@ -2,7 +2,7 @@
 
 use thywill_core::{Resource, ResourceKind};
 
-use crate::{Node, TransportError};
+use crate::{Edge, TransportError};
 
 /// The browser client library (a classic script defining the global `Thywill`).
 pub const CLIENT_JS: &str = include_str!("../client/thywill.js");
@@ -10,11 +10,11 @@ pub const CLIENT_JS: &str = include_str!("../client/thywill.js");
 pub const CLIENT_DTS: &str = include_str!("../client/thywill.d.ts");
 
 /// Client path of the client library under a base path.
-pub fn client_js_path(node: &Node) -> String {
+pub fn client_js_path(node: &Edge) -> String {
     node.config().path("thywill/thywill.js")
 }
 
-pub(crate) async fn store_client_assets(node: &Node) -> Result<(), TransportError> {
+pub(crate) async fn store_client_assets(node: &Edge) -> Result<(), TransportError> {
     let js = Resource::new(client_js_path(node), CLIENT_JS)
         .with_kind(ResourceKind::Javascript)
         .with_weight(-1000);

@@ -269,7 +269,7 @@ impl TransportConfig {
     }
 
     /// Whether messages sent to channels and sessions are numbered and logged in the node's
-    /// [`History`](thywill_core::History) so that reconnecting clients recover what they
+    /// [`History`](thywill_core::History) (a node setting, which the facade passes on) so that reconnecting clients recover what they
     /// missed (default on; see `docs/PROTOCOL.md`, "Recovery after a reconnect").
     pub fn with_replay(mut self, on: bool) -> Self {
         self.replay = on;
@@ -298,6 +298,11 @@ impl TransportConfig {
     /// Whether channel and session messages are logged for replay ([`Self::with_replay`]).
     pub fn replay(&self) -> bool {
         self.replay
+    }
+
+    /// How long a stream message may wait for the history ([`Self::with_append_timeout`]).
+    pub fn append_timeout(&self) -> Duration {
+        self.append_timeout
     }
 
     /// The base path, always starting with `/` and without a trailing `/` (except the root).

@@ -1,55 +1,58 @@
-//! One WebSocket connection, in two tasks.
+//! One WebSocket connection's IO side: the edge's half of a connection.
 //!
-//! - The **IO side** (the connection's own task) reads client frames, writes queued server
-//!   frames and replay chunks, and keeps the connection alive with pings. It never awaits
-//!   application code, RPC or the history: a hook waiting on an unreachable store cannot keep
-//!   it from hearing its client's pongs.
-//! - The **worker** (a task of its own) does the connection's application work: the
-//!   `connection` hooks, then one client frame at a time, in the order read (`received`, RPC
-//!   dispatch, `hello`/`resume`: the tab's mark and the history reads of replays), and at the
-//!   end saves the tab's mark.
+//! - The **IO side** (the connection's own task, here) reads client frames, writes queued
+//!   server frames and replay chunks, and keeps the connection alive with pings. It never
+//!   awaits application code, RPC or the history: a hook waiting on an unreachable store
+//!   cannot keep it from hearing its client's pongs.
+//! - The **worker** (the node's, a task of its own) does the connection's application work:
+//!   the `connection` hooks, then one client frame at a time, in the order read.
 //!
-//! The IO side hands decoded frames to the worker through a bounded inbox ([`INBOX_FRAMES`]
-//! frames, [`INBOX_BYTES`] bytes). When the inbox is full, the IO side holds the frame it
-//! read and stops reading the socket (TCP pushes back on the client; nothing read is
-//! dropped), keeps writing and pinging, and suspends the keepalive deadline until the worker
-//! takes the held frame: the server being behind is not the client's fault. Replays go the
-//! other way, a chunk at a time, read by the worker and written by the IO side.
+//! The IO side hands decoded frames to the worker through the connection's [`Pipe`], a
+//! bounded inbox ([`INBOX_FRAMES`](thywill_core::edge::INBOX_FRAMES) frames,
+//! [`INBOX_BYTES`](thywill_core::edge::INBOX_BYTES) bytes). When the inbox is full, the
+//! IO side holds the frame it read and stops reading the socket (TCP pushes back on the
+//! client; nothing read is dropped), keeps writing and pinging, and suspends the keepalive
+//! deadline until the worker takes the held frame: the server being behind is not the client's
+//! fault. Replays go the other way, a chunk at a time, read by the worker and written here.
+//!
+//! The node pushes frames to the connection's bounded queue through [`Out`], the edge's
+//! [`Outbound`]: enqueueing never waits, a full queue closes the connection with 4008, and
+//! sequence numbers are assigned under the lock that enqueues.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use futures_util::task::AtomicWaker;
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use thywill_core::edge::{Attached, Held, Opening, Outbound, Pipe, ReplayItem, SharedFrame};
 use thywill_core::protocol::{self, ClientFrame, ErrorCode, ProtocolError, ServerFrame, close};
-use thywill_core::{Client, ConnectionId, DisconnectReason, Message, RpcError, RpcErrorCode, SessionId};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use thywill_core::{ConnectionId, DisconnectReason, SessionId};
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use crate::node::{ConnHandle, Encoded, Node, Queued, client};
+use crate::Edge;
 use crate::socket::{Socket, WsError, WsMessage};
-use crate::streams::Replayed;
 
-/// Concurrent RPC calls per connection; further calls wait (the worker pauses, and the IO
-/// side stops reading once the inbox is full).
-const MAX_PENDING_RPC: usize = 64;
+/// What the edge knows of a connection from its handshake.
+#[derive(Debug, Default)]
+pub(crate) struct Handshake {
+    /// The `Cookie` header (every one, joined).
+    pub(crate) cookie: Option<String>,
+    /// The client's socket address, when known.
+    pub(crate) peer: Option<SocketAddr>,
+    /// The `Origin` header.
+    pub(crate) origin: Option<String>,
+}
 
-/// Client frames read but not yet taken by the worker, at most.
-const INBOX_FRAMES: usize = 32;
-
-/// Bytes of client frames read but not yet handled by the worker, at most (or one frame of
-/// the configured `max_message_size`, if that is larger).
-const INBOX_BYTES: usize = 256 * 1024;
-
-/// Runs a connection to its end. `cookie` is the handshake's `Cookie` header.
-pub(crate) async fn run(node: Node, mut ws: impl Socket, cookie: Option<String>) {
-    // Counted until it ends, so that a node shutting down waits for its connections to close.
-    let _live = Live::new(&node);
-    let conn = node.new_connection_id();
-    let session = match node.sessions() {
+/// Runs a connection to its end.
+pub(crate) async fn run(edge: Edge, mut ws: impl Socket, hs: Handshake) {
+    // Counted until it ends, so that an edge shutting down waits for its connections to close.
+    let _live = Live::new(&edge);
+    let conn = edge.inner.node.new_connection_id();
+    let session = match edge.sessions() {
         // Plain mode: the session is the connection.
         None => SessionId::from(conn.as_str()),
-        Some(sessions) => match sessions.resolve(cookie.as_deref()).await {
+        Some(sessions) => match sessions.resolve(hs.cookie.as_deref()).await {
             Ok(id) => id,
             Err(refusal) => {
                 tracing::info!(connection = %conn, reason = refusal.reason(), "session refused");
@@ -62,13 +65,13 @@ pub(crate) async fn run(node: Node, mut ws: impl Socket, cookie: Option<String>)
         },
     };
     let span =
-        tracing::info_span!("connection", member = %node.member(), connection = %conn, session = %session);
-    serve(node, ws, conn, session).instrument(span).await;
+        tracing::info_span!("connection", member = %edge.member(), connection = %conn, session = %session);
+    serve(edge, ws, conn, session, hs).instrument(span).await;
 }
 
 /// Runs `work`; a panic in it is caught, counted and logged (with `what` it was), and gives
 /// `None`.
-pub(crate) async fn unwinding<T>(
+async fn unwinding<T>(
     metrics: &crate::metrics::Metrics,
     what: &'static str,
     work: impl std::future::Future<Output = T>,
@@ -128,46 +131,45 @@ impl Ending {
     );
 }
 
-async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: SessionId) {
-    let cfg = &node.inner.config;
-    let metrics = node.inner.metrics.clone();
-    let (handle, rx, killed) = ConnHandle::new(metrics.clone(), cfg.outbound_queue, cfg.max_outbound_bytes);
-    let handle = Arc::new(handle);
-    let mut shutdown = node.inner.shutdown.subscribe();
+async fn serve(edge: Edge, mut ws: impl Socket, conn: ConnectionId, session: SessionId, hs: Handshake) {
+    let cfg = &edge.inner.config;
+    let metrics = edge.inner.metrics.clone();
+    let (out, rx, killed) = Out::new(
+        conn.clone(),
+        metrics.clone(),
+        cfg.outbound_queue,
+        cfg.max_outbound_bytes,
+    );
+    let out = Arc::new(out);
+    let mut shutdown = edge.inner.shutdown.subscribe();
     if *shutdown.borrow_and_update() {
         let _ = ws
             .send(crate::socket::close(close::GOING_AWAY, "shutting down"))
             .await;
         return;
     }
-    // From here on the connection is registered: whatever happens in between, a panic
-    // included, it is forgotten, disconnected from the tracker and its hooks run below.
-    node.inner.register(&conn, &session, handle.clone());
-    metrics.connections.inc();
-    let me = client(&node, &conn, &session);
     let pipe = Arc::new(Pipe::new(cfg.max_message_size));
-    let worker = Worker {
-        node: node.clone(),
-        handle: handle.clone(),
-        me: me.clone(),
-        pipe: pipe.clone(),
-        inbound: Inbound::default(),
-        rpc_slots: Arc::new(Semaphore::new(MAX_PENDING_RPC)),
-    };
+    let opening = Opening::new(conn, session, out.clone(), pipe.clone())
+        .with_peer(hs.peer)
+        .with_origin(hs.origin);
+    // From here on the connection is registered with the node: whatever happens next, a
+    // panic included, `finish` forgets it and runs its hooks.
+    let attached = edge.inner.node.open(opening).await;
+    metrics.connections.inc();
     let mut io = Io {
-        node: &node,
-        handle: &handle,
-        conn: &conn,
+        edge: &edge,
+        out: &out,
+        attached: attached.as_ref(),
         rx,
         killed,
         shutdown,
         pipe,
-        worker: None,
+        started: false,
     };
-    let ending = unwinding(&metrics, "connection task", io.run(&mut ws, &me, worker))
+    let ending = unwinding(&metrics, "connection task", io.run(&mut ws))
         .await
         .unwrap_or(Ending::INTERNAL);
-    let worker = io.end(&mut ws, ending).await;
+    io.end(&mut ws, ending).await;
     // Nothing more is written: what the worker still sends is dropped, not queued.
     drop(io);
     drop(ws);
@@ -180,66 +182,44 @@ async fn serve(node: Node, mut ws: impl Socket, conn: ConnectionId, session: Ses
             reason: ending.label.to_owned(),
         })
         .inc();
-    node.inner.forget_connection(&conn);
-    let tracker = node.inner.tracker.clone();
-    if let Some(Err(e)) = unwinding(&metrics, "tracker", tracker.disconnected(&me)).await {
-        tracing::warn!(error = %e, "tracker did not record the disconnection");
-    }
-    // The worker finishes the frames read before the end; the disconnection hooks come after
-    // every other hook of the connection.
-    if let Some(worker) = worker {
-        let _ = worker.await;
-    }
-    for (app, ctx) in node.inner.apps.values() {
-        unwinding(
-            &metrics,
-            "disconnection hook",
-            app.disconnection(ctx, &me, ending.reason),
-        )
-        .await;
-    }
+    attached.finish(ending.reason).await;
 }
-
-/// A chunk of a replay, from the worker to the IO side, and how the worker learns it was
-/// written (boxed: a channel allocates room for 32 items, even one of capacity 1).
-type Chunk = (Vec<Replayed>, oneshot::Sender<()>);
 
 /// The IO side of a connection: reads, writes, pings. Never awaits application code.
 struct Io<'a> {
-    node: &'a Node,
-    handle: &'a Arc<ConnHandle>,
-    conn: &'a ConnectionId,
-    /// The connection's outbound queue.
+    edge: &'a Edge,
+    /// The connection's outbound queue, as the node pushes to it.
+    out: &'a Arc<Out>,
+    /// The connection as the node keeps it.
+    attached: &'a dyn Attached,
+    /// The receiving end of the outbound queue.
     rx: mpsc::Receiver<Queued>,
     killed: watch::Receiver<Option<u16>>,
     shutdown: watch::Receiver<bool>,
-    /// Client frames to the worker, replay chunks from it.
+    /// Client frames to the worker, replay chunks from it, the worker's end.
     pipe: Arc<Pipe>,
-    /// The worker, once started: it gives the tab's mark it saved at the end.
-    worker: Option<tokio::task::JoinHandle<Option<u64>>>,
+    /// Whether the worker was started.
+    started: bool,
 }
 
 impl Io<'_> {
     /// Welcomes the client, starts the worker, then reads, writes and pings until the
     /// connection ends.
-    async fn run(&mut self, ws: &mut impl Socket, me: &Client, worker: Worker) -> Ending {
-        let node = self.node;
-        let cfg = &node.inner.config;
-        let metrics = &node.inner.metrics;
+    async fn run(&mut self, ws: &mut impl Socket) -> Ending {
+        let edge = self.edge;
+        let cfg = &edge.inner.config;
+        let metrics = &edge.inner.metrics;
+        let me = self.attached.client();
+        // Registered with the tracker and subscribed to its session's channels already (by
+        // `open`): a client that has its welcome receives what is sent to those channels.
+        // Frames queued meanwhile follow the welcome.
         let welcome = ServerFrame::Welcome {
             v: protocol::VERSION,
-            connection: self.conn.clone(),
+            connection: me.connection.clone(),
             session: me.session.clone(),
-            member: node.member().clone(),
-            apps: node.applications(),
+            member: me.member.clone(),
+            apps: edge.inner.node.applications().to_vec(),
         };
-        // Registered and subscribed before the welcome: a client that has its welcome already
-        // receives what is sent to its session's channels. Frames queued meanwhile follow the
-        // welcome.
-        if let Err(e) = node.inner.tracker.connected(me).await {
-            tracing::warn!(error = %e, "tracker did not record the connection");
-        }
-        node.inner.subscribe_to_session_channels(me).await;
         if ws.send(WsMessage::text(welcome.encode())).await.is_err() {
             return Ending::WRITE_FAILED;
         }
@@ -247,7 +227,8 @@ impl Io<'_> {
         metrics.opened.inc();
         // The worker runs the `connection` hooks first: every client frame is handled after
         // them.
-        self.worker = Some(tokio::spawn(worker.run().in_current_span()));
+        self.attached.start();
+        self.started = true;
         let pipe = self.pipe.clone();
 
         let mut bad_frames = 0u32;
@@ -267,10 +248,7 @@ impl Io<'_> {
                 _ = self.shutdown.changed() => return Ending::SHUTDOWN,
                 _ = self.killed.changed() => return killed_reason(&self.killed),
                 // The worker ended with the inbox open: a hook panicked.
-                _ = worker_ended(&mut self.worker) => {
-                    self.worker = None;
-                    return Ending::INTERNAL;
-                }
+                _ = pipe.finished() => return Ending::INTERNAL,
                 frame = ws.next(), if held.is_none() => {
                     last_heard = Instant::now();
                     let msg = match frame {
@@ -306,7 +284,7 @@ impl Io<'_> {
                         Err(e) => {
                             bad_frames += 1;
                             tracing::info!(error = %e, count = bad_frames, "malformed frame");
-                            self.handle.push_control(self.conn, ServerFrame::Error {
+                            self.out.push_control(ServerFrame::Error {
                                 code: ErrorCode::BadFrame,
                                 message: e.to_string(),
                                 app: None,
@@ -326,9 +304,9 @@ impl Io<'_> {
                         }
                     }
                 }
-                () = pipe.room(held.as_ref().map_or(0, |h| h.cost)), if held.is_some() => {
+                () = pipe.room(held.as_ref().map_or(0, Held::cost)), if held.is_some() => {
                     if let Some(held) = held.take() {
-                        pipe.push(*held.frame, held.cost);
+                        pipe.push_held(held);
                     }
                     // The server caught up: the client's keepalive deadline runs again from now.
                     last_heard = Instant::now();
@@ -347,12 +325,12 @@ impl Io<'_> {
                         return end;
                     }
                 }
-                (items, done) = pipe.chunk() => {
-                    let write = Box::pin(write_chunk(ws, &mut self.rx, self.handle, items));
+                items = pipe.chunk() => {
+                    let write = Box::pin(write_chunk(ws, &mut self.rx, self.out, items));
                     if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
                         return end;
                     }
-                    let _ = done.send(());
+                    pipe.written();
                 }
                 out = self.rx.recv() => match out {
                     Some(frame) => {
@@ -377,379 +355,38 @@ impl Io<'_> {
 
     /// A frame taken off the queue: its text, its bytes no longer counted.
     fn taken(&self, frame: Queued) -> String {
-        taken(self.handle, frame)
+        taken(self.out, frame)
     }
 
     /// Ends the connection: the worker gets no more frames and no replay is written; the
     /// worker saves the tab's mark (awaited, bounded, when a close frame is to be sent), then
-    /// the socket is closed politely (bounded) with `ending`. Returns the worker if it is
-    /// still running.
-    async fn end(
-        &mut self,
-        ws: &mut impl Socket,
-        ending: Ending,
-    ) -> Option<tokio::task::JoinHandle<Option<u64>>> {
+    /// the socket is closed politely (bounded) with `ending`.
+    async fn end(&mut self, ws: &mut impl Socket, ending: Ending) {
         self.pipe.close();
-        let mut worker = self.worker.take();
         if ending.code == 0 {
-            return worker;
+            return;
         }
         // The tab's mark before the close: a client told to reconnect must find it on
         // whichever member it reaches next (and is then told, with a last `ack`, that nothing
         // needs resending).
         let mut acked = None;
-        if let Some(running) = worker.as_mut() {
-            match tokio::time::timeout(CLOSING_TIME, running).await {
-                Ok(saved) => {
-                    acked = saved.ok().flatten();
-                    worker = None;
-                }
+        if self.started {
+            match tokio::time::timeout(CLOSING_TIME, self.pipe.finished()).await {
+                Ok(saved) => acked = saved,
                 Err(_) => {
                     tracing::warn!("the connection's work did not finish in time: closing without a last ack")
                 }
             }
         }
         // Bounded: a client that does not read gets no more than two seconds of our time.
-        let cfg = &self.node.inner.config;
+        let cfg = &self.edge.inner.config;
         let closing = Box::pin(close_with(ws, &mut self.rx, cfg, ending, acked));
         let _ = tokio::time::timeout(CLOSING_TIME, closing).await;
-        worker
-    }
-}
-
-/// What passes between a connection's IO side and its worker: client frames one way, in a
-/// bounded inbox (in frames and bytes), replay chunks the other, one at a time (the worker
-/// waits for each to be written before it reads the next). Holds no buffer while idle.
-struct Pipe {
-    state: std::sync::Mutex<PipeState>,
-    /// The IO side, waiting for room in the inbox or for a replay chunk.
-    io: AtomicWaker,
-    /// The worker, waiting for a frame.
-    worker: AtomicWaker,
-    /// The inbox's bound in bytes.
-    max_bytes: usize,
-}
-
-#[derive(Default)]
-struct PipeState {
-    /// Frames for the worker, each with what it costs the byte bound.
-    inbox: std::collections::VecDeque<(ClientFrame, usize)>,
-    /// Bytes of the frames in the inbox and of the one being handled.
-    bytes: usize,
-    /// The IO side waits for room.
-    waiting: bool,
-    /// The IO side ended: no more frames (those in the inbox are still handled), no more
-    /// replay chunks.
-    closed: bool,
-    /// A replay chunk to write.
-    chunk: Option<Chunk>,
-}
-
-/// A frame read while the inbox was full (boxed: rarely there), and what it costs.
-struct Held {
-    frame: Box<ClientFrame>,
-    cost: usize,
-}
-
-impl Pipe {
-    /// A pipe whose inbox holds at least one frame of `max_message_size`.
-    fn new(max_message_size: usize) -> Self {
-        Self {
-            state: std::sync::Mutex::default(),
-            io: AtomicWaker::new(),
-            worker: AtomicWaker::new(),
-            max_bytes: INBOX_BYTES.max(max_message_size),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, PipeState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn fits(&self, state: &PipeState, cost: usize) -> bool {
-        state.inbox.len() < INBOX_FRAMES && state.bytes + cost <= self.max_bytes
-    }
-
-    /// IO side: puts a frame read as `len` bytes in the inbox if there is room; gives it back
-    /// if not.
-    fn try_send(&self, frame: ClientFrame, len: usize) -> Result<(), Held> {
-        // A frame larger than the bound (never, with the default limits) takes all of it.
-        let cost = len.clamp(1, self.max_bytes);
-        if !self.fits(&self.state(), cost) {
-            return Err(Held {
-                frame: Box::new(frame),
-                cost,
-            });
-        }
-        self.push(frame, cost);
-        Ok(())
-    }
-
-    /// IO side: completes when a frame of `cost` fits in the inbox.
-    async fn room(&self, cost: usize) {
-        std::future::poll_fn(|cx| {
-            self.io.register(cx.waker());
-            let mut state = self.state();
-            if self.fits(&state, cost) {
-                state.waiting = false;
-                std::task::Poll::Ready(())
-            } else {
-                state.waiting = true;
-                std::task::Poll::Pending
-            }
-        })
-        .await;
-    }
-
-    /// IO side: puts a frame in the inbox (which has room: only the IO side adds frames).
-    fn push(&self, frame: ClientFrame, cost: usize) {
-        {
-            let mut state = self.state();
-            state.bytes += cost;
-            state.inbox.push_back((frame, cost));
-        }
-        self.worker.wake();
-    }
-
-    /// IO side: the next replay chunk to write.
-    async fn chunk(&self) -> Chunk {
-        std::future::poll_fn(|cx| {
-            self.io.register(cx.waker());
-            match self.state().chunk.take() {
-                Some(chunk) => std::task::Poll::Ready(chunk),
-                None => std::task::Poll::Pending,
-            }
-        })
-        .await
-    }
-
-    /// IO side: the connection ends. The worker handles the frames in the inbox, then stops;
-    /// a chunk not yet written is dropped, which tells the worker.
-    fn close(&self) {
-        {
-            let mut state = self.state();
-            state.closed = true;
-            state.chunk = None;
-        }
-        self.worker.wake();
-    }
-
-    /// Worker: the next frame and its cost; `None` once the IO side closed the pipe and the
-    /// inbox is empty.
-    async fn next(&self) -> Option<(ClientFrame, usize)> {
-        std::future::poll_fn(|cx| {
-            self.worker.register(cx.waker());
-            let mut state = self.state();
-            match state.inbox.pop_front() {
-                Some(work) => std::task::Poll::Ready(Some(work)),
-                None if state.closed => std::task::Poll::Ready(None),
-                None => std::task::Poll::Pending,
-            }
-        })
-        .await
-    }
-
-    /// Worker: a frame of `cost` was handled; its bytes are free again.
-    fn handled(&self, cost: usize) {
-        let waiting = {
-            let mut state = self.state();
-            state.bytes = state.bytes.saturating_sub(cost);
-            state.waiting
-        };
-        if waiting {
-            self.io.wake();
-        }
-    }
-
-    /// Worker: hands a replay chunk to the IO side; false if it writes no more replays, or
-    /// still has a chunk (one the worker gave up waiting for).
-    fn put(&self, chunk: Chunk) -> bool {
-        {
-            let mut state = self.state();
-            if state.closed || state.chunk.is_some() {
-                return false;
-            }
-            state.chunk = Some(chunk);
-        }
-        self.io.wake();
-        true
-    }
-}
-
-/// The application side of a connection: its hooks, RPC dispatch, the tab's mark, replays.
-/// Runs on a task of its own, one client frame at a time, in order.
-struct Worker {
-    node: Node,
-    handle: Arc<ConnHandle>,
-    me: Client,
-    pipe: Arc<Pipe>,
-    inbound: Inbound,
-    rpc_slots: Arc<Semaphore>,
-}
-
-impl Worker {
-    /// Runs the `connection` hooks, then handles frames until the IO side closes the inbox
-    /// (the frames already in it are handled) or a hook panics; then saves the tab's mark.
-    /// Gives the mark if it was saved.
-    async fn run(mut self) -> Option<u64> {
-        let metrics = self.node.inner.metrics.clone();
-        // After a panic too: the tab's mark is saved, then the IO side sees the worker end
-        // with its inbox open and closes with 1011.
-        unwinding(&metrics, "connection hook", self.work()).await;
-        let key = self.inbound.key.as_ref()?;
-        let mark = self.inbound.mark;
-        (mark > 0 && save_mark(&self.node, key, mark).await).then_some(mark)
-    }
-
-    async fn work(&mut self) {
-        for (app, ctx) in self.node.inner.apps.values() {
-            app.connection(ctx, &self.me).await;
-        }
-        // Only while an acknowledgement is due (an idle connection holds no timer).
-        let mut ack_timer = None;
-        loop {
-            tokio::select! {
-                biased;
-                () = expiry(&mut ack_timer), if self.inbound.ack_due => {
-                    self.inbound.ack_due = false;
-                    ack_timer = None;
-                    send_ack(&self.node, &self.handle, &self.me.connection, self.inbound.key.clone(), self.inbound.mark);
-                }
-                work = self.pipe.next() => {
-                    let Some((frame, cost)) = work else { return };
-                    let mut duplicate = false;
-                    let mut admitted = false;
-                    if let ClientFrame::Msg { id: Some(id), .. } = &frame {
-                        if self.node.is_shutting_down() {
-                            // Neither processed nor counted in the tab's mark: no ack covers
-                            // it, so the client resends it to the member it reconnects to.
-                            tracing::debug!(id, "client message left to the next member: shutting down");
-                            self.pipe.handled(cost);
-                            continue;
-                        }
-                        duplicate = !self.inbound.admit(*id);
-                        admitted = !duplicate;
-                        // Duplicates are acknowledged again: the client still has them.
-                        if !self.inbound.ack_due {
-                            self.inbound.ack_due = true;
-                            ack_timer = Some(Box::pin(tokio::time::sleep(ACK_DELAY)));
-                        }
-                        if duplicate {
-                            tracing::debug!(id, "duplicate client message dropped");
-                            self.node.inner.metrics.duplicates_dropped.inc();
-                        }
-                    }
-                    if admitted {
-                        // Counted in the mark (the client will not resend it): its sends are
-                        // routed even if the node starts shutting down meanwhile.
-                        ADMITTED.scope((), Box::pin(self.handle_frame(frame))).await;
-                    } else if !duplicate {
-                        // Boxed: the worker of an idle connection stays small.
-                        Box::pin(self.handle_frame(frame)).await;
-                    }
-                    // Its bytes count against the inbox until it is handled.
-                    self.pipe.handled(cost);
-                }
-            }
-        }
-    }
-
-    async fn handle_frame(&mut self, frame: ClientFrame) {
-        let node = &self.node;
-        let conn = &self.me.connection;
-        let streams = match frame {
-            ClientFrame::Hello { v, tab, streams, .. } => {
-                if v != protocol::VERSION {
-                    self.handle.push_control(
-                        conn,
-                        ServerFrame::Error {
-                            code: ErrorCode::UnsupportedVersion,
-                            message: format!("server speaks protocol version {}", protocol::VERSION),
-                            app: None,
-                        },
-                    );
-                }
-                if let Some(tab) = tab {
-                    Box::pin(self.inbound.set_tab(node, &self.handle, &self.me.session, tab)).await;
-                }
-                streams
-            }
-            ClientFrame::Resume { streams } => streams,
-            other => {
-                handle_frame(node, &self.handle, conn, &self.me.session, other, &self.rpc_slots).await;
-                return;
-            }
-        };
-        Box::pin(self.replay(streams)).await;
-    }
-
-    /// Answers `hello` / `resume`: the streams' missed messages, read in bounded chunks and
-    /// handed one at a time to the IO side, which writes each after the frames queued before
-    /// it (keeping sequence numbers in order); within [`REPLAY_TIME`] in all.
-    async fn replay(&self, streams: std::collections::BTreeMap<String, thywill_core::Offset>) {
-        let node = &self.node;
-        let (lost, mut resumes) = node.inner.resumes(&self.me.connection, &self.me.session, streams);
-        let deadline = tokio::time::Instant::now() + REPLAY_TIME;
-        if !self.pass(lost, deadline).await {
-            return;
-        }
-        let tab = self.inbound.tab.clone();
-        for resume in &mut resumes {
-            while !resume.done {
-                let read = node.inner.chunk(resume, tab.as_deref());
-                let Ok(items) = tokio::time::timeout_at(deadline, read).await else {
-                    tracing::warn!("replay took too long: the rest is left to the client's next resume");
-                    return;
-                };
-                if !self.pass(items, deadline).await {
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Has the IO side write a chunk and waits until it is written; false when the replay
-    /// must stop (the connection is ending, or the deadline passed).
-    async fn pass(&self, items: Vec<Replayed>, deadline: tokio::time::Instant) -> bool {
-        if items.is_empty() {
-            return true;
-        }
-        let (done, written) = oneshot::channel();
-        if !self.pipe.put((items, done)) {
-            return false;
-        }
-        match tokio::time::timeout_at(deadline, written).await {
-            Ok(written) => written.is_ok(),
-            Err(_) => {
-                tracing::warn!("replay took too long: the rest is left to the client's next resume");
-                false
-            }
-        }
-    }
-}
-
-/// Completes when `timer` (if set) expires.
-async fn expiry(timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
-    match timer {
-        Some(sleep) => sleep.as_mut().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Completes when the worker (if started) has ended.
-async fn worker_ended(worker: &mut Option<tokio::task::JoinHandle<Option<u64>>>) {
-    match worker {
-        Some(running) => {
-            let _ = running.await;
-        }
-        None => std::future::pending().await,
     }
 }
 
 /// A frame taken off a connection's queue: its text, its bytes no longer counted.
-fn taken(handle: &ConnHandle, frame: Queued) -> String {
+fn taken(handle: &Out, frame: Queued) -> String {
     handle.dequeued(frame.len());
     let text = frame.into_text();
     handle.metrics.bytes_out.inc_by(text.len() as u64);
@@ -760,13 +397,13 @@ fn taken(handle: &ConnHandle, frame: Queued) -> String {
 async fn write_chunk(
     ws: &mut impl Socket,
     rx: &mut mpsc::Receiver<Queued>,
-    handle: &ConnHandle,
-    items: Vec<Replayed>,
+    handle: &Out,
+    items: Vec<ReplayItem>,
 ) -> Result<(), WsError> {
     if items.is_empty() {
         return Ok(());
     }
-    let msgs = items.iter().filter(|i| matches!(i, Replayed::Msg(..))).count() as u64;
+    let msgs = items.iter().filter(|i| matches!(i, ReplayItem::Msg(..))).count() as u64;
     let (mut seq, queued) = handle.reserve(msgs);
     for _ in 0..queued {
         let Ok(frame) = rx.try_recv() else { break };
@@ -774,9 +411,9 @@ async fn write_chunk(
     }
     for item in items {
         let text = match item {
-            Replayed::Frame(f) => f.encode(),
-            Replayed::Msg(app, message, at) => {
-                let text = Encoded::replayed(&app, &message, &at, seq);
+            ReplayItem::Frame(f) => f.encode(),
+            ReplayItem::Msg(frame) => {
+                let text = frame.frame(seq);
                 seq += 1;
                 text
             }
@@ -850,233 +487,13 @@ fn ws_error(e: &WsError) -> Option<&WsError> {
 /// Bytes a connection task writes before it lets other tasks run.
 const FAIR_SHARE: usize = 64 * 1024;
 
-/// How long answering one `hello` or `resume` may take in all: the streams not replayed by
-/// then are left for the client to ask again.
-const REPLAY_TIME: std::time::Duration = std::time::Duration::from_secs(30);
-
-async fn handle_frame(
-    node: &Node,
-    handle: &Arc<ConnHandle>,
-    conn: &ConnectionId,
-    session: &SessionId,
-    frame: ClientFrame,
-    rpc_slots: &Arc<Semaphore>,
-) {
-    match frame {
-        // Handled by the worker, which has replays written.
-        ClientFrame::Hello { .. } | ClientFrame::Resume { .. } => {}
-        ClientFrame::Msg { app, data, meta, .. } => match node.inner.apps.get(&app) {
-            Some((a, ctx)) => {
-                if let Some(c) = node.inner.app_counters.get(&app) {
-                    c.messages_in.inc();
-                }
-                let me = client(node, conn, session);
-                a.received(ctx, &me, Message { data, meta }).await;
-            }
-            None => {
-                tracing::info!(%app, "message for unknown application");
-                handle.push_control(
-                    conn,
-                    ServerFrame::Error {
-                        code: ErrorCode::UnknownApp,
-                        message: format!("no application `{app}` here"),
-                        app: Some(app),
-                    },
-                );
-            }
-        },
-        ClientFrame::Rpc { app, id, name, args } => {
-            let Some((a, ctx)) = node.inner.apps.get(&app) else {
-                tracing::info!(%app, "rpc for unknown application");
-                handle.push_control(
-                    conn,
-                    ServerFrame::RpcErr {
-                        app: app.clone(),
-                        id,
-                        code: RpcErrorCode::NoFunction,
-                        message: format!("no application `{app}` here"),
-                    },
-                );
-                return;
-            };
-            let Ok(permit) = rpc_slots.clone().acquire_owned().await else {
-                return;
-            };
-            let a = a.clone();
-            let ctx = ctx.clone();
-            let handle = handle.clone();
-            let conn = conn.clone();
-            let me = client(node, &conn, session);
-            let metrics = node.inner.metrics.clone();
-            tokio::spawn(
-                async move {
-                    let started = Instant::now();
-                    let result = match a.rpc() {
-                        Some(h) => h.call_in(&ctx, &me, &name, args).await,
-                        None => Err(RpcError::new(
-                            RpcErrorCode::NoFunction,
-                            format!("application `{app}` has no remote procedures"),
-                        )),
-                    };
-                    metrics
-                        .rpc_seconds
-                        .get_or_create(&crate::metrics::AppLabel { app: app.to_string() })
-                        .observe(started.elapsed().as_secs_f64());
-                    let outcome = match &result {
-                        Ok(_) => "ok",
-                        Err(e) => e.code.as_str(),
-                    };
-                    metrics
-                        .rpc_calls
-                        .get_or_create(&crate::metrics::OutcomeLabel {
-                            outcome: outcome.into(),
-                        })
-                        .inc();
-                    let frame = match result {
-                        Ok(result) => ServerFrame::RpcOk { app, id, result },
-                        Err(e) => {
-                            tracing::debug!(function = %name, code = e.code.as_str(), "rpc failed");
-                            ServerFrame::RpcErr {
-                                app,
-                                id,
-                                code: e.code,
-                                message: e.message,
-                            }
-                        }
-                    };
-                    handle.push_control(&conn, frame);
-                    drop(permit);
-                }
-                .in_current_span(),
-            );
-        }
-    }
-}
-
-tokio::task_local! {
-    /// Set while the worker handles a client message it counted in the tab's mark. Such a
-    /// message is acknowledged whatever happens next, so the client never resends it: the node
-    /// routes its sends even once a shutdown has begun (see `Inner::route`). A message that
-    /// comes out of the inbox after the shutdown began is not counted, not processed, and
-    /// resent by the client to the member it reconnects to. (Sends from tasks the hook spawns
-    /// are not covered.)
-    pub(crate) static ADMITTED: ();
-}
-
-/// How long an acknowledgement of client messages waits to cover later ones too.
-const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(25);
-
-/// Longest tab id accepted in `hello`.
-const MAX_TAB_LEN: usize = 64;
-
-/// What the connection knows of its client's messages: the tab, the key its mark is kept
-/// under and the highest id processed.
-#[derive(Default)]
-struct Inbound {
-    tab: Option<String>,
-    key: Option<String>,
-    mark: u64,
-    ack_due: bool,
-}
-
-impl Inbound {
-    /// Takes the tab named by `hello` and its received mark (which may come from a previous
-    /// connection, on any member when the history is shared).
-    ///
-    /// The mark is kept per session and tab: a client of another session that names the same
-    /// tab id gets a mark of its own, so it cannot make the tab's messages look processed.
-    /// (In plain mode every connection is its own session; the tab's mark is then shared by
-    /// whoever knows the tab id, which `thywill.js` draws at random, 64 bits.) A `hello` naming
-    /// another tab starts from that tab's mark.
-    async fn set_tab(&mut self, node: &Node, handle: &ConnHandle, session: &SessionId, tab: String) {
-        if tab.is_empty()
-            || tab.len() > MAX_TAB_LEN
-            || !tab
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            tracing::info!("invalid tab id ignored");
-            return;
-        }
-        let key = match node.sessions() {
-            Some(_) => format!("{session}/{tab}"),
-            None => tab.clone(),
-        };
-        if self.tab.as_deref() != Some(tab.as_str()) {
-            // Another tab: the previous one's mark is not this one's.
-            if let Some(old) = &self.key
-                && self.mark > 0
-            {
-                save_mark(node, old, self.mark).await;
-            }
-            self.mark = 0;
-            self.ack_due = false;
-        }
-        match node.inner.history.received_mark(&key).await {
-            Ok(mark) => self.mark = self.mark.max(mark),
-            Err(e) => tracing::warn!(error = %e, "received mark of the tab not loaded"),
-        }
-        self.key = Some(key);
-        *handle
-            .tab
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tab.clone());
-        self.tab = Some(tab);
-    }
-
-    /// Whether a client message id is new (and records it).
-    fn admit(&mut self, id: u64) -> bool {
-        if self.tab.is_some() && id <= self.mark {
-            return false;
-        }
-        self.mark = self.mark.max(id);
-        true
-    }
-}
-
-/// Records the tab's mark (under `key`), then acknowledges client messages up to it.
-fn send_ack(node: &Node, handle: &Arc<ConnHandle>, conn: &ConnectionId, key: Option<String>, mark: u64) {
-    let node = node.clone();
-    let handle = handle.clone();
-    let conn = conn.clone();
-    tokio::spawn(
-        async move {
-            // Not saved, not acknowledged: the client resends, and a member that lost the
-            // mark may process the message twice.
-            if let Some(key) = &key
-                && !save_mark(&node, key, mark).await
-            {
-                return;
-            }
-            handle.push_control(&conn, ServerFrame::Ack { id: mark });
-        }
-        .in_current_span(),
-    );
-}
-
-/// Records a tab's received mark in the history (bounded); whether it was saved.
-async fn save_mark(node: &Node, tab: &str, mark: u64) -> bool {
-    let saved = tokio::time::timeout(CLOSING_TIME, node.inner.history.set_received_mark(tab, mark)).await;
-    match saved {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "received mark of the tab not saved");
-            false
-        }
-        Err(_) => {
-            tracing::warn!("received mark of the tab not saved in time");
-            false
-        }
-    }
-}
-
-/// A running connection task, counted in the node's `live` gauge.
-struct Live(Node);
+/// A running connection task, counted in the edge's `live` gauge.
+struct Live(Edge);
 
 impl Live {
-    fn new(node: &Node) -> Self {
-        node.inner.live.send_modify(|n| *n += 1);
-        Self(node.clone())
+    fn new(edge: &Edge) -> Self {
+        edge.inner.live.send_modify(|n| *n += 1);
+        Self(edge.clone())
     }
 }
 
@@ -1184,63 +601,158 @@ impl TokenBucket {
     }
 }
 
+/// A frame waiting in a connection's queue.
+pub(crate) enum Queued {
+    /// Encoded already (control frames).
+    Text(String),
+    /// A message frame shared by every connection it goes to, written with this
+    /// connection's sequence number.
+    Msg(u64, Arc<SharedFrame>),
+}
+
+impl Queued {
+    /// The frame's length in bytes (what it costs the connection's byte bound).
+    fn len(&self) -> usize {
+        match self {
+            Self::Text(t) => t.len(),
+            Self::Msg(_, e) => e.len(),
+        }
+    }
+
+    /// The frame's text.
+    fn into_text(self) -> String {
+        match self {
+            Self::Text(t) => t,
+            Self::Msg(seq, e) => e.frame(seq),
+        }
+    }
+}
+
+/// The next sequence number and the queue's sender, locked together so that sequence order
+/// equals queue order.
+struct OutState {
+    seq: u64,
+    tx: mpsc::Sender<Queued>,
+    /// Bytes of the frames in the queue, as if each were the connection's own copy.
+    bytes: usize,
+    /// The bound of `bytes` (a slow consumer past it).
+    max_bytes: usize,
+}
+
+/// A connection's bounded outbound queue: the edge's [`Outbound`], which the node pushes to.
+pub(crate) struct Out {
+    conn: ConnectionId,
+    metrics: Arc<crate::metrics::Metrics>,
+    out: Mutex<OutState>,
+    /// Set to a close code to make the IO side close the socket.
+    kill: watch::Sender<Option<u16>>,
+}
+
+impl Out {
+    /// A queue of `frames` frames and `max_bytes` bytes at most, its receiving end and the
+    /// receiver of its kill switch.
+    fn new(
+        conn: ConnectionId,
+        metrics: Arc<crate::metrics::Metrics>,
+        frames: usize,
+        max_bytes: usize,
+    ) -> (Self, mpsc::Receiver<Queued>, watch::Receiver<Option<u16>>) {
+        let (tx, rx) = mpsc::channel(frames);
+        let (kill, killed) = watch::channel(None);
+        let out = Self {
+            conn,
+            metrics,
+            out: Mutex::new(OutState {
+                seq: 0,
+                tx,
+                bytes: 0,
+                max_bytes,
+            }),
+            kill,
+        };
+        (out, rx, killed)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, OutState> {
+        self.out.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a frame without waiting; a full queue (in frames or bytes) marks the client a
+    /// slow consumer.
+    fn enqueue(&self, out: &mut OutState, frame: Queued) -> bool {
+        let len = frame.len();
+        if out.bytes.saturating_add(len) > out.max_bytes {
+            self.overflow();
+            return false;
+        }
+        match out.tx.try_send(frame) {
+            Ok(()) => {
+                out.bytes += len;
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn overflow(&self) {
+        self.metrics.queue_drops.inc();
+        let previous = self.kill.send_replace(Some(close::SLOW_CONSUMER));
+        if previous.is_none() {
+            self.metrics.slow_consumers.inc();
+            tracing::warn!(connection = %self.conn, "outbound queue full: closing slow consumer");
+        }
+    }
+
+    /// The IO side took a frame of `len` bytes off the queue.
+    fn dequeued(&self, len: usize) {
+        let mut out = self.state();
+        out.bytes = out.bytes.saturating_sub(len);
+    }
+
+    /// Reserves `n` sequence numbers for frames the IO side writes itself (replays); returns
+    /// the first one and how many frames are queued before them.
+    fn reserve(&self, n: u64) -> (u64, usize) {
+        let mut out = self.state();
+        let first = out.seq + 1;
+        out.seq += n;
+        (first, out.tx.max_capacity() - out.tx.capacity())
+    }
+}
+
+impl Outbound for Out {
+    fn push(&self, frame: &Arc<SharedFrame>) -> bool {
+        let mut out = self.state();
+        let seq = out.seq + 1;
+        let queued = self.enqueue(&mut out, Queued::Msg(seq, frame.clone()));
+        if queued {
+            out.seq = seq;
+        }
+        queued
+    }
+
+    fn push_control(&self, frame: ServerFrame) -> bool {
+        let mut out = self.state();
+        self.enqueue(&mut out, Queued::Text(frame.encode()))
+    }
+
+    fn close(&self, code: u16) {
+        self.kill.send_if_modified(|kill| {
+            let first = kill.is_none();
+            if first {
+                *kill = Some(code);
+            }
+            first
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use futures_util::FutureExt;
-    use thywill_core::protocol::ClientFrame;
-
-    use super::{INBOX_BYTES, INBOX_FRAMES, Pipe, TokenBucket};
-
-    fn frame() -> ClientFrame {
-        ClientFrame::Resume {
-            streams: Default::default(),
-        }
-    }
-
-    #[tokio::test]
-    async fn the_inbox_is_bounded_in_bytes_until_frames_are_handled() {
-        let pipe = Pipe::new(1024);
-        let third = INBOX_BYTES / 3;
-        for _ in 0..3 {
-            assert!(pipe.try_send(frame(), third).is_ok());
-        }
-        let Err(held) = pipe.try_send(frame(), third) else {
-            panic!("a fourth third of the byte bound was admitted");
-        };
-        // Taken by the worker, not yet handled: its bytes still count.
-        let Some(Some((_, cost))) = pipe.next().now_or_never() else {
-            panic!("no frame for the worker");
-        };
-        assert!(
-            pipe.room(held.cost).now_or_never().is_none(),
-            "room before a frame was handled"
-        );
-        pipe.handled(cost);
-        assert!(
-            pipe.room(held.cost).now_or_never().is_some(),
-            "no room after a frame was handled"
-        );
-        pipe.push(*held.frame, held.cost);
-        // Closed: the frames read are still handled, then the worker stops.
-        pipe.close();
-        for _ in 0..3 {
-            assert!(matches!(pipe.next().now_or_never(), Some(Some(_))));
-        }
-        assert!(matches!(pipe.next().now_or_never(), Some(None)));
-    }
-
-    #[tokio::test]
-    async fn the_inbox_is_bounded_in_frames_and_takes_a_message_of_any_allowed_size() {
-        let pipe = Pipe::new(1024);
-        for _ in 0..INBOX_FRAMES {
-            assert!(pipe.try_send(frame(), 1).is_ok());
-        }
-        assert!(pipe.try_send(frame(), 1).is_err());
-        // A `max_message_size` above the byte bound raises it to one such message.
-        let pipe = Pipe::new(4 * INBOX_BYTES);
-        assert!(pipe.try_send(frame(), 4 * INBOX_BYTES).is_ok());
-        assert!(pipe.try_send(frame(), 1).is_err());
-    }
+    use super::TokenBucket;
 
     #[test]
     fn the_bucket_allows_the_burst_then_refuses() {

@@ -1,6 +1,6 @@
 //! The transport's error type.
 
-/// Errors of the transport and node runtime.
+/// Errors of the edge: its configuration, its listeners, its start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
@@ -20,9 +20,6 @@ pub enum TransportError {
         /// The IO error.
         source: std::io::Error,
     },
-    /// Two applications were registered under one id.
-    #[error("application id `{0}` is registered twice")]
-    DuplicateApplication(String),
     /// A component failed during start-up.
     #[error(transparent)]
     Core(#[from] thywill_core::CoreError),

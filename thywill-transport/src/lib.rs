@@ -1,9 +1,12 @@
-//! The WebSocket and HTTP edge of thywill-rs, and the node runtime behind it.
+//! The WebSocket and HTTP edge of thywill-rs: what serves a node's clients.
 //!
-//! A [`Node`] holds the registered applications, the local connections and their channel
-//! subscriptions, and routes every message either to a local connection's bounded outbound
-//! queue or, through the configured [`Cluster`](thywill_core::Cluster), to the member that
-//! holds the client. [`Node::routes`] gives its warp routes:
+//! An [`Edge`] serves a node runtime (any [`Gateway`](thywill_core::edge::Gateway); the
+//! facade uses `thywill_node::Node`) over HTTP and WebSocket: it takes each WebSocket upgrade,
+//! resolves the client's session from its signed cookie, registers the connection with the
+//! node, and runs the connection's IO task — reading and decoding client frames into the
+//! node's bounded inbox, writing the frames the node queues and the replays it reads, pinging
+//! — while the node's worker runs the application code. [`Edge::routes`] gives its warp
+//! routes:
 //!
 //! | route | what |
 //! |---|---|
@@ -14,33 +17,30 @@
 //! | `GET <base>/thywill/thywill.js` | the browser client library (`.d.ts` beside it) |
 //! | `GET <any stored path>` | resources from the [`ResourceManager`](thywill_core::ResourceManager) |
 //!
-//! Application authors use the facade crate `thywill`, which builds nodes; this crate is for
-//! those who compose nodes by hand or write components.
+//! [`Edge::bind`] and [`Edge::bind_tls`] serve them on the edge's own accept loop (deadlines
+//! at every stage, a socket cap, TLS with rustls, graceful drain).
+//!
+//! Application authors use the facade crate `thywill`, which builds the node and its edge;
+//! this crate is for those who compose nodes by hand or write components.
 //!
 //! The single-member, in-memory defaults of every component (`LocalCluster`, `MemoryTracker`,
 //! `LocalHistory`, ...) live in `thywill-core`'s `memory` module, next to their traits.
 
 mod assets;
-mod caches;
 mod config;
 mod connection;
+mod edge;
 mod error;
 mod metrics;
-mod node;
-mod presence;
-mod queues;
 mod routes;
 mod serve;
 mod session;
 mod socket;
-mod streams;
-mod tasks;
 mod tls;
-pub mod tracker;
 
 pub use assets::{CLIENT_DTS, CLIENT_JS, client_js_path};
 pub use config::{AllowedHosts, AllowedOrigins, MetricsAccess, TransportConfig};
+pub use edge::{Edge, EdgeParts};
 pub use error::TransportError;
-pub use node::{Node, NodeParts};
 pub use session::{MIN_SECRET_LEN, SessionConfig, SessionRefusal, Sessions};
 pub use tls::TlsConfig;

@@ -1,8 +1,9 @@
-//! Node metrics in the Prometheus (OpenMetrics) text format, served at `<base>/metrics`.
+//! The edge's metrics in the Prometheus (OpenMetrics) text format, served at
+//! `<base>/metrics` followed by the node's ([`Gateway::encode_metrics`]).
 //!
-//! One [`Metrics`] per node, registered in its own registry (no global state). The transport
-//! counts what it sees; cluster figures are read from the [`Cluster`] when the page is
-//! rendered.
+//! One [`Metrics`] per edge, registered in its own registry (no global state): sockets,
+//! connections, bytes and the connections' outbound queues. What the node routes, runs and
+//! replays, and the cluster's figures, are the node's.
 
 use std::sync::Arc;
 
@@ -10,139 +11,46 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use thywill_core::{DynCluster, MemberStatus};
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct AppLabel {
-    pub(crate) app: String,
-}
+use thywill_core::edge::Gateway;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ReasonLabel {
     pub(crate) reason: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct OutcomeLabel {
-    pub(crate) outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct MemberLabel {
-    pub(crate) member: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct DirectionLabel {
-    pub(crate) direction: String,
-}
-
-fn rpc_latency() -> Histogram {
-    // 100 µs .. ~3.3 s
-    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
-}
-
-/// The counters of one node.
+/// The counters of one edge.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     registry: Registry,
     pub(crate) connections: Gauge,
     pub(crate) opened: Counter,
     pub(crate) closed: Family<ReasonLabel, Counter>,
-    pub(crate) messages_in: Family<AppLabel, Counter>,
-    pub(crate) messages_out: Family<AppLabel, Counter>,
     pub(crate) bytes_in: Counter,
     pub(crate) bytes_out: Counter,
     pub(crate) queue_drops: Counter,
     pub(crate) slow_consumers: Counter,
-    pub(crate) rpc_calls: Family<OutcomeLabel, Counter>,
-    pub(crate) rpc_seconds: Family<AppLabel, Histogram, fn() -> Histogram>,
-    pub(crate) cluster_tasks: Family<DirectionLabel, Counter>,
-    pub(crate) cluster_gaps: Counter,
-    /// Cluster tasks dropped, by reason (see `crate::tasks`).
-    pub(crate) cluster_tasks_dropped: Family<ReasonLabel, Counter>,
-    /// Application hooks dropped because the hook queue was full, by kind (see `crate::queues`).
-    pub(crate) hooks_dropped: Family<ReasonLabel, Counter>,
-    pub(crate) history_failures: Counter,
-    pub(crate) replayed: Counter,
-    pub(crate) continuity_lost: Counter,
-    pub(crate) duplicates_dropped: Counter,
     pub(crate) sockets: Gauge,
     pub(crate) sockets_refused: Counter,
     pub(crate) accept_errors: Counter,
     pub(crate) panics: Counter,
-    member_up: Family<MemberLabel, Gauge>,
-    cluster_healthy: Gauge,
-    cluster_reconnects: Gauge,
-}
-
-/// The per-application counters, looked up once per application instead of once per message.
-#[derive(Clone, Debug)]
-pub(crate) struct AppCounters {
-    pub(crate) messages_in: Counter,
-    pub(crate) messages_out: Counter,
 }
 
 impl Metrics {
-    /// Counts (and logs) an application hook of `kind` dropped because its queue was full.
-    pub(crate) fn hook_dropped(&self, kind: &str) {
-        self.hooks_dropped
-            .get_or_create(&ReasonLabel {
-                reason: kind.to_owned(),
-            })
-            .inc();
-        tracing::warn!(kind, "hook queue full: hook dropped");
-    }
-
-    /// Counts a cluster task dropped for `reason`.
-    pub(crate) fn task_dropped(&self, reason: &str) {
-        self.cluster_tasks_dropped
-            .get_or_create(&ReasonLabel {
-                reason: reason.to_owned(),
-            })
-            .inc();
-    }
-
-    /// Handles on an application's counters (they share state with the registry's).
-    pub(crate) fn app_counters(&self, app: &str) -> AppCounters {
-        let label = AppLabel { app: app.to_owned() };
-        AppCounters {
-            messages_in: self.messages_in.get_or_create(&label).clone(),
-            messages_out: self.messages_out.get_or_create(&label).clone(),
-        }
-    }
-
     pub(crate) fn new() -> Arc<Self> {
         let mut registry = Registry::with_prefix("thywill");
         let m = Metrics {
             connections: Gauge::default(),
             opened: Counter::default(),
             closed: Family::default(),
-            messages_in: Family::default(),
-            messages_out: Family::default(),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             queue_drops: Counter::default(),
             slow_consumers: Counter::default(),
-            rpc_calls: Family::default(),
-            rpc_seconds: Family::new_with_constructor(rpc_latency as fn() -> Histogram),
-            cluster_tasks: Family::default(),
-            cluster_gaps: Counter::default(),
-            cluster_tasks_dropped: Family::default(),
-            hooks_dropped: Family::default(),
-            history_failures: Counter::default(),
-            replayed: Counter::default(),
-            continuity_lost: Counter::default(),
-            duplicates_dropped: Counter::default(),
             sockets: Gauge::default(),
             sockets_refused: Counter::default(),
             accept_errors: Counter::default(),
             panics: Counter::default(),
-            member_up: Family::default(),
-            cluster_healthy: Gauge::default(),
-            cluster_reconnects: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open WebSocket connections", m.connections.clone());
@@ -162,8 +70,8 @@ impl Metrics {
             m.accept_errors.clone(),
         );
         registry.register(
-            "panics",
-            "Panics caught in connection tasks and application hooks",
+            "io_panics",
+            "Panics caught in connection IO tasks (the node counts those of application code)",
             m.panics.clone(),
         );
         registry.register(
@@ -175,16 +83,6 @@ impl Metrics {
             "connections_closed",
             "WebSocket connections closed, by reason",
             m.closed.clone(),
-        );
-        registry.register(
-            "messages_in",
-            "Application messages received from clients",
-            m.messages_in.clone(),
-        );
-        registry.register(
-            "messages_out",
-            "Application messages queued to clients",
-            m.messages_out.clone(),
         );
         registry.register(
             "bytes_in",
@@ -206,89 +104,18 @@ impl Metrics {
             "Connections cut off as slow consumers",
             m.slow_consumers.clone(),
         );
-        registry.register(
-            "rpc_calls",
-            "RPC calls by outcome (ok or error code)",
-            m.rpc_calls.clone(),
-        );
-        registry.register("rpc_duration_seconds", "RPC call latency", m.rpc_seconds.clone());
-        registry.register(
-            "cluster_tasks",
-            "Cluster tasks by direction (in, out)",
-            m.cluster_tasks.clone(),
-        );
-        registry.register(
-            "cluster_gaps",
-            "Gaps detected in member-to-member traffic",
-            m.cluster_gaps.clone(),
-        );
-        registry.register(
-            "cluster_tasks_dropped",
-            "Cluster tasks dropped by reason (unknown: no handler for the name; undecodable; \
-             unknown_app: an application this member does not serve; queue_full: the \
-             application's task queue was full)",
-            m.cluster_tasks_dropped.clone(),
-        );
-        registry.register(
-            "hooks_dropped",
-            "Application hooks dropped because the node's hook queue was full, by kind (tracker, \
-             channel_sessions); a member's status changes are never dropped",
-            m.hooks_dropped.clone(),
-        );
-        registry.register(
-            "history_failures",
-            "Stream messages not sent because the history could not log them in time",
-            m.history_failures.clone(),
-        );
-        registry.register(
-            "replayed_messages",
-            "Messages replayed to reconnecting clients",
-            m.replayed.clone(),
-        );
-        registry.register(
-            "continuity_lost",
-            "Streams a client could not resume (gap no longer in the history)",
-            m.continuity_lost.clone(),
-        );
-        registry.register(
-            "duplicate_client_messages",
-            "Client messages dropped because their id was processed already",
-            m.duplicates_dropped.clone(),
-        );
-        registry.register(
-            "cluster_member_up",
-            "1 if the member is up, 0 if not",
-            m.member_up.clone(),
-        );
-        registry.register(
-            "cluster_healthy",
-            "1 while the cluster link works",
-            m.cluster_healthy.clone(),
-        );
-        registry.register(
-            "cluster_reconnects",
-            "Reconnections of the cluster backend (for example to Redis)",
-            m.cluster_reconnects.clone(),
-        );
         Arc::new(Metrics { registry, ..m })
     }
 
-    /// Renders the text exposition, refreshing the cluster figures first.
-    pub(crate) fn render(&self, cluster: &dyn DynCluster) -> String {
-        for member in cluster.members() {
-            let up = i64::from(cluster.status(&member) == MemberStatus::Up);
-            self.member_up
-                .get_or_create(&MemberLabel {
-                    member: member.to_string(),
-                })
-                .set(up);
-        }
-        self.cluster_healthy.set(i64::from(cluster.is_healthy()));
-        let stats = cluster.stats();
-        self.cluster_reconnects
-            .set(i64::try_from(stats.reconnects).unwrap_or(i64::MAX));
+    /// Renders the text exposition: the edge's metrics, then the node's.
+    pub(crate) fn render(&self, node: &dyn Gateway) -> String {
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let encoded = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        node.encode_metrics(&mut out);
+        if encoded
+            .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut out))
+            .is_err()
+        {
             tracing::error!("metrics encoding failed");
         }
         out

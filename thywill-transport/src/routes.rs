@@ -13,7 +13,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::socket::UpgradeSlot;
-use crate::{AllowedHosts, AllowedOrigins, MetricsAccess, Node, TransportError};
+use crate::{AllowedHosts, AllowedOrigins, Edge, MetricsAccess, TransportError};
 
 fn exact_path(path: String) -> BoxedFilter<()> {
     warp::path::full()
@@ -60,7 +60,7 @@ struct Handshake<'a> {
 
 /// Why a WebSocket may not open now (a response to send instead), if it may not: a foreign
 /// origin, a draining node, the connection limit.
-fn refuse_socket(node: &Node, hs: &Handshake<'_>) -> Option<Response> {
+fn refuse_socket(node: &Edge, hs: &Handshake<'_>) -> Option<Response> {
     let (origin, host) = (hs.origin, hs.host);
     if !origin_allowed(&node.config().origins, origin, host, hs.scheme) {
         tracing::warn!(?origin, ?host, "websocket refused: origin not allowed");
@@ -154,7 +154,7 @@ fn host_allowed(
 /// The host name an HTTPS redirect may name for a request with `host` on a listener at
 /// `local`: the request's host name when the node answers it and it is a plain host name
 /// (letters, digits, `-`, `.`) or an IP literal (IPv6 in brackets); else `None`.
-pub(crate) fn redirect_host(node: &Node, host: Option<&str>, local: std::net::SocketAddr) -> Option<String> {
+pub(crate) fn redirect_host(node: &Edge, host: Option<&str>, local: std::net::SocketAddr) -> Option<String> {
     let host = host?;
     if !host_allowed(&node.config().allowed_hosts, Some(host), Some(local), false) {
         return None;
@@ -172,7 +172,7 @@ pub(crate) fn redirect_host(node: &Node, host: Option<&str>, local: std::net::So
 }
 
 /// Refuses (421) requests whose `Host` the node does not answer.
-fn host_guard(node: &Node) -> BoxedFilter<()> {
+fn host_guard(node: &Edge) -> BoxedFilter<()> {
     let node = node.clone();
     warp::header::optional::<String>("host")
         .and(warp::ext::optional::<crate::serve::PeerAddr>())
@@ -326,9 +326,20 @@ struct HandshakeHeaders {
     host: Option<String>,
     cookie: Option<String>,
     scheme: &'static str,
+    /// The client's address, when the node's own accept loop serves the request.
+    peer: Option<SocketAddr>,
 }
 
 impl HandshakeHeaders {
+    /// What the connection keeps of its handshake.
+    fn into_handshake(self) -> crate::connection::Handshake {
+        crate::connection::Handshake {
+            cookie: self.cookie,
+            peer: self.peer,
+            origin: self.origin,
+        }
+    }
+
     fn checked(&self) -> Handshake<'_> {
         Handshake {
             origin: self.origin.as_deref(),
@@ -351,6 +362,7 @@ fn handshake_headers() -> BoxedFilter<(HandshakeHeaders,)> {
                     host,
                     cookie,
                     scheme: request_scheme(addr.as_ref(), proto.as_deref()),
+                    peer: addr.map(|a| a.peer),
                 }
             },
         )
@@ -397,7 +409,7 @@ fn resource_headers() -> BoxedFilter<(ResourceRequest,)> {
 
 /// Loads the representation of `resource` to serve for `Accept-Encoding`: a precompressed
 /// variant when the browser accepts one that is stored and current, else the resource.
-async fn representation(node: &Node, resource: Resource, accept: Option<&str>) -> Resource {
+async fn representation(node: &Edge, resource: Resource, accept: Option<&str>) -> Resource {
     let Some(coding) = resource
         .attribute(attr::ENCODINGS)
         .and_then(|list| negotiate(accept, list))
@@ -421,7 +433,7 @@ async fn representation(node: &Node, resource: Resource, accept: Option<&str>) -
 }
 
 /// Serves a page, issuing a session cookie when sessions are on and the browser has none.
-async fn page_response(node: &Node, page: &Resource, inm: Option<&str>, cookie: Option<&str>) -> Response {
+async fn page_response(node: &Edge, page: &Resource, inm: Option<&str>, cookie: Option<&str>) -> Response {
     let Some(sessions) = node.sessions() else {
         return resource_response(page, inm);
     };
@@ -447,7 +459,7 @@ async fn page_response(node: &Node, page: &Resource, inm: Option<&str>, cookie: 
     }
 }
 
-impl Node {
+impl Edge {
     /// A warp filter giving ordinary routes the browser's session, the same one its
     /// WebSocket is bound to: `None` without sessions or without a valid session cookie.
     pub fn session(&self) -> BoxedFilter<(Option<SessionId>,)> {
@@ -515,16 +527,16 @@ impl Node {
                     if let Some(refused) = refuse_socket(&node, &hs.checked()) {
                         return refused;
                     }
-                    let cookie = hs.cookie;
                     let Some(pending) = slot.take() else {
                         return warp::reply::with_status("not upgradable", StatusCode::BAD_REQUEST)
                             .into_response();
                     };
                     let node = node.clone();
                     let limit = node.config().max_message_size;
+                    let handshake = hs.into_handshake();
                     tokio::spawn(async move {
                         match crate::socket::upgraded(pending, limit).await {
-                            Ok(ws) => crate::connection::run(node, ws, cookie).await,
+                            Ok(ws) => crate::connection::run(node, ws, handshake).await,
                             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
                         }
                     });
@@ -549,13 +561,13 @@ impl Node {
                 if let Some(refused) = refuse_socket(&node, &hs.checked()) {
                     return refused;
                 }
-                let cookie = hs.cookie;
                 let limit = node.config().max_message_size;
                 let node = node.clone();
+                let handshake = hs.into_handshake();
                 ws.max_message_size(limit.saturating_mul(2))
                     .max_frame_size(limit.saturating_mul(2))
                     .on_upgrade(move |socket| {
-                        crate::connection::run(node, crate::socket::from_warp(socket), cookie)
+                        crate::connection::run(node, crate::socket::from_warp(socket), handshake)
                     })
                     .into_response()
             });
@@ -673,7 +685,7 @@ impl Node {
 
     /// Runs one WebSocket connection of this node over `io`, an already upgraded byte stream
     /// (the server side), with `cookie` as its handshake's `Cookie` header: the same
-    /// connection task as a socket of [`Node::bind`]. For tests and fuzzing that drive a node
+    /// connection task as a socket of [`Edge::bind`]. For tests and fuzzing that drive a node
     /// without a network (`tokio::io::duplex`); returns when the connection has ended and
     /// been cleaned up.
     #[doc(hidden)]
@@ -684,11 +696,15 @@ impl Node {
         use tokio_tungstenite::tungstenite::protocol::Role;
         let config = crate::socket::config(self.config().max_message_size);
         let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        crate::connection::run(self.clone(), ws, cookie).await;
+        let handshake = crate::connection::Handshake {
+            cookie,
+            ..Default::default()
+        };
+        crate::connection::run(self.clone(), ws, handshake).await;
     }
 
     /// Serves the node's routes (with a plain-text 404 for anything else) on `listener` until
-    /// [`Node::shutdown`] is called, then closes every connection with code 1001.
+    /// [`Edge::shutdown`] is called, then closes every connection with code 1001.
     pub async fn serve(self, listener: tokio::net::TcpListener) {
         crate::serve::accept_loop(self, listener, None).await;
     }

@@ -22,7 +22,7 @@ use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::Reply;
 
-use crate::Node;
+use crate::Edge;
 use crate::socket::UpgradeSlot;
 
 /// Where a request came from and in on, as a request extension set by the node's own accept
@@ -48,14 +48,14 @@ pub(crate) struct PeerAddr {
 /// alive, or closed, by the connection task's own keepalive.
 ///
 /// [`TransportConfig::with_max_sockets`]: crate::TransportConfig::with_max_sockets
-pub(crate) async fn accept_loop(node: Node, listener: TcpListener, tls: Option<TlsAcceptor>) {
+pub(crate) async fn accept_loop(node: Edge, listener: TcpListener, tls: Option<TlsAcceptor>) {
     let routes = node.routes();
     serve_filter(node, listener, tls, routes).await;
 }
 
 /// The accept loop of [`accept_loop`] for any warp filter (the HTTPS redirect listener's
 /// too).
-pub(crate) async fn serve_filter<F>(node: Node, listener: TcpListener, tls: Option<TlsAcceptor>, filter: F)
+pub(crate) async fn serve_filter<F>(node: Edge, listener: TcpListener, tls: Option<TlsAcceptor>, filter: F)
 where
     F: Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
     F::Future: Send,

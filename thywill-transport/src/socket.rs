@@ -1,6 +1,6 @@
 //! The WebSocket a connection task drives, whoever upgraded it.
 //!
-//! Behind [`crate::Node::bind`] (the node's own accept loop) the node takes the upgrade itself
+//! Behind [`crate::Edge::bind`] (the edge's own accept loop) the edge takes the upgrade itself
 //! and builds the socket with a small read buffer ([`READ_BUFFER`], 2 KiB): tungstenite's
 //! default of 128 KiB per socket would dominate the memory of an idle connection. When the
 //! routes are served by another server (`warp::serve(node.routes())`), warp's own upgrade is

@@ -16,7 +16,7 @@ use warp::Filter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Reply;
 
-use crate::{Node, TransportError};
+use crate::{Edge, TransportError};
 
 /// A server certificate chain and key, ready to serve.
 #[derive(Clone)]
@@ -85,9 +85,9 @@ impl TlsConfig {
     }
 }
 
-impl Node {
+impl Edge {
     /// Serves the node's routes over TLS (HTTPS and WSS) on `listener` until
-    /// [`Node::shutdown`].
+    /// [`Edge::shutdown`].
     pub async fn serve_tls(self, listener: TcpListener, tls: TlsConfig) {
         crate::serve::accept_loop(self, listener, Some(tls.acceptor())).await;
     }

@@ -167,6 +167,8 @@ pub use thywill_core::cache::{Cache, CacheLimits, CacheManager, DynCacheManager,
 /// Application tasks between members: [`AppContext::send_task_to`] and [`Application::task`].
 pub use thywill_core::{AppTask, Task, TaskTarget};
 pub use thywill_core::{Minifier, TemplateEngine};
+/// Re-export of the node runtime crate.
+pub use thywill_node as node;
 /// Re-export of the resources crate: manifests, the bootstrap pipeline, minifiers.
 pub use thywill_resources as resources;
 pub use thywill_resources::{Entry, Manifest, Source};
@@ -174,10 +176,12 @@ pub use thywill_resources::{Entry, Manifest, Source};
 pub use thywill_rpc as rpc;
 /// Re-export of the template engine crate.
 pub use thywill_templates as templates;
-/// Re-export of the transport crate.
+/// Re-export of the client tracking crate: the cluster-wide [`ClientTracker`].
+pub use thywill_tracking as tracking;
+use thywill_tracking::tracked_arc;
+pub use thywill_tracking::{ClusterTracker, TrackedCluster};
+/// Re-export of the transport crate: the edge (HTTP, WebSocket, TLS).
 pub use thywill_transport as transport;
-use thywill_transport::tracker::tracked_arc;
-pub use thywill_transport::tracker::{ClusterTracker, TrackedCluster};
 
 /// A boxed serving future, as returned by [`config::Config::serve`].
 pub type BoxServe = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
@@ -189,6 +193,9 @@ pub enum Error {
     /// The transport refused a setting or could not listen.
     #[error(transparent)]
     Transport(#[from] thywill_transport::TransportError),
+    /// The node runtime refused a setting or could not start.
+    #[error(transparent)]
+    Node(#[from] thywill_node::NodeError),
     /// A component failed.
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -234,7 +241,9 @@ impl Error {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            Self::Transport(thywill_transport::TransportError::Config { .. }) | Self::Config(_)
+            Self::Transport(thywill_transport::TransportError::Config { .. })
+                | Self::Node(thywill_node::NodeError::Config { .. })
+                | Self::Config(_)
         )
     }
 
@@ -593,19 +602,31 @@ impl Builder {
         for r in assembly.resources {
             resources.store(r).await?;
         }
-        let node = thywill_transport::Node::start(thywill_transport::NodeParts {
-            config: self.config,
+        // The node runtime first, then the edge that serves it: they meet through
+        // `thywill_core::edge` only.
+        let sessions = sessions.map(|(s, _)| s);
+        let node_config = thywill_node::NodeConfig::default()
+            .with_replay(self.config.replay())
+            .with_append_timeout(self.config.append_timeout())?;
+        let node = thywill_node::Node::start(thywill_node::NodeParts {
+            config: node_config,
             applications: self.applications,
             cluster: cluster.clone(),
             tracker,
             channels,
-            resources,
-            sessions: sessions.map(|(s, _)| s),
+            session_store: sessions.as_ref().map(|s| s.store().clone()),
             history,
             caches,
         })
         .await?;
-        Ok(Thywill { node, cluster })
+        let edge = thywill_transport::Edge::start(thywill_transport::EdgeParts {
+            config: self.config,
+            node: Arc::new(node.clone()),
+            resources,
+            sessions,
+        })
+        .await?;
+        Ok(Thywill { node, edge, cluster })
     }
 }
 
@@ -706,7 +727,8 @@ fn check(c: &Composition<'_>) -> Result<(), Error> {
 /// A running node: cheap to clone.
 #[derive(Clone)]
 pub struct Thywill {
-    node: thywill_transport::Node,
+    node: thywill_node::Node,
+    edge: thywill_transport::Edge,
     cluster: Arc<dyn DynCluster>,
 }
 
@@ -714,6 +736,7 @@ impl std::fmt::Debug for Thywill {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Thywill")
             .field("node", &self.node)
+            .field("edge", &self.edge)
             .finish_non_exhaustive()
     }
 }
@@ -726,7 +749,7 @@ impl Thywill {
 
     /// The node's warp routes, to mount next to your own (`routes().or(mine)`).
     pub fn routes(&self) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
-        self.node.routes()
+        self.edge.routes()
     }
 
     /// Binds `addr` and returns the bound address and the future that serves until
@@ -735,7 +758,7 @@ impl Thywill {
         &self,
         addr: SocketAddr,
     ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + Send + 'static), Error> {
-        Ok(self.node.clone().bind(addr).await?)
+        Ok(self.edge.clone().bind(addr).await?)
     }
 
     /// Binds `addr` for HTTPS and WSS with `tls` and returns the bound address and the future
@@ -745,7 +768,7 @@ impl Thywill {
         addr: SocketAddr,
         tls: TlsConfig,
     ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + Send + 'static), Error> {
-        Ok(self.node.clone().bind_tls(addr, tls).await?)
+        Ok(self.edge.clone().bind_tls(addr, tls).await?)
     }
 
     /// Binds `addr` for plain HTTP that redirects every request to HTTPS on `https_port`.
@@ -754,23 +777,23 @@ impl Thywill {
         addr: SocketAddr,
         https_port: u16,
     ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + Send + 'static), Error> {
-        Ok(self.node.clone().bind_https_redirect(addr, https_port).await?)
+        Ok(self.edge.clone().bind_https_redirect(addr, https_port).await?)
     }
 
     /// The metrics page in the Prometheus text format (also served at `<base>/metrics`).
     pub fn metrics_text(&self) -> String {
-        self.node.metrics_text()
+        self.edge.metrics_text()
     }
 
     /// Whether the node should receive new clients (cluster link up, not draining); served at
     /// `<base>/ready`.
     pub fn is_ready(&self) -> bool {
-        self.node.is_ready()
+        self.edge.is_ready()
     }
 
     /// Closes every connection with code 1001 and stops serving.
     pub fn shutdown(&self) {
-        self.node.shutdown();
+        self.edge.shutdown();
     }
 
     /// An application's context, to push messages from outside its hooks (timers, other
@@ -793,12 +816,12 @@ impl Thywill {
     /// A warp filter giving your own routes the browser's session (see
     /// [`Builder::sessions`]): `None` without a valid session cookie.
     pub fn session(&self) -> warp::filters::BoxedFilter<(Option<SessionId>,)> {
-        self.node.session()
+        self.edge.session()
     }
 
     /// The session store, when sessions are on: load and store a session's data.
     pub fn session_store(&self) -> Option<&Arc<dyn DynSessionStore>> {
-        self.node.sessions().map(|s| s.store())
+        self.edge.sessions().map(|s| s.store())
     }
 
     /// Number of open local connections.
@@ -809,12 +832,17 @@ impl Thywill {
     /// The resource store. Resources stored while running are minified, compressed and served
     /// like the bootstrap set; tell pages to load them with [`AppContext::expose`].
     pub fn resources(&self) -> &Arc<dyn DynResourceManager> {
-        self.node.resources()
+        self.edge.resources()
     }
 
-    /// The underlying transport node.
-    pub fn node(&self) -> &thywill_transport::Node {
+    /// The node runtime: applications, connections, routing.
+    pub fn node(&self) -> &thywill_node::Node {
         &self.node
+    }
+
+    /// The edge that serves the node: routes, accept loops, sessions, connections' IO.
+    pub fn edge(&self) -> &thywill_transport::Edge {
+        &self.edge
     }
 }
 

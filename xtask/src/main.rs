@@ -4,6 +4,7 @@
 //! project root; cargo itself is `$CARGO` (the cargo that runs us), through [`cargo`].
 
 mod bench;
+mod client;
 mod flags;
 mod fuzz;
 mod lint;
@@ -25,8 +26,9 @@ const HELP: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
-  run-example  run an example: NAME [--members N] [--cluster none|redis|http] [--port P] [--redis-url URL] [--release]
+  run-example  run an example (or vite-echo: Echo and Vite's dev server): NAME [--members N] [--cluster none|redis|http] [--port P] [--redis-url URL] [--release]
   test         the test command: install test dependencies, run every test (nextest), then the doc tests
+  client-build build the browser client (src/) into its npm package (dist/) and the classic thywill.js: [--out DIR]
   lint         cargo fmt --check, clippy -D warnings, rustdoc -D warnings, the facade's feature combinations
   release-check  package, msrv and deny: what publishing needs
   package      metadata of every publishable crate, then `cargo package` of all of them: [--no-verify]
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         }
         Some("run-example") => run_example::run(rest),
         Some("test") => no_options("test", &rest).and_then(|()| test::run()),
+        Some("client-build") => client::run_build(&rest),
         Some("lint") => no_options("lint", &rest).and_then(|()| lint::run()),
         Some("ci") => no_options("ci", &rest).and_then(|()| ci()),
         Some("release-check") => no_options("release-check", &rest).and_then(|()| release::run_all_checks()),

@@ -10,6 +10,10 @@
 //! `--cluster http` (the HTTP backend refuses to run without one), and
 //! `THYWILL_SESSION__SECRET` for a clustered Chat (its members must sign session cookies
 //! alike, and refuse to start without a secret).
+//!
+//! `vite-echo` is not a crate but a front end (`examples/vite-echo`): it runs Echo (one
+//! member) and Vite's dev server for the page, whose proxy passes the page's WebSocket on to
+//! Echo.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -237,8 +241,24 @@ fn discover_examples(root: &Path) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
+/// The front-end example run with Vite's dev server next to Echo.
+const VITE_ECHO: &str = "vite-echo";
+
 pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
-    let opts = parse(args)?;
+    let mut opts = parse(args)?;
+    let vite = opts.name == VITE_ECHO;
+    if vite {
+        if opts.members != 1 || opts.cluster != Cluster::None {
+            bail!("{VITE_ECHO} runs one Echo member: no --members or --cluster");
+        }
+        let port = opts.port.unwrap_or_else(|| default_port("echo"));
+        if port == 0 {
+            bail!("{VITE_ECHO} needs Echo's port known: no --port 0");
+        }
+        opts.name = "echo".to_owned();
+        opts.port = Some(port);
+        crate::client::install_toolchain(&vite_echo_dir())?;
+    }
     let known = discover_examples(&project_root())?;
     if !known.contains(&opts.name) {
         bail!(
@@ -258,7 +278,43 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
     if !bin.is_file() {
         bail!("the build did not produce {}", bin.display());
     }
-    tokio::runtime::Runtime::new()?.block_on(supervise(opts, bin))
+    tokio::runtime::Runtime::new()?.block_on(async move {
+        let mut dev_server = match (vite, opts.port) {
+            (true, Some(port)) => Some(start_vite(port)?),
+            _ => None,
+        };
+        let result = supervise(opts, bin).await;
+        if let Some(child) = dev_server.as_mut() {
+            let status = sys::stop(child, GRACE).await;
+            println!("vite: stopped ({})", describe(&status));
+        }
+        result
+    })
+}
+
+fn vite_echo_dir() -> PathBuf {
+    project_root().join("examples").join(VITE_ECHO)
+}
+
+/// Vite's dev server for `examples/vite-echo`, proxying the page's socket to Echo on `port`;
+/// it prints the page's URL.
+fn start_vite(port: u16) -> anyhow::Result<tokio::process::Child> {
+    // Vite's own executable rather than `npx vite`, so that stopping it stops the server
+    // (npx would leave its child running).
+    let dir = vite_echo_dir();
+    let mut c = tokio::process::Command::from(cmd(dir.join("node_modules").join(".bin").join("vite")));
+    c.current_dir(&dir)
+        .args(["--host", "127.0.0.1"])
+        .env("THYWILL_ECHO", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = c.spawn().context("cannot start Vite's dev server")?;
+    println!(
+        "vite: started (pid {}); its page is under /echo/vite/",
+        child.id().unwrap_or_default()
+    );
+    Ok(child)
 }
 
 /// What a member process reports to the supervisor.

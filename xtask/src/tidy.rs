@@ -21,6 +21,19 @@ const FACADE: &str = "thywill";
 /// The vocabulary every component implements.
 const CORE: &str = "thywill-core";
 
+/// The component crates: each depends on [`CORE`] and on no other workspace crate. A new
+/// publishable crate is added here, on purpose, or the graph test fails.
+const COMPONENTS: &[&str] = &[
+    "thywill-node",
+    "thywill-transport",
+    "thywill-tracking",
+    "thywill-rpc",
+    "thywill-cluster-redis",
+    "thywill-cluster-http",
+    "thywill-resources",
+    "thywill-templates",
+];
+
 fn workspace_dependencies<'a>(p: &'a Value, workspace: &[&str]) -> Vec<&'a str> {
     p["dependencies"]
         .as_array()
@@ -47,6 +60,10 @@ fn component_crates_depend_on_the_core_only() -> anyhow::Result<()> {
             FACADE => {}
             CORE if !deps.is_empty() => wrong.push(format!("{CORE} depends on {deps:?}")),
             CORE => {}
+            unlisted if !COMPONENTS.contains(&unlisted) => wrong.push(format!(
+                "{unlisted} is published but is neither the facade, the core nor a listed \
+                 component crate: add it to tidy.rs's COMPONENTS"
+            )),
             component => {
                 if !deps.contains(&CORE) {
                     wrong.push(format!("{component} does not depend on {CORE}"));
@@ -59,6 +76,13 @@ fn component_crates_depend_on_the_core_only() -> anyhow::Result<()> {
                     ));
                 }
             }
+        }
+    }
+    for listed in COMPONENTS {
+        if !packages.iter().any(|p| publishable(p) && name(p) == *listed) {
+            wrong.push(format!(
+                "{listed} is listed as a component crate but is not published"
+            ));
         }
     }
     anyhow::ensure!(

@@ -29,7 +29,7 @@ async fn a_function_reads_and_writes_the_callers_session_data() -> anyhow::Resul
         .await?;
     let (addr, serving) = node.bind(([127, 0, 0, 1], 0).into()).await?;
     let serving = tokio::spawn(serving);
-    let sessions = node.node().sessions().context("sessions are on")?;
+    let sessions = node.edge().sessions().context("sessions are on")?;
     let (ann, bob) = (sessions.create().await?, sessions.create().await?);
     let url = format!("ws://{addr}/t/ws");
     let cookie = |id| format!("thywill.sid={}", sessions.config().sign(id));

@@ -40,8 +40,8 @@ function load(opts) {
   const logs = { warn: [], error: [] };
   const sockets = [];
   class FakeWS {
-    constructor(url) { this.url = url; this.readyState = 0; this.sent = []; sockets.push(this); }
-    send(t) { if (this.readyState !== 1) throw new Error('not open'); this.sent.push(JSON.parse(t)); }
+    constructor(url) { this.url = url; this.readyState = 0; this.sent = []; this.sentAt = []; sockets.push(this); }
+    send(t) { if (this.readyState !== 1) throw new Error('not open'); this.sent.push(JSON.parse(t)); this.sentAt.push(now); }
     close() { this.readyState = 3; }
     // test helpers
     open() { this.readyState = 1; this.onopen && this.onopen({}); }
@@ -92,6 +92,6 @@ function load(opts) {
     }
     now = end;
   }
-  return { T: win.Thywill, win, sockets, logs, advance, get timers() { return timers; } };
+  return { T: win.Thywill, win, sockets, logs, advance, get timers() { return timers; }, get now() { return now; } };
 }
 module.exports = { load, fakeDocument };

@@ -102,6 +102,20 @@ test('a received message has the helpers', () => {
   assert.deepStrictEqual(plain(got[0].toObject()), { data: { v: 2 }, _: { type: 'reply' } });
 });
 
+test('loaded twice, the classic script keeps the first client and its socket', () => {
+  const h = connected();
+  const first = h.T;
+  h.T.send('chat', 'before');
+  const src = require('fs').readFileSync(require('path').join(__dirname, '..', 'thywill.js'), 'utf8');
+  require('vm').runInContext(src, h.win, { filename: 'thywill.js (again)' });
+  assert.strictEqual(h.win.Thywill, first);
+  h.advance(1000);
+  assert.strictEqual(h.sockets.length, 1);
+  assert.strictEqual(h.win.Thywill.state, 'connected');
+  assert.strictEqual(h.win.Thywill.protocolVersion, 1);
+  assert.strictEqual(typeof h.win.Thywill.Message, 'function');
+});
+
 (async () => {
   let failed = 0;
   for (const [name, fn] of tests) {

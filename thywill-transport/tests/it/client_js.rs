@@ -1,6 +1,8 @@
 //! The browser client's own unit tests (`client/test/*.test.js`), run with Node (installed by
 //! `scripts/install-test-deps.sh`): recovery after reconnects, acknowledgements and resends,
-//! with a fake WebSocket and a virtual clock; the `Message` helpers.
+//! with a fake WebSocket and a virtual clock; the shared recovery vectors
+//! (`client/vectors/recovery.json`, which the Rust test client runs too); the `Message` helpers.
+//! They run against the built classic script, `client/thywill.js`.
 
 use std::time::Duration;
 
@@ -9,6 +11,15 @@ async fn the_client_library_passes_its_unit_tests() -> anyhow::Result<()> {
     run_node(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/client/test/recovery.test.js"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn the_client_library_follows_the_shared_recovery_vectors() -> anyhow::Result<()> {
+    run_node(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/client/test/vectors.test.js"
     ))
     .await
 }

@@ -14,8 +14,9 @@ use thywill_core::{
     Target,
 };
 use thywill_core::{LocalCluster, MemoryChannels, MemoryResources, MemoryTracker};
+use thywill_node::{Node, NodeParts};
 use thywill_testkit::browser::Browser;
-use thywill_transport::{Node, NodeParts, TransportConfig};
+use thywill_transport::{Edge, EdgeParts, TransportConfig};
 
 #[tokio::test]
 async fn the_client_library_loads_only_same_origin_paths() -> anyhow::Result<()> {
@@ -98,19 +99,26 @@ async fn a_load_frame_with_a_backslash_path_adds_no_script_in_chromium() -> anyh
     resources
         .store(Resource::new("/t/evil.css", "body { color: red; }"))
         .await?;
+    let config = TransportConfig::default().with_base_path("/t")?;
     let node = Node::start(NodeParts {
-        config: TransportConfig::default().with_base_path("/t")?,
+        config: crate::support::node_config(&config)?,
         applications,
         cluster: Arc::new(LocalCluster::new("alpha")),
         tracker: Arc::new(MemoryTracker::new()),
         channels: Arc::new(MemoryChannels::new()),
-        resources,
-        sessions: None,
+        session_store: None,
         history: Arc::new(thywill_core::LocalHistory::default()),
         caches: Arc::new(thywill_core::MemoryCaches::new()),
     })
     .await?;
-    let (addr, serving) = node.clone().bind(([127, 0, 0, 1], 0).into()).await?;
+    let edge = Edge::start(EdgeParts {
+        config,
+        node: Arc::new(node),
+        resources,
+        sessions: None,
+    })
+    .await?;
+    let (addr, serving) = edge.clone().bind(([127, 0, 0, 1], 0).into()).await?;
     let serving = tokio::spawn(serving);
 
     let browser = Browser::start().await?;
@@ -149,7 +157,7 @@ async fn a_load_frame_with_a_backslash_path_adds_no_script_in_chromium() -> anyh
         "elements added by load frames, and whether evil.js ran"
     );
     browser.close().await?;
-    node.shutdown();
+    edge.shutdown();
     tokio::time::timeout(thywill_testkit::TIMEOUT, serving).await??;
     Ok(())
 }

@@ -217,7 +217,7 @@ async fn disconnection_hooks_are_told_why() -> anyhow::Result<()> {
     assert_eq!(gone(c, &gated).await?, DisconnectReason::ProtocolError);
 
     let mut c = WsClient::connect(&fx.ws_url()).await?;
-    fx.node.shutdown();
+    fx.edge.shutdown();
     assert_eq!(c.closed().await?, Some(close::GOING_AWAY));
     assert_eq!(gone(c, &gated).await?, DisconnectReason::Shutdown);
     Ok(())
@@ -263,7 +263,7 @@ async fn a_panicking_hook_still_cleans_up_after_its_connection() -> anyhow::Resu
         .flat_map(|m| m.connections.into_keys())
         .collect();
     assert_eq!(listed, vec![witness.connection.clone()]);
-    assert!(fx.node.metrics_text().contains("thywill_panics_total 1"));
+    assert!(fx.edge.metrics_text().contains("thywill_panics_total 1"));
     witness.send("gated", json!("fine")).await?;
     assert_eq!(next_data(&mut witness).await?, json!("fine"));
     Ok(())

@@ -85,7 +85,7 @@ async fn sockets_over_the_cap_are_closed_at_once_and_counted() -> anyhow::Result
     let mut over = TcpStream::connect(fx.addr).await?;
     let took = closed_by_server(&mut over).await?;
     assert!(took < Duration::from_secs(1), "closed after {took:?}");
-    assert!(fx.node.metrics_text().contains("thywill_sockets_refused_total 1"));
+    assert!(fx.edge.metrics_text().contains("thywill_sockets_refused_total 1"));
     drop(held);
     fx.until("the sockets to be released", |n| {
         n.metrics_text().contains("thywill_sockets 0")
@@ -250,7 +250,7 @@ async fn absurd_offsets_neither_panic_nor_replay_everything() -> anyhow::Result<
     }
     fx.until("no connection left", |n| n.connection_count() == 0)
         .await?;
-    assert!(fx.node.metrics_text().contains("thywill_panics_total 0"));
+    assert!(fx.edge.metrics_text().contains("thywill_panics_total 0"));
     Ok(())
 }
 
@@ -272,7 +272,7 @@ async fn a_panicking_hook_closes_its_connection_with_1011_and_leaves_no_ghost() 
     let clients = tracker.connected_clients().await?;
     let listed: usize = clients.values().map(|m| m.connections.len()).sum();
     assert_eq!(listed, 1, "the tracker lists only the witness: {clients:?}");
-    assert!(fx.node.metrics_text().contains("thywill_panics_total 5"));
+    assert!(fx.edge.metrics_text().contains("thywill_panics_total 5"));
     witness.send("echo", json!("fine")).await?;
     assert!(matches!(witness.recv().await?, ServerFrame::Msg { .. }));
     Ok(())

@@ -30,7 +30,7 @@ async fn shutdown_closes_clients_with_1001_and_stops_serving() -> anyhow::Result
     let fx = Fixture::default().await?;
     let mut a = WsClient::connect(&fx.ws_url()).await?;
     let mut b = WsClient::connect(&fx.ws_url()).await?;
-    fx.node.shutdown();
+    fx.edge.shutdown();
     // Draining: first a reconnect hint with a jittered delay, then the close.
     match a.recv().await? {
         thywill_core::protocol::ServerFrame::Reconnect { after_ms } => assert!(after_ms < 2_000),
@@ -103,14 +103,14 @@ fn parse_metrics(text: &str) -> anyhow::Result<std::collections::HashMap<String,
 #[tokio::test]
 async fn metrics_move_as_clients_connect_send_call_and_leave() -> anyhow::Result<()> {
     let fx = Fixture::default().await?;
-    let before = parse_metrics(&fx.node.metrics_text())?;
+    let before = parse_metrics(&fx.edge.metrics_text())?;
     assert_eq!(before.get("thywill_connections"), Some(&0.0));
     let mut c = WsClient::connect(&fx.ws_url()).await?;
     c.send("echo", serde_json::json!("hi")).await?;
     let _ = c.recv().await?;
     c.rpc("echo", 1, "no.such", serde_json::json!([])).await?;
     let _ = c.recv().await?;
-    let during = parse_metrics(&fx.node.metrics_text())?;
+    let during = parse_metrics(&fx.edge.metrics_text())?;
     assert_eq!(during.get("thywill_connections"), Some(&1.0));
     assert_eq!(during.get("thywill_messages_in_total{app=\"echo\"}"), Some(&1.0));
     assert_eq!(during.get("thywill_messages_out_total{app=\"echo\"}"), Some(&1.0));
@@ -123,7 +123,7 @@ async fn metrics_move_as_clients_connect_send_call_and_leave() -> anyhow::Result
     c.close().await;
     fx.until("the connection to close", |n| n.connection_count() == 0)
         .await?;
-    let after = parse_metrics(&fx.node.metrics_text())?;
+    let after = parse_metrics(&fx.edge.metrics_text())?;
     assert_eq!(after.get("thywill_connections"), Some(&0.0));
     assert_eq!(after.get("thywill_connections_opened_total"), Some(&1.0));
     // Served over HTTP to loopback clients.
@@ -138,9 +138,9 @@ async fn readiness_turns_false_while_draining() -> anyhow::Result<()> {
     let fx = Fixture::default().await?;
     let r = http_get(fx.addr, "/t/ready", "").await?;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    assert!(fx.node.is_ready());
-    fx.node.shutdown();
-    assert!(!fx.node.is_ready());
+    assert!(fx.edge.is_ready());
+    fx.edge.shutdown();
+    assert!(!fx.edge.is_ready());
     Ok(())
 }
 
@@ -172,7 +172,7 @@ async fn the_routes_work_behind_warps_own_server() -> anyhow::Result<()> {
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(warp::serve(fx.node.routes()).incoming(listener).run());
+    tokio::spawn(warp::serve(fx.edge.routes()).incoming(listener).run());
     let url = format!("ws://{addr}/t/ws");
     let mut c = WsClient::connect(&url).await?;
     c.send("echo", serde_json::json!("through warp")).await?;

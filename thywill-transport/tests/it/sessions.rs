@@ -63,7 +63,7 @@ async fn the_page_issues_a_session_that_every_tab_and_route_shares() -> anyhow::
     assert!(!again.to_ascii_lowercase().contains("set-cookie"), "{again}");
     // Ordinary warp routes see the same session.
     let route = warp::path("whoami")
-        .and(fx.node.session())
+        .and(fx.edge.session())
         .map(|s: Option<SessionId>| s.map(|s| s.to_string()).unwrap_or_default());
     let seen = warp::test::request()
         .path("/whoami")

@@ -9,7 +9,8 @@ use thywill_core::{
     ResourceManager,
 };
 use thywill_core::{LocalCluster, MemoryChannels, MemoryResources, MemoryTracker};
-use thywill_transport::{Node, NodeParts, Sessions, TransportConfig};
+use thywill_node::{Node, NodeConfig, NodeParts};
+use thywill_transport::{Edge, EdgeParts, Sessions, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Echoes every message; `{"flood": n, "size": s}` answers with `n` messages of `s` bytes,
@@ -68,9 +69,12 @@ impl Application for Shout {
     }
 }
 
-/// A running node on a loopback port.
+/// A running node, served by its edge on a loopback port.
 pub(crate) struct Fixture {
+    /// The node runtime: applications, connections, routing.
     pub(crate) node: Node,
+    /// Its edge: routes, sockets, sessions, shutdown.
+    pub(crate) edge: Edge,
     pub(crate) addr: SocketAddr,
     pub(crate) serving: tokio::task::JoinHandle<()>,
 }
@@ -100,20 +104,27 @@ impl Fixture {
             .store(Resource::new("/t/", "<!doctype html><title>t</title>").with_kind(ResourceKind::Html))
             .await?;
         let node = Node::start(NodeParts {
-            config,
+            config: node_config(&config)?,
             applications,
             cluster: Arc::new(LocalCluster::new("alpha")),
             tracker: Arc::new(MemoryTracker::new()),
             channels: Arc::new(MemoryChannels::new()),
-            resources,
-            sessions,
+            session_store: sessions.as_ref().map(|s| s.store().clone()),
             history: Arc::new(thywill_core::LocalHistory::default()),
             caches: Arc::new(thywill_core::MemoryCaches::new()),
         })
         .await?;
-        let (addr, serving) = node.clone().bind(([127, 0, 0, 1], 0).into()).await?;
+        let edge = Edge::start(EdgeParts {
+            config,
+            node: Arc::new(node.clone()),
+            resources,
+            sessions,
+        })
+        .await?;
+        let (addr, serving) = edge.clone().bind(([127, 0, 0, 1], 0).into()).await?;
         Ok(Fixture {
             node,
+            edge,
             addr,
             serving: tokio::spawn(serving),
         })
@@ -127,10 +138,11 @@ impl Fixture {
         format!("ws://{}/t/ws", self.addr)
     }
 
-    /// Polls a condition on the node until it holds, within the test timeout.
-    pub(crate) async fn until(&self, what: &str, cond: impl Fn(&Node) -> bool) -> anyhow::Result<()> {
+    /// Polls a condition on the served node (its edge: connections, metrics) until it holds,
+    /// within the test timeout.
+    pub(crate) async fn until(&self, what: &str, cond: impl Fn(&Edge) -> bool) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + thywill_testkit::TIMEOUT;
-        while !cond(&self.node) {
+        while !cond(&self.edge) {
             if tokio::time::Instant::now() > deadline {
                 anyhow::bail!("timed out waiting for {what}");
             }
@@ -138,6 +150,13 @@ impl Fixture {
         }
         Ok(())
     }
+}
+
+/// The node's settings among the transport's (what the facade does).
+pub(crate) fn node_config(config: &TransportConfig) -> anyhow::Result<NodeConfig> {
+    Ok(NodeConfig::default()
+        .with_replay(config.replay())
+        .with_append_timeout(config.append_timeout())?)
 }
 
 /// A plain HTTP/1.1 GET with extra header lines; returns the whole response text.

@@ -54,10 +54,10 @@ async fn wss_echo_and_https_pages_work_and_http_is_redirected() -> anyhow::Resul
     assert!(TlsConfig::from_pem_files(dir.join("missing.pem"), &key).is_err());
 
     let fx = Fixture::default().await?;
-    let (addr, serving) = fx.node.clone().bind_tls(([127, 0, 0, 1], 0).into(), tls).await?;
+    let (addr, serving) = fx.edge.clone().bind_tls(([127, 0, 0, 1], 0).into(), tls).await?;
     let serving = tokio::spawn(serving);
     let (plain, redirecting) = fx
-        .node
+        .edge
         .clone()
         .bind_https_redirect(([127, 0, 0, 1], 0).into(), addr.port())
         .await?;
@@ -126,7 +126,7 @@ async fn wss_echo_and_https_pages_work_and_http_is_redirected() -> anyhow::Resul
     assert!(foreign.starts_with("HTTP/1.1 421"), "{foreign}");
     assert!(!foreign.to_ascii_lowercase().contains("location:"), "{foreign}");
 
-    fx.node.shutdown();
+    fx.edge.shutdown();
     tokio::time::timeout(thywill_testkit::TIMEOUT, serving).await??;
     tokio::time::timeout(thywill_testkit::TIMEOUT, redirecting).await??;
     let _ = std::fs::remove_dir_all(&dir);

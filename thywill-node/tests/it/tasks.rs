@@ -12,10 +12,10 @@ use thywill_core::{
     AppContext, AppTask, Application, ApplicationId, Client, Cluster, ClusterTask, CoreError, DynApplication,
     MemberId, Message, Task,
 };
-use thywill_core::{MemoryChannels, MemoryResources, MemoryTracker};
+use thywill_core::{MemoryChannels, MemoryTracker};
+use thywill_node::{Node, NodeConfig, NodeParts};
 use thywill_testkit::TIMEOUT;
 use thywill_testkit::hub::{Hub, HubMember};
-use thywill_transport::{Node, NodeParts, TransportConfig};
 use tokio::sync::Notify;
 
 /// An application's task.
@@ -195,14 +195,14 @@ async fn start_with(
     applications: Vec<(ApplicationId, Arc<dyn DynApplication>)>,
 ) -> anyhow::Result<Member> {
     let cluster = Arc::new(hub.member(id));
+    // A node alone, served by no edge: tasks go between members without any client.
     let node = Node::start(NodeParts {
-        config: TransportConfig::default().with_base_path("/t")?,
+        config: NodeConfig::default(),
         applications,
         cluster: cluster.clone(),
         tracker: Arc::new(MemoryTracker::new()),
         channels: Arc::new(MemoryChannels::new()),
-        resources: Arc::new(MemoryResources::new()),
-        sessions: None,
+        session_store: None,
         history: Arc::new(LocalHistory::default()),
         caches: Arc::new(thywill_core::MemoryCaches::new()),
     })

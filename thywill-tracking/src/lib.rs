@@ -1,10 +1,16 @@
-//! A cluster-wide [`ClientTracker`]: every member keeps the table of who is connected where,
-//! fed by announcements over the cluster.
+//! The cluster-wide client tracker of thywill-rs: every member keeps the table of who is
+//! connected where, fed by announcements over the cluster.
+//!
+//! Client tracking is a component of its own: it implements [`ClientTracker`] from
+//! `thywill-core` over any [`Cluster`] backend, and depends on nothing else of the framework.
+//! A node asks its tracker which member holds a connection and which connections a session
+//! has, wherever they are; a backend that tracks clients its own way says so
+//! ([`Tracking::Own`](thywill_core::Tracking::Own)) and this crate is not used.
 //!
 //! [`tracked`] wraps a [`Cluster`] backend and returns the wrapped cluster and its tracker.
 //! The facade's builder does it for every backend installed with
 //! [`Tracking::ClusterWide`](thywill_core::Tracking::ClusterWide) (the default); those who
-//! compose a [`Node`](crate::Node) by hand give both to [`NodeParts`](crate::NodeParts). The wrapper intercepts the tracker's own tasks
+//! compose a node by hand give both to the node. The wrapper intercepts the tracker's own tasks
 //! (`thywill.tracker`) before the node sees the cluster's events:
 //!
 //! - a local connect or disconnect is announced to the other members (`send_to_others`);
@@ -26,9 +32,12 @@
 //! order the table changed.
 //!
 //! ```no_run
-//! # fn f(cluster: thywill_core::LocalCluster) {
-//! let (cluster, tracker) = thywill_transport::tracker::tracked(cluster);
-//! // NodeParts { cluster: Arc::new(cluster), tracker: Arc::new(tracker), .. }
+//! # use std::sync::Arc;
+//! # fn f(cluster: impl thywill_core::Cluster) {
+//! let (cluster, tracker) = thywill_tracking::tracked(cluster);
+//! // The node gets both: the wrapped cluster and the tracker.
+//! let (cluster, tracker): (Arc<dyn thywill_core::DynCluster>, Arc<dyn thywill_core::DynClientTracker>) =
+//!     (Arc::new(cluster), Arc::new(tracker));
 //! # let _ = (cluster, tracker); }
 //! ```
 

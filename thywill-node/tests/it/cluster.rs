@@ -15,10 +15,11 @@ use thywill_core::{
     MemberClients, MemberId, Message, SessionId,
 };
 use thywill_core::{MemoryChannels, MemoryResources, MemorySessionStore};
+use thywill_node::{Node, NodeParts};
 use thywill_testkit::WsClient;
 use thywill_testkit::hub::Hub;
-use thywill_transport::tracker::tracked;
-use thywill_transport::{Node, NodeParts, SessionConfig, Sessions, TransportConfig};
+use thywill_tracking::tracked;
+use thywill_transport::{Edge, EdgeParts, SessionConfig, Sessions, TransportConfig};
 
 /// What the hooks saw, one line each: `"<local>: <hook> <details>"`.
 pub(crate) type Log = Arc<Mutex<Vec<String>>>;
@@ -212,6 +213,7 @@ impl Application for Notes {
 pub(crate) struct Member {
     pub(crate) id: MemberId,
     pub(crate) node: Node,
+    pub(crate) edge: Edge,
     pub(crate) url: String,
     pub(crate) serving: tokio::task::JoinHandle<()>,
 }
@@ -266,22 +268,30 @@ impl Cluster {
             ),
             ("notes".into(), Arc::new(Notes)),
         ];
+        let config = TransportConfig::default().with_base_path("/t")?;
         let node = Node::start(NodeParts {
-            config: TransportConfig::default().with_base_path("/t")?,
+            config: crate::support::node_config(&config)?,
             applications,
             cluster: Arc::new(cluster),
             tracker: Arc::new(tracker),
             channels: self.channels.clone(),
-            resources: Arc::new(MemoryResources::new()),
-            sessions: Some(self.sessions.clone()),
+            session_store: Some(self.sessions.store().clone()),
             history: (self.history)(),
             caches: Arc::new(thywill_core::MemoryCaches::new()),
         })
         .await?;
-        let (addr, serving) = node.clone().bind(([127, 0, 0, 1], 0).into()).await?;
+        let edge = Edge::start(EdgeParts {
+            config,
+            node: Arc::new(node.clone()),
+            resources: Arc::new(MemoryResources::new()),
+            sessions: Some(self.sessions.clone()),
+        })
+        .await?;
+        let (addr, serving) = edge.clone().bind(([127, 0, 0, 1], 0).into()).await?;
         Ok(Member {
             id: MemberId::from(id),
             node,
+            edge,
             url: format!("ws://{addr}/t/ws"),
             serving: tokio::spawn(serving),
         })
@@ -329,7 +339,7 @@ impl Cluster {
     pub(crate) fn kill(&self, i: usize) {
         let m = &self.members[i];
         self.hub.kill(m.id.clone());
-        m.node.shutdown();
+        m.edge.shutdown();
         m.serving.abort();
     }
 }

@@ -26,24 +26,25 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use serde::{Deserialize, Serialize};
 use thywill_core::DynCacheManager;
 use thywill_core::cluster::MemberStatus;
-use thywill_core::protocol::{LoadKind, ServerFrame, close};
+use thywill_core::edge::{Outbound, SharedFrame};
+use thywill_core::protocol::{LoadKind, ServerFrame};
 use thywill_core::{
     AppContext, AppTask, ApplicationId, BoxFuture, ChannelId, Client, ClientInterface, ClusterEvents,
     ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication, DynChannelManager, DynClientTracker,
-    DynCluster, DynHistory, DynResourceManager, MemberId, Message, SessionId, Target, Task, TaskTarget,
+    DynCluster, DynHistory, DynSessionStore, MemberId, Message, SessionId, Target, Task, TaskTarget,
     TrackerEvent, TrackerListener,
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::TransportConfig;
+use crate::NodeConfig;
 use crate::presence::{Effect, PresenceTask, Subs};
 use crate::streams::{At, Numbering, log_payload};
 use crate::tasks::{AppTaskEnvelope, TaskRouter};
 
 /// Everything a node is made of. Built by the facade's builder.
 pub struct NodeParts {
-    /// Transport configuration.
-    pub config: TransportConfig,
+    /// The node's configuration.
+    pub config: NodeConfig,
     /// Applications by id.
     pub applications: Vec<(ApplicationId, Arc<dyn DynApplication>)>,
     /// The cluster backend.
@@ -52,10 +53,9 @@ pub struct NodeParts {
     pub tracker: Arc<dyn DynClientTracker>,
     /// Where channels of sessions are persisted.
     pub channels: Arc<dyn DynChannelManager>,
-    /// The resource store pages and assets are served from.
-    pub resources: Arc<dyn DynResourceManager>,
-    /// Sessions bound by signed cookie; `None` for plain mode (session = connection).
-    pub sessions: Option<crate::Sessions>,
+    /// Where applications keep per-session data, when sessions outlive connections (`None`
+    /// in plain mode, where the session is the connection).
+    pub session_store: Option<Arc<dyn DynSessionStore>>,
     /// Replay logs of channel and session streams, and received marks of tabs.
     pub history: Arc<dyn DynHistory>,
     /// The named caches of applications ([`thywill_core::MemoryCaches`] by default); the node
@@ -75,215 +75,47 @@ impl std::fmt::Debug for NodeParts {
     }
 }
 
-/// A local connection as the router sees it.
-pub(crate) struct ConnHandle {
-    pub(crate) metrics: Arc<crate::metrics::Metrics>,
-    /// Next sequence number and the sender, locked together so that sequence order equals
-    /// queue order.
-    pub(crate) out: Mutex<OutState>,
-    /// Set to a close code to make the connection task close the socket.
-    pub(crate) kill: watch::Sender<Option<u16>>,
+/// A local connection as the router sees it: where its frames go (the edge's bounded queue)
+/// and its browser tab.
+pub(crate) struct Local {
+    /// The connection's outbound queue, kept by the edge.
+    pub(crate) out: Arc<dyn Outbound>,
     /// The browser tab, once its `hello` named it.
     pub(crate) tab: Mutex<Option<String>>,
 }
 
-pub(crate) struct OutState {
-    pub(crate) seq: u64,
-    pub(crate) tx: mpsc::Sender<Queued>,
-    /// Bytes of the frames in the queue, as if each were the connection's own copy.
-    pub(crate) bytes: usize,
-    /// The bound of `bytes` (a slow consumer past it).
-    pub(crate) max_bytes: usize,
-}
-
-/// A frame waiting in a connection's queue.
-pub(crate) enum Queued {
-    /// Encoded already (control frames).
-    Text(String),
-    /// A message frame shared by every connection it goes to, written with this
-    /// connection's sequence number.
-    Msg(u64, Arc<Encoded>),
-}
-
-impl Queued {
-    /// The frame's length in bytes (what it costs the connection's byte bound).
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Self::Text(t) => t.len(),
-            Self::Msg(_, e) => e.len(),
-        }
-    }
-
-    /// The frame's text.
-    pub(crate) fn into_text(self) -> String {
-        match self {
-            Self::Text(t) => t,
-            Self::Msg(seq, e) => e.frame(seq),
-        }
-    }
-}
-
-impl ConnHandle {
-    /// A handle whose queue holds `frames` frames and `max_bytes` bytes at most.
-    pub(crate) fn new(
-        metrics: Arc<crate::metrics::Metrics>,
-        frames: usize,
-        max_bytes: usize,
-    ) -> (Self, mpsc::Receiver<Queued>, watch::Receiver<Option<u16>>) {
-        let (tx, rx) = mpsc::channel(frames);
-        let (kill, killed) = watch::channel(None);
-        let handle = Self {
-            metrics,
-            out: Mutex::new(OutState {
-                seq: 0,
-                tx,
-                bytes: 0,
-                max_bytes,
-            }),
-            kill,
+impl Local {
+    pub(crate) fn new(out: Arc<dyn Outbound>) -> Self {
+        Self {
+            out,
             tab: Mutex::new(None),
-        };
-        (handle, rx, killed)
-    }
-
-    /// Queues a frame without waiting; a full queue (in frames or bytes) marks the client a
-    /// slow consumer.
-    fn enqueue(&self, conn: &ConnectionId, out: &mut OutState, frame: Queued) -> bool {
-        let len = frame.len();
-        if out.bytes.saturating_add(len) > out.max_bytes {
-            self.overflow(conn);
-            return false;
         }
-        match out.tx.try_send(frame) {
-            Ok(()) => {
-                out.bytes += len;
-                true
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow(conn);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-
-    /// Queues a shared message frame with the connection's next sequence number.
-    pub(crate) fn push(&self, conn: &ConnectionId, frame: &Arc<Encoded>) -> bool {
-        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        let seq = out.seq + 1;
-        let queued = self.enqueue(conn, &mut out, Queued::Msg(seq, frame.clone()));
-        if queued {
-            out.seq = seq;
-        }
-        queued
-    }
-
-    /// The connection task took a frame of `len` bytes off the queue.
-    pub(crate) fn dequeued(&self, len: usize) {
-        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        out.bytes = out.bytes.saturating_sub(len);
-    }
-
-    fn overflow(&self, conn: &ConnectionId) {
-        self.metrics.queue_drops.inc();
-        let previous = self.kill.send_replace(Some(close::SLOW_CONSUMER));
-        if previous.is_none() {
-            self.metrics.slow_consumers.inc();
-            tracing::warn!(connection = %conn, "outbound queue full: closing slow consumer");
-        }
-    }
-
-    /// Reserves `n` sequence numbers for frames the connection task writes itself (replays);
-    /// returns the first one and how many frames are queued before them.
-    pub(crate) fn reserve(&self, n: u64) -> (u64, usize) {
-        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        let first = out.seq + 1;
-        out.seq += n;
-        (first, out.tx.max_capacity() - out.tx.capacity())
     }
 
     /// The tab of the connection, if known.
     pub(crate) fn tab(&self) -> Option<String> {
         self.tab.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
-
-    /// Queues a frame that carries no sequence number (RPC replies, errors).
-    pub(crate) fn push_control(&self, conn: &ConnectionId, frame: ServerFrame) -> bool {
-        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        self.enqueue(conn, &mut out, Queued::Text(frame.encode()))
-    }
-}
-
-/// An application message encoded once for many connections: only the sequence number
-/// differs between their frames, and it is spliced in when a connection writes the frame.
-pub(crate) struct Encoded {
-    /// `{"t":"msg","app":<app>,"seq":`
-    head: String,
-    /// `,"data":<data>,"_":<meta>}`
-    tail: String,
-}
-
-impl Encoded {
-    pub(crate) fn new(app: &ApplicationId, message: &Message, at: Option<&At>) -> Self {
-        let position = at.map_or_else(String::new, |at| {
-            format!(
-                r#","stream":{},"epoch":{},"off":{}"#,
-                to_json(&at.stream),
-                to_json(&at.offset.epoch),
-                at.offset.off
-            )
-        });
-        Self {
-            head: format!(r#"{{"t":"msg","app":{},"seq":"#, to_json(app.as_str())),
-            tail: format!(
-                r#","data":{},"_":{}{position}}}"#,
-                to_json(&message.data),
-                to_json(&message.meta)
-            ),
-        }
-    }
-
-    /// The frame of a replayed message.
-    pub(crate) fn replayed(app: &ApplicationId, message: &Message, at: &At, seq: u64) -> String {
-        Self::new(app, message, Some(at)).frame(seq)
-    }
-
-    /// The frame's length, counting the longest sequence number.
-    pub(crate) fn len(&self) -> usize {
-        self.head.len() + 20 + self.tail.len()
-    }
-
-    pub(crate) fn frame(&self, seq: u64) -> String {
-        use std::fmt::Write;
-        let mut f = String::with_capacity(self.len());
-        f.push_str(&self.head);
-        let _ = write!(f, "{seq}");
-        f.push_str(&self.tail);
-        f
-    }
-}
-
-/// JSON text of a value made of strings and JSON values (which cannot fail to serialise).
-fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
 pub(crate) struct Inner {
-    pub(crate) config: TransportConfig,
+    pub(crate) config: NodeConfig,
     pub(crate) member: MemberId,
+    /// The ids of `apps`, in order (named in every `welcome`).
+    pub(crate) app_ids: Vec<ApplicationId>,
     pub(crate) apps: BTreeMap<ApplicationId, (Arc<dyn DynApplication>, AppContext)>,
     pub(crate) cluster: Arc<dyn DynCluster>,
     pub(crate) tracker: Arc<dyn DynClientTracker>,
     pub(crate) channel_store: Arc<dyn DynChannelManager>,
-    pub(crate) resources: Arc<dyn DynResourceManager>,
-    pub(crate) sessions: Option<crate::Sessions>,
+    /// Where sessions keep data (`None` in plain mode: the session is the connection).
+    pub(crate) session_store: Option<Arc<dyn DynSessionStore>>,
     pub(crate) history: Arc<dyn DynHistory>,
     /// The cache manager itself (applications use it through [`crate::caches::Invalidating`]).
     pub(crate) caches: Arc<dyn DynCacheManager>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Counters of the registered applications, resolved at start.
     pub(crate) app_counters: HashMap<ApplicationId, crate::metrics::AppCounters>,
-    pub(crate) connections: RwLock<HashMap<ConnectionId, Arc<ConnHandle>>>,
+    pub(crate) connections: RwLock<HashMap<ConnectionId, Arc<Local>>>,
     /// Local subscriptions and presence. Presence effects are carried out under this lock.
     pub(crate) subs: Mutex<Subs>,
     /// Presence tasks for other members, sent in order by one task.
@@ -296,8 +128,6 @@ pub(crate) struct Inner {
     /// Each application's queue of tasks from its instances on other members, run in order by
     /// one task per application.
     app_tasks: TaskQueues,
-    /// Connection tasks running (including those still closing).
-    pub(crate) live: watch::Sender<usize>,
     pub(crate) next_conn: AtomicU64,
 }
 
@@ -325,7 +155,8 @@ enum Hook {
     },
 }
 
-/// A running thywill node: cheap to clone, shared by the routes and every connection task.
+/// A running thywill node: cheap to clone, shared by the edge (as its
+/// [`Gateway`](thywill_core::edge::Gateway)) and every connection's worker.
 #[derive(Clone)]
 pub struct Node {
     pub(crate) inner: Arc<Inner>,
@@ -335,7 +166,6 @@ impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
             .field("member", &self.inner.member)
-            .field("base_path", &self.inner.config.base_path)
             .field("connections", &self.connection_count())
             .finish()
     }
@@ -453,23 +283,23 @@ impl TrackerListener for HookListener {
 
 impl Node {
     /// Assembles a node from its parts and runs every application's `setup` and the
-    /// cluster's `start`. Does not listen yet: see [`Node::routes`] and [`Node::serve`].
-    pub async fn start(parts: NodeParts) -> Result<Self, crate::TransportError> {
+    /// cluster's `start`. It serves no client yet: an edge (`thywill-transport`) serves its
+    /// WebSockets, through the node's [`Gateway`](thywill_core::edge::Gateway).
+    pub async fn start(parts: NodeParts) -> Result<Self, crate::NodeError> {
         let NodeParts {
             config,
             applications,
             cluster,
             tracker,
             channels,
-            resources,
-            sessions,
+            session_store,
             history,
             caches,
         } = parts;
         let mut seen = HashSet::new();
         for (id, _) in &applications {
             if !seen.insert(id.clone()) {
-                return Err(crate::TransportError::DuplicateApplication(id.to_string()));
+                return Err(crate::NodeError::DuplicateApplication(id.to_string()));
             }
         }
         let member = cluster.local_member().clone();
@@ -493,7 +323,7 @@ impl Node {
                 members: cluster.members(),
                 tracker: tracker.clone(),
                 caches: invalidating,
-                session_store: sessions.as_ref().map(|s| s.store().clone()),
+                session_store: session_store.clone(),
             });
             let apps: BTreeMap<ApplicationId, _> = applications
                 .into_iter()
@@ -509,12 +339,12 @@ impl Node {
             Inner {
                 config,
                 member,
+                app_ids: apps.keys().cloned().collect(),
                 apps,
                 cluster,
                 tracker,
                 channel_store: channels,
-                resources,
-                sessions,
+                session_store,
                 history,
                 caches,
                 metrics,
@@ -526,7 +356,6 @@ impl Node {
                 shutdown,
                 tasks: crate::tasks::node_tasks(),
                 app_tasks,
-                live: watch::channel(0).0,
                 next_conn: AtomicU64::new(0),
             }
         });
@@ -536,7 +365,6 @@ impl Node {
             tokio::spawn(run_app_tasks(Arc::downgrade(&inner), app, rx));
         }
         let node = Node { inner };
-        crate::assets::store_client_assets(&node).await?;
         node.inner
             .cluster
             .start(Arc::new(Events(Arc::downgrade(&node.inner))))
@@ -545,7 +373,7 @@ impl Node {
             app.setup(ctx).await?;
             tracing::debug!(app = %id, "application set up");
         }
-        tracing::info!(member = %node.inner.member, base = %node.inner.config.base_path, "node started");
+        tracing::info!(member = %node.inner.member, "node started");
         Ok(node)
     }
 
@@ -554,14 +382,14 @@ impl Node {
         &self.inner.member
     }
 
-    /// The transport configuration.
-    pub fn config(&self) -> &TransportConfig {
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
         &self.inner.config
     }
 
     /// The ids of the applications served.
-    pub fn applications(&self) -> Vec<ApplicationId> {
-        self.inner.apps.keys().cloned().collect()
+    pub fn applications(&self) -> &[ApplicationId] {
+        &self.inner.app_ids
     }
 
     /// The context of an application, to send messages from outside its hooks.
@@ -569,17 +397,13 @@ impl Node {
         self.inner.apps.get(app).map(|(_, ctx)| ctx.clone())
     }
 
-    /// The resource store.
-    pub fn resources(&self) -> &Arc<dyn DynResourceManager> {
-        &self.inner.resources
+    /// Where sessions keep their data, when sessions outlive connections.
+    pub fn session_store(&self) -> Option<&Arc<dyn DynSessionStore>> {
+        self.inner.session_store.as_ref()
     }
 
-    /// The node's sessions, when sessions are enabled.
-    pub fn sessions(&self) -> Option<&crate::Sessions> {
-        self.inner.sessions.as_ref()
-    }
-
-    /// The metrics page (Prometheus text format), as served at `<base>/metrics`.
+    /// The node's metrics in the Prometheus text format (the edge serves them at
+    /// `<base>/metrics` with its own).
     pub fn metrics_text(&self) -> String {
         self.inner.metrics.render(self.inner.cluster.as_ref())
     }
@@ -599,9 +423,8 @@ impl Node {
             .len()
     }
 
-    /// Starts a graceful shutdown: every connection is closed with code 1001 (going away) and
-    /// [`Node::serve`] returns once open HTTP requests finish and every connection has closed
-    /// (bounded).
+    /// Stops the node: sends and tasks are refused from now on (the edge closes the
+    /// connections, with code 1001, when it drains).
     pub fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
     }
@@ -611,7 +434,8 @@ impl Node {
         *self.inner.shutdown.borrow()
     }
 
-    pub(crate) fn new_connection_id(&self) -> ConnectionId {
+    /// A new connection id, unique in the cluster: the member, a counter and 64 random bits.
+    pub fn new_connection_id(&self) -> ConnectionId {
         let n = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let r: u64 = rand::random();
         ConnectionId::from(format!("{}-{n:x}-{r:016x}", self.inner.member))
@@ -619,7 +443,7 @@ impl Node {
 }
 
 impl Inner {
-    pub(crate) fn local(&self, conn: &ConnectionId) -> Option<Arc<ConnHandle>> {
+    pub(crate) fn local(&self, conn: &ConnectionId) -> Option<Arc<Local>> {
         self.connections
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -636,18 +460,19 @@ impl Inner {
         message: &Message,
         at: Option<&At>,
     ) -> usize {
-        let handles: Vec<(&ConnectionId, Arc<ConnHandle>)> = {
+        let handles: Vec<Arc<Local>> = {
             let map = self.connections.read().unwrap_or_else(PoisonError::into_inner);
-            conns
-                .iter()
-                .filter_map(|c| map.get(c).map(|h| (c, h.clone())))
-                .collect()
+            conns.iter().filter_map(|c| map.get(c).cloned()).collect()
         };
         if handles.is_empty() {
             return 0;
         }
-        let encoded = Arc::new(Encoded::new(app, message, at));
-        let queued = handles.iter().filter(|(c, h)| h.push(c, &encoded)).count();
+        let encoded = Arc::new(SharedFrame::new(
+            app,
+            message,
+            at.map(|at| (at.stream.as_str(), &at.offset)),
+        ));
+        let queued = handles.iter().filter(|h| h.out.push(&encoded)).count();
         if queued > 0 {
             match self.app_counters.get(app) {
                 Some(c) => c.messages_out.inc_by(queued as u64),
@@ -700,14 +525,11 @@ impl Inner {
                 if log.epoch.is_empty() {
                     continue;
                 }
-                handle.push_control(
-                    &conn,
-                    ServerFrame::ContinuityLost {
-                        stream: self.wire_stream(&base),
-                        epoch: log.epoch,
-                        next: log.last.saturating_add(1),
-                    },
-                );
+                handle.out.push_control(ServerFrame::ContinuityLost {
+                    stream: self.wire_stream(&base),
+                    epoch: log.epoch,
+                    next: log.last.saturating_add(1),
+                });
                 told += 1;
             }
         }
@@ -760,13 +582,10 @@ impl Inner {
                 .iter()
                 .filter(|c| {
                     self.local(c).is_some_and(|h| {
-                        h.push_control(
-                            c,
-                            ServerFrame::Load {
-                                kind,
-                                path: path.to_owned(),
-                            },
-                        )
+                        h.out.push_control(ServerFrame::Load {
+                            kind,
+                            path: path.to_owned(),
+                        })
                     })
                 })
                 .count(),
@@ -791,21 +610,18 @@ impl Inner {
             // Excluded subscribers count the offset as seen.
             for c in skipped {
                 if let Some(h) = self.local(&c) {
-                    h.push_control(
-                        &c,
-                        ServerFrame::Skip {
-                            stream: at.stream.clone(),
-                            epoch: at.offset.epoch.clone(),
-                            off: at.offset.off,
-                        },
-                    );
+                    h.out.push_control(ServerFrame::Skip {
+                        stream: at.stream.clone(),
+                        epoch: at.offset.epoch.clone(),
+                        off: at.offset.off,
+                    });
                 }
             }
         }
     }
 
     /// Records a new local connection (before the tracker and the applications hear of it).
-    pub(crate) fn register(&self, conn: &ConnectionId, session: &SessionId, handle: Arc<ConnHandle>) {
+    pub(crate) fn register(&self, conn: &ConnectionId, session: &SessionId, handle: Arc<Local>) {
         self.connections
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -926,7 +742,7 @@ impl Inner {
     /// session is first numbered in its stream (see [`Inner::stream_of`]).
     async fn route(&self, target: Target, push: Push<'_>) -> CoreResult<()> {
         // A client message admitted before the shutdown is acknowledged: it must still go out.
-        if *self.shutdown.borrow() && crate::connection::ADMITTED.try_with(|()| ()).is_err() {
+        if *self.shutdown.borrow() && crate::worker::ADMITTED.try_with(|()| ()).is_err() {
             return Err(CoreError::ShuttingDown);
         }
         let shared = self.history.is_shared();
@@ -1225,7 +1041,7 @@ async fn run_hooks(inner: Weak<Inner>, mut rx: mpsc::Receiver<Hook>) {
     while let Some(hook) = rx.recv().await {
         let Some(inner) = inner.upgrade() else { break };
         // A panicking hook costs its own event, never the hooks after it.
-        crate::connection::unwinding(&inner.metrics, "tracker or cluster hook", run_hook(&inner, hook)).await;
+        crate::worker::unwinding(&inner.metrics, "tracker or cluster hook", run_hook(&inner, hook)).await;
     }
 }
 
@@ -1408,7 +1224,7 @@ async fn run_app_tasks(inner: Weak<Inner>, app: ApplicationId, mut rx: mpsc::Rec
             break;
         };
         // A panicking hook costs its own task, never the tasks after it.
-        crate::connection::unwinding(&inner.metrics, "task hook", hook.task(ctx, &from, task)).await;
+        crate::worker::unwinding(&inner.metrics, "task hook", hook.task(ctx, &from, task)).await;
     }
 }
 
@@ -1536,36 +1352,10 @@ impl ClusterEvents for Events {
 }
 
 /// A client as the application sees it.
-pub(crate) fn client(node: &Node, connection: &ConnectionId, session: &thywill_core::SessionId) -> Client {
+pub(crate) fn client(node: &Node, connection: &ConnectionId, session: &SessionId) -> Client {
     Client {
         connection: connection.clone(),
         session: session.clone(),
         member: node.inner.member.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_message_encoded_once_decodes_as_the_frame_per_connection() {
-        let app = ApplicationId::from("dr\"aw");
-        let message = Message::new(serde_json::json!({"segments": [{"x": 1, "y": 2.5}], "t": "é\n"}))
-            .with_meta("k", "v");
-        let encoded = Encoded::new(&app, &message, None);
-        for seq in [1, 42, u64::MAX] {
-            let frame = ServerFrame::decode(&encoded.frame(seq)).ok();
-            let want = ServerFrame::Msg {
-                app: app.clone(),
-                seq,
-                data: message.data.clone(),
-                meta: message.meta.clone(),
-                stream: None,
-                epoch: None,
-                off: None,
-            };
-            assert_eq!(frame, Some(want));
-        }
     }
 }

@@ -12,7 +12,7 @@
 //! application's `task` hook (see [`thywill_core::AppTask`]).
 //!
 //! The client tracker's `thywill.tracker` tasks are the one exception: the tracker is a
-//! wrapper around the cluster backend ([`crate::tracker::tracked`]), not part of the node, and
+//! wrapper around the cluster backend (`thywill_tracking::tracked`), not part of the node, and
 //! takes its tasks before the node's events see them.
 
 use std::collections::HashMap;

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use thywill_core::edge::SharedFrame;
 use thywill_core::protocol::ServerFrame;
 use thywill_core::{
     ApplicationId, ChannelId, ConnectionId, CoreError, CoreResult, Message, Offset, ReadLimit, SessionId,
@@ -57,13 +58,9 @@ pub(crate) fn log_payload(
     serde_json::to_string(&logged).map_err(|e| CoreError::Codec(e.to_string()))
 }
 
-/// What a replay sends, in order.
-pub(crate) enum Replayed {
-    /// A control frame (`continuity_lost`, `skip`).
-    Frame(ServerFrame),
-    /// A logged message.
-    Msg(ApplicationId, Message, At),
-}
+/// What a replay sends, in order: control frames (`continuity_lost`, `skip`) and logged
+/// messages, encoded here and numbered by the edge when it writes them.
+pub(crate) use thywill_core::edge::ReplayItem as Replayed;
 
 /// A stream a connection is catching up on.
 pub(crate) struct Resume {
@@ -99,7 +96,7 @@ impl Inner {
         }
         match target {
             Target::Channel { channel, .. } => Some(format!("c:{channel}")),
-            Target::Session(session) if self.sessions.is_some() => Some(format!("s:{session}")),
+            Target::Session(session) if self.session_store.is_some() => Some(format!("s:{session}")),
             _ => None,
         }
     }
@@ -312,14 +309,11 @@ impl Inner {
                 }));
             } else {
                 self.metrics.replayed.inc();
-                out.push(Replayed::Msg(
-                    logged.app,
-                    logged.message.into_owned(),
-                    At {
-                        stream: stream.clone(),
-                        offset,
-                    },
-                ));
+                out.push(Replayed::Msg(SharedFrame::new(
+                    &logged.app,
+                    &logged.message,
+                    Some((stream.as_str(), &offset)),
+                )));
             }
         }
         out
