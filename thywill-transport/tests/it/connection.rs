@@ -331,7 +331,7 @@ async fn at_shutdown_what_is_acknowledged_was_sent_and_the_rest_is_left_to_the_n
             other => anyhow::bail!("no pong: {other:?}"),
         }
     }
-    fx.node.shutdown();
+    fx.edge.shutdown();
     relay.gate.add_permits(1);
     let mut acks = Vec::new();
     loop {
