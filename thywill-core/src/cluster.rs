@@ -199,6 +199,15 @@ pub trait Cluster: Send + Sync + 'static {
     }
 
     /// Sends a task to one member (the local member included).
+    ///
+    /// **Order.** Tasks from one member reach another in the order their sends ran. A send runs
+    /// when its future is first polled, not when the method is called (the node awaits each
+    /// send before it makes the next, so its order of calls is its order of sends): a backend
+    /// may queue the task on the first poll and return, as the Redis and HTTP backends do, or
+    /// deliver it before returning; it must not let a later send overtake an earlier one. A
+    /// future dropped before its first poll sends nothing. The same holds for
+    /// [`send_to_others`](Cluster::send_to_others) and [`send_to_all`](Cluster::send_to_all),
+    /// across all three.
     fn send_to(&self, member: &MemberId, task: ClusterTask) -> impl Future<Output = CoreResult<()>> + Send;
 
     /// Sends a task to every member but the local one.

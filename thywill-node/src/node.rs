@@ -741,7 +741,8 @@ impl Inner {
     /// through a [`Deliver`] task to each member holding some. A message to a channel or a
     /// session is first numbered in its stream (see [`Inner::stream_of`]).
     async fn route(&self, target: Target, push: Push<'_>) -> CoreResult<()> {
-        if *self.shutdown.borrow() {
+        // A client message admitted before the shutdown is acknowledged: it must still go out.
+        if *self.shutdown.borrow() && crate::worker::ADMITTED.try_with(|()| ()).is_err() {
             return Err(CoreError::ShuttingDown);
         }
         let shared = self.history.is_shared();

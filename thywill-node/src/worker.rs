@@ -102,8 +102,17 @@ impl Worker {
                 work = self.pipe.next() => {
                     let Some((frame, cost)) = work else { return };
                     let mut duplicate = false;
+                    let mut admitted = false;
                     if let ClientFrame::Msg { id: Some(id), .. } = &frame {
+                        if self.node.is_shutting_down() {
+                            // Neither processed nor counted in the tab's mark: no ack covers
+                            // it, so the client resends it to the member it reconnects to.
+                            tracing::debug!(id, "client message left to the next member: shutting down");
+                            self.pipe.handled(cost);
+                            continue;
+                        }
                         duplicate = !self.inbound.admit(*id);
+                        admitted = !duplicate;
                         // Duplicates are acknowledged again: the client still has them.
                         if !self.inbound.ack_due {
                             self.inbound.ack_due = true;
@@ -114,7 +123,11 @@ impl Worker {
                             self.node.inner.metrics.duplicates_dropped.inc();
                         }
                     }
-                    if !duplicate {
+                    if admitted {
+                        // Counted in the mark (the client will not resend it): its sends are
+                        // routed even if the node starts shutting down meanwhile.
+                        ADMITTED.scope((), Box::pin(self.handle_frame(frame))).await;
+                    } else if !duplicate {
                         // Boxed: the worker of an idle connection stays small.
                         Box::pin(self.handle_frame(frame)).await;
                     }
@@ -303,6 +316,16 @@ async fn handle_frame(
             );
         }
     }
+}
+
+tokio::task_local! {
+    /// Set while the worker handles a client message it counted in the tab's mark. Such a
+    /// message is acknowledged whatever happens next, so the client never resends it: the node
+    /// routes its sends even once a shutdown has begun (see `Inner::route`). A message that
+    /// comes out of the inbox after the shutdown began is not counted, not processed, and
+    /// resent by the client to the member it reconnects to. (Sends from tasks the hook spawns
+    /// are not covered.)
+    pub(crate) static ADMITTED: ();
 }
 
 /// How long an acknowledgement of client messages waits to cover later ones too.

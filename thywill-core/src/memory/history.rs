@@ -369,6 +369,21 @@ mod tests {
         })
     }
 
+    /// Two histories of one process (a node restarted in place, two nodes in a test) never
+    /// share an epoch: a client's offsets from one are never taken as the other's.
+    #[test]
+    fn histories_of_one_process_draw_distinct_epochs() -> CoreResult<()> {
+        block(async {
+            let mut epochs = BTreeSet::new();
+            for _ in 0..1000 {
+                let h = LocalHistory::default();
+                epochs.insert(h.append("c:a", 0, "m".into()).await?.epoch);
+            }
+            assert_eq!(epochs.len(), 1000);
+            Ok(())
+        })
+    }
+
     #[test]
     fn a_trimmed_gap_or_another_epoch_is_not_continuous() -> CoreResult<()> {
         block(async {

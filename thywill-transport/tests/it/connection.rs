@@ -268,3 +268,88 @@ async fn a_panicking_hook_still_cleans_up_after_its_connection() -> anyhow::Resu
     assert_eq!(next_data(&mut witness).await?, json!("fine"));
     Ok(())
 }
+
+/// Relays every message to the channel `room` (nobody need listen), recording what it relayed
+/// and whether the node took it; `{"hold": …}` first waits at the gate.
+#[derive(Clone)]
+struct Relay {
+    gate: Arc<Semaphore>,
+    reached: watch::Sender<usize>,
+    relayed: watch::Sender<Vec<(Value, bool)>>,
+}
+
+impl Application for Relay {
+    async fn received(&self, ctx: &AppContext, _client: &Client, message: Message) {
+        if message.data.get("hold").is_some() {
+            self.reached.send_modify(|n| *n += 1);
+            if let Ok(permit) = self.gate.acquire().await {
+                permit.forget();
+            }
+        }
+        let data = message.data.clone();
+        let taken = ctx
+            .send_to_channel(&thywill_core::ChannelId::from("room"), message, &[])
+            .await
+            .is_ok();
+        self.relayed.send_modify(|r| r.push((data, taken)));
+    }
+}
+
+/// A node that begins shutting down while a client message is being processed: that message
+/// (already counted in the tab's mark, so acknowledged) is still sent on, and the messages
+/// still waiting in the inbox are neither processed nor acknowledged, so the client resends
+/// them to the member it reconnects to. (Before, the waiting ones were counted and
+/// acknowledged but their sends refused, and the one in progress was refused too: a rolling
+/// restart lost strokes.)
+#[tokio::test]
+async fn at_shutdown_what_is_acknowledged_was_sent_and_the_rest_is_left_to_the_next_member()
+-> anyhow::Result<()> {
+    let relay = Relay {
+        gate: Arc::new(Semaphore::new(0)),
+        reached: watch::Sender::new(0),
+        relayed: watch::Sender::new(Vec::new()),
+    };
+    let apps: Vec<(ApplicationId, Arc<dyn DynApplication>)> = vec![("relay".into(), Arc::new(relay.clone()))];
+    let fx = Fixture::start_apps(TransportConfig::default().with_base_path("/t")?, None, apps).await?;
+    let mut c = WsClient::connect(&fx.ws_url()).await?;
+    let msg = |id: u64, data: Value| {
+        json!({"t": "msg", "app": "relay", "data": data, "_": {}, "id": id}).to_string()
+    };
+    c.send_text(json!({"t": "hello", "v": 1, "tab": "shutdown-tab-0001"}).to_string())
+        .await?;
+    c.send_text(msg(1, json!({"hold": 1}))).await?;
+    let mut reached = relay.reached.subscribe();
+    tokio::time::timeout(TIMEOUT, reached.wait_for(|r| *r >= 1)).await??;
+    c.send_text(msg(2, json!(2))).await?;
+    c.send_text(msg(3, json!(3))).await?;
+    // The IO side reads in order: once it answers this ping, messages 2 and 3 are in the inbox.
+    c.raw().send(WsMessage::Ping(b"read".to_vec().into())).await?;
+    loop {
+        match tokio::time::timeout(TIMEOUT, c.raw().next()).await? {
+            Some(Ok(WsMessage::Pong(p))) if p.as_ref() == b"read" => break,
+            Some(Ok(_)) => {}
+            other => anyhow::bail!("no pong: {other:?}"),
+        }
+    }
+    fx.edge.shutdown();
+    relay.gate.add_permits(1);
+    let mut acks = Vec::new();
+    loop {
+        match tokio::time::timeout(TIMEOUT, c.recv()).await? {
+            Ok(ServerFrame::Ack { id }) => acks.push(id),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(
+        acks.last(),
+        Some(&1),
+        "only the message in progress is acknowledged: {acks:?}"
+    );
+    assert_eq!(
+        *relay.relayed.borrow(),
+        [(json!({"hold": 1}), true)],
+        "the message in progress is sent on; the waiting ones are not processed"
+    );
+    Ok(())
+}
