@@ -11,12 +11,10 @@
 //! ```
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use anyhow::{Context, bail};
-use tokio::io::AsyncReadExt;
+use crate::process::{Daemon, Probe};
 
 /// The `nats-server` binary used (`/usr/sbin/nats-server` on Debian, else from `PATH`).
 pub fn nats_server_binary() -> String {
@@ -31,8 +29,7 @@ pub fn nats_server_binary() -> String {
 /// A `nats-server` child process bound to 127.0.0.1 on its own port.
 #[derive(Debug)]
 pub struct NatsServer {
-    port: u16,
-    child: Option<Child>,
+    daemon: Daemon,
     /// JetStream's store (removed on drop).
     dir: PathBuf,
 }
@@ -52,8 +49,7 @@ impl NatsServer {
             COUNT.fetch_add(1, Ordering::Relaxed)
         ));
         let mut s = Self {
-            port,
-            child: None,
+            daemon: Daemon::new("nats-server", port, GREETING),
             dir,
         };
         s.spawn().await?;
@@ -62,80 +58,36 @@ impl NatsServer {
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let store = self.dir.to_string_lossy().into_owned();
-        let child = Command::new(nats_server_binary())
-            .args(["--addr", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--jetstream", "--store_dir", &store])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting nats-server (install it: scripts/install-test-deps.sh)")?;
-        self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + crate::TIMEOUT;
-        loop {
-            if self.greets().await {
-                return Ok(());
-            }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                bail!(
-                    "nats-server exited at start ({status}); port {} taken?",
-                    self.port
-                );
-            }
-            if tokio::time::Instant::now() >= deadline {
-                self.stop();
-                bail!(
-                    "nats-server on port {} did not greet within {:?}",
-                    self.port,
-                    crate::TIMEOUT
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let mut cmd = Command::new(nats_server_binary());
+        cmd.args(["--addr", "127.0.0.1", "--port", &self.port().to_string()])
+            .args(["--jetstream", "--store_dir", &store]);
+        self.daemon.start(cmd).await
     }
 
     /// Whether the server greets a new connection with its `INFO` line now (bounded by one
     /// second).
     pub async fn greets(&self) -> bool {
-        let attempt = async {
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .ok()?;
-            let mut buf = [0u8; 5];
-            s.read_exact(&mut buf).await.ok()?;
-            (&buf == b"INFO ").then_some(())
-        };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(1), attempt).await,
-            Ok(Some(()))
-        )
+        self.daemon.answers().await
     }
 
     /// The port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.daemon.port()
     }
 
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://127.0.0.1:{}", self.port())
     }
 
     /// Whether the child process runs.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.daemon.is_running()
     }
 
     /// Kills the server (SIGKILL) and reaps it. Clients see the connection drop.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.daemon.stop();
     }
 
     /// Stops the server and starts it again on the same port.
@@ -144,6 +96,12 @@ impl NatsServer {
         self.spawn().await
     }
 }
+
+/// A NATS server greets every connection with its `INFO` line.
+const GREETING: Probe = Probe {
+    send: b"",
+    expect: b"INFO ",
+};
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
@@ -166,8 +124,7 @@ mod tests {
         assert_eq!(nats.port(), port);
         drop(nats);
         let probe = NatsServer {
-            port,
-            child: None,
+            daemon: Daemon::new("nats-server", port, GREETING),
             dir: std::env::temp_dir().join("thywill-nats-never-made"),
         };
         assert!(!probe.greets().await, "killed on drop");

@@ -244,3 +244,119 @@ pub fn cargo_bin(name: &str) -> anyhow::Result<PathBuf> {
         exe.display()
     )
 }
+
+/// A server a fixture runs on a loopback port (`redis-server`, `nats-server`): started, probed
+/// until it answers (bounded by [`TIMEOUT`](crate::TIMEOUT)), killed (SIGKILL) and reaped by
+/// [`Daemon::stop`]. The fixture stops it on drop.
+#[derive(Debug)]
+pub(crate) struct Daemon {
+    name: &'static str,
+    port: u16,
+    probe: Probe,
+    child: Option<Child>,
+}
+
+/// How a [`Daemon`] shows that it serves: the bytes it answers a new connection with, after
+/// the bytes sent first (none for a server that greets).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Probe {
+    /// Sent on connecting.
+    pub(crate) send: &'static [u8],
+    /// The first bytes of the answer.
+    pub(crate) expect: &'static [u8],
+}
+
+impl Daemon {
+    /// A daemon not started yet.
+    pub(crate) fn new(name: &'static str, port: u16, probe: Probe) -> Self {
+        Self {
+            name,
+            port,
+            probe,
+            child: None,
+        }
+    }
+
+    /// The port it binds.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs `cmd` (its standard streams set to null here) and waits until the server answers
+    /// the probe; an error when it exits first or does not answer in time.
+    pub(crate) async fn start(&mut self, mut cmd: Command) -> anyhow::Result<()> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (install it: scripts/install-test-deps.sh)",
+                    self.name
+                )
+            })?;
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + crate::TIMEOUT;
+        loop {
+            if self.answers().await {
+                return Ok(());
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                bail!(
+                    "{} exited at start ({status}); port {} taken?",
+                    self.name,
+                    self.port
+                );
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.stop();
+                bail!(
+                    "{} on port {} did not answer within {:?}",
+                    self.name,
+                    self.port,
+                    crate::TIMEOUT
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Whether the server answers the probe now (bounded by one second).
+    pub(crate) async fn answers(&self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Probe { send, expect } = self.probe;
+        let attempt = async {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .ok()?;
+            if !send.is_empty() {
+                s.write_all(send).await.ok()?;
+            }
+            let mut buf = vec![0u8; expect.len()];
+            s.read_exact(&mut buf).await.ok()?;
+            (buf == expect).then_some(())
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), attempt).await,
+            Ok(Some(()))
+        )
+    }
+
+    /// Whether the child process runs.
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Kills the server (SIGKILL) and reaps it. Clients see the connection drop.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -14,12 +14,12 @@
 //! ```
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use anyhow::Context;
+
+use crate::process::{Daemon, Probe};
 
 /// The `redis-server` binary used (`/usr/bin/redis-server` on Debian, else from `PATH`).
 pub fn redis_server_binary() -> String {
@@ -34,8 +34,7 @@ pub fn redis_server_binary() -> String {
 /// A `redis-server` child process bound to 127.0.0.1 on its own port.
 #[derive(Debug)]
 pub struct RedisServer {
-    port: u16,
-    child: Option<Child>,
+    daemon: Daemon,
     /// The data directory of a persistent server (removed on drop).
     dir: Option<PathBuf>,
 }
@@ -49,8 +48,7 @@ impl RedisServer {
     /// Starts a server on `port` and waits until it answers `PING`.
     pub async fn start_on(port: u16) -> anyhow::Result<Self> {
         let mut s = Self {
-            port,
-            child: None,
+            daemon: Daemon::new("redis-server", port, PING),
             dir: None,
         };
         s.spawn().await?;
@@ -69,8 +67,7 @@ impl RedisServer {
         ));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut s = Self {
-            port,
-            child: None,
+            daemon: Daemon::new("redis-server", port, PING),
             dir: Some(dir),
         };
         s.spawn().await?;
@@ -83,86 +80,41 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
-        let port = self.port.to_string();
+        let port = self.port().to_string();
         let mut args = vec!["--port", &port, "--bind", "127.0.0.1", "--save", ""];
         let dir = self.dir.as_ref().map(|d| d.to_string_lossy().into_owned());
         match &dir {
             None => args.extend(["--appendonly", "no"]),
             Some(dir) => args.extend(["--dir", dir, "--appendonly", "yes", "--appendfsync", "always"]),
         }
-        let child = Command::new(redis_server_binary())
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting redis-server (install it: scripts/install-test-deps.sh)")?;
-        self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + crate::TIMEOUT;
-        loop {
-            if self.ping().await {
-                return Ok(());
-            }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                bail!(
-                    "redis-server exited at start ({status}); port {} taken?",
-                    self.port
-                );
-            }
-            if tokio::time::Instant::now() >= deadline {
-                self.stop();
-                bail!(
-                    "redis-server on port {} did not answer PING within {:?}",
-                    self.port,
-                    crate::TIMEOUT
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let mut cmd = Command::new(redis_server_binary());
+        cmd.args(&args);
+        self.daemon.start(cmd).await
     }
 
     /// Whether the server answers `PING` now (bounded by one second).
     pub async fn ping(&self) -> bool {
-        let attempt = async {
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .ok()?;
-            s.write_all(b"PING\r\n").await.ok()?;
-            let mut buf = [0u8; 7];
-            s.read_exact(&mut buf).await.ok()?;
-            (&buf == b"+PONG\r\n").then_some(())
-        };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(1), attempt).await,
-            Ok(Some(()))
-        )
+        self.daemon.answers().await
     }
 
     /// The port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.daemon.port()
     }
 
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://127.0.0.1:{}", self.port())
     }
 
     /// Whether the child process runs.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.daemon.is_running()
     }
 
     /// Kills the server (SIGKILL) and reaps it. Clients see the connection drop.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.daemon.stop();
     }
 
     /// Stops the server and starts it again on the same port: with empty data, or with the
@@ -172,6 +124,12 @@ impl RedisServer {
         self.spawn().await
     }
 }
+
+/// Redis answers an inline `PING` with `+PONG`.
+const PING: Probe = Probe {
+    send: b"PING\r\n",
+    expect: b"+PONG\r\n",
+};
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
@@ -185,6 +143,7 @@ impl Drop for RedisServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Sends one inline command and returns the first line of the reply.
     async fn command(port: u16, cmd: &str) -> anyhow::Result<String> {
