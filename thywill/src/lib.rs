@@ -800,8 +800,8 @@ impl Thywill {
     /// queues) and the node's (messages, RPC, cluster tasks, replays, hooks), all under the
     /// `thywill_` prefix. They are registered clones sharing their values with the node's;
     /// the cluster figures (`thywill_cluster_*`) are read whenever `registry` is encoded.
-    /// Call it once per registry. To stop serving `<base>/metrics` too, build with
-    /// [`Builder::metrics`]`(`[`MetricsAccess::Off`]`)`.
+    /// Call it once per registry. To stop serving `<base>/metrics` too, set
+    /// [`MetricsAccess::Off`] with [`Builder::metrics`].
     ///
     /// ```no_run
     /// # async fn run(thywill: thywill::Thywill) {
