@@ -147,6 +147,13 @@ pub trait ClientInterface: Send + Sync + 'static {
         None
     }
 
+    /// The typed state the applications keep on `connection`, if this member holds it (state
+    /// is local: it lives on the member holding the connection). The default keeps none.
+    fn connection_state(&self, connection: &ConnectionId) -> Option<Arc<crate::ConnectionState>> {
+        let _ = connection;
+        None
+    }
+
     /// Sends application `app`'s task to the members at `to`, where the same application
     /// receives it in [`Application::task`]. An error means it was not accepted for sending
     /// (a member that is not up, an unknown member, the node shutting down).
@@ -202,6 +209,69 @@ impl AppContext {
     /// The underlying client interface.
     pub fn clients(&self) -> &Arc<dyn ClientInterface> {
         &self.clients
+    }
+
+    // --- Per-connection state -------------------------------------------------------------
+
+    fn local_state(&self, client: &Client) -> CoreResult<Arc<crate::ConnectionState>> {
+        self.clients
+            .connection_state(&client.connection)
+            .ok_or_else(|| CoreError::NotFound(format!("local connection {}", client.connection)))
+    }
+
+    /// Keeps `value` on `client`'s connection for this application, one value per type,
+    /// replacing (and returning) the previous value of that type.
+    ///
+    /// The state lives on the member holding the connection (it is never shared with other
+    /// members) and is dropped after the `disconnection` hooks ran, so set it in
+    /// `connection` and read it in `received` and `disconnection`. It is application memory:
+    /// an application keeps at most [`MAX_STATES_PER_CONNECTION`](crate::MAX_STATES_PER_CONNECTION)
+    /// types per connection (past that [`CoreError::Invalid`]); the size of each value is the
+    /// application's to keep small. [`CoreError::NotFound`] if this member does not hold the
+    /// connection (it is on another member, or closed).
+    ///
+    /// ```
+    /// use thywill_core::{AppContext, Application, Client, Message};
+    ///
+    /// struct Counting;
+    /// struct Count(u64);
+    ///
+    /// impl Application for Counting {
+    ///     async fn connection(&self, ctx: &AppContext, client: &Client) {
+    ///         let _ = ctx.set_state(client, Count(0));
+    ///     }
+    ///
+    ///     async fn received(&self, ctx: &AppContext, client: &Client, message: Message) {
+    ///         let n = ctx.with_state(client, |c: &mut Count| { c.0 += 1; c.0 });
+    ///         let _ = ctx.send_to_connection(&client.connection, serde_json::json!(n)).await;
+    ///     }
+    /// }
+    /// ```
+    pub fn set_state<T: Send + Sync + 'static>(&self, client: &Client, value: T) -> CoreResult<Option<T>> {
+        self.local_state(client)?.set(&self.app, value)
+    }
+
+    /// A copy of this application's value of type `T` on `client`'s connection (keep an
+    /// `Arc<U>` to share rather than copy). `None` if there is none or the connection is not
+    /// held here.
+    pub fn state<T: Clone + Send + Sync + 'static>(&self, client: &Client) -> Option<T> {
+        self.with_state(client, |value: &mut T| value.clone())
+    }
+
+    /// Runs `f` on this application's value of type `T` on `client`'s connection and returns
+    /// its result; `None` if there is none or the connection is not held here. `f` runs under
+    /// the connection's state lock: keep it short (it cannot await).
+    pub fn with_state<T: Send + Sync + 'static, R>(
+        &self,
+        client: &Client,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
+        self.local_state(client).ok()?.with(&self.app, f)
+    }
+
+    /// Removes and returns this application's value of type `T` on `client`'s connection.
+    pub fn take_state<T: Send + Sync + 'static>(&self, client: &Client) -> Option<T> {
+        self.local_state(client).ok()?.take(&self.app)
     }
 
     /// Sends a message to one connection.

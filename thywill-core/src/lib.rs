@@ -71,6 +71,7 @@ pub mod cache;
 mod channel;
 mod client_table;
 pub mod cluster;
+mod conn_state;
 mod disconnect;
 pub mod edge;
 mod error;
@@ -91,6 +92,7 @@ pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches}
 pub use channel::{ChannelManager, DynChannelManager};
 pub use client_table::ClientTable;
 pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, DynCluster, MemberStatus, Task};
+pub use conn_state::{ConnectionState, MAX_STATES_PER_CONNECTION};
 pub use disconnect::DisconnectReason;
 pub use error::{BoxError, CoreError, CoreResult, ErrorKind};
 pub use history::{DynHistory, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};

@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -40,6 +41,10 @@ pub(crate) struct MemberLabel {
 pub(crate) struct DirectionLabel {
     pub(crate) direction: String,
 }
+
+const MEMBER_UP: &str = "1 if the member is up, 0 if not";
+const HEALTHY: &str = "1 while the cluster link works";
+const RECONNECTS: &str = "Reconnections of the cluster backend (for example to Redis)";
 
 fn rpc_latency() -> Histogram {
     // 100 µs .. ~3.3 s
@@ -127,86 +132,109 @@ impl Metrics {
             cluster_reconnects: Gauge::default(),
             registry: Registry::default(),
         };
+        m.register_families(&mut registry);
+        registry.register("cluster_member_up", MEMBER_UP, m.member_up.clone());
+        registry.register("cluster_healthy", HEALTHY, m.cluster_healthy.clone());
+        registry.register("cluster_reconnects", RECONNECTS, m.cluster_reconnects.clone());
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Registers the node's counters and histograms (clones sharing their values) in
+    /// `registry`: the families of [`Node::register_metrics`](crate::Node::register_metrics)
+    /// and of the node's own page, but the cluster figures.
+    fn register_families(&self, registry: &mut Registry) {
         registry.register(
             "panics",
             "Panics caught in application hooks, connection workers and RPC calls",
-            m.panics.clone(),
+            self.panics.clone(),
         );
         registry.register(
             "messages_in",
             "Application messages received from clients",
-            m.messages_in.clone(),
+            self.messages_in.clone(),
         );
         registry.register(
             "messages_out",
             "Application messages queued to clients",
-            m.messages_out.clone(),
+            self.messages_out.clone(),
         );
         registry.register(
             "rpc_calls",
             "RPC calls by outcome (ok or error code)",
-            m.rpc_calls.clone(),
+            self.rpc_calls.clone(),
         );
-        registry.register("rpc_duration_seconds", "RPC call latency", m.rpc_seconds.clone());
+        registry.register(
+            "rpc_duration_seconds",
+            "RPC call latency",
+            self.rpc_seconds.clone(),
+        );
         registry.register(
             "cluster_tasks",
             "Cluster tasks by direction (in, out)",
-            m.cluster_tasks.clone(),
+            self.cluster_tasks.clone(),
         );
         registry.register(
             "cluster_gaps",
             "Gaps detected in member-to-member traffic",
-            m.cluster_gaps.clone(),
+            self.cluster_gaps.clone(),
         );
         registry.register(
             "cluster_tasks_dropped",
             "Cluster tasks dropped by reason (unknown: no handler for the name; undecodable; \
              unknown_app: an application this member does not serve; queue_full: the \
              application's task queue was full)",
-            m.cluster_tasks_dropped.clone(),
+            self.cluster_tasks_dropped.clone(),
         );
         registry.register(
             "hooks_dropped",
             "Application hooks dropped because the node's hook queue was full, by kind (tracker, \
              channel_sessions); a member's status changes are never dropped",
-            m.hooks_dropped.clone(),
+            self.hooks_dropped.clone(),
         );
         registry.register(
             "history_failures",
             "Stream messages not sent because the history could not log them in time",
-            m.history_failures.clone(),
+            self.history_failures.clone(),
         );
         registry.register(
             "replayed_messages",
             "Messages replayed to reconnecting clients",
-            m.replayed.clone(),
+            self.replayed.clone(),
         );
         registry.register(
             "continuity_lost",
             "Streams a client could not resume (gap no longer in the history)",
-            m.continuity_lost.clone(),
+            self.continuity_lost.clone(),
         );
         registry.register(
             "duplicate_client_messages",
             "Client messages dropped because their id was processed already",
-            m.duplicates_dropped.clone(),
+            self.duplicates_dropped.clone(),
         );
-        registry.register(
-            "cluster_member_up",
-            "1 if the member is up, 0 if not",
-            m.member_up.clone(),
+    }
+
+    /// Registers the node's metrics in an application's `registry` (under the `thywill_`
+    /// prefix): the counters share their values with the node's, and the cluster figures are
+    /// read from `cluster` whenever the registry is encoded.
+    pub(crate) fn register(&self, registry: &mut Registry, cluster: Arc<dyn DynCluster>) {
+        let registry = registry.sub_registry_with_prefix("thywill");
+        self.register_families(registry);
+        registry.register_collector(Box::new(ClusterFigures {
+            member_up: self.member_up.clone(),
+            cluster_healthy: self.cluster_healthy.clone(),
+            cluster_reconnects: self.cluster_reconnects.clone(),
+            cluster,
+        }));
+    }
+
+    /// Reads the cluster figures from `cluster`.
+    fn refresh(&self, cluster: &dyn DynCluster) {
+        refresh(
+            &self.member_up,
+            &self.cluster_healthy,
+            &self.cluster_reconnects,
+            cluster,
         );
-        registry.register(
-            "cluster_healthy",
-            "1 while the cluster link works",
-            m.cluster_healthy.clone(),
-        );
-        registry.register(
-            "cluster_reconnects",
-            "Reconnections of the cluster backend (for example to Redis)",
-            m.cluster_reconnects.clone(),
-        );
-        Arc::new(Metrics { registry, ..m })
     }
 
     /// Renders the text exposition, refreshing the cluster figures first.
@@ -222,20 +250,66 @@ impl Metrics {
     /// Appends the metrics to `out` without the final `# EOF`, refreshing the cluster figures
     /// first.
     pub(crate) fn encode(&self, cluster: &dyn DynCluster, out: &mut String) {
-        for member in cluster.members() {
-            let up = i64::from(cluster.status(&member) == MemberStatus::Up);
-            self.member_up
-                .get_or_create(&MemberLabel {
-                    member: member.to_string(),
-                })
-                .set(up);
-        }
-        self.cluster_healthy.set(i64::from(cluster.is_healthy()));
-        let stats = cluster.stats();
-        self.cluster_reconnects
-            .set(i64::try_from(stats.reconnects).unwrap_or(i64::MAX));
+        self.refresh(cluster);
         if prometheus_client::encoding::text::encode_registry(out, &self.registry).is_err() {
             tracing::error!("metrics encoding failed");
         }
+    }
+}
+
+fn refresh(
+    member_up: &Family<MemberLabel, Gauge>,
+    healthy: &Gauge,
+    reconnects: &Gauge,
+    cluster: &dyn DynCluster,
+) {
+    for member in cluster.members() {
+        let up = i64::from(cluster.status(&member) == MemberStatus::Up);
+        member_up
+            .get_or_create(&MemberLabel {
+                member: member.to_string(),
+            })
+            .set(up);
+    }
+    healthy.set(i64::from(cluster.is_healthy()));
+    let stats = cluster.stats();
+    reconnects.set(i64::try_from(stats.reconnects).unwrap_or(i64::MAX));
+}
+
+/// The cluster figures in an application's registry, read from the cluster at every encoding.
+struct ClusterFigures {
+    member_up: Family<MemberLabel, Gauge>,
+    cluster_healthy: Gauge,
+    cluster_reconnects: Gauge,
+    cluster: Arc<dyn DynCluster>,
+}
+
+impl std::fmt::Debug for ClusterFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterFigures").finish_non_exhaustive()
+    }
+}
+
+impl Collector for ClusterFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        refresh(
+            &self.member_up,
+            &self.cluster_healthy,
+            &self.cluster_reconnects,
+            self.cluster.as_ref(),
+        );
+        for (name, help, metric) in [
+            (
+                "cluster_member_up",
+                MEMBER_UP,
+                &self.member_up as &dyn EncodeMetric,
+            ),
+            ("cluster_healthy", HEALTHY, &self.cluster_healthy),
+            ("cluster_reconnects", RECONNECTS, &self.cluster_reconnects),
+        ] {
+            let metric_encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            metric.encode(metric_encoder)?;
+        }
+        Ok(())
     }
 }

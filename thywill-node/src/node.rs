@@ -116,6 +116,9 @@ pub(crate) struct Inner {
     /// Counters of the registered applications, resolved at start.
     pub(crate) app_counters: HashMap<ApplicationId, crate::metrics::AppCounters>,
     pub(crate) connections: RwLock<HashMap<ConnectionId, Arc<Local>>>,
+    /// The applications' typed state of each local connection: registered with the
+    /// connection, kept through its `disconnection` hooks, then dropped.
+    pub(crate) states: RwLock<HashMap<ConnectionId, Arc<thywill_core::ConnectionState>>>,
     /// Local subscriptions and presence. Presence effects are carried out under this lock.
     pub(crate) subs: Mutex<Subs>,
     /// Presence tasks for other members, sent in order by one task.
@@ -350,6 +353,7 @@ impl Node {
                 metrics,
                 app_counters,
                 connections: RwLock::new(HashMap::new()),
+                states: RwLock::new(HashMap::new()),
                 subs: Mutex::new(subs),
                 outbox,
                 hooks,
@@ -412,6 +416,24 @@ impl Node {
     /// not draining.
     pub fn is_ready(&self) -> bool {
         !self.is_shutting_down() && self.inner.cluster.is_healthy()
+    }
+
+    /// Registers the node's metrics (messages, RPC, cluster tasks, replays, hooks, panics) in
+    /// an application's own Prometheus `registry`, under the `thywill_` prefix: the counters
+    /// are shared with the node's (registered clones), and the cluster figures
+    /// (`thywill_cluster_*`) are read from the cluster whenever `registry` is encoded.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.inner.metrics.register(registry, self.inner.cluster.clone());
+    }
+
+    /// Number of local connections whose application state the node holds (registered with
+    /// the connection, dropped after its `disconnection` hooks): for tests and diagnostics.
+    pub fn connection_states(&self) -> usize {
+        self.inner
+            .states
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Number of open local connections.
@@ -626,7 +648,22 @@ impl Inner {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(conn.clone(), handle);
+        self.states
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(conn.clone(), Arc::default());
         self.subs().register(conn, session);
+    }
+
+    /// Drops the applications' state of a connection (after its `disconnection` hooks).
+    pub(crate) fn drop_state(&self, conn: &ConnectionId) {
+        let state = self
+            .states
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(conn);
+        // Dropped outside the lock: the values are the applications'.
+        drop(state);
     }
 
     /// Subscribes a new local connection to its session's channels.
@@ -986,6 +1023,16 @@ impl ClientInterface for Router {
 
     fn session_store(&self) -> Option<&dyn thywill_core::DynSessionStore> {
         self.session_store.as_deref()
+    }
+
+    fn connection_state(&self, connection: &ConnectionId) -> Option<Arc<thywill_core::ConnectionState>> {
+        self.inner
+            .upgrade()?
+            .states
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(connection)
+            .cloned()
     }
 
     fn send_task(&self, app: &ApplicationId, to: TaskTarget, task: AppTask) -> BoxFuture<'_, CoreResult<()>> {

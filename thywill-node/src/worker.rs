@@ -500,6 +500,7 @@ impl Attached for Connection {
                     )
                     .await;
                 }
+                node.inner.drop_state(&me.connection);
             }
             .in_current_span(),
         )

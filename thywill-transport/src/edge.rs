@@ -109,6 +109,15 @@ impl Edge {
         self.inner.sessions.as_ref()
     }
 
+    /// Registers the edge's metrics (sockets, connections, bytes, outbound queues) in an
+    /// application's own Prometheus `registry`, under the `thywill_` prefix: registered clones
+    /// that share their values with the edge's. The node's are registered by the node's own
+    /// `register_metrics`; to stop serving `<base>/metrics` as well, set
+    /// [`MetricsAccess::Off`](crate::MetricsAccess::Off).
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.inner.metrics.register(registry);
+    }
+
     /// The metrics page (Prometheus text format), as served at `<base>/metrics`: the edge's
     /// (sockets, connections, bytes) and the node's.
     pub fn metrics_text(&self) -> String {

@@ -53,58 +53,73 @@ impl Metrics {
             panics: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("connections", "Open WebSocket connections", m.connections.clone());
+        m.register_families(&mut registry);
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Registers the edge's metrics (clones sharing their values) in `registry`.
+    fn register_families(&self, registry: &mut Registry) {
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            self.connections.clone(),
+        );
         registry.register(
             "sockets",
             "Open TCP connections of the node's own listeners (HTTP and WebSocket)",
-            m.sockets.clone(),
+            self.sockets.clone(),
         );
         registry.register(
             "sockets_refused",
             "TCP connections closed at once because the socket cap was reached",
-            m.sockets_refused.clone(),
+            self.sockets_refused.clone(),
         );
         registry.register(
             "accept_errors",
             "Failed accepts (such as running out of file descriptors)",
-            m.accept_errors.clone(),
+            self.accept_errors.clone(),
         );
         registry.register(
             "io_panics",
             "Panics caught in connection IO tasks (the node counts those of application code)",
-            m.panics.clone(),
+            self.panics.clone(),
         );
         registry.register(
             "connections_opened",
             "WebSocket connections opened",
-            m.opened.clone(),
+            self.opened.clone(),
         );
         registry.register(
             "connections_closed",
             "WebSocket connections closed, by reason",
-            m.closed.clone(),
+            self.closed.clone(),
         );
         registry.register(
             "bytes_in",
             "Bytes of text frames received from clients",
-            m.bytes_in.clone(),
+            self.bytes_in.clone(),
         );
         registry.register(
             "bytes_out",
             "Bytes of frames written to clients",
-            m.bytes_out.clone(),
+            self.bytes_out.clone(),
         );
         registry.register(
             "outbound_queue_drops",
             "Frames refused by a full outbound queue",
-            m.queue_drops.clone(),
+            self.queue_drops.clone(),
         );
         registry.register(
             "slow_consumers",
             "Connections cut off as slow consumers",
-            m.slow_consumers.clone(),
+            self.slow_consumers.clone(),
         );
-        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Registers the edge's metrics in an application's `registry`, under the `thywill_`
+    /// prefix (see [`Edge::register_metrics`](crate::Edge::register_metrics)).
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        self.register_families(registry.sub_registry_with_prefix("thywill"));
     }
 
     /// Renders the text exposition: the edge's metrics, then the node's.

@@ -153,6 +153,8 @@ pub use thywill_transport::{
     AllowedHosts, AllowedOrigins, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig, TransportConfig,
 };
 
+/// The Prometheus client library of [`Thywill::register_metrics`]'s registry.
+pub use prometheus_client;
 /// Re-export of the HTTP cluster backend.
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
@@ -347,6 +349,14 @@ impl Builder {
     /// Replaces the whole transport configuration.
     pub fn transport(mut self, config: TransportConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Who may read `<base>/metrics` (default: loopback only); [`MetricsAccess::Off`] serves
+    /// no metrics route, for an application that registers thywill's metrics in its own
+    /// registry ([`Thywill::register_metrics`]).
+    pub fn metrics(mut self, access: MetricsAccess) -> Self {
+        self.config = self.config.with_metrics(access);
         self
     }
 
@@ -783,6 +793,29 @@ impl Thywill {
     /// The metrics page in the Prometheus text format (also served at `<base>/metrics`).
     pub fn metrics_text(&self) -> String {
         self.edge.metrics_text()
+    }
+
+    /// Registers thywill's metrics in the application's own Prometheus `registry`, for an
+    /// application that already serves its metrics: the edge's (sockets, connections, bytes,
+    /// queues) and the node's (messages, RPC, cluster tasks, replays, hooks), all under the
+    /// `thywill_` prefix. They are registered clones sharing their values with the node's;
+    /// the cluster figures (`thywill_cluster_*`) are read whenever `registry` is encoded.
+    /// Call it once per registry. To stop serving `<base>/metrics` too, set
+    /// [`MetricsAccess::Off`] with [`Builder::metrics`].
+    ///
+    /// ```no_run
+    /// # async fn run(thywill: thywill::Thywill) {
+    /// use thywill::prometheus_client::registry::Registry;
+    ///
+    /// let mut registry = Registry::default();
+    /// thywill.register_metrics(&mut registry);
+    /// let mut page = String::new();
+    /// thywill::prometheus_client::encoding::text::encode(&mut page, &registry).unwrap();
+    /// # }
+    /// ```
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.edge.register_metrics(registry);
+        self.node.register_metrics(registry);
     }
 
     /// Whether the node should receive new clients (cluster link up, not draining); served at

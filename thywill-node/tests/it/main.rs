@@ -8,6 +8,7 @@ mod support;
 mod caches;
 mod channel_events;
 mod channels;
+mod connection_state;
 mod delivery;
 mod presence;
 mod replay;
