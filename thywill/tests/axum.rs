@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::json;
 use thywill::core::protocol::ServerFrame;
-use thywill::{AppContext, Application, Client, Message, Thywill};
+use thywill::{AppContext, Application, Client, Message, Thywill, TransportConfig};
 use thywill_testkit::WsClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,8 +27,13 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// An axum app with its own `/hello` route and the node merged in, served on a loopback port.
 async fn serve() -> anyhow::Result<(Thywill, SocketAddr)> {
+    serve_with(TransportConfig::default()).await
+}
+
+/// [`serve`] with `config` (its base path replaced by `/live`).
+async fn serve_with(config: TransportConfig) -> anyhow::Result<(Thywill, SocketAddr)> {
     let node = Thywill::builder()
-        .base_path("/live")?
+        .transport(config.with_base_path("/live")?)
         .application("echo", Echo)
         .build()
         .await?;
@@ -120,7 +125,7 @@ async fn a_foreign_origin_is_refused_through_axum() -> anyhow::Result<()> {
     let url = format!("ws://{addr}/live/ws");
     let refused = WsClient::connect_with_origin(&url, Some("http://evil.example")).await;
     assert!(refused.is_err(), "a foreign origin was let in");
-    let mut same = WsClient::connect_with_origin(&url, Some(&format!("http://{addr}"))).await?;
+    let same = WsClient::connect_with_origin(&url, Some(&format!("http://{addr}"))).await?;
     assert!(matches!(same.welcome, ServerFrame::Welcome { .. }));
     assert_eq!(node.edge().connection_count(), 1);
     same.close().await;
@@ -143,5 +148,19 @@ async fn a_draining_node_refuses_new_websockets_through_axum() -> anyhow::Result
         WsClient::connect(&url).await.is_err(),
         "a draining node took a WebSocket"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_limit_holds_through_axum() -> anyhow::Result<()> {
+    let (node, addr) = serve_with(TransportConfig::default().with_max_connections(1)?).await?;
+    let url = format!("ws://{addr}/live/ws");
+    let first = WsClient::connect(&url).await?;
+    assert!(
+        WsClient::connect(&url).await.is_err(),
+        "a second connection over the limit of 1"
+    );
+    assert_eq!(node.edge().connection_count(), 1);
+    first.close().await;
     Ok(())
 }
