@@ -19,6 +19,8 @@
 //!
 //! [`Edge::bind`] and [`Edge::bind_tls`] serve them on the edge's own accept loop (deadlines
 //! at every stage, a socket cap, TLS with rustls, graceful drain).
+//! [`Edge::service`] gives the same routes as a tower `Service` ([`ThywillService`]) for
+//! another server that owns the listener (axum, hyper), WebSocket upgrades included.
 //!
 //! Application authors use the facade crate `thywill`, which builds the node and its edge;
 //! this crate is for those who compose nodes by hand or write components.
@@ -34,6 +36,7 @@ mod error;
 mod metrics;
 mod routes;
 mod serve;
+mod service;
 mod session;
 mod socket;
 mod tls;
@@ -42,5 +45,6 @@ pub use assets::{CLIENT_DTS, CLIENT_JS, client_js_path};
 pub use config::{AllowedHosts, AllowedOrigins, MetricsAccess, TransportConfig};
 pub use edge::{Edge, EdgeParts};
 pub use error::TransportError;
+pub use service::{BoxError, PeerAddr, ServiceBody, ThywillService};
 pub use session::{MIN_SECRET_LEN, SessionConfig, SessionRefusal, Sessions};
 pub use tls::TlsConfig;

@@ -190,7 +190,7 @@ fn host_guard(node: &Edge) -> BoxedFilter<()> {
                 let allowed = host_allowed(
                     &node.config().allowed_hosts,
                     host.as_deref(),
-                    addr.map(|a| a.local),
+                    addr.and_then(|a| a.local),
                     proxied,
                 );
                 async move {

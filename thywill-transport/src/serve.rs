@@ -31,8 +31,8 @@ use crate::socket::UpgradeSlot;
 pub(crate) struct PeerAddr {
     /// The client's socket address.
     pub(crate) peer: SocketAddr,
-    /// The listener's address.
-    pub(crate) local: SocketAddr,
+    /// The listener's address (unknown when another server accepted the socket).
+    pub(crate) local: Option<SocketAddr>,
     /// Whether the connection is TLS.
     pub(crate) tls: bool,
 }
@@ -127,7 +127,7 @@ where
                 None => {
                     let addr = PeerAddr {
                         peer,
-                        local,
+                        local: Some(local),
                         tls: false,
                     };
                     serve_connection(io, addr, service, watcher, handshake, stage).await;
@@ -136,7 +136,7 @@ where
                     Ok(Ok(stream)) => {
                         let addr = PeerAddr {
                             peer,
-                            local,
+                            local: Some(local),
                             tls: true,
                         };
                         serve_connection(stream, addr, service, watcher, handshake, stage).await;

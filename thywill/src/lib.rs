@@ -152,6 +152,7 @@ pub use thywill_core::{
 pub use thywill_transport::{
     AllowedHosts, AllowedOrigins, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig, TransportConfig,
 };
+pub use thywill_transport::{PeerAddr, ServiceBody, ThywillService};
 
 /// The Prometheus client library of [`Thywill::register_metrics`]'s registry.
 pub use prometheus_client;
@@ -762,6 +763,38 @@ impl Thywill {
         self.edge.routes()
     }
 
+    /// The node's routes as a tower `Service` over `http` types for any request body, owning
+    /// no listener, to mount in another server: WebSocket upgrades included (taken from
+    /// hyper's `OnUpgrade`, with the node's small read buffer, its Origin and Host checks,
+    /// connection limit and drain). The client's address comes from a [`PeerAddr`] (or
+    /// `SocketAddr`) request extension; without it `<base>/metrics` answers nobody by default.
+    pub fn service(&self) -> ThywillService {
+        self.edge.service()
+    }
+
+    /// The node's routes as an axum [`Router`](axum::Router) (feature `axum`), to
+    /// [`merge`](axum::Router::merge) into your app: `<base>`, `<base>/` and everything under
+    /// `<base>/` go to [`Thywill::service`]; your own routes win over it where both match.
+    /// Serve the app with `into_make_service_with_connect_info::<SocketAddr>()`: the router
+    /// copies axum's `ConnectInfo<SocketAddr>` into a [`PeerAddr`] (loopback-only
+    /// `<base>/metrics`, connections' peer addresses).
+    #[cfg(feature = "axum")]
+    pub fn router(&self) -> axum::Router {
+        let service = axum_mount::ConnectInfoPeer(self.edge.service());
+        let base = self.edge.config().base_path().trim_end_matches('/').to_owned();
+        let router = axum::Router::new();
+        if base.is_empty() {
+            router
+                .route_service("/", service.clone())
+                .route_service("/{*rest}", service)
+        } else {
+            router
+                .route_service(&base, service.clone())
+                .route_service(&format!("{base}/"), service.clone())
+                .route_service(&format!("{base}/{{*rest}}"), service)
+        }
+    }
+
     /// Binds `addr` and returns the bound address and the future that serves until
     /// [`Thywill::shutdown`].
     pub async fn bind(
@@ -876,6 +909,42 @@ impl Thywill {
     /// The edge that serves the node: routes, accept loops, sessions, connections' IO.
     pub fn edge(&self) -> &thywill_transport::Edge {
         &self.edge
+    }
+}
+
+#[cfg(feature = "axum")]
+mod axum_mount {
+    //! [`Thywill::router`](crate::Thywill::router)'s service: axum's peer address copied
+    //! into the edge's.
+
+    use std::net::SocketAddr;
+    use std::task::{Context, Poll};
+
+    use axum::extract::{ConnectInfo, Request};
+    use thywill_transport::{PeerAddr, ThywillService};
+    use tower_service::Service;
+
+    /// [`ThywillService`] reading axum's `ConnectInfo<SocketAddr>` as its [`PeerAddr`].
+    #[derive(Clone, Debug)]
+    pub(crate) struct ConnectInfoPeer(pub(crate) ThywillService);
+
+    impl Service<Request> for ConnectInfoPeer {
+        type Response = <ThywillService as Service<Request>>::Response;
+        type Error = <ThywillService as Service<Request>>::Error;
+        type Future = <ThywillService as Service<Request>>::Future;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Service::<Request>::poll_ready(&mut self.0, cx)
+        }
+
+        fn call(&mut self, mut req: Request) -> Self::Future {
+            if req.extensions().get::<PeerAddr>().is_none()
+                && let Some(addr) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+            {
+                req.extensions_mut().insert(PeerAddr(addr));
+            }
+            self.0.call(req)
+        }
     }
 }
 
