@@ -67,6 +67,8 @@ pub struct TransportConfig {
     pub(crate) max_connections: usize,
     pub(crate) drain_jitter: Duration,
     pub(crate) handshake_timeout: Duration,
+    /// The application's authentication hook, run on every WebSocket handshake.
+    pub(crate) authenticator: Option<crate::Authenticator>,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_sockets: usize,
     pub(crate) max_outbound_bytes: usize,
@@ -91,6 +93,7 @@ impl Default for TransportConfig {
             max_connections: 100_000,
             drain_jitter: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
+            authenticator: None,
             idle_timeout: Duration::from_secs(60),
             max_sockets: 101_000,
             max_outbound_bytes: 4 * 1024 * 1024,
@@ -218,6 +221,16 @@ impl TransportConfig {
         }
         self.handshake_timeout = timeout;
         Ok(self)
+    }
+
+    /// Authenticates every WebSocket handshake with `authenticator` before the upgrade: its
+    /// identity is on the connection's `Client`; its refusal is answered with the refusal's
+    /// HTTP status (401, 403) and no connection is opened. A hook that takes longer than the
+    /// handshake timeout (or panics) refuses with 503. Without one (the default) every
+    /// handshake that passes the other checks opens a connection with no identity.
+    pub fn with_authenticator(mut self, authenticator: crate::Authenticator) -> Self {
+        self.authenticator = Some(authenticator);
+        self
     }
 
     /// Longest a socket of the node's own listener may go without a byte read or written

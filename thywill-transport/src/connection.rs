@@ -42,6 +42,8 @@ pub(crate) struct Handshake {
     pub(crate) peer: Option<SocketAddr>,
     /// The `Origin` header.
     pub(crate) origin: Option<String>,
+    /// Who the connection belongs to, as the authentication hook said.
+    pub(crate) identity: Option<thywill_core::Identity>,
 }
 
 /// Runs a connection to its end.
@@ -151,7 +153,8 @@ async fn serve(edge: Edge, mut ws: impl Socket, conn: ConnectionId, session: Ses
     let pipe = Arc::new(Pipe::new(cfg.max_message_size));
     let opening = Opening::new(conn, session, out.clone(), pipe.clone())
         .with_peer(hs.peer)
-        .with_origin(hs.origin);
+        .with_origin(hs.origin)
+        .with_identity(hs.identity);
     // From here on the connection is registered with the node: whatever happens next, a
     // panic included, `finish` forgets it and runs its hooks.
     let attached = edge.inner.node.open(opening).await;

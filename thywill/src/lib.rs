@@ -145,12 +145,14 @@ pub use thywill_core::memory::{
 pub use thywill_core::{
     AppContext, Application, ApplicationId, Backend, BackendParts, ChannelId, ChannelManager, Client,
     ClientTracker, Cluster, ConnectionId, CoreError, DynBackend, DynChannelManager, DynClientTracker,
-    DynCluster, DynHistory, DynResourceManager, DynSessionStore, History, HistoryLimits, MemberClients,
-    MemberId, Message, Metadata, ReadLimit, Resource, ResourceKind, ResourceManager, RpcError, RpcErrorCode,
-    RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent, Tracking, protocol,
+    DynCluster, DynHistory, DynResourceManager, DynSessionStore, History, HistoryLimits, Identity,
+    MemberClients, MemberId, Message, Metadata, ReadLimit, Refusal, Resource, ResourceKind, ResourceManager,
+    RpcError, RpcErrorCode, RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent, Tracking,
+    protocol,
 };
 pub use thywill_transport::{
-    AllowedHosts, AllowedOrigins, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig, TransportConfig,
+    AllowedHosts, AllowedOrigins, AuthResult, MetricsAccess, RequestParts, SessionConfig, SessionRefusal,
+    TlsConfig, TransportConfig,
 };
 
 /// Re-export of the HTTP cluster backend.
@@ -287,6 +289,7 @@ pub struct Builder {
     templates: Option<Arc<dyn TemplateEngine>>,
     history: Option<Arc<dyn DynHistory>>,
     caches: Option<CachesSource>,
+    authenticator: Option<thywill_transport::Authenticator>,
 }
 
 /// Where the builder's cache manager comes from.
@@ -328,11 +331,63 @@ impl Default for Builder {
             templates: None,
             history: None,
             caches: None,
+            authenticator: None,
         }
     }
 }
 
 impl Builder {
+    /// Authenticates every WebSocket handshake with the application's own login (its
+    /// session cookie, a bearer token, a JWT) before the upgrade. `hook` sees the upgrade
+    /// request's parts (method, URI with its query, headers with their cookies) and answers:
+    ///
+    /// - `Ok(Some(identity))`: the connection opens, and [`Client::identity`] is `identity` in
+    ///   every application hook (`connection`, `received`, `disconnection`) and in the RPC
+    ///   permission hook;
+    /// - `Ok(None)`: the connection opens anonymously (no identity);
+    /// - `Err(refusal)`: the handshake is answered with the refusal's HTTP status
+    ///   ([`Refusal::unauthorized`]: 401, [`Refusal::forbidden`]: 403) and its reason as a
+    ///   plain-text body; no WebSocket is opened, no connection registered.
+    ///
+    /// A hook that takes longer than the handshake timeout
+    /// ([`TransportConfig::with_handshake_timeout`], 10 s by default) or panics refuses with
+    /// 503. The hook runs after the origin, drain and connection-limit checks. thywill's own
+    /// signed-cookie sessions ([`Builder::sessions`]) work as before beside it: the identity
+    /// says who the user is, the session which browser. The future the hook returns must own
+    /// what it uses of the parts (clone the header it reads).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), thywill::Error> {
+    /// use thywill::{Identity, Refusal, Thywill};
+    ///
+    /// let node = Thywill::builder()
+    ///     .authenticate(|parts| {
+    ///         let token = parts
+    ///             .headers
+    ///             .get("authorization")
+    ///             .and_then(|v| v.to_str().ok())
+    ///             .and_then(|v| v.strip_prefix("Bearer "))
+    ///             .map(str::to_owned);
+    ///         async move {
+    ///             match token.as_deref() {
+    ///                 Some("good") => Ok(Some(Identity::new("u1"))),
+    ///                 _ => Err(Refusal::unauthorized("bad token")),
+    ///             }
+    ///         }
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn authenticate<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(&thywill_transport::RequestParts) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = AuthResult> + Send + 'static,
+    {
+        self.authenticator = Some(thywill_transport::Authenticator::new(hook));
+        self
+    }
+
     /// Serves everything under this path prefix, such as `/echo`.
     pub fn base_path(mut self, base: impl AsRef<str>) -> Result<Self, Error> {
         self.config = self.config.with_base_path(base)?;
@@ -619,8 +674,12 @@ impl Builder {
             caches,
         })
         .await?;
+        let config = match self.authenticator {
+            Some(hook) => self.config.with_authenticator(hook),
+            None => self.config,
+        };
         let edge = thywill_transport::Edge::start(thywill_transport::EdgeParts {
-            config: self.config,
+            config,
             node: Arc::new(node.clone()),
             resources,
             sessions,

@@ -51,6 +51,7 @@ async fn a_function_reads_and_writes_the_callers_session_data() -> anyhow::Resul
         connection: "c".into(),
         session: ann.clone(),
         member: node.member().clone(),
+        identity: None,
     };
     let e = registry.call(&caller, "visits.count", json!([])).await.err();
     assert_eq!(e.map(|e| e.code), Some(RpcErrorCode::HandlerError));
