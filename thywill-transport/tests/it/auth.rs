@@ -183,3 +183,18 @@ async fn a_hook_slower_than_the_handshake_timeout_refuses_with_503() -> anyhow::
     assert_eq!(fx.edge.connection_count(), 0);
     Ok(())
 }
+
+/// Served by warp's own server (warp upgrades the socket), the hook runs the same way.
+#[tokio::test]
+async fn the_hook_runs_behind_warps_own_server() -> anyhow::Result<()> {
+    let (fx, _gone) = node(TransportConfig::default().with_authenticator(bearer())).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(warp::serve(fx.edge.routes()).incoming(listener).run());
+    let url = format!("ws://{addr}/t/ws");
+    assert_eq!(refused_status(WsClient::connect(&url).await)?, 401);
+    assert_eq!(fx.edge.connection_count(), 0);
+    let mut c = WsClient::connect_with_headers(&url, &[("authorization", "Bearer good")]).await?;
+    assert_eq!(next_data(&mut c).await?["who"]["user"], json!("u1"));
+    Ok(())
+}
