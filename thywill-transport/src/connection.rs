@@ -51,10 +51,17 @@ pub(crate) async fn run(edge: Edge, mut ws: impl Socket, hs: Handshake) {
     // Counted until it ends, so that an edge shutting down waits for its connections to close.
     let _live = Live::new(&edge);
     let conn = edge.inner.node.new_connection_id();
-    let session = match edge.sessions() {
+    let user_session = hs
+        .identity
+        .as_ref()
+        .filter(|_| edge.inner.config.session_from_identity)
+        .map(|identity| SessionId::from(format!("user:{}", identity.user)));
+    let session = match (user_session, edge.sessions()) {
+        // The user's session, when so configured.
+        (Some(session), _) => session,
         // Plain mode: the session is the connection.
-        None => SessionId::from(conn.as_str()),
-        Some(sessions) => match sessions.resolve(hs.cookie.as_deref()).await {
+        (None, None) => SessionId::from(conn.as_str()),
+        (None, Some(sessions)) => match sessions.resolve(hs.cookie.as_deref()).await {
             Ok(id) => id,
             Err(refusal) => {
                 tracing::info!(connection = %conn, reason = refusal.reason(), "session refused");

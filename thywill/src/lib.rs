@@ -290,6 +290,7 @@ pub struct Builder {
     history: Option<Arc<dyn DynHistory>>,
     caches: Option<CachesSource>,
     authenticator: Option<thywill_transport::Authenticator>,
+    session_from_identity: bool,
 }
 
 /// Where the builder's cache manager comes from.
@@ -332,6 +333,7 @@ impl Default for Builder {
             history: None,
             caches: None,
             authenticator: None,
+            session_from_identity: false,
         }
     }
 }
@@ -385,6 +387,16 @@ impl Builder {
         Fut: std::future::Future<Output = AuthResult> + Send + 'static,
     {
         self.authenticator = Some(thywill_transport::Authenticator::new(hook));
+        self
+    }
+
+    /// With `true`, a connection [`Builder::authenticate`] gave an identity is bound to its
+    /// user's session (`user:<user id>`) rather than its browser's: sending to that session
+    /// reaches every tab of the user on every member, and session data and channels of
+    /// sessions follow the user. Default `false` (see
+    /// [`TransportConfig::with_session_from_identity`]).
+    pub fn session_from_identity(mut self, on: bool) -> Self {
+        self.session_from_identity = on;
         self
     }
 
@@ -677,6 +689,11 @@ impl Builder {
         let config = match self.authenticator {
             Some(hook) => self.config.with_authenticator(hook),
             None => self.config,
+        };
+        let config = if self.session_from_identity {
+            config.with_session_from_identity(true)
+        } else {
+            config
         };
         let edge = thywill_transport::Edge::start(thywill_transport::EdgeParts {
             config,

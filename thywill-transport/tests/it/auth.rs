@@ -198,3 +198,37 @@ async fn the_hook_runs_behind_warps_own_server() -> anyhow::Result<()> {
     assert_eq!(next_data(&mut c).await?["who"]["user"], json!("u1"));
     Ok(())
 }
+
+/// With `session_from_identity`, every tab of a user is one session `user:<id>`: sending to
+/// it reaches them all; another user, or an anonymous client, has a session of its own.
+#[tokio::test]
+async fn the_identity_can_be_the_session() -> anyhow::Result<()> {
+    let config = TransportConfig::default()
+        .with_authenticator(bearer())
+        .with_session_from_identity(true);
+    let (fx, _gone) = node(config).await?;
+    let good = [("authorization", "Bearer good")];
+    let mut tab1 = WsClient::connect_with_headers(&fx.ws_url(), &good).await?;
+    let mut tab2 = WsClient::connect_with_headers(&fx.ws_url(), &good).await?;
+    let mut anon = WsClient::connect_with_headers(&fx.ws_url(), &[("authorization", "Bearer anon")]).await?;
+    for c in [&mut tab1, &mut tab2, &mut anon] {
+        next_data(c).await?; // the `connection` hook's message
+    }
+    let session = |c: &WsClient| match &c.welcome {
+        ServerFrame::Welcome { session, .. } => Some(session.clone()),
+        _ => None,
+    };
+    assert_eq!(session(&tab1), Some("user:u1".into()));
+    assert_eq!(session(&tab2), Some("user:u1".into()));
+    assert_ne!(session(&anon), Some("user:u1".into()));
+    let ctx = fx
+        .node
+        .context(&"who".into())
+        .ok_or_else(|| anyhow::anyhow!("no app"))?;
+    ctx.send_to_session(&"user:u1".into(), json!("to every tab"))
+        .await?;
+    assert_eq!(next_data(&mut tab1).await?, json!("to every tab"));
+    assert_eq!(next_data(&mut tab2).await?, json!("to every tab"));
+    assert!(anon.recv_within(Duration::from_millis(100)).await.is_err());
+    Ok(())
+}
