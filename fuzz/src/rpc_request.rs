@@ -173,7 +173,7 @@ fn caller() -> &'static Client {
         connection: "fuzz-c1".into(),
         session: "fuzz-s1".into(),
         member: "fuzz".into(),
-    });
+        identity: None,    });
     &CALLER
 }
 

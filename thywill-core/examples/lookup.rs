@@ -122,6 +122,7 @@ fn measure(n: usize, lookups: usize) -> Result<Costs, Box<dyn std::error::Error>
             connection: c.clone(),
             session: sessions[i / TABS].clone(),
             member: members[i % MEMBERS].clone(),
+            identity: None,
         };
         ready(tracker.connected(&client))?;
     }

@@ -38,7 +38,8 @@ use serde::Serialize;
 
 use crate::protocol::{ClientFrame, ServerFrame};
 use crate::{
-    ApplicationId, BoxFuture, Client, ConnectionId, DisconnectReason, MemberId, Message, Offset, SessionId,
+    ApplicationId, BoxFuture, Client, ConnectionId, DisconnectReason, Identity, MemberId, Message, Offset,
+    SessionId,
 };
 
 /// The node as the edge sees it. Implemented by the node runtime (`thywill-node`); the edge
@@ -93,6 +94,8 @@ pub struct Opening {
     pub outbound: Arc<dyn Outbound>,
     /// Client frames to the worker, replays from it.
     pub pipe: Arc<Pipe>,
+    /// Who the connection belongs to, as the authentication hook said at the handshake.
+    pub identity: Option<Identity>,
 }
 
 impl Opening {
@@ -110,7 +113,14 @@ impl Opening {
             origin: None,
             outbound,
             pipe,
+            identity: None,
         }
+    }
+
+    /// With the identity the authentication hook gave.
+    pub fn with_identity(mut self, identity: Option<Identity>) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// With the client's socket address.
@@ -133,6 +143,7 @@ impl std::fmt::Debug for Opening {
             .field("session", &self.session)
             .field("peer", &self.peer)
             .field("origin", &self.origin)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }

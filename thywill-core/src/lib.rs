@@ -77,6 +77,7 @@ pub mod edge;
 mod error;
 pub mod history;
 mod id;
+mod identity;
 pub mod memory;
 mod message;
 pub mod protocol;
@@ -97,6 +98,7 @@ pub use disconnect::DisconnectReason;
 pub use error::{BoxError, CoreError, CoreResult, ErrorKind};
 pub use history::{DynHistory, Entry, History, HistoryLimits, Offset, ReadLimit, Replay};
 pub use id::{ApplicationId, ChannelId, ConnectionId, MemberId, SessionId};
+pub use identity::{Identity, Refusal};
 pub use memory::{
     LocalBackend, LocalCluster, LocalHistory, MemoryChannels, MemoryResources, MemorySessionStore,
     MemoryTracker, SessionLimits,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{ConnectionId, MemberId, SessionId};
+use crate::{ConnectionId, Identity, MemberId, SessionId};
 
 /// Free-form metadata carried beside a message's data (the original's `_` object).
 pub type Metadata = Map<String, Value>;
@@ -55,6 +55,33 @@ pub struct Client {
     pub session: SessionId,
     /// The cluster member the connection is attached to.
     pub member: MemberId,
+    /// Who the connection belongs to, when the application's authentication hook said so at
+    /// the handshake; `None` without a hook, or when the hook let an anonymous user in.
+    #[serde(default)]
+    pub identity: Option<Identity>,
+}
+
+impl Client {
+    /// Connection `connection` of session `session`, attached to `member`, with no identity.
+    pub fn new(connection: ConnectionId, session: SessionId, member: MemberId) -> Self {
+        Self {
+            connection,
+            session,
+            member,
+            identity: None,
+        }
+    }
+
+    /// With the identity the authentication hook gave.
+    pub fn with_identity(mut self, identity: Option<Identity>) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// Who the connection belongs to (see [`Client::identity`](Self#structfield.identity)).
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
 }
 
 #[cfg(test)]

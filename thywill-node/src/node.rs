@@ -1404,5 +1404,6 @@ pub(crate) fn client(node: &Node, connection: &ConnectionId, session: &SessionId
         connection: connection.clone(),
         session: session.clone(),
         member: node.inner.member.clone(),
+        identity: None,
     }
 }

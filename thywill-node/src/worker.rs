@@ -140,7 +140,6 @@ impl Worker {
 
     async fn handle_frame(&mut self, frame: ClientFrame) {
         let node = &self.node;
-        let conn = &self.me.connection;
         let streams = match frame {
             ClientFrame::Hello { v, tab, streams, .. } => {
                 if v != protocol::VERSION {
@@ -157,15 +156,7 @@ impl Worker {
             }
             ClientFrame::Resume { streams } => streams,
             other => {
-                handle_frame(
-                    node,
-                    &self.local.out,
-                    conn,
-                    &self.me.session,
-                    other,
-                    &self.rpc_slots,
-                )
-                .await;
+                handle_frame(node, &self.local.out, &self.me, other, &self.rpc_slots).await;
                 return;
             }
         };
@@ -228,8 +219,8 @@ const REPLAY_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 async fn handle_frame(
     node: &Node,
     handle: &Arc<dyn Outbound>,
-    conn: &ConnectionId,
-    session: &SessionId,
+    // The connection's client (with its identity), as the hooks see it.
+    me: &Client,
     frame: ClientFrame,
     rpc_slots: &Arc<Semaphore>,
 ) {
@@ -241,7 +232,7 @@ async fn handle_frame(
                 if let Some(c) = node.inner.app_counters.get(&app) {
                     c.messages_in.inc();
                 }
-                let me = client(node, conn, session);
+                let me = me.clone();
                 a.received(ctx, &me, Message { data, meta }).await;
             }
             None => {
@@ -270,8 +261,7 @@ async fn handle_frame(
             let a = a.clone();
             let ctx = ctx.clone();
             let handle = handle.clone();
-            let conn = conn.clone();
-            let me = client(node, &conn, session);
+            let me = me.clone();
             let metrics = node.inner.metrics.clone();
             tokio::spawn(
                 async move {
@@ -511,7 +501,7 @@ impl Node {
     /// Registers a connection the edge accepted (see [`Gateway::open`]): routed to from now
     /// on, then recorded in the tracker and subscribed to its session's channels.
     async fn open_connection(&self, opening: Opening) -> Box<dyn Attached> {
-        let me = client(self, &opening.connection, &opening.session);
+        let me = client(self, &opening.connection, &opening.session).with_identity(opening.identity);
         let local = Arc::new(Local::new(opening.outbound));
         // From here on the connection is registered: whatever happens next, a panic included,
         // the edge calls `finish`, which forgets it and runs its hooks.

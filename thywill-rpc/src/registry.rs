@@ -680,6 +680,7 @@ mod tests {
             connection: "c1".into(),
             session: "s1".into(),
             member: "alpha".into(),
+            identity: None,
         }
     }
 

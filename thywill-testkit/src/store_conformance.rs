@@ -361,6 +361,7 @@ fn client(connection: &str, session: &str, member: &str) -> Client {
         connection: ConnectionId::from(connection),
         session: SessionId::from(session),
         member: MemberId::from(member),
+        identity: None,
     }
 }
 

@@ -118,6 +118,7 @@ impl Table {
             connection,
             session,
             member: from.clone(),
+            identity: None,
         };
         let mut table = self.write();
         match task {

@@ -75,6 +75,7 @@ fn client(member: &str, connection: &str, session: &str) -> Client {
         connection: ConnectionId::from(connection),
         session: SessionId::from(session),
         member: MemberId::from(member),
+        identity: None,
     }
 }
 

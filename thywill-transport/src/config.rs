@@ -67,6 +67,10 @@ pub struct TransportConfig {
     pub(crate) max_connections: usize,
     pub(crate) drain_jitter: Duration,
     pub(crate) handshake_timeout: Duration,
+    /// The application's authentication hook, run on every WebSocket handshake.
+    pub(crate) authenticator: Option<crate::Authenticator>,
+    /// Whether an authenticated connection's session is its user's (`user:<id>`).
+    pub(crate) session_from_identity: bool,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_sockets: usize,
     pub(crate) max_outbound_bytes: usize,
@@ -91,6 +95,8 @@ impl Default for TransportConfig {
             max_connections: 100_000,
             drain_jitter: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
+            authenticator: None,
+            session_from_identity: false,
             idle_timeout: Duration::from_secs(60),
             max_sockets: 101_000,
             max_outbound_bytes: 4 * 1024 * 1024,
@@ -218,6 +224,26 @@ impl TransportConfig {
         }
         self.handshake_timeout = timeout;
         Ok(self)
+    }
+
+    /// Authenticates every WebSocket handshake with `authenticator` before the upgrade: its
+    /// identity is on the connection's `Client`; its refusal is answered with the refusal's
+    /// HTTP status (401, 403) and no connection is opened. A hook that takes longer than the
+    /// handshake timeout (or panics) refuses with 503. Without one (the default) every
+    /// handshake that passes the other checks opens a connection with no identity.
+    pub fn with_authenticator(mut self, authenticator: crate::Authenticator) -> Self {
+        self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// With `true`, a connection the authentication hook gave an identity is bound to the
+    /// session `user:<user id>` instead of its cookie's (or its own, in plain mode): every tab
+    /// of a user, on any member, is one session, so sending to the session reaches them all
+    /// and session data and channels of sessions follow the user. Connections without an
+    /// identity keep the usual session. Default `false`.
+    pub fn with_session_from_identity(mut self, on: bool) -> Self {
+        self.session_from_identity = on;
+        self
     }
 
     /// Longest a socket of the node's own listener may go without a byte read or written

@@ -42,6 +42,8 @@ pub(crate) struct Handshake {
     pub(crate) peer: Option<SocketAddr>,
     /// The `Origin` header.
     pub(crate) origin: Option<String>,
+    /// Who the connection belongs to, as the authentication hook said.
+    pub(crate) identity: Option<thywill_core::Identity>,
 }
 
 /// Runs a connection to its end.
@@ -49,10 +51,17 @@ pub(crate) async fn run(edge: Edge, mut ws: impl Socket, hs: Handshake) {
     // Counted until it ends, so that an edge shutting down waits for its connections to close.
     let _live = Live::new(&edge);
     let conn = edge.inner.node.new_connection_id();
-    let session = match edge.sessions() {
+    let user_session = hs
+        .identity
+        .as_ref()
+        .filter(|_| edge.inner.config.session_from_identity)
+        .map(|identity| SessionId::from(format!("user:{}", identity.user)));
+    let session = match (user_session, edge.sessions()) {
+        // The user's session, when so configured.
+        (Some(session), _) => session,
         // Plain mode: the session is the connection.
-        None => SessionId::from(conn.as_str()),
-        Some(sessions) => match sessions.resolve(hs.cookie.as_deref()).await {
+        (None, None) => SessionId::from(conn.as_str()),
+        (None, Some(sessions)) => match sessions.resolve(hs.cookie.as_deref()).await {
             Ok(id) => id,
             Err(refusal) => {
                 tracing::info!(connection = %conn, reason = refusal.reason(), "session refused");
@@ -151,7 +160,8 @@ async fn serve(edge: Edge, mut ws: impl Socket, conn: ConnectionId, session: Ses
     let pipe = Arc::new(Pipe::new(cfg.max_message_size));
     let opening = Opening::new(conn, session, out.clone(), pipe.clone())
         .with_peer(hs.peer)
-        .with_origin(hs.origin);
+        .with_origin(hs.origin)
+        .with_identity(hs.identity);
     // From here on the connection is registered with the node: whatever happens next, a
     // panic included, `finish` forgets it and runs its hooks.
     let attached = edge.inner.node.open(opening).await;

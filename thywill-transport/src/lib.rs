@@ -29,6 +29,7 @@
 //! `LocalHistory`, ...) live in `thywill-core`'s `memory` module, next to their traits.
 
 mod assets;
+mod auth;
 mod config;
 mod connection;
 mod edge;
@@ -42,6 +43,7 @@ mod socket;
 mod tls;
 
 pub use assets::{CLIENT_DTS, CLIENT_JS, client_js_path};
+pub use auth::{AuthResult, Authenticator, RequestParts};
 pub use config::{AllowedHosts, AllowedOrigins, MetricsAccess, TransportConfig};
 pub use edge::{Edge, EdgeParts};
 pub use error::TransportError;

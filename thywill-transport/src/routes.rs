@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use thywill_core::{Resource, ResourceKind, SessionId, attr};
 use warp::filters::BoxedFilter;
+use warp::http::request::Parts;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::path::FullPath;
 use warp::reply::Response;
@@ -320,6 +321,58 @@ fn resource_response(resource: &Resource, if_none_match: Option<&str>) -> Respon
     r
 }
 
+/// The upgrade request as the authentication hook sees it: method, URI (path and query) and
+/// headers, without a body.
+fn request_parts() -> BoxedFilter<(Parts,)> {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .map(
+            |method: warp::http::Method,
+             path: warp::path::FullPath,
+             query: String,
+             headers: warp::http::HeaderMap| {
+                let mut request = warp::http::Request::new(());
+                *request.method_mut() = method;
+                let uri = if query.is_empty() {
+                    path.as_str().to_owned()
+                } else {
+                    format!("{}?{query}", path.as_str())
+                };
+                // The path and query came from a parsed request URI: they parse again.
+                if let Ok(uri) = uri.parse() {
+                    *request.uri_mut() = uri;
+                }
+                *request.headers_mut() = headers;
+                request.into_parts().0
+            },
+        )
+        .boxed()
+}
+
+/// Runs the application's authentication hook, if any, on a handshake that passed the
+/// other checks: the connection's identity, or the response that refuses it.
+async fn authenticate(node: &Edge, parts: &Parts) -> Result<Option<thywill_core::Identity>, Response> {
+    let Some(hook) = node.config().authenticator.as_ref() else {
+        return Ok(None);
+    };
+    hook.authenticate(parts, node.config().handshake_timeout)
+        .await
+        .map_err(|refusal| {
+            tracing::info!(
+                status = refusal.status(),
+                reason = refusal.reason(),
+                "websocket refused by the authentication hook"
+            );
+            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::FORBIDDEN);
+            let mut r = warp::reply::with_status(refusal.reason().to_owned(), status).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        })
+}
+
 /// The request headers a WebSocket handshake is checked with.
 struct HandshakeHeaders {
     origin: Option<String>,
@@ -337,6 +390,7 @@ impl HandshakeHeaders {
             cookie: self.cookie,
             peer: self.peer,
             origin: self.origin,
+            identity: None,
         }
     }
 
@@ -494,62 +548,73 @@ impl Edge {
             .and(warp::header::optional::<String>("sec-websocket-version"))
             .and(warp::header::optional::<String>("sec-websocket-key"))
             .and(handshake_headers())
-            .map(
+            .and(request_parts())
+            .then(
                 move |slot: UpgradeSlot,
                       connection: Option<String>,
                       upgrade: Option<String>,
                       version: Option<String>,
                       key: Option<String>,
-                      hs: HandshakeHeaders| {
-                    let is_upgrade = connection
-                        .as_deref()
-                        .is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
-                        && upgrade
-                            .as_deref()
-                            .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-                    let (Some(key), true) = (key, is_upgrade) else {
-                        return warp::reply::with_status(
-                            "expected a WebSocket upgrade",
-                            StatusCode::BAD_REQUEST,
-                        )
-                        .into_response();
-                    };
-                    if version.as_deref() != Some("13") {
-                        let mut r = warp::reply::with_status(
-                            "unsupported WebSocket version",
-                            StatusCode::UPGRADE_REQUIRED,
-                        )
-                        .into_response();
-                        r.headers_mut()
-                            .insert("sec-websocket-version", HeaderValue::from_static("13"));
-                        return r;
-                    }
-                    if let Some(refused) = refuse_socket(&node, &hs.checked()) {
-                        return refused;
-                    }
-                    let Some(pending) = slot.take() else {
-                        return warp::reply::with_status("not upgradable", StatusCode::BAD_REQUEST)
-                            .into_response();
-                    };
+                      hs: HandshakeHeaders,
+                      parts: Parts| {
                     let node = node.clone();
-                    let limit = node.config().max_message_size;
-                    let handshake = hs.into_handshake();
-                    tokio::spawn(async move {
-                        match crate::socket::upgraded(pending, limit).await {
-                            Ok(ws) => crate::connection::run(node, ws, handshake).await,
-                            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+                    async move {
+                        let is_upgrade = connection
+                            .as_deref()
+                            .is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+                            && upgrade
+                                .as_deref()
+                                .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+                        let (Some(key), true) = (key, is_upgrade) else {
+                            return warp::reply::with_status(
+                                "expected a WebSocket upgrade",
+                                StatusCode::BAD_REQUEST,
+                            )
+                            .into_response();
+                        };
+                        if version.as_deref() != Some("13") {
+                            let mut r = warp::reply::with_status(
+                                "unsupported WebSocket version",
+                                StatusCode::UPGRADE_REQUIRED,
+                            )
+                            .into_response();
+                            r.headers_mut()
+                                .insert("sec-websocket-version", HeaderValue::from_static("13"));
+                            return r;
                         }
-                    });
-                    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-                    let mut r = warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS)
-                        .into_response();
-                    let h = r.headers_mut();
-                    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-                    if let Ok(v) = HeaderValue::from_str(&accept) {
-                        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+                        if let Some(refused) = refuse_socket(&node, &hs.checked()) {
+                            return refused;
+                        }
+                        let identity = match authenticate(&node, &parts).await {
+                            Ok(identity) => identity,
+                            Err(refused) => return refused,
+                        };
+                        let Some(pending) = slot.take() else {
+                            return warp::reply::with_status("not upgradable", StatusCode::BAD_REQUEST)
+                                .into_response();
+                        };
+                        let node = node.clone();
+                        let limit = node.config().max_message_size;
+                        let mut handshake = hs.into_handshake();
+                        handshake.identity = identity;
+                        tokio::spawn(async move {
+                            match crate::socket::upgraded(pending, limit).await {
+                                Ok(ws) => crate::connection::run(node, ws, handshake).await,
+                                Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+                            }
+                        });
+                        let accept =
+                            tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+                        let mut r = warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS)
+                            .into_response();
+                        let h = r.headers_mut();
+                        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                        if let Ok(v) = HeaderValue::from_str(&accept) {
+                            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+                        }
+                        r
                     }
-                    r
                 },
             );
         let node = self.clone();
@@ -557,19 +622,28 @@ impl Edge {
             .and(exact_path(cfg.path("ws")))
             .and(warp::ws())
             .and(handshake_headers())
-            .map(move |ws: warp::ws::Ws, hs: HandshakeHeaders| {
-                if let Some(refused) = refuse_socket(&node, &hs.checked()) {
-                    return refused;
-                }
-                let limit = node.config().max_message_size;
+            .and(request_parts())
+            .then(move |ws: warp::ws::Ws, hs: HandshakeHeaders, parts: Parts| {
                 let node = node.clone();
-                let handshake = hs.into_handshake();
-                ws.max_message_size(limit.saturating_mul(2))
-                    .max_frame_size(limit.saturating_mul(2))
-                    .on_upgrade(move |socket| {
-                        crate::connection::run(node, crate::socket::from_warp(socket), handshake)
-                    })
-                    .into_response()
+                async move {
+                    if let Some(refused) = refuse_socket(&node, &hs.checked()) {
+                        return refused;
+                    }
+                    let identity = match authenticate(&node, &parts).await {
+                        Ok(identity) => identity,
+                        Err(refused) => return refused,
+                    };
+                    let limit = node.config().max_message_size;
+                    let node = node.clone();
+                    let mut handshake = hs.into_handshake();
+                    handshake.identity = identity;
+                    ws.max_message_size(limit.saturating_mul(2))
+                        .max_frame_size(limit.saturating_mul(2))
+                        .on_upgrade(move |socket| {
+                            crate::connection::run(node, crate::socket::from_warp(socket), handshake)
+                        })
+                        .into_response()
+                }
             });
         let ws = own.or(by_warp).unify();
 

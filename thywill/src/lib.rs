@@ -145,12 +145,14 @@ pub use thywill_core::memory::{
 pub use thywill_core::{
     AppContext, Application, ApplicationId, Backend, BackendParts, ChannelId, ChannelManager, Client,
     ClientTracker, Cluster, ConnectionId, CoreError, DynBackend, DynChannelManager, DynClientTracker,
-    DynCluster, DynHistory, DynResourceManager, DynSessionStore, History, HistoryLimits, MemberClients,
-    MemberId, Message, Metadata, ReadLimit, Resource, ResourceKind, ResourceManager, RpcError, RpcErrorCode,
-    RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent, Tracking, protocol,
+    DynCluster, DynHistory, DynResourceManager, DynSessionStore, History, HistoryLimits, Identity,
+    MemberClients, MemberId, Message, Metadata, ReadLimit, Refusal, Resource, ResourceKind, ResourceManager,
+    RpcError, RpcErrorCode, RpcHandler, SessionData, SessionId, SessionStore, TrackerEvent, Tracking,
+    protocol,
 };
 pub use thywill_transport::{
-    AllowedHosts, AllowedOrigins, MetricsAccess, SessionConfig, SessionRefusal, TlsConfig, TransportConfig,
+    AllowedHosts, AllowedOrigins, AuthResult, MetricsAccess, RequestParts, SessionConfig, SessionRefusal,
+    TlsConfig, TransportConfig,
 };
 pub use thywill_transport::{PeerAddr, ServiceBody, ThywillService};
 
@@ -290,6 +292,8 @@ pub struct Builder {
     templates: Option<Arc<dyn TemplateEngine>>,
     history: Option<Arc<dyn DynHistory>>,
     caches: Option<CachesSource>,
+    authenticator: Option<thywill_transport::Authenticator>,
+    session_from_identity: bool,
 }
 
 /// Where the builder's cache manager comes from.
@@ -331,11 +335,74 @@ impl Default for Builder {
             templates: None,
             history: None,
             caches: None,
+            authenticator: None,
+            session_from_identity: false,
         }
     }
 }
 
 impl Builder {
+    /// Authenticates every WebSocket handshake with the application's own login (its
+    /// session cookie, a bearer token, a JWT) before the upgrade. `hook` sees the upgrade
+    /// request's parts (method, URI with its query, headers with their cookies) and answers:
+    ///
+    /// - `Ok(Some(identity))`: the connection opens, and [`Client::identity`] is `identity` in
+    ///   every application hook (`connection`, `received`, `disconnection`) and in the RPC
+    ///   permission hook;
+    /// - `Ok(None)`: the connection opens anonymously (no identity);
+    /// - `Err(refusal)`: the handshake is answered with the refusal's HTTP status
+    ///   ([`Refusal::unauthorized`]: 401, [`Refusal::forbidden`]: 403) and its reason as a
+    ///   plain-text body; no WebSocket is opened, no connection registered.
+    ///
+    /// A hook that takes longer than the handshake timeout
+    /// ([`TransportConfig::with_handshake_timeout`], 10 s by default) or panics refuses with
+    /// 503. The hook runs after the origin, drain and connection-limit checks. thywill's own
+    /// signed-cookie sessions ([`Builder::sessions`]) work as before beside it: the identity
+    /// says who the user is, the session which browser. The future the hook returns must own
+    /// what it uses of the parts (clone the header it reads).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), thywill::Error> {
+    /// use thywill::{Identity, Refusal, Thywill};
+    ///
+    /// let node = Thywill::builder()
+    ///     .authenticate(|parts| {
+    ///         let token = parts
+    ///             .headers
+    ///             .get("authorization")
+    ///             .and_then(|v| v.to_str().ok())
+    ///             .and_then(|v| v.strip_prefix("Bearer "))
+    ///             .map(str::to_owned);
+    ///         async move {
+    ///             match token.as_deref() {
+    ///                 Some("good") => Ok(Some(Identity::new("u1"))),
+    ///                 _ => Err(Refusal::unauthorized("bad token")),
+    ///             }
+    ///         }
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn authenticate<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(&thywill_transport::RequestParts) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = AuthResult> + Send + 'static,
+    {
+        self.authenticator = Some(thywill_transport::Authenticator::new(hook));
+        self
+    }
+
+    /// With `true`, a connection [`Builder::authenticate`] gave an identity is bound to its
+    /// user's session (`user:<user id>`) rather than its browser's: sending to that session
+    /// reaches every tab of the user on every member, and session data and channels of
+    /// sessions follow the user. Default `false` (see
+    /// [`TransportConfig::with_session_from_identity`]).
+    pub fn session_from_identity(mut self, on: bool) -> Self {
+        self.session_from_identity = on;
+        self
+    }
+
     /// Serves everything under this path prefix, such as `/echo`.
     pub fn base_path(mut self, base: impl AsRef<str>) -> Result<Self, Error> {
         self.config = self.config.with_base_path(base)?;
@@ -630,8 +697,17 @@ impl Builder {
             caches,
         })
         .await?;
+        let config = match self.authenticator {
+            Some(hook) => self.config.with_authenticator(hook),
+            None => self.config,
+        };
+        let config = if self.session_from_identity {
+            config.with_session_from_identity(true)
+        } else {
+            config
+        };
         let edge = thywill_transport::Edge::start(thywill_transport::EdgeParts {
-            config: self.config,
+            config,
             node: Arc::new(node.clone()),
             resources,
             sessions,

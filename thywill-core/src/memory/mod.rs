@@ -615,6 +615,7 @@ pub(crate) mod tests {
             connection: "c1".into(),
             session: "s1".into(),
             member: "alpha".into(),
+            identity: None,
         };
         block(t.connected(&c))?;
         assert_eq!(block(t.member_of(&"c1".into()))?, Some("alpha".into()));

@@ -51,10 +51,70 @@ async fn a_function_reads_and_writes_the_callers_session_data() -> anyhow::Resul
         connection: "c".into(),
         session: ann.clone(),
         member: node.member().clone(),
+        identity: None,
     };
     let e = registry.call(&caller, "visits.count", json!([])).await.err();
     assert_eq!(e.map(|e| e.code), Some(RpcErrorCode::HandlerError));
     assert_eq!(ctx.session_data::<u64>(&ann).await?, Some(3));
+    node.shutdown();
+    serving.abort();
+    Ok(())
+}
+
+/// The identity the application's authentication hook gave is the caller's, in the
+/// permission hook and in functions.
+#[tokio::test]
+async fn the_permission_hook_sees_the_callers_identity() -> anyhow::Result<()> {
+    use thywill::{Identity, Refusal};
+    let registry = Registry::builder()
+        .async_function_with_context("whoami", |_ctx: AppContext, caller: Client, (): ()| async move {
+            Ok::<_, CoreError>(caller.identity().map(|i| i.user.clone()))
+        })
+        .async_function_with_context(
+            "admin.reset",
+            |_ctx: AppContext, _caller: Client, (): ()| async move { Ok::<_, CoreError>(true) },
+        )
+        .permission(|caller: &Client, name: &str| {
+            !name.starts_with("admin.")
+                || caller
+                    .identity()
+                    .is_some_and(|i| i.data["role"] == json!("admin"))
+        })
+        .build()?;
+    let node = Thywill::builder()
+        .base_path("/t")?
+        .authenticate(|parts| {
+            let token = parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            async move {
+                match token.as_deref() {
+                    Some("Bearer root") => {
+                        Ok(Some(Identity::new("root").with_data(json!({"role": "admin"}))))
+                    }
+                    Some("Bearer u1") => Ok(Some(Identity::new("u1"))),
+                    _ => Err(Refusal::unauthorized("who are you?")),
+                }
+            }
+        })
+        .application(APP, RpcOnly(registry))
+        .build()
+        .await?;
+    let (addr, serving) = node.bind(([127, 0, 0, 1], 0).into()).await?;
+    let serving = tokio::spawn(serving);
+    let url = format!("ws://{addr}/t/ws");
+    let mut root = WsClient::connect_with_headers(&url, &[("authorization", "Bearer root")]).await?;
+    let mut u1 = WsClient::connect_with_headers(&url, &[("authorization", "Bearer u1")]).await?;
+    assert_eq!(call(&mut root, 1, "whoami", json!([])).await?, Ok(json!("root")));
+    assert_eq!(call(&mut u1, 2, "whoami", json!([])).await?, Ok(json!("u1")));
+    assert_eq!(
+        call(&mut root, 3, "admin.reset", json!([])).await?,
+        Ok(json!(true))
+    );
+    let refused = call(&mut u1, 4, "admin.reset", json!([])).await?;
+    assert_eq!(refused.map_err(|(code, _)| code), Err(RpcErrorCode::NoPermission));
     node.shutdown();
     serving.abort();
     Ok(())

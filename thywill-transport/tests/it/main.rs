@@ -4,6 +4,7 @@
 
 mod support;
 
+mod auth;
 mod client_build;
 mod client_js;
 mod client_load;
