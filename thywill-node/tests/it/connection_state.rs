@@ -117,11 +117,7 @@ async fn each_connection_keeps_its_own_state_until_it_disconnects() -> anyhow::R
         .node
         .context(&ApplicationId::from("counter"))
         .ok_or_else(|| anyhow::anyhow!("no counter application"))?;
-    let stranger = Client {
-        connection: ConnectionId::from("elsewhere"),
-        session: "s".into(),
-        member: "beta".into(),
-    };
+    let stranger = Client::new(ConnectionId::from("elsewhere"), "s".into(), "beta".into());
     assert!(matches!(
         counter.set_state(&stranger, 1u8),
         Err(CoreError::NotFound(_))
