@@ -47,7 +47,7 @@ pub type ServiceBody = UnsyncBoxBody<Bytes, BoxError>;
 pub struct PeerAddr(pub SocketAddr);
 
 /// The edge's routes as a tower [`Service`] for any request body: see the
-/// [module docs](self). Cheap to clone; built by [`Edge::service`]. Requests matching no route
+/// [crate docs](crate). Cheap to clone; built by [`Edge::service`]. Requests matching no route
 /// of the edge are answered 404.
 #[derive(Clone)]
 pub struct ThywillService {
