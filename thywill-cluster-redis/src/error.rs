@@ -116,6 +116,8 @@ impl Error {
             Self::Config { .. } => ErrorKind::Invalid,
             Self::Timeout(_) => ErrorKind::Unavailable,
             Self::Codec(_) => ErrorKind::Codec,
+            // A certificate the CA file does not vouch for stays refused however often retried.
+            Self::Tls(e) if e.0.details().contains("Certificate") => ErrorKind::Invalid,
             Self::Redis(e) | Self::Tls(e) => e.kind(),
         }
     }
@@ -185,5 +187,9 @@ mod tests {
             ErrorKind::Invalid
         );
         assert_eq!(kind(Error::Codec("bad frame".into())), ErrorKind::Codec);
+        let untrusted = FredError::new(Fred::IO, "InvalidCertificate(UnknownIssuer)");
+        assert_eq!(kind(Error::Tls(RedisError(untrusted))), ErrorKind::Invalid);
+        let refused = FredError::new(Fred::IO, "Connection refused");
+        assert_eq!(kind(Error::Tls(RedisError(refused))), ErrorKind::Unavailable);
     }
 }
