@@ -11,7 +11,8 @@
 //! | `redis-sentinel://host:port[/db]?sentinelServiceName=name[&node=host:port…]` | the primary a set of sentinels names, followed through failovers |
 //!
 //! `rediss-cluster://` and `rediss-sentinel://` are the TLS forms. Without a CA file the
-//! system's root certificates are trusted; with one ([`Tls::ca_file`]), only the CAs it holds.
+//! system's root certificates are trusted; with one (`with_ca_file` on every configuration),
+//! only the CAs it holds.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
