@@ -15,11 +15,12 @@ use crate::{
 /// |---|---|---|
 /// | cluster | [`RedisCluster`], with the cluster-wide client tracker | `<p>cluster:…` |
 /// | replay history | [`RedisHistory`] (shared: clients recover on any member) | `<p>history:…` |
-/// | channels of sessions | [`RedisChannels`] | `<p>channelsessionids:…`, `<p>sessionchannelids:…` |
-/// | sessions | [`RedisSessions`] | `<p>session:<id>` |
+/// | channels of sessions | [`RedisChannels`] | `<p>{channels}:channelsessionids:…`, `<p>{channels}:sessionchannelids:…` |
+/// | sessions | [`RedisSessions`] | `<p>session:{<id>}`, `<p>session-apps:{<id>}` |
 /// | resources (only with [`with_resources`](Self::with_resources)) | [`RedisResources`] | `<p>resource:…` |
 ///
-/// all on the same Redis server. Every member of one cluster is given the same URL and prefix.
+/// all on the same Redis server (or Redis Cluster, or Sentinel-watched primary: see the
+/// [crate docs](crate#redis-urls)). Every member of one cluster is given the same URL and prefix.
 ///
 /// ```no_run
 /// # fn run() -> Result<(), thywill_cluster_redis::Error> {
@@ -57,6 +58,18 @@ impl RedisBackend {
         }
         .with_url(url)?
         .with_prefix("thywill:")
+    }
+
+    /// Trusts only the CA certificates in this PEM file for every part's `rediss://` connection
+    /// (the file is read now).
+    pub fn with_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Result<Self, Error> {
+        let path = path.into();
+        self.cluster = self.cluster.with_ca_file(path.clone())?;
+        self.history = self.history.map(|h| h.with_ca_file(path.clone())).transpose()?;
+        self.sessions = self.sessions.with_ca_file(path.clone())?;
+        self.channels = self.channels.with_ca_file(path.clone())?;
+        self.resources = self.resources.map(|r| r.with_ca_file(path)).transpose()?;
+        Ok(self)
     }
 
     fn with_url(mut self, url: String) -> Result<Self, Error> {
@@ -202,7 +215,13 @@ mod tests {
             "thywill:chat:cluster:member:beta"
         );
         assert!(b.history_config().is_some(), "a shared history by default");
-        assert!(RedisBackend::new("rediss://127.0.0.1:1").is_err());
+        assert!(RedisBackend::new("rediss://127.0.0.1:1").is_ok());
+        assert!(
+            RedisBackend::new("redis://127.0.0.1:1")?
+                .with_ca_file("/nonexistent.pem")
+                .is_err()
+        );
+        assert!(RedisBackend::new("not a url").is_err());
         assert!(b.without_history().history_config().is_none());
         Ok(())
     }

@@ -84,7 +84,7 @@ return 1
 /// Settings of [`RedisCaches`].
 #[derive(Clone, Debug)]
 pub struct RedisCachesConfig {
-    url: String,
+    target: crate::connect::Target,
     prefix: String,
     command_timeout: Duration,
 }
@@ -93,7 +93,7 @@ impl Default for RedisCachesConfig {
     /// `redis://127.0.0.1:6379`, prefix `thywill:cache:`, 2 s per command.
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379".into(),
+            target: crate::connect::Target::default(),
             prefix: "thywill:cache:".into(),
             command_timeout: Duration::from_secs(2),
         }
@@ -101,11 +101,16 @@ impl Default for RedisCachesConfig {
 }
 
 impl RedisCachesConfig {
-    /// The Redis server (`redis://host:port[/db]`).
+    /// The Redis server: a URL as in the [crate docs](crate#redis-urls).
     pub fn with_url(mut self, url: impl Into<String>) -> Result<Self, Error> {
-        let url = url.into();
-        crate::store::check_url(&url)?;
-        self.url = url;
+        self.target = self.target.with_url(url)?;
+        Ok(self)
+    }
+
+    /// Trusts only the CA certificates in this PEM file for a `rediss://` URL (the file is read
+    /// now; the URL must be set first).
+    pub fn with_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Result<Self, Error> {
+        self.target = self.target.with_ca_file(path)?;
         Ok(self)
     }
 
@@ -200,7 +205,7 @@ fn count(n: usize) -> Value {
 impl RedisCaches {
     /// Connects (one connection, which reconnects by itself).
     pub async fn connect(config: RedisCachesConfig) -> Result<Self, Error> {
-        let redis = Commands::connect(&config.url, config.command_timeout).await?;
+        let redis = Commands::connect(&config.target, config.command_timeout).await?;
         Ok(Self {
             config,
             redis: Arc::new(redis),

@@ -38,7 +38,7 @@ return sessions
 /// Settings of a [`RedisChannels`] manager.
 #[derive(Clone, Debug)]
 pub struct RedisChannelsConfig {
-    url: String,
+    target: crate::connect::Target,
     prefix: String,
     command_timeout: Duration,
 }
@@ -46,7 +46,7 @@ pub struct RedisChannelsConfig {
 impl Default for RedisChannelsConfig {
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379".into(),
+            target: crate::connect::Target::default(),
             prefix: "thywill:".into(),
             command_timeout: Duration::from_secs(2),
         }
@@ -57,11 +57,11 @@ impl RedisChannelsConfig {
     crate::store::store_setters!("Prefix of every key (default `thywill:`).");
 
     fn channel_key(&self, channel: &ChannelId) -> String {
-        format!("{}channelsessionids:{channel}", self.prefix)
+        format!("{}{{channels}}:channelsessionids:{channel}", self.prefix)
     }
 
     fn session_prefix(&self) -> String {
-        format!("{}sessionchannelids:", self.prefix)
+        format!("{}{{channels}}:sessionchannelids:", self.prefix)
     }
 
     fn session_key(&self, session: &SessionId) -> String {
@@ -69,17 +69,18 @@ impl RedisChannelsConfig {
     }
 }
 
-/// Channels of sessions in Redis, with two-way indexes (the original's keys):
+/// Channels of sessions in Redis, with two-way indexes (the original's keys, under one hash tag):
 ///
 /// | key | holds |
 /// |---|---|
-/// | `<prefix>channelsessionids:<channel>` | set of the channel's session ids |
-/// | `<prefix>sessionchannelids:<session>` | set of the session's channel ids |
+/// | `<prefix>{channels}:channelsessionids:<channel>` | set of the channel's session ids |
+/// | `<prefix>{channels}:sessionchannelids:<session>` | set of the session's channel ids |
 ///
 /// Changes update both sets in one Lua script, so the indexes never disagree. The sets have no
 /// expiry: an application removes sessions it no longer wants (for example when a chat ends).
-/// The scripts build the session keys themselves, so this store needs a single Redis server
-/// (not Redis Cluster).
+/// The scripts build the session keys themselves; the shared hash tag `{channels}` keeps every
+/// key of the index on one slot, so the scripts also run on Redis Cluster (where the whole index
+/// then lives on one node).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), thywill_cluster_redis::Error> {
@@ -111,7 +112,7 @@ impl std::fmt::Debug for RedisChannels {
 impl RedisChannels {
     /// Connects (one connection, which reconnects by itself).
     pub async fn connect(config: RedisChannelsConfig) -> Result<Self, Error> {
-        let redis = Commands::connect(&config.url, config.command_timeout).await?;
+        let redis = Commands::connect(&config.target, config.command_timeout).await?;
         Ok(Self {
             config,
             redis: Arc::new(redis),
@@ -253,7 +254,7 @@ mod tests {
             .run(
                 "SMEMBERS",
                 ClusterHash::FirstKey,
-                vec![Value::from("t:ch:sessionchannelids:b")],
+                vec![Value::from("t:ch:{channels}:sessionchannelids:b")],
             )
             .await?;
         assert_eq!(raw, ["room"]);

@@ -24,7 +24,9 @@ use crate::Error;
 /// ```
 #[derive(Clone, Debug)]
 pub struct RedisClusterConfig {
-    pub(crate) url: String,
+    pub(crate) target: crate::connect::Target,
+    /// Whether `target` is a Redis Cluster (see [`RedisClusterConfig::is_cluster`]).
+    cluster: bool,
     pub(crate) prefix: String,
     pub(crate) members: Vec<MemberId>,
     pub(crate) local: MemberId,
@@ -40,7 +42,8 @@ impl Default for RedisClusterConfig {
     /// command timeout 2 s.
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379".into(),
+            target: crate::connect::Target::default(),
+            cluster: false,
             prefix: "thywill:cluster:".into(),
             members: vec![MemberId::from("alpha")],
             local: MemberId::from("alpha"),
@@ -60,11 +63,18 @@ fn invalid(what: &'static str, why: impl Into<String>) -> Error {
 }
 
 impl RedisClusterConfig {
-    /// The Redis server, as a `redis://[user:password@]host:port[/db]` URL.
+    /// The Redis server, as a `redis://[user:password@]host:port[/db]` URL or another form of
+    /// the [crate docs](crate#redis-urls) (TLS, Redis Cluster, Sentinel).
     pub fn with_url(mut self, url: impl Into<String>) -> Result<Self, Error> {
-        let url = url.into();
-        crate::store::check_url(&url)?;
-        self.url = url;
+        self.target = self.target.with_url(url)?;
+        self.cluster = crate::connect::is_cluster_url(&self.target.url);
+        Ok(self)
+    }
+
+    /// Trusts only the CA certificates in this PEM file for a `rediss://` URL (the file is read
+    /// now; the URL must be set first).
+    pub fn with_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Result<Self, Error> {
+        self.target = self.target.with_ca_file(path)?;
         Ok(self)
     }
 
@@ -152,7 +162,32 @@ impl RedisClusterConfig {
 
     /// The Redis URL.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.target.url
+    }
+
+    /// The CA file trusted for TLS, if one was given.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.target.ca_file.as_deref()
+    }
+
+    /// Whether the URL names a Redis Cluster (`redis-cluster://`, `rediss-cluster://`): the
+    /// switch that selects cluster-only behaviour, such as sharded pub/sub
+    /// (`SPUBLISH`/`SSUBSCRIBE`) for channel traffic.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// `<prefix><suffix>`; on a Redis Cluster `{<prefix>}<suffix>`: the prefix is then the hash
+    /// tag of every member-to-member channel, so that the client publishes them all on one node.
+    /// Plain pub/sub reaches subscribers on every node, but only what one node relays keeps its
+    /// order: tasks to one member, broadcasts and the heartbeats that count them must not
+    /// overtake each other.
+    fn channel(&self, suffix: std::fmt::Arguments<'_>) -> String {
+        if self.cluster {
+            format!("{{{}}}{suffix}", self.prefix)
+        } else {
+            format!("{}{suffix}", self.prefix)
+        }
     }
 
     /// The channel prefix.
@@ -180,19 +215,20 @@ impl RedisClusterConfig {
         self.heartbeat_timeout
     }
 
-    /// `<prefix>member:<id>`: the channel of tasks addressed to one member.
+    /// `<prefix>member:<id>`: the channel of tasks addressed to one member (on a Redis
+    /// Cluster the prefix is in braces, as for every channel: `{<prefix>}member:<id>`).
     pub fn channel_of(&self, member: &MemberId) -> String {
-        format!("{}member:{member}", self.prefix)
+        self.channel(format_args!("member:{member}"))
     }
 
     /// `<prefix>all`: the broadcast channel.
     pub fn all_channel(&self) -> String {
-        format!("{}all", self.prefix)
+        self.channel(format_args!("all"))
     }
 
     /// `<prefix>heartbeat`: the heartbeat channel.
     pub fn heartbeat_channel(&self) -> String {
-        format!("{}heartbeat", self.prefix)
+        self.channel(format_args!("heartbeat"))
     }
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
@@ -214,9 +250,18 @@ mod tests {
     fn validates_settings() {
         let c = RedisClusterConfig::default();
         assert!(c.clone().with_url("not a url").is_err());
-        // No TLS in this build: an encrypted URL is refused, never spoken to in plain text.
-        assert!(c.clone().with_url("rediss://127.0.0.1:6380").is_err());
-        assert!(c.clone().with_url("REDISS://127.0.0.1:6380").is_err());
+        assert!(c.clone().with_url("rediss://127.0.0.1:6380").is_ok());
+        let on_cluster = c.clone().with_url("redis-cluster://127.0.0.1:7000");
+        assert!(on_cluster.as_ref().is_ok_and(|c| c.is_cluster()
+            && c.channel_of(&"a".into()) == "{thywill:cluster:}member:a"
+            && c.heartbeat_channel() == "{thywill:cluster:}heartbeat"));
+        assert!(!c.clone().is_cluster());
+        assert!(
+            c.clone()
+                .with_ca_file("/nonexistent/ca.pem")
+                .is_err_and(|e| e.to_string().contains("rediss://")),
+            "a CA file with a plain URL is refused"
+        );
         assert!(c.clone().with_url("redis://127.0.0.1:6379").is_ok());
         assert!(c.clone().with_prefix("").is_err());
         assert!(c.clone().with_members(Vec::<MemberId>::new()).is_err());

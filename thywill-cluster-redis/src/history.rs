@@ -17,22 +17,39 @@ use crate::store::Commands;
 /// ARGV[1]: an epoch for a log that starts
 /// now (used only when the meta hash is absent); ARGV[2]: the payload; ARGV[3]: the entries kept;
 /// ARGV[4]: the list's TTL (ms); ARGV[5]: the meta hash's TTL (ms); ARGV[6]: the payload bytes
-/// kept (the meta hash's `b` counts the list's).
+/// kept (the meta hash's `b` counts the list's); ARGV[7]: `1` when Redis is replicated with
+/// failover (Redis Cluster, Sentinel).
+///
+/// Replication is asynchronous: a replica promoted after its primary failed may lack the last
+/// appends the primary acknowledged, and would number new entries with offsets clients already
+/// saw. With ARGV[7] set, the meta hash therefore records (`r`) the replication id of the primary
+/// that wrote it; a promoted replica has a new one, so its first append starts a new epoch and
+/// clients are told of the discontinuity instead of missing entries silently.
 ///
 /// A log that starts empty drops whatever list is left (its meta hash was lost), so that the
 /// list always holds consecutive offsets of the current epoch. The entry's time is Redis's
 /// `TIME`, so the clocks of the members do not matter.
 const APPEND: &str = r"
-local seen = redis.call('GET', KEYS[3])
-if seen then
-  local e, o = string.match(seen, '^(%S+) (%d+)$')
-  if e then return {e, o} end
-end
 local epoch = redis.call('HGET', KEYS[1], 'e')
+local primary = nil
+if ARGV[7] == '1' then
+  primary = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
+  if epoch and primary and redis.call('HGET', KEYS[1], 'r') ~= primary then
+    epoch = nil
+  end
+end
+local seen = redis.call('GET', KEYS[3])
+if seen and epoch then
+  local e, o = string.match(seen, '^(%S+) (%d+)$')
+  if e == epoch then return {e, o} end
+end
 if not epoch then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'e', epoch)
+end
+if primary then
+  redis.call('HSET', KEYS[1], 'r', primary)
 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('HSET', KEYS[1], 'b', 0)
@@ -134,7 +151,7 @@ const KEEP: Duration = Duration::from_secs(24 * 60 * 60);
 /// Settings of a [`RedisHistory`].
 #[derive(Clone, Debug)]
 pub struct RedisHistoryConfig {
-    url: String,
+    target: crate::connect::Target,
     prefix: String,
     command_timeout: Duration,
     limits: HistoryLimits,
@@ -145,7 +162,7 @@ impl Default for RedisHistoryConfig {
     /// [`HistoryLimits`] (10,000 entries and 5 minutes per stream).
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379".into(),
+            target: crate::connect::Target::default(),
             prefix: "thywill:history:".into(),
             command_timeout: Duration::from_secs(2),
             limits: HistoryLimits::default(),
@@ -184,15 +201,15 @@ impl RedisHistoryConfig {
     }
 
     fn append_key(&self, stream: &str, key: u64) -> String {
-        format!("{}k:{stream}:{key:016x}", self.prefix)
+        format!("{}k:{}:{key:016x}", self.prefix, crate::store::hash_tag(stream))
     }
 
     fn meta_key(&self, stream: &str) -> String {
-        format!("{}m:{stream}", self.prefix)
+        format!("{}m:{}", self.prefix, crate::store::hash_tag(stream))
     }
 
     fn list_key(&self, stream: &str) -> String {
-        format!("{}l:{stream}", self.prefix)
+        format!("{}l:{}", self.prefix, crate::store::hash_tag(stream))
     }
 
     fn mark_key(&self, tab: &str) -> String {
@@ -227,9 +244,12 @@ fn ceil_ms(d: Duration) -> u128 {
 ///
 /// | key | holds |
 /// |---|---|
-/// | `<prefix>m:<stream>` | hash: `e` the epoch (16 random hex digits, drawn when the hash is absent), `n` the last offset |
-/// | `<prefix>l:<stream>` | list of the kept entries, oldest first, each `"<off> <unix_ms> <payload>"` |
+/// | `<prefix>m:{<stream>}` | hash: `e` the epoch (16 random hex digits, drawn when the hash is absent), `n` the last offset |
+/// | `<prefix>l:{<stream>}` | list of the kept entries, oldest first, each `"<off> <unix_ms> <payload>"` |
 /// | `<prefix>r:<tab>` | the tab's highest processed client message id (decimal) |
+///
+/// The stream's name in braces is the hash tag of its keys (and of each append's key): on Redis
+/// Cluster every script touches one slot, and streams spread over the nodes.
 ///
 /// An append is one Lua script: it takes the epoch (or starts a new one, dropping any stale
 /// list), increments `n`, pushes the entry, trims the list to `max_entries` and renews the
@@ -276,6 +296,8 @@ fn ceil_ms(d: Duration) -> u128 {
 pub struct RedisHistory {
     config: RedisHistoryConfig,
     redis: Arc<Commands>,
+    /// Whether Redis fails over to replicas (see `APPEND`): `1` or `0`.
+    fails_over: &'static str,
 }
 
 impl std::fmt::Debug for RedisHistory {
@@ -313,8 +335,9 @@ fn parse_number(what: &str, s: Option<String>) -> Result<u64, Error> {
 impl RedisHistory {
     /// Connects (one connection, which reconnects by itself).
     pub async fn connect(config: RedisHistoryConfig) -> Result<Self, Error> {
-        let redis = Commands::connect(&config.url, config.command_timeout).await?;
+        let redis = Commands::connect(&config.target, config.command_timeout).await?;
         Ok(Self {
+            fails_over: if config.target.fails_over() { "1" } else { "0" },
             config,
             redis: Arc::new(redis),
         })
@@ -344,6 +367,7 @@ impl RedisHistory {
             Value::from(self.config.list_ttl_ms()),
             Value::from(self.config.keep_ttl_ms()),
             Value::from(self.config.limits.max_stream_bytes.to_string()),
+            Value::from(self.fails_over),
         ];
         let reply: Vec<String> = self.redis.run("EVAL", ClusterHash::Offset(2), args).await?;
         let mut reply = reply.into_iter();

@@ -49,11 +49,27 @@
 //! A node takes the cluster and its stores as one bundle, [`RedisBackend`]: the cluster (with the
 //! cluster-wide client tracker, which the node builder wires), the shared history, channels
 //! and sessions, installed by one builder call (`Thywill::builder().backend(backend)`).
+//!
+//! # Redis URLs
+//!
+//! Every part takes the same URL forms:
+//!
+//! | URL | Redis |
+//! |---|---|
+//! | `redis://[user:password@]host:port[/db]` | one server |
+//! | `rediss://host:port` | one server over TLS (rustls); `with_ca_file` trusts only the CAs in a PEM file, else the system's roots |
+//! | `redis-cluster://host:port?node=host:port&node=…` | a Redis Cluster (any nodes: the rest are discovered); keys are hash-tagged so every script touches one slot |
+//! | `redis-sentinel://host:port?sentinelServiceName=name&node=host:port…` | the primary that these sentinels name, followed through failovers |
+//!
+//! `rediss-cluster://` and `rediss-sentinel://` combine TLS with the other two. A lost
+//! connection (a primary failing over included) is retried without end; member-to-member
+//! traffic lost meanwhile is reported as a gap, never silently dropped.
 
 mod backend;
 mod caches;
 mod channels;
 mod config;
+mod connect;
 mod error;
 mod history;
 mod resources;
@@ -66,10 +82,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use fred::clients::SubscriberClient;
-use fred::prelude::{
-    Builder, Client, ClientLike, ConnectionConfig, EventInterface, PerformanceConfig, PubsubInterface,
-    ReconnectPolicy,
-};
+use fred::prelude::{Client, ClientLike, EventInterface, PubsubInterface, ReconnectPolicy};
 use serde::{Deserialize, Serialize};
 use thywill_core::cluster::{Arrival, Inbound, Outbound, Stamp, local_is_designated, new_epoch};
 use thywill_core::{Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus};
@@ -80,7 +93,8 @@ pub use backend::RedisBackend;
 pub use caches::{RedisCaches, RedisCachesConfig};
 pub use channels::{RedisChannels, RedisChannelsConfig};
 pub use config::RedisClusterConfig;
-pub use error::Error;
+use error::FredResult;
+pub use error::{Error, RedisError};
 pub use history::{RedisHistory, RedisHistoryConfig};
 pub use resources::{RedisResources, RedisResourcesConfig};
 pub use sessions::{RedisSessions, RedisSessionsConfig};
@@ -235,42 +249,21 @@ impl RedisCluster {
         let sh = &self.shared;
         let cfg = &sh.config;
         *sh.events.write().unwrap_or_else(PoisonError::into_inner) = Some(events);
-        let fred_cfg = fred::types::config::Config::from_url(&cfg.url)?;
         // Retry forever, at most one heartbeat interval apart: members of one cluster then
         // recover from a Redis restart within about an interval of each other.
         let max_delay = u32::try_from(cfg.heartbeat_interval.as_millis())
             .unwrap_or(u32::MAX)
             .max(50);
         let policy = ReconnectPolicy::new_exponential(0, 25, max_delay, 2);
-        let perf = PerformanceConfig {
-            default_command_timeout: cfg.command_timeout,
-            broadcast_channel_capacity: 4096,
-            ..PerformanceConfig::default()
-        };
-        let conn = ConnectionConfig {
-            connection_timeout: cfg.command_timeout,
-            internal_command_timeout: cfg.command_timeout,
-            ..ConnectionConfig::default()
-        };
-        let mut b = Builder::from_config(fred_cfg);
-        b.set_policy(policy)
-            .set_performance_config(perf)
-            .set_connection_config(conn);
-        let publisher = b.build()?;
-        let beat_publisher = b.build()?;
-        let subscriber = b.build_subscriber_client()?;
+        let connector =
+            connect::Connector::new(&cfg.target, cfg.command_timeout, policy)?.with_broadcast_capacity(4096);
+        let publisher = connector.client()?;
+        let beat_publisher = connector.client()?;
+        let subscriber = connector.subscriber()?;
+        connector.init(&publisher, "publisher").await?;
+        connector.init(&beat_publisher, "heartbeat publisher").await?;
+        connector.init(&subscriber, "subscriber").await?;
         let bound = cfg.command_timeout * 2;
-        for (name, c) in [
-            ("publisher", &publisher),
-            ("heartbeat publisher", &beat_publisher),
-        ] {
-            tokio::time::timeout(bound, c.init())
-                .await
-                .map_err(|_| Error::Timeout(name))??;
-        }
-        tokio::time::timeout(bound, subscriber.init())
-            .await
-            .map_err(|_| Error::Timeout("subscriber"))??;
         let resubscribe = subscriber.manage_subscriptions();
         let mut reconnected = subscriber.reconnect_rx();
         let counter = sh.clone();
@@ -291,7 +284,8 @@ impl RedisCluster {
             ]),
         )
         .await
-        .map_err(|_| Error::Timeout("subscribe"))??;
+        .map_err(|_| Error::Timeout("subscribe"))?
+        .redis()?;
 
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
         lock(&sh.out).tx = Some(tx);

@@ -6,22 +6,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use fred::clients::SubscriberClient;
-use fred::prelude::{
-    Builder, Client, ClientLike, ConnectionConfig, EventInterface, PerformanceConfig, PubsubInterface,
-    ReconnectPolicy,
-};
+use fred::prelude::{Client, ClientLike, EventInterface, PubsubInterface};
 use fred::types::{ClusterHash, CustomCommand, Value};
 use serde::{Deserialize, Serialize};
 use thywill_core::{CoreResult, Resource, ResourceKind, ResourceManager};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use crate::error::FredResult;
 use crate::{Error, decode, encode};
 
 /// Settings of a [`RedisResources`] store.
 #[derive(Clone, Debug)]
 pub struct RedisResourcesConfig {
-    url: String,
+    target: crate::connect::Target,
     prefix: String,
     cache_capacity: usize,
     command_timeout: Duration,
@@ -30,7 +28,7 @@ pub struct RedisResourcesConfig {
 impl Default for RedisResourcesConfig {
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379".into(),
+            target: crate::connect::Target::default(),
             prefix: "thywill:".into(),
             cache_capacity: 100,
             command_timeout: Duration::from_secs(2),
@@ -162,7 +160,7 @@ impl Inner {
         tokio::time::timeout(self.config.command_timeout, f)
             .await
             .map_err(|_| Error::Timeout(what))?
-            .map_err(Error::from)
+            .redis()
     }
 
     async fn command<R: fred::types::FromValue>(
@@ -368,33 +366,19 @@ impl RedisResources {
     /// Connects (two connections: commands, and the invalidation subscriber; both reconnect
     /// by themselves) and starts listening for invalidations.
     pub async fn connect(config: RedisResourcesConfig) -> Result<Self, Error> {
-        let fred_cfg = fred::types::config::Config::from_url(&config.url)?;
-        let mut b = Builder::from_config(fred_cfg);
-        b.set_policy(ReconnectPolicy::new_exponential(0, 50, 1_000, 2))
-            .set_performance_config(PerformanceConfig {
-                default_command_timeout: config.command_timeout,
-                ..PerformanceConfig::default()
-            })
-            .set_connection_config(ConnectionConfig {
-                connection_timeout: config.command_timeout,
-                internal_command_timeout: config.command_timeout,
-                ..ConnectionConfig::default()
-            });
-        let client = b.build()?;
-        let subscriber = b.build_subscriber_client()?;
+        let connector = crate::connect::Connector::for_store(&config.target, config.command_timeout)?;
+        let client = connector.client()?;
+        let subscriber = connector.subscriber()?;
         let bound = config.command_timeout * 2;
-        tokio::time::timeout(bound, client.init())
-            .await
-            .map_err(|_| Error::Timeout("connect"))??;
-        tokio::time::timeout(bound, subscriber.init())
-            .await
-            .map_err(|_| Error::Timeout("connect subscriber"))??;
+        connector.init(&client, "connect").await?;
+        connector.init(&subscriber, "connect subscriber").await?;
         let resubscribe = subscriber.manage_subscriptions();
         let messages = subscriber.message_rx();
         let reconnects = subscriber.reconnect_rx();
         tokio::time::timeout(bound, subscriber.subscribe(config.invalidate_channel()))
             .await
-            .map_err(|_| Error::Timeout("subscribe"))??;
+            .map_err(|_| Error::Timeout("subscribe"))?
+            .redis()?;
         let inner = Arc::new(Inner {
             cache: Mutex::new(Lru {
                 capacity: config.cache_capacity,

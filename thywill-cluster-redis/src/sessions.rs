@@ -13,7 +13,7 @@ use crate::store::Commands;
 /// Settings of a [`RedisSessions`] store.
 #[derive(Clone, Debug)]
 pub struct RedisSessionsConfig {
-    url: String,
+    target: crate::connect::Target,
     prefix: String,
     ttl: Duration,
     command_timeout: Duration,
@@ -22,7 +22,7 @@ pub struct RedisSessionsConfig {
 impl Default for RedisSessionsConfig {
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379".into(),
+            target: crate::connect::Target::default(),
             prefix: "thywill:".into(),
             ttl: Duration::from_secs(24 * 60 * 60),
             command_timeout: Duration::from_secs(2),
@@ -32,7 +32,7 @@ impl Default for RedisSessionsConfig {
 
 impl RedisSessionsConfig {
     crate::store::store_setters!(
-        "Prefix of every key (default `thywill:`); a session is stored at `<prefix>session:<id>`."
+        "Prefix of every key (default `thywill:`); a session is stored at `<prefix>session:{<id>}`."
     );
 
     /// How long a session lives after it was last stored or loaded (default 24 h; whole
@@ -50,12 +50,16 @@ impl RedisSessionsConfig {
     }
 
     fn key(&self, id: &SessionId) -> String {
-        format!("{}session:{id}", self.prefix)
+        format!("{}session:{}", self.prefix, crate::store::hash_tag(id.as_str()))
     }
 
     /// The hash of the applications' data in a session.
     fn apps_key(&self, id: &SessionId) -> String {
-        format!("{}session-apps:{id}", self.prefix)
+        format!(
+            "{}session-apps:{}",
+            self.prefix,
+            crate::store::hash_tag(id.as_str())
+        )
     }
 }
 
@@ -132,16 +136,16 @@ redis.call('EXPIRE', KEYS[2], ARGV[1])
 return 1
 ";
 
-/// Sessions in Redis: one string key per session, `<prefix>session:<id>`, holding the session's
+/// Sessions in Redis: one string key per session, `<prefix>session:{<id>}`, holding the session's
 /// data as JSON, with an expiry renewed on every load and store (`GETEX` / `SET ... EX`; Redis
 /// 6.2 or later). Every member of a cluster given the same Redis and prefix shares the sessions,
 /// so a browser keeps its session whichever member it reaches.
 ///
 /// The data applications keep in a session (`AppContext::session_data`) is a hash beside it,
-/// `<prefix>session-apps:<id>`, one field per application holding its JSON, written with
+/// `<prefix>session-apps:{<id>}`, one field per application holding its JSON, written with
 /// `HSET` / `HDEL` (so applications never overwrite each other's) and renewed with the session
-/// (each access is one Lua script over both keys: this store needs a single Redis server, not
-/// Redis Cluster).
+/// (each access is one Lua script over both keys; the session id in braces is their hash tag,
+/// so on Redis Cluster both sit on one slot).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), thywill_cluster_redis::Error> {
@@ -174,7 +178,7 @@ impl std::fmt::Debug for RedisSessions {
 impl RedisSessions {
     /// Connects (one connection, which reconnects by itself).
     pub async fn connect(config: RedisSessionsConfig) -> Result<Self, Error> {
-        let redis = Commands::connect(&config.url, config.command_timeout).await?;
+        let redis = Commands::connect(&config.target, config.command_timeout).await?;
         Ok(Self {
             config,
             redis: Arc::new(redis),
@@ -434,7 +438,7 @@ mod tests {
                 .run(
                     "EXISTS",
                     ClusterHash::FirstKey,
-                    vec![Value::from("t:s:session:abc")],
+                    vec![Value::from("t:s:session:{abc}")],
                 )
                 .await?;
             if exists == 0 {
@@ -450,7 +454,7 @@ mod tests {
             .run(
                 "EXISTS",
                 ClusterHash::FirstKey,
-                vec![Value::from("t:s:session-apps:abc")],
+                vec![Value::from("t:s:session-apps:{abc}")],
             )
             .await?;
         assert_eq!(apps, 0);

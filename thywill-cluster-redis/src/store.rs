@@ -4,28 +4,23 @@
 
 use std::time::Duration;
 
-use fred::prelude::{Builder, Client, ClientLike, ConnectionConfig, PerformanceConfig, ReconnectPolicy};
+use fred::prelude::{Client, ClientLike};
 use fred::types::{ClusterHash, CustomCommand, FromValue, Value};
 
 use crate::Error;
+use crate::connect::{Connector, Target};
+use crate::error::FredResult;
 
-/// Checks a Redis URL. `rediss://` (TLS) is refused: this build's Redis client has no TLS,
-/// and would otherwise talk plain text to a server the URL says is encrypted.
-pub(crate) fn check_url(url: &str) -> Result<(), Error> {
-    if url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("rediss:/")) {
-        return Err(Error::Config {
-            setting: "url",
-            reason: "rediss:// (TLS) is not supported by this build; reach Redis over a private network \
-                     or a TLS tunnel (see SECURITY.md)"
-                .into(),
-        });
+/// `{id}`: a Redis Cluster hash tag, so that every key built around `id` lands on one slot
+/// (Redis hashes only what is between the first `{` and the next `}`). An id that would make an
+/// empty tag (empty, or starting with `}`) gets a `~` before it, since an empty tag would hash
+/// the whole key instead.
+pub(crate) fn hash_tag(id: &str) -> String {
+    if id.is_empty() || id.starts_with('}') {
+        format!("{{~{id}}}")
+    } else {
+        format!("{{{id}}}")
     }
-    fred::types::config::Config::from_url(url)
-        .map(|_| ())
-        .map_err(|e| Error::Config {
-            setting: "url",
-            reason: e.to_string(),
-        })
 }
 
 /// Checks a key prefix.
@@ -50,16 +45,21 @@ pub(crate) fn check_timeout(timeout: Duration) -> Result<(), Error> {
     Ok(())
 }
 
-/// Defines the setters every store's configuration has — `with_url`, `with_prefix` (its doc
-/// given) and `with_command_timeout` — on a struct with `url`, `prefix` and `command_timeout`
+/// Defines the setters every store's configuration has — `with_url`, `with_ca_file`, `with_prefix` (its doc
+/// given) and `with_command_timeout` — on a struct with `target`, `prefix` and `command_timeout`
 /// fields. Used inside the struct's `impl` block.
 macro_rules! store_setters {
     ($prefix_doc:literal) => {
-        /// The Redis server (`redis://host:port[/db]`).
+        /// The Redis server: a URL as in the [crate docs](crate#redis-urls).
         pub fn with_url(mut self, url: impl Into<String>) -> Result<Self, Error> {
-            let url = url.into();
-            $crate::store::check_url(&url)?;
-            self.url = url;
+            self.target = self.target.with_url(url)?;
+            Ok(self)
+        }
+
+        /// Trusts only the CA certificates in this PEM file for a `rediss://` URL (the file is
+        /// read now; the URL must be set first).
+        pub fn with_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Result<Self, Error> {
+            self.target = self.target.with_ca_file(path)?;
             Ok(self)
         }
 
@@ -89,22 +89,10 @@ pub(crate) struct Commands {
 
 impl Commands {
     /// Connects to `url`; every later command is bounded by `timeout`.
-    pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Self, Error> {
-        let mut b = Builder::from_config(fred::types::config::Config::from_url(url)?);
-        b.set_policy(ReconnectPolicy::new_exponential(0, 50, 1_000, 2))
-            .set_performance_config(PerformanceConfig {
-                default_command_timeout: timeout,
-                ..PerformanceConfig::default()
-            })
-            .set_connection_config(ConnectionConfig {
-                connection_timeout: timeout,
-                internal_command_timeout: timeout,
-                ..ConnectionConfig::default()
-            });
-        let client = b.build()?;
-        tokio::time::timeout(timeout * 2, client.init())
-            .await
-            .map_err(|_| Error::Timeout("connect"))??;
+    pub(crate) async fn connect(target: &Target, timeout: Duration) -> Result<Self, Error> {
+        let connector = Connector::for_store(target, timeout)?;
+        let client = connector.client()?;
+        connector.init(&client, "connect").await?;
         Ok(Self { client, timeout })
     }
 
@@ -119,7 +107,7 @@ impl Commands {
         tokio::time::timeout(self.timeout, self.client.custom(cmd, args))
             .await
             .map_err(|_| Error::Timeout(name))?
-            .map_err(Error::from)
+            .redis()
     }
 
     /// Closes the connection.

@@ -27,6 +27,7 @@
 //! backend = "redis"                 # none | redis | http
 //! members = ["alpha", "beta"]       # http: ["alpha=10.0.0.1:20087", …]
 //! redis_url = "redis://127.0.0.1:6379"
+//! # rediss://…, redis-cluster://…, redis-sentinel://…; redis_ca_file = "/etc/thywill/redis-ca.pem"
 //!
 //! [session]
 //! secret = "at least 32 bytes of secret, shared by every member"
@@ -184,6 +185,9 @@ pub struct CacheSettings {
     pub backend: CacheBackend,
     /// Redis URL (default: `cluster.redis_url`).
     pub redis_url: Option<String>,
+    /// PEM file of the CAs trusted for a `rediss://` URL (default: `cluster.redis_ca_file` when
+    /// `redis_url` is not set).
+    pub redis_ca_file: Option<PathBuf>,
     /// Redis key prefix (default `thywill:<app>:cache:`).
     pub prefix: Option<String>,
 }
@@ -265,8 +269,11 @@ pub struct ClusterSettings {
     /// comma-separated string.
     #[serde(deserialize_with = "string_or_list")]
     pub members: Vec<String>,
-    /// Redis URL.
+    /// Redis URL: `redis://`, `rediss://` (TLS), `redis-cluster://` or `redis-sentinel://` (see
+    /// the Redis backend's docs).
     pub redis_url: String,
+    /// PEM file of the CAs trusted for a `rediss://` URL (default: the system's roots).
+    pub redis_ca_file: Option<PathBuf>,
     /// Redis channel prefix (default `thywill:<app>:cluster:`).
     pub prefix: Option<String>,
     /// Address of the local HTTP cluster server (default: the member's listed address).
@@ -285,6 +292,7 @@ impl Default for ClusterSettings {
             backend: Backend::None,
             members: Vec::new(),
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_ca_file: None,
             prefix: None,
             listen: None,
             secret: None,
@@ -680,8 +688,13 @@ impl Config {
                 if !members.contains(&local) {
                     members.push(local.clone());
                 }
-                let mut backend = RedisBackend::new(c.redis_url.clone())
-                    .map_err(e("cluster.redis_url"))?
+                let mut backend = RedisBackend::new(c.redis_url.clone()).map_err(e("cluster.redis_url"))?;
+                if let Some(ca) = &c.redis_ca_file {
+                    backend = backend
+                        .with_ca_file(ca.clone())
+                        .map_err(e("cluster.redis_ca_file"))?;
+                }
+                let mut backend = backend
                     .with_prefix(format!("thywill:{app}:"))
                     .map_err(e("cluster.prefix"))?
                     .with_members(members)
@@ -768,13 +781,25 @@ impl Config {
             CacheBackend::Redis => {
                 use thywill_cluster_redis::RedisCachesConfig;
                 let e = |k: &'static str| move |e: thywill_cluster_redis::Error| ConfigError::new(k, e);
-                let (url, url_key) = match &self.cache.redis_url {
-                    Some(url) => (url.clone(), "cache.redis_url"),
-                    None => (self.cluster.redis_url.clone(), "cluster.redis_url"),
+                let (url, url_key, ca, ca_key) = match &self.cache.redis_url {
+                    Some(url) => (
+                        url.clone(),
+                        "cache.redis_url",
+                        &self.cache.redis_ca_file,
+                        "cache.redis_ca_file",
+                    ),
+                    None => (
+                        self.cluster.redis_url.clone(),
+                        "cluster.redis_url",
+                        &self.cluster.redis_ca_file,
+                        "cluster.redis_ca_file",
+                    ),
                 };
-                let config = RedisCachesConfig::default()
-                    .with_url(url)
-                    .map_err(e(url_key))?
+                let mut config = RedisCachesConfig::default().with_url(url).map_err(e(url_key))?;
+                if let Some(ca) = ca {
+                    config = config.with_ca_file(ca.clone()).map_err(e(ca_key))?;
+                }
+                let config = config
                     .with_prefix(
                         self.cache
                             .prefix
@@ -965,9 +990,10 @@ mod tests {
             (
                 &[
                     ("THYWILL_CACHE__BACKEND", "redis"),
-                    ("THYWILL_CACHE__REDIS_URL", "rediss://secure.example:6379"),
+                    ("THYWILL_CACHE__REDIS_URL", "redis://plain.example:6379"),
+                    ("THYWILL_CACHE__REDIS_CA_FILE", "/nonexistent.pem"),
                 ],
-                "cache.redis_url",
+                "cache.redis_ca_file",
             ),
             (
                 &[

@@ -5,6 +5,7 @@ mod conformance;
 mod history;
 mod recovery;
 mod stores;
+mod topologies;
 
 use std::sync::Arc;
 
