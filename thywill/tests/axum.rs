@@ -425,3 +425,34 @@ async fn an_axum_app_on_the_nodes_own_accept_loop_serves_until_the_signal() -> a
     assert_eq!(node.edge().connection_count(), 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_shutdown_drains_on_the_signal_and_returns() -> anyhow::Result<()> {
+    let node = live_node(TransportConfig::default()).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            node.serve_with_shutdown(listener, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        })
+    };
+    let mut open = connect_live(addr).await?;
+    open.send("echo", json!("before")).await?;
+    assert!(matches!(recv(&mut open).await?, ServerFrame::Msg { .. }));
+    let _ = stop.send(());
+    let code = tokio::time::timeout(WAIT, open.closed())
+        .await
+        .context("no drain close")??;
+    assert_eq!(code, Some(1001));
+    tokio::time::timeout(WAIT, serving)
+        .await
+        .context("serve_with_shutdown did not return after the signal")??;
+    assert!(node.edge().is_shutting_down());
+    assert_eq!(node.edge().connection_count(), 0);
+    Ok(())
+}
