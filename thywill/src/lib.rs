@@ -838,6 +838,7 @@ impl Thywill {
     /// server (feature `warp`). Served that way, WebSockets are upgraded by warp (with its
     /// larger read buffer) and nothing bounds the handshake: prefer [`Thywill::service`].
     #[cfg(feature = "warp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "warp")))]
     #[deprecated(note = "mount `Thywill::service()` (a tower service) or `Thywill::router()` instead")]
     pub fn routes(&self) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
         self.edge.routes()
@@ -870,6 +871,7 @@ impl Thywill {
     /// `ConnectInfo<SocketAddr>` (loopback-only `<base>/metrics`, connections' peer
     /// addresses).
     #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     pub fn router(&self) -> axum::Router {
         let service = self.edge.service();
         let base = self.edge.config().base_path().trim_end_matches('/').to_owned();
@@ -907,6 +909,7 @@ impl Thywill {
     /// cap, which `axum::serve` does not give. Handlers can extract
     /// `ConnectInfo<SocketAddr>`.
     #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     pub async fn serve_router_with_shutdown(
         &self,
         listener: tokio::net::TcpListener,
@@ -1029,6 +1032,7 @@ impl Thywill {
     /// A warp filter giving your own routes the browser's session (see
     /// [`Builder::sessions`]): `None` without a valid session cookie (feature `warp`).
     #[cfg(feature = "warp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "warp")))]
     #[deprecated(note = "use `Thywill::session_of(cookie)`")]
     pub fn session(&self) -> warp::filters::BoxedFilter<(Option<SessionId>,)> {
         self.edge.session()
