@@ -415,8 +415,19 @@ async fn serve_connection<IO, S, B>(
         // A WebSocket upgrade is finished by the edge's service (small buffers), which tells
         // the stage.
         ext.insert(OwnSocket(stage.clone()));
-        let mut service = service.clone();
-        service.call(req)
+        let answered = service.clone().call(req);
+        let stage = stage.clone();
+        async move {
+            let response = answered.await;
+            // An upgrade the application's own routes made (an app served by `serve_app`):
+            // the socket is no longer HTTP, its idle deadline stops too.
+            if let Ok(r) = &response
+                && r.status() == http::StatusCode::SWITCHING_PROTOCOLS
+            {
+                stage.upgraded();
+            }
+            response
+        }
     });
     let mut builder = ConnBuilder::new(TokioExecutor::new());
     // A client that opens a socket and never finishes its request headers (the WebSocket
