@@ -13,7 +13,8 @@
 //! or `merge` the facade's router). Served at the root, a request's path is the full path.
 //! Mounted under a prefix the server strips (axum's `nest`/`nest_service`), the service reads
 //! the full path from axum's `OriginalUri` (feature `axum`); without it, a path outside the
-//! base path is taken as relative to it. Session cookies, the pages' script URLs and the
+//! base path is taken as relative to it (except behind the edge's own accept loop, which
+//! strips nothing: there a path outside the base path is answered 404). Session cookies, the pages' script URLs and the
 //! client's socket URL (derived from where `thywill.js` was loaded) all name the base path.
 //!
 //! **Limits under another server.** A WebSocket upgraded through the service takes a place
@@ -40,6 +41,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -76,6 +78,8 @@ pub struct PeerAddr(pub SocketAddr);
 pub struct ThywillService {
     edge: Edge,
     routes: BoxedFilter<(warp::reply::Response,)>,
+    /// Whether a request outside the base path was logged (once per service).
+    misplaced: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ThywillService {
@@ -104,6 +108,7 @@ impl Edge {
         ThywillService {
             edge: self.clone(),
             routes: self.routes().or(not_found).unify().boxed(),
+            misplaced: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -119,13 +124,16 @@ impl Edge {
 impl ThywillService {
     /// The request's path as the public sees it, when the server in front stripped a mount
     /// prefix: axum's `OriginalUri`, or the base path before a path outside it.
+    /// Behind the edge's own accept loop nothing strips a prefix but an application's axum
+    /// router (which leaves `OriginalUri`): the path outside the base path is not relative.
     fn public_uri(&self, uri: &http::Uri, extensions: &http::Extensions) -> Option<http::Uri> {
         #[cfg(feature = "axum")]
         if let Some(original) = extensions.get::<axum::extract::OriginalUri>() {
             return (original.0 != *uri).then(|| original.0.clone());
         }
-        #[cfg(not(feature = "axum"))]
-        let _ = extensions;
+        if extensions.get::<crate::serve::OwnSocket>().is_some() {
+            return None;
+        }
         let base = self.edge.config().base_path();
         let path = uri.path();
         if under(base, path) {
@@ -181,8 +189,16 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         // The routes read heads only: the body is left unread (and dropped).
         let (mut parts, _body) = req.into_parts();
+        let own = parts.extensions.get::<crate::serve::OwnSocket>().is_some();
         if let Some(uri) = self.public_uri(&parts.uri, &parts.extensions) {
             parts.uri = uri;
+        }
+        if !own && !self.may_answer(parts.uri.path()) && !self.misplaced.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                path = parts.uri.path(),
+                base_path = self.edge.config().base_path(),
+                "a request outside the base path reached the service: mount it at its base path"
+            );
         }
         if parts.extensions.get::<crate::serve::PeerAddr>().is_none()
             && let Some(peer) = peer_of(&parts.extensions)
@@ -283,10 +299,15 @@ where
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let box_body = |r: http::Response<RB>| r.map(|b| b.map_err(Into::into).boxed_unsync());
-        let path = self
-            .thywill
-            .public_uri(req.uri(), req.extensions())
-            .map_or_else(|| req.uri().path().to_owned(), |u| u.path().to_owned());
+        // The layer wraps the application where it is served: a path outside the base path
+        // is not the edge's (unless axum nested the application, which `OriginalUri` says).
+        #[cfg(feature = "axum")]
+        let path = req
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| req.uri().path().to_owned(), |u| u.0.path().to_owned());
+        #[cfg(not(feature = "axum"))]
+        let path = req.uri().path().to_owned();
         if !self.thywill.may_answer(&path) {
             return Box::pin(async move { inner.call(req).await.map(box_body) });
         }

@@ -107,7 +107,13 @@ async fn the_layer_answers_the_edges_routes_and_passes_the_rest_on() -> anyhow::
     let layered = tower_layer::Layer::layer(&fx.edge.layer(), inner);
     let addr = serve_with_hyper(layered).await?;
 
-    for (path, inner) in [("/elsewhere", true), ("/t/alive", false), ("/t/app-route", true)] {
+    // `/alive` is outside the base path: the application's, not the edge's `/t/alive`.
+    for (path, inner) in [
+        ("/elsewhere", true),
+        ("/alive", true),
+        ("/t/alive", false),
+        ("/t/app-route", true),
+    ] {
         let text = http_get(addr, path, "").await?;
         assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
         assert_eq!(
@@ -151,4 +157,17 @@ where
     fn call(&mut self, req: Req) -> Fut {
         (self.0)(req)
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_the_edges_own_accept_loop_no_path_outside_the_base_path_is_served() -> anyhow::Result<()> {
+    let fx = Fixture::default().await?;
+    // Nothing strips a prefix there: `/` and `/alive` are not `/t/` and `/t/alive`.
+    for path in ["/", "/alive", "/thywill/thywill.js"] {
+        let text = http_get(fx.addr, path, "").await?;
+        assert!(text.starts_with("HTTP/1.1 404"), "{path}: {text}");
+    }
+    let text = http_get(fx.addr, "/t/alive", "").await?;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    Ok(())
 }
