@@ -40,6 +40,10 @@ pub(crate) struct Inner {
     pub(crate) shutdown: watch::Sender<bool>,
     /// Connection tasks running (including those still closing).
     pub(crate) live: watch::Sender<usize>,
+    /// The socket cap ([`TransportConfig::with_max_sockets`]), shared by the edge's own accept
+    /// loops (one place per accepted socket) and [`ThywillService`](crate::ThywillService)
+    /// under another server (one place per WebSocket it upgrades).
+    pub(crate) sockets: Arc<tokio::sync::Semaphore>,
 }
 
 /// A running edge: the routes (`<base>/ws`, health, metrics, resources), the accept loops,
@@ -69,6 +73,7 @@ impl Edge {
             resources,
             sessions,
         } = parts;
+        let max_sockets = config.max_sockets;
         let edge = Edge {
             inner: Arc::new(Inner {
                 config,
@@ -78,6 +83,7 @@ impl Edge {
                 metrics: crate::metrics::Metrics::new(),
                 shutdown: watch::channel(false).0,
                 live: watch::channel(0).0,
+                sockets: Arc::new(tokio::sync::Semaphore::new(max_sockets)),
             }),
         };
         crate::assets::store_client_assets(&edge).await?;
@@ -147,4 +153,37 @@ impl Edge {
     pub fn is_shutting_down(&self) -> bool {
         *self.inner.shutdown.borrow()
     }
+
+    /// Completes once [`Edge::shutdown`] has been called (at once if it was already).
+    pub async fn shutdown_started(&self) {
+        let mut stop = self.inner.shutdown.subscribe();
+        // The guard `wait_for` returns is dropped here, before any other await.
+        let _ = stop.wait_for(|s| *s).await.map(|_| ());
+    }
+
+    /// Waits (at most [`DRAIN_WAIT`]) until every WebSocket connection task of the edge has
+    /// ended: after [`Edge::shutdown`], each has told its client to reconnect elsewhere (code
+    /// 1001) and saved what the next member needs. The edge's own accept loops end with it;
+    /// under another server, await it after that server's graceful shutdown (which does not
+    /// wait for upgraded connections). Returns whether every connection ended in time.
+    pub async fn drained(&self) -> bool {
+        let mut live = self.inner.live.subscribe();
+        let ended = tokio::time::timeout(DRAIN_WAIT, live.wait_for(|n| *n == 0))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !ended {
+            tracing::warn!(open = *live.borrow(), "connections still closing at shutdown");
+        }
+        ended
+    }
+
+    /// A place under the socket cap for a socket the edge did not accept itself (a WebSocket
+    /// upgraded through [`ThywillService`](crate::ThywillService)), or `None` at the cap.
+    pub(crate) fn socket_place(&self) -> Option<crate::serve::Counted> {
+        let permit = self.inner.sockets.clone().try_acquire_owned().ok()?;
+        Some(crate::serve::Counted::new(permit, self.inner.metrics.clone()))
+    }
 }
+
+/// How long a draining edge waits for its connections to finish closing.
+pub const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -17,10 +17,14 @@
 //! | `GET <base>/thywill/thywill.js` | the browser client library (`.d.ts` beside it) |
 //! | `GET <any stored path>` | resources from the [`ResourceManager`](thywill_core::ResourceManager) |
 //!
-//! [`Edge::bind`] and [`Edge::bind_tls`] serve them on the edge's own accept loop (deadlines
-//! at every stage, a socket cap, TLS with rustls, graceful drain).
-//! [`Edge::service`] gives the same routes as a tower `Service` ([`ThywillService`]) for
-//! another server that owns the listener (axum, hyper), WebSocket upgrades included.
+//! [`Edge::service`] gives them as a tower `Service` ([`ThywillService`]), WebSocket upgrades
+//! included, for another server that owns the listener (axum, hyper; mounted under its base
+//! path, `nest_service` included), and [`Edge::layer`] as a tower `Layer` ([`ThywillLayer`])
+//! in front of an application's own service. [`Edge::bind`] and [`Edge::bind_tls`] serve that
+//! same service on the edge's own accept loop (deadlines at every stage, a socket cap, TLS with
+//! rustls, graceful drain), and [`Edge::serve_app`] serves an application's router with the
+//! edge inside it there. Feature `axum`: the service reads axum's `OriginalUri` and
+//! `ConnectInfo`.
 //!
 //! Application authors use the facade crate `thywill`, which builds the node and its edge;
 //! this crate is for those who compose nodes by hand or write components.
@@ -45,8 +49,8 @@ mod tls;
 pub use assets::{CLIENT_DTS, CLIENT_JS, client_js_path};
 pub use auth::{AuthResult, Authenticator, RequestParts};
 pub use config::{AllowedHosts, AllowedOrigins, MetricsAccess, TransportConfig};
-pub use edge::{Edge, EdgeParts};
+pub use edge::{DRAIN_WAIT, Edge, EdgeParts};
 pub use error::TransportError;
-pub use service::{BoxError, PeerAddr, ServiceBody, ThywillService};
+pub use service::{BoxError, PeerAddr, ServiceBody, ThywillLayer, ThywillService, WithThywill};
 pub use session::{MIN_SECRET_LEN, SessionConfig, SessionRefusal, Sessions};
 pub use tls::TlsConfig;

@@ -81,6 +81,16 @@ fn refuse_socket(node: &Edge, hs: &Handshake<'_>) -> Option<Response> {
     None
 }
 
+/// The answer to a WebSocket over the socket cap (another server accepted the socket).
+fn sockets_refused(node: &Edge) -> Response {
+    node.inner.metrics.sockets_refused.inc();
+    tracing::warn!(
+        max_sockets = node.config().max_sockets,
+        "websocket refused: too many open sockets"
+    );
+    warp::reply::with_status("too many sockets", StatusCode::SERVICE_UNAVAILABLE).into_response()
+}
+
 fn origin_allowed(policy: &AllowedOrigins, origin: Option<&str>, host: Option<&str>, scheme: &str) -> bool {
     let Some(origin) = origin else {
         // Browsers always send Origin on WebSocket handshakes; other clients may not.
@@ -537,8 +547,8 @@ impl Edge {
     pub fn routes(&self) -> BoxedFilter<(Response,)> {
         let cfg = self.config().clone();
 
-        // The node's own accept loop leaves the upgrade in an `UpgradeSlot`: the socket is
-        // built here, with a small read buffer. Served by another server, warp upgrades.
+        // `ThywillService` leaves the upgrade in an `UpgradeSlot`: the socket is built here,
+        // with a small read buffer. Served by warp's own server, warp upgrades.
         let node = self.clone();
         let own = warp::get()
             .and(exact_path(cfg.path("ws")))
@@ -589,16 +599,28 @@ impl Edge {
                             Ok(identity) => identity,
                             Err(refused) => return refused,
                         };
+                        // A socket another server accepted takes its own place under the
+                        // socket cap; the edge's accept loop holds one for each of its own.
+                        let place = if slot.foreign() {
+                            match node.socket_place() {
+                                Some(place) => Some(place),
+                                None => return sockets_refused(&node),
+                            }
+                        } else {
+                            None
+                        };
                         let Some(pending) = slot.take() else {
                             return warp::reply::with_status("not upgradable", StatusCode::BAD_REQUEST)
                                 .into_response();
                         };
                         let node = node.clone();
                         let limit = node.config().max_message_size;
+                        let deadline = node.config().handshake_timeout;
                         let mut handshake = hs.into_handshake();
                         handshake.identity = identity;
                         tokio::spawn(async move {
-                            match crate::socket::upgraded(pending, limit).await {
+                            let _place = place;
+                            match crate::socket::upgraded(pending, limit, deadline).await {
                                 Ok(ws) => crate::connection::run(node, ws, handshake).await,
                                 Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
                             }
@@ -781,6 +803,32 @@ impl Edge {
     /// [`Edge::shutdown`] is called, then closes every connection with code 1001.
     pub async fn serve(self, listener: tokio::net::TcpListener) {
         crate::serve::accept_loop(self, listener, None).await;
+    }
+
+    /// Serves `app` — any tower service, such as an axum `Router` with the edge merged or
+    /// nested in it — on the edge's own accept loop at `listener` (with `tls`, HTTPS): the
+    /// same deadlines at every stage, socket cap and graceful drain as [`Edge::serve`], until
+    /// [`Edge::shutdown`]. Requests carry the client's [`PeerAddr`](crate::PeerAddr) (and,
+    /// with the `axum` feature, axum's `ConnectInfo<SocketAddr>`).
+    pub async fn serve_app<S, B>(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: Option<crate::TlsConfig>,
+        app: S,
+    ) where
+        S: tower_service::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<B>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::BoxError>,
+    {
+        let tls = tls.map(|t| t.acceptor());
+        crate::serve::serve_service(self, listener, tls, app).await;
     }
 
     /// Binds `addr` and returns the bound address and the future that serves until shutdown.

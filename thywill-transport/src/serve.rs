@@ -10,20 +10,14 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::Edge;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
-use warp::Filter;
-use warp::http::StatusCode;
-use warp::reply::Reply;
-
-use crate::Edge;
-use crate::socket::UpgradeSlot;
 
 /// Where a request came from and in on, as a request extension set by the node's own accept
 /// loop (read with `warp::ext::optional::<PeerAddr>()`).
@@ -49,27 +43,36 @@ pub(crate) struct PeerAddr {
 ///
 /// [`TransportConfig::with_max_sockets`]: crate::TransportConfig::with_max_sockets
 pub(crate) async fn accept_loop(node: Edge, listener: TcpListener, tls: Option<TlsAcceptor>) {
-    let routes = node.routes();
-    serve_filter(node, listener, tls, routes).await;
+    let service = node.service();
+    serve_service(node, listener, tls, service).await;
 }
 
-/// The accept loop of [`accept_loop`] for any warp filter (the HTTPS redirect listener's
-/// too).
-pub(crate) async fn serve_filter<F>(node: Edge, listener: TcpListener, tls: Option<TlsAcceptor>, filter: F)
-where
-    F: Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
-    F::Future: Send,
+/// The accept loop of [`accept_loop`] for any tower service: the edge's own
+/// ([`ThywillService`](crate::ThywillService)), an application's router with the edge inside
+/// it, or the HTTPS redirect listener's. Each request carries the socket's [`OwnSocket`],
+/// its [`PeerAddr`] (the crate's and the public one) and, with the `axum` feature, axum's
+/// `ConnectInfo<SocketAddr>`.
+pub(crate) async fn serve_service<S, B>(
+    node: Edge,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    service: S,
+) where
+    S: Service<http::Request<Incoming>, Response = http::Response<B>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
 {
-    let not_found = warp::any()
-        .map(|| warp::reply::with_status("No such resource.", StatusCode::NOT_FOUND).into_response());
-    let service = warp::service(filter.or(not_found).unify());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let cfg = node.config();
     let limits = Deadlines {
         handshake: cfg.handshake_timeout,
         idle: cfg.idle_timeout,
     };
-    let sockets = Arc::new(Semaphore::new(cfg.max_sockets));
+    let sockets = node.inner.sockets.clone();
     let mut stop = node.inner.shutdown.subscribe();
     let stopped = async move {
         // The guard `wait_for` returns is dropped here, before any other await.
@@ -147,27 +150,30 @@ where
             }
         });
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    let _ = tokio::time::timeout(crate::DRAIN_WAIT, graceful.shutdown()).await;
     // Upgraded connections are not HTTP exchanges: wait (bounded) until they have told their
     // clients to reconnect and saved what the next member needs.
-    let mut live = node.inner.live.subscribe();
-    if tokio::time::timeout(Duration::from_secs(10), live.wait_for(|n| *n == 0))
-        .await
-        .is_err()
-    {
-        tracing::warn!(open = *live.borrow(), "connections still closing at shutdown");
-    }
+    node.drained().await;
 }
+
+/// The socket a request came in on, when the edge's own accept loop accepted it: its stage
+/// (told when a request is read and when it is upgraded). Its place under the socket cap is
+/// held by the loop.
+#[derive(Clone, Debug)]
+pub(crate) struct OwnSocket(pub(crate) Arc<Stage>);
 
 /// A socket's place under the cap, shown in the `sockets` gauge until it is dropped (even
 /// by a panic).
-struct Counted(
+pub(crate) struct Counted(
     #[allow(dead_code, reason = "held for its drop")] tokio::sync::OwnedSemaphorePermit,
     Arc<crate::metrics::Metrics>,
 );
 
 impl Counted {
-    fn new(permit: tokio::sync::OwnedSemaphorePermit, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub(crate) fn new(
+        permit: tokio::sync::OwnedSemaphorePermit,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         metrics.sockets.inc();
         Self(permit, metrics)
     }
@@ -382,7 +388,7 @@ impl<IO: AsyncWrite> AsyncWrite for Guarded<IO> {
     }
 }
 
-async fn serve_connection<IO, S>(
+async fn serve_connection<IO, S, B>(
     io: IO,
     addr: PeerAddr,
     service: S,
@@ -391,29 +397,37 @@ async fn serve_connection<IO, S>(
     stage: Arc<Stage>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<
-            warp::http::Request<Incoming>,
-            Response = warp::reply::Response,
-            Error = std::convert::Infallible,
-        > + Clone
+    S: Service<http::Request<Incoming>, Response = http::Response<B>, Error = std::convert::Infallible>
+        + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
 {
-    let svc = hyper::service::service_fn(move |mut req: warp::http::Request<Incoming>| {
+    let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         stage.request();
-        req.extensions_mut().insert(addr);
-        // A WebSocket upgrade is finished by the node's own route (small buffers).
-        let upgrade = req
-            .headers()
-            .get(warp::http::header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-        if upgrade && let Some(pending) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
-            req.extensions_mut()
-                .insert(UpgradeSlot::new(pending, stage.clone()));
+        let ext = req.extensions_mut();
+        ext.insert(addr);
+        ext.insert(crate::PeerAddr(addr.peer));
+        #[cfg(feature = "axum")]
+        ext.insert(axum::extract::ConnectInfo(addr.peer));
+        // A WebSocket upgrade is finished by the edge's service (small buffers), which tells
+        // the stage.
+        ext.insert(OwnSocket(stage.clone()));
+        let answered = service.clone().call(req);
+        let stage = stage.clone();
+        async move {
+            let response = answered.await;
+            // An upgrade the application's own routes made (an app served by `serve_app`):
+            // the socket is no longer HTTP, its idle deadline stops too.
+            if let Ok(r) = &response
+                && r.status() == http::StatusCode::SWITCHING_PROTOCOLS
+            {
+                stage.upgraded();
+            }
+            response
         }
-        let mut service = service.clone();
-        service.call(req)
     });
     let mut builder = ConnBuilder::new(TokioExecutor::new());
     // A client that opens a socket and never finishes its request headers (the WebSocket

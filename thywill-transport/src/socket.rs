@@ -1,10 +1,12 @@
 //! The WebSocket a connection task drives, whoever upgraded it.
 //!
-//! Behind [`crate::Edge::bind`] (the edge's own accept loop) the edge takes the upgrade itself
-//! and builds the socket with a small read buffer ([`READ_BUFFER`], 2 KiB): tungstenite's
-//! default of 128 KiB per socket would dominate the memory of an idle connection. When the
-//! routes are served by another server (`warp::serve(node.routes())`), warp's own upgrade is
-//! used and its socket adapted to the same types.
+//! Through [`ThywillService`](crate::ThywillService) — behind the edge's own accept loop
+//! ([`crate::Edge::bind`]) or mounted in another server (axum, hyper) — the edge takes the
+//! upgrade itself and builds the socket with a small read buffer ([`READ_BUFFER`], 2 KiB):
+//! tungstenite's default of 128 KiB per socket would dominate the memory of an idle
+//! connection. When the warp routes are served by warp's own server
+//! (`warp::serve(edge.routes())`), warp's upgrade is used and its socket adapted to the same
+//! types.
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -33,23 +35,34 @@ impl<T> Socket for T where
 {
 }
 
-/// The pending upgrade of a request, taken out of the request by the accept loop so that the
-/// WebSocket route can finish the upgrade itself (a request extension must be `Clone`).
+/// The pending upgrade of a request, taken out of the request by
+/// [`ThywillService`](crate::ThywillService) so that the WebSocket route can finish the
+/// upgrade itself (a request extension must be `Clone`).
 #[derive(Clone)]
 pub(crate) struct UpgradeSlot {
     pending: Arc<Mutex<Option<OnUpgrade>>>,
     /// Told once taken: the socket's HTTP deadlines stop, the connection task's keepalive
     /// takes over.
     stage: Arc<crate::serve::Stage>,
+    /// Whether another server accepted the socket: the upgraded WebSocket then takes a place
+    /// under the edge's socket cap of its own (the edge's accept loop holds one per socket).
+    foreign: bool,
 }
 
 impl UpgradeSlot {
-    /// A slot holding `pending` of a socket at `stage`.
-    pub(crate) fn new(pending: OnUpgrade, stage: Arc<crate::serve::Stage>) -> Self {
+    /// A slot holding `pending` of a socket at `stage`; `foreign` when another server
+    /// accepted the socket.
+    pub(crate) fn new(pending: OnUpgrade, stage: Arc<crate::serve::Stage>, foreign: bool) -> Self {
         Self {
             pending: Arc::new(Mutex::new(Some(pending))),
             stage,
+            foreign,
         }
+    }
+
+    /// Whether the socket was accepted by another server.
+    pub(crate) fn foreign(&self) -> bool {
+        self.foreign
     }
 
     /// Takes the upgrade (once).
@@ -86,12 +99,18 @@ pub(crate) fn max_write_buffer(max_message_size: usize) -> usize {
     max_message_size.saturating_mul(4).max(1024 * 1024)
 }
 
-/// Finishes an upgrade taken by the accept loop.
+/// Finishes an upgrade taken from an [`UpgradeSlot`]: the server hands the socket over
+/// within `deadline` (the handshake timeout) or the upgrade fails.
 pub(crate) async fn upgraded(
     upgrade: OnUpgrade,
     max_message_size: usize,
-) -> hyper::Result<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>> {
-    let io = upgrade.await?;
+    deadline: std::time::Duration,
+) -> Result<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, String> {
+    let io = match tokio::time::timeout(deadline, upgrade).await {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("the server did not hand the socket over in time".into()),
+    };
     Ok(
         WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(config(max_message_size)))
             .await,

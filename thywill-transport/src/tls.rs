@@ -137,7 +137,7 @@ impl Edge {
                 },
             );
         // The node's own accept loop: the same deadlines and socket cap as every listener.
-        let serving = crate::serve::serve_filter(self, listener, None, redirect);
+        let serving = crate::serve::serve_service(self, listener, None, warp::service(redirect));
         Ok((local, serving))
     }
 }

@@ -154,7 +154,7 @@ pub use thywill_transport::{
     AllowedHosts, AllowedOrigins, AuthResult, MetricsAccess, RequestParts, SessionConfig, SessionRefusal,
     TlsConfig, TransportConfig,
 };
-pub use thywill_transport::{PeerAddr, ServiceBody, ThywillService};
+pub use thywill_transport::{PeerAddr, ServiceBody, ThywillLayer, ThywillService, WithThywill};
 
 /// The Prometheus client library of [`Thywill::register_metrics`]'s registry.
 pub use prometheus_client;
@@ -573,7 +573,7 @@ impl Builder {
 
     /// Connects the backend, checks that its parts fit together, starts the components and
     /// the applications. The node does not listen yet: see [`Thywill::bind`] and
-    /// [`Thywill::routes`].
+    /// [`Thywill::service`].
     ///
     /// On a cluster of several members it refuses, with an [`Error::Inconsistent`] that says
     /// what to add:
@@ -834,7 +834,12 @@ impl Thywill {
         Builder::default()
     }
 
-    /// The node's warp routes, to mount next to your own (`routes().or(mine)`).
+    /// The node's warp routes, to mount next to your own (`routes().or(mine)`) in a warp
+    /// server (feature `warp`). Served that way, WebSockets are upgraded by warp (with its
+    /// larger read buffer) and nothing bounds the handshake: prefer [`Thywill::service`].
+    #[cfg(feature = "warp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "warp")))]
+    #[deprecated(note = "mount `Thywill::service()` (a tower service) or `Thywill::router()` instead")]
     pub fn routes(&self) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
         self.edge.routes()
     }
@@ -842,21 +847,33 @@ impl Thywill {
     /// The node's routes as a tower `Service` over `http` types for any request body, owning
     /// no listener, to mount in another server: WebSocket upgrades included (taken from
     /// hyper's `OnUpgrade`, with the node's small read buffer, its Origin and Host checks,
-    /// connection limit and drain). The client's address comes from a [`PeerAddr`] (or
-    /// `SocketAddr`) request extension; without it `<base>/metrics` answers nobody by default.
+    /// connection limit, socket cap, handshake timeout and drain). Mount it under the base
+    /// path: `axum::Router::nest_service("/live", thywill.service())` for a base path of
+    /// `/live` (see [`ThywillService`]). The client's address comes from a [`PeerAddr`] (or
+    /// `SocketAddr`, or with feature `axum` axum's `ConnectInfo`) request extension; without
+    /// it `<base>/metrics` answers nobody by default.
     pub fn service(&self) -> ThywillService {
         self.edge.service()
+    }
+
+    /// A tower `Layer` putting the node in front of your own service: the node answers its
+    /// routes (under the base path), everything else goes on to your service.
+    pub fn layer(&self) -> ThywillLayer {
+        self.edge.layer()
     }
 
     /// The node's routes as an axum [`Router`](axum::Router) (feature `axum`), to
     /// [`merge`](axum::Router::merge) into your app: `<base>`, `<base>/` and everything under
     /// `<base>/` go to [`Thywill::service`]; your own routes win over it where both match.
-    /// Serve the app with `into_make_service_with_connect_info::<SocketAddr>()`: the router
-    /// copies axum's `ConnectInfo<SocketAddr>` into a [`PeerAddr`] (loopback-only
-    /// `<base>/metrics`, connections' peer addresses).
+    /// (`Router::nest_service(base, thywill.service())` works as well.) Serve the app with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` (or
+    /// [`Thywill::serve_router_with_shutdown`]): the service reads axum's
+    /// `ConnectInfo<SocketAddr>` (loopback-only `<base>/metrics`, connections' peer
+    /// addresses).
     #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     pub fn router(&self) -> axum::Router {
-        let service = axum_mount::ConnectInfoPeer(self.edge.service());
+        let service = self.edge.service();
         let base = self.edge.config().base_path().trim_end_matches('/').to_owned();
         let router = axum::Router::new();
         if base.is_empty() {
@@ -869,6 +886,63 @@ impl Thywill {
                 .route_service(&format!("{base}/"), service.clone())
                 .route_service(&format!("{base}/{{*rest}}"), service)
         }
+    }
+
+    /// Serves the node on its own accept loop at `listener` until `signal` completes (such as
+    /// [`shutdown_signal`]: Ctrl-C or SIGTERM), then drains: every connection is told to
+    /// reconnect elsewhere (code 1001) and this returns once they have ended (bounded by
+    /// [`DRAIN_WAIT`](thywill_transport::DRAIN_WAIT)) and open HTTP requests have finished.
+    pub async fn serve_with_shutdown(
+        &self,
+        listener: tokio::net::TcpListener,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let stopper = tokio::spawn(self.shutdown_on(signal));
+        self.edge.clone().serve(listener).await;
+        stopper.abort();
+    }
+
+    /// Serves an axum app (feature `axum`) with the node merged or nested in it on the node's
+    /// own accept loop at `listener`, until `signal` completes, then drains as
+    /// [`Thywill::serve_with_shutdown`] does. Every socket gets the node's protection:
+    /// deadlines for the first byte, the request headers and idle keep-alive, and the socket
+    /// cap, which `axum::serve` does not give. Handlers can extract
+    /// `ConnectInfo<SocketAddr>`.
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    pub async fn serve_router_with_shutdown(
+        &self,
+        listener: tokio::net::TcpListener,
+        app: axum::Router,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let stopper = tokio::spawn(self.shutdown_on(signal));
+        self.edge.clone().serve_app(listener, None, app).await;
+        stopper.abort();
+    }
+
+    /// A future that waits for `signal`, then starts the node's shutdown
+    /// ([`Thywill::shutdown`]): for another server's graceful shutdown, such as
+    /// `axum::serve(..).with_graceful_shutdown(thywill.shutdown_on(shutdown_signal()))`,
+    /// followed by [`Thywill::drained`].
+    pub fn shutdown_on(
+        &self,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let node = self.clone();
+        async move {
+            signal.await;
+            tracing::info!("shutdown signal: draining");
+            node.shutdown();
+        }
+    }
+
+    /// Waits (bounded by [`DRAIN_WAIT`](thywill_transport::DRAIN_WAIT)) until every
+    /// WebSocket connection has ended after [`Thywill::shutdown`]: what another server's
+    /// graceful shutdown does not wait for (upgraded connections are no HTTP exchanges).
+    /// Returns whether they all ended in time.
+    pub async fn drained(&self) -> bool {
+        self.edge.drained().await
     }
 
     /// Binds `addr` and returns the bound address and the future that serves until
@@ -956,9 +1030,19 @@ impl Thywill {
     }
 
     /// A warp filter giving your own routes the browser's session (see
-    /// [`Builder::sessions`]): `None` without a valid session cookie.
+    /// [`Builder::sessions`]): `None` without a valid session cookie (feature `warp`).
+    #[cfg(feature = "warp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "warp")))]
+    #[deprecated(note = "use `Thywill::session_of(cookie)`")]
     pub fn session(&self) -> warp::filters::BoxedFilter<(Option<SessionId>,)> {
         self.edge.session()
+    }
+
+    /// The browser's session from a request's `Cookie` header (every `Cookie` field joined
+    /// with `"; "`), the same one its WebSocket is bound to: `None` without sessions or
+    /// without a valid session cookie. For your own routes, whatever server serves them.
+    pub async fn session_of(&self, cookie: Option<&str>) -> Option<SessionId> {
+        self.edge.sessions()?.resolve(cookie).await.ok()
     }
 
     /// The session store, when sessions are on: load and store a session's data.
@@ -988,39 +1072,28 @@ impl Thywill {
     }
 }
 
-#[cfg(feature = "axum")]
-mod axum_mount {
-    //! [`Thywill::router`](crate::Thywill::router)'s service: axum's peer address copied
-    //! into the edge's.
-
-    use std::net::SocketAddr;
-    use std::task::{Context, Poll};
-
-    use axum::extract::{ConnectInfo, Request};
-    use thywill_transport::{PeerAddr, ThywillService};
-    use tower_service::Service;
-
-    /// [`ThywillService`] reading axum's `ConnectInfo<SocketAddr>` as its [`PeerAddr`].
-    #[derive(Clone, Debug)]
-    pub(crate) struct ConnectInfoPeer(pub(crate) ThywillService);
-
-    impl Service<Request> for ConnectInfoPeer {
-        type Response = <ThywillService as Service<Request>>::Response;
-        type Error = <ThywillService as Service<Request>>::Error;
-        type Future = <ThywillService as Service<Request>>::Future;
-
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            Service::<Request>::poll_ready(&mut self.0, cx)
-        }
-
-        fn call(&mut self, mut req: Request) -> Self::Future {
-            if req.extensions().get::<PeerAddr>().is_none()
-                && let Some(addr) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
-            {
-                req.extensions_mut().insert(PeerAddr(addr));
+/// Completes on Ctrl-C or (on Unix) SIGTERM: the signal to give
+/// [`Thywill::serve_with_shutdown`] or [`Thywill::shutdown_on`].
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
             }
-            self.0.call(req)
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

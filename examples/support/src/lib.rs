@@ -217,43 +217,16 @@ pub fn init_tracing() {
 }
 
 /// Binds (HTTPS when `[tls]` is configured), prints `listening: <url>` on stdout, and serves
-/// until Ctrl-C or SIGTERM.
+/// until Ctrl-C or SIGTERM ([`thywill::shutdown_signal`]), then drains.
 pub async fn serve(node: Thywill, opts: &Options, page_path: &str) -> anyhow::Result<()> {
     let mut config = opts.config.clone();
     config.host = opts.host;
     config.port = opts.port;
     let (url, serving) = config.serve(&node, page_path).await?;
     println!("listening: {url}");
-    let stopper = node.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("signal received: shutting down");
-        stopper.shutdown();
-    });
+    tokio::spawn(node.shutdown_on(thywill::shutdown_signal()));
     serving.await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod connection;
 mod errors;
 mod hostile;
 mod lifecycle;
+mod service;
 mod sessions;
 mod stores;
 mod tls;
