@@ -24,6 +24,7 @@
 mod caches;
 mod config;
 mod error;
+mod interest;
 mod metrics;
 mod node;
 mod presence;
