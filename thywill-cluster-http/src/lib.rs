@@ -678,7 +678,13 @@ impl Shared {
             lock(&self.queues).seq.learn_epoch(member, epoch);
             // A new incarnation: its interest is unknown until its whole set arrives, and it
             // knows nothing of this member's: the whole set, first of everything it is sent.
-            lock(&self.views).insert(member.clone(), View { epoch, topics: None });
+            {
+                let mut views = lock(&self.views);
+                // Its set may have arrived already (its batches can precede this up-check).
+                if views.get(member).is_none_or(|v| v.epoch != epoch) {
+                    views.insert(member.clone(), View { epoch, topics: None });
+                }
+            }
             self.send_interest(member);
         }
         let ev = self.events();

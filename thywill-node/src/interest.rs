@@ -130,13 +130,13 @@ impl Interests {
     }
 
     /// Declares the interest in `channels` that is still wanted and not yet declared, and
-    /// returns once the cluster confirmed it (the first error, after trying every one).
+    /// returns once the cluster confirmed it; at the first error (logged) the rest is left to
+    /// the keeper, so that an unreachable backend delays a subscription by one attempt only.
     pub(crate) async fn declare(&self, cluster: &dyn DynCluster, channels: &[ChannelId]) -> CoreResult<()> {
         if channels.is_empty() {
             return Ok(());
         }
         let _serial = self.serial.lock().await;
-        let mut first_error = None;
         for channel in channels {
             let wanted = lock(&self.wants)
                 .get(channel)
@@ -152,11 +152,11 @@ impl Interests {
                 }
                 Err(e) => {
                     tracing::warn!(%channel, error = %e, "interest not declared: retried later");
-                    first_error.get_or_insert(e);
+                    return Err(e);
                 }
             }
         }
-        first_error.map_or(Ok(()), Err)
+        Ok(())
     }
 
     /// The keeper's round: declares what is wanted and undeclared (a task handler's
