@@ -18,7 +18,7 @@
 //!
 //! Tasks are published by one client (one connection, so Redis keeps them in order), heartbeats
 //! by another, so that a burst of tasks does not delay them; one subscriber client receives
-//! everything and re-subscribes by itself after a reconnection (`manage_subscriptions`). Every
+//! everything and re-subscribes after a reconnection (`resubscribe_loop`). Every
 //! client has a reconnect policy: after a Redis restart the member resumes on its own.
 //!
 //! **Membership.** Every member publishes a heartbeat every `interval` (200 ms) from its own
@@ -317,17 +317,7 @@ impl RedisCluster {
         tokio::time::timeout(bound, subscriber.init())
             .await
             .map_err(|_| Error::Timeout("subscriber"))??;
-        let resubscribe = subscriber.manage_subscriptions();
-        let mut reconnected = subscriber.reconnect_rx();
-        let counter = sh.clone();
-        let count_reconnects = tokio::spawn(async move {
-            while reconnected.recv().await.is_ok() {
-                counter.reconnects.fetch_add(1, Ordering::Relaxed);
-                tracing::info!("redis subscriber reconnected");
-                // Topic traffic published while the subscriber was away is lost unnumbered.
-                counter.topic_traffic_lost("the redis subscriber reconnected");
-            }
-        });
+        let resubscribe = tokio::spawn(resubscribe_loop(sh.clone(), subscriber.clone()));
         let task_rx = subscriber.message_rx();
         let beat_rx = subscriber.message_rx();
         tokio::time::timeout(
@@ -346,7 +336,6 @@ impl RedisCluster {
         sh.healthy.store(true, Ordering::Relaxed);
         let tasks = vec![
             resubscribe,
-            count_reconnects,
             tokio::spawn(publish_loop(sh.clone(), publisher.clone(), rx)),
             tokio::spawn(receive_loop(sh.clone(), task_rx)),
             tokio::spawn(heartbeat_loop(
@@ -533,6 +522,31 @@ async fn publish_loop(sh: Arc<Shared>, publisher: Client, mut rx: mpsc::Receiver
                 }
             }
         }
+    }
+}
+
+/// After every reconnection of the subscriber: subscribes to every channel again (the
+/// member's, `all`, heartbeats and the topics of interest), then reports the topic traffic that
+/// may have been lost meanwhile — once the subscriptions are back, so that nothing published
+/// after the report is missed unreported.
+async fn resubscribe_loop(sh: Arc<Shared>, subscriber: SubscriberClient) {
+    let mut reconnected = subscriber.reconnect_rx();
+    while reconnected.recv().await.is_ok() {
+        sh.reconnects.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("redis subscriber reconnected");
+        let bound = sh.config.command_timeout * 2;
+        let again = async {
+            subscriber.resubscribe_all().await?;
+            // Answered once Redis has processed the subscriptions before it.
+            subscriber.ping::<fred::types::Value>(None).await.map(drop)
+        };
+        match tokio::time::timeout(bound, again).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "redis subscriptions not made again"),
+            Err(_) => tracing::warn!("redis subscriptions not made again in time"),
+        }
+        // Topic traffic published while the subscriber was away is lost unnumbered.
+        sh.topic_traffic_lost("the redis subscriber reconnected");
     }
 }
 
