@@ -536,7 +536,16 @@ async fn resubscribe_loop(sh: Arc<Shared>, subscriber: SubscriberClient) {
         tracing::info!("redis subscriber reconnected");
         let bound = sh.config.command_timeout * 2;
         let again = async {
-            subscriber.resubscribe_all().await?;
+            // Not `resubscribe_all`, which also sends a `PSUBSCRIBE` without patterns (an error).
+            let channels: Vec<fred::types::Key> = subscriber
+                .tracked_channels()
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            subscriber.subscribe(channels).await?;
+            for channel in subscriber.tracked_shard_channels() {
+                subscriber.ssubscribe(channel).await?;
+            }
             // Answered once Redis has processed the subscriptions before it.
             subscriber.ping::<fred::types::Value>(None).await.map(drop)
         };

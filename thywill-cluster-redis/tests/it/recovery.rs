@@ -109,14 +109,25 @@ async fn a_redis_restart_is_survived_and_losses_are_reported() -> anyhow::Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_traffic_lost_in_a_redis_restart_is_reported_and_the_interest_survives() -> anyhow::Result<()> {
     let mut redis = RedisServer::start().await?;
+    for sharded in [false, true] {
+        topic_restart(&mut redis, sharded)
+            .await
+            .map_err(|e| e.context(format!("sharded pub/sub: {sharded}")))?;
+    }
+    Ok(())
+}
+
+async fn topic_restart(redis: &mut RedisServer, sharded: bool) -> anyhow::Result<()> {
     let members = ["alpha", "beta"];
+    let url = redis.url();
     let build = |local: &str| -> anyhow::Result<RedisCluster> {
         Ok(RedisCluster::new(
             RedisClusterConfig::default()
-                .with_url(redis.url())?
-                .with_prefix("test:topic-recovery:")?
+                .with_url(url.clone())?
+                .with_prefix(format!("test:topic-recovery-{sharded}:"))?
                 .with_members(members)?
-                .with_local(local)?,
+                .with_local(local)?
+                .with_sharded_pubsub(sharded),
         )?)
     };
     let (a, b) = (build("alpha")?, build("beta")?);
