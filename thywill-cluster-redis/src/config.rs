@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use thywill_core::MemberId;
+use thywill_core::{MemberId, Topic};
 
 use crate::Error;
 
@@ -34,6 +34,9 @@ pub struct RedisClusterConfig {
     pub(crate) heartbeat_timeout: Duration,
     pub(crate) queue_capacity: usize,
     pub(crate) command_timeout: Duration,
+    /// Topic traffic over sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`); `None`: on a Redis
+    /// Cluster only.
+    sharded_pubsub: Option<bool>,
 }
 
 impl Default for RedisClusterConfig {
@@ -51,6 +54,7 @@ impl Default for RedisClusterConfig {
             heartbeat_timeout: Duration::from_millis(500),
             queue_capacity: 65_536,
             command_timeout: Duration::from_secs(2),
+            sharded_pubsub: None,
         }
     }
 }
@@ -160,6 +164,29 @@ impl RedisClusterConfig {
         Ok(self)
     }
 
+    /// Whether topic traffic (a channel's messages, sent to the members interested in it)
+    /// travels over sharded pub/sub — `SPUBLISH` / `SSUBSCRIBE`, Redis 7 and later — rather
+    /// than plain `PUBLISH` / `SUBSCRIBE`. The default is on for a Redis Cluster
+    /// ([`Self::is_cluster`]) and off otherwise: on a cluster, sharded pub/sub keeps each
+    /// topic's traffic on the shard that owns its channel instead of copying every message to
+    /// every node. Member-to-member traffic and heartbeats stay on plain pub/sub.
+    pub fn with_sharded_pubsub(mut self, on: bool) -> Self {
+        self.sharded_pubsub = Some(on);
+        self
+    }
+
+    /// Whether topic traffic uses sharded pub/sub ([`Self::with_sharded_pubsub`]; by default,
+    /// on a Redis Cluster).
+    pub fn sharded_pubsub(&self) -> bool {
+        self.sharded_pubsub.unwrap_or(self.cluster)
+    }
+
+    /// `<prefix>topic:<topic>`: the channel of one topic's traffic, subscribed by the members
+    /// interested in it.
+    pub fn topic_channel(&self, topic: &Topic) -> String {
+        format!("{}topic:{topic}", self.prefix)
+    }
+
     /// The Redis URL.
     pub fn url(&self) -> &str {
         &self.target.url
@@ -254,8 +281,10 @@ mod tests {
         let on_cluster = c.clone().with_url("redis-cluster://127.0.0.1:7000");
         assert!(on_cluster.as_ref().is_ok_and(|c| c.is_cluster()
             && c.channel_of(&"a".into()) == "{thywill:cluster:}member:a"
-            && c.heartbeat_channel() == "{thywill:cluster:}heartbeat"));
-        assert!(!c.clone().is_cluster());
+            && c.heartbeat_channel() == "{thywill:cluster:}heartbeat"
+            && c.sharded_pubsub()
+            && !c.clone().with_sharded_pubsub(false).sharded_pubsub()));
+        assert!(!c.clone().is_cluster() && !c.sharded_pubsub());
         assert!(
             c.clone()
                 .with_ca_file("/nonexistent/ca.pem")
