@@ -831,7 +831,8 @@ impl RedisCluster {
         };
         tokio::time::timeout(bound, call)
             .await
-            .map_err(|_| Error::Timeout(if on { "subscribe" } else { "unsubscribe" }))??;
+            .map_err(|_| Error::Timeout(if on { "subscribe" } else { "unsubscribe" }))?
+            .redis()?;
         let mut topics = lock(&sh.topics);
         if on {
             topics.insert(topic.clone());
