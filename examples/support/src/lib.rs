@@ -234,6 +234,13 @@ pub async fn serve(node: Thywill, opts: &Options, page_path: &str) -> anyhow::Re
     Ok(())
 }
 
+/// Completes on Ctrl-C or SIGTERM (logged): for examples that serve with a server of their
+/// own (axum's) rather than [`serve`].
+pub async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("signal received: shutting down");
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
