@@ -16,6 +16,7 @@
 //! | `POST /logout` | clears the cookie |
 //! | `GET /api/me` | `{"user", "name"}` of the signed-in user, 401 otherwise |
 //! | `POST /api/notices` | `{"to", "text"}`: a notice to every tab of user `to` (signed in only) |
+//! | `GET /api/online` | `{"users": [...]}`: the users with a live connection on any member (signed in only) |
 //! | `/live/…` | thywill: the live page, its client library, its WebSocket (`/live/ws`) |
 
 use std::net::SocketAddr;
@@ -486,6 +487,30 @@ async fn send_notice(
     }
 }
 
+/// The users connected anywhere in the cluster: the cluster-wide tracker carries each
+/// connection's user id to every member.
+async fn online(State(app): State<AxumApp>, headers: HeaderMap) -> Response {
+    if let Err(e) = app.tokens.user_of(&headers) {
+        return unauthorized(e);
+    }
+    let Some(ctx) = app.node.context(APP_ID) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    match ctx.connected_clients().await {
+        Ok(members) => {
+            let users: std::collections::BTreeSet<&str> = members
+                .values()
+                .flat_map(|m| m.users.values().map(String::as_str))
+                .collect();
+            Json(json!({"users": users})).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no client table");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
 impl AxumApp {
     /// The app's router: its own routes, and thywill's merged in under [`BASE`].
     ///
@@ -500,6 +525,7 @@ impl AxumApp {
             .route("/logout", post(logout))
             .route("/api/me", get(me))
             .route("/api/notices", post(send_notice))
+            .route("/api/online", get(online))
             .with_state(self.clone())
             .merge(self.node.router())
     }

@@ -201,6 +201,12 @@ async fn a_notice_to_a_user_reaches_every_connection_of_that_user_only() -> anyh
     }
     let mut bobs = WsClient::connect_with_cookie(&ws_url(addr), &bob).await?;
     assert_eq!(next_data(&mut bobs).await?["user"], "bob");
+    let (status, _, body) = http(addr, "GET", "/api/online", &[("cookie", &bob)], "").await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body)?,
+        json!({"users": ["alice", "bob"]})
+    );
 
     // Over the socket: bob sends alice a notice.
     bobs.send("notices", json!({"to": "alice", "text": "hello alice"}))
