@@ -292,6 +292,14 @@ impl AppContext {
             .await
     }
 
+    /// Sends a message to every connection of user `user` (its session
+    /// [`SessionId::of_user`]), on every member: for connections whose session follows the
+    /// identity the authentication hook gave (the facade's `Builder::session_from_identity`);
+    /// without it no connection has that session and nothing is sent.
+    pub async fn send_to_user(&self, user: &str, message: impl Into<Message>) -> CoreResult<()> {
+        self.send_to_session(&SessionId::of_user(user), message).await
+    }
+
     /// Sends a message to every connection subscribed to `channel`, except `exclude`.
     pub async fn send_to_channel(
         &self,
@@ -360,6 +368,13 @@ impl AppContext {
     /// The member holding a connection, if it is connected anywhere in the cluster.
     pub async fn member_of(&self, connection: &ConnectionId) -> CoreResult<Option<MemberId>> {
         self.tracker()?.member_of(connection).await
+    }
+
+    /// The client holding a connection anywhere in the cluster: its member, its session and
+    /// its user (the identity's user id only: the identity's data stays on the member holding
+    /// the connection, where [`Client::identity`] in the hooks has it whole).
+    pub async fn client_of(&self, connection: &ConnectionId) -> CoreResult<Option<Client>> {
+        self.tracker()?.client_of(connection).await
     }
 
     /// Whether a connection is connected to any member.

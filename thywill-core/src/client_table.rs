@@ -4,7 +4,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::{ConnectionId, MemberClients, MemberId, SessionId};
+use crate::{Client, ConnectionId, MemberClients, MemberId, SessionId};
 
 /// Who is connected where: each member's connections with their sessions, plus two indexes
 /// kept in step with every change — connection → members holding it, and session → its
@@ -52,7 +52,37 @@ impl ClientTable {
         self.by_connection.is_empty()
     }
 
-    /// Records `connection` (of `session`) on `member`; returns the session it had there before.
+    /// Records `client` on its member with its user ([`tracked_user`](crate::tracked_user));
+    /// returns the session it had there before.
+    pub fn insert_client(&mut self, client: &Client) -> Option<SessionId> {
+        self.insert_with_user(
+            &client.member,
+            client.connection.clone(),
+            client.session.clone(),
+            crate::tracked_user(client).map(str::to_owned),
+        )
+    }
+
+    /// Records `connection` (of `session`, of `user` if known) on `member`; returns the
+    /// session it had there before.
+    pub fn insert_with_user(
+        &mut self,
+        member: &MemberId,
+        connection: ConnectionId,
+        session: SessionId,
+        user: Option<String>,
+    ) -> Option<SessionId> {
+        let previous = self.insert(member, connection.clone(), session);
+        let users = &mut self.members.entry(member.clone()).or_default().users;
+        match user {
+            Some(u) => users.insert(connection, u),
+            None => users.remove(&connection),
+        };
+        previous
+    }
+
+    /// Records `connection` (of `session`) on `member`, without a user; returns the session it
+    /// had there before.
     pub fn insert(
         &mut self,
         member: &MemberId,
@@ -60,6 +90,7 @@ impl ClientTable {
         session: SessionId,
     ) -> Option<SessionId> {
         let entry = self.members.entry(member.clone()).or_default();
+        entry.users.remove(&connection);
         let previous = entry.connections.insert(connection.clone(), session.clone());
         if let Some(old) = &previous {
             if *old == session {
@@ -75,27 +106,41 @@ impl ClientTable {
 
     /// Forgets `connection` on `member`; returns its session, if it was there.
     pub fn remove(&mut self, member: &MemberId, connection: &ConnectionId) -> Option<SessionId> {
-        let session = self.members.get_mut(member)?.connections.remove(connection)?;
+        let entry = self.members.get_mut(member)?;
+        entry.users.remove(connection);
+        let session = entry.connections.remove(connection)?;
         self.unindex(member, connection, &session);
         Some(session)
     }
 
-    /// Replaces everything known of `member` with `connections` (a snapshot of its table);
-    /// returns what was known before.
+    /// Replaces everything known of `member` with `connections` (a snapshot of its table,
+    /// without users); returns what was known before.
     pub fn replace_member(
         &mut self,
         member: &MemberId,
         connections: BTreeMap<ConnectionId, SessionId>,
     ) -> BTreeMap<ConnectionId, SessionId> {
-        let old = std::mem::take(&mut self.members.entry(member.clone()).or_default().connections);
-        for (c, s) in &old {
+        let fresh = MemberClients {
+            connections,
+            users: BTreeMap::new(),
+        };
+        self.replace_member_clients(member, fresh).connections
+    }
+
+    /// Replaces everything known of `member` with `clients` (a snapshot of its table, with
+    /// users); returns what was known before.
+    pub fn replace_member_clients(&mut self, member: &MemberId, mut clients: MemberClients) -> MemberClients {
+        // A user only for a connection that is there.
+        clients.users.retain(|c, _| clients.connections.contains_key(c));
+        let old = std::mem::take(self.members.entry(member.clone()).or_default());
+        for (c, s) in &old.connections {
             self.unindex(member, c, s);
         }
-        for (c, s) in &connections {
+        for (c, s) in &clients.connections {
             link(&mut self.by_connection, c.clone(), member.clone());
             link(&mut self.by_session, s.clone(), (member.clone(), c.clone()));
         }
-        self.members.entry(member.clone()).or_default().connections = connections;
+        *self.members.entry(member.clone()).or_default() = clients;
         old
     }
 
@@ -111,6 +156,13 @@ impl ClientTable {
     /// The member holding `connection` (the first by id, should two hold it).
     pub fn member_of(&self, connection: &ConnectionId) -> Option<MemberId> {
         self.by_connection.get(connection).map(|m| m.first().clone())
+    }
+
+    /// The client holding `connection` (on the member [`member_of`](Self::member_of) names),
+    /// with its user ([`MemberClients::client`]).
+    pub fn client_of(&self, connection: &ConnectionId) -> Option<Client> {
+        let member = self.member_of(connection)?;
+        self.members.get(&member)?.client(&member, connection)
     }
 
     /// Every connection of `session` with the member holding it, by member then connection.
@@ -358,6 +410,45 @@ mod tests {
         assert_eq!(t.member(&m("b")), Some(&MemberClients::default()));
         assert_eq!(t.member_of(&c("c1")), Some(m("a")));
         agrees(&t, &["c1", "c2", "c3", "c4"], &["s1", "s2", "s3"]);
+    }
+
+    #[test]
+    fn users_follow_their_connections() {
+        let mut t = ClientTable::new();
+        let alice = crate::Client::new(c("c1"), s("user:alice"), m("a")).with_identity(Some(
+            crate::Identity::new("alice").with_data(serde_json::json!(1)),
+        ));
+        t.insert_client(&alice);
+        t.insert(&m("a"), c("c2"), s("s2"));
+        // The user id, not the identity's data.
+        let known = t.client_of(&c("c1")).map(|cl| cl.identity);
+        assert_eq!(known, Some(Some(crate::Identity::new("alice"))));
+        assert_eq!(t.client_of(&c("c2")).map(|cl| cl.identity), Some(None));
+        // Re-recorded without a user: none.
+        t.insert(&m("a"), c("c1"), s("user:alice"));
+        assert_eq!(t.client_of(&c("c1")).and_then(|cl| cl.identity), None);
+        t.insert_client(&alice);
+        t.remove(&m("a"), &c("c1"));
+        assert_eq!(t.client_of(&c("c1")), None);
+        assert!(t.member(&m("a")).is_some_and(|mc| mc.users.is_empty()));
+        // A snapshot's users, only for connections it has.
+        let snapshot = MemberClients {
+            connections: BTreeMap::from([(c("c3"), s("user:bob"))]),
+            users: BTreeMap::from([(c("c3"), "bob".to_owned()), (c("c4"), "eve".to_owned())]),
+        };
+        t.replace_member_clients(&m("b"), snapshot);
+        assert_eq!(
+            t.client_of(&c("c3")).and_then(|cl| cl.identity),
+            Some(crate::Identity::new("bob"))
+        );
+        assert_eq!(t.member(&m("b")).map(|mc| mc.users.len()), Some(1));
+        assert!(t.is_consistent());
+        // An over-long user is not recorded.
+        let long = crate::Client::new(c("c5"), s("s5"), m("a")).with_identity(Some(crate::Identity::new(
+            "x".repeat(crate::MAX_TRACKED_USER_LEN + 1),
+        )));
+        t.insert_client(&long);
+        assert_eq!(t.client_of(&c("c5")).map(|cl| cl.identity), Some(None));
     }
 
     #[test]

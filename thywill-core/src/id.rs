@@ -79,9 +79,24 @@ id_type!(
     ApplicationId
 );
 
+impl SessionId {
+    /// The session of user `user` (`user:<user>`): the session of every connection the
+    /// authentication hook gave that user's identity when sessions follow identities (the
+    /// facade's `Builder::session_from_identity`), so that sending to it reaches every tab of
+    /// the user on every member.
+    pub fn of_user(user: &str) -> Self {
+        Self::from(format!("user:{user}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_users_session_is_prefixed() {
+        assert_eq!(SessionId::of_user("alice").as_str(), "user:alice");
+    }
 
     #[test]
     fn ids_serialize_as_plain_strings() {

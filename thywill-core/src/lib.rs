@@ -109,7 +109,10 @@ pub use resource::{
 };
 pub use rpc::{RpcError, RpcErrorCode, RpcHandler};
 pub use session::{DynSessionStore, MAX_APP_SESSION_DATA, SessionData, SessionStore};
-pub use tracker::{ClientTracker, DynClientTracker, MemberClients, TrackerEvent, TrackerListener};
+pub use tracker::{
+    ClientTracker, DynClientTracker, MAX_TRACKED_USER_LEN, MemberClients, TrackerEvent, TrackerListener,
+    tracked_user,
+};
 
 /// A boxed, sendable future: the return type of trait methods that must stay object safe.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -5,16 +5,48 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BoxFuture, Client, ConnectionId, CoreResult, MemberId, SessionId};
+use crate::{BoxFuture, Client, ConnectionId, CoreResult, Identity, MemberId, SessionId};
+
+/// The longest user id (in bytes) a tracker records and carries to other members: a
+/// connection whose identity's user is longer is tracked without its user.
+pub const MAX_TRACKED_USER_LEN: usize = 256;
+
+/// The user id a tracker records for `client`: its identity's user, when it has one no longer
+/// than [`MAX_TRACKED_USER_LEN`].
+pub fn tracked_user(client: &Client) -> Option<&str> {
+    client
+        .identity()
+        .map(|i| i.user.as_str())
+        .filter(|u| u.len() <= MAX_TRACKED_USER_LEN)
+}
 
 /// The connections and sessions one member holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberClients {
     /// Connections, each with its session.
     pub connections: BTreeMap<ConnectionId, SessionId>,
+    /// The user of each of those connections that has one ([`tracked_user`]): the identity's
+    /// user id, without its data, which stays on the member holding the connection.
+    #[serde(default)]
+    pub users: BTreeMap<ConnectionId, String>,
 }
 
 impl MemberClients {
+    /// `connection` as a [`Client`] of `member`, its identity the user alone, if it is here.
+    pub fn client(&self, member: &MemberId, connection: &ConnectionId) -> Option<Client> {
+        let session = self.connections.get(connection)?;
+        let identity = self.users.get(connection).map(|u| Identity::new(u.as_str()));
+        Some(Client::new(connection.clone(), session.clone(), member.clone()).with_identity(identity))
+    }
+
+    /// Every connection as a [`Client`] of `member` (see [`MemberClients::client`]).
+    pub fn clients(&self, member: &MemberId) -> Vec<Client> {
+        self.connections
+            .keys()
+            .filter_map(|c| self.client(member, c))
+            .collect()
+    }
+
     /// The distinct sessions among the connections.
     pub fn sessions(&self) -> Vec<SessionId> {
         let mut s: Vec<SessionId> = self.connections.values().cloned().collect();
@@ -90,6 +122,16 @@ pub trait ClientTracker: Send + Sync + 'static {
     fn snapshot(&self) -> impl Future<Output = CoreResult<BTreeMap<MemberId, MemberClients>>> + Send;
     /// Removes and returns a member's entries (on member down).
     fn purge_member(&self, member: &MemberId) -> impl Future<Output = CoreResult<MemberClients>> + Send;
+    /// The client holding `connection`, wherever it is: its member, its session and its user
+    /// ([`MemberClients::client`]). The default knows none: a tracker that keeps a table
+    /// answers from it.
+    fn client_of(
+        &self,
+        connection: &ConnectionId,
+    ) -> impl Future<Output = CoreResult<Option<Client>>> + Send {
+        let _ = connection;
+        std::future::ready(Ok(None))
+    }
     /// Registers the listener of changes learnt from other members (the node registers one at
     /// start). A tracker that only knows the local member ignores it (the default).
     fn set_listener(&self, listener: Arc<dyn TrackerListener>) {
@@ -115,6 +157,8 @@ pub trait DynClientTracker: Send + Sync + 'static {
     fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>>;
     /// See [`ClientTracker::purge_member`].
     fn purge_member<'a>(&'a self, member: &'a MemberId) -> BoxFuture<'a, CoreResult<MemberClients>>;
+    /// See [`ClientTracker::client_of`].
+    fn client_of<'a>(&'a self, connection: &'a ConnectionId) -> BoxFuture<'a, CoreResult<Option<Client>>>;
     /// See [`ClientTracker::set_listener`].
     fn set_listener(&self, listener: Arc<dyn TrackerListener>);
 }
@@ -140,6 +184,9 @@ impl<T: ClientTracker> DynClientTracker for T {
     }
     fn purge_member<'a>(&'a self, member: &'a MemberId) -> BoxFuture<'a, CoreResult<MemberClients>> {
         Box::pin(ClientTracker::purge_member(self, member))
+    }
+    fn client_of<'a>(&'a self, connection: &'a ConnectionId) -> BoxFuture<'a, CoreResult<Option<Client>>> {
+        Box::pin(ClientTracker::client_of(self, connection))
     }
     fn set_listener(&self, listener: Arc<dyn TrackerListener>) {
         ClientTracker::set_listener(self, listener)

@@ -13,7 +13,10 @@
 //! compose a node by hand give both to the node. The wrapper intercepts the tracker's own tasks
 //! (`thywill.tracker`) before the node sees the cluster's events:
 //!
-//! - a local connect or disconnect is announced to the other members (`send_to_others`);
+//! - a local connect or disconnect is announced to the other members (`send_to_others`),
+//!   with the connection's user ([`thywill_core::tracked_user`]: the identity's user id, at
+//!   most [`MAX_TRACKED_USER_LEN`] bytes; not its data), so that every member's
+//!   [`ClientTracker::client_of`] and tracker events say who the user is;
 //! - when a member comes up (at start, every other member does), the tracker asks it for its
 //!   table of local connections; the answer **replaces** what was known of that member, and the
 //!   differences are reported as connections and disconnections;
@@ -48,18 +51,28 @@ use serde::{Deserialize, Serialize};
 use thywill_core::cluster::{ClusterStats, Topic};
 use thywill_core::{
     Client, ClientTable, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreResult,
-    DynCluster, MemberClients, MemberId, MemberStatus, SessionId, Task, TrackerEvent, TrackerListener,
+    DynCluster, MAX_TRACKED_USER_LEN, MemberClients, MemberId, MemberStatus, SessionId, Task, TrackerEvent,
+    TrackerListener,
 };
 
-/// Cluster task of the tracker.
+/// Cluster task of the tracker. The user of a connection is its identity's user id
+/// ([`thywill_core::tracked_user`]), at most [`MAX_TRACKED_USER_LEN`] bytes: a longer one
+/// received is dropped (the connection is tracked without a user).
 #[derive(Debug, Serialize, Deserialize)]
 enum TrackerTask {
     /// A client connected to the sender.
-    Connected { connection: String, session: String },
+    Connected {
+        connection: String,
+        session: String,
+        user: Option<String>,
+    },
     /// A client disconnected from the sender.
     Disconnected { connection: String },
-    /// The sender's local connections, each with its session: replaces what the receiver knew.
-    Snapshot { connections: Vec<(String, String)> },
+    /// The sender's local connections, each with its session and user: replaces what the
+    /// receiver knew.
+    Snapshot {
+        connections: Vec<(String, String, Option<String>)>,
+    },
     /// The sender asks for the receiver's snapshot.
     SnapshotRequest,
 }
@@ -100,13 +113,13 @@ impl Table {
             .clone()
     }
 
-    fn local_snapshot(&self) -> Vec<(String, String)> {
+    fn local_snapshot(&self) -> Vec<(String, String, Option<String>)> {
         self.read()
             .member(&self.local)
             .map(|mc| {
                 mc.connections
                     .iter()
-                    .map(|(c, s)| (c.to_string(), s.to_string()))
+                    .map(|(c, s)| (c.to_string(), s.to_string(), mc.users.get(c).cloned()))
                     .collect()
             })
             .unwrap_or_default()
@@ -114,52 +127,67 @@ impl Table {
 
     /// Applies a task from another member; returns the events, in order.
     fn apply(&self, from: &MemberId, task: TrackerTask, events: &mut Vec<TrackerEvent>) {
-        let client = |connection: ConnectionId, session: SessionId| Client {
-            connection,
-            session,
-            member: from.clone(),
-            identity: None,
+        let client = |clients: &MemberClients, connection: &ConnectionId| {
+            clients
+                .client(from, connection)
+                .unwrap_or_else(|| Client::new(connection.clone(), SessionId::from(""), from.clone()))
         };
         let mut table = self.write();
         match task {
-            TrackerTask::Connected { connection, session } => {
+            TrackerTask::Connected {
+                connection,
+                session,
+                user,
+            } => {
                 let (c, s) = (ConnectionId::from(connection), SessionId::from(session));
-                if table.insert(from, c.clone(), s.clone()).as_ref() != Some(&s) {
+                if table
+                    .insert_with_user(from, c.clone(), s.clone(), bounded(from, user))
+                    .as_ref()
+                    != Some(&s)
+                    && let Some(clients) = table.member(from)
+                {
                     events.push(TrackerEvent::ConnectedTo {
                         member: from.clone(),
-                        client: client(c, s),
+                        client: client(clients, &c),
                     });
                 }
             }
             TrackerTask::Disconnected { connection } => {
                 let c = ConnectionId::from(connection);
-                if let Some(s) = table.remove(from, &c) {
+                let gone = table.member(from).and_then(|m| m.client(from, &c));
+                if table.remove(from, &c).is_some()
+                    && let Some(gone) = gone
+                {
                     events.push(TrackerEvent::DisconnectedFrom {
                         member: from.clone(),
-                        client: client(c, s),
+                        client: gone,
                     });
                 }
             }
             TrackerTask::Snapshot { connections } => {
-                let fresh: BTreeMap<ConnectionId, SessionId> = connections
-                    .into_iter()
-                    .map(|(c, s)| (ConnectionId::from(c), SessionId::from(s)))
-                    .collect();
-                let count = fresh.len();
-                let old = table.replace_member(from, fresh.clone());
-                for (c, s) in &old {
-                    if fresh.get(c) != Some(s) {
+                let mut fresh = MemberClients::default();
+                for (c, s, u) in connections {
+                    let c = ConnectionId::from(c);
+                    if let Some(u) = bounded(from, u) {
+                        fresh.users.insert(c.clone(), u);
+                    }
+                    fresh.connections.insert(c, SessionId::from(s));
+                }
+                let count = fresh.connections.len();
+                let old = table.replace_member_clients(from, fresh.clone());
+                for (c, s) in &old.connections {
+                    if fresh.connections.get(c) != Some(s) {
                         events.push(TrackerEvent::DisconnectedFrom {
                             member: from.clone(),
-                            client: client(c.clone(), s.clone()),
+                            client: client(&old, c),
                         });
                     }
                 }
-                for (c, s) in &fresh {
-                    if old.get(c) != Some(s) {
+                for (c, s) in &fresh.connections {
+                    if old.connections.get(c) != Some(s) {
                         events.push(TrackerEvent::ConnectedTo {
                             member: from.clone(),
-                            client: client(c.clone(), s.clone()),
+                            client: client(&fresh, c),
                         });
                     }
                 }
@@ -190,6 +218,17 @@ impl Table {
             .or_default()
             .push_back(removed);
     }
+}
+
+/// A user received from `from`, if within [`MAX_TRACKED_USER_LEN`] (a longer one is dropped
+/// and logged: the connection is tracked without it).
+fn bounded(from: &MemberId, user: Option<String>) -> Option<String> {
+    let user = user?;
+    if user.len() > MAX_TRACKED_USER_LEN {
+        tracing::warn!(%from, bytes = user.len(), "tracked user id over the limit dropped");
+        return None;
+    }
+    Some(user)
 }
 
 /// Sends a task to one member from a spawned task (event callbacks must not block).
@@ -410,10 +449,11 @@ impl ClientTracker for ClusterTracker {
         let announce = (client.member == self.table.local).then(|| TrackerTask::Connected {
             connection: client.connection.to_string(),
             session: client.session.to_string(),
+            user: thywill_core::tracked_user(client).map(str::to_owned),
         });
         self.local_change(
             |t| {
-                t.insert(&client.member, client.connection.clone(), client.session.clone());
+                t.insert_client(client);
             },
             announce,
         )
@@ -443,6 +483,10 @@ impl ClientTracker for ClusterTracker {
 
     async fn snapshot(&self) -> CoreResult<BTreeMap<MemberId, MemberClients>> {
         Ok(self.table.read().members().clone())
+    }
+
+    async fn client_of(&self, connection: &ConnectionId) -> CoreResult<Option<Client>> {
+        Ok(self.table.read().client_of(connection))
     }
 
     /// The entries purged when `member` went down (one call per down event); a member purged by

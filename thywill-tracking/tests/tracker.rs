@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use thywill_core::{
-    Client, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, DynCluster, MemberId,
-    SessionId, TrackerEvent, TrackerListener,
+    Client, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, DynCluster, Identity,
+    MAX_TRACKED_USER_LEN, MemberId, SessionId, TrackerEvent, TrackerListener,
 };
 use thywill_testkit::hub::Hub;
 use thywill_tracking::{ClusterTracker, tracked};
@@ -153,5 +153,111 @@ async fn members_learn_each_others_clients_and_forget_a_member_that_goes_down() 
         beta.tracker.connections_of_session(&"s2".into()).await?,
         vec![(ConnectionId::from("b1"), MemberId::from("beta"))]
     );
+    Ok(())
+}
+
+/// `client` of `user` (its session the user's, as with `session_from_identity`).
+fn user_client(member: &str, connection: &str, user: &str) -> Client {
+    Client::new(
+        ConnectionId::from(connection),
+        SessionId::of_user(user),
+        MemberId::from(member),
+    )
+    .with_identity(Some(
+        Identity::new(user).with_data(serde_json::json!({"kept": "locally"})),
+    ))
+}
+
+#[tokio::test]
+async fn the_user_of_a_connection_is_known_on_every_member() -> anyhow::Result<()> {
+    let hub = Hub::new(["alpha", "beta"]);
+    let mut alpha = Member::start(&hub, "alpha").await?;
+    // Before beta is up: beta learns the user from alpha's table.
+    alpha
+        .tracker
+        .connected(&user_client("alpha", "a1", "alice"))
+        .await?;
+    let too_long = "x".repeat(MAX_TRACKED_USER_LEN + 1);
+    alpha
+        .tracker
+        .connected(&user_client("alpha", "a9", &too_long))
+        .await?;
+    let mut beta = Member::start(&hub, "beta").await?;
+    let from_snapshot = beta
+        .until("a1 from alpha's table", |e| match e {
+            TrackerEvent::ConnectedTo { client, .. } if client.connection.as_str() == "a1" => {
+                Some(client.clone())
+            }
+            _ => None,
+        })
+        .await?;
+    // The user id travels, the identity's data does not.
+    let alice = Some(Identity::new("alice"));
+    assert_eq!(from_snapshot.identity, alice);
+    assert_eq!(from_snapshot.session, SessionId::of_user("alice"));
+    beta.until("alpha's table", |e| {
+        matches!(e, TrackerEvent::SnapshotReceived { member, .. } if member.as_str() == "alpha").then_some(())
+    })
+    .await?;
+    let on_beta = beta.tracker.client_of(&"a1".into()).await?;
+    assert_eq!(on_beta, Some(from_snapshot.clone()));
+    // A user over the bound is not carried: the connection is tracked without it.
+    let long = beta
+        .tracker
+        .client_of(&"a9".into())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("a9 untracked"))?;
+    assert_eq!((long.member.as_str(), long.identity), ("alpha", None));
+
+    // Announced as it happens: a second tab of alice, on beta this time.
+    beta.tracker
+        .connected(&user_client("beta", "b1", "alice"))
+        .await?;
+    let b1 = alpha
+        .until("b1's connection", |e| match e {
+            TrackerEvent::ConnectedTo { client, .. } if client.connection.as_str() == "b1" => {
+                Some(client.clone())
+            }
+            _ => None,
+        })
+        .await?;
+    assert_eq!((b1.member.as_str(), b1.identity.clone()), ("beta", alice.clone()));
+    // Every tab of the user, on both members, from either.
+    for member in [&alpha, &beta] {
+        let mut tabs = member
+            .tracker
+            .connections_of_session(&SessionId::of_user("alice"))
+            .await?;
+        tabs.sort();
+        assert_eq!(
+            tabs,
+            vec![
+                (ConnectionId::from("a1"), MemberId::from("alpha")),
+                (ConnectionId::from("b1"), MemberId::from("beta"))
+            ]
+        );
+    }
+
+    // A disconnection reports the user it had.
+    beta.tracker
+        .disconnected(&user_client("beta", "b1", "alice"))
+        .await?;
+    let gone = alpha
+        .until("b1's disconnection", |e| match e {
+            TrackerEvent::DisconnectedFrom { client, .. } if client.connection.as_str() == "b1" => {
+                Some(client.clone())
+            }
+            _ => None,
+        })
+        .await?;
+    assert_eq!(gone.identity, alice);
+    assert_eq!(alpha.tracker.client_of(&"b1".into()).await?, None);
+
+    // A member going down: its purged entries keep their users.
+    hub.kill("alpha");
+    tokio::time::timeout(thywill_testkit::TIMEOUT, beta.downs.recv()).await?;
+    let purged = beta.tracker.purge_member(&MemberId::from("alpha")).await?;
+    let purged_a1 = purged.client(&MemberId::from("alpha"), &"a1".into());
+    assert_eq!(purged_a1.and_then(|c| c.identity), alice);
     Ok(())
 }

@@ -55,7 +55,7 @@ pub(crate) async fn run(edge: Edge, mut ws: impl Socket, hs: Handshake) {
         .identity
         .as_ref()
         .filter(|_| edge.inner.config.session_from_identity)
-        .map(|identity| SessionId::from(format!("user:{}", identity.user)));
+        .map(|identity| SessionId::of_user(&identity.user));
     let session = match (user_session, edge.sessions()) {
         // The user's session, when so configured.
         (Some(session), _) => session,

@@ -13,7 +13,8 @@
 //! its command line, which every local user can read): `THYWILL_CLUSTER_SECRET` for
 //! `--cluster http` (the HTTP backend refuses to run without one), and
 //! `THYWILL_SESSION__SECRET` for a clustered Chat (its members must sign session cookies
-//! alike, and refuse to start without a secret).
+//! alike, and refuse to start without a secret), and `AXUM_APP_SECRET` for a clustered
+//! axum-app (the key of the app's own login tokens, which every member must accept).
 //!
 //! `vite-echo` is not a crate but a front end (`examples/vite-echo`): it runs Echo (one
 //! member) and Vite's dev server for the page, whose proxy passes the page's WebSocket on to
@@ -47,13 +48,15 @@ const MEMBER_IDS: [&str; 24] = [
 ];
 
 /// Each example's default port (the original's); an example missing here starts at 10081.
-const DEFAULT_PORTS: [(&str, u16); 6] = [
+const DEFAULT_PORTS: [(&str, u16); 7] = [
     ("echo", 10081),
     ("calculations", 10082),
     ("draw", 10083),
     ("chat", 10087),
     ("display", 10091),
     ("tabular", 10093),
+    // Not an original example: an axum app with thywill mounted under /live.
+    ("axum-app", 10095),
 ];
 
 /// How the members of a run are clustered.
@@ -181,6 +184,11 @@ fn run_env(example: &str, cluster: Cluster) -> anyhow::Result<Vec<(&'static str,
     }
     if example == "chat" && cluster != Cluster::None {
         env.push(("THYWILL_SESSION__SECRET", random_secret()?));
+    }
+    // The axum app's own login tokens: every member must accept the others' (its own key,
+    // not thywill's).
+    if example == "axum-app" && cluster != Cluster::None {
+        env.push(("AXUM_APP_SECRET", random_secret()?));
     }
     Ok(env)
 }
@@ -767,6 +775,8 @@ mod tests {
             "a single chat member draws its own"
         );
         assert!(run_env("draw", Cluster::Redis)?.is_empty());
+        assert_eq!(names(&run_env("axum-app", Cluster::Redis)?), ["AXUM_APP_SECRET"]);
+        assert!(run_env("axum-app", Cluster::None)?.is_empty());
         Ok(())
     }
 

@@ -145,8 +145,7 @@ impl MemoryTracker {
 
 impl ClientTracker for MemoryTracker {
     async fn connected(&self, client: &Client) -> CoreResult<()> {
-        self.write()
-            .insert(&client.member, client.connection.clone(), client.session.clone());
+        self.write().insert_client(client);
         Ok(())
     }
     async fn disconnected(&self, client: &Client) -> CoreResult<()> {
@@ -164,6 +163,9 @@ impl ClientTracker for MemoryTracker {
     }
     async fn purge_member(&self, member: &MemberId) -> CoreResult<MemberClients> {
         Ok(self.write().remove_member(member).unwrap_or_default())
+    }
+    async fn client_of(&self, connection: &ConnectionId) -> CoreResult<Option<Client>> {
+        Ok(self.read().client_of(connection))
     }
 }
 

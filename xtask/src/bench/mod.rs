@@ -4,6 +4,7 @@
 mod broadcast;
 mod cluster;
 mod echo;
+mod idle_axum;
 mod minify;
 mod peers;
 pub(crate) mod raw_server;
@@ -23,6 +24,9 @@ benchmarks:
         connection of a raw tokio-tungstenite server, socketioxide (axum) and thywill, in one run
         (medians of rounds, ratios): [--secs 10] [--conns 100] [--idle 10000] [--warmup 2]
         [--rounds 3] [--servers raw,socketioxide,thywill]
+  idle-axum  memory per idle connection of thywill on its own accept loop (echo) and mounted
+        in axum (axum-app, authenticated connections), in one run (medians of rounds, ratio):
+        [--idle 5000] [--rounds 3]
   broadcast  one publisher, subscribers of one channel on raw, socketioxide, thywill (one member)
         and thywill over two Redis members: deliveries/s, delivery ratio (must be 1.0), p50/p99
         publish-to-delivery latency, server CPU per delivery (medians of rounds, ratios):
@@ -52,6 +56,10 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
                 peers::build_socketioxide()?;
             }
             in_release_build(|| echo::run(rest))
+        }
+        "idle-axum" => {
+            idle_axum::parse(rest)?;
+            in_release_build(|| idle_axum::run(rest))
         }
         "rpc" => rpc::run(rest),
         "broadcast" => {
