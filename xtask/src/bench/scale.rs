@@ -46,6 +46,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::cluster::start_redis;
 use super::echo::{SHARED, WAIT, Ws, frame_type, median, ratio, spawn_server};
@@ -187,12 +188,17 @@ fn load_average() -> String {
 /// A running cluster: redis-server and the members.
 struct Cluster {
     redis: Child,
+    redis_addr: SocketAddr,
     members: Vec<(Child, SocketAddr)>,
 }
 
 impl Cluster {
     async fn start(count: usize, max_connections: usize) -> anyhow::Result<Cluster> {
         let (redis, url) = start_redis().await?;
+        let redis_addr: SocketAddr = url
+            .strip_prefix("redis://")
+            .and_then(|a| a.parse().ok())
+            .with_context(|| format!("unexpected Redis URL {url}"))?;
         let ids: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
         let list = ids.join(",");
         let server = binary(SERVER, true);
@@ -202,6 +208,8 @@ impl Cluster {
             c.args(["--port", "0", "--member", id, "--cluster", "redis"])
                 .args(["--redis-url", &url, "--cluster-members", &list])
                 .env("RUST_LOG", "warn")
+                // Loopback processes of a bench, which needs root for its open-files limit.
+                .env("THYWILL_PROCESS__ALLOW_ROOT", "true")
                 .env("THYWILL_LIMITS__MAX_CONNECTIONS", max_connections.to_string())
                 .env(
                     "THYWILL_LIMITS__MAX_SOCKETS",
@@ -209,7 +217,11 @@ impl Cluster {
                 );
             members.push(spawn_server(c, id).await?);
         }
-        Ok(Cluster { redis, members })
+        Ok(Cluster {
+            redis,
+            redis_addr,
+            members,
+        })
     }
 
     fn url(&self, member: usize) -> String {
@@ -225,15 +237,22 @@ impl Cluster {
             tasks_in.push(tasks_received(*addr).await?);
         }
         let redis = sys::cpu_time(self.redis.id().context("redis-server exited")?)?.as_secs_f64();
+        let (redis_in, redis_out) = redis_net_bytes(self.redis_addr).await?;
         Ok(Snapshot {
             at: Instant::now(),
             cpu,
             tasks_in,
             redis,
+            redis_in,
+            redis_out,
         })
     }
 
     async fn stop(mut self) {
+        // All at once: members stopped one by one would see the others go down.
+        for pid in self.members.iter().filter_map(|(c, _)| c.id()) {
+            let _ = sys::send_signal(pid, libc::SIGTERM);
+        }
         for (child, _) in &mut self.members {
             let _ = sys::stop(child, Duration::from_secs(10)).await;
         }
@@ -247,6 +266,47 @@ struct Snapshot {
     cpu: Vec<f64>,
     tasks_in: Vec<u64>,
     redis: f64,
+    /// Redis's `total_net_input_bytes` and `total_net_output_bytes`.
+    redis_in: u64,
+    redis_out: u64,
+}
+
+/// Redis's network bytes so far, in and out (`INFO stats`, over a connection of its own: its
+/// own bytes are a few hundred per call).
+async fn redis_net_bytes(addr: SocketAddr) -> anyhow::Result<(u64, u64)> {
+    let info = async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(b"INFO stats\r\n").await?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                bail!("redis closed the connection");
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf);
+            if let Some((head, body)) = text.split_once("\r\n")
+                && let Some(len) = head.strip_prefix('$').and_then(|l| l.parse::<usize>().ok())
+                && body.len() >= len
+            {
+                return anyhow::Ok(body[..len].to_owned());
+            }
+        }
+    };
+    let info = timeout(WAIT, info).await.context("redis INFO timed out")??;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .with_context(|| format!("no {name} in INFO stats"))
+    };
+    Ok((field("total_net_input_bytes")?, field("total_net_output_bytes")?))
 }
 
 /// A bare HTTP/1.0 GET of `path` on a member; the body.
@@ -271,7 +331,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     }
 }
 
-/// The member's `cluster_tasks_total{direction="in"}` (0 before the first task).
+/// The member's `thywill_cluster_tasks_total{direction="in"}` (0 before the first task).
 async fn tasks_received(addr: SocketAddr) -> anyhow::Result<u64> {
     Ok(parse_tasks_in(&http_get(addr, &format!("/{APP}/metrics")).await?))
 }
@@ -279,6 +339,7 @@ async fn tasks_received(addr: SocketAddr) -> anyhow::Result<u64> {
 fn parse_tasks_in(metrics: &str) -> u64 {
     metrics
         .lines()
+        .map(|l| l.strip_prefix("thywill_").unwrap_or(l))
         .filter(|l| l.starts_with("cluster_tasks_total{") && l.contains("direction=\"in\""))
         .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .map(|v| v as u64)
@@ -302,7 +363,12 @@ async fn connect(addr: SocketAddr, url: &str, source: Ipv4Addr) -> anyhow::Resul
         socket.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
         let stream = socket.connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (mut ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
+        // Small buffers (tungstenite reads into 128 KiB by default): the client holds up to
+        // `--idle` connections.
+        let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+        let (mut ws, _) =
+            tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(config))
+                .await?;
         loop {
             match ws.next().await {
                 Some(Ok(Message::Text(text))) if frame_type(&text).as_deref() == Some("welcome") => {
@@ -438,11 +504,15 @@ struct Phase {
     deliveries: u64,
     expected: u64,
     window: f64,
-    /// Per member: CPU seconds, tasks received, messages published on channels it holds.
+    /// Per member: CPU seconds, tasks received, messages published on channels it holds (their
+    /// subscribers are all there).
     cpu: Vec<f64>,
     tasks_in: Vec<u64>,
     held: Vec<u64>,
     redis_cpu: f64,
+    /// Bytes into and out of Redis.
+    redis_in: u64,
+    redis_out: u64,
 }
 
 impl Phase {
@@ -700,6 +770,8 @@ async fn phase(
             .collect(),
         held,
         redis_cpu: after.redis - before.redis,
+        redis_in: after.redis_in.saturating_sub(before.redis_in),
+        redis_out: after.redis_out.saturating_sub(before.redis_out),
     })
 }
 
@@ -764,13 +836,15 @@ fn channels_table(opts: &Options, rounds: &[Round]) -> String {
         let med = |f: &dyn Fn(&Phase) -> f64| median(ph.iter().map(|p| f(p)).collect());
         let worst = ph.iter().map(|p| p.ratio()).fold(f64::INFINITY, f64::min);
         out.push_str(&format!(
-            "{:<8} {:>11.0} {:>13.0} {:>8.4} {:>20} {:>19} {:>19.2} {:>17.2}\n",
+            "{:<8} {:>11.0} {:>13.0} {:>8.4} {:>20} {:>19} {:>17.0} {:>17.0} {:>17.2} {:>18.2}\n",
             name,
             med(&Phase::messages_per_sec),
             med(&Phase::deliveries_per_sec),
             worst,
             us(med(&|p| p.members_cpu() / p.deliveries.max(1) as f64)),
             us(med(&|p| p.redis_cpu / p.messages.max(1) as f64)),
+            med(&|p| p.redis_in as f64 / p.messages.max(1) as f64),
+            med(&|p| p.redis_out as f64 / p.messages.max(1) as f64),
             med(&|p| p.tasks_in.iter().sum::<u64>() as f64 / p.messages.max(1) as f64),
             med(&|p| p.members_cpu() / p.window),
         ));
@@ -804,7 +878,9 @@ fn channels_table(opts: &Options, rounds: &[Round]) -> String {
     for i in 0..m {
         let cores = of(&|r| r.local.cpu[i] / r.local.window);
         let tasks = of(&|r| r.local.tasks_in[i] as f64 / r.local.window);
-        let foreign = of(&|r| r.local.tasks_in[i].saturating_sub(r.local.held[i]) as f64 / r.local.window);
+        // Through the holder, a member's own channels' messages reach it without a cluster task:
+        // every task it receives is for a channel it holds no subscriber of.
+        let foreign = of(&|r| r.local.tasks_in[i] as f64 / r.local.window);
         let foreign_cores = foreign * foreign_cost;
         out.push_str(&format!(
             "{:<8} {:>10.3} {:>12.0} {:>16.0} {:>22.3} {:>13.0}%\n",
@@ -966,7 +1042,7 @@ mod tests {
         assert_eq!(delivered_id(&delivered), Some(5));
         assert_eq!(delivered_id(r#"{"t":"welcome"}"#), None);
         let metrics = "# TYPE cluster_tasks counter\ncluster_tasks_total{direction=\"out\"} 7\n\
-                       cluster_tasks_total{direction=\"in\"} 12\n";
+                       thywill_cluster_tasks_total{direction=\"in\"} 12\n";
         assert_eq!(parse_tasks_in(metrics), 12);
         assert_eq!(parse_tasks_in(""), 0);
         assert_eq!(source(0, 8), Ipv4Addr::new(127, 0, 0, 2));
