@@ -20,6 +20,22 @@
 //! [`ClusterEvents::gap`] (counted in [`HttpCluster::gaps`]) when the next batch arrives, and
 //! drops duplicates of retried requests.
 //!
+//! **Interest.** Members tell each other which topics they are interested in
+//! ([`Cluster::interest`]: the channels some local connection is subscribed to), and
+//! [`Cluster::send_to_interested`] queues a topic's task only for the members interested in it.
+//! The announcements are tasks of their own (`thywill.http.interest`, taken by the backend,
+//! never handed to the node), on the same numbered queues: each change to every other member;
+//! the whole set to a member seen up (or back as a new incarnation); the whole set again to a
+//! member that asks for it, which it does when it finds a gap in this member's traffic (a
+//! change may have been among the lost). Until a member's whole set has arrived, and from a gap
+//! until it arrives again, every topic's tasks go to it: a member never misses a topic for
+//! want of knowing. `interest` returns once every member that is up has acknowledged the
+//! change (its task request answered `200` after it was handled), so a task sent to the
+//! topic afterwards, by any member, reaches this one; a member that does not acknowledge within
+//! a few request timeouts makes it fail (`Unavailable`), and the node declares it again.
+//! [`Cluster::stats`] counts the tasks handed to the node (`received`, `received_bytes`) and
+//! the topics of interest (`topics`).
+//!
 //! **Authentication** (a shared secret is required, see [`HttpClusterConfig::with_secret`]).
 //! Every task request carries signed headers (the sender, its incarnation, the receiver
 //! incarnation it addresses, a request number, a timestamp, and the body's length and SHA-256;
@@ -79,7 +95,7 @@ mod error;
 #[cfg(test)]
 mod tests_security;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -89,7 +105,9 @@ use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use thywill_core::cluster::{Arrival, Inbound, Outbound, Stamp, local_is_designated};
-use thywill_core::{Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus};
+use thywill_core::{
+    Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus, Topic,
+};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use warp::http::{HeaderMap, Method, StatusCode};
@@ -106,6 +124,30 @@ const BATCH_OVERHEAD: u64 = 1024;
 /// Encoded size of one task in a batch, at most (its name, payload, stamp and their lengths).
 fn task_size(task: &ClusterTask) -> u64 {
     (task.name.len() + task.payload.len() + 48) as u64
+}
+
+/// The name of the backend's own interest announcements (taken by the receiving backend).
+const INTEREST_TASK: &str = "thywill.http.interest";
+
+/// An interest announcement (see the crate docs).
+#[derive(Debug, Serialize, Deserialize)]
+enum Interest {
+    /// The sender's whole set of topics: replaces what the receiver knew.
+    All(Vec<Topic>),
+    /// The sender took (or dropped) one topic.
+    Change { topic: Topic, on: bool },
+    /// The sender asks for the receiver's whole set.
+    Resend,
+}
+
+/// What a member knows of another member's interest.
+#[derive(Debug)]
+struct View {
+    /// The incarnation the set is of.
+    epoch: u64,
+    /// Its topics; `None` until its whole set arrived (or since a gap): every topic's tasks go
+    /// to it meanwhile.
+    topics: Option<HashSet<Topic>>,
 }
 
 /// The incarnation last drawn in this process.
@@ -166,6 +208,17 @@ struct Shared {
     queues: Mutex<Queues>,
     inbound: Mutex<Inbound>,
     gaps: AtomicU64,
+    sent: AtomicU64,
+    received: AtomicU64,
+    received_bytes: AtomicU64,
+    /// The local member's topics of interest.
+    topics: Mutex<HashSet<Topic>>,
+    /// What each other member's interest is known to be.
+    views: Mutex<HashMap<MemberId, View>>,
+    /// Per receiver: the last stamp of a batch it acknowledged.
+    acked: Mutex<HashMap<MemberId, Stamp>>,
+    /// Bumped on every acknowledgement (woken waiters of `interest` look again).
+    acks: watch::Sender<u64>,
     stopped: AtomicBool,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -225,6 +278,13 @@ impl HttpCluster {
                 }),
                 inbound: Mutex::new(Inbound::new(epoch)),
                 gaps: AtomicU64::new(0),
+                sent: AtomicU64::new(0),
+                received: AtomicU64::new(0),
+                received_bytes: AtomicU64::new(0),
+                topics: Mutex::new(HashSet::new()),
+                views: Mutex::new(HashMap::new()),
+                acked: Mutex::new(HashMap::new()),
+                acks: watch::channel(0).0,
                 stopped: AtomicBool::new(false),
                 stop: watch::channel(false).0,
                 tasks: Mutex::new(Vec::new()),
@@ -296,17 +356,73 @@ impl HttpCluster {
     }
 
     fn enqueue(&self, member: &MemberId, task: ClusterTask) -> CoreResult<()> {
-        let mut q = lock(&self.shared.queues);
-        let Queues { seq, tx } = &mut *q;
-        let tx = tx
-            .get(member)
-            .ok_or_else(|| CoreError::Unavailable("http cluster not started".into()))?;
-        let permit = tx.try_reserve().map_err(|e| match e {
-            mpsc::error::TrySendError::Full(()) => CoreError::Unavailable(format!("queue to {member} full")),
-            mpsc::error::TrySendError::Closed(()) => CoreError::Unavailable("http cluster stopped".into()),
-        })?;
-        permit.send((seq.next(member), task));
-        Ok(())
+        self.shared.enqueue(member, task).map(drop)
+    }
+
+    /// Declares or withdraws interest (see the crate docs) and waits for the acknowledgement
+    /// of every member that is up.
+    async fn announce_interest(&self, topic: &Topic, on: bool) -> CoreResult<()> {
+        let sh = &self.shared;
+        {
+            let mut topics = lock(&sh.topics);
+            let changed = if on {
+                topics.insert(topic.clone())
+            } else {
+                topics.remove(topic)
+            };
+            if !changed {
+                // Announced before; a declaration that failed was taken back, so this one is
+                // known to every member up.
+                return Ok(());
+            }
+        }
+        let result = self.announce_change(topic, on).await;
+        if result.is_err() && on {
+            // Undecided: taken back, so that the node's next attempt announces it again.
+            lock(&sh.topics).remove(topic);
+        }
+        result
+    }
+
+    async fn announce_change(&self, topic: &Topic, on: bool) -> CoreResult<()> {
+        let sh = &self.shared;
+        let task = ClusterTask::encode(
+            INTEREST_TASK,
+            &Interest::Change {
+                topic: topic.clone(),
+                on,
+            },
+        )?;
+        let mut waits = Vec::new();
+        for (m, _) in sh.config.members.iter().filter(|(m, _)| *m != sh.config.local) {
+            match sh.enqueue(m, task.clone()) {
+                Ok(stamp) if stamp.seq > 0 => waits.push((m.clone(), stamp)),
+                // Its incarnation is not known yet: it gets the whole set once it is.
+                Ok(_) => {}
+                Err(e) if sh.status(m) == MemberStatus::Up => return Err(e),
+                Err(_) => {}
+            }
+        }
+        let deadline =
+            tokio::time::Instant::now() + sh.config.task_request_timeout * 3 + Duration::from_secs(1);
+        let mut acks = sh.acks.subscribe();
+        loop {
+            let waiting: Vec<&MemberId> = waits
+                .iter()
+                .filter(|(m, stamp)| !sh.has_acknowledged(m, *stamp))
+                .map(|(m, _)| m)
+                .collect();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CoreError::Unavailable(format!(
+                    "interest in {topic} not acknowledged by {waiting:?}"
+                )));
+            }
+            // Woken by acknowledgements; a member going down is seen at the next look.
+            let _ = tokio::time::timeout(Duration::from_millis(50), acks.changed()).await;
+        }
     }
 
     fn deliver_local(&self, task: ClusterTask) {
@@ -323,6 +439,98 @@ impl Drop for HttpCluster {
 }
 
 impl Shared {
+    /// Queues a task for `member`; returns its stamp.
+    fn enqueue(&self, member: &MemberId, task: ClusterTask) -> CoreResult<Stamp> {
+        let mut q = lock(&self.queues);
+        let Queues { seq, tx } = &mut *q;
+        let tx = tx
+            .get(member)
+            .ok_or_else(|| CoreError::Unavailable("http cluster not started".into()))?;
+        let permit = tx.try_reserve().map_err(|e| match e {
+            mpsc::error::TrySendError::Full(()) => CoreError::Unavailable(format!("queue to {member} full")),
+            mpsc::error::TrySendError::Closed(()) => CoreError::Unavailable("http cluster stopped".into()),
+        })?;
+        let stamp = seq.next(member);
+        permit.send((stamp, task));
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(stamp)
+    }
+
+    /// Whether `member` acknowledged the task stamped `stamp`, or no longer needs to: it is not
+    /// up, or it is another incarnation now (which is sent the whole set).
+    fn has_acknowledged(&self, member: &MemberId, stamp: Stamp) -> bool {
+        if self.status(member) != MemberStatus::Up
+            || lock(&self.peers)
+                .get(member)
+                .is_some_and(|p| p.epoch != stamp.receiver_epoch)
+        {
+            return true;
+        }
+        lock(&self.acked)
+            .get(member)
+            .is_some_and(|a| a.receiver_epoch == stamp.receiver_epoch && a.seq >= stamp.seq)
+    }
+
+    /// Sends the local member's whole set of topics to `member`.
+    fn send_interest(&self, member: &MemberId) {
+        let all: Vec<Topic> = lock(&self.topics).iter().cloned().collect();
+        match ClusterTask::encode(INTEREST_TASK, &Interest::All(all)) {
+            Ok(task) => {
+                if let Err(e) = self.enqueue(member, task) {
+                    tracing::warn!(%member, error = %e, "interest not sent");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "interest not encoded"),
+        }
+    }
+
+    /// An interest announcement from `from` (incarnation `epoch`).
+    fn on_interest(&self, from: &MemberId, epoch: u64, task: &ClusterTask) {
+        let interest: Interest = match decode(&task.payload) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(%from, error = %e, "undecodable interest announcement dropped");
+                return;
+            }
+        };
+        let mut views = lock(&self.views);
+        let view = views.entry(from.clone()).or_insert(View { epoch, topics: None });
+        match interest {
+            Interest::All(topics) => view.topics = Some(topics.into_iter().collect()),
+            Interest::Change { topic, on } => {
+                if let Some(topics) = &mut view.topics {
+                    if on {
+                        topics.insert(topic);
+                    } else {
+                        topics.remove(&topic);
+                    }
+                }
+            }
+            Interest::Resend => {
+                drop(views);
+                self.send_interest(from);
+            }
+        }
+    }
+
+    /// The other members to send a task of `topic` to.
+    fn interested(&self, topic: &Topic) -> Vec<MemberId> {
+        let views = lock(&self.views);
+        self.config
+            .members
+            .iter()
+            .map(|(m, _)| m)
+            .filter(|m| **m != self.config.local)
+            .filter(|m| {
+                views
+                    .get(*m)
+                    .and_then(|v| v.topics.as_ref())
+                    .is_none_or(|t| t.contains(topic))
+            })
+            .cloned()
+            .collect()
+    }
+
     fn events(&self) -> Option<Arc<dyn ClusterEvents>> {
         self.events.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
@@ -370,6 +578,20 @@ impl Shared {
     /// Hands the tasks of an authenticated batch to the application.
     fn deliver(&self, batch: Batch) {
         let ev = self.events();
+        {
+            let mut views = lock(&self.views);
+            let view = views.entry(batch.from.clone()).or_insert(View {
+                epoch: batch.epoch,
+                topics: None,
+            });
+            if view.epoch != batch.epoch {
+                // Another incarnation: its interest is unknown until its whole set arrives.
+                *view = View {
+                    epoch: batch.epoch,
+                    topics: None,
+                };
+            }
+        }
         for (stamp, task) in batch.items {
             let arrival = lock(&self.inbound).arrive(&batch.from, batch.epoch, stamp);
             match arrival {
@@ -380,12 +602,31 @@ impl Shared {
                 Arrival::Gap(missing) => {
                     self.gaps.fetch_add(missing, Ordering::Relaxed);
                     tracing::warn!(from = %batch.from, missing, "cluster tasks lost (sequence gap)");
+                    // An interest change may have been among the lost: every topic goes to the
+                    // sender until its whole set arrives again.
+                    if let Some(view) = lock(&self.views).get_mut(&batch.from) {
+                        view.topics = None;
+                    }
+                    match ClusterTask::encode(INTEREST_TASK, &Interest::Resend) {
+                        Ok(resend) => {
+                            if let Err(e) = self.enqueue(&batch.from, resend) {
+                                tracing::warn!(from = %batch.from, error = %e, "interest not asked for again");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "interest request not encoded"),
+                    }
                     if let Some(ev) = &ev {
                         ev.gap(batch.from.clone(), missing);
                     }
                 }
                 Arrival::InOrder | Arrival::Untracked => {}
             }
+            if task.name == INTEREST_TASK {
+                self.on_interest(&batch.from, batch.epoch, &task);
+                continue;
+            }
+            self.received.fetch_add(1, Ordering::Relaxed);
+            self.received_bytes.fetch_add(task_size(&task), Ordering::Relaxed);
             if let Some(ev) = &ev {
                 ev.task(batch.from.clone(), task);
             }
@@ -435,6 +676,16 @@ impl Shared {
         }
         if let Some(epoch) = learned {
             lock(&self.queues).seq.learn_epoch(member, epoch);
+            // A new incarnation: its interest is unknown until its whole set arrives, and it
+            // knows nothing of this member's: the whole set, first of everything it is sent.
+            {
+                let mut views = lock(&self.views);
+                // Its set may have arrived already (its batches can precede this up-check).
+                if views.get(member).is_none_or(|v| v.epoch != epoch) {
+                    views.insert(member.clone(), View { epoch, topics: None });
+                }
+            }
+            self.send_interest(member);
         }
         let ev = self.events();
         if let Some(designated) = emit_down {
@@ -730,6 +981,7 @@ async fn send_loop(
             }
         }
         let count = items.len();
+        let last_stamp = items.last().map(|(stamp, _)| *stamp);
         let batch = Batch {
             from: sh.config.local.clone(),
             epoch: sh.epoch,
@@ -802,7 +1054,13 @@ async fn send_loop(
                 Err(e) => Err((None, e.to_string())),
             };
             match outcome {
-                Ok(()) => break,
+                Ok(()) => {
+                    if let Some(stamp) = last_stamp.filter(|s| s.seq > 0) {
+                        lock(&sh.acked).insert(member.clone(), stamp);
+                        sh.acks.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                    break;
+                }
                 Err((status, why)) => {
                     let up = sh.status(&member) == MemberStatus::Up;
                     // Refusals that a retry of the same batch would meet again.
@@ -927,6 +1185,32 @@ impl Cluster for HttpCluster {
     async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
         self.deliver_local(task.clone());
         self.enqueue_others(task)
+    }
+
+    async fn interest(&self, topic: &Topic, on: bool) -> CoreResult<()> {
+        self.announce_interest(topic, on).await
+    }
+
+    async fn send_to_interested(&self, topic: &Topic, task: ClusterTask) -> CoreResult<()> {
+        let mut r = Ok(());
+        for m in self.shared.interested(topic) {
+            if let Err(e) = self.enqueue(&m, task.clone()) {
+                r = Err(e);
+            }
+        }
+        r
+    }
+
+    fn stats(&self) -> thywill_core::ClusterStats {
+        let sh = &self.shared;
+        thywill_core::ClusterStats::new(
+            0,
+            sh.gaps.load(Ordering::Relaxed),
+            sh.sent.load(Ordering::Relaxed),
+            sh.received.load(Ordering::Relaxed),
+        )
+        .with_received_bytes(sh.received_bytes.load(Ordering::Relaxed))
+        .with_topics(lock(&sh.topics).len() as u64)
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use thywill_core::MemberId;
+use thywill_core::{MemberId, Topic};
 
 use crate::Error;
 
@@ -32,6 +32,8 @@ pub struct RedisClusterConfig {
     pub(crate) heartbeat_timeout: Duration,
     pub(crate) queue_capacity: usize,
     pub(crate) command_timeout: Duration,
+    /// Topic traffic over sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`).
+    pub(crate) sharded_pubsub: bool,
 }
 
 impl Default for RedisClusterConfig {
@@ -48,6 +50,7 @@ impl Default for RedisClusterConfig {
             heartbeat_timeout: Duration::from_millis(500),
             queue_capacity: 65_536,
             command_timeout: Duration::from_secs(2),
+            sharded_pubsub: false,
         }
     }
 }
@@ -148,6 +151,27 @@ impl RedisClusterConfig {
         }
         self.command_timeout = timeout;
         Ok(self)
+    }
+
+    /// Whether topic traffic (a channel's messages, sent to the members interested in it)
+    /// travels over sharded pub/sub — `SPUBLISH` / `SSUBSCRIBE`, Redis 7 and later — rather
+    /// than plain `PUBLISH` / `SUBSCRIBE` (default off). On a Redis Cluster, sharded pub/sub
+    /// keeps each topic's traffic on the shard that owns its channel instead of copying every
+    /// message to every node. Member-to-member traffic and heartbeats stay on plain pub/sub.
+    pub fn with_sharded_pubsub(mut self, on: bool) -> Self {
+        self.sharded_pubsub = on;
+        self
+    }
+
+    /// Whether topic traffic uses sharded pub/sub ([`Self::with_sharded_pubsub`]).
+    pub fn sharded_pubsub(&self) -> bool {
+        self.sharded_pubsub
+    }
+
+    /// `<prefix>topic:<topic>`: the channel of one topic's traffic, subscribed by the members
+    /// interested in it.
+    pub fn topic_channel(&self, topic: &Topic) -> String {
+        format!("{}topic:{topic}", self.prefix)
     }
 
     /// The Redis URL.

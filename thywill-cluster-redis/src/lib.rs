@@ -8,9 +8,17 @@
 //! | `<prefix>all` | broadcasts ([`Cluster::send_to_others`], [`Cluster::send_to_all`]); the originator ignores its own |
 //! | `<prefix>heartbeat` | heartbeats |
 //!
+//! and, while it is interested in a topic ([`Cluster::interest`]: a channel one of its
+//! connections is subscribed to), to `<prefix>topic:<topic>`, which carries that topic's traffic
+//! ([`Cluster::send_to_interested`]); with
+//! [`with_sharded_pubsub`](RedisClusterConfig::with_sharded_pubsub), over sharded pub/sub
+//! (`SSUBSCRIBE`/`SPUBLISH`, Redis 7). A member thus receives and decodes only the channel
+//! traffic some local connection waits for. `interest(topic, true)` returns once Redis has
+//! confirmed the subscription, so whatever is published to the topic afterwards reaches it.
+//!
 //! Tasks are published by one client (one connection, so Redis keeps them in order), heartbeats
 //! by another, so that a burst of tasks does not delay them; one subscriber client receives
-//! everything and re-subscribes by itself after a reconnection (`manage_subscriptions`). Every
+//! everything and re-subscribes after a reconnection (`resubscribe_loop`). Every
 //! client has a reconnect policy: after a Redis restart the member resumes on its own.
 //!
 //! **Membership.** Every member publishes a heartbeat every `interval` (200 ms) from its own
@@ -27,6 +35,15 @@
 //! should have; a receiver that finds a hole reports it through [`ClusterEvents::gap`] and counts
 //! it in [`RedisCluster::gaps`]. Nothing is lost without being reported. Order per sender is
 //! kept: one queue and one publishing connection per member.
+//!
+//! Topic traffic is published once for however many members subscribe, so the sender cannot
+//! number it per receiver. Redis loses pub/sub messages only in ways one side sees: the
+//! subscriber's connection drops (and is made again), the subscriber falls behind its local
+//! buffer, or a publication fails at the sender. The first two make the receiver report a gap
+//! from every other member (while it is interested in any topic); the sender counts the third
+//! in its heartbeats (`topic_lost`), and every interested receiver reports the increase as a
+//! gap from it. [`Cluster::stats`] counts every task received from another member, topics
+//! included (`received`, `received_bytes`), and the topics of interest (`topics`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), thywill_cluster_redis::Error> {
@@ -60,7 +77,7 @@ mod resources;
 mod sessions;
 mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -72,7 +89,9 @@ use fred::prelude::{
 };
 use serde::{Deserialize, Serialize};
 use thywill_core::cluster::{Arrival, Inbound, Outbound, Stamp, local_is_designated, new_epoch};
-use thywill_core::{Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus};
+use thywill_core::{
+    Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus, Topic,
+};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -105,6 +124,8 @@ struct Beat {
     epoch: u64,
     /// For each receiver: the last stamp whose publication completed (well or not).
     published: Vec<(MemberId, Stamp)>,
+    /// Topic tasks whose publication failed, since the sender started.
+    topic_lost: u64,
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
@@ -119,6 +140,18 @@ struct Outgoing {
     channel: String,
     bytes: Vec<u8>,
     stamps: Vec<(MemberId, Stamp)>,
+    via: Via,
+}
+
+/// How a task is published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// To a member's channel or to `all`, numbered per receiver.
+    Member,
+    /// To a topic's channel (plain pub/sub).
+    Topic,
+    /// To a topic's channel over sharded pub/sub.
+    ShardedTopic,
 }
 
 #[derive(Default)]
@@ -152,6 +185,14 @@ struct Shared {
     gaps: AtomicU64,
     reconnects: AtomicU64,
     sent: AtomicU64,
+    received: AtomicU64,
+    received_bytes: AtomicU64,
+    /// The topics the local member is subscribed to.
+    topics: Mutex<HashSet<Topic>>,
+    /// Topic tasks whose publication failed (told in heartbeats).
+    topic_lost: AtomicU64,
+    /// Per sender: its incarnation and the `topic_lost` of its last heartbeat.
+    topic_lost_seen: Mutex<HashMap<MemberId, (u64, u64)>>,
     healthy: AtomicBool,
     link: Mutex<Option<Link>>,
     stop: watch::Sender<bool>,
@@ -208,6 +249,11 @@ impl RedisCluster {
                 gaps: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
                 sent: AtomicU64::new(0),
+                received: AtomicU64::new(0),
+                received_bytes: AtomicU64::new(0),
+                topics: Mutex::new(HashSet::new()),
+                topic_lost: AtomicU64::new(0),
+                topic_lost_seen: Mutex::new(HashMap::new()),
                 healthy: AtomicBool::new(false),
                 link: Mutex::new(None),
                 stop: watch::channel(false).0,
@@ -271,15 +317,7 @@ impl RedisCluster {
         tokio::time::timeout(bound, subscriber.init())
             .await
             .map_err(|_| Error::Timeout("subscriber"))??;
-        let resubscribe = subscriber.manage_subscriptions();
-        let mut reconnected = subscriber.reconnect_rx();
-        let counter = sh.clone();
-        let count_reconnects = tokio::spawn(async move {
-            while reconnected.recv().await.is_ok() {
-                counter.reconnects.fetch_add(1, Ordering::Relaxed);
-                tracing::info!("redis subscriber reconnected");
-            }
-        });
+        let resubscribe = tokio::spawn(resubscribe_loop(sh.clone(), subscriber.clone()));
         let task_rx = subscriber.message_rx();
         let beat_rx = subscriber.message_rx();
         tokio::time::timeout(
@@ -298,7 +336,6 @@ impl RedisCluster {
         sh.healthy.store(true, Ordering::Relaxed);
         let tasks = vec![
             resubscribe,
-            count_reconnects,
             tokio::spawn(publish_loop(sh.clone(), publisher.clone(), rx)),
             tokio::spawn(receive_loop(sh.clone(), task_rx)),
             tokio::spawn(heartbeat_loop(
@@ -319,7 +356,7 @@ impl RedisCluster {
         Ok(())
     }
 
-    fn enqueue(&self, channel: String, to: &[MemberId], task: ClusterTask) -> CoreResult<()> {
+    fn enqueue(&self, channel: String, to: &[MemberId], task: ClusterTask, via: Via) -> CoreResult<()> {
         let sh = &self.shared;
         let mut out = lock(&sh.out);
         let OutState { seq, tx } = &mut *out;
@@ -346,6 +383,7 @@ impl RedisCluster {
             channel,
             bytes,
             stamps: env.stamps,
+            via,
         });
         sh.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -377,6 +415,18 @@ impl Drop for RedisCluster {
 impl Shared {
     fn events(&self) -> Option<Arc<dyn ClusterEvents>> {
         self.events.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Topic traffic may have been lost without a number to show it (see the crate docs):
+    /// while the local member is interested in a topic, a gap from every other member.
+    fn topic_traffic_lost(&self, why: &str) {
+        if lock(&self.topics).is_empty() {
+            return;
+        }
+        tracing::warn!(why, "topic traffic may have been lost");
+        for m in self.config.members.iter().filter(|m| **m != self.config.local) {
+            self.report_gap(m, 1);
+        }
     }
 
     fn report_gap(&self, from: &MemberId, missing: u64) {
@@ -413,24 +463,39 @@ async fn publish_loop(sh: Arc<Shared>, publisher: Client, mut rx: mpsc::Receiver
         let pipe = publisher.pipeline();
         let mut queued = true;
         for o in &batch {
-            let r: Result<(), _> = pipe.publish(o.channel.as_str(), o.bytes.as_slice()).await;
+            let r: Result<(), _> = if o.via == Via::ShardedTopic {
+                pipe.spublish(o.channel.as_str(), o.bytes.as_slice()).await
+            } else {
+                pipe.publish(o.channel.as_str(), o.bytes.as_slice()).await
+            };
             queued &= r.is_ok();
         }
-        let failed = if queued {
+        let is_topic = |o: &Outgoing| o.via != Via::Member;
+        let topics_failed = if queued {
             match tokio::time::timeout(bound, pipe.try_all::<i64>()).await {
                 Ok(results) => {
                     let errors: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
                     if let Some(e) = errors.first() {
                         tracing::warn!(failed = errors.len(), error = %e, "redis publish failed: receivers will report a gap");
                     }
-                    errors.len()
+                    if results.len() == batch.len() {
+                        batch
+                            .iter()
+                            .zip(&results)
+                            .filter(|(o, r)| is_topic(o) && r.is_err())
+                            .count()
+                    } else if errors.is_empty() {
+                        0
+                    } else {
+                        batch.iter().filter(|o| is_topic(o)).count()
+                    }
                 }
                 Err(_) => {
                     tracing::warn!(
                         failed = batch.len(),
                         "redis publish timed out: receivers will report a gap"
                     );
-                    batch.len()
+                    batch.iter().filter(|o| is_topic(o)).count()
                 }
             }
         } else {
@@ -438,9 +503,12 @@ async fn publish_loop(sh: Arc<Shared>, publisher: Client, mut rx: mpsc::Receiver
                 failed = batch.len(),
                 "redis publish not queued: receivers will report a gap"
             );
-            batch.len()
+            batch.iter().filter(|o| is_topic(o)).count()
         };
-        let _ = failed;
+        if topics_failed > 0 {
+            // Told in the next heartbeats: their receivers report the gap.
+            sh.topic_lost.fetch_add(topics_failed as u64, Ordering::Relaxed);
+        }
         // Published, well or not: heartbeats now tell receivers to expect these numbers.
         let mut published = lock(&sh.published);
         for o in batch {
@@ -454,6 +522,40 @@ async fn publish_loop(sh: Arc<Shared>, publisher: Client, mut rx: mpsc::Receiver
                 }
             }
         }
+    }
+}
+
+/// After every reconnection of the subscriber: subscribes to every channel again (the
+/// member's, `all`, heartbeats and the topics of interest), then reports the topic traffic that
+/// may have been lost meanwhile — once the subscriptions are back, so that nothing published
+/// after the report is missed unreported.
+async fn resubscribe_loop(sh: Arc<Shared>, subscriber: SubscriberClient) {
+    let mut reconnected = subscriber.reconnect_rx();
+    while reconnected.recv().await.is_ok() {
+        sh.reconnects.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("redis subscriber reconnected");
+        let bound = sh.config.command_timeout * 2;
+        let again = async {
+            // Not `resubscribe_all`, which also sends a `PSUBSCRIBE` without patterns (an error).
+            let channels: Vec<fred::types::Key> = subscriber
+                .tracked_channels()
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            subscriber.subscribe(channels).await?;
+            for channel in subscriber.tracked_shard_channels() {
+                subscriber.ssubscribe(channel).await?;
+            }
+            // Answered once Redis has processed the subscriptions before it.
+            subscriber.ping::<fred::types::Value>(None).await.map(drop)
+        };
+        match tokio::time::timeout(bound, again).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "redis subscriptions not made again"),
+            Err(_) => tracing::warn!("redis subscriptions not made again in time"),
+        }
+        // Topic traffic published while the subscriber was away is lost unnumbered.
+        sh.topic_traffic_lost("the redis subscriber reconnected");
     }
 }
 
@@ -474,6 +576,7 @@ async fn receive_loop(sh: Arc<Shared>, mut rx: broadcast::Receiver<fred::types::
             Ok(m) => m,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(skipped = n, "redis subscriber lagged: gaps will be reported");
+                sh.topic_traffic_lost("the redis subscriber lagged");
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => break,
@@ -492,6 +595,18 @@ async fn receive_loop(sh: Arc<Shared>, mut rx: broadcast::Receiver<fred::types::
                     sh.report_gap(&beat.from, missing);
                 }
             }
+            let topic_lost = {
+                let mut seen = lock(&sh.topic_lost_seen);
+                let before = seen.insert(beat.from.clone(), (beat.epoch, beat.topic_lost));
+                match before {
+                    Some((epoch, lost)) if epoch == beat.epoch => beat.topic_lost.saturating_sub(lost),
+                    // A new incarnation: counted from here.
+                    _ => 0,
+                }
+            };
+            if topic_lost > 0 && !lock(&sh.topics).is_empty() {
+                sh.report_gap(&beat.from, topic_lost);
+            }
             continue;
         }
         let env = match decode::<Envelope>(bytes) {
@@ -504,6 +619,8 @@ async fn receive_loop(sh: Arc<Shared>, mut rx: broadcast::Receiver<fred::types::
         if env.from == local {
             continue; // our own broadcast
         }
+        sh.received.fetch_add(1, Ordering::Relaxed);
+        sh.received_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let stamp = env
             .stamps
             .iter()
@@ -546,7 +663,8 @@ async fn heartbeat_loop(
             _ = beat.tick() => {
                 let published: Vec<(MemberId, Stamp)> =
                     lock(&sh.published).iter().map(|(m, s)| (m.clone(), *s)).collect();
-                let b = Beat { from: cfg.local.clone(), epoch: sh.epoch, published };
+                let topic_lost = sh.topic_lost.load(Ordering::Relaxed);
+                let b = Beat { from: cfg.local.clone(), epoch: sh.epoch, published, topic_lost };
                 match encode(&b) {
                     Ok(bytes) => {
                         let p = beat_publisher.clone();
@@ -694,13 +812,48 @@ fn check_timeouts(sh: &Shared, now: Instant, since: Instant) {
 }
 
 impl RedisCluster {
+    /// Subscribes to (or unsubscribes from) a topic's channel, and returns once Redis has
+    /// processed it (the subscriber client subscribes again by itself after a reconnection).
+    async fn subscribe_topic(
+        &self,
+        subscriber: &SubscriberClient,
+        topic: &Topic,
+        on: bool,
+    ) -> Result<(), Error> {
+        let sh = &self.shared;
+        let channel = sh.config.topic_channel(topic);
+        let bound = sh.config.command_timeout * 2;
+        let call = async {
+            match (sh.config.sharded_pubsub, on) {
+                (false, true) => subscriber.subscribe(channel).await?,
+                (false, false) => subscriber.unsubscribe(channel).await?,
+                // The one that fred answers with the server's confirmation.
+                (true, true) => return subscriber.ssubscribe(channel).await,
+                (true, false) => subscriber.sunsubscribe(channel).await?,
+            }
+            // fred returns from the others once they are written; Redis answers a connection's
+            // commands in order, so the answer to a PING on the same connection confirms them.
+            subscriber.ping::<fred::types::Value>(None).await.map(drop)
+        };
+        tokio::time::timeout(bound, call)
+            .await
+            .map_err(|_| Error::Timeout(if on { "subscribe" } else { "unsubscribe" }))??;
+        let mut topics = lock(&sh.topics);
+        if on {
+            topics.insert(topic.clone());
+        } else {
+            topics.remove(topic);
+        }
+        Ok(())
+    }
+
     /// Queues a task for every member but the local one.
     fn enqueue_others(&self, task: ClusterTask) -> CoreResult<()> {
         let others = self.others();
         if others.is_empty() {
             Ok(())
         } else {
-            self.enqueue(self.shared.config.all_channel(), &others, task)
+            self.enqueue(self.shared.config.all_channel(), &others, task, Via::Member)
         }
     }
 }
@@ -757,6 +910,7 @@ impl Cluster for RedisCluster {
                 self.shared.config.channel_of(member),
                 std::slice::from_ref(member),
                 task,
+                Via::Member,
             )
         }
     }
@@ -770,6 +924,28 @@ impl Cluster for RedisCluster {
         self.enqueue_others(task)
     }
 
+    async fn interest(&self, topic: &Topic, on: bool) -> CoreResult<()> {
+        let subscriber = lock(&self.shared.link)
+            .as_ref()
+            .map(|l| l.subscriber.clone())
+            .ok_or_else(|| CoreError::Unavailable("redis cluster not started".into()))?;
+        self.subscribe_topic(&subscriber, topic, on)
+            .await
+            .map_err(CoreError::from)
+    }
+
+    async fn send_to_interested(&self, topic: &Topic, task: ClusterTask) -> CoreResult<()> {
+        if self.shared.config.members.len() < 2 {
+            return Ok(());
+        }
+        let via = if self.shared.config.sharded_pubsub {
+            Via::ShardedTopic
+        } else {
+            Via::Topic
+        };
+        self.enqueue(self.shared.config.topic_channel(topic), &[], task, via)
+    }
+
     fn is_healthy(&self) -> bool {
         self.shared.healthy.load(Ordering::Relaxed)
     }
@@ -780,7 +956,9 @@ impl Cluster for RedisCluster {
             sh.reconnects.load(Ordering::Relaxed),
             sh.gaps.load(Ordering::Relaxed),
             sh.sent.load(Ordering::Relaxed),
-            0,
+            sh.received.load(Ordering::Relaxed),
         )
+        .with_received_bytes(sh.received_bytes.load(Ordering::Relaxed))
+        .with_topics(lock(&sh.topics).len() as u64)
     }
 }

@@ -105,6 +105,33 @@ impl ClusterTask {
     }
 }
 
+/// Something a member can be interested in: the traffic of one channel.
+///
+/// The node declares its interest in a topic ([`Cluster::interest`]) while one of its
+/// connections is subscribed to the channel, and sends the channel's messages to the
+/// interested members only ([`Cluster::send_to_interested`]). A backend treats a topic as an
+/// opaque name, safe to embed in a broker's channel or subject name: `c:` and the channel id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Topic(String);
+
+impl Topic {
+    /// The topic of a channel's messages.
+    pub fn channel(channel: &crate::ChannelId) -> Self {
+        Self(format!("c:{channel}"))
+    }
+
+    /// The topic's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Counters a backend keeps about its link (all zero by default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -115,8 +142,14 @@ pub struct ClusterStats {
     pub gaps: u64,
     /// Tasks sent.
     pub sent: u64,
-    /// Tasks received.
+    /// Tasks received from other members (whatever their path: addressed to this member,
+    /// broadcast, or sent to a topic it is interested in): what a member pays for the cluster's
+    /// traffic, the figure interest routing keeps low.
     pub received: u64,
+    /// Bytes of the tasks counted in `received` (names and payloads).
+    pub received_bytes: u64,
+    /// Topics this member is interested in now ([`Cluster::interest`]).
+    pub topics: u64,
 }
 
 impl ClusterStats {
@@ -127,7 +160,21 @@ impl ClusterStats {
             gaps,
             sent,
             received,
+            received_bytes: 0,
+            topics: 0,
         }
+    }
+
+    /// The same counters, with the bytes received.
+    pub fn with_received_bytes(mut self, bytes: u64) -> Self {
+        self.received_bytes = bytes;
+        self
+    }
+
+    /// The same counters, with the number of topics of interest.
+    pub fn with_topics(mut self, topics: u64) -> Self {
+        self.topics = topics;
+        self
     }
 }
 
@@ -174,7 +221,8 @@ pub trait ClusterEvents: Send + Sync + 'static {
 ///     async fn send_to_others(&self, _task: ClusterTask) -> CoreResult<()> {
 ///         Ok(())
 ///     }
-///     // send_to_all, stop, is_healthy, stats and designated_handler have defaults.
+///     // send_to_all, stop, is_healthy, stats, designated_handler, interest and
+///     // send_to_interested (a broadcast) have defaults.
 /// }
 ///
 /// let cluster: Arc<dyn thywill_core::DynCluster> = Arc::new(Alone("alpha".into()));
@@ -225,6 +273,47 @@ pub trait Cluster: Send + Sync + 'static {
         }
     }
 
+    /// Declares (`on`) or withdraws the local member's interest in `topic`. The node declares
+    /// it when the first local connection subscribes to a channel, withdraws it some time
+    /// after the last one left, and never calls it for one topic concurrently.
+    ///
+    /// **Contract.** When `interest(topic, true)` has returned `Ok`, every task that any
+    /// member sends to `topic` ([`send_to_interested`](Cluster::send_to_interested)) from then
+    /// on reaches this member, or its loss is reported ([`ClusterEvents::gap`]) as for any
+    /// other task: a send that *happens after* the return (the sender heard of it, directly or
+    /// not) is covered; a send racing with the call may or may not arrive (the node closes that
+    /// window itself, see `ARCHITECTURE.md`, "Interest routing"). After `interest(topic,
+    /// false)` the member may go on receiving the topic's tasks for a while; it ignores them.
+    /// Declaring twice is the same as once. An `Err` leaves the interest undecided: the node
+    /// tries again.
+    ///
+    /// The default does nothing, and [`send_to_interested`](Cluster::send_to_interested)'s
+    /// default sends to every other member: a backend that does not route by interest
+    /// broadcasts, as before.
+    fn interest(&self, topic: &Topic, on: bool) -> impl Future<Output = CoreResult<()>> + Send {
+        let _ = (topic, on);
+        async { Ok(()) }
+    }
+
+    /// Sends a task to every other member interested in `topic` (see
+    /// [`interest`](Cluster::interest)); members that are not may receive it too. The local
+    /// member never receives it (the node delivers locally itself).
+    ///
+    /// **Order.** Tasks a member sends to one topic reach each receiver in the order sent. Their
+    /// order relative to the sender's other sends (to members, to others, to other topics) is
+    /// kept by the provided backends over one link (Redis pub/sub on one server, HTTP) but is
+    /// not promised: a backend may carry topics on other paths (sharded pub/sub on a Redis
+    /// Cluster). The default sends to every other member
+    /// ([`send_to_others`](Cluster::send_to_others)).
+    fn send_to_interested(
+        &self,
+        topic: &Topic,
+        task: ClusterTask,
+    ) -> impl Future<Output = CoreResult<()>> + Send {
+        let _ = topic;
+        self.send_to_others(task)
+    }
+
     /// Whether the cluster link works (false while, say, Redis is unreachable).
     fn is_healthy(&self) -> bool {
         true
@@ -263,6 +352,11 @@ pub trait DynCluster: Send + Sync + 'static {
     fn send_to_others(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>>;
     /// See [`Cluster::send_to_all`].
     fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>>;
+    /// See [`Cluster::interest`].
+    fn interest<'a>(&'a self, topic: &'a Topic, on: bool) -> BoxFuture<'a, CoreResult<()>>;
+    /// See [`Cluster::send_to_interested`].
+    fn send_to_interested<'a>(&'a self, topic: &'a Topic, task: ClusterTask)
+    -> BoxFuture<'a, CoreResult<()>>;
     /// See [`Cluster::is_healthy`].
     fn is_healthy(&self) -> bool;
     /// See [`Cluster::stats`].
@@ -295,6 +389,16 @@ impl<C: Cluster> DynCluster for C {
     }
     fn send_to_all(&self, task: ClusterTask) -> BoxFuture<'_, CoreResult<()>> {
         Box::pin(Cluster::send_to_all(self, task))
+    }
+    fn interest<'a>(&'a self, topic: &'a Topic, on: bool) -> BoxFuture<'a, CoreResult<()>> {
+        Box::pin(Cluster::interest(self, topic, on))
+    }
+    fn send_to_interested<'a>(
+        &'a self,
+        topic: &'a Topic,
+        task: ClusterTask,
+    ) -> BoxFuture<'a, CoreResult<()>> {
+        Box::pin(Cluster::send_to_interested(self, topic, task))
     }
     fn is_healthy(&self) -> bool {
         Cluster::is_healthy(self)

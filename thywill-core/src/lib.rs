@@ -92,7 +92,7 @@ pub use backend::{Backend, BackendParts, DynBackend, Tracking};
 pub use cache::{Cache, CacheLimits, CacheManager, DynCacheManager, MemoryCaches};
 pub use channel::{ChannelManager, DynChannelManager};
 pub use client_table::ClientTable;
-pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, DynCluster, MemberStatus, Task};
+pub use cluster::{Cluster, ClusterEvents, ClusterStats, ClusterTask, DynCluster, MemberStatus, Task, Topic};
 pub use conn_state::{ConnectionState, MAX_STATES_PER_CONNECTION};
 pub use disconnect::DisconnectReason;
 pub use error::{BoxError, CoreError, CoreResult, ErrorKind};

@@ -10,6 +10,7 @@ use crate::NodeError;
 pub struct NodeConfig {
     pub(crate) replay: bool,
     pub(crate) append_timeout: Duration,
+    pub(crate) interest_linger: Duration,
 }
 
 impl Default for NodeConfig {
@@ -17,6 +18,7 @@ impl Default for NodeConfig {
         Self {
             replay: true,
             append_timeout: Duration::from_secs(10),
+            interest_linger: Duration::from_secs(5),
         }
     }
 }
@@ -41,6 +43,21 @@ impl NodeConfig {
         }
         self.append_timeout = timeout;
         Ok(self)
+    }
+
+    /// How long the member stays interested in a channel's traffic after its last local
+    /// subscriber left (default 5 s; see `ARCHITECTURE.md`, "Interest routing"): a connection
+    /// that leaves and comes back within it costs the cluster backend no unsubscription and
+    /// resubscription.
+    pub fn with_interest_linger(mut self, linger: Duration) -> Self {
+        self.interest_linger = linger;
+        self
+    }
+
+    /// How long interest outlives a channel's last local subscriber
+    /// ([`Self::with_interest_linger`]).
+    pub fn interest_linger(&self) -> Duration {
+        self.interest_linger
     }
 
     /// Whether channel and session messages are logged for replay ([`Self::with_replay`]).

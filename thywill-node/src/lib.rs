@@ -4,7 +4,8 @@
 //! A [`Node`] holds the registered applications, the local connections and their channel
 //! subscriptions, and routes every message either to a local connection's bounded outbound
 //! queue or, through the configured [`Cluster`](thywill_core::Cluster), to the member that
-//! holds the client. It numbers channel and session messages in the
+//! holds the client (a channel's messages only to the members where a connection is subscribed
+//! to it: interest routing, see `ARCHITECTURE.md`). It numbers channel and session messages in the
 //! [`History`](thywill_core::History) and answers reconnecting clients with what they missed,
 //! runs the applications' hooks (one worker per connection, fed through a bounded inbox),
 //! dispatches RPC calls, routes cluster tasks by name (the node's own and the applications'),
@@ -24,6 +25,7 @@
 mod caches;
 mod config;
 mod error;
+mod interest;
 mod metrics;
 mod node;
 mod presence;

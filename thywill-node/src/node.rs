@@ -31,7 +31,7 @@ use thywill_core::protocol::{LoadKind, ServerFrame};
 use thywill_core::{
     AppContext, AppTask, ApplicationId, BoxFuture, ChannelId, Client, ClientInterface, ClusterEvents,
     ClusterTask, ConnectionId, CoreError, CoreResult, DynApplication, DynChannelManager, DynClientTracker,
-    DynCluster, DynHistory, DynSessionStore, MemberId, Message, SessionId, Target, Task, TaskTarget,
+    DynCluster, DynHistory, DynSessionStore, MemberId, Message, SessionId, Target, Task, TaskTarget, Topic,
     TrackerEvent, TrackerListener,
 };
 use tokio::sync::{mpsc, watch};
@@ -121,6 +121,8 @@ pub(crate) struct Inner {
     pub(crate) states: RwLock<HashMap<ConnectionId, Arc<thywill_core::ConnectionState>>>,
     /// Local subscriptions and presence. Presence effects are carried out under this lock.
     pub(crate) subs: Mutex<Subs>,
+    /// The channels whose traffic this member takes from the cluster (see [`crate::interest`]).
+    pub(crate) interests: crate::interest::Interests,
     /// Presence tasks for other members, sent in order by one task.
     outbox: crate::queues::Outbox<Outgoing>,
     /// Application hooks fed by the tracker and cluster events, run in order by one task.
@@ -193,6 +195,15 @@ pub(crate) struct Deliver {
     payload: Payload,
     to: DeliverTo,
     numbering: Numbering,
+    /// A channel message also sent straight to some members (see [`crate::interest`]).
+    copy: Option<Copied>,
+}
+
+/// The members a channel message was also sent to directly, and the message's id there.
+#[derive(Debug, Serialize, Deserialize)]
+struct Copied {
+    id: u64,
+    to: Vec<String>,
 }
 
 /// What a [`Deliver`] task carries.
@@ -317,6 +328,11 @@ impl Node {
         let subs = Subs::new(member.clone(), move |ch: &ChannelId| {
             presence_apps.iter().any(|a| a.tracks_presence(ch))
         });
+        let interests = crate::interest::Interests::new(
+            cluster.members().len() > 1,
+            history.is_shared() || !config.replay,
+            config.interest_linger,
+        );
         let invalidating: Arc<dyn DynCacheManager> =
             Arc::new(crate::caches::Invalidating::new(caches.clone(), cluster.clone()));
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
@@ -355,6 +371,7 @@ impl Node {
                 connections: RwLock::new(HashMap::new()),
                 states: RwLock::new(HashMap::new()),
                 subs: Mutex::new(subs),
+                interests,
                 outbox,
                 hooks,
                 shutdown,
@@ -365,6 +382,9 @@ impl Node {
         });
         tokio::spawn(send_presence(Arc::downgrade(&inner), outbox_rx));
         tokio::spawn(run_hooks(Arc::downgrade(&inner), hooks_rx));
+        if inner.interests.routed {
+            tokio::spawn(keep_interest(Arc::downgrade(&inner)));
+        }
         for (app, rx) in app_task_queues {
             tokio::spawn(run_app_tasks(Arc::downgrade(&inner), app, rx));
         }
@@ -671,25 +691,58 @@ impl Inner {
         match self.channel_store.channels_of(&client.session).await {
             Ok(channels) if !channels.is_empty() => {
                 tracing::debug!(count = channels.len(), "subscribed to the session's channels");
-                self.subscribe_local(true, std::slice::from_ref(&client.connection), &channels);
+                let declare = self.subscribe_local(true, std::slice::from_ref(&client.connection), &channels);
+                // Logged: the keeper declares it again.
+                let _ = self.interests.declare(self.cluster.as_ref(), &declare).await;
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "channels of the session not loaded"),
         }
     }
 
-    fn subscribe_local(&self, subscribe: bool, connections: &[ConnectionId], channels: &[ChannelId]) {
+    /// (Un)subscribes local connections; returns the channels whose interest is now to be
+    /// declared ([`crate::interest::Interests::declare`]).
+    #[must_use]
+    fn subscribe_local(
+        &self,
+        subscribe: bool,
+        connections: &[ConnectionId],
+        channels: &[ChannelId],
+    ) -> Vec<ChannelId> {
         let mut subs = self.subs();
         let fx = subs.subscribe(subscribe, connections, channels);
         self.run_effects(fx);
+        self.interest_flips(&mut subs)
     }
 
-    /// Subscribes (or unsubscribes) the local connections of `sessions`.
-    fn subscribe_sessions_local(&self, subscribe: bool, channel: &ChannelId, sessions: &[SessionId]) {
+    /// Subscribes (or unsubscribes) the local connections of `sessions`; returns the channels
+    /// whose interest is now to be declared.
+    #[must_use]
+    fn subscribe_sessions_local(
+        &self,
+        subscribe: bool,
+        channel: &ChannelId,
+        sessions: &[SessionId],
+    ) -> Vec<ChannelId> {
         let mut subs = self.subs();
         let conns: Vec<ConnectionId> = sessions.iter().flat_map(|s| subs.connections_of(s)).collect();
         let fx = subs.subscribe(subscribe, &conns, std::slice::from_ref(channel));
         self.run_effects(fx);
+        self.interest_flips(&mut subs)
+    }
+
+    /// Hands the channels whose local subscribers appeared or vanished to the interest
+    /// bookkeeping; returns those whose interest is to be declared.
+    fn interest_flips(&self, subs: &mut Subs) -> Vec<ChannelId> {
+        let flips = subs.take_flips();
+        self.interests.note(flips, |c| subs.has_subscribers(c))
+    }
+
+    /// Has the keeper task declare `channels` (from a task handler, which cannot await).
+    fn declare_later(&self, channels: &[ChannelId]) {
+        if !channels.is_empty() {
+            self.interests.wake.notify_one();
+        }
     }
 
     pub(crate) fn forget_connection(&self, conn: &ConnectionId) {
@@ -700,6 +753,8 @@ impl Inner {
         let mut subs = self.subs();
         let fx = subs.forget(conn);
         self.run_effects(fx);
+        // Only channels that lost subscribers: nothing to declare.
+        let _ = self.interest_flips(&mut subs);
     }
 
     /// (Un)subscribes the connections of `sessions` to `channel` on every member, and has
@@ -716,7 +771,12 @@ impl Inner {
         if sessions.is_empty() {
             return Ok(());
         }
-        self.subscribe_sessions_local(subscribe, &channel, &sessions);
+        let declare = self.subscribe_sessions_local(subscribe, &channel, &sessions);
+        if subscribe {
+            // Any member may hold connections of these sessions (see `crate::interest`).
+            self.interests
+                .asked(std::slice::from_ref(&channel), &self.others());
+        }
         let task = (self.cluster.members().len() > 1).then(|| ChannelSessions {
             subscribe,
             channel: channel.to_string(),
@@ -724,11 +784,15 @@ impl Inner {
             changed: changed.iter().map(ToString::to_string).collect(),
         });
         self.channel_sessions_changed(subscribe, channel, changed);
-        if let Some(task) = task {
-            self.count_out();
-            self.cluster.send_to_others(task.to_task()?).await?;
-        }
-        Ok(())
+        let sent = match task {
+            Some(task) => {
+                self.count_out();
+                self.cluster.send_to_others(task.to_task()?).await
+            }
+            None => Ok(()),
+        };
+        let _ = self.interests.declare(self.cluster.as_ref(), &declare).await;
+        sent
     }
 
     /// Queues the applications' hooks of a change of a channel's sessions (none when no
@@ -822,6 +886,7 @@ impl Inner {
                     payload: push.payload()?,
                     to: DeliverTo::Connections(vec![conn.to_string()]),
                     numbering,
+                    copy: None,
                 };
                 self.count_out();
                 self.cluster.send_to(&member, task.to_task()?).await
@@ -854,6 +919,7 @@ impl Inner {
                         payload: payload.clone(),
                         to: DeliverTo::Connections(conns),
                         numbering: numbering.clone(),
+                        copy: None,
                     };
                     sends.push((member, task.to_task()?));
                 }
@@ -865,6 +931,9 @@ impl Inner {
                 let push = push.numbered(here.as_ref());
                 self.push_channel_local(&channel, &exclude, push);
                 if self.cluster.members().len() > 1 {
+                    // To the members interested in the channel, and straight to those asked
+                    // to subscribe connections to it a moment ago (see `crate::interest`).
+                    let copies = self.interests.copies(&channel, || self.others());
                     let task = Deliver {
                         payload: push.payload()?,
                         to: DeliverTo::Channel {
@@ -872,9 +941,21 @@ impl Inner {
                             exclude: exclude.iter().map(ToString::to_string).collect(),
                         },
                         numbering,
-                    };
+                        copy: (!copies.is_empty()).then(|| Copied {
+                            id: rand::random(),
+                            to: copies.iter().map(ToString::to_string).collect(),
+                        }),
+                    }
+                    .to_task()?;
                     self.count_out();
-                    self.cluster.send_to_others(task.to_task()?).await?;
+                    let sent = self
+                        .cluster
+                        .send_to_interested(&Topic::channel(&channel), task.clone())
+                        .await;
+                    let copied = self
+                        .send_to_each(copies.into_iter().map(|m| (m, task.clone())).collect())
+                        .await;
+                    sent.and(copied)?;
                 }
                 Ok(())
             }
@@ -896,7 +977,11 @@ impl Inner {
                 remote.entry(m).or_default().push(c.to_string());
             }
         }
-        self.subscribe_local(subscribe, &local, &channels);
+        let declare = self.subscribe_local(subscribe, &local, &channels);
+        if subscribe {
+            let asked: Vec<MemberId> = remote.keys().cloned().collect();
+            self.interests.asked(&channels, &asked);
+        }
         let mut sends = Vec::with_capacity(remote.len());
         for (member, connections) in remote {
             let task = Subscription {
@@ -906,7 +991,20 @@ impl Inner {
             };
             sends.push((member, task.to_task()?));
         }
-        self.send_to_each(sends).await
+        let sent = self.send_to_each(sends).await;
+        // A subscription made here is in place, interest included, when the call returns
+        // (unless the backend fails to confirm it: logged, and declared by the keeper later).
+        let _ = self.interests.declare(self.cluster.as_ref(), &declare).await;
+        sent
+    }
+
+    /// Every member but this one.
+    fn others(&self) -> Vec<MemberId> {
+        self.cluster
+            .members()
+            .into_iter()
+            .filter(|m| *m != self.member)
+            .collect()
     }
 
     /// Sends each task to its member, all of them even when some fail (one unreachable
@@ -1083,6 +1181,26 @@ async fn send_presence(inner: Weak<Inner>, mut rx: mpsc::Receiver<Outgoing>) {
     }
 }
 
+/// Declares the interest that task handlers asked for and withdraws what lingered idle (see
+/// [`crate::interest`]), until the node is gone.
+async fn keep_interest(inner: Weak<Inner>) {
+    let Some((period, wake)) = inner
+        .upgrade()
+        .map(|i| (i.interests.period(), i.interests.wake.clone()))
+    else {
+        return;
+    };
+    loop {
+        // The node is not held while waiting: it may go away meanwhile.
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(period) => {}
+        }
+        let Some(inner) = inner.upgrade() else { break };
+        inner.interests.reconcile(inner.cluster.as_ref()).await;
+    }
+}
+
 /// Runs the applications' tracker and cluster hooks, one at a time, in order.
 async fn run_hooks(inner: Weak<Inner>, mut rx: mpsc::Receiver<Hook>) {
     while let Some(hook) = rx.recv().await {
@@ -1154,6 +1272,13 @@ async fn run_hook(inner: &Inner, hook: Hook) {
 impl Inner {
     /// A message, or a `load` frame, for local connections.
     pub(crate) fn on_deliver(&self, from: MemberId, d: Deliver) {
+        if let Some(copy) = &d.copy
+            && copy.to.iter().any(|m| m.as_str() == self.member.as_str())
+            && !self.interests.first_time(&from, copy.id)
+        {
+            // Its other arrival (by the topic, or the direct copy) came first.
+            return;
+        }
         let message: Message;
         let app: ApplicationId;
         let at: Option<At>;
@@ -1200,14 +1325,16 @@ impl Inner {
     pub(crate) fn on_subscription(&self, _from: MemberId, s: Subscription) {
         let conns: Vec<ConnectionId> = s.connections.into_iter().map(ConnectionId::from).collect();
         let chans: Vec<ChannelId> = s.channels.into_iter().map(ChannelId::from).collect();
-        self.subscribe_local(s.subscribe, &conns, &chans);
+        let declare = self.subscribe_local(s.subscribe, &conns, &chans);
+        self.declare_later(&declare);
     }
 
     /// Sessions added to (or removed from) a channel: their local connections follow.
     pub(crate) fn on_channel_sessions(&self, _from: MemberId, c: ChannelSessions) {
         let sessions: Vec<SessionId> = c.sessions.into_iter().map(SessionId::from).collect();
         let channel = ChannelId::from(c.channel);
-        self.subscribe_sessions_local(c.subscribe, &channel, &sessions);
+        let declare = self.subscribe_sessions_local(c.subscribe, &channel, &sessions);
+        self.declare_later(&declare);
         let changed = c.changed.into_iter().map(SessionId::from).collect();
         self.channel_sessions_changed(c.subscribe, channel, changed);
     }

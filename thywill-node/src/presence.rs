@@ -75,6 +75,9 @@ pub(crate) struct Subs {
     counts: HashMap<ChannelId, HashMap<SessionId, usize>>,
     /// Tracked channel → session → members where it is present.
     present: HashMap<ChannelId, BTreeMap<SessionId, BTreeSet<MemberId>>>,
+    /// Channels that gained their first local subscriber or lost their last since
+    /// [`Subs::take_flips`] (the node's interest follows them).
+    flips: Vec<ChannelId>,
 }
 
 impl std::fmt::Debug for Subs {
@@ -98,7 +101,19 @@ impl Subs {
             sessions: HashMap::new(),
             counts: HashMap::new(),
             present: HashMap::new(),
+            flips: Vec::new(),
         }
+    }
+
+    /// Whether a channel has a local subscriber.
+    pub(crate) fn has_subscribers(&self, channel: &ChannelId) -> bool {
+        self.channels.contains_key(channel)
+    }
+
+    /// The channels that gained their first local subscriber or lost their last since the
+    /// last call (a channel may appear more than once: ask [`Subs::has_subscribers`]).
+    pub(crate) fn take_flips(&mut self) -> Vec<ChannelId> {
+        std::mem::take(&mut self.flips)
     }
 
     /// Records a local connection of `session`.
@@ -240,10 +255,11 @@ impl Subs {
             return;
         }
         let session = cs.session.clone();
-        self.channels
-            .entry(channel.clone())
-            .or_default()
-            .insert(conn.clone());
+        let subscribers = self.channels.entry(channel.clone()).or_default();
+        if subscribers.is_empty() {
+            self.flips.push(channel.clone());
+        }
+        subscribers.insert(conn.clone());
         if !(self.tracked)(channel) {
             return;
         }
@@ -286,6 +302,7 @@ impl Subs {
             set.remove(conn);
             if set.is_empty() {
                 self.channels.remove(channel);
+                self.flips.push(channel.clone());
             }
         }
         let Some(counts) = self.counts.get_mut(channel) else {

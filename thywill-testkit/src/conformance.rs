@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
-use thywill_core::{ClusterEvents, ClusterTask, DynCluster, MemberId, MemberStatus, Task};
+use thywill_core::{ClusterEvents, ClusterTask, DynCluster, MemberId, MemberStatus, Task, Topic};
 use tokio::sync::watch;
 
 /// What the constructor is asked to build.
@@ -342,6 +342,147 @@ where
         missing_at_start(&opts, &make)
             .await
             .context("member missing at start")?;
+    }
+    Ok(())
+}
+
+/// Interest routing, for a backend that routes by interest (not part of [`run`]: a backend
+/// keeping the defaults of [`Cluster::interest`](thywill_core::Cluster::interest) broadcasts,
+/// which is correct too). With three members:
+///
+/// - what is sent to a topic after a member's `interest(topic, true)` returned reaches it, each
+///   task once and in the order sent, and never reaches a member that is not interested (nor
+///   the sender): its [`ClusterStats::received`](thywill_core::ClusterStats::received) does
+///   not move;
+/// - after `interest(topic, false)` returned, nothing more arrives (the provided backends are
+///   strict; the trait allows a while);
+/// - the stats count the received tasks and the topics of interest.
+pub async fn interest_routing<F, Fut>(opts: &Options, make: &F) -> anyhow::Result<()>
+where
+    F: Fn(Spec) -> Fut,
+    Fut: Future<Output = anyhow::Result<Arc<dyn DynCluster>>>,
+{
+    let sc = Scenario {
+        make,
+        opts,
+        name: unique("interest"),
+        members: ids(3),
+    };
+    let ms = sc.start_all(&sc.members).await?;
+    let (a, b, c) = (&ms[0], &ms[1], &ms[2]);
+    let topic = Topic::channel(&"room".into());
+    let label_count = |m: &Member, label: &str| {
+        m.rec
+            .probes()
+            .into_iter()
+            .filter(|(_, p)| p.label == label)
+            .count()
+    };
+    // A backend may send every topic to a member whose interest it does not know yet (the
+    // HTTP backend, until the member's set arrives): each member declares and withdraws
+    // another topic first, which it returns from once the others know of it.
+    let warm = Topic::channel(&"warm-up".into());
+    for m in &ms {
+        m.cluster.interest(&warm, true).await?;
+        m.cluster.interest(&warm, false).await?;
+    }
+    let c_before = c.cluster.stats().received;
+    b.cluster
+        .interest(&topic, true)
+        .await
+        .context("declaring interest")?;
+    ensure!(
+        b.cluster.stats().topics == 1,
+        "stats().topics is {}, not 1",
+        b.cluster.stats().topics
+    );
+    let b_before = b.cluster.stats().received;
+    const N: u64 = 50;
+    for n in 0..N {
+        a.cluster.send_to_interested(&topic, probe("topic", n)?).await?;
+    }
+    // The marks travel on the member path: per-sender order does not promise they follow the
+    // topic traffic, so what must have arrived is waited for, and what must not is checked
+    // after everything else arrived.
+    a.cluster.send_to(&c.id, probe("mark", 0)?).await?;
+    b.rec
+        .wait_until(crate::TIMEOUT, "every topic task", |v| {
+            (v.iter()
+                .filter(|(_, e)| matches!(e, Event::Task { task, .. } if task.name == Probe::NAME))
+                .count() as u64
+                >= N)
+                .then_some(())
+        })
+        .await?;
+    c.rec
+        .wait_event(crate::TIMEOUT, "the mark", |e| matches!(e, Event::Task { .. }))
+        .await?;
+    let got: Vec<u64> = b.rec.probes().into_iter().map(|(_, p)| p.n).collect();
+    ensure!(
+        got == (0..N).collect::<Vec<_>>(),
+        "the interested member received {got:?}"
+    );
+    ensure!(
+        b.cluster.stats().received >= b_before + N,
+        "stats().received of the interested member counts {} after {b_before}",
+        b.cluster.stats().received
+    );
+
+    // The interested member sends to the topic too: the others interested get it, not itself.
+    a.cluster.interest(&topic, true).await?;
+    b.cluster.send_to_interested(&topic, probe("from-b", 0)?).await?;
+    a.rec
+        .wait_event(
+            crate::TIMEOUT,
+            "b's topic task",
+            |e| matches!(e, Event::Task { from, .. } if *from == b.id),
+        )
+        .await?;
+
+    // Withdrawn: nothing more reaches b.
+    b.cluster
+        .interest(&topic, false)
+        .await
+        .context("withdrawing interest")?;
+    ensure!(
+        b.cluster.stats().topics == 0,
+        "stats().topics is not 0 after withdrawing"
+    );
+    for n in 0..10 {
+        a.cluster.send_to_interested(&topic, probe("after", n)?).await?;
+    }
+    a.cluster.send_to(&b.id, probe("mark", 1)?).await?;
+    b.rec
+        .wait_event(crate::TIMEOUT, "the second mark", |e| matches!(e, Event::Task { task, .. } if task.decode::<Probe>().and_then(Result::ok).is_some_and(|p| p.label == "mark")))
+        .await?;
+    // One more round trip to b: anything sent before it has had time to arrive.
+    let settle = b.rec.events().len();
+    a.cluster.send_to(&b.id, probe("mark", 2)?).await?;
+    b.rec
+        .wait_until(crate::TIMEOUT, "the third mark", |v| {
+            (v.len() > settle).then_some(())
+        })
+        .await?;
+    ensure!(
+        label_count(b, "after") == 0,
+        "b received topic tasks after withdrawing"
+    );
+    ensure!(label_count(b, "from-b") == 0, "b received its own topic task");
+    ensure!(
+        label_count(a, "topic") == 0,
+        "the sender received its own topic tasks"
+    );
+    ensure!(
+        label_count(c, "topic") + label_count(c, "after") + label_count(c, "from-b") == 0,
+        "a member without interest received topic tasks"
+    );
+    ensure!(
+        c.cluster.stats().received <= c_before + 1,
+        "the member without interest counted {} tasks received, more than its mark",
+        c.cluster.stats().received - c_before
+    );
+    for m in &ms {
+        m.cluster.stop().await?;
     }
     Ok(())
 }

@@ -15,12 +15,19 @@
 //! Members report each other up as soon as both have started; a killed member stops receiving
 //! and sending, and every live member is told it went down (with `designated` set on its
 //! designated handler, ring order). Starting a killed member again brings it back up.
+//!
+//! Interest routing ([`Cluster::interest`], [`Cluster::send_to_interested`]) is kept in the
+//! hub itself: a declaration takes effect before `interest` returns, and a task sent to a topic
+//! is queued for the members interested in it at that moment only. [`Hub::received`] counts
+//! the tasks each member received, whatever their path.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use thywill_core::cluster::designated_handler;
-use thywill_core::{Cluster, ClusterEvents, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus};
+use thywill_core::{
+    Cluster, ClusterEvents, ClusterStats, ClusterTask, CoreError, CoreResult, MemberId, MemberStatus, Topic,
+};
 use tokio::sync::mpsc;
 
 /// What a member's queue carries.
@@ -39,7 +46,11 @@ struct State {
     /// Started (live) members and their queues.
     live: HashMap<MemberId, Slot>,
     /// Links whose sends fail (from, to): a member that cannot reach another.
-    failing: std::collections::HashSet<(MemberId, MemberId)>,
+    failing: HashSet<(MemberId, MemberId)>,
+    /// The topics each live member is interested in.
+    interest: HashMap<MemberId, HashSet<Topic>>,
+    /// Tasks queued for each member since the hub was made, and those sent to a topic.
+    received: HashMap<MemberId, (u64, u64)>,
 }
 
 /// The shared medium of an in-memory cluster. Cheap to clone.
@@ -98,6 +109,24 @@ impl Hub {
         }
     }
 
+    /// How many tasks from other members were queued for `id` since the hub was made: all of
+    /// them, and those sent to a topic ([`Cluster::send_to_interested`]).
+    pub fn received(&self, id: &MemberId) -> (u64, u64) {
+        self.state().received.get(id).copied().unwrap_or_default()
+    }
+
+    /// The topics `id` is interested in now, sorted.
+    pub fn interest_of(&self, id: &MemberId) -> Vec<Topic> {
+        let mut v: Vec<Topic> = self
+            .state()
+            .interest
+            .get(id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
     /// Kills `id` at once: it stops sending and receiving, and every live member is told it
     /// went down.
     pub fn kill(&self, id: impl Into<MemberId>) {
@@ -106,6 +135,7 @@ impl Hub {
         if st.live.remove(&id).is_none() {
             return;
         }
+        st.interest.remove(&id);
         let handler = designated_handler(&self.members, &id, |m| st.live.contains_key(m));
         for (m, slot) in &st.live {
             let _ = slot
@@ -129,7 +159,11 @@ impl std::fmt::Debug for HubMember {
 
 impl HubMember {
     fn post(&self, to: &MemberId, task: ClusterTask) -> CoreResult<()> {
-        let st = self.hub.state();
+        self.post_as(to, task, false)
+    }
+
+    fn post_as(&self, to: &MemberId, task: ClusterTask, topic: bool) -> CoreResult<()> {
+        let mut st = self.hub.state();
         if !st.live.contains_key(&self.local) {
             return Err(CoreError::Unavailable(format!("{} is not running", self.local)));
         }
@@ -138,6 +172,11 @@ impl HubMember {
         }
         if let Some(slot) = st.live.get(to) {
             let _ = slot.queue.send(Delivery::Task(self.local.clone(), task));
+            if *to != self.local {
+                let counts = st.received.entry(to.clone()).or_default();
+                counts.0 += 1;
+                counts.1 += u64::from(topic);
+            }
         }
         Ok(())
     }
@@ -203,6 +242,45 @@ impl Cluster for HubMember {
             }
         }
         r
+    }
+
+    async fn interest(&self, topic: &Topic, on: bool) -> CoreResult<()> {
+        let mut st = self.hub.state();
+        if !st.live.contains_key(&self.local) {
+            return Err(CoreError::Unavailable(format!("{} is not running", self.local)));
+        }
+        let set = st.interest.entry(self.local.clone()).or_default();
+        if on {
+            set.insert(topic.clone());
+        } else {
+            set.remove(topic);
+        }
+        Ok(())
+    }
+
+    async fn send_to_interested(&self, topic: &Topic, task: ClusterTask) -> CoreResult<()> {
+        let interested: Vec<MemberId> = self
+            .hub
+            .state()
+            .interest
+            .iter()
+            .filter(|(m, topics)| **m != self.local && topics.contains(topic))
+            .map(|(m, _)| m.clone())
+            .collect();
+        let mut r = Ok(());
+        for m in &interested {
+            if let Err(e) = self.post_as(m, task.clone(), true) {
+                r = Err(e);
+            }
+        }
+        r
+    }
+
+    fn stats(&self) -> ClusterStats {
+        let st = self.hub.state();
+        let (received, _) = st.received.get(&self.local).copied().unwrap_or_default();
+        let topics = st.interest.get(&self.local).map_or(0, HashSet::len);
+        ClusterStats::new(0, 0, 0, received).with_topics(topics as u64)
     }
 
     async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {

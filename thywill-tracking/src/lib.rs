@@ -45,7 +45,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use serde::{Deserialize, Serialize};
-use thywill_core::cluster::ClusterStats;
+use thywill_core::cluster::{ClusterStats, Topic};
 use thywill_core::{
     Client, ClientTable, ClientTracker, Cluster, ClusterEvents, ClusterTask, ConnectionId, CoreResult,
     DynCluster, MemberClients, MemberId, MemberStatus, SessionId, Task, TrackerEvent, TrackerListener,
@@ -369,6 +369,12 @@ impl Cluster for TrackedCluster {
     }
     async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
         self.cluster.send_to_all(task).await
+    }
+    async fn interest(&self, topic: &Topic, on: bool) -> CoreResult<()> {
+        self.cluster.interest(topic, on).await
+    }
+    async fn send_to_interested(&self, topic: &Topic, task: ClusterTask) -> CoreResult<()> {
+        self.cluster.send_to_interested(topic, task).await
     }
     fn is_healthy(&self) -> bool {
         self.cluster.is_healthy()

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use thywill::config::SelectedBackend;
-use thywill::core::{ClusterEvents, ClusterTask, CoreResult, MemberStatus};
+use thywill::core::{ClusterEvents, ClusterTask, CoreResult, MemberStatus, Topic};
 use thywill::{Backend, BackendParts, Builder, Cluster, MemberId};
 
 use crate::Options;
@@ -151,6 +151,12 @@ impl Cluster for Printed {
     }
     async fn send_to_all(&self, task: ClusterTask) -> CoreResult<()> {
         self.0.send_to_all(task).await
+    }
+    async fn interest(&self, topic: &Topic, on: bool) -> CoreResult<()> {
+        self.0.interest(topic, on).await
+    }
+    async fn send_to_interested(&self, topic: &Topic, task: ClusterTask) -> CoreResult<()> {
+        self.0.send_to_interested(topic, task).await
     }
     fn is_healthy(&self) -> bool {
         self.0.is_healthy()

@@ -9,7 +9,7 @@ use crate::Ports;
 
 /// Two failed up-checks 200 ms apart (a dead port refuses at once), within timeout + interval
 /// as for Redis, plus scheduling slack.
-fn options() -> Options {
+pub(crate) fn options() -> Options {
     Options::clustered(Duration::from_millis(700 + 250))
 }
 

@@ -2,6 +2,7 @@
 
 mod auth;
 mod conformance;
+mod interest;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -3,6 +3,7 @@
 mod caches;
 mod conformance;
 mod history;
+mod interest;
 mod recovery;
 mod stores;
 

@@ -54,6 +54,21 @@ impl Application for Rooms {
                     .await
             }
             "remove" => ctx.remove_sessions(&channel, me).await,
+            // Adds a session to a channel and says something there at once (see `interest.rs`).
+            "add_and_say" => match ctx
+                .add_sessions(&channel, &[SessionId::from(text(d, "session"))])
+                .await
+            {
+                Ok(()) => {
+                    ctx.send_to_channel(
+                        &channel,
+                        json!({"said": d["text"], "channel": channel.as_str()}),
+                        &[],
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            },
             // Channel events and session data (see `channel_events.rs`, `session_data.rs`).
             "add_many" | "remove_many" => {
                 let sessions: Vec<SessionId> = d["sessions"]
@@ -227,6 +242,8 @@ pub(crate) struct Cluster {
     pub(crate) sessions: Sessions,
     /// Makes each member's history (a fresh in-memory one by default).
     history: HistoryFactory,
+    /// How long members stay interested in a channel after its last local subscriber left.
+    pub(crate) interest_linger: Duration,
 }
 
 /// Makes a member's history.
@@ -240,6 +257,21 @@ impl Cluster {
 
     /// Members whose histories `history` makes.
     pub(crate) async fn start_with_history(ids: &[&str], history: HistoryFactory) -> anyhow::Result<Cluster> {
+        Self::start_with(
+            ids,
+            history,
+            thywill_node::NodeConfig::default().interest_linger(),
+        )
+        .await
+    }
+
+    /// Members whose histories `history` makes, which withdraw their interest in a channel
+    /// `interest_linger` after its last local subscriber left.
+    pub(crate) async fn start_with(
+        ids: &[&str],
+        history: HistoryFactory,
+        interest_linger: Duration,
+    ) -> anyhow::Result<Cluster> {
         let config = SessionConfig::new([9u8; 32])?;
         let mut c = Cluster {
             hub: Hub::new(ids.iter().copied()),
@@ -248,6 +280,7 @@ impl Cluster {
             channels: Arc::new(MemoryChannels::new()),
             sessions: Sessions::new(config, Arc::new(MemorySessionStore::new())),
             history,
+            interest_linger,
         };
         for id in ids {
             let m = c.start_member(id).await?;
@@ -270,7 +303,7 @@ impl Cluster {
         ];
         let config = TransportConfig::default().with_base_path("/t")?;
         let node = Node::start(NodeParts {
-            config: crate::support::node_config(&config)?,
+            config: crate::support::node_config(&config)?.with_interest_linger(self.interest_linger),
             applications,
             cluster: Arc::new(cluster),
             tracker: Arc::new(tracker),

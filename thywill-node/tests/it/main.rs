@@ -10,6 +10,7 @@ mod channel_events;
 mod channels;
 mod connection_state;
 mod delivery;
+mod interest;
 mod presence;
 mod replay;
 mod session_data;

@@ -14,7 +14,7 @@ use thywill_core::{CoreResult, History, HistoryLimits, Metadata, Offset, ReadLim
 use crate::cluster::{Cluster, Tab, cmd};
 
 /// One in-memory history shared by every member, as the Redis one is.
-struct SharedMemory(Arc<LocalHistory>);
+pub(crate) struct SharedMemory(pub(crate) Arc<LocalHistory>);
 
 impl History for SharedMemory {
     fn is_shared(&self) -> bool {

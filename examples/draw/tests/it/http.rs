@@ -5,8 +5,8 @@ use anyhow::ensure;
 
 use crate::{all_up, connect, kill_and_detect, restart_and_detect, stroke_reaches};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn members_fail_and_return() -> anyhow::Result<()> {
+/// Three members over HTTP, up.
+async fn cluster() -> anyhow::Result<Vec<crate::Member>> {
     let ids = ["alpha", "beta", "gamma"];
     let web: Vec<u16> = ids.iter().map(|_| thywill_testkit::free_port()).collect();
     let cluster: Vec<u16> = ids.iter().map(|_| thywill_testkit::free_port()).collect();
@@ -28,6 +28,18 @@ async fn members_fail_and_return() -> anyhow::Result<()> {
         members.push(crate::start_member(id, web[i], &args).await?);
     }
     all_up(&mut members).await?;
+    Ok(members)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strokes_reach_only_members_with_pages() -> anyhow::Result<()> {
+    let members = cluster().await?;
+    crate::strokes_skip_members_without_pages(&members).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_fail_and_return() -> anyhow::Result<()> {
+    let mut members = cluster().await?;
     let mut on_alpha = connect(&members[0].ws(crate::BASE)).await?;
     let mut on_gamma = connect(&members[2].ws(crate::BASE)).await?;
     stroke_reaches(&mut on_alpha, &mut on_gamma, 1).await?;

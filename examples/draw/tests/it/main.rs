@@ -141,3 +141,57 @@ pub async fn restart_and_detect(members: &mut [Member], victim: usize) -> anyhow
     }
     Ok(())
 }
+
+/// The cluster tasks member `m` has handled so far (`thywill_cluster_tasks_total` with
+/// `direction="in"`, from its metrics page).
+pub async fn tasks_in(m: &Member) -> anyhow::Result<u64> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], m.port));
+    let (status, _, body) = thywill_testkit::hostile::http_get(addr, &format!("{BASE}/metrics")).await?;
+    anyhow::ensure!(status == 200, "metrics of {}: status {status}", m.id);
+    body.lines()
+        .find(|l| l.starts_with("thywill_cluster_tasks_total{") && l.contains("direction=\"in\""))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .with_context(|| format!("no cluster tasks in the metrics of {}", m.id))
+}
+
+/// Interest routing, end to end: strokes drawn on a page on `members[0]` reach a page on
+/// `members[1]`, each once and in order, and `members[2]`, where no page is open, handles none
+/// of them.
+pub async fn strokes_skip_members_without_pages(members: &[Member]) -> anyhow::Result<()> {
+    let mut on_alpha = connect(&members[0].ws(BASE)).await?;
+    let mut on_beta = connect(&members[1].ws(BASE)).await?;
+    stroke_reaches(&mut on_alpha, &mut on_beta, 1).await?;
+    // Whatever was sent before is through once the marker is.
+    on_alpha
+        .send("draw", stroke(999))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    while next_stroke(&mut on_beta, thywill_testkit::TIMEOUT).await?["id"] != 999 {}
+    let (beta_before, gamma_before) = (tasks_in(&members[1]).await?, tasks_in(&members[2]).await?);
+    const N: u64 = 50;
+    for id in 1000..1000 + N {
+        on_alpha
+            .send("draw", stroke(id))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    for id in 1000..1000 + N {
+        let got = next_stroke(&mut on_beta, thywill_testkit::TIMEOUT).await?;
+        anyhow::ensure!(got["id"] == id, "expected stroke {id}, got {got}");
+    }
+    let (beta_after, gamma_after) = (tasks_in(&members[1]).await?, tasks_in(&members[2]).await?);
+    anyhow::ensure!(
+        beta_after >= beta_before + N,
+        "beta handled {} tasks for {N} strokes",
+        beta_after - beta_before
+    );
+    // Nothing else happens in the cluster meanwhile (no page opens or closes).
+    anyhow::ensure!(
+        gamma_after == gamma_before,
+        "gamma, with no page open, handled {} tasks during {N} strokes",
+        gamma_after - gamma_before
+    );
+    Ok(())
+}

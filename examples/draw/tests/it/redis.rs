@@ -34,6 +34,13 @@ async fn cluster(redis: &RedisServer) -> anyhow::Result<Vec<Member>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strokes_reach_only_members_with_pages() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let members = cluster(&redis).await?;
+    crate::strokes_skip_members_without_pages(&members).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_fail_and_return() -> anyhow::Result<()> {
     let redis = RedisServer::start().await?;
     let mut members = cluster(&redis).await?;
