@@ -872,20 +872,28 @@ fn channels_table(opts: &Options, rounds: &[Round]) -> String {
         us(foreign_cost)
     ));
     out.push_str(&format!(
-        "{:<8} {:>10} {:>12} {:>16} {:>22} {:>14}\n",
-        "member", "CPU cores", "tasks in/s", "foreign tasks/s", "foreign CPU cores", "foreign share"
+        "{:<8} {:>10} {:>15} {:>12} {:>16} {:>22} {:>14}\n",
+        "member",
+        "CPU cores",
+        "own messages/s",
+        "tasks in/s",
+        "foreign tasks/s",
+        "foreign CPU cores",
+        "foreign share"
     ));
     for i in 0..m {
         let cores = of(&|r| r.local.cpu[i] / r.local.window);
         let tasks = of(&|r| r.local.tasks_in[i] as f64 / r.local.window);
+        let own = of(&|r| r.local.held[i] as f64 / r.local.window);
         // Through the holder, a member's own channels' messages reach it without a cluster task:
         // every task it receives is for a channel it holds no subscriber of.
         let foreign = of(&|r| r.local.tasks_in[i] as f64 / r.local.window);
         let foreign_cores = foreign * foreign_cost;
         out.push_str(&format!(
-            "{:<8} {:>10.3} {:>12.0} {:>16.0} {:>22.3} {:>13.0}%\n",
+            "{:<8} {:>10.3} {:>15.0} {:>12.0} {:>16.0} {:>22.3} {:>13.0}%\n",
             format!("m{i}"),
             cores,
+            own,
             tasks,
             foreign,
             foreign_cores,
