@@ -18,8 +18,9 @@
 //! For each phase: deliveries/s, the delivery ratio (deliveries / (messages × subscribers): must
 //! be 1.0), each member's CPU time (`/proc/<pid>/stat`) and cluster tasks received (the node's
 //! `thywill_cluster_tasks_total{direction="in"}` on `/channels/metrics`), and redis-server's CPU
-//! time and network bytes (`INFO stats`) per message. A probe per channel precedes the measured messages (until every subscriber has one)
-//! and another follows them: once every subscriber has the last, every delivery has happened.
+//! time and network bytes (`INFO stats`) per message. A probe per channel precedes the measured
+//! messages (until every subscriber has one) and another follows them: once every subscriber
+//! has the last, every delivery has happened.
 //!
 //! **Idle connections.** `--idle` WebSocket connections (default 100,000) spread evenly over the
 //! members, opened from `--sources` loopback addresses `127.0.0.2`, `127.0.0.3`, ... (each
