@@ -50,6 +50,28 @@ pub(crate) fn raise_open_files_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
+/// Raises this process's limit of open files to at least `wanted` (children inherit it) and
+/// returns the new soft limit: above the hard limit this raises the hard limit too, which
+/// needs privilege (root, or `CAP_SYS_RESOURCE`); without it, the soft limit goes to the hard
+/// one and the caller sees it falls short.
+#[allow(unsafe_code)]
+pub(crate) fn raise_open_files_to(wanted: u64) -> io::Result<u64> {
+    let current = raise_open_files_limit()?;
+    if current >= wanted {
+        return Ok(current);
+    }
+    let raised = libc::rlimit {
+        rlim_cur: wanted,
+        rlim_max: wanted,
+    };
+    // SAFETY: setrlimit(2) reads one `rlimit`, which we own, and keeps no pointer to it.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        // Not privileged, or above fs.nr_open: keep what we have.
+        return Ok(current);
+    }
+    Ok(wanted)
+}
+
 /// Resident memory of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
 pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");

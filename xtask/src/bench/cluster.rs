@@ -114,12 +114,12 @@ async fn bench(opts: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Starts `redis-server` on a free loopback port (no persistence) and waits for `PING`.
-async fn start_redis() -> anyhow::Result<(Child, String)> {
+pub(super) async fn start_redis() -> anyhow::Result<(Child, String)> {
     let port = free_port()?;
     let mut c = tokio::process::Command::from(cmd("redis-server"));
     c.args([

@@ -9,6 +9,7 @@ mod minify;
 mod peers;
 pub(crate) mod raw_server;
 mod rpc;
+mod scale;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -40,6 +41,11 @@ benchmarks:
   lookup  the tracker lookups on the path of a send (to a session, to a connection) with 1,000 and
         100,000 tracked connections, ns each and the ratio: [--small 1000] [--large 100000]
         [--lookups 200000] (thywill-core's example `lookup`, release)
+  scale  the capacity model's inputs (docs/SCALING.md): members over one Redis, channels each
+        held by one member: deliveries/s, CPU per delivery, per message on members that hold no
+        subscriber, Redis CPU per message; then idle connections and memory per connection:
+        [--quick] [--members 4] [--channels 1000] [--subscribers 2] [--rate 2000] [--secs 5]
+        [--rounds 3] [--idle 100000] [--sources 8]
   minify  size and time of minifying the examples' scripts and styles, thywill (swc_core,
         lightningcss) against terser and clean-css from npm: [--repeat 20] [--no-node]
 ";
@@ -71,6 +77,10 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
         "cluster" => {
             cluster::parse(rest)?;
             in_release_build(|| cluster::run(rest))
+        }
+        "scale" => {
+            scale::parse(rest)?;
+            in_release_build(|| scale::run(rest))
         }
         "minify" => minify::run(rest),
         "lookup" => {
