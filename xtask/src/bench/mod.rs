@@ -36,6 +36,10 @@ benchmarks:
   lookup  the tracker lookups on the path of a send (to a session, to a connection) with 1,000 and
         100,000 tracked connections, ns each and the ratio: [--small 1000] [--large 100000]
         [--lookups 200000] (thywill-core's example `lookup`, release)
+  send  a send through the node (send_to_session, send_to_connection) to clients on other
+        members with 1,000 and 100,000 tracked connections (synthetic remote entries, a sink
+        for a cluster), ns each and the ratio: [--small 1000] [--large 100000] [--sends 100000]
+        (thywill-node's example `send`, release)
   minify  size and time of minifying the examples' scripts and styles, thywill (swc_core,
         lightningcss) against terser and clean-css from npm: [--repeat 20] [--no-node]
 ";
@@ -76,6 +80,21 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
                 "thywill-core",
                 "--example",
                 "lookup",
+                "--",
+            ])
+            .args(rest);
+            run_cmd(c)
+        }
+        "send" => {
+            let mut c = cargo();
+            c.args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "thywill-node",
+                "--example",
+                "send",
                 "--",
             ])
             .args(rest);
