@@ -234,8 +234,7 @@ async fn handle_frame(
                 if let Some(c) = node.inner.app_counters.get(&app) {
                     c.messages_in.inc();
                 }
-                let me = me.clone();
-                a.received(ctx, &me, Message { data, meta }).await;
+                a.received(ctx, me, Message { data, meta }).await;
             }
             None => {
                 tracing::info!(%app, "message for unknown application");
