@@ -462,11 +462,12 @@ impl Attached for Connection {
         };
         // Polled by the edge on the connection's task (in its span); never panics: what a hook
         // throws is caught in `run`, and anything past it here (the pipe is told by `Finished`).
-        Box::pin(
-            std::panic::AssertUnwindSafe(worker.run())
-                .catch_unwind()
-                .map(|_| ()),
-        )
+        let work = std::panic::AssertUnwindSafe(worker.run())
+            .catch_unwind()
+            .map(|_| ());
+        // What an idle connection costs (see docs/PERFORMANCE.md).
+        tracing::trace!(bytes = std::mem::size_of_val(&work), "connection worker state");
+        Box::pin(work)
     }
 
     fn finish(
