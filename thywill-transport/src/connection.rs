@@ -4,8 +4,12 @@
 //!   server frames and replay chunks, and keeps the connection alive with pings. It never
 //!   awaits application code, RPC or the history: a hook waiting on an unreachable store
 //!   cannot keep it from hearing its client's pongs.
-//! - The **worker** (the node's, a task of its own) does the connection's application work:
-//!   the `connection` hooks, then one client frame at a time, in the order read.
+//! - The **worker** (the node's future, [`Attached::start`]) does the connection's application
+//!   work: the `connection` hooks, then one client frame at a time, in the order read. It runs
+//!   on the same task, polled as one branch of the IO side's loop (after the reads, before the
+//!   writes): a frame read, the work it causes and the reply it queues take one poll of one
+//!   task, with no wake-up in between, and a worker waiting on a hook only leaves its branch
+//!   pending.
 //!
 //! The IO side hands decoded frames to the worker through the connection's [`Pipe`], a
 //! bounded inbox ([`INBOX_FRAMES`](thywill_core::edge::INBOX_FRAMES) frames,
