@@ -7,9 +7,8 @@
 //!   ──────────────────────────                       ──────────────────────────────
 //!   Gateway::open(Opening) ──────────────────────────▶ registers the connection
 //!        ◀──────────────────────── Box<dyn Attached> (its Client; start; finish)
-//!   IO side: reads ─▶ Pipe (bounded inbox) ─────────▶ worker: hooks, RPC, history
-//!   IO side: writes ◀─ Pipe (one replay chunk) ◀───── worker: replays
-//!   (both on the connection's one task: the edge polls the worker `Attached::start` gives)
+//!   IO task: reads ─▶ Pipe (bounded inbox) ─────────▶ worker: hooks, RPC, history
+//!   IO task: writes ◀─ Pipe (one replay chunk) ◀───── worker: replays
 //!   IO task: writes ◀─ its bounded queue ◀─ Outbound::push / push_control / close ◀─ routing
 //! ```
 //!
@@ -155,28 +154,14 @@ pub trait Attached: Send + Sync {
     /// The client, as applications see it.
     fn client(&self) -> &Client;
 
-    /// The connection's worker: the applications' `connection` hooks, then the client frames
-    /// of the [`Pipe`], one at a time, in order; it completes once the pipe is closed and
-    /// empty (or a hook panicked), having saved the tab's mark and told the pipe
-    /// ([`Pipe::finish`]). Called once, when the `welcome` is written.
-    ///
-    /// The edge polls it from the connection's own task, beside its reads, writes and pings
-    /// and never instead of them: a worker waiting on application code does not keep the
-    /// connection from hearing its client. One task per connection, and no cross-task wake-up
-    /// between a frame read and the work it causes. It never panics (a panicking hook is
-    /// caught and counted); if it has not completed when the connection ends, the edge hands
-    /// it to [`Attached::finish`].
-    fn start(&self) -> BoxFuture<'static, ()>;
+    /// Starts the connection's worker: the applications' `connection` hooks, then the client
+    /// frames of the [`Pipe`], one at a time, in order. Called once the `welcome` is written.
+    fn start(&self);
 
     /// The connection ended (the edge closed the pipe and the socket): the node forgets it,
-    /// tells the tracker, runs the worker (`work`, if the edge did not run it to its end) until
-    /// it has handled the frames already read, and runs the applications' `disconnection`
-    /// hooks with `reason`.
-    fn finish(
-        self: Box<Self>,
-        reason: DisconnectReason,
-        work: Option<BoxFuture<'static, ()>>,
-    ) -> BoxFuture<'static, ()>;
+    /// tells the tracker, waits for the worker to finish the frames already read and runs the
+    /// applications' `disconnection` hooks with `reason`.
+    fn finish(self: Box<Self>, reason: DisconnectReason) -> BoxFuture<'static, ()>;
 }
 
 /// A connection as the node sees it: implemented by the edge. Methods never wait.
@@ -288,11 +273,6 @@ pub const INBOX_BYTES: usize = 256 * 1024;
 /// When the inbox is full the IO side keeps the frame it read ([`Held`]) and stops reading
 /// until [`Pipe::poll_room`] says it fits: nothing read is dropped, and TCP pushes back on the
 /// client.
-///
-/// The worker runs on the IO side's task ([`Attached::start`]): the IO side polls it after
-/// each frame it puts in the inbox and each chunk it writes, so [`Pipe::try_send`],
-/// [`Pipe::push_held`] and [`Pipe::written`] wake nobody (a wake-up of the task that is
-/// running would only cost it a spurious poll). [`Pipe::close`] does wake the worker.
 pub struct Pipe {
     state: Mutex<PipeState>,
     /// The inbox's bound in bytes.
@@ -390,7 +370,7 @@ impl Pipe {
     }
 
     /// IO side: puts a frame read as `len` bytes in the inbox if there is room; gives it back
-    /// if not. Then poll the worker: this wakes nobody.
+    /// if not.
     pub fn try_send(&self, frame: ClientFrame, len: usize) -> Result<(), Held> {
         // A frame larger than the bound (never, with the default limits) takes all of it.
         let cost = len.clamp(1, self.max_bytes);
@@ -403,7 +383,7 @@ impl Pipe {
         }
         state.bytes += cost;
         state.inbox.push_back((frame, cost));
-        // No wake-up: the IO side polls the worker next (see the type's docs).
+        Self::wake_worker(state);
         Ok(())
     }
 
@@ -432,6 +412,7 @@ impl Pipe {
         let mut state = self.state();
         state.bytes += held.cost;
         state.inbox.push_back((*held.frame, held.cost));
+        Self::wake_worker(state);
     }
 
     /// IO side: completes with the next replay chunk to write ([`Pipe::poll_chunk`]).
@@ -453,7 +434,9 @@ impl Pipe {
 
     /// IO side: the chunk taken last is written.
     pub fn written(&self) {
-        self.state().written = true;
+        let mut state = self.state();
+        state.written = true;
+        Self::wake_worker(state);
     }
 
     /// IO side: ready once the worker has finished, with the tab's mark it saved, if any.

@@ -1,8 +1,6 @@
-//! A connection's worker: its application work, polled by the edge on the connection's task
-//! beside its reads and writes (never instead of them: a worker waiting on a hook does not
-//! keep the connection from hearing its client).
+//! A connection's worker: its application work, on a task of its own.
 //!
-//! The edge's IO side reads client frames and hands them over through the connection's
+//! The edge's IO task reads client frames and hands them over through the connection's
 //! [`Pipe`] (a bounded inbox); the worker runs the `connection` hooks, then one client frame
 //! at a time, in the order read (`received`, RPC dispatch, `hello`/`resume`: the tab's mark
 //! and the history reads of replays), and at the end saves the tab's mark. It never touches
@@ -13,7 +11,7 @@
 //! its [`Attached`] handle, which starts the worker and, at the end, forgets the connection
 //! and runs the `disconnection` hooks.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -56,7 +54,7 @@ pub(crate) async fn unwinding<T>(
 }
 
 /// The application side of a connection: its hooks, RPC dispatch, the tab's mark, replays.
-/// One client frame at a time, in order; polled by the edge on the connection's task.
+/// Runs on a task of its own, one client frame at a time, in order.
 struct Worker {
     node: Node,
     local: Arc<Local>,
@@ -444,6 +442,8 @@ struct Connection {
     me: Client,
     local: Arc<Local>,
     pipe: Arc<Pipe>,
+    /// The worker, once started.
+    worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Attached for Connection {
@@ -451,7 +451,7 @@ impl Attached for Connection {
         &self.me
     }
 
-    fn start(&self) -> BoxFuture<'static, ()> {
+    fn start(&self) {
         let worker = Worker {
             node: self.node.clone(),
             local: self.local.clone(),
@@ -460,24 +460,18 @@ impl Attached for Connection {
             inbound: Inbound::default(),
             rpc_slots: Arc::new(Semaphore::new(MAX_PENDING_RPC)),
         };
-        // Polled by the edge on the connection's task (in its span); never panics: what a hook
-        // throws is caught in `run`, and anything past it here (the pipe is told by `Finished`).
-        let work = std::panic::AssertUnwindSafe(worker.run())
-            .catch_unwind()
-            .map(|_| ());
+        // In the connection's span (the edge's task calls this from within it).
+        let work = worker.run();
         // What an idle connection costs (see docs/PERFORMANCE.md).
         tracing::trace!(bytes = std::mem::size_of_val(&work), "connection worker state");
-        Box::pin(work)
+        let running = tokio::spawn(work.in_current_span());
+        *self.worker.lock().unwrap_or_else(PoisonError::into_inner) = Some(running);
     }
 
-    fn finish(
-        self: Box<Self>,
-        reason: DisconnectReason,
-        work: Option<BoxFuture<'static, ()>>,
-    ) -> BoxFuture<'static, ()> {
+    fn finish(self: Box<Self>, reason: DisconnectReason) -> BoxFuture<'static, ()> {
         Box::pin(
             async move {
-                let Connection { node, me, .. } = *self;
+                let Connection { node, me, worker, .. } = *self;
                 let metrics = node.inner.metrics.clone();
                 node.inner.forget_connection(&me.connection);
                 let tracker = node.inner.tracker.clone();
@@ -486,8 +480,9 @@ impl Attached for Connection {
                 }
                 // The worker finishes the frames read before the end; the disconnection hooks
                 // come after every other hook of the connection.
-                if let Some(work) = work {
-                    work.await;
+                let running = worker.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(running) = running {
+                    let _ = running.await;
                 }
                 for (app, ctx) in node.inner.apps.values() {
                     unwinding(
@@ -526,6 +521,7 @@ impl Node {
             me,
             local,
             pipe: opening.pipe,
+            worker: Mutex::new(None),
         })
     }
 }

@@ -4,12 +4,8 @@
 //!   server frames and replay chunks, and keeps the connection alive with pings. It never
 //!   awaits application code, RPC or the history: a hook waiting on an unreachable store
 //!   cannot keep it from hearing its client's pongs.
-//! - The **worker** (the node's future, [`Attached::start`]) does the connection's application
-//!   work: the `connection` hooks, then one client frame at a time, in the order read. It runs
-//!   on the same task, polled as one branch of the IO side's loop (after the reads, before the
-//!   writes): a frame read, the work it causes and the reply it queues take one poll of one
-//!   task, with no wake-up in between, and a worker waiting on a hook only leaves its branch
-//!   pending.
+//! - The **worker** (the node's, a task of its own) does the connection's application work:
+//!   the `connection` hooks, then one client frame at a time, in the order read.
 //!
 //! The IO side hands decoded frames to the worker through the connection's [`Pipe`], a
 //! bounded inbox ([`INBOX_FRAMES`](thywill_core::edge::INBOX_FRAMES) frames,
@@ -23,19 +19,15 @@
 //! [`Outbound`]: enqueueing never waits, a full queue closes the connection with 4008, and
 //! sequence numbers are assigned under the lock that enqueues.
 
-use std::collections::VecDeque;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use thywill_core::edge::{Attached, Held, Opening, Outbound, Pipe, ReplayItem, SharedFrame};
 use thywill_core::protocol::{self, ClientFrame, ErrorCode, ProtocolError, ServerFrame, close};
-use thywill_core::{BoxFuture, ConnectionId, DisconnectReason, SessionId};
-use tokio::sync::watch;
+use thywill_core::{ConnectionId, DisconnectReason, SessionId};
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::Edge;
@@ -154,12 +146,13 @@ impl Ending {
 async fn serve(edge: Edge, mut ws: impl Socket, conn: ConnectionId, session: SessionId, hs: Handshake) {
     let cfg = &edge.inner.config;
     let metrics = edge.inner.metrics.clone();
-    let out = Arc::new(Out::new(
+    let (out, rx, killed) = Out::new(
         conn.clone(),
         metrics.clone(),
         cfg.outbound_queue,
         cfg.max_outbound_bytes,
-    ));
+    );
+    let out = Arc::new(out);
     let mut shutdown = edge.inner.shutdown.subscribe();
     if *shutdown.borrow_and_update() {
         let _ = ws
@@ -180,18 +173,17 @@ async fn serve(edge: Edge, mut ws: impl Socket, conn: ConnectionId, session: Ses
         edge: &edge,
         out: &out,
         attached: attached.as_ref(),
+        rx,
+        killed,
         shutdown,
         pipe,
         started: false,
-        work: None,
     };
     let ending = unwinding(&metrics, "connection task", io.run(&mut ws))
         .await
         .unwrap_or(Ending::INTERNAL);
     io.end(&mut ws, ending).await;
     // Nothing more is written: what the worker still sends is dropped, not queued.
-    out.shut();
-    let work = io.work.take();
     drop(io);
     drop(ws);
 
@@ -203,29 +195,29 @@ async fn serve(edge: Edge, mut ws: impl Socket, conn: ConnectionId, session: Ses
             reason: ending.label.to_owned(),
         })
         .inc();
-    attached.finish(ending.reason, work).await;
+    attached.finish(ending.reason).await;
 }
 
-/// The IO side of a connection: reads, writes, pings, and polls the worker beside them. Never
-/// waits on application code.
+/// The IO side of a connection: reads, writes, pings. Never awaits application code.
 struct Io<'a> {
     edge: &'a Edge,
     /// The connection's outbound queue, as the node pushes to it.
     out: &'a Arc<Out>,
     /// The connection as the node keeps it.
     attached: &'a dyn Attached,
+    /// The receiving end of the outbound queue.
+    rx: mpsc::Receiver<Queued>,
+    killed: watch::Receiver<Option<u16>>,
     shutdown: watch::Receiver<bool>,
     /// Client frames to the worker, replay chunks from it, the worker's end.
     pipe: Arc<Pipe>,
     /// Whether the worker was started.
     started: bool,
-    /// The worker ([`Attached::start`]), until it completes.
-    work: Option<BoxFuture<'static, ()>>,
 }
 
 impl Io<'_> {
-    /// Welcomes the client, starts the worker, then reads, writes, pings and runs the worker
-    /// until the connection ends.
+    /// Welcomes the client, starts the worker, then reads, writes and pings until the
+    /// connection ends.
     async fn run(&mut self, ws: &mut impl Socket) -> Ending {
         let edge = self.edge;
         let cfg = &edge.inner.config;
@@ -248,13 +240,9 @@ impl Io<'_> {
         metrics.opened.inc();
         // The worker runs the `connection` hooks first: every client frame is handled after
         // them.
-        self.work = Some(self.attached.start());
+        self.attached.start();
         self.started = true;
         let pipe = self.pipe.clone();
-        let out = self.out;
-        // Set up once (not per pass of the loop, nor per write): one waiter on the edge's
-        // shutdown for the connection's life.
-        let mut shutdown = std::pin::pin!(self.shutdown.changed().fuse());
 
         let mut bad_frames = 0u32;
         let mut bucket = TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst);
@@ -265,15 +253,15 @@ impl Io<'_> {
         let mut held: Option<Held> = None;
         let mut written = 0usize;
         loop {
-            if let Some(code) = out.killed() {
-                return killed_reason(code);
-            }
             tokio::select! {
                 // Reads come before writes: a connection with a full queue still hears its
                 // client (pongs, messages); client frames are rate-limited (a burst of at most
                 // `rate_burst`, below the queue's bound), so writes cannot starve.
                 biased;
-                _ = &mut shutdown => return Ending::SHUTDOWN,
+                _ = self.shutdown.changed() => return Ending::SHUTDOWN,
+                _ = self.killed.changed() => return killed_reason(&self.killed),
+                // The worker ended with the inbox open: a hook panicked.
+                _ = pipe.finished() => return Ending::INTERNAL,
                 frame = ws.next(), if held.is_none() => {
                     last_heard = Instant::now();
                     let msg = match frame {
@@ -300,7 +288,6 @@ impl Io<'_> {
                     match ClientFrame::decode(text, cfg.max_message_size) {
                         Ok(frame) => {
                             bad_frames = 0;
-                            // The worker is polled next, in this task: no wake-up.
                             held = pipe.try_send(frame, text.len()).err();
                         }
                         Err(ProtocolError::TooBig { size, limit }) => {
@@ -310,7 +297,7 @@ impl Io<'_> {
                         Err(e) => {
                             bad_frames += 1;
                             tracing::info!(error = %e, count = bad_frames, "malformed frame");
-                            out.push_control(ServerFrame::Error {
+                            self.out.push_control(ServerFrame::Error {
                                 code: ErrorCode::BadFrame,
                                 message: e.to_string(),
                                 app: None,
@@ -322,10 +309,10 @@ impl Io<'_> {
                     }
                     // Reads go first, but a client whose own frames fill its queue (answers,
                     // skips) is written to before it is read again.
-                    while out.len() > cfg.outbound_queue / 2 {
-                        let Some(frame) = out.try_pop() else { break };
-                        let write = ws.send(WsMessage::text(taken(out, frame)));
-                        if let Err(end) = bounded(write, out, &mut shutdown, cfg.keepalive_timeout).await {
+                    while self.rx.len() > cfg.outbound_queue / 2 {
+                        let Ok(frame) = self.rx.try_recv() else { break };
+                        let write = ws.send(WsMessage::text(self.taken(frame)));
+                        if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
                             return end;
                         }
                     }
@@ -337,13 +324,6 @@ impl Io<'_> {
                     // The server caught up: the client's keepalive deadline runs again from now.
                     last_heard = Instant::now();
                 }
-                // The worker: after the reads (it handles what they put in the inbox in the
-                // same pass), before the writes (which then find what it queued).
-                () = work(&mut self.work, out), if self.work.is_some() => {
-                    // It ended with the inbox open: a hook panicked.
-                    self.work = None;
-                    return Ending::INTERNAL;
-                }
                 // Timers before writes: a connection busy writing still pings (and a client
                 // that only answers pings is still heard).
                 _ = ping.tick() => {
@@ -354,24 +334,23 @@ impl Io<'_> {
                         return Ending::new(close::KEEPALIVE_TIMEOUT, "keepalive timeout", DisconnectReason::KeepaliveTimeout);
                     }
                     let write = ws.send(WsMessage::Ping(Default::default()));
-                    if let Err(end) = bounded(write, out, &mut shutdown, cfg.keepalive_timeout).await {
+                    if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
                         return end;
                     }
                 }
                 items = pipe.chunk() => {
-                    let write = Box::pin(write_chunk(ws, out, items));
-                    if let Err(end) = bounded(write, out, &mut shutdown, cfg.keepalive_timeout).await {
+                    let write = Box::pin(write_chunk(ws, &mut self.rx, self.out, items));
+                    if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
                         return end;
                     }
-                    // The worker is polled next, in this task: no wake-up.
                     pipe.written();
                 }
-                next = std::future::poll_fn(|cx| out.poll_next(cx)) => match next {
-                    Next::Frame(frame) => {
-                        let text = taken(out, frame);
+                out = self.rx.recv() => match out {
+                    Some(frame) => {
+                        let text = self.taken(frame);
                         written += text.len();
                         let write = ws.send(WsMessage::text(text));
-                        if let Err(end) = bounded(write, out, &mut shutdown, cfg.keepalive_timeout).await {
+                        if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
                             return end;
                         }
                         if written >= FAIR_SHARE {
@@ -381,16 +360,20 @@ impl Io<'_> {
                             tokio::task::yield_now().await;
                         }
                     }
-                    Next::Killed(code) => return killed_reason(code),
+                    None => return Ending::INTERNAL,
                 },
             }
         }
     }
 
+    /// A frame taken off the queue: its text, its bytes no longer counted.
+    fn taken(&self, frame: Queued) -> String {
+        taken(self.out, frame)
+    }
+
     /// Ends the connection: the worker gets no more frames and no replay is written; the
-    /// worker handles the frames already read and saves the tab's mark (run here, bounded,
-    /// when a close frame is to be sent), then the socket is closed politely (bounded) with
-    /// `ending`.
+    /// worker saves the tab's mark (awaited, bounded, when a close frame is to be sent), then
+    /// the socket is closed politely (bounded) with `ending`.
     async fn end(&mut self, ws: &mut impl Socket, ending: Ending) {
         self.pipe.close();
         if ending.code == 0 {
@@ -401,15 +384,7 @@ impl Io<'_> {
         // needs resending).
         let mut acked = None;
         if self.started {
-            let (work, pipe) = (&mut self.work, &self.pipe);
-            let finished = async {
-                if let Some(running) = work.as_mut() {
-                    running.await;
-                    *work = None;
-                }
-                pipe.finished().await
-            };
-            match tokio::time::timeout(CLOSING_TIME, finished).await {
+            match tokio::time::timeout(CLOSING_TIME, self.pipe.finished()).await {
                 Ok(saved) => acked = saved,
                 Err(_) => {
                     tracing::warn!("the connection's work did not finish in time: closing without a last ack")
@@ -418,40 +393,33 @@ impl Io<'_> {
         }
         // Bounded: a client that does not read gets no more than two seconds of our time.
         let cfg = &self.edge.inner.config;
-        let closing = Box::pin(close_with(ws, self.out, cfg, ending, acked));
+        let closing = Box::pin(close_with(ws, &mut self.rx, cfg, ending, acked));
         let _ = tokio::time::timeout(CLOSING_TIME, closing).await;
     }
 }
 
-/// Polls the worker, if it still runs. The queue's waker is taken first: what the worker
-/// queues is found by the queue's poll later in the same pass (see `Io::run`), without
-/// waking the very task that is running.
-fn work<'a>(work: &'a mut Option<BoxFuture<'static, ()>>, out: &'a Out) -> impl Future<Output = ()> + 'a {
-    std::future::poll_fn(move |cx| match work.as_mut() {
-        Some(running) => {
-            out.unregister();
-            running.as_mut().poll(cx)
-        }
-        None => Poll::Pending,
-    })
-}
-
-/// A frame taken off a connection's queue: its text.
+/// A frame taken off a connection's queue: its text, its bytes no longer counted.
 fn taken(handle: &Out, frame: Queued) -> String {
+    handle.dequeued(frame.len());
     let text = frame.into_text();
     handle.metrics.bytes_out.inc_by(text.len() as u64);
     text
 }
 
 /// Writes a chunk of a replay: the frames queued before it first, then its own.
-async fn write_chunk(ws: &mut impl Socket, handle: &Out, items: Vec<ReplayItem>) -> Result<(), WsError> {
+async fn write_chunk(
+    ws: &mut impl Socket,
+    rx: &mut mpsc::Receiver<Queued>,
+    handle: &Out,
+    items: Vec<ReplayItem>,
+) -> Result<(), WsError> {
     if items.is_empty() {
         return Ok(());
     }
     let msgs = items.iter().filter(|i| matches!(i, ReplayItem::Msg(..))).count() as u64;
     let (mut seq, queued) = handle.reserve(msgs);
     for _ in 0..queued {
-        let Some(frame) = handle.try_pop() else { break };
+        let Ok(frame) = rx.try_recv() else { break };
         ws.feed(WsMessage::text(taken(handle, frame))).await?;
     }
     for item in items {
@@ -469,9 +437,9 @@ async fn write_chunk(ws: &mut impl Socket, handle: &Out, items: Vec<ReplayItem>)
     ws.flush().await
 }
 
-/// The ending a kill with `code` asks for.
-fn killed_reason(code: u16) -> Ending {
-    match code {
+/// The ending a kill asks for.
+fn killed_reason(killed: &watch::Receiver<Option<u16>>) -> Ending {
+    match (*killed.borrow()).unwrap_or(close::INTERNAL_ERROR) {
         close::SLOW_CONSUMER => Ending::SLOW_CONSUMER,
         code => Ending::new(code, "closed by server", DisconnectReason::ClosedByServer),
     }
@@ -555,24 +523,17 @@ const CLOSING_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// Runs a socket write, but gives up when the connection is killed (a slow consumer's queue
 /// overflowed meanwhile), the node shuts down, or the write makes no progress for `limit`
 /// (a client that stopped reading): the reason to close with.
-///
-/// Most writes complete at their first poll: only one that does not sets up the timer and
-/// the waits.
 async fn bounded<T>(
-    write: impl Future<Output = Result<T, WsError>>,
-    out: &Out,
-    shutdown: &mut (impl Future + Unpin),
+    write: impl std::future::Future<Output = Result<T, WsError>>,
+    killed: &mut watch::Receiver<Option<u16>>,
+    shutdown: &mut watch::Receiver<bool>,
     limit: std::time::Duration,
 ) -> Result<(), Ending> {
-    let mut write = std::pin::pin!(write);
-    if let Poll::Ready(written) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-        return written.map(|_| ()).map_err(|_| Ending::WRITE_FAILED);
-    }
     tokio::select! {
         biased;
         written = write => written.map(|_| ()).map_err(|_| Ending::WRITE_FAILED),
-        code = std::future::poll_fn(|cx| out.poll_killed(cx)) => Err(killed_reason(code)),
-        _ = shutdown => Err(Ending::SHUTDOWN),
+        _ = killed.changed() => Err(killed_reason(killed)),
+        _ = shutdown.changed() => Err(Ending::SHUTDOWN),
         () = tokio::time::sleep(limit) => {
             tracing::info!("write stalled: closing slow consumer");
             Err(Ending::SLOW_CONSUMER)
@@ -584,13 +545,13 @@ async fn bounded<T>(
 /// `reconnect` hint (with jitter, to spread this member's clients) go first.
 async fn close_with(
     ws: &mut impl Socket,
-    out: &Out,
+    rx: &mut mpsc::Receiver<Queued>,
     cfg: &crate::TransportConfig,
     reason: Ending,
     acked: Option<u64>,
 ) {
     if reason.code == close::GOING_AWAY {
-        while let Some(frame) = out.try_pop() {
+        while let Ok(frame) = rx.try_recv() {
             if ws.feed(WsMessage::text(frame.into_text())).await.is_err() {
                 break;
             }
@@ -680,70 +641,49 @@ impl Queued {
     }
 }
 
-/// What the IO side takes from its [`Out`].
-enum Next {
-    /// The next queued frame.
-    Frame(Queued),
-    /// The connection was killed with this close code.
-    Killed(u16),
-}
-
-/// A connection's queue and the next sequence number, locked together so that sequence order
+/// The next sequence number and the queue's sender, locked together so that sequence order
 /// equals queue order.
 struct OutState {
     seq: u64,
-    /// The frames to write (allocated only while frames wait: an idle connection holds none).
-    queue: VecDeque<Queued>,
-    /// The bound of `queue`'s length (a slow consumer past it).
-    max_frames: usize,
+    tx: mpsc::Sender<Queued>,
     /// Bytes of the frames in the queue, as if each were the connection's own copy.
     bytes: usize,
     /// The bound of `bytes` (a slow consumer past it).
     max_bytes: usize,
-    /// The IO side ended: nothing more is queued.
-    closed: bool,
-    /// The IO side, waiting for a frame or a kill.
-    waker: Option<Waker>,
 }
 
 /// A connection's bounded outbound queue: the edge's [`Outbound`], which the node pushes to.
-///
-/// A queue under a lock the node takes anyway (to number the frame), with one waker: a push
-/// wakes the IO side only when it waits for a frame, once until it polls again, and never
-/// while it runs the worker that pushes (see `work`).
 pub(crate) struct Out {
     conn: ConnectionId,
     metrics: Arc<crate::metrics::Metrics>,
     out: Mutex<OutState>,
-    /// A close code, once the connection is to be closed (0 until then): the first one counts.
-    kill: AtomicU16,
+    /// Set to a close code to make the IO side close the socket.
+    kill: watch::Sender<Option<u16>>,
 }
 
-/// Queue capacity kept when the queue empties; a larger buffer (after a burst) is given back.
-const KEPT_CAPACITY: usize = 16;
-
 impl Out {
-    /// A queue of `frames` frames and `max_bytes` bytes at most.
+    /// A queue of `frames` frames and `max_bytes` bytes at most, its receiving end and the
+    /// receiver of its kill switch.
     fn new(
         conn: ConnectionId,
         metrics: Arc<crate::metrics::Metrics>,
         frames: usize,
         max_bytes: usize,
-    ) -> Self {
-        Self {
+    ) -> (Self, mpsc::Receiver<Queued>, watch::Receiver<Option<u16>>) {
+        let (tx, rx) = mpsc::channel(frames);
+        let (kill, killed) = watch::channel(None);
+        let out = Self {
             conn,
             metrics,
             out: Mutex::new(OutState {
                 seq: 0,
-                queue: VecDeque::new(),
-                max_frames: frames,
+                tx,
                 bytes: 0,
                 max_bytes,
-                closed: false,
-                waker: None,
             }),
-            kill: AtomicU16::new(0),
-        }
+            kill,
+        };
+        (out, rx, killed)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, OutState> {
@@ -751,109 +691,39 @@ impl Out {
     }
 
     /// Queues a frame without waiting; a full queue (in frames or bytes) marks the client a
-    /// slow consumer. Whether it was queued, and the IO side's waker to wake once the lock is
-    /// released.
-    fn enqueue(&self, out: &mut OutState, frame: Queued) -> (bool, Option<Waker>) {
-        if out.closed {
-            return (false, None);
-        }
+    /// slow consumer.
+    fn enqueue(&self, out: &mut OutState, frame: Queued) -> bool {
         let len = frame.len();
-        if out.bytes.saturating_add(len) > out.max_bytes || out.queue.len() >= out.max_frames {
-            self.metrics.queue_drops.inc();
-            if self.set_kill(close::SLOW_CONSUMER) {
-                self.metrics.slow_consumers.inc();
-                tracing::warn!(connection = %self.conn, "outbound queue full: closing slow consumer");
+        if out.bytes.saturating_add(len) > out.max_bytes {
+            self.overflow();
+            return false;
+        }
+        match out.tx.try_send(frame) {
+            Ok(()) => {
+                out.bytes += len;
+                true
             }
-            return (false, out.waker.take());
-        }
-        out.queue.push_back(frame);
-        out.bytes += len;
-        (true, out.waker.take())
-    }
-
-    /// Sets the kill code if none is set yet; whether it was the first. The caller wakes the
-    /// IO side, taking its waker under the lock (the IO side checks the code under the lock
-    /// before it waits).
-    fn set_kill(&self, code: u16) -> bool {
-        self.kill
-            .compare_exchange(0, code.max(1), Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-
-    /// The close code the connection was killed with, if it was.
-    fn killed(&self) -> Option<u16> {
-        match self.kill.load(Ordering::Acquire) {
-            0 => None,
-            code => Some(code),
-        }
-    }
-
-    /// IO side: the next frame, or the kill; registers to be woken when there is neither.
-    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
-        let mut out = self.state();
-        if let Some(code) = self.killed() {
-            return Poll::Ready(Next::Killed(code));
-        }
-        match Self::pop(&mut out) {
-            Some(frame) => Poll::Ready(Next::Frame(frame)),
-            None => {
-                match &out.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => out.waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow();
+                false
             }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 
-    /// IO side: ready with the kill's close code.
-    fn poll_killed(&self, cx: &mut Context<'_>) -> Poll<u16> {
+    fn overflow(&self) {
+        self.metrics.queue_drops.inc();
+        let previous = self.kill.send_replace(Some(close::SLOW_CONSUMER));
+        if previous.is_none() {
+            self.metrics.slow_consumers.inc();
+            tracing::warn!(connection = %self.conn, "outbound queue full: closing slow consumer");
+        }
+    }
+
+    /// The IO side took a frame of `len` bytes off the queue.
+    fn dequeued(&self, len: usize) {
         let mut out = self.state();
-        match self.killed() {
-            Some(code) => Poll::Ready(code),
-            None => {
-                match &out.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => out.waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
-        }
-    }
-
-    /// IO side: it polls the queue before it waits again, so pushes need not wake it.
-    fn unregister(&self) {
-        self.state().waker = None;
-    }
-
-    fn pop(out: &mut OutState) -> Option<Queued> {
-        let frame = out.queue.pop_front()?;
-        out.bytes = out.bytes.saturating_sub(frame.len());
-        if out.queue.is_empty() && out.queue.capacity() > KEPT_CAPACITY {
-            out.queue = VecDeque::new();
-        }
-        Some(frame)
-    }
-
-    /// IO side: the next frame, if one is queued.
-    fn try_pop(&self) -> Option<Queued> {
-        Self::pop(&mut self.state())
-    }
-
-    /// Frames queued.
-    fn len(&self) -> usize {
-        self.state().queue.len()
-    }
-
-    /// IO side: it ended; frames queued and pushed from now on are dropped.
-    fn shut(&self) {
-        let mut out = self.state();
-        out.closed = true;
-        out.waker = None;
-        out.bytes = 0;
-        let frames = std::mem::take(&mut out.queue);
-        drop(out);
-        drop(frames);
+        out.bytes = out.bytes.saturating_sub(len);
     }
 
     /// Reserves `n` sequence numbers for frames the IO side writes itself (replays); returns
@@ -862,7 +732,7 @@ impl Out {
         let mut out = self.state();
         let first = out.seq + 1;
         out.seq += n;
-        (first, out.queue.len())
+        (first, out.tx.max_capacity() - out.tx.capacity())
     }
 }
 
@@ -870,34 +740,26 @@ impl Outbound for Out {
     fn push(&self, frame: &Arc<SharedFrame>) -> bool {
         let mut out = self.state();
         let seq = out.seq + 1;
-        let (queued, waker) = self.enqueue(&mut out, Queued::Msg(seq, frame.clone()));
+        let queued = self.enqueue(&mut out, Queued::Msg(seq, frame.clone()));
         if queued {
             out.seq = seq;
         }
-        drop(out);
-        wake(waker);
         queued
     }
 
     fn push_control(&self, frame: ServerFrame) -> bool {
-        // Encoded before the lock is taken.
-        let frame = Queued::Text(frame.encode());
-        let (queued, waker) = self.enqueue(&mut self.state(), frame);
-        wake(waker);
-        queued
+        let mut out = self.state();
+        self.enqueue(&mut out, Queued::Text(frame.encode()))
     }
 
     fn close(&self, code: u16) {
-        if self.set_kill(code) {
-            let waker = self.state().waker.take();
-            wake(waker);
-        }
-    }
-}
-
-fn wake(waker: Option<Waker>) {
-    if let Some(w) = waker {
-        w.wake();
+        self.kill.send_if_modified(|kill| {
+            let first = kill.is_none();
+            if first {
+                *kill = Some(code);
+            }
+            first
+        });
     }
 }
 
