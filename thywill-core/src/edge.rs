@@ -190,30 +190,40 @@ pub struct SharedFrame {
     tail: String,
 }
 
-/// JSON text of a value made of strings and JSON values (which cannot fail to serialise).
-fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+/// Appends the JSON text of a value made of strings, numbers and JSON values (which cannot
+/// fail to serialise, and serialise to UTF-8).
+fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.extend_from_slice(b"null");
+    }
 }
 
 impl SharedFrame {
     /// The `msg` frame of `message` from `app`; `position` is its stream's wire name and its
     /// offset there, for a message of a replayable stream.
     pub fn new(app: &ApplicationId, message: &Message, position: Option<(&str, &Offset)>) -> Self {
-        let position = position.map_or_else(String::new, |(stream, offset)| {
-            format!(
-                r#","stream":{},"epoch":{},"off":{}"#,
-                to_json(stream),
-                to_json(&offset.epoch),
-                offset.off
-            )
-        });
+        // Written in place: two buffers, no intermediate strings.
+        let mut head = Vec::with_capacity(32 + app.as_str().len());
+        head.extend_from_slice(br#"{"t":"msg","app":"#);
+        write_json(&mut head, app.as_str());
+        head.extend_from_slice(br#","seq":"#);
+        let mut tail = Vec::with_capacity(64);
+        tail.extend_from_slice(br#","data":"#);
+        write_json(&mut tail, &message.data);
+        tail.extend_from_slice(br#","_":"#);
+        write_json(&mut tail, &message.meta);
+        if let Some((stream, offset)) = position {
+            tail.extend_from_slice(br#","stream":"#);
+            write_json(&mut tail, stream);
+            tail.extend_from_slice(br#","epoch":"#);
+            write_json(&mut tail, &offset.epoch);
+            tail.extend_from_slice(br#","off":"#);
+            write_json(&mut tail, &offset.off);
+        }
+        tail.push(b'}');
         Self {
-            head: format!(r#"{{"t":"msg","app":{},"seq":"#, to_json(app.as_str())),
-            tail: format!(
-                r#","data":{},"_":{}{position}}}"#,
-                to_json(&message.data),
-                to_json(&message.meta)
-            ),
+            head: String::from_utf8(head).unwrap_or_default(),
+            tail: String::from_utf8(tail).unwrap_or_default(),
         }
     }
 
@@ -639,5 +649,21 @@ mod tests {
             };
             assert_eq!(frame, Some(want));
         }
+        // With its stream's position.
+        let offset = Offset {
+            epoch: "e\"1".into(),
+            off: 7,
+        };
+        let encoded = SharedFrame::new(&app, &message, Some(("c:dr\"aw", &offset)));
+        let want = ServerFrame::Msg {
+            app: app.clone(),
+            seq: 3,
+            data: message.data.clone(),
+            meta: message.meta.clone(),
+            stream: Some("c:dr\"aw".into()),
+            epoch: Some("e\"1".into()),
+            off: Some(7),
+        };
+        assert_eq!(ServerFrame::decode(&encoded.frame(3)).ok(), Some(want));
     }
 }

@@ -515,6 +515,12 @@ impl Inner {
             at.map(|at| (at.stream.as_str(), &at.offset)),
         ));
         let queued = handles.iter().filter(|h| h.out.push(&encoded)).count();
+        self.count_messages_out(app, queued);
+        queued
+    }
+
+    /// Counts `queued` messages of `app` queued for local connections.
+    fn count_messages_out(&self, app: &ApplicationId, queued: usize) {
         if queued > 0 {
             match self.app_counters.get(app) {
                 Some(c) => c.messages_out.inc_by(queued as u64),
@@ -526,7 +532,6 @@ impl Inner {
                     .inc_by(queued as u64),
             };
         }
-        queued
     }
 
     /// Lost member-to-member traffic and a per-member history: the lost messages were never
@@ -617,6 +622,29 @@ impl Inner {
     }
 
     /// Pushes to local connections (unknown ones are skipped); returns how many were queued.
+    /// Queues `push` for one local connection (a send to a connection that is here: one
+    /// lookup, no list); whether it was queued.
+    fn push_one(&self, handle: &Local, push: Push<'_>) -> bool {
+        match push {
+            Push::Msg(app, message, at) => {
+                let encoded = Arc::new(SharedFrame::new(
+                    app,
+                    message,
+                    at.map(|at| (at.stream.as_str(), &at.offset)),
+                ));
+                let queued = handle.out.push(&encoded);
+                if queued {
+                    self.count_messages_out(app, 1);
+                }
+                queued
+            }
+            Push::Load(kind, path) => handle.out.push_control(ServerFrame::Load {
+                kind,
+                path: path.to_owned(),
+            }),
+        }
+    }
+
     fn push_local(&self, conns: &[ConnectionId], push: Push<'_>) -> usize {
         match push {
             Push::Msg(app, message, at) => self.deliver_local_many(app, conns, message, at),
@@ -870,8 +898,8 @@ impl Inner {
         };
         match target {
             Target::Connection(conn) => {
-                if self.local(&conn).is_some() {
-                    return if self.push_local(std::slice::from_ref(&conn), push) == 1 {
+                if let Some(handle) = self.local(&conn) {
+                    return if self.push_one(&handle, push) {
                         Ok(())
                     } else {
                         Err(CoreError::Unavailable(format!("connection {conn} is closing")))

@@ -232,8 +232,7 @@ async fn handle_frame(
                 if let Some(c) = node.inner.app_counters.get(&app) {
                     c.messages_in.inc();
                 }
-                let me = me.clone();
-                a.received(ctx, &me, Message { data, meta }).await;
+                a.received(ctx, me, Message { data, meta }).await;
             }
             None => {
                 tracing::info!(%app, "message for unknown application");
@@ -462,7 +461,10 @@ impl Attached for Connection {
             rpc_slots: Arc::new(Semaphore::new(MAX_PENDING_RPC)),
         };
         // In the connection's span (the edge's task calls this from within it).
-        let running = tokio::spawn(worker.run().in_current_span());
+        let work = worker.run();
+        // What an idle connection costs (see docs/PERFORMANCE.md).
+        tracing::trace!(bytes = std::mem::size_of_val(&work), "connection worker state");
+        let running = tokio::spawn(work.in_current_span());
         *self.worker.lock().unwrap_or_else(PoisonError::into_inner) = Some(running);
     }
 

@@ -75,7 +75,10 @@ pub(crate) async fn run(edge: Edge, mut ws: impl Socket, hs: Handshake) {
     };
     let span =
         tracing::info_span!("connection", member = %edge.member(), connection = %conn, session = %session);
-    serve(edge, ws, conn, session, hs).instrument(span).await;
+    let serving = serve(edge, ws, conn, session, hs);
+    // What an idle connection costs starts here (see docs/PERFORMANCE.md).
+    tracing::trace!(bytes = std::mem::size_of_val(&serving), "connection task state");
+    serving.instrument(span).await;
 }
 
 /// Runs `work`; a panic in it is caught, counted and logged (with `what` it was), and gives

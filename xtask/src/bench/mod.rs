@@ -46,6 +46,10 @@ benchmarks:
         subscriber, Redis CPU per message; then idle connections and memory per connection:
         [--quick] [--members 4] [--channels 1000] [--subscribers 2] [--rate 2000] [--secs 5]
         [--rounds 3] [--idle 100000] [--sources 8]
+  send  a send through the node (send_to_session, send_to_connection) to clients on other
+        members with 1,000 and 100,000 tracked connections (synthetic remote entries, a sink
+        for a cluster), ns each and the ratio: [--small 1000] [--large 100000] [--sends 100000]
+        (thywill-node's example `send`, release)
   minify  size and time of minifying the examples' scripts and styles, thywill (swc_core,
         lightningcss) against terser and clean-css from npm: [--repeat 20] [--no-node]
 ";
@@ -94,6 +98,21 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
                 "thywill-core",
                 "--example",
                 "lookup",
+                "--",
+            ])
+            .args(rest);
+            run_cmd(c)
+        }
+        "send" => {
+            let mut c = cargo();
+            c.args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "thywill-node",
+                "--example",
+                "send",
                 "--",
             ])
             .args(rest);

@@ -1,0 +1,228 @@
+//! The cost of a send through the node against the number of tracked connections: an
+//! application's `send_to_session` and `send_to_connection` to clients on other members, at
+//! `--small` (default 1,000) and `--large` (default 100,000) tracked connections.
+//!
+//! The node runs as an application sees it ([`thywill_node::Node`] with the in-memory tracker,
+//! channel manager and history); the tracker is fed with synthetic remote entries (spread over
+//! seven other members, two connections per session), and the cluster backend is a sink that
+//! counts the `deliver` tasks it is given. So a send does what it does in a cluster, short of
+//! the network: the tracker lookup, grouping by member, encoding the message once and the
+//! task per member.
+//!
+//! Run by `cargo xtask bench send` (a release build). Prints nanoseconds per send and the
+//! ratio large / small, for sends to random sessions / connections and to a hot set of 500.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use thywill_core::{
+    AppContext, Application, ApplicationId, Client, Cluster, ClusterEvents, ClusterTask, ConnectionId,
+    CoreResult, DynApplication, DynClientTracker, MemberId, MemberStatus, MemoryTracker, Message, SessionId,
+};
+use thywill_node::{Node, NodeConfig, NodeParts};
+
+/// Members: the local one and seven others holding the synthetic connections.
+const MEMBERS: usize = 8;
+/// Connections per session (tabs).
+const TABS: usize = 2;
+/// Sessions / connections of the "hot set" rows.
+const HOT: usize = 500;
+/// Timed passes; the fastest counts (the others met other work on the machine).
+const PASSES: usize = 5;
+
+/// A cluster whose other members swallow what they are sent (counted).
+struct Sink {
+    members: Vec<MemberId>,
+    sent: AtomicU64,
+}
+
+impl Cluster for Sink {
+    fn local_member(&self) -> &MemberId {
+        &self.members[0]
+    }
+    fn members(&self) -> Vec<MemberId> {
+        self.members.clone()
+    }
+    fn status(&self, _member: &MemberId) -> MemberStatus {
+        MemberStatus::Up
+    }
+    async fn start(&self, _events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
+        Ok(())
+    }
+    async fn send_to(&self, _member: &MemberId, task: ClusterTask) -> CoreResult<()> {
+        std::hint::black_box(task);
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    async fn send_to_others(&self, _task: ClusterTask) -> CoreResult<()> {
+        Ok(())
+    }
+}
+
+/// An application that does nothing by itself: the bench sends through its context.
+struct Quiet;
+
+impl Application for Quiet {
+    async fn received(&self, _ctx: &AppContext, _client: &Client, _message: Message) {}
+}
+
+/// Nanoseconds per send of each kind, at one table size.
+struct Costs {
+    session: f64,
+    connection: f64,
+    session_hot: f64,
+    connection_hot: f64,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (mut small, mut large, mut sends) = (1_000usize, 100_000usize, 100_000usize);
+    while let Some(a) = args.next() {
+        let mut value = || -> Result<usize, Box<dyn std::error::Error>> {
+            Ok(args.next().ok_or(format!("{a} needs a value"))?.parse()?)
+        };
+        match a.as_str() {
+            "--small" => small = value()?,
+            "--large" => large = value()?,
+            "--sends" => sends = value()?,
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    if small == 0 || large == 0 || sends == 0 {
+        return Err("--small, --large and --sends must be at least 1".into());
+    }
+    println!(
+        "bench send: Node with MemoryTracker, {small} and {large} tracked connections on {} other \
+         members ({TABS} per session), {sends} sends of a small message to random sessions / \
+         connections, fastest of {PASSES} passes; one thread; the machine is shared with other \
+         work: compare the ratios",
+        MEMBERS - 1
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let a = runtime.block_on(measure(small, sends))?;
+    let b = runtime.block_on(measure(large, sends))?;
+    println!();
+    println!(
+        "{:<32} {:>14} {:>14} {:>14}",
+        "send (ns each)",
+        format!("{small} conns"),
+        format!("{large} conns"),
+        "large / small"
+    );
+    for (name, x, y) in [
+        ("send_to_session, random", a.session, b.session),
+        ("send_to_connection, random", a.connection, b.connection),
+        ("send_to_session, hot set", a.session_hot, b.session_hot),
+        ("send_to_connection, hot set", a.connection_hot, b.connection_hot),
+    ] {
+        println!("{name:<32} {x:>14.0} {y:>14.0} {:>13.2}x", y / x.max(1e-9));
+    }
+    Ok(())
+}
+
+/// The member holding synthetic connection `i`: a session's tabs share one.
+fn member_of(i: usize) -> usize {
+    1 + (i / TABS) % (MEMBERS - 1)
+}
+
+async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Error>> {
+    let members: Vec<MemberId> = (0..MEMBERS)
+        .map(|m| MemberId::from(format!("member-{m}")))
+        .collect();
+    let cluster = Arc::new(Sink {
+        members: members.clone(),
+        sent: AtomicU64::new(0),
+    });
+    let tracker = Arc::new(MemoryTracker::new());
+    let conns: Vec<ConnectionId> = (0..n)
+        .map(|i| ConnectionId::from(format!("member-{}-{i:x}-{:016x}", member_of(i), i * 7919)))
+        .collect();
+    let sessions: Vec<SessionId> = (0..n.div_ceil(TABS))
+        .map(|s| SessionId::from(format!("session-{s:016x}")))
+        .collect();
+    for (i, c) in conns.iter().enumerate() {
+        let client = Client::new(
+            c.clone(),
+            sessions[i / TABS].clone(),
+            members[member_of(i)].clone(),
+        );
+        DynClientTracker::connected(tracker.as_ref(), &client).await?;
+    }
+    let app = ApplicationId::from("bench");
+    let applications: Vec<(ApplicationId, Arc<dyn DynApplication>)> = vec![(app.clone(), Arc::new(Quiet))];
+    let node = Node::start(NodeParts {
+        config: NodeConfig::default(),
+        applications,
+        cluster: cluster.clone(),
+        tracker,
+        channels: Arc::new(thywill_core::MemoryChannels::new()),
+        session_store: None,
+        history: Arc::new(thywill_core::LocalHistory::default()),
+        caches: Arc::new(thywill_core::MemoryCaches::new()),
+    })
+    .await?;
+    let ctx = node.context(&app).ok_or("no context for the application")?;
+    let message = Message::new(serde_json::json!({"x": 1, "y": 2}));
+
+    // The same pseudo-random picks at every size.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let picks: Vec<usize> = (0..sends)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as usize
+        })
+        .collect();
+    let hot = |len: usize| -> Vec<usize> { (0..HOT.min(len)).map(|k| k * len / HOT.min(len)).collect() };
+    let (hot_sessions, hot_conns) = (hot(sessions.len()), hot(conns.len()));
+
+    let before = cluster.sent.load(Ordering::Relaxed);
+    let mut session = Duration::MAX;
+    let mut connection = Duration::MAX;
+    let mut session_hot = Duration::MAX;
+    let mut connection_hot = Duration::MAX;
+    for _ in 0..PASSES {
+        let start = Instant::now();
+        for p in &picks {
+            ctx.send_to_session(&sessions[p % sessions.len()], message.clone())
+                .await?;
+        }
+        session = session.min(start.elapsed());
+        let start = Instant::now();
+        for p in &picks {
+            ctx.send_to_connection(&conns[p % conns.len()], message.clone())
+                .await?;
+        }
+        connection = connection.min(start.elapsed());
+        let start = Instant::now();
+        for p in &picks {
+            let s = &sessions[hot_sessions[p % hot_sessions.len()]];
+            ctx.send_to_session(s, message.clone()).await?;
+        }
+        session_hot = session_hot.min(start.elapsed());
+        let start = Instant::now();
+        for p in &picks {
+            let c = &conns[hot_conns[p % hot_conns.len()]];
+            ctx.send_to_connection(c, message.clone()).await?;
+        }
+        connection_hot = connection_hot.min(start.elapsed());
+    }
+    // Every send reached the sink: one task per session (its two tabs share a member) or
+    // connection.
+    let sent = cluster.sent.load(Ordering::Relaxed) - before;
+    if sent != (4 * PASSES * sends) as u64 {
+        return Err(format!("{sent} tasks sent for {} sends", 4 * PASSES * sends).into());
+    }
+    node.shutdown();
+    let per = |d: Duration| d.as_secs_f64() * 1e9 / sends as f64;
+    Ok(Costs {
+        session: per(session),
+        connection: per(connection),
+        session_hot: per(session_hot),
+        connection_hot: per(connection_hot),
+    })
+}
