@@ -45,7 +45,9 @@ benchmarks:
         held by one member: deliveries/s, CPU per delivery, per message on members that hold no
         subscriber, Redis CPU per message; then idle connections and memory per connection:
         [--quick] [--members 4] [--channels 1000] [--subscribers 2] [--rate 2000] [--secs 5]
-        [--rounds 3] [--idle 100000] [--sources 8]
+        [--rounds 3] [--idle 100000] [--idle-members 4] [--sources 8] (--channels 0 or --idle 0
+        skips a part; idle connections are held by load-generator processes, each process up to
+        its open-files limit: what does not fit in the members is not measured, and said so)
   send  a send through the node (send_to_session, send_to_connection) to clients on other
         members with 1,000 and 100,000 tracked connections (synthetic remote entries, a sink
         for a cluster), ns each and the ratio: [--small 1000] [--large 100000] [--sends 100000]
@@ -86,6 +88,8 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
             scale::parse(rest)?;
             in_release_build(|| scale::run(rest))
         }
+        // Hidden: a load generator of `bench scale`'s idle part, started by it.
+        "scale-idle-client" => scale::idle_client(rest),
         "minify" => minify::run(rest),
         "lookup" => {
             // A small release build of the core alone (the example has no other dependency).

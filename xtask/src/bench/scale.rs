@@ -22,29 +22,36 @@
 //! messages (until every subscriber has one) and another follows them: once every subscriber
 //! has the last, every delivery has happened.
 //!
-//! **Idle connections.** `--idle` WebSocket connections (default 100,000) spread evenly over the
-//! members, opened from `--sources` loopback addresses `127.0.0.2`, `127.0.0.3`, ... (each
-//! source address has its own ephemeral ports: one address runs out near 28,000); the open-files
-//! limit is raised in-process (its hard limit too, when privileged). Reported: each member's
-//! `VmRSS` growth per connection once it counts them all (`/channels/alive`). The client answers
-//! the members' keep-alive pings meanwhile.
+//! **Idle connections.** `--idle` WebSocket connections (default 100,000) spread evenly over a
+//! fresh cluster of `--idle-members` members (default `--members`). No process can hold more
+//! connections than its open-files limit allows (raised to the hard limit, and the hard limit
+//! too when privileged; children inherit it), less a margin: the connections are opened by
+//! load-generator processes (this xtask again, as the hidden `bench scale-idle-client`), each
+//! holding at most that many from a loopback address of its own (`127.0.0.2`, `127.0.0.3`, ...;
+//! one address has ~28,000 ephemeral ports), and each member holds at most that many too: what
+//! does not fit in the members is not measured, and the bench prints so (with the
+//! `--idle-members` that would hold it all). The generators answer the members' keep-alive
+//! pings, hold the connections until their stdin closes and are killed on every exit path.
+//! Reported: each member's `VmRSS` growth per connection once it counts them all
+//! (`/channels/alive`), and the generators' own.
 //!
 //! Medians of `--rounds` rounds. The load generator shares the machine with the servers; the
 //! load average is printed before and after.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -77,6 +84,7 @@ pub(crate) struct Options {
     secs: u64,
     rounds: usize,
     idle: usize,
+    idle_members: usize,
     sources: usize,
     quick: bool,
 }
@@ -90,20 +98,22 @@ pub(crate) fn parse(args: &[String]) -> anyhow::Result<Options> {
     } else {
         (1_000, 2_000, 5, 3, 100_000)
     };
+    let members = args.value_or("--members", 4)?;
     let opts = Options {
-        members: args.value_or("--members", 4)?,
+        members,
         channels: args.value_or("--channels", channels)?,
         subscribers: args.value_or("--subscribers", 2)?,
         rate: args.value_or("--rate", rate)?,
         secs: args.value_or("--secs", secs)?,
         rounds: args.value_or("--rounds", rounds)?,
         idle: args.value_or("--idle", idle)?,
+        idle_members: args.value_or("--idle-members", members)?,
         sources: args.value_or("--sources", 8)?,
         quick,
     };
     args.finish()?;
-    if opts.members < 2 || opts.members > 64 {
-        bail!("--members must be 2 to 64");
+    if !(2..=64).contains(&opts.members) || !(2..=64).contains(&opts.idle_members) {
+        bail!("--members and --idle-members must be 2 to 64");
     }
     if opts.subscribers == 0 || opts.rate == 0 || opts.secs == 0 || opts.rounds == 0 {
         bail!("--subscribers, --rate, --secs and --rounds must be at least 1");
@@ -120,22 +130,26 @@ pub(crate) fn parse(args: &[String]) -> anyhow::Result<Options> {
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let opts = parse(args)?;
     super::release_binary(SERVER)?;
-    let needed = (opts.idle.max(opts.channels * (opts.subscribers + 2)) + 1024) as u64;
+    // This process holds the channels part's connections; the idle part's are held by load
+    // generators and members, each up to the limit (inherited), which is raised for them when
+    // privileged: the idle part measures what fits (and says so).
+    let channels_needed = (opts.channels * (opts.subscribers + 2)) as u64 + FD_MARGIN;
+    let needed = channels_needed.max(opts.idle.div_ceil(opts.idle_members) as u64 + FD_MARGIN);
     let limit = sys::raise_open_files_to(needed).context("cannot raise the open-files limit")?;
-    if limit < needed {
+    if limit < channels_needed {
         bail!(
-            "the connections need about {needed} open files, the limit is {limit} (run as root to raise it)"
+            "the channels part needs about {channels_needed} open files, the limit is {limit} (run as root to raise it)"
         );
     }
-    super::block_on_interruptible(bench(&opts))
+    super::block_on_interruptible(bench(&opts, limit))
 }
 
-async fn bench(opts: &Options) -> anyhow::Result<()> {
+async fn bench(opts: &Options, limit: u64) -> anyhow::Result<()> {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "bench scale{}: {} members over one redis-server; channels part: {} channels (channel c held by member c % {}), \
          {} subscribers each, {} messages/s for {} s per phase, {} rounds (medians shown); idle part: {} connections \
-         from {} source addresses; {cpus} CPUs; load {}; {SHARED}",
+         requested over {} members; {cpus} CPUs; load {}; {SHARED}",
         if opts.quick { " --quick" } else { "" },
         opts.members,
         opts.channels,
@@ -145,7 +159,7 @@ async fn bench(opts: &Options) -> anyhow::Result<()> {
         opts.secs,
         opts.rounds,
         opts.idle,
-        opts.sources,
+        opts.idle_members,
         load_average()
     );
     let mut failures = Vec::new();
@@ -170,7 +184,7 @@ async fn bench(opts: &Options) -> anyhow::Result<()> {
     }
     if opts.idle > 0 {
         println!();
-        idle_part(opts).await.context("idle connections")?;
+        idle_part(opts, limit).await.context("idle connections")?;
     }
     println!("\nload {} (1, 5, 15 min) at the end", load_average());
     if !failures.is_empty() {
@@ -908,18 +922,177 @@ fn channels_table(opts: &Options, rounds: &[Round]) -> String {
     out
 }
 
-/// Opens `--idle` connections over a fresh cluster and reports each member's memory per
-/// connection.
-async fn idle_part(opts: &Options) -> anyhow::Result<()> {
-    let m = opts.members;
-    let cluster = Cluster::start(m, opts.idle + 1_000).await?;
-    let result = idle_measure(opts, &cluster).await;
+/// Descriptors a member or a load generator keeps besides its idle connections (listener,
+/// Redis and cluster connections, the runtime's, pipes, `/alive` requests).
+const FD_MARGIN: u64 = 1_000;
+
+/// How the idle part's connections are spread over members and load-generator processes, each
+/// holding at most what its open-files limit allows.
+#[derive(Clone, Debug, PartialEq)]
+struct IdlePlan {
+    /// `--idle`.
+    requested: usize,
+    /// Measured: `requested`, or what `members` processes can hold if that is less.
+    measured: usize,
+    /// `--idle-members`.
+    members: usize,
+    /// Connections one process can hold: its open-files limit less [`FD_MARGIN`].
+    per_process: usize,
+    /// Per load generator, its connections to each member.
+    generators: Vec<Vec<usize>>,
+}
+
+impl IdlePlan {
+    /// Connection `i` goes to member `i % members`; generator `g` opens a contiguous range of
+    /// connections, no more than `per_process`.
+    fn new(requested: usize, members: usize, limit: u64) -> IdlePlan {
+        let per_process = limit.saturating_sub(FD_MARGIN) as usize;
+        let measured = requested.min(members * per_process);
+        let count = measured.div_ceil(per_process.max(1));
+        let each = measured.div_ceil(count.max(1));
+        // How many of 0..n are congruent to r modulo `members`.
+        let below = |n: usize, r: usize| n / members + usize::from(r < n % members);
+        let generators = (0..count)
+            .map(|g| {
+                let (start, end) = (g * each, ((g + 1) * each).min(measured));
+                (0..members).map(|r| below(end, r) - below(start, r)).collect()
+            })
+            .collect();
+        IdlePlan {
+            requested,
+            measured,
+            members,
+            per_process,
+            generators,
+        }
+    }
+
+    /// Connections member `i` holds.
+    fn share(&self, i: usize) -> usize {
+        self.measured / self.members + usize::from(i < self.measured % self.members)
+    }
+
+    /// Members needed to hold every requested connection.
+    fn members_needed(&self) -> usize {
+        self.requested.div_ceil(self.per_process.max(1))
+    }
+
+    /// What the idle part measures and why, in one line.
+    fn describe(&self, limit: u64) -> String {
+        let spread = format!(
+            "{} load-generator processes on source addresses 127.0.0.2..",
+            self.generators.len()
+        );
+        if self.measured < self.requested {
+            format!(
+                "idle part: requested {}; this machine allows {} per process (RLIMIT_NOFILE hard limit {limit}): \
+                 measuring {} over {} members, from {spread} (`--idle-members {}` would hold all {})",
+                self.requested,
+                self.per_process,
+                self.measured,
+                self.members,
+                self.members_needed(),
+                self.requested
+            )
+        } else {
+            format!(
+                "idle part: {} connections over {} members (--idle-members), at most {} per process \
+                 (RLIMIT_NOFILE hard limit {limit}), from {spread}",
+                self.measured, self.members, self.per_process
+            )
+        }
+    }
+}
+
+/// Opens the idle connections over a fresh cluster of `--idle-members` members and reports
+/// each member's memory per connection.
+async fn idle_part(opts: &Options, limit: u64) -> anyhow::Result<()> {
+    let plan = IdlePlan::new(opts.idle, opts.idle_members, limit);
+    println!("{}", plan.describe(limit));
+    if plan.measured == 0 {
+        bail!("the open-files limit ({limit}) leaves no room for idle connections");
+    }
+    if plan.generators.len() > 250 {
+        bail!(
+            "{} load generators: more than the loopback source addresses",
+            plan.generators.len()
+        );
+    }
+    let cluster = Cluster::start(plan.members, plan.share(0) + 1_000).await?;
+    let result = idle_measure(&plan, &cluster).await;
     cluster.stop().await;
     result
 }
 
-async fn idle_measure(opts: &Options, cluster: &Cluster) -> anyhow::Result<()> {
-    let m = opts.members;
+/// A load generator of the idle part: its process (killed on drop) and what it reported.
+struct Generator {
+    child: Child,
+    opened: u64,
+    rss_before: u64,
+    rss_after: u64,
+}
+
+/// Starts the load generators (the running xtask again, as `bench scale-idle-client`) and
+/// waits until each reports its connections open, within `deadline`.
+async fn start_generators(
+    plan: &IdlePlan,
+    cluster: &Cluster,
+    deadline: Instant,
+) -> anyhow::Result<Vec<Generator>> {
+    let me = std::env::current_exe().context("cannot find the running xtask")?;
+    let mut started = Vec::new();
+    for (g, counts) in plan.generators.iter().enumerate() {
+        let to: Vec<String> = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(m, n)| format!("{}={n}", cluster.members[m].1))
+            .collect();
+        let mut c = tokio::process::Command::new(&me);
+        c.args(["bench", "scale-idle-client", "--source"])
+            .arg(source(g, 250).to_string())
+            .args(["--to", &to.join(",")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            // Own process group, like the servers: this process stops it on every path.
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = c.spawn().context("cannot start a load generator")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        started.push((child, BufReader::new(stdout).lines()));
+    }
+    let mut generators = Vec::new();
+    for (g, (child, mut lines)) in started.into_iter().enumerate() {
+        let report = timeout_at(deadline, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(report) = parse_opened(&line) {
+                    return Ok(report);
+                }
+            }
+            bail!("load generator {g} exited before opening its connections")
+        })
+        .await
+        .with_context(|| format!("load generator {g} did not open its connections in time"))??;
+        let (opened, rss_before, rss_after) = report;
+        generators.push(Generator {
+            child,
+            opened,
+            rss_before,
+            rss_after,
+        });
+    }
+    Ok(generators)
+}
+
+/// A load generator's report: `opened N RSS_BEFORE_KIB RSS_AFTER_KIB`.
+fn parse_opened(line: &str) -> Option<(u64, u64, u64)> {
+    let mut words = line.strip_prefix("opened ")?.split_whitespace();
+    let mut next = || words.next()?.parse::<u64>().ok();
+    Some((next()?, next()?, next()?))
+}
+
+async fn idle_measure(plan: &IdlePlan, cluster: &Cluster) -> anyhow::Result<()> {
+    let m = plan.members;
     // Let the members settle (cluster handshakes) before the baseline.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pids: Vec<u32> = cluster
@@ -931,34 +1104,27 @@ async fn idle_measure(opts: &Options, cluster: &Cluster) -> anyhow::Result<()> {
         .iter()
         .map(|p| sys::rss_kib(*p))
         .collect::<anyhow::Result<_>>()?;
-    let client_before = sys::rss_kib(std::process::id())?;
     let started = Instant::now();
-    let mut opening: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>> = Vec::new();
-    for i in 0..opts.idle {
-        let member = i % m;
-        let (addr, url) = (cluster.members[member].1, cluster.url(member));
-        let src = source(i / m, opts.sources);
-        opening.push(Box::pin(async move {
-            let ws = connect(addr, &url, src).await?;
-            // Read (and so answer keep-alive pings) until the end.
-            anyhow::Ok(tokio::spawn(async move {
-                let mut ws = ws;
-                while let Some(Ok(_)) = ws.next().await {}
-            }))
-        }));
-    }
-    let held = in_batches(opening).await?;
+    // A generous bound: each generator also bounds every connection by WAIT.
+    let deadline = started + WAIT + Duration::from_millis(plan.measured as u64);
+    // Dropped on every path below, which kills them (`kill_on_drop`).
+    let mut generators = start_generators(plan, cluster, deadline).await?;
     let opened_in = started.elapsed().as_secs_f64();
-    let share = |i: usize| (opts.idle / m + usize::from(i < opts.idle % m)) as u64;
-    let deadline = Instant::now() + WAIT;
+    let opened: u64 = generators.iter().map(|g| g.opened).sum();
+    if opened != plan.measured as u64 {
+        bail!(
+            "the load generators opened {opened} connections of {}",
+            plan.measured
+        );
+    }
     for (i, (_, addr)) in cluster.members.iter().enumerate() {
         loop {
             let n = connections(*addr).await?;
-            if n >= share(i) {
+            if n >= plan.share(i) as u64 {
                 break;
             }
             if Instant::now() >= deadline {
-                bail!("member m{i} counts {n} connections of {}", share(i));
+                bail!("member m{i} counts {n} connections of {}", plan.share(i));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -967,12 +1133,16 @@ async fn idle_measure(opts: &Options, cluster: &Cluster) -> anyhow::Result<()> {
         .iter()
         .map(|p| sys::rss_kib(*p))
         .collect::<anyhow::Result<_>>()?;
-    let client_after = sys::rss_kib(std::process::id())?;
     println!(
-        "idle connections: {} over {m} members from {} source addresses, opened in {opened_in:.1} s ({:.0}/s)",
-        opts.idle,
-        opts.sources,
-        opts.idle as f64 / opened_in.max(1e-9)
+        "idle connections: {} over {m} members{}, from {} load generators, opened in {opened_in:.1} s ({:.0}/s)",
+        plan.measured,
+        if plan.measured < plan.requested {
+            format!(" (of {} requested: the open-files limit)", plan.requested)
+        } else {
+            String::new()
+        },
+        generators.len(),
+        plan.measured as f64 / opened_in.max(1e-9)
     );
     println!(
         "{:<8} {:>12} {:>14} {:>14} {:>16}",
@@ -980,27 +1150,110 @@ async fn idle_measure(opts: &Options, cluster: &Cluster) -> anyhow::Result<()> {
     );
     let mut per = Vec::new();
     for i in 0..m {
-        let bytes = after[i].saturating_sub(before[i]) as f64 * 1024.0 / share(i).max(1) as f64;
+        let bytes = after[i].saturating_sub(before[i]) as f64 * 1024.0 / plan.share(i).max(1) as f64;
         per.push(bytes);
         println!(
             "{:<8} {:>12} {:>10} KiB {:>10} KiB {:>14.0} B",
             format!("m{i}"),
-            share(i),
+            plan.share(i),
             before[i],
             after[i],
             bytes
         );
     }
+    let client: Vec<f64> = generators
+        .iter()
+        .map(|g| g.rss_after.saturating_sub(g.rss_before) as f64 * 1024.0 / g.opened.max(1) as f64)
+        .collect();
     println!(
-        "median {:.0} B (= {:.2} KiB) per idle connection on a member; the load generator's own VmRSS grew {:.0} B per connection",
+        "median {:.0} B (= {:.2} KiB) per idle connection on a member; a load generator's VmRSS grew {:.0} B \
+         per connection (median of {}; tokio-tungstenite clients with 4 KiB read buffers)",
         median(per.clone()),
         median(per) / 1024.0,
-        client_after.saturating_sub(client_before) as f64 * 1024.0 / opts.idle.max(1) as f64
+        median(client),
+        generators.len()
     );
-    for h in held {
-        h.abort();
+    // Closing their stdin ends them; those still running after a grace period are killed.
+    for g in &mut generators {
+        drop(g.child.stdin.take());
+    }
+    for g in &mut generators {
+        if timeout(Duration::from_secs(10), g.child.wait()).await.is_err() {
+            let _ = g.child.kill().await;
+        }
     }
     Ok(())
+}
+
+/// The hidden `cargo xtask bench scale-idle-client --source IP --to ADDR=N[,ADDR=N...]`: a load
+/// generator of `bench scale`'s idle part. Opens `N` WebSockets to each member at `ADDR` from
+/// `IP`, prints `opened TOTAL RSS_BEFORE_KIB RSS_AFTER_KIB` once all are open, and holds them
+/// (answering keep-alive pings) until its stdin closes.
+pub(crate) fn idle_client(args: &[String]) -> anyhow::Result<()> {
+    let mut args = Args::new(args.iter().cloned());
+    let src: Ipv4Addr = args.value("--source")?.context("--source IP is required")?;
+    let to: String = args.value("--to")?.context("--to ADDR=N,... is required")?;
+    args.finish()?;
+    let targets = parse_targets(&to)?;
+    let total: usize = targets.iter().map(|(_, n)| n).sum();
+    let limit = sys::raise_open_files_limit().context("cannot raise the open-files limit")?;
+    if total as u64 + 100 > limit {
+        bail!("{total} connections do not fit in the open-files limit {limit}");
+    }
+    tokio::runtime::Runtime::new()?.block_on(async move {
+        let before = sys::rss_kib(std::process::id())?;
+        let mut opening: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>> =
+            Vec::with_capacity(total);
+        for (addr, n) in targets {
+            let url = format!("ws://{addr}/{APP}/ws");
+            for _ in 0..n {
+                let url = url.clone();
+                opening.push(Box::pin(async move {
+                    let ws = connect(addr, &url, src).await?;
+                    // Read (and so answer keep-alive pings) until the end.
+                    anyhow::Ok(tokio::spawn(async move {
+                        let mut ws = ws;
+                        while let Some(Ok(_)) = ws.next().await {}
+                    }))
+                }));
+            }
+        }
+        let held = in_batches(opening).await?;
+        let after = sys::rss_kib(std::process::id())?;
+        {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "opened {total} {before} {after}")?;
+            out.flush()?;
+        }
+        // Hold them until the bench closes stdin (or exits).
+        tokio::task::spawn_blocking(|| {
+            use std::io::Read as _;
+            let mut buf = [0u8; 64];
+            while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
+        })
+        .await?;
+        for h in held {
+            h.abort();
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// `ADDR=N,ADDR=N,...`.
+fn parse_targets(to: &str) -> anyhow::Result<Vec<(SocketAddr, usize)>> {
+    to.split(',')
+        .map(|t| {
+            let (addr, n) = t
+                .split_once('=')
+                .with_context(|| format!("{t:?}: expected ADDR=N"))?;
+            let addr = addr
+                .parse()
+                .with_context(|| format!("{addr:?}: not a socket address"))?;
+            let n = n.parse().with_context(|| format!("{n:?}: not a count"))?;
+            Ok((addr, n))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -1029,11 +1282,62 @@ mod tests {
         );
         let o = parse(&args("--quick --idle 10"))?;
         assert_eq!((o.channels, o.rounds, o.idle, o.quick), (100, 1, 10, true));
+        assert_eq!(o.idle_members, 4);
+        assert_eq!(parse(&args("--members 3"))?.idle_members, 3);
+        assert_eq!(parse(&args("--members 3 --idle-members 6"))?.idle_members, 6);
+        assert!(parse(&args("--idle-members 1")).is_err());
         assert!(parse(&args("--members 1")).is_err());
         assert!(parse(&args("--channels 3")).is_err());
         assert!(parse(&args("--channels 0"))?.channels == 0);
         assert!(parse(&args("--sources 0")).is_err());
         assert!(parse(&args("--nonsense")).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn plans_idle_connections_within_the_open_files_limit() -> anyhow::Result<()> {
+        // Fits: 100,000 over 6 members of 19,000 each, 6 generators of at most 19,000.
+        let p = IdlePlan::new(100_000, 6, 20_000);
+        assert_eq!(
+            (p.measured, p.per_process, p.generators.len()),
+            (100_000, 19_000, 6)
+        );
+        for g in &p.generators {
+            assert!(g.iter().sum::<usize>() <= p.per_process, "{g:?}");
+        }
+        for m in 0..6 {
+            let to_m: usize = p.generators.iter().map(|g| g[m]).sum();
+            assert_eq!(to_m, p.share(m));
+            assert!(p.share(m) <= p.per_process);
+        }
+        assert_eq!(p.generators.iter().flatten().sum::<usize>(), 100_000);
+        assert!(
+            p.describe(20_000)
+                .starts_with("idle part: 100000 connections over 6 members")
+        );
+
+        // Does not fit: capped to what 4 members hold, and said so.
+        let p = IdlePlan::new(100_000, 4, 20_000);
+        assert_eq!((p.measured, p.members_needed()), (76_000, 6));
+        assert_eq!((0..4).map(|m| p.share(m)).collect::<Vec<_>>(), [19_000; 4]);
+        assert_eq!(p.generators.iter().flatten().sum::<usize>(), 76_000);
+        assert_eq!(
+            p.describe(20_000),
+            "idle part: requested 100000; this machine allows 19000 per process (RLIMIT_NOFILE hard limit 20000): \
+             measuring 76000 over 4 members, from 4 load-generator processes on source addresses 127.0.0.2.. \
+             (`--idle-members 6` would hold all 100000)"
+        );
+
+        // Small: one generator, uneven shares.
+        let p = IdlePlan::new(10, 4, 20_000);
+        assert_eq!(p.generators, vec![vec![3, 3, 2, 2]]);
+        // A limit below the margin leaves nothing.
+        assert_eq!(IdlePlan::new(10, 4, 500).measured, 0);
+        assert_eq!(parse_opened("opened 12 100 250"), Some((12, 100, 250)));
+        assert_eq!(parse_opened("opened 12"), None);
+        let t = parse_targets("127.0.0.1:80=3,127.0.0.1:81=0")?;
+        assert_eq!(t, [("127.0.0.1:80".parse()?, 3), ("127.0.0.1:81".parse()?, 0)]);
+        assert!(parse_targets("127.0.0.1:80").is_err());
         Ok(())
     }
 
