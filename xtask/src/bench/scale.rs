@@ -491,13 +491,14 @@ async fn publisher(addr: SocketAddr, url: String, src: Ipv4Addr) -> anyhow::Resu
 /// Runs `tasks` with at most [`CONCURRENT`] at once; their results in order.
 async fn in_batches<T: Send + 'static>(
     tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<T>> + Send>>>,
+    concurrent: usize,
 ) -> anyhow::Result<Vec<T>> {
     let total = tasks.len();
     let mut out: Vec<Option<T>> = (0..total).map(|_| None).collect();
     let mut pending = tasks.into_iter().enumerate();
     let mut running = JoinSet::new();
     loop {
-        while running.len() < CONCURRENT {
+        while running.len() < concurrent.max(1) {
             let Some((i, t)) = pending.next() else { break };
             running.spawn(async move { (i, t.await) });
         }
@@ -613,8 +614,8 @@ async fn channels_measure(opts: &Options, cluster: &Cluster) -> anyhow::Result<R
             n += 1;
         }
     }
-    let readers = in_batches(subs).await?;
-    let mut senders = in_batches(pubs).await?.into_iter();
+    let readers = in_batches(subs, CONCURRENT).await?;
+    let mut senders = in_batches(pubs, CONCURRENT).await?.into_iter();
     let (mut local, mut remote) = (Vec::new(), Vec::new());
     while let (Some(l), Some(r)) = (senders.next(), senders.next()) {
         local.push(l);
@@ -1030,6 +1031,8 @@ struct Generator {
     opened: u64,
     rss_before: u64,
     rss_after: u64,
+    /// Handshakes it had to retry.
+    retries: u64,
 }
 
 /// Starts the load generators (the running xtask again, as `bench scale-idle-client`) and
@@ -1052,6 +1055,12 @@ async fn start_generators(
         c.args(["bench", "scale-idle-client", "--source"])
             .arg(source(g, 250).to_string())
             .args(["--to", &to.join(",")])
+            // [`CONCURRENT`] handshakes at once in all: the members (and Redis, which carries
+            // every connection's presence) share the CPUs with the generators.
+            .args([
+                "--concurrent",
+                &(CONCURRENT / plan.generators.len()).max(10).to_string(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             // Own process group, like the servers: this process stops it on every path.
@@ -1073,22 +1082,23 @@ async fn start_generators(
         })
         .await
         .with_context(|| format!("load generator {g} did not open its connections in time"))??;
-        let (opened, rss_before, rss_after) = report;
+        let [opened, rss_before, rss_after, retries] = report;
         generators.push(Generator {
             child,
             opened,
             rss_before,
             rss_after,
+            retries,
         });
     }
     Ok(generators)
 }
 
-/// A load generator's report: `opened N RSS_BEFORE_KIB RSS_AFTER_KIB`.
-fn parse_opened(line: &str) -> Option<(u64, u64, u64)> {
+/// A load generator's report: `opened N RSS_BEFORE_KIB RSS_AFTER_KIB RETRIES`.
+fn parse_opened(line: &str) -> Option<[u64; 4]> {
     let mut words = line.strip_prefix("opened ")?.split_whitespace();
     let mut next = || words.next()?.parse::<u64>().ok();
-    Some((next()?, next()?, next()?))
+    Some([next()?, next()?, next()?, next()?])
 }
 
 async fn idle_measure(plan: &IdlePlan, cluster: &Cluster) -> anyhow::Result<()> {
@@ -1134,7 +1144,8 @@ async fn idle_measure(plan: &IdlePlan, cluster: &Cluster) -> anyhow::Result<()> 
         .map(|p| sys::rss_kib(*p))
         .collect::<anyhow::Result<_>>()?;
     println!(
-        "idle connections: {} over {m} members{}, from {} load generators, opened in {opened_in:.1} s ({:.0}/s)",
+        "idle connections: {} over {m} members{}, from {} load generators, opened in {opened_in:.1} s ({:.0}/s, \
+         {} handshakes retried)",
         plan.measured,
         if plan.measured < plan.requested {
             format!(" (of {} requested: the open-files limit)", plan.requested)
@@ -1142,7 +1153,8 @@ async fn idle_measure(plan: &IdlePlan, cluster: &Cluster) -> anyhow::Result<()> 
             String::new()
         },
         generators.len(),
-        plan.measured as f64 / opened_in.max(1e-9)
+        plan.measured as f64 / opened_in.max(1e-9),
+        generators.iter().map(|g| g.retries).sum::<u64>()
     );
     println!(
         "{:<8} {:>12} {:>14} {:>14} {:>16}",
@@ -1187,12 +1199,13 @@ async fn idle_measure(plan: &IdlePlan, cluster: &Cluster) -> anyhow::Result<()> 
 
 /// The hidden `cargo xtask bench scale-idle-client --source IP --to ADDR=N[,ADDR=N...]`: a load
 /// generator of `bench scale`'s idle part. Opens `N` WebSockets to each member at `ADDR` from
-/// `IP`, prints `opened TOTAL RSS_BEFORE_KIB RSS_AFTER_KIB` once all are open, and holds them
+/// `IP`, prints `opened TOTAL RSS_BEFORE_KIB RSS_AFTER_KIB RETRIES` once all are open, and holds them
 /// (answering keep-alive pings) until its stdin closes.
 pub(crate) fn idle_client(args: &[String]) -> anyhow::Result<()> {
     let mut args = Args::new(args.iter().cloned());
     let src: Ipv4Addr = args.value("--source")?.context("--source IP is required")?;
     let to: String = args.value("--to")?.context("--to ADDR=N,... is required")?;
+    let concurrent = args.value_or("--concurrent", CONCURRENT)?;
     args.finish()?;
     let targets = parse_targets(&to)?;
     let total: usize = targets.iter().map(|(_, n)| n).sum();
@@ -1202,14 +1215,26 @@ pub(crate) fn idle_client(args: &[String]) -> anyhow::Result<()> {
     }
     tokio::runtime::Runtime::new()?.block_on(async move {
         let before = sys::rss_kib(std::process::id())?;
+        let retries = Arc::new(AtomicU64::new(0));
         let mut opening: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>> =
             Vec::with_capacity(total);
         for (addr, n) in targets {
             let url = format!("ws://{addr}/{APP}/ws");
             for _ in 0..n {
-                let url = url.clone();
+                let (url, retries) = (url.clone(), retries.clone());
                 opening.push(Box::pin(async move {
-                    let ws = connect(addr, &url, src).await?;
+                    // A handshake the loaded member drops is retried (twice), and counted.
+                    let mut attempt = 0;
+                    let ws = loop {
+                        match connect(addr, &url, src).await {
+                            Ok(ws) => break ws,
+                            Err(e) if attempt == 2 => return Err(e),
+                            Err(_) => {
+                                attempt += 1;
+                                retries.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    };
                     // Read (and so answer keep-alive pings) until the end.
                     anyhow::Ok(tokio::spawn(async move {
                         let mut ws = ws;
@@ -1218,12 +1243,13 @@ pub(crate) fn idle_client(args: &[String]) -> anyhow::Result<()> {
                 }));
             }
         }
-        let held = in_batches(opening).await?;
+        let held = in_batches(opening, concurrent).await?;
         let after = sys::rss_kib(std::process::id())?;
         {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
-            writeln!(out, "opened {total} {before} {after}")?;
+            let retries = retries.load(Ordering::Relaxed);
+            writeln!(out, "opened {total} {before} {after} {retries}")?;
             out.flush()?;
         }
         // Hold them until the bench closes stdin (or exits).
@@ -1333,8 +1359,8 @@ mod tests {
         assert_eq!(p.generators, vec![vec![3, 3, 2, 2]]);
         // A limit below the margin leaves nothing.
         assert_eq!(IdlePlan::new(10, 4, 500).measured, 0);
-        assert_eq!(parse_opened("opened 12 100 250"), Some((12, 100, 250)));
-        assert_eq!(parse_opened("opened 12"), None);
+        assert_eq!(parse_opened("opened 12 100 250 1"), Some([12, 100, 250, 1]));
+        assert_eq!(parse_opened("opened 12 100 250"), None);
         let t = parse_targets("127.0.0.1:80=3,127.0.0.1:81=0")?;
         assert_eq!(t, [("127.0.0.1:80".parse()?, 3), ("127.0.0.1:81".parse()?, 0)]);
         assert!(parse_targets("127.0.0.1:80").is_err());
