@@ -32,25 +32,28 @@ use crate::streams::Replayed;
 const MAX_PENDING_RPC: usize = 64;
 
 /// Runs `work`; a panic in it is caught, counted and logged (with `what` it was), and gives
-/// `None`.
-pub(crate) async fn unwinding<T>(
-    metrics: &crate::metrics::Metrics,
+/// `None`. (Not an `async fn`: that would keep `work` in its state twice, once as its argument
+/// and once inside `catch_unwind`.)
+pub(crate) fn unwinding<'a, T>(
+    metrics: &'a crate::metrics::Metrics,
     what: &'static str,
-    work: impl std::future::Future<Output = T>,
-) -> Option<T> {
-    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-        Ok(done) => Some(done),
-        Err(panic) => {
-            metrics.panics.inc();
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(what, panic = %text, "panic caught");
-            None
-        }
-    }
+    work: impl std::future::Future<Output = T> + 'a,
+) -> impl std::future::Future<Output = Option<T>> + 'a {
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .map(move |done| match done {
+            Ok(done) => Some(done),
+            Err(panic) => {
+                metrics.panics.inc();
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(what, panic = %text, "panic caught");
+                None
+            }
+        })
 }
 
 /// The application side of a connection: its hooks, RPC dispatch, the tab's mark, replays.

@@ -19,15 +19,18 @@
 //! [`Outbound`]: enqueueing never waits, a full queue closes the connection with 4008, and
 //! sequence numbers are assigned under the lock that enqueues.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use thywill_core::edge::{Attached, Held, Opening, Outbound, Pipe, ReplayItem, SharedFrame};
 use thywill_core::protocol::{self, ClientFrame, ErrorCode, ProtocolError, ServerFrame, close};
 use thywill_core::{ConnectionId, DisconnectReason, SessionId};
-use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::Edge;
@@ -75,32 +78,39 @@ pub(crate) async fn run(edge: Edge, mut ws: impl Socket, hs: Handshake) {
     };
     let span =
         tracing::info_span!("connection", member = %edge.member(), connection = %conn, session = %session);
-    let serving = serve(edge, ws, conn, session, hs);
-    // What an idle connection costs starts here (see docs/PERFORMANCE.md).
-    tracing::trace!(bytes = std::mem::size_of_val(&serving), "connection task state");
+    // Boxed: the task's own future then holds the socket once, not again beside a copy of it
+    // moved into this future's state (see docs/PERFORMANCE.md, idle memory).
+    let serving = Box::pin(serve(edge, ws, conn, session, hs));
+    tracing::trace!(
+        bytes = std::mem::size_of_val(&*serving),
+        "connection state (boxed)"
+    );
     serving.instrument(span).await;
 }
 
 /// Runs `work`; a panic in it is caught, counted and logged (with `what` it was), and gives
-/// `None`.
-async fn unwinding<T>(
-    metrics: &crate::metrics::Metrics,
+/// `None`. (Not an `async fn`: that would keep `work` in its state twice, once as its argument
+/// and once inside `catch_unwind`.)
+fn unwinding<'a, T>(
+    metrics: &'a crate::metrics::Metrics,
     what: &'static str,
-    work: impl std::future::Future<Output = T>,
-) -> Option<T> {
-    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-        Ok(done) => Some(done),
-        Err(panic) => {
-            metrics.panics.inc();
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(what, panic = %text, "panic caught");
-            None
-        }
-    }
+    work: impl std::future::Future<Output = T> + 'a,
+) -> impl std::future::Future<Output = Option<T>> + 'a {
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .map(move |done| match done {
+            Ok(done) => Some(done),
+            Err(panic) => {
+                metrics.panics.inc();
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(what, panic = %text, "panic caught");
+                None
+            }
+        })
 }
 
 /// Why a connection ended.
@@ -146,13 +156,12 @@ impl Ending {
 async fn serve(edge: Edge, mut ws: impl Socket, conn: ConnectionId, session: SessionId, hs: Handshake) {
     let cfg = &edge.inner.config;
     let metrics = edge.inner.metrics.clone();
-    let (out, rx, killed) = Out::new(
+    let out = Arc::new(Out::new(
         conn.clone(),
         metrics.clone(),
         cfg.outbound_queue,
         cfg.max_outbound_bytes,
-    );
-    let out = Arc::new(out);
+    ));
     let mut shutdown = edge.inner.shutdown.subscribe();
     if *shutdown.borrow_and_update() {
         let _ = ws
@@ -160,6 +169,11 @@ async fn serve(edge: Edge, mut ws: impl Socket, conn: ConnectionId, session: Ses
             .await;
         return;
     }
+    // One wait for the shutdown for the connection's life (not one per pass of its loop: each
+    // would join and leave the edge-wide list of waiters).
+    let shutdown: Stopping = Box::pin(async move {
+        let _ = shutdown.changed().await;
+    });
     let pipe = Arc::new(Pipe::new(cfg.max_message_size));
     let opening = Opening::new(conn, session, out.clone(), pipe.clone())
         .with_peer(hs.peer)
@@ -173,8 +187,6 @@ async fn serve(edge: Edge, mut ws: impl Socket, conn: ConnectionId, session: Ses
         edge: &edge,
         out: &out,
         attached: attached.as_ref(),
-        rx,
-        killed,
         shutdown,
         pipe,
         started: false,
@@ -184,6 +196,7 @@ async fn serve(edge: Edge, mut ws: impl Socket, conn: ConnectionId, session: Ses
         .unwrap_or(Ending::INTERNAL);
     io.end(&mut ws, ending).await;
     // Nothing more is written: what the worker still sends is dropped, not queued.
+    out.shut();
     drop(io);
     drop(ws);
 
@@ -205,10 +218,8 @@ struct Io<'a> {
     out: &'a Arc<Out>,
     /// The connection as the node keeps it.
     attached: &'a dyn Attached,
-    /// The receiving end of the outbound queue.
-    rx: mpsc::Receiver<Queued>,
-    killed: watch::Receiver<Option<u16>>,
-    shutdown: watch::Receiver<bool>,
+    /// Completes when the edge shuts down.
+    shutdown: Stopping,
     /// Client frames to the worker, replay chunks from it, the worker's end.
     pipe: Arc<Pipe>,
     /// Whether the worker was started.
@@ -258,8 +269,8 @@ impl Io<'_> {
                 // client (pongs, messages); client frames are rate-limited (a burst of at most
                 // `rate_burst`, below the queue's bound), so writes cannot starve.
                 biased;
-                _ = self.shutdown.changed() => return Ending::SHUTDOWN,
-                _ = self.killed.changed() => return killed_reason(&self.killed),
+                () = self.shutdown.as_mut() => return Ending::SHUTDOWN,
+                code = self.out.killed() => return killed_reason(code),
                 // The worker ended with the inbox open: a hook panicked.
                 _ = pipe.finished() => return Ending::INTERNAL,
                 frame = ws.next(), if held.is_none() => {
@@ -309,10 +320,10 @@ impl Io<'_> {
                     }
                     // Reads go first, but a client whose own frames fill its queue (answers,
                     // skips) is written to before it is read again.
-                    while self.rx.len() > cfg.outbound_queue / 2 {
-                        let Ok(frame) = self.rx.try_recv() else { break };
-                        let write = ws.send(WsMessage::text(self.taken(frame)));
-                        if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
+                    while self.out.len() > cfg.outbound_queue / 2 {
+                        let Some(frame) = self.out.pop() else { break };
+                        let write = ws.send(WsMessage::text(taken(self.out, frame)));
+                        if let Err(end) = bounded(write, self.out, &mut self.shutdown, cfg.keepalive_timeout).await {
                             return end;
                         }
                     }
@@ -334,23 +345,23 @@ impl Io<'_> {
                         return Ending::new(close::KEEPALIVE_TIMEOUT, "keepalive timeout", DisconnectReason::KeepaliveTimeout);
                     }
                     let write = ws.send(WsMessage::Ping(Default::default()));
-                    if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
+                    if let Err(end) = bounded(write, self.out, &mut self.shutdown, cfg.keepalive_timeout).await {
                         return end;
                     }
                 }
                 items = pipe.chunk() => {
-                    let write = Box::pin(write_chunk(ws, &mut self.rx, self.out, items));
-                    if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
+                    let write = Box::pin(write_chunk(ws, self.out, items));
+                    if let Err(end) = bounded(write, self.out, &mut self.shutdown, cfg.keepalive_timeout).await {
                         return end;
                     }
                     pipe.written();
                 }
-                out = self.rx.recv() => match out {
-                    Some(frame) => {
-                        let text = self.taken(frame);
+                frame = self.out.next() => {
+                    {
+                        let text = taken(self.out, frame);
                         written += text.len();
                         let write = ws.send(WsMessage::text(text));
-                        if let Err(end) = bounded(write, &mut self.killed, &mut self.shutdown, cfg.keepalive_timeout).await {
+                        if let Err(end) = bounded(write, self.out, &mut self.shutdown, cfg.keepalive_timeout).await {
                             return end;
                         }
                         if written >= FAIR_SHARE {
@@ -360,15 +371,9 @@ impl Io<'_> {
                             tokio::task::yield_now().await;
                         }
                     }
-                    None => return Ending::INTERNAL,
-                },
+                }
             }
         }
-    }
-
-    /// A frame taken off the queue: its text, its bytes no longer counted.
-    fn taken(&self, frame: Queued) -> String {
-        taken(self.out, frame)
     }
 
     /// Ends the connection: the worker gets no more frames and no replay is written; the
@@ -393,33 +398,27 @@ impl Io<'_> {
         }
         // Bounded: a client that does not read gets no more than two seconds of our time.
         let cfg = &self.edge.inner.config;
-        let closing = Box::pin(close_with(ws, &mut self.rx, cfg, ending, acked));
+        let closing = Box::pin(close_with(ws, self.out, cfg, ending, acked));
         let _ = tokio::time::timeout(CLOSING_TIME, closing).await;
     }
 }
 
-/// A frame taken off a connection's queue: its text, its bytes no longer counted.
+/// A frame taken off a connection's queue ([`Out::pop`]): its text, counted as written.
 fn taken(handle: &Out, frame: Queued) -> String {
-    handle.dequeued(frame.len());
     let text = frame.into_text();
     handle.metrics.bytes_out.inc_by(text.len() as u64);
     text
 }
 
 /// Writes a chunk of a replay: the frames queued before it first, then its own.
-async fn write_chunk(
-    ws: &mut impl Socket,
-    rx: &mut mpsc::Receiver<Queued>,
-    handle: &Out,
-    items: Vec<ReplayItem>,
-) -> Result<(), WsError> {
+async fn write_chunk(ws: &mut impl Socket, handle: &Out, items: Vec<ReplayItem>) -> Result<(), WsError> {
     if items.is_empty() {
         return Ok(());
     }
     let msgs = items.iter().filter(|i| matches!(i, ReplayItem::Msg(..))).count() as u64;
     let (mut seq, queued) = handle.reserve(msgs);
     for _ in 0..queued {
-        let Ok(frame) = rx.try_recv() else { break };
+        let Some(frame) = handle.pop() else { break };
         ws.feed(WsMessage::text(taken(handle, frame))).await?;
     }
     for item in items {
@@ -437,9 +436,9 @@ async fn write_chunk(
     ws.flush().await
 }
 
-/// The ending a kill asks for.
-fn killed_reason(killed: &watch::Receiver<Option<u16>>) -> Ending {
-    match (*killed.borrow()).unwrap_or(close::INTERNAL_ERROR) {
+/// The ending a kill with `code` asks for.
+fn killed_reason(code: u16) -> Ending {
+    match code {
         close::SLOW_CONSUMER => Ending::SLOW_CONSUMER,
         code => Ending::new(code, "closed by server", DisconnectReason::ClosedByServer),
     }
@@ -524,16 +523,21 @@ const CLOSING_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// overflowed meanwhile), the node shuts down, or the write makes no progress for `limit`
 /// (a client that stopped reading): the reason to close with.
 async fn bounded<T>(
-    write: impl std::future::Future<Output = Result<T, WsError>>,
-    killed: &mut watch::Receiver<Option<u16>>,
-    shutdown: &mut watch::Receiver<bool>,
+    write: impl Future<Output = Result<T, WsError>>,
+    out: &Out,
+    shutdown: &mut Stopping,
     limit: std::time::Duration,
 ) -> Result<(), Ending> {
+    let mut write = std::pin::pin!(write);
+    // Most writes complete at once: no deadline to set up for them.
+    if let Poll::Ready(written) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+        return written.map(|_| ()).map_err(|_| Ending::WRITE_FAILED);
+    }
     tokio::select! {
         biased;
         written = write => written.map(|_| ()).map_err(|_| Ending::WRITE_FAILED),
-        _ = killed.changed() => Err(killed_reason(killed)),
-        _ = shutdown.changed() => Err(Ending::SHUTDOWN),
+        code = out.killed() => Err(killed_reason(code)),
+        () = shutdown.as_mut() => Err(Ending::SHUTDOWN),
         () = tokio::time::sleep(limit) => {
             tracing::info!("write stalled: closing slow consumer");
             Err(Ending::SLOW_CONSUMER)
@@ -545,13 +549,13 @@ async fn bounded<T>(
 /// `reconnect` hint (with jitter, to spread this member's clients) go first.
 async fn close_with(
     ws: &mut impl Socket,
-    rx: &mut mpsc::Receiver<Queued>,
+    out: &Out,
     cfg: &crate::TransportConfig,
     reason: Ending,
     acked: Option<u64>,
 ) {
     if reason.code == close::GOING_AWAY {
-        while let Ok(frame) = rx.try_recv() {
+        while let Some(frame) = out.pop() {
             if ws.feed(WsMessage::text(frame.into_text())).await.is_err() {
                 break;
             }
@@ -641,49 +645,60 @@ impl Queued {
     }
 }
 
-/// The next sequence number and the queue's sender, locked together so that sequence order
-/// equals queue order.
+/// A connection's shutdown, awaited once for its life.
+type Stopping = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The next sequence number and the queue, locked together so that sequence order equals
+/// queue order.
 struct OutState {
     seq: u64,
-    tx: mpsc::Sender<Queued>,
+    /// The frames to write, in order: no memory while empty (an idle connection).
+    queue: VecDeque<Queued>,
+    /// The bound of `queue`, in frames.
+    max_frames: usize,
     /// Bytes of the frames in the queue, as if each were the connection's own copy.
     bytes: usize,
     /// The bound of `bytes` (a slow consumer past it).
     max_bytes: usize,
+    /// Set to a close code to make the IO side close the socket.
+    kill: Option<u16>,
+    /// The IO side no longer writes: nothing more is queued.
+    shut: bool,
+    /// The IO side's task, waiting for a frame or a kill.
+    waker: Option<Waker>,
 }
 
-/// A connection's bounded outbound queue: the edge's [`Outbound`], which the node pushes to.
+/// A connection's bounded outbound queue: the edge's [`Outbound`], which the node pushes to,
+/// and its kill switch. One lock and one waker: a push wakes the connection's task, nobody
+/// else.
 pub(crate) struct Out {
     conn: ConnectionId,
     metrics: Arc<crate::metrics::Metrics>,
     out: Mutex<OutState>,
-    /// Set to a close code to make the IO side close the socket.
-    kill: watch::Sender<Option<u16>>,
 }
 
 impl Out {
-    /// A queue of `frames` frames and `max_bytes` bytes at most, its receiving end and the
-    /// receiver of its kill switch.
+    /// A queue of `frames` frames and `max_bytes` bytes at most.
     fn new(
         conn: ConnectionId,
         metrics: Arc<crate::metrics::Metrics>,
         frames: usize,
         max_bytes: usize,
-    ) -> (Self, mpsc::Receiver<Queued>, watch::Receiver<Option<u16>>) {
-        let (tx, rx) = mpsc::channel(frames);
-        let (kill, killed) = watch::channel(None);
-        let out = Self {
+    ) -> Self {
+        Self {
             conn,
             metrics,
             out: Mutex::new(OutState {
                 seq: 0,
-                tx,
+                queue: VecDeque::new(),
+                max_frames: frames,
                 bytes: 0,
                 max_bytes,
+                kill: None,
+                shut: false,
+                waker: None,
             }),
-            kill,
-        };
-        (out, rx, killed)
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, OutState> {
@@ -691,39 +706,87 @@ impl Out {
     }
 
     /// Queues a frame without waiting; a full queue (in frames or bytes) marks the client a
-    /// slow consumer.
-    fn enqueue(&self, out: &mut OutState, frame: Queued) -> bool {
+    /// slow consumer. Gives the waker to wake (once the lock is released) when it was queued
+    /// or the connection was killed.
+    fn enqueue(&self, out: &mut OutState, frame: Queued) -> Result<Option<Waker>, Option<Waker>> {
+        if out.shut {
+            return Err(None);
+        }
         let len = frame.len();
-        if out.bytes.saturating_add(len) > out.max_bytes {
-            self.overflow();
-            return false;
+        if out.bytes.saturating_add(len) > out.max_bytes || out.queue.len() >= out.max_frames {
+            return Err(self.overflow(out));
         }
-        match out.tx.try_send(frame) {
-            Ok(()) => {
-                out.bytes += len;
-                true
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        out.queue.push_back(frame);
+        out.bytes += len;
+        Ok(out.waker.take())
     }
 
-    fn overflow(&self) {
+    fn overflow(&self, out: &mut OutState) -> Option<Waker> {
         self.metrics.queue_drops.inc();
-        let previous = self.kill.send_replace(Some(close::SLOW_CONSUMER));
-        if previous.is_none() {
-            self.metrics.slow_consumers.inc();
-            tracing::warn!(connection = %self.conn, "outbound queue full: closing slow consumer");
+        if out.kill.is_some() {
+            return None;
         }
+        out.kill = Some(close::SLOW_CONSUMER);
+        self.metrics.slow_consumers.inc();
+        tracing::warn!(connection = %self.conn, "outbound queue full: closing slow consumer");
+        out.waker.take()
     }
 
-    /// The IO side took a frame of `len` bytes off the queue.
-    fn dequeued(&self, len: usize) {
+    /// The IO side: the next frame queued, its bytes no longer counted.
+    fn pop(&self) -> Option<Queued> {
         let mut out = self.state();
-        out.bytes = out.bytes.saturating_sub(len);
+        let frame = out.queue.pop_front()?;
+        out.bytes = out.bytes.saturating_sub(frame.len());
+        if out.queue.is_empty() && out.queue.capacity() > IDLE_QUEUE {
+            // A burst's worth of slots is not kept by a connection gone quiet.
+            out.queue = VecDeque::new();
+        }
+        Some(frame)
+    }
+
+    /// The IO side: how many frames are queued.
+    fn len(&self) -> usize {
+        self.state().queue.len()
+    }
+
+    /// The IO side: completes with the next frame queued.
+    fn next(&self) -> impl Future<Output = Queued> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut out = self.state();
+            match out.queue.pop_front() {
+                Some(frame) => {
+                    out.bytes = out.bytes.saturating_sub(frame.len());
+                    Poll::Ready(frame)
+                }
+                None => {
+                    register(&mut out.waker, cx);
+                    Poll::Pending
+                }
+            }
+        })
+    }
+
+    /// The IO side: completes with the close code once the connection is killed.
+    fn killed(&self) -> impl Future<Output = u16> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut out = self.state();
+            match out.kill {
+                Some(code) => Poll::Ready(code),
+                None => {
+                    register(&mut out.waker, cx);
+                    Poll::Pending
+                }
+            }
+        })
+    }
+
+    /// The IO side ended: what is queued is dropped, and nothing more is queued.
+    fn shut(&self) {
+        let mut out = self.state();
+        out.shut = true;
+        out.queue = VecDeque::new();
+        out.bytes = 0;
+        out.waker = None;
     }
 
     /// Reserves `n` sequence numbers for frames the IO side writes itself (replays); returns
@@ -732,7 +795,26 @@ impl Out {
         let mut out = self.state();
         let first = out.seq + 1;
         out.seq += n;
-        (first, out.tx.max_capacity() - out.tx.capacity())
+        (first, out.queue.len())
+    }
+}
+
+/// Capacity of the outbound queue that a connection keeps once its queue is empty again.
+const IDLE_QUEUE: usize = 8;
+
+/// Keeps the waker of the task polling, replacing an older one only when it would not wake
+/// the same task.
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+/// Wakes `waker` (taken under the lock, woken after it is released).
+fn wake(waker: Option<Waker>) {
+    if let Some(w) = waker {
+        w.wake();
     }
 }
 
@@ -741,25 +823,45 @@ impl Outbound for Out {
         let mut out = self.state();
         let seq = out.seq + 1;
         let queued = self.enqueue(&mut out, Queued::Msg(seq, frame.clone()));
-        if queued {
+        if queued.is_ok() {
             out.seq = seq;
         }
-        queued
+        drop(out);
+        finish(queued)
     }
 
     fn push_control(&self, frame: ServerFrame) -> bool {
+        // Encoded before the lock is taken.
+        let frame = Queued::Text(frame.encode());
         let mut out = self.state();
-        self.enqueue(&mut out, Queued::Text(frame.encode()))
+        let queued = self.enqueue(&mut out, frame);
+        drop(out);
+        finish(queued)
     }
 
     fn close(&self, code: u16) {
-        self.kill.send_if_modified(|kill| {
-            let first = kill.is_none();
-            if first {
-                *kill = Some(code);
-            }
-            first
-        });
+        let mut out = self.state();
+        if out.kill.is_some() {
+            return;
+        }
+        out.kill = Some(code);
+        let waker = out.waker.take();
+        drop(out);
+        wake(waker);
+    }
+}
+
+/// Wakes the IO side if `queued` says so; whether the frame was queued.
+fn finish(queued: Result<Option<Waker>, Option<Waker>>) -> bool {
+    match queued {
+        Ok(waker) => {
+            wake(waker);
+            true
+        }
+        Err(waker) => {
+            wake(waker);
+            false
+        }
     }
 }
 

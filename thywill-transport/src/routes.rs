@@ -600,14 +600,15 @@ impl Edge {
                             Err(refused) => return refused,
                         };
                         // A socket another server accepted takes its own place under the
-                        // socket cap; the edge's accept loop holds one for each of its own.
+                        // socket cap; the edge's accept loop holds one for each of its own,
+                        // which the WebSocket's task takes over.
                         let place = if slot.foreign() {
                             match node.socket_place() {
                                 Some(place) => Some(place),
                                 None => return sockets_refused(&node),
                             }
                         } else {
-                            None
+                            slot.take_place()
                         };
                         let Some(pending) = slot.take() else {
                             return warp::reply::with_status("not upgradable", StatusCode::BAD_REQUEST)
@@ -618,13 +619,10 @@ impl Edge {
                         let deadline = node.config().handshake_timeout;
                         let mut handshake = hs.into_handshake();
                         handshake.identity = identity;
-                        tokio::spawn(async move {
-                            let _place = place;
-                            match crate::socket::upgraded(pending, limit, deadline).await {
-                                Ok(ws) => crate::connection::run(node, ws, handshake).await,
-                                Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
-                            }
-                        });
+                        let task = upgrade_and_run(node, pending, limit, deadline, handshake, place);
+                        // What an idle connection costs starts here (see docs/PERFORMANCE.md).
+                        tracing::trace!(bytes = std::mem::size_of_val(&task), "connection task future");
+                        tokio::spawn(task);
                         let accept =
                             tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
                         let mut r = warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS)
@@ -861,6 +859,25 @@ pub(crate) fn listen(addr: SocketAddr) -> Result<(tokio::net::TcpListener, Socke
         Ok((listener, local))
     };
     bind().map_err(|source| TransportError::Bind { addr, source })
+}
+
+/// A WebSocket's task on the edge's own path: finishes the upgrade (within `deadline`), then
+/// runs the connection, holding its place under the socket cap (if it took one) until the end.
+/// (A function of its own, not a closure's `async` block: the upgrade's future is then created
+/// inside the task's state rather than captured beside it.)
+async fn upgrade_and_run(
+    node: Edge,
+    pending: hyper::upgrade::OnUpgrade,
+    limit: usize,
+    deadline: std::time::Duration,
+    handshake: crate::connection::Handshake,
+    place: Option<crate::serve::Counted>,
+) {
+    let _place = place;
+    match crate::socket::upgraded(pending, limit, deadline).await {
+        Ok(ws) => crate::connection::run(node, ws, handshake).await,
+        Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+    }
 }
 
 #[cfg(test)]

@@ -122,9 +122,12 @@ pub(crate) async fn serve_service<S, B>(
         let service = service.clone();
         let watcher = graceful.watcher();
         let acceptor = tls.clone();
-        let counted = Counted::new(permit, node.inner.metrics.clone());
+        // Held by the socket's stage: given to its WebSocket's task if it is upgraded, dropped
+        // with this task otherwise.
+        stage.hold(Counted::new(permit, node.inner.metrics.clone()));
+        let held = stage.clone();
         tokio::spawn(async move {
-            let _counted = counted;
+            let _released = Release(held);
             let handshake = limits.handshake;
             match acceptor {
                 None => {
@@ -230,9 +233,32 @@ struct Deadlines {
     idle: Duration,
 }
 
-/// The stage of a socket, shared by its [`Guarded`] IO and the service answering it.
-#[derive(Debug, Default)]
-pub(crate) struct Stage(AtomicU8);
+/// The stage of a socket, shared by its [`Guarded`] IO and the service answering it, and its
+/// place under the socket cap.
+#[derive(Default)]
+pub(crate) struct Stage {
+    stage: AtomicU8,
+    /// Held for the socket by its HTTP task, then by its WebSocket's task once upgraded.
+    place: std::sync::Mutex<Option<Counted>>,
+}
+
+impl std::fmt::Debug for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stage")
+            .field("stage", &self.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Releases a socket's place under the cap when its HTTP task ends, unless its WebSocket's
+/// task took it.
+struct Release(Arc<Stage>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        drop(self.0.take_place());
+    }
+}
 
 impl Stage {
     /// No request yet: the handshake deadline counts from the accept, whatever arrives.
@@ -244,18 +270,35 @@ impl Stage {
 
     /// A request's head was read.
     pub(crate) fn request(&self) {
-        let _ = self
-            .0
-            .compare_exchange(Self::OPENED, Self::SERVING, Ordering::Relaxed, Ordering::Relaxed);
+        let _ =
+            self.stage
+                .compare_exchange(Self::OPENED, Self::SERVING, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// The connection became a WebSocket.
     pub(crate) fn upgraded(&self) {
-        self.0.store(Self::UPGRADED, Ordering::Relaxed);
+        self.stage.store(Self::UPGRADED, Ordering::Relaxed);
     }
 
     fn get(&self) -> u8 {
-        self.0.load(Ordering::Relaxed)
+        self.stage.load(Ordering::Relaxed)
+    }
+
+    fn places(&self) -> std::sync::MutexGuard<'_, Option<Counted>> {
+        self.place
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The socket's place under the cap, held until taken.
+    fn hold(&self, place: Counted) {
+        *self.places() = Some(place);
+    }
+
+    /// Takes the socket's place under the cap (once): its WebSocket's task holds it until the
+    /// connection ends.
+    pub(crate) fn take_place(&self) -> Option<Counted> {
+        self.places().take()
     }
 }
 
@@ -270,7 +313,10 @@ pin_project_lite::pin_project! {
         limits: Deadlines,
         opened: tokio::time::Instant,
         last: tokio::time::Instant,
-        timer: Pin<Box<tokio::time::Sleep>>,
+        // Dropped once the socket is upgraded: a timer keeps the waker of the task that last
+        // polled it, and that task (the HTTP connection's, finished at the upgrade) would stay
+        // allocated until the deadline fired.
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
         stage: Arc<Stage>,
     }
 }
@@ -283,7 +329,7 @@ impl<IO> Guarded<IO> {
             limits,
             opened: now,
             last: now,
-            timer: Box::pin(tokio::time::sleep_until(now + limits.handshake)),
+            timer: Some(Box::pin(tokio::time::sleep_until(now + limits.handshake))),
             stage,
         }
     }
@@ -301,12 +347,18 @@ impl<IO> Guarded<IO> {
         let deadline = match this.stage.get() {
             Stage::OPENED => *this.opened + this.limits.handshake,
             Stage::SERVING => *this.last + this.limits.idle,
-            _ => return false,
+            _ => {
+                *this.timer = None;
+                return false;
+            }
         };
-        if this.timer.deadline() != deadline {
-            this.timer.as_mut().reset(deadline);
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
         }
-        this.timer.as_mut().poll(cx).is_ready()
+        timer.as_mut().poll(cx).is_ready()
     }
 }
 

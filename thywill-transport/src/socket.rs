@@ -65,6 +65,12 @@ impl UpgradeSlot {
         self.foreign
     }
 
+    /// The socket's place under the edge's socket cap, held by the edge's accept loop (`None`
+    /// for a foreign socket, or once taken): the WebSocket's task keeps it until it ends.
+    pub(crate) fn take_place(&self) -> Option<crate::serve::Counted> {
+        self.stage.take_place()
+    }
+
     /// Takes the upgrade (once).
     pub(crate) fn take(&self) -> Option<OnUpgrade> {
         let taken = self

@@ -284,7 +284,10 @@ pub(super) async fn spawn_server(
     // The benchmarks measure throughput: lift the per-connection rate limit (default 200
     // frames/s), which would close their connections with 4429.
     c.env("THYWILL_LIMITS__RATE_PER_SEC", "1000000")
-        .env("THYWILL_LIMITS__RATE_BURST", "1000000");
+        .env("THYWILL_LIMITS__RATE_BURST", "1000000")
+        // The bench may run as root (containers, CI): thywill's examples refuse to serve as
+        // root unless told; the bench's servers only listen on loopback.
+        .env("THYWILL_PROCESS__ALLOW_ROOT", "true");
     // Own process group: a Ctrl-C in the terminal reaches xtask, which stops the server.
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())

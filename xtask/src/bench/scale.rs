@@ -1198,7 +1198,8 @@ async fn idle_measure(plan: &IdlePlan, cluster: &Cluster) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The hidden `cargo xtask bench scale-idle-client --source IP --to ADDR=N[,ADDR=N...]`: a load
+/// The hidden `cargo xtask bench scale-idle-client --source IP --to ADDR=N[,ADDR=N...] [--path
+/// /channels/ws]`: a load
 /// generator of `bench scale`'s idle part. Opens `N` WebSockets to each member at `ADDR` from
 /// `IP`, prints `opened TOTAL RSS_BEFORE_KIB RSS_AFTER_KIB RETRIES` once all are open, and holds them
 /// (answering keep-alive pings) until its stdin closes.
@@ -1207,6 +1208,9 @@ pub(crate) fn idle_client(args: &[String]) -> anyhow::Result<()> {
     let src: Ipv4Addr = args.value("--source")?.context("--source IP is required")?;
     let to: String = args.value("--to")?.context("--to ADDR=N,... is required")?;
     let concurrent = args.value_or("--concurrent", CONCURRENT)?;
+    // Another path (`/echo/ws`) points it at another application, to profile that one's idle
+    // connections by hand (`heaptrack`, `perf`).
+    let path: String = args.value_or("--path", format!("/{APP}/ws"))?;
     args.finish()?;
     let targets = parse_targets(&to)?;
     let total: usize = targets.iter().map(|(_, n)| n).sum();
@@ -1220,7 +1224,7 @@ pub(crate) fn idle_client(args: &[String]) -> anyhow::Result<()> {
         let mut opening: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>> =
             Vec::with_capacity(total);
         for (addr, n) in targets {
-            let url = format!("ws://{addr}/{APP}/ws");
+            let url = format!("ws://{addr}{path}");
             for _ in 0..n {
                 let (url, retries) = (url.clone(), retries.clone());
                 opening.push(Box::pin(async move {
