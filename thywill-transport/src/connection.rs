@@ -50,7 +50,11 @@ pub(crate) struct Handshake {
 }
 
 /// Runs a connection to its end.
-pub(crate) async fn run(edge: Edge, mut ws: impl Socket, hs: Handshake) {
+///
+/// The socket is borrowed, not moved in: a socket moved from one future's state into another's
+/// would take its room in both (an idle connection is mostly these futures' states, see
+/// docs/PERFORMANCE.md).
+pub(crate) async fn run(edge: Edge, ws: &mut impl Socket, hs: Handshake) {
     // Counted until it ends, so that an edge shutting down waits for its connections to close.
     let _live = Live::new(&edge);
     let conn = edge.inner.node.new_connection_id();
@@ -71,21 +75,14 @@ pub(crate) async fn run(edge: Edge, mut ws: impl Socket, hs: Handshake) {
                 let _ = ws
                     .send(crate::socket::close(close::SESSION_REFUSED, refusal.reason()))
                     .await;
-                let _ = tokio::time::timeout(CLOSING_TIME, SinkExt::close(&mut ws)).await;
+                let _ = tokio::time::timeout(CLOSING_TIME, SinkExt::close(ws)).await;
                 return;
             }
         },
     };
     let span =
         tracing::info_span!("connection", member = %edge.member(), connection = %conn, session = %session);
-    // Boxed: the task's own future then holds the socket once, not again beside a copy of it
-    // moved into this future's state (see docs/PERFORMANCE.md, idle memory).
-    let serving = Box::pin(serve(edge, ws, conn, session, hs));
-    tracing::trace!(
-        bytes = std::mem::size_of_val(&*serving),
-        "connection state (boxed)"
-    );
-    serving.instrument(span).await;
+    serve(&edge, ws, conn, session, hs).instrument(span).await;
 }
 
 /// Runs `work`; a panic in it is caught, counted and logged (with `what` it was), and gives
@@ -153,7 +150,7 @@ impl Ending {
     );
 }
 
-async fn serve(edge: Edge, mut ws: impl Socket, conn: ConnectionId, session: SessionId, hs: Handshake) {
+async fn serve(edge: &Edge, ws: &mut impl Socket, conn: ConnectionId, session: SessionId, hs: Handshake) {
     let cfg = &edge.inner.config;
     let metrics = edge.inner.metrics.clone();
     let out = Arc::new(Out::new(
@@ -184,21 +181,20 @@ async fn serve(edge: Edge, mut ws: impl Socket, conn: ConnectionId, session: Ses
     let attached = edge.inner.node.open(opening).await;
     metrics.connections.inc();
     let mut io = Io {
-        edge: &edge,
+        edge,
         out: &out,
         attached: attached.as_ref(),
         shutdown,
         pipe,
         started: false,
     };
-    let ending = unwinding(&metrics, "connection task", io.run(&mut ws))
+    let ending = unwinding(&metrics, "connection task", io.run(ws))
         .await
         .unwrap_or(Ending::INTERNAL);
-    io.end(&mut ws, ending).await;
+    io.end(ws, ending).await;
     // Nothing more is written: what the worker still sends is dropped, not queued.
     out.shut();
     drop(io);
-    drop(ws);
 
     tracing::debug!(reason = ending.label, code = ending.code, "disconnected");
     metrics.connections.dec();

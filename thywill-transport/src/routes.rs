@@ -659,8 +659,9 @@ impl Edge {
                     handshake.identity = identity;
                     ws.max_message_size(limit.saturating_mul(2))
                         .max_frame_size(limit.saturating_mul(2))
-                        .on_upgrade(move |socket| {
-                            crate::connection::run(node, crate::socket::from_warp(socket), handshake)
+                        .on_upgrade(move |socket| async move {
+                            let mut ws = crate::socket::from_warp(socket);
+                            crate::connection::run(node, &mut ws, handshake).await;
                         })
                         .into_response()
                 }
@@ -789,12 +790,13 @@ impl Edge {
     {
         use tokio_tungstenite::tungstenite::protocol::Role;
         let config = crate::socket::config(self.config().max_message_size);
-        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        let mut ws =
+            tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         let handshake = crate::connection::Handshake {
             cookie,
             ..Default::default()
         };
-        crate::connection::run(self.clone(), ws, handshake).await;
+        crate::connection::run(self.clone(), &mut ws, handshake).await;
     }
 
     /// Serves the node's routes (with a plain-text 404 for anything else) on `listener` until
@@ -875,7 +877,7 @@ async fn upgrade_and_run(
 ) {
     let _place = place;
     match crate::socket::upgraded(pending, limit, deadline).await {
-        Ok(ws) => crate::connection::run(node, ws, handshake).await,
+        Ok(mut ws) => crate::connection::run(node, &mut ws, handshake).await,
         Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
     }
 }
