@@ -11,10 +11,18 @@
 //! miss the CPU caches: the index is a few MB, the ids' strings are scattered on the heap) and
 //! of a hot set of 500 entries spread over the table (the lookups' own cost, which the hash
 //! indexes keep flat).
+//!
+//! Two baseline rows, measured in the same run over the same picks: a plain
+//! `std::collections::HashMap<Arc<str>, u64>` holding as many keys of the same shape (the
+//! connection ids, the session ids), looked up at random. Any hash lookup pays what those rows
+//! grow by between the two sizes (the machine's caches and TLB); the `ours / baseline` lines
+//! and the growth column (`large − small`, in ns) show how much of a lookup's growth is the
+//! tracker's own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -59,11 +67,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let b = measure(large, lookups)?;
     println!();
     println!(
-        "{:<36} {:>14} {:>14} {:>14}",
+        "{:<44} {:>12} {:>12} {:>14} {:>14}",
         "lookup (ns each)",
         format!("{small} conns"),
         format!("{large} conns"),
-        "large / small"
+        "large / small",
+        "large - small"
     );
     for (name, x, y) in [
         ("connections_of_session, random", a.session, b.session),
@@ -72,12 +81,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("member_of, hot set", a.member_hot, b.member_hot),
         ("connections_of_session (scan)", a.session_scan, b.session_scan),
         ("member_of (scan)", a.member_scan, b.member_scan),
+        ("baseline HashMap<Arc<str>,u64>, sessions", a.plain_session, b.plain_session),
+        ("baseline HashMap<Arc<str>,u64>, conns", a.plain_member, b.plain_member),
     ] {
         println!(
-            "{name:<36} {:>14.0} {:>14.0} {:>13.2}x",
+            "{name:<44} {:>12.0} {:>12.0} {:>13.2}x {:>14.0}",
             ns(x),
             ns(y),
-            ns(y) / ns(x).max(1e-9)
+            ns(y) / ns(x).max(1e-9),
+            ns(y) - ns(x)
+        );
+    }
+    println!();
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "ours / baseline (random)",
+        format!("{small} conns"),
+        format!("{large} conns")
+    );
+    for (name, ours_a, base_a, ours_b, base_b) in [
+        ("connections_of_session / baseline", a.session, a.plain_session, b.session, b.plain_session),
+        ("member_of / baseline", a.member, a.plain_member, b.member, b.plain_member),
+    ] {
+        println!(
+            "{name:<44} {:>11.2}x {:>11.2}x",
+            ns(ours_a) / ns(base_a).max(1e-9),
+            ns(ours_b) / ns(base_b).max(1e-9)
         );
     }
     Ok(())
@@ -91,6 +120,10 @@ struct Costs {
     member_hot: Duration,
     session_scan: Duration,
     member_scan: Duration,
+    /// The baseline: a plain `HashMap<Arc<str>, u64>` over as many session ids.
+    plain_session: Duration,
+    /// The baseline over as many connection ids.
+    plain_member: Duration,
 }
 
 fn ns(d: Duration) -> f64 {
@@ -181,6 +214,26 @@ fn measure(n: usize, lookups: usize) -> Result<Costs, Box<dyn std::error::Error>
             })
             .count()
     });
+    // The baselines: plain maps over keys of the same shape, looked up by the same picks (with
+    // clones of the stored keys, as the tracker rows are).
+    let plain = |keys: Vec<Arc<str>>| -> (Vec<Arc<str>>, HashMap<Arc<str>, u64>) {
+        let map = keys.iter().enumerate().map(|(i, k)| (k.clone(), i as u64)).collect();
+        (keys, map)
+    };
+    let (plain_sessions, plain_session_map) = plain(sessions.iter().map(|s| Arc::from(s.as_str())).collect());
+    let (plain_conns, plain_conn_map) = plain(conns.iter().map(|c| Arc::from(c.as_str())).collect());
+    let plain_session = time(&mut || {
+        picks
+            .iter()
+            .filter_map(|p| plain_session_map.get(&plain_sessions[p % plain_sessions.len()]))
+            .fold(0usize, |sum, v| sum.wrapping_add(*v as usize))
+    });
+    let plain_member = time(&mut || {
+        picks
+            .iter()
+            .filter_map(|p| plain_conn_map.get(&plain_conns[p % plain_conns.len()]))
+            .fold(0usize, |sum, v| sum.wrapping_add(*v as usize))
+    });
     // The scans walk the whole table: fewer lookups keep them short.
     let table = ready(tracker.snapshot())?;
     let scans = (lookups / n.max(1)).clamp(10, lookups);
@@ -211,6 +264,8 @@ fn measure(n: usize, lookups: usize) -> Result<Costs, Box<dyn std::error::Error>
         member_hot: per(member_hot, lookups),
         session_scan: per(session_scan, scans),
         member_scan: per(member_scan, scans),
+        plain_session: per(plain_session, lookups),
+        plain_member: per(plain_member, lookups),
     })
 }
 

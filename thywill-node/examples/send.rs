@@ -11,7 +11,15 @@
 //!
 //! Run by `cargo xtask bench send` (a release build). Prints nanoseconds per send and the
 //! ratio large / small, for sends to random sessions / connections and to a hot set of 500.
+//!
+//! Two baseline rows, measured in the same run over the same picks: a plain
+//! `std::collections::HashMap<Arc<str>, u64>` holding as many keys of the same shape (the
+//! session ids, the connection ids), looked up at random. Any hash lookup pays what those rows
+//! grow by between the two sizes (the machine's caches and TLB); the growth column
+//! (`large − small`, in ns) and the `ours / baseline` lines show how much of a send's growth is
+//! the framework's own.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -73,6 +81,10 @@ struct Costs {
     connection: f64,
     session_hot: f64,
     connection_hot: f64,
+    /// The baseline: a plain `HashMap<Arc<str>, u64>` over as many session ids.
+    plain_session: f64,
+    /// The baseline over as many connection ids.
+    plain_connection: f64,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -106,19 +118,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let b = runtime.block_on(measure(large, sends))?;
     println!();
     println!(
-        "{:<32} {:>14} {:>14} {:>14}",
+        "{:<44} {:>12} {:>12} {:>14} {:>14}",
         "send (ns each)",
         format!("{small} conns"),
         format!("{large} conns"),
-        "large / small"
+        "large / small",
+        "large - small"
     );
     for (name, x, y) in [
         ("send_to_session, random", a.session, b.session),
         ("send_to_connection, random", a.connection, b.connection),
         ("send_to_session, hot set", a.session_hot, b.session_hot),
         ("send_to_connection, hot set", a.connection_hot, b.connection_hot),
+        ("baseline HashMap<Arc<str>,u64>, sessions", a.plain_session, b.plain_session),
+        ("baseline HashMap<Arc<str>,u64>, conns", a.plain_connection, b.plain_connection),
     ] {
-        println!("{name:<32} {x:>14.0} {y:>14.0} {:>13.2}x", y / x.max(1e-9));
+        println!(
+            "{name:<44} {x:>12.0} {y:>12.0} {:>13.2}x {:>14.0}",
+            y / x.max(1e-9),
+            y - x
+        );
+    }
+    println!();
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "ours / baseline (random)",
+        format!("{small} conns"),
+        format!("{large} conns")
+    );
+    for (name, ours_a, base_a, ours_b, base_b) in [
+        ("send_to_session / baseline", a.session, a.plain_session, b.session, b.plain_session),
+        (
+            "send_to_connection / baseline",
+            a.connection,
+            a.plain_connection,
+            b.connection,
+            b.plain_connection,
+        ),
+    ] {
+        println!(
+            "{name:<44} {:>11.2}x {:>11.2}x",
+            ours_a / base_a.max(1e-9),
+            ours_b / base_b.max(1e-9)
+        );
     }
     Ok(())
 }
@@ -211,6 +253,30 @@ async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Er
         }
         connection_hot = connection_hot.min(start.elapsed());
     }
+    // The baselines: plain maps over keys of the same shape, looked up by the same picks
+    // (with clones of the stored keys, as the sends' are).
+    let plain = |keys: Vec<Arc<str>>| -> (Vec<Arc<str>>, HashMap<Arc<str>, u64>) {
+        let map = keys.iter().enumerate().map(|(i, k)| (k.clone(), i as u64)).collect();
+        (keys, map)
+    };
+    let (plain_sessions, session_map) = plain(sessions.iter().map(|s| Arc::from(s.as_str())).collect());
+    let (plain_conns, conn_map) = plain(conns.iter().map(|c| Arc::from(c.as_str())).collect());
+    let mut plain_session = Duration::MAX;
+    let mut plain_connection = Duration::MAX;
+    for _ in 0..PASSES {
+        for (keys, map, best) in [
+            (&plain_sessions, &session_map, &mut plain_session),
+            (&plain_conns, &conn_map, &mut plain_connection),
+        ] {
+            let start = Instant::now();
+            let found = picks
+                .iter()
+                .filter_map(|p| map.get(&keys[p % keys.len()]))
+                .fold(0usize, |sum, v| sum.wrapping_add(*v as usize));
+            std::hint::black_box(found);
+            *best = (*best).min(start.elapsed());
+        }
+    }
     // Every send reached the sink: one task per session (its two tabs share a member) or
     // connection.
     let sent = cluster.sent.load(Ordering::Relaxed) - before;
@@ -224,5 +290,7 @@ async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Er
         connection: per(connection),
         session_hot: per(session_hot),
         connection_hot: per(connection_hot),
+        plain_session: per(plain_session),
+        plain_connection: per(plain_connection),
     })
 }
