@@ -81,8 +81,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("member_of, hot set", a.member_hot, b.member_hot),
         ("connections_of_session (scan)", a.session_scan, b.session_scan),
         ("member_of (scan)", a.member_scan, b.member_scan),
-        ("baseline HashMap<Arc<str>,u64>, sessions", a.plain_session, b.plain_session),
-        ("baseline HashMap<Arc<str>,u64>, conns", a.plain_member, b.plain_member),
+        (
+            "baseline HashMap<Arc<str>,u64>, sessions",
+            a.plain_session,
+            b.plain_session,
+        ),
+        (
+            "baseline HashMap<Arc<str>,u64>, conns",
+            a.plain_member,
+            b.plain_member,
+        ),
     ] {
         println!(
             "{name:<44} {:>12.0} {:>12.0} {:>13.2}x {:>14.0}",
@@ -100,8 +108,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("{large} conns")
     );
     for (name, ours_a, base_a, ours_b, base_b) in [
-        ("connections_of_session / baseline", a.session, a.plain_session, b.session, b.plain_session),
-        ("member_of / baseline", a.member, a.plain_member, b.member, b.plain_member),
+        (
+            "connections_of_session / baseline",
+            a.session,
+            a.plain_session,
+            b.session,
+            b.plain_session,
+        ),
+        (
+            "member_of / baseline",
+            a.member,
+            a.plain_member,
+            b.member,
+            b.plain_member,
+        ),
     ] {
         println!(
             "{name:<44} {:>11.2}x {:>11.2}x",
@@ -217,7 +237,11 @@ fn measure(n: usize, lookups: usize) -> Result<Costs, Box<dyn std::error::Error>
     // The baselines: plain maps over keys of the same shape, looked up by the same picks (with
     // clones of the stored keys, as the tracker rows are).
     let plain = |keys: Vec<Arc<str>>| -> (Vec<Arc<str>>, HashMap<Arc<str>, u64>) {
-        let map = keys.iter().enumerate().map(|(i, k)| (k.clone(), i as u64)).collect();
+        let map = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as u64))
+            .collect();
         (keys, map)
     };
     let (plain_sessions, plain_session_map) = plain(sessions.iter().map(|s| Arc::from(s.as_str())).collect());

@@ -130,8 +130,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("send_to_connection, random", a.connection, b.connection),
         ("send_to_session, hot set", a.session_hot, b.session_hot),
         ("send_to_connection, hot set", a.connection_hot, b.connection_hot),
-        ("baseline HashMap<Arc<str>,u64>, sessions", a.plain_session, b.plain_session),
-        ("baseline HashMap<Arc<str>,u64>, conns", a.plain_connection, b.plain_connection),
+        (
+            "baseline HashMap<Arc<str>,u64>, sessions",
+            a.plain_session,
+            b.plain_session,
+        ),
+        (
+            "baseline HashMap<Arc<str>,u64>, conns",
+            a.plain_connection,
+            b.plain_connection,
+        ),
     ] {
         println!(
             "{name:<44} {x:>12.0} {y:>12.0} {:>13.2}x {:>14.0}",
@@ -147,7 +155,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("{large} conns")
     );
     for (name, ours_a, base_a, ours_b, base_b) in [
-        ("send_to_session / baseline", a.session, a.plain_session, b.session, b.plain_session),
+        (
+            "send_to_session / baseline",
+            a.session,
+            a.plain_session,
+            b.session,
+            b.plain_session,
+        ),
         (
             "send_to_connection / baseline",
             a.connection,
@@ -256,7 +270,11 @@ async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Er
     // The baselines: plain maps over keys of the same shape, looked up by the same picks
     // (with clones of the stored keys, as the sends' are).
     let plain = |keys: Vec<Arc<str>>| -> (Vec<Arc<str>>, HashMap<Arc<str>, u64>) {
-        let map = keys.iter().enumerate().map(|(i, k)| (k.clone(), i as u64)).collect();
+        let map = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as u64))
+            .collect();
         (keys, map)
     };
     let (plain_sessions, session_map) = plain(sessions.iter().map(|s| Arc::from(s.as_str())).collect());

@@ -920,16 +920,21 @@ impl Inner {
                 self.cluster.send_to(&member, task.to_task()?).await
             }
             Target::Session(session) => {
-                let conns = self.tracker.connections_of_session(&session).await?;
+                // Visited in the tracker's table: no list of the session's connections, no
+                // clone of an id but those this send keeps.
                 let mut local = Vec::new();
-                let mut remote: BTreeMap<MemberId, Vec<String>> = BTreeMap::new();
-                for (conn, member) in conns {
-                    if member == self.member {
-                        local.push(conn);
-                    } else {
-                        remote.entry(member).or_default().push(conn.to_string());
-                    }
-                }
+                let mut remote: Vec<(MemberId, Vec<String>)> = Vec::new();
+                self.tracker
+                    .for_each_connection_of_session(&session, &mut |conn, member| {
+                        if *member == self.member {
+                            local.push(conn.clone());
+                        } else if let Some((_, conns)) = remote.iter_mut().find(|(m, _)| m == member) {
+                            conns.push(conn.to_string());
+                        } else {
+                            remote.push((member.clone(), vec![conn.to_string()]));
+                        }
+                    })
+                    .await?;
                 // A per-member stream is numbered where it is delivered; with no connection
                 // anywhere, here, so that the session's next connection can replay it.
                 let here = (!local.is_empty() || remote.is_empty())

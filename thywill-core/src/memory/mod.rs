@@ -158,6 +158,16 @@ impl ClientTracker for MemoryTracker {
     async fn connections_of_session(&self, session: &SessionId) -> CoreResult<Vec<(ConnectionId, MemberId)>> {
         Ok(self.read().connections_of_session(session))
     }
+    async fn for_each_connection_of_session(
+        &self,
+        session: &SessionId,
+        visit: &mut (dyn FnMut(&ConnectionId, &MemberId) + Send),
+    ) -> CoreResult<()> {
+        for (connection, member) in self.read().session_connections(session) {
+            visit(connection, member);
+        }
+        Ok(())
+    }
     async fn snapshot(&self) -> CoreResult<BTreeMap<MemberId, MemberClients>> {
         Ok(self.read().members().clone())
     }
