@@ -12,12 +12,16 @@
 //! Run by `cargo xtask bench send` (a release build). Prints nanoseconds per send and the
 //! ratio large / small, for sends to random sessions / connections and to a hot set of 500.
 //!
-//! Two baseline rows, measured in the same run over the same picks: a plain
+//! Baseline rows, measured in the same run over the same picks: a plain
 //! `std::collections::HashMap<Arc<str>, u64>` holding as many keys of the same shape (the
-//! session ids, the connection ids), looked up at random. Any hash lookup pays what those rows
-//! grow by between the two sizes (the machine's caches and TLB); the growth column
-//! (`large − small`, in ns) and the `ours / baseline` lines show how much of a send's growth is
-//! the framework's own.
+//! session ids, the connection ids), looked up at random, "one at a time" (each lookup's key
+//! depends on the previous lookup's value, so that the processor cannot overlap their cache
+//! misses — as in a send, where hundreds of instructions and atomic operations separate two
+//! lookups) and "overlapping" (a tight loop of independent lookups, whose misses the processor
+//! overlaps). Any hash lookup pays what those rows grow by between the two sizes (the
+//! machine's caches and TLB); the growth column (`large - small`, in ns) and the
+//! `ours / baseline` lines show how much of a send's growth is the framework's own. The rows "its tracker
+//! lookup" time the tracker's part of a send alone, called as the node calls it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,10 +85,20 @@ struct Costs {
     connection: f64,
     session_hot: f64,
     connection_hot: f64,
-    /// The baseline: a plain `HashMap<Arc<str>, u64>` over as many session ids.
+    /// The tracker's part of a send to a session: its connections visited in the table (the
+    /// node's call, through `DynClientTracker`), their ids read.
+    lookup_session: f64,
+    /// The tracker's part of a send to a connection: `member_of`.
+    lookup_connection: f64,
+    /// The baseline: a plain `HashMap<Arc<str>, u64>` over as many session ids, looked up one
+    /// at a time.
     plain_session: f64,
-    /// The baseline over as many connection ids.
+    /// The baseline over as many connection ids, one at a time.
     plain_connection: f64,
+    /// The session baseline, lookups free to overlap.
+    plain_session_ind: f64,
+    /// The connection baseline, lookups free to overlap.
+    plain_connection_ind: f64,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -131,14 +145,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("send_to_session, hot set", a.session_hot, b.session_hot),
         ("send_to_connection, hot set", a.connection_hot, b.connection_hot),
         (
-            "baseline HashMap<Arc<str>,u64>, sessions",
+            "  its tracker lookup, sessions, random",
+            a.lookup_session,
+            b.lookup_session,
+        ),
+        (
+            "  its tracker lookup, conns, random",
+            a.lookup_connection,
+            b.lookup_connection,
+        ),
+        (
+            "baseline map, sessions, one at a time",
             a.plain_session,
             b.plain_session,
         ),
         (
-            "baseline HashMap<Arc<str>,u64>, conns",
+            "baseline map, conns, one at a time",
             a.plain_connection,
             b.plain_connection,
+        ),
+        (
+            "baseline map, sessions, overlapping",
+            a.plain_session_ind,
+            b.plain_session_ind,
+        ),
+        (
+            "baseline map, conns, overlapping",
+            a.plain_connection_ind,
+            b.plain_connection_ind,
         ),
     ] {
         println!(
@@ -150,7 +184,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!(
         "{:<44} {:>12} {:>12}",
-        "ours / baseline (random)",
+        "ours / baseline one at a time (random)",
         format!("{small} conns"),
         format!("{large} conns")
     );
@@ -213,7 +247,7 @@ async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Er
         config: NodeConfig::default(),
         applications,
         cluster: cluster.clone(),
-        tracker,
+        tracker: tracker.clone(),
         channels: Arc::new(thywill_core::MemoryChannels::new()),
         session_store: None,
         history: Arc::new(thywill_core::LocalHistory::default()),
@@ -267,6 +301,32 @@ async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Er
         }
         connection_hot = connection_hot.min(start.elapsed());
     }
+    // The tracker's part alone, called as the node calls it.
+    let tracker: Arc<dyn DynClientTracker> = tracker;
+    let mut lookup_session = Duration::MAX;
+    let mut lookup_connection = Duration::MAX;
+    for _ in 0..PASSES {
+        let start = Instant::now();
+        let mut bytes = 0usize;
+        for p in &picks {
+            tracker
+                .for_each_connection_of_session(&sessions[p % sessions.len()], &mut |c, m| {
+                    bytes += c.as_str().len() + m.as_str().len();
+                })
+                .await?;
+        }
+        std::hint::black_box(bytes);
+        lookup_session = lookup_session.min(start.elapsed());
+        let start = Instant::now();
+        let mut found = 0usize;
+        for p in &picks {
+            found += usize::from(tracker.member_of(&conns[p % conns.len()]).await?.is_some());
+        }
+        if found != sends {
+            return Err(format!("{found} of {sends} connections found").into());
+        }
+        lookup_connection = lookup_connection.min(start.elapsed());
+    }
     // The baselines: plain maps over keys of the same shape, looked up by the same picks
     // (with clones of the stored keys, as the sends' are).
     let plain = |keys: Vec<Arc<str>>| -> (Vec<Arc<str>>, HashMap<Arc<str>, u64>) {
@@ -281,17 +341,33 @@ async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Er
     let (plain_conns, conn_map) = plain(conns.iter().map(|c| Arc::from(c.as_str())).collect());
     let mut plain_session = Duration::MAX;
     let mut plain_connection = Duration::MAX;
+    let mut plain_session_ind = Duration::MAX;
+    let mut plain_connection_ind = Duration::MAX;
+    type Lookups = fn(&HashMap<Arc<str>, u64>, &[Arc<str>], &[usize]) -> usize;
     for _ in 0..PASSES {
-        for (keys, map, best) in [
-            (&plain_sessions, &session_map, &mut plain_session),
-            (&plain_conns, &conn_map, &mut plain_connection),
+        for (keys, map, best, lookups) in [
+            (
+                &plain_sessions,
+                &session_map,
+                &mut plain_session,
+                plain_chained as Lookups,
+            ),
+            (&plain_conns, &conn_map, &mut plain_connection, plain_chained),
+            (
+                &plain_sessions,
+                &session_map,
+                &mut plain_session_ind,
+                plain_independent,
+            ),
+            (
+                &plain_conns,
+                &conn_map,
+                &mut plain_connection_ind,
+                plain_independent,
+            ),
         ] {
             let start = Instant::now();
-            let found = picks
-                .iter()
-                .filter_map(|p| map.get(&keys[p % keys.len()]))
-                .fold(0usize, |sum, v| sum.wrapping_add(*v as usize));
-            std::hint::black_box(found);
+            std::hint::black_box(lookups(map, keys, &picks));
             *best = (*best).min(start.elapsed());
         }
     }
@@ -308,7 +384,35 @@ async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Er
         connection: per(connection),
         session_hot: per(session_hot),
         connection_hot: per(connection_hot),
+        lookup_session: per(lookup_session),
+        lookup_connection: per(lookup_connection),
         plain_session: per(plain_session),
         plain_connection: per(plain_connection),
+        plain_session_ind: per(plain_session_ind),
+        plain_connection_ind: per(plain_connection_ind),
     })
+}
+
+/// Looks `picks` up in a plain map, independently: the processor may overlap one lookup's cache
+/// misses with the next ones' (a tight loop leaves it free to run ahead).
+fn plain_independent(map: &HashMap<Arc<str>, u64>, keys: &[Arc<str>], picks: &[usize]) -> usize {
+    picks
+        .iter()
+        .filter_map(|p| map.get(&keys[p % keys.len()]))
+        .fold(0usize, |sum, v| sum.wrapping_add(*v as usize))
+}
+
+/// Looks `picks` up in a plain map one at a time: each pick's key depends on the previous
+/// lookup's value (through a mask that is zero at run time), so no lookup's memory accesses
+/// start before the previous one's ended — as in a send, where hundreds of instructions and
+/// atomic operations separate two lookups.
+fn plain_chained(map: &HashMap<Arc<str>, u64>, keys: &[Arc<str>], picks: &[usize]) -> usize {
+    let mask = std::hint::black_box(0usize);
+    let (mut carry, mut sum) = (0usize, 0usize);
+    for p in picks {
+        let v = map.get(&keys[(p ^ carry) % keys.len()]).copied().unwrap_or(0) as usize;
+        carry = v & mask;
+        sum = sum.wrapping_add(v);
+    }
+    sum
 }
