@@ -99,6 +99,11 @@ struct Costs {
     plain_session_ind: f64,
     /// The connection baseline, lookups free to overlap.
     plain_connection_ind: f64,
+    /// Picking a random session out of the bench's list and reading its id, one at a time: the
+    /// caller's part of a send's growth, which no index can spare.
+    pick_session: f64,
+    /// The same for a connection.
+    pick_connection: f64,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -173,6 +178,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "baseline map, conns, overlapping",
             a.plain_connection_ind,
             b.plain_connection_ind,
+        ),
+        (
+            "picking the target's id, sessions",
+            a.pick_session,
+            b.pick_session,
+        ),
+        (
+            "picking the target's id, conns",
+            a.pick_connection,
+            b.pick_connection,
         ),
     ] {
         println!(
@@ -371,6 +386,16 @@ async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Er
             *best = (*best).min(start.elapsed());
         }
     }
+    let mut pick_session = Duration::MAX;
+    let mut pick_connection = Duration::MAX;
+    for _ in 0..PASSES {
+        let start = Instant::now();
+        std::hint::black_box(pick_chained(&sessions, &picks));
+        pick_session = pick_session.min(start.elapsed());
+        let start = Instant::now();
+        std::hint::black_box(pick_chained(&conns, &picks));
+        pick_connection = pick_connection.min(start.elapsed());
+    }
     // Every send reached the sink: one task per session (its two tabs share a member) or
     // connection.
     let sent = cluster.sent.load(Ordering::Relaxed) - before;
@@ -390,6 +415,8 @@ async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Er
         plain_connection: per(plain_connection),
         plain_session_ind: per(plain_session_ind),
         plain_connection_ind: per(plain_connection_ind),
+        pick_session: per(pick_session),
+        pick_connection: per(pick_connection),
     })
 }
 
@@ -411,6 +438,21 @@ fn plain_chained(map: &HashMap<Arc<str>, u64>, keys: &[Arc<str>], picks: &[usize
     let (mut carry, mut sum) = (0usize, 0usize);
     for p in picks {
         let v = map.get(&keys[(p ^ carry) % keys.len()]).copied().unwrap_or(0) as usize;
+        carry = v & mask;
+        sum = sum.wrapping_add(v);
+    }
+    sum
+}
+
+/// Reads the ids `picks` name one at a time (each pick depending on the previous read, as
+/// [`plain_chained`]): what taking a random target out of a list of that many costs, before
+/// any send.
+fn pick_chained<T: AsRef<str>>(ids: &[T], picks: &[usize]) -> usize {
+    let mask = std::hint::black_box(0usize);
+    let (mut carry, mut sum) = (0usize, 0usize);
+    for p in picks {
+        let id = ids[(p ^ carry) % ids.len()].as_ref().as_bytes();
+        let v = id.len() + usize::from(id.last().copied().unwrap_or(0));
         carry = v & mask;
         sum = sum.wrapping_add(v);
     }
