@@ -11,10 +11,21 @@
 //! miss the CPU caches: the index is a few MB, the ids' strings are scattered on the heap) and
 //! of a hot set of 500 entries spread over the table (the lookups' own cost, which the hash
 //! indexes keep flat).
+//!
+//! Baseline rows, measured in the same run over the same picks: a plain
+//! `std::collections::HashMap<Arc<str>, u64>` holding as many keys of the same shape (the
+//! session ids, the connection ids), looked up at random, "one at a time" (each lookup's key
+//! depends on the previous lookup's value, so that the processor cannot overlap their cache
+//! misses — as in a send, where hundreds of instructions and atomic operations separate two
+//! lookups) and "overlapping" (a tight loop of independent lookups, whose misses the processor
+//! overlaps). Any hash lookup pays what those rows grow by between the two sizes (the
+//! machine's caches and TLB); the growth column (`large - small`, in ns) and the
+//! `ours / baseline` lines show how much of a lookup's growth is the tracker's own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -59,11 +70,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let b = measure(large, lookups)?;
     println!();
     println!(
-        "{:<36} {:>14} {:>14} {:>14}",
+        "{:<44} {:>12} {:>12} {:>14} {:>14}",
         "lookup (ns each)",
         format!("{small} conns"),
         format!("{large} conns"),
-        "large / small"
+        "large / small",
+        "large - small"
     );
     for (name, x, y) in [
         ("connections_of_session, random", a.session, b.session),
@@ -72,12 +84,62 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("member_of, hot set", a.member_hot, b.member_hot),
         ("connections_of_session (scan)", a.session_scan, b.session_scan),
         ("member_of (scan)", a.member_scan, b.member_scan),
+        (
+            "baseline map, sessions, one at a time",
+            a.plain_session,
+            b.plain_session,
+        ),
+        (
+            "baseline map, conns, one at a time",
+            a.plain_member,
+            b.plain_member,
+        ),
+        (
+            "baseline map, sessions, overlapping",
+            a.plain_session_ind,
+            b.plain_session_ind,
+        ),
+        (
+            "baseline map, conns, overlapping",
+            a.plain_member_ind,
+            b.plain_member_ind,
+        ),
     ] {
         println!(
-            "{name:<36} {:>14.0} {:>14.0} {:>13.2}x",
+            "{name:<44} {:>12.0} {:>12.0} {:>13.2}x {:>14.0}",
             ns(x),
             ns(y),
-            ns(y) / ns(x).max(1e-9)
+            ns(y) / ns(x).max(1e-9),
+            ns(y) - ns(x)
+        );
+    }
+    println!();
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "ours / baseline one at a time (random)",
+        format!("{small} conns"),
+        format!("{large} conns")
+    );
+    for (name, ours_a, base_a, ours_b, base_b) in [
+        (
+            "connections_of_session / baseline",
+            a.session,
+            a.plain_session,
+            b.session,
+            b.plain_session,
+        ),
+        (
+            "member_of / baseline",
+            a.member,
+            a.plain_member,
+            b.member,
+            b.plain_member,
+        ),
+    ] {
+        println!(
+            "{name:<44} {:>11.2}x {:>11.2}x",
+            ns(ours_a) / ns(base_a).max(1e-9),
+            ns(ours_b) / ns(base_b).max(1e-9)
         );
     }
     Ok(())
@@ -91,6 +153,15 @@ struct Costs {
     member_hot: Duration,
     session_scan: Duration,
     member_scan: Duration,
+    /// The baseline: a plain `HashMap<Arc<str>, u64>` over as many session ids, looked up one
+    /// at a time.
+    plain_session: Duration,
+    /// The baseline over as many connection ids, one at a time.
+    plain_member: Duration,
+    /// The session baseline, lookups free to overlap.
+    plain_session_ind: Duration,
+    /// The connection baseline, lookups free to overlap.
+    plain_member_ind: Duration,
 }
 
 fn ns(d: Duration) -> f64 {
@@ -181,6 +252,22 @@ fn measure(n: usize, lookups: usize) -> Result<Costs, Box<dyn std::error::Error>
             })
             .count()
     });
+    // The baselines: plain maps over keys of the same shape, looked up by the same picks (with
+    // clones of the stored keys, as the tracker rows are).
+    let plain = |keys: Vec<Arc<str>>| -> (Vec<Arc<str>>, HashMap<Arc<str>, u64>) {
+        let map = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as u64))
+            .collect();
+        (keys, map)
+    };
+    let (plain_sessions, plain_session_map) = plain(sessions.iter().map(|s| Arc::from(s.as_str())).collect());
+    let (plain_conns, plain_conn_map) = plain(conns.iter().map(|c| Arc::from(c.as_str())).collect());
+    let plain_session = time(&mut || plain_chained(&plain_session_map, &plain_sessions, &picks));
+    let plain_member = time(&mut || plain_chained(&plain_conn_map, &plain_conns, &picks));
+    let plain_session_ind = time(&mut || plain_independent(&plain_session_map, &plain_sessions, &picks));
+    let plain_member_ind = time(&mut || plain_independent(&plain_conn_map, &plain_conns, &picks));
     // The scans walk the whole table: fewer lookups keep them short.
     let table = ready(tracker.snapshot())?;
     let scans = (lookups / n.max(1)).clamp(10, lookups);
@@ -211,6 +298,10 @@ fn measure(n: usize, lookups: usize) -> Result<Costs, Box<dyn std::error::Error>
         member_hot: per(member_hot, lookups),
         session_scan: per(session_scan, scans),
         member_scan: per(member_scan, scans),
+        plain_session: per(plain_session, lookups),
+        plain_member: per(plain_member, lookups),
+        plain_session_ind: per(plain_session_ind, lookups),
+        plain_member_ind: per(plain_member_ind, lookups),
     })
 }
 
@@ -236,4 +327,28 @@ fn scan_member(table: &BTreeMap<MemberId, MemberClients>, connection: &Connectio
         .iter()
         .find(|(_, mc)| mc.connections.contains_key(connection))
         .map(|(id, _)| id.clone())
+}
+
+/// Looks `picks` up in a plain map, independently: the processor may overlap one lookup's cache
+/// misses with the next ones' (a tight loop leaves it free to run ahead).
+fn plain_independent(map: &HashMap<Arc<str>, u64>, keys: &[Arc<str>], picks: &[usize]) -> usize {
+    picks
+        .iter()
+        .filter_map(|p| map.get(&keys[p % keys.len()]))
+        .fold(0usize, |sum, v| sum.wrapping_add(*v as usize))
+}
+
+/// Looks `picks` up in a plain map one at a time: each pick's key depends on the previous
+/// lookup's value (through a mask that is zero at run time), so no lookup's memory accesses
+/// start before the previous one's ended — as in a send, where hundreds of instructions and
+/// atomic operations separate two lookups.
+fn plain_chained(map: &HashMap<Arc<str>, u64>, keys: &[Arc<str>], picks: &[usize]) -> usize {
+    let mask = std::hint::black_box(0usize);
+    let (mut carry, mut sum) = (0usize, 0usize);
+    for p in picks {
+        let v = map.get(&keys[(p ^ carry) % keys.len()]).copied().unwrap_or(0) as usize;
+        carry = v & mask;
+        sum = sum.wrapping_add(v);
+    }
+    sum
 }

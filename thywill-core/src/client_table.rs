@@ -3,8 +3,21 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
 
 use crate::{Client, ConnectionId, MemberClients, MemberId, SessionId};
+
+/// The hasher of the connection index: foldhash, seeded at random per table. A connection id
+/// is made by the member that accepted the connection (`<member>-<n>-<64 random bits>`,
+/// `Node::new_connection_id`) and reaches other members' tables only through the cluster's
+/// own tracker tasks; no client chooses one, so nobody can pick ids that collide (hash
+/// flooding), and the lookup on the path of every send to a connection need not pay SipHash.
+type ConnectionHasher = foldhash::fast::RandomState;
+
+/// The hasher of the session index: std's keyed SipHash ([`std::hash::RandomState`]). A
+/// session id can come from a cookie or from a user's identity (`user:<name>`), chosen by
+/// whoever connects: this index keeps the hasher that resists hash flooding.
+type SessionHasher = std::hash::RandomState;
 
 /// Who is connected where: each member's connections with their sessions, plus two indexes
 /// kept in step with every change — connection → members holding it, and session → its
@@ -19,11 +32,20 @@ use crate::{Client, ConnectionId, MemberClients, MemberId, SessionId};
 ///
 /// A member's entry stays (possibly empty) once it has been written, until
 /// [`remove_member`](Self::remove_member).
+///
+/// A lookup touches the index's control bytes and one bucket, which holds the answer inline:
+/// the member of a connection (the others holding it, in the moment it moves between members,
+/// are kept in a second map), or the (member, connection) pairs of a session with up to two
+/// connections (more are kept in a set beside it). The connection index hashes with a fast
+/// seeded hash (connection ids are made by the members, never by clients), the session index
+/// with std's SipHash (session ids may be chosen by clients). What a lookup still reads beyond
+/// that bucket is the key's string, to confirm the match, and for
+/// [`connections_of_session`](Self::connections_of_session) the ids it returns.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientTable {
     members: BTreeMap<MemberId, MemberClients>,
-    by_connection: HashMap<ConnectionId, Few<MemberId>>,
-    by_session: HashMap<SessionId, Few<(MemberId, ConnectionId)>>,
+    by_connection: ConnectionIndex,
+    by_session: HashMap<SessionId, Few<(MemberId, ConnectionId)>, SessionHasher>,
 }
 
 impl ClientTable {
@@ -49,7 +71,7 @@ impl ClientTable {
 
     /// Whether no connection is tracked.
     pub fn is_empty(&self) -> bool {
-        self.by_connection.is_empty()
+        self.by_connection.first.is_empty()
     }
 
     /// Records `client` on its member with its user ([`tracked_user`](crate::tracked_user));
@@ -98,7 +120,7 @@ impl ClientTable {
             }
             unlink(&mut self.by_session, old, &(member.clone(), connection.clone()));
         } else {
-            link(&mut self.by_connection, connection.clone(), member.clone());
+            self.by_connection.link(connection.clone(), member.clone());
         }
         link(&mut self.by_session, session, (member.clone(), connection));
         previous
@@ -137,7 +159,7 @@ impl ClientTable {
             self.unindex(member, c, s);
         }
         for (c, s) in &clients.connections {
-            link(&mut self.by_connection, c.clone(), member.clone());
+            self.by_connection.link(c.clone(), member.clone());
             link(&mut self.by_session, s.clone(), (member.clone(), c.clone()));
         }
         *self.members.entry(member.clone()).or_default() = clients;
@@ -155,7 +177,7 @@ impl ClientTable {
 
     /// The member holding `connection` (the first by id, should two hold it).
     pub fn member_of(&self, connection: &ConnectionId) -> Option<MemberId> {
-        self.by_connection.get(connection).map(|m| m.first().clone())
+        self.by_connection.first.get(connection).cloned()
     }
 
     /// The client holding `connection` (on the member [`member_of`](Self::member_of) names),
@@ -167,21 +189,30 @@ impl ClientTable {
 
     /// Every connection of `session` with the member holding it, by member then connection.
     pub fn connections_of_session(&self, session: &SessionId) -> Vec<(ConnectionId, MemberId)> {
-        self.by_session.get(session).map_or_else(Vec::new, |few| {
-            few.iter().map(|(m, c)| (c.clone(), m.clone())).collect()
-        })
+        self.session_connections(session)
+            .map(|(c, m)| (c.clone(), m.clone()))
+            .collect()
+    }
+
+    /// [`connections_of_session`](Self::connections_of_session) without allocating or cloning:
+    /// the same pairs, in the same order, borrowed from the table.
+    pub fn session_connections(
+        &self,
+        session: &SessionId,
+    ) -> impl Iterator<Item = (&ConnectionId, &MemberId)> + '_ {
+        self.by_session
+            .get(session)
+            .into_iter()
+            .flat_map(Few::iter)
+            .map(|(m, c)| (c, m))
     }
 
     /// Whether both indexes say exactly what the table says (a full scan: for tests).
     pub fn is_consistent(&self) -> bool {
-        let mut rebuilt = ClientTable {
-            members: BTreeMap::new(),
-            by_connection: HashMap::new(),
-            by_session: HashMap::new(),
-        };
+        let mut rebuilt = ClientTable::default();
         for (m, mc) in &self.members {
             for (c, s) in &mc.connections {
-                link(&mut rebuilt.by_connection, c.clone(), m.clone());
+                rebuilt.by_connection.link(c.clone(), m.clone());
                 link(&mut rebuilt.by_session, s.clone(), (m.clone(), c.clone()));
             }
         }
@@ -189,7 +220,7 @@ impl ClientTable {
     }
 
     fn unindex(&mut self, member: &MemberId, connection: &ConnectionId, session: &SessionId) {
-        unlink(&mut self.by_connection, connection, member);
+        self.by_connection.unlink(connection, member);
         unlink(
             &mut self.by_session,
             session,
@@ -198,11 +229,71 @@ impl ClientTable {
     }
 }
 
-/// A small ordered set: one element inline (the usual case: a connection on one member, a
-/// session with one tab), a `BTreeSet` beyond.
+/// Connection → the members holding it. The first (smallest id) is kept in `first`, whose
+/// bucket is then as small as a plain map's (the connection's id and the member's: 32 bytes);
+/// the others, during the moment a connection moves from one member to another, in `others`
+/// beside it (never empty, never holding the first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ConnectionIndex {
+    first: HashMap<ConnectionId, MemberId, ConnectionHasher>,
+    others: HashMap<ConnectionId, BTreeSet<MemberId>, ConnectionHasher>,
+}
+
+impl ConnectionIndex {
+    fn link(&mut self, connection: ConnectionId, member: MemberId) {
+        match self.first.entry(connection) {
+            Entry::Vacant(v) => {
+                v.insert(member);
+            }
+            Entry::Occupied(mut o) => {
+                if *o.get() == member {
+                    return;
+                }
+                let other = if member < *o.get() {
+                    std::mem::replace(o.get_mut(), member)
+                } else {
+                    member
+                };
+                self.others.entry(o.key().clone()).or_default().insert(other);
+            }
+        }
+    }
+
+    fn unlink(&mut self, connection: &ConnectionId, member: &MemberId) {
+        let Some(first) = self.first.get_mut(connection) else {
+            return;
+        };
+        let others = self.others.get_mut(connection);
+        if first == member {
+            match others.and_then(|o| o.pop_first().map(|next| (next, o.is_empty()))) {
+                Some((next, emptied)) => {
+                    *first = next;
+                    if emptied {
+                        self.others.remove(connection);
+                    }
+                }
+                None => {
+                    self.first.remove(connection);
+                }
+            }
+        } else if let Some(o) = others
+            && o.remove(member)
+            && o.is_empty()
+        {
+            self.others.remove(connection);
+        }
+    }
+}
+
+/// A small ordered set, never empty: one or two elements inline, in the index's bucket (the
+/// usual cases: a session with one or two tabs), a `BTreeSet` from three on. Each size has one form (`One` holds 1, `Two` 2 in order, `Many` at least
+/// 3), so two sets with the same elements compare equal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Few<T: Ord> {
     One(T),
+    /// Two distinct elements, the smaller first.
+    Two(T, T),
+    /// Three or more.
     Many(BTreeSet<T>),
 }
 
@@ -210,7 +301,10 @@ impl<T: Ord + Clone> Few<T> {
     fn insert(&mut self, value: T) {
         match self {
             Few::One(one) if *one == value => {}
-            Few::One(one) => *self = Few::Many(BTreeSet::from([one.clone(), value])),
+            Few::One(one) if value < *one => *self = Few::Two(value, one.clone()),
+            Few::One(one) => *self = Few::Two(one.clone(), value),
+            Few::Two(a, b) if *a == value || *b == value => {}
+            Few::Two(a, b) => *self = Few::Many(BTreeSet::from([a.clone(), b.clone(), value])),
             Few::Many(set) => {
                 set.insert(value);
             }
@@ -221,42 +315,41 @@ impl<T: Ord + Clone> Few<T> {
     fn remove(&mut self, value: &T) -> bool {
         match self {
             Few::One(one) => *one != *value,
+            Few::Two(a, b) => {
+                if *a == *value {
+                    *self = Few::One(b.clone());
+                } else if *b == *value {
+                    *self = Few::One(a.clone());
+                }
+                true
+            }
             Few::Many(set) => {
                 set.remove(value);
-                match set.len() {
-                    0 => false,
-                    1 => {
-                        if let Some(last) = set.pop_first() {
-                            *self = Few::One(last);
-                        }
-                        true
-                    }
-                    _ => true,
+                if set.len() == 2
+                    && let (Some(a), Some(b)) = (set.pop_first(), set.pop_first())
+                {
+                    *self = Few::Two(a, b);
                 }
+                true
             }
         }
     }
 
-    fn first(&self) -> &T {
-        match self {
-            Few::One(one) => one,
-            // Never empty: `remove` reports the last element gone and the set is dropped.
-            Few::Many(set) => set
-                .first()
-                .unwrap_or_else(|| unreachable!("an empty Few is dropped")),
-        }
-    }
-
     fn iter(&self) -> impl Iterator<Item = &T> {
-        let (one, many) = match self {
-            Few::One(one) => (Some(one), None),
-            Few::Many(set) => (None, Some(set.iter())),
+        let (first, second, many) = match self {
+            Few::One(one) => (Some(one), None, None),
+            Few::Two(a, b) => (Some(a), Some(b), None),
+            Few::Many(set) => (None, None, Some(set.iter())),
         };
-        one.into_iter().chain(many.into_iter().flatten())
+        first.into_iter().chain(second).chain(many.into_iter().flatten())
     }
 }
 
-fn link<K: std::hash::Hash + Eq, T: Ord + Clone>(index: &mut HashMap<K, Few<T>>, key: K, value: T) {
+fn link<K: std::hash::Hash + Eq, T: Ord + Clone, S: BuildHasher>(
+    index: &mut HashMap<K, Few<T>, S>,
+    key: K,
+    value: T,
+) {
     match index.entry(key) {
         Entry::Vacant(v) => {
             v.insert(Few::One(value));
@@ -265,7 +358,11 @@ fn link<K: std::hash::Hash + Eq, T: Ord + Clone>(index: &mut HashMap<K, Few<T>>,
     }
 }
 
-fn unlink<K: std::hash::Hash + Eq, T: Ord + Clone>(index: &mut HashMap<K, Few<T>>, key: &K, value: &T) {
+fn unlink<K: std::hash::Hash + Eq, T: Ord + Clone, S: BuildHasher>(
+    index: &mut HashMap<K, Few<T>, S>,
+    key: &K,
+    value: &T,
+) {
     if let Some(few) = index.get_mut(key)
         && !few.remove(value)
     {
@@ -318,6 +415,11 @@ mod tests {
                 let (member, of_session) = scanned(t, &c(conn), &s(session));
                 assert_eq!(t.member_of(&c(conn)), member, "{conn}");
                 assert_eq!(t.connections_of_session(&s(session)), of_session, "{session}");
+                let visited: Vec<(ConnectionId, MemberId)> = t
+                    .session_connections(&s(session))
+                    .map(|(c, m)| (c.clone(), m.clone()))
+                    .collect();
+                assert_eq!(visited, of_session, "{session}");
             }
         }
     }
@@ -469,6 +571,105 @@ mod tests {
         agrees(&t, &["c1", "c2"], &["s1"]);
         t.remove_member(&m("a"));
         assert!(t.is_empty() && t.by_session.is_empty() && t.members().is_empty());
+    }
+
+    #[test]
+    fn few_keeps_one_form_per_size_in_order() {
+        let mut f = Few::One(5);
+        f.insert(5);
+        assert_eq!(f, Few::One(5));
+        f.insert(3);
+        assert_eq!(f, Few::Two(3, 5));
+        f.insert(5);
+        assert_eq!(f, Few::Two(3, 5));
+        f.insert(4);
+        assert_eq!(f, Few::Many(BTreeSet::from([3, 4, 5])));
+        assert_eq!(f.iter().copied().collect::<Vec<_>>(), [3, 4, 5]);
+        assert!(f.remove(&3));
+        assert_eq!(f, Few::Two(4, 5));
+        // Not there: nothing changes.
+        assert!(f.remove(&9));
+        assert_eq!(f, Few::Two(4, 5));
+        assert!(f.remove(&4));
+        assert_eq!(f, Few::One(5));
+        assert!(f.remove(&9));
+        assert!(!f.remove(&5), "the last one gone");
+        let mut g = Few::One(7);
+        g.insert(9);
+        assert_eq!(g, Few::Two(7, 9));
+        assert!(g.remove(&9));
+        assert_eq!(g, Few::One(7));
+        assert_eq!(g.iter().copied().collect::<Vec<_>>(), [7]);
+    }
+
+    #[test]
+    fn random_changes_answer_as_a_scan_does() {
+        // Denser than the walk below: sessions with up to a dozen connections and connections
+        // on up to four members at once, so that both indexes go through every form of `Few`
+        // (one, two, many) and back, through removals, snapshots and member removals. Every
+        // answer is checked against a scan after every step.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let conns: Vec<String> = (0..16).map(|i| format!("c{i:02}")).collect();
+        let sessions: Vec<String> = (0..3).map(|i| format!("s{i}")).collect();
+        let conn_refs: Vec<&str> = conns.iter().map(String::as_str).collect();
+        let session_refs: Vec<&str> = sessions.iter().map(String::as_str).collect();
+        let mut t = ClientTable::new();
+        let (mut two, mut many, mut moving) = (0, 0, 0);
+        for step in 0..1_500 {
+            let member = m(&format!("m{}", next(4)));
+            match next(20) {
+                0..=10 => {
+                    let conn = c(&conns[next(16) as usize]);
+                    let session = s(&sessions[next(3) as usize]);
+                    let before = t
+                        .member(&member)
+                        .and_then(|mc| mc.connections.get(&conn))
+                        .cloned();
+                    assert_eq!(t.insert(&member, conn, session), before, "step {step}");
+                }
+                11..=17 => {
+                    let conn = c(&conns[next(16) as usize]);
+                    let before = t
+                        .member(&member)
+                        .and_then(|mc| mc.connections.get(&conn))
+                        .cloned();
+                    assert_eq!(t.remove(&member, &conn), before, "step {step}");
+                }
+                18 => {
+                    let fresh = (0..next(8))
+                        .map(|_| (c(&conns[next(16) as usize]), s(&sessions[next(3) as usize])))
+                        .collect();
+                    t.replace_member(&member, fresh);
+                }
+                _ => {
+                    t.remove_member(&member);
+                }
+            }
+            for few in t.by_session.values() {
+                match few {
+                    Few::Two(..) => two += 1,
+                    Few::Many(..) => many += 1,
+                    Few::One(_) => {}
+                }
+            }
+            if !t.by_connection.others.is_empty() {
+                moving += 1;
+            }
+            let held = t.by_connection.first.len()
+                + t.by_connection.others.values().map(BTreeSet::len).sum::<usize>();
+            assert_eq!(t.len(), held, "step {step}");
+            agrees(&t, &conn_refs, &session_refs);
+        }
+        assert!(
+            two > 0 && many > 0 && moving > 0,
+            "every form was met: {two} two, {many} many, {moving} moving"
+        );
     }
 
     #[test]

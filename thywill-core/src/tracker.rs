@@ -118,6 +118,23 @@ pub trait ClientTracker: Send + Sync + 'static {
         &self,
         session: &SessionId,
     ) -> impl Future<Output = CoreResult<Vec<(ConnectionId, MemberId)>>> + Send;
+    /// Calls `visit` with every connection of a session and the member holding it, as
+    /// [`connections_of_session`](ClientTracker::connections_of_session) lists them: what the
+    /// node's send to a session uses, so that a tracker keeping its table in memory answers
+    /// in place, without a `Vec` or a clone of each id. The default calls
+    /// `connections_of_session`.
+    fn for_each_connection_of_session(
+        &self,
+        session: &SessionId,
+        visit: &mut (dyn FnMut(&ConnectionId, &MemberId) + Send),
+    ) -> impl Future<Output = CoreResult<()>> + Send {
+        async move {
+            for (connection, member) in self.connections_of_session(session).await? {
+                visit(&connection, &member);
+            }
+            Ok(())
+        }
+    }
     /// The whole table, by member.
     fn snapshot(&self) -> impl Future<Output = CoreResult<BTreeMap<MemberId, MemberClients>>> + Send;
     /// Removes and returns a member's entries (on member down).
@@ -153,6 +170,12 @@ pub trait DynClientTracker: Send + Sync + 'static {
         &'a self,
         session: &'a SessionId,
     ) -> BoxFuture<'a, CoreResult<Vec<(ConnectionId, MemberId)>>>;
+    /// See [`ClientTracker::for_each_connection_of_session`].
+    fn for_each_connection_of_session<'a>(
+        &'a self,
+        session: &'a SessionId,
+        visit: &'a mut (dyn FnMut(&ConnectionId, &MemberId) + Send),
+    ) -> BoxFuture<'a, CoreResult<()>>;
     /// See [`ClientTracker::snapshot`].
     fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>>;
     /// See [`ClientTracker::purge_member`].
@@ -178,6 +201,15 @@ impl<T: ClientTracker> DynClientTracker for T {
         session: &'a SessionId,
     ) -> BoxFuture<'a, CoreResult<Vec<(ConnectionId, MemberId)>>> {
         Box::pin(ClientTracker::connections_of_session(self, session))
+    }
+    fn for_each_connection_of_session<'a>(
+        &'a self,
+        session: &'a SessionId,
+        visit: &'a mut (dyn FnMut(&ConnectionId, &MemberId) + Send),
+    ) -> BoxFuture<'a, CoreResult<()>> {
+        Box::pin(ClientTracker::for_each_connection_of_session(
+            self, session, visit,
+        ))
     }
     fn snapshot(&self) -> BoxFuture<'_, CoreResult<BTreeMap<MemberId, MemberClients>>> {
         Box::pin(ClientTracker::snapshot(self))

@@ -11,7 +11,19 @@
 //!
 //! Run by `cargo xtask bench send` (a release build). Prints nanoseconds per send and the
 //! ratio large / small, for sends to random sessions / connections and to a hot set of 500.
+//!
+//! Baseline rows, measured in the same run over the same picks: a plain
+//! `std::collections::HashMap<Arc<str>, u64>` holding as many keys of the same shape (the
+//! session ids, the connection ids), looked up at random, "one at a time" (each lookup's key
+//! depends on the previous lookup's value, so that the processor cannot overlap their cache
+//! misses — as in a send, where hundreds of instructions and atomic operations separate two
+//! lookups) and "overlapping" (a tight loop of independent lookups, whose misses the processor
+//! overlaps). Any hash lookup pays what those rows grow by between the two sizes (the
+//! machine's caches and TLB); the growth column (`large - small`, in ns) and the
+//! `ours / baseline` lines show how much of a send's growth is the framework's own. The rows "its tracker
+//! lookup" time the tracker's part of a send alone, called as the node calls it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -73,6 +85,25 @@ struct Costs {
     connection: f64,
     session_hot: f64,
     connection_hot: f64,
+    /// The tracker's part of a send to a session: its connections visited in the table (the
+    /// node's call, through `DynClientTracker`), their ids read.
+    lookup_session: f64,
+    /// The tracker's part of a send to a connection: `member_of`.
+    lookup_connection: f64,
+    /// The baseline: a plain `HashMap<Arc<str>, u64>` over as many session ids, looked up one
+    /// at a time.
+    plain_session: f64,
+    /// The baseline over as many connection ids, one at a time.
+    plain_connection: f64,
+    /// The session baseline, lookups free to overlap.
+    plain_session_ind: f64,
+    /// The connection baseline, lookups free to overlap.
+    plain_connection_ind: f64,
+    /// Picking a random session out of the bench's list and reading its id, one at a time: the
+    /// caller's part of a send's growth, which no index can spare.
+    pick_session: f64,
+    /// The same for a connection.
+    pick_connection: f64,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -106,19 +137,93 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let b = runtime.block_on(measure(large, sends))?;
     println!();
     println!(
-        "{:<32} {:>14} {:>14} {:>14}",
+        "{:<44} {:>12} {:>12} {:>14} {:>14}",
         "send (ns each)",
         format!("{small} conns"),
         format!("{large} conns"),
-        "large / small"
+        "large / small",
+        "large - small"
     );
     for (name, x, y) in [
         ("send_to_session, random", a.session, b.session),
         ("send_to_connection, random", a.connection, b.connection),
         ("send_to_session, hot set", a.session_hot, b.session_hot),
         ("send_to_connection, hot set", a.connection_hot, b.connection_hot),
+        (
+            "  its tracker lookup, sessions, random",
+            a.lookup_session,
+            b.lookup_session,
+        ),
+        (
+            "  its tracker lookup, conns, random",
+            a.lookup_connection,
+            b.lookup_connection,
+        ),
+        (
+            "baseline map, sessions, one at a time",
+            a.plain_session,
+            b.plain_session,
+        ),
+        (
+            "baseline map, conns, one at a time",
+            a.plain_connection,
+            b.plain_connection,
+        ),
+        (
+            "baseline map, sessions, overlapping",
+            a.plain_session_ind,
+            b.plain_session_ind,
+        ),
+        (
+            "baseline map, conns, overlapping",
+            a.plain_connection_ind,
+            b.plain_connection_ind,
+        ),
+        (
+            "picking the target's id, sessions",
+            a.pick_session,
+            b.pick_session,
+        ),
+        (
+            "picking the target's id, conns",
+            a.pick_connection,
+            b.pick_connection,
+        ),
     ] {
-        println!("{name:<32} {x:>14.0} {y:>14.0} {:>13.2}x", y / x.max(1e-9));
+        println!(
+            "{name:<44} {x:>12.0} {y:>12.0} {:>13.2}x {:>14.0}",
+            y / x.max(1e-9),
+            y - x
+        );
+    }
+    println!();
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "ours / baseline one at a time (random)",
+        format!("{small} conns"),
+        format!("{large} conns")
+    );
+    for (name, ours_a, base_a, ours_b, base_b) in [
+        (
+            "send_to_session / baseline",
+            a.session,
+            a.plain_session,
+            b.session,
+            b.plain_session,
+        ),
+        (
+            "send_to_connection / baseline",
+            a.connection,
+            a.plain_connection,
+            b.connection,
+            b.plain_connection,
+        ),
+    ] {
+        println!(
+            "{name:<44} {:>11.2}x {:>11.2}x",
+            ours_a / base_a.max(1e-9),
+            ours_b / base_b.max(1e-9)
+        );
     }
     Ok(())
 }
@@ -157,7 +262,7 @@ async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Er
         config: NodeConfig::default(),
         applications,
         cluster: cluster.clone(),
-        tracker,
+        tracker: tracker.clone(),
         channels: Arc::new(thywill_core::MemoryChannels::new()),
         session_store: None,
         history: Arc::new(thywill_core::LocalHistory::default()),
@@ -211,6 +316,86 @@ async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Er
         }
         connection_hot = connection_hot.min(start.elapsed());
     }
+    // The tracker's part alone, called as the node calls it.
+    let tracker: Arc<dyn DynClientTracker> = tracker;
+    let mut lookup_session = Duration::MAX;
+    let mut lookup_connection = Duration::MAX;
+    for _ in 0..PASSES {
+        let start = Instant::now();
+        let mut bytes = 0usize;
+        for p in &picks {
+            tracker
+                .for_each_connection_of_session(&sessions[p % sessions.len()], &mut |c, m| {
+                    bytes += c.as_str().len() + m.as_str().len();
+                })
+                .await?;
+        }
+        std::hint::black_box(bytes);
+        lookup_session = lookup_session.min(start.elapsed());
+        let start = Instant::now();
+        let mut found = 0usize;
+        for p in &picks {
+            found += usize::from(tracker.member_of(&conns[p % conns.len()]).await?.is_some());
+        }
+        if found != sends {
+            return Err(format!("{found} of {sends} connections found").into());
+        }
+        lookup_connection = lookup_connection.min(start.elapsed());
+    }
+    // The baselines: plain maps over keys of the same shape, looked up by the same picks
+    // (with clones of the stored keys, as the sends' are).
+    let plain = |keys: Vec<Arc<str>>| -> (Vec<Arc<str>>, HashMap<Arc<str>, u64>) {
+        let map = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as u64))
+            .collect();
+        (keys, map)
+    };
+    let (plain_sessions, session_map) = plain(sessions.iter().map(|s| Arc::from(s.as_str())).collect());
+    let (plain_conns, conn_map) = plain(conns.iter().map(|c| Arc::from(c.as_str())).collect());
+    let mut plain_session = Duration::MAX;
+    let mut plain_connection = Duration::MAX;
+    let mut plain_session_ind = Duration::MAX;
+    let mut plain_connection_ind = Duration::MAX;
+    type Lookups = fn(&HashMap<Arc<str>, u64>, &[Arc<str>], &[usize]) -> usize;
+    for _ in 0..PASSES {
+        for (keys, map, best, lookups) in [
+            (
+                &plain_sessions,
+                &session_map,
+                &mut plain_session,
+                plain_chained as Lookups,
+            ),
+            (&plain_conns, &conn_map, &mut plain_connection, plain_chained),
+            (
+                &plain_sessions,
+                &session_map,
+                &mut plain_session_ind,
+                plain_independent,
+            ),
+            (
+                &plain_conns,
+                &conn_map,
+                &mut plain_connection_ind,
+                plain_independent,
+            ),
+        ] {
+            let start = Instant::now();
+            std::hint::black_box(lookups(map, keys, &picks));
+            *best = (*best).min(start.elapsed());
+        }
+    }
+    let mut pick_session = Duration::MAX;
+    let mut pick_connection = Duration::MAX;
+    for _ in 0..PASSES {
+        let start = Instant::now();
+        std::hint::black_box(pick_chained(&sessions, &picks));
+        pick_session = pick_session.min(start.elapsed());
+        let start = Instant::now();
+        std::hint::black_box(pick_chained(&conns, &picks));
+        pick_connection = pick_connection.min(start.elapsed());
+    }
     // Every send reached the sink: one task per session (its two tabs share a member) or
     // connection.
     let sent = cluster.sent.load(Ordering::Relaxed) - before;
@@ -224,5 +409,52 @@ async fn measure(n: usize, sends: usize) -> Result<Costs, Box<dyn std::error::Er
         connection: per(connection),
         session_hot: per(session_hot),
         connection_hot: per(connection_hot),
+        lookup_session: per(lookup_session),
+        lookup_connection: per(lookup_connection),
+        plain_session: per(plain_session),
+        plain_connection: per(plain_connection),
+        plain_session_ind: per(plain_session_ind),
+        plain_connection_ind: per(plain_connection_ind),
+        pick_session: per(pick_session),
+        pick_connection: per(pick_connection),
     })
+}
+
+/// Looks `picks` up in a plain map, independently: the processor may overlap one lookup's cache
+/// misses with the next ones' (a tight loop leaves it free to run ahead).
+fn plain_independent(map: &HashMap<Arc<str>, u64>, keys: &[Arc<str>], picks: &[usize]) -> usize {
+    picks
+        .iter()
+        .filter_map(|p| map.get(&keys[p % keys.len()]))
+        .fold(0usize, |sum, v| sum.wrapping_add(*v as usize))
+}
+
+/// Looks `picks` up in a plain map one at a time: each pick's key depends on the previous
+/// lookup's value (through a mask that is zero at run time), so no lookup's memory accesses
+/// start before the previous one's ended — as in a send, where hundreds of instructions and
+/// atomic operations separate two lookups.
+fn plain_chained(map: &HashMap<Arc<str>, u64>, keys: &[Arc<str>], picks: &[usize]) -> usize {
+    let mask = std::hint::black_box(0usize);
+    let (mut carry, mut sum) = (0usize, 0usize);
+    for p in picks {
+        let v = map.get(&keys[(p ^ carry) % keys.len()]).copied().unwrap_or(0) as usize;
+        carry = v & mask;
+        sum = sum.wrapping_add(v);
+    }
+    sum
+}
+
+/// Reads the ids `picks` name one at a time (each pick depending on the previous read, as
+/// [`plain_chained`]): what taking a random target out of a list of that many costs, before
+/// any send.
+fn pick_chained<T: AsRef<str>>(ids: &[T], picks: &[usize]) -> usize {
+    let mask = std::hint::black_box(0usize);
+    let (mut carry, mut sum) = (0usize, 0usize);
+    for p in picks {
+        let id = ids[(p ^ carry) % ids.len()].as_ref().as_bytes();
+        let v = id.len() + usize::from(id.last().copied().unwrap_or(0));
+        carry = v & mask;
+        sum = sum.wrapping_add(v);
+    }
+    sum
 }

@@ -920,16 +920,21 @@ impl Inner {
                 self.cluster.send_to(&member, task.to_task()?).await
             }
             Target::Session(session) => {
-                let conns = self.tracker.connections_of_session(&session).await?;
+                // Visited in the tracker's table: no list of the session's connections, no
+                // clone of an id but those this send keeps.
                 let mut local = Vec::new();
-                let mut remote: BTreeMap<MemberId, Vec<String>> = BTreeMap::new();
-                for (conn, member) in conns {
-                    if member == self.member {
-                        local.push(conn);
-                    } else {
-                        remote.entry(member).or_default().push(conn.to_string());
-                    }
-                }
+                let mut remote: Vec<(MemberId, Vec<String>)> = Vec::new();
+                self.tracker
+                    .for_each_connection_of_session(&session, &mut |conn, member| {
+                        if *member == self.member {
+                            local.push(conn.clone());
+                        } else if let Some((_, conns)) = remote.iter_mut().find(|(m, _)| m == member) {
+                            conns.push(conn.to_string());
+                        } else {
+                            remote.push((member.clone(), vec![conn.to_string()]));
+                        }
+                    })
+                    .await?;
                 // A per-member stream is numbered where it is delivered; with no connection
                 // anywhere, here, so that the session's next connection can replay it.
                 let here = (!local.is_empty() || remote.is_empty())
@@ -1560,5 +1565,139 @@ pub(crate) fn client(node: &Node, connection: &ConnectionId, session: &SessionId
         session: session.clone(),
         member: node.inner.member.clone(),
         identity: None,
+    }
+}
+
+#[cfg(test)]
+mod session_send_tests {
+    //! A send to a session groups its connections by member as the tracker's table lists them:
+    //! one `Deliver` task per other member holding some, none for the local member.
+
+    use super::*;
+    use thywill_core::{Application, ClusterEvents, MemoryTracker, Message};
+
+    /// A cluster that records what it is asked to send to each member.
+    struct Recorder {
+        members: Vec<MemberId>,
+        sent: Mutex<Vec<(MemberId, ClusterTask)>>,
+    }
+
+    impl thywill_core::Cluster for Recorder {
+        fn local_member(&self) -> &MemberId {
+            &self.members[0]
+        }
+        fn members(&self) -> Vec<MemberId> {
+            self.members.clone()
+        }
+        fn status(&self, _member: &MemberId) -> MemberStatus {
+            MemberStatus::Up
+        }
+        async fn start(&self, _events: Arc<dyn ClusterEvents>) -> CoreResult<()> {
+            Ok(())
+        }
+        async fn send_to(&self, member: &MemberId, task: ClusterTask) -> CoreResult<()> {
+            self.sent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((member.clone(), task));
+            Ok(())
+        }
+        async fn send_to_others(&self, _task: ClusterTask) -> CoreResult<()> {
+            Ok(())
+        }
+    }
+
+    struct Quiet;
+
+    impl Application for Quiet {
+        async fn received(&self, _ctx: &thywill_core::AppContext, _client: &Client, _message: Message) {}
+    }
+
+    /// The connections each task was addressed to, by member, in the order sent.
+    fn delivered(cluster: &Recorder) -> Vec<(String, Vec<String>)> {
+        std::mem::take(&mut *cluster.sent.lock().unwrap_or_else(PoisonError::into_inner))
+            .into_iter()
+            .map(|(member, task)| {
+                let to = match task.decode::<Deliver>() {
+                    Some(Ok(Deliver {
+                        to: DeliverTo::Connections(to),
+                        ..
+                    })) => to,
+                    other => panic!("not a delivery to connections: {other:?}"),
+                };
+                (member.to_string(), to)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn one_task_per_other_member_with_its_connections() -> Result<(), Box<dyn std::error::Error>> {
+        let members: Vec<MemberId> = ["alpha", "beta", "gamma"].map(MemberId::from).to_vec();
+        let cluster = Arc::new(Recorder {
+            members: members.clone(),
+            sent: Mutex::new(Vec::new()),
+        });
+        let tracker = Arc::new(MemoryTracker::new());
+        for (conn, session, member) in [
+            ("g1", "s1", "gamma"),
+            ("b2", "s1", "beta"),
+            ("b1", "s1", "beta"),
+            // Held by this member in the table, with no local handle: skipped, not sent.
+            ("a1", "s1", "alpha"),
+            ("b3", "s2", "beta"),
+            ("b4", "s2", "beta"),
+            ("b5", "s2", "beta"),
+            ("g2", "s2", "gamma"),
+            ("g3", "s3", "gamma"),
+        ] {
+            let client = Client::new(conn.into(), session.into(), member.into());
+            thywill_core::ClientTracker::connected(tracker.as_ref(), &client).await?;
+        }
+        let app = ApplicationId::from("app");
+        let applications: Vec<(ApplicationId, Arc<dyn thywill_core::DynApplication>)> =
+            vec![(app.clone(), Arc::new(Quiet))];
+        let node = Node::start(NodeParts {
+            config: NodeConfig::default(),
+            applications,
+            cluster: cluster.clone(),
+            tracker: tracker.clone(),
+            channels: Arc::new(thywill_core::MemoryChannels::new()),
+            session_store: None,
+            history: Arc::new(thywill_core::LocalHistory::default()),
+            caches: Arc::new(thywill_core::MemoryCaches::new()),
+        })
+        .await?;
+        let ctx = node.context(&app).ok_or("no context for the application")?;
+        let owned = |v: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
+            v.iter()
+                .map(|(m, cs)| ((*m).to_owned(), cs.iter().map(|c| (*c).to_owned()).collect()))
+                .collect()
+        };
+
+        ctx.send_to_session(&"s1".into(), serde_json::json!(1)).await?;
+        assert_eq!(
+            delivered(&cluster),
+            owned(&[("beta", &["b1", "b2"]), ("gamma", &["g1"])])
+        );
+        // Three connections on one member (the table's set beyond two), one on another.
+        ctx.send_to_session(&"s2".into(), serde_json::json!(2)).await?;
+        assert_eq!(
+            delivered(&cluster),
+            owned(&[("beta", &["b3", "b4", "b5"]), ("gamma", &["g2"])])
+        );
+        // After a disconnection and a member's purge, only what is left.
+        thywill_core::ClientTracker::disconnected(
+            tracker.as_ref(),
+            &Client::new("b4".into(), "s2".into(), "beta".into()),
+        )
+        .await?;
+        thywill_core::ClientTracker::purge_member(tracker.as_ref(), &"gamma".into()).await?;
+        ctx.send_to_session(&"s2".into(), serde_json::json!(3)).await?;
+        assert_eq!(delivered(&cluster), owned(&[("beta", &["b3", "b5"])]));
+        // No connection anywhere: nothing sent, no error.
+        ctx.send_to_session(&"s3".into(), serde_json::json!(4)).await?;
+        assert_eq!(delivered(&cluster), owned(&[]));
+        node.shutdown();
+        Ok(())
     }
 }

@@ -481,6 +481,17 @@ impl ClientTracker for ClusterTracker {
         Ok(self.table.read().connections_of_session(session))
     }
 
+    async fn for_each_connection_of_session(
+        &self,
+        session: &SessionId,
+        visit: &mut (dyn FnMut(&ConnectionId, &MemberId) + Send),
+    ) -> CoreResult<()> {
+        for (connection, member) in self.table.read().session_connections(session) {
+            visit(connection, member);
+        }
+        Ok(())
+    }
+
     async fn snapshot(&self) -> CoreResult<BTreeMap<MemberId, MemberClients>> {
         Ok(self.table.read().members().clone())
     }

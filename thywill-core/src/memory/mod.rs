@@ -158,6 +158,16 @@ impl ClientTracker for MemoryTracker {
     async fn connections_of_session(&self, session: &SessionId) -> CoreResult<Vec<(ConnectionId, MemberId)>> {
         Ok(self.read().connections_of_session(session))
     }
+    async fn for_each_connection_of_session(
+        &self,
+        session: &SessionId,
+        visit: &mut (dyn FnMut(&ConnectionId, &MemberId) + Send),
+    ) -> CoreResult<()> {
+        for (connection, member) in self.read().session_connections(session) {
+            visit(connection, member);
+        }
+        Ok(())
+    }
     async fn snapshot(&self) -> CoreResult<BTreeMap<MemberId, MemberClients>> {
         Ok(self.read().members().clone())
     }
@@ -607,6 +617,66 @@ pub(crate) mod tests {
         assert!(matches!(err, Err(CoreError::NotFound(_))), "{err:?}");
         let seen = seen.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
         assert_eq!(seen, vec![(MemberId::from("alpha"), "t.all".to_owned())]);
+        Ok(())
+    }
+
+    /// A tracker that keeps the trait's default `for_each_connection_of_session`.
+    struct Defaulted(MemoryTracker);
+
+    impl ClientTracker for Defaulted {
+        async fn connected(&self, client: &Client) -> CoreResult<()> {
+            self.0.connected(client).await
+        }
+        async fn disconnected(&self, client: &Client) -> CoreResult<()> {
+            self.0.disconnected(client).await
+        }
+        async fn member_of(&self, connection: &ConnectionId) -> CoreResult<Option<MemberId>> {
+            self.0.member_of(connection).await
+        }
+        async fn connections_of_session(
+            &self,
+            session: &SessionId,
+        ) -> CoreResult<Vec<(ConnectionId, MemberId)>> {
+            self.0.connections_of_session(session).await
+        }
+        async fn snapshot(&self) -> CoreResult<BTreeMap<MemberId, MemberClients>> {
+            self.0.snapshot().await
+        }
+        async fn purge_member(&self, member: &MemberId) -> CoreResult<MemberClients> {
+            self.0.purge_member(member).await
+        }
+    }
+
+    #[test]
+    fn visiting_a_session_lists_what_connections_of_session_lists() -> CoreResult<()> {
+        let own = MemoryTracker::new();
+        let defaulted = Defaulted(MemoryTracker::new());
+        let trackers: [&dyn crate::DynClientTracker; 2] = [&own, &defaulted];
+        for t in trackers {
+            for (conn, session, member) in [
+                ("c1", "s1", "beta"),
+                ("c2", "s1", "alpha"),
+                ("c3", "s1", "beta"),
+                ("c4", "s2", "alpha"),
+                ("c5", "s1", "gamma"),
+            ] {
+                block(t.connected(&Client::new(conn.into(), session.into(), member.into())))?;
+            }
+            block(t.disconnected(&Client::new("c3".into(), "s1".into(), "beta".into())))?;
+            for session in ["s1", "s2", "s3"] {
+                let session = SessionId::from(session);
+                let mut visited = Vec::new();
+                block(t.for_each_connection_of_session(&session, &mut |c, m| {
+                    visited.push((c.clone(), m.clone()));
+                }))?;
+                assert_eq!(visited, block(t.connections_of_session(&session))?, "{session}");
+            }
+            let mut visited = Vec::new();
+            block(t.for_each_connection_of_session(&"s1".into(), &mut |c, m| {
+                visited.push(format!("{m}/{c}"));
+            }))?;
+            assert_eq!(visited, ["alpha/c2", "beta/c1", "gamma/c5"]);
+        }
         Ok(())
     }
 

@@ -39,8 +39,10 @@ benchmarks:
   rpc   RPC calls/s and p50/p99 latency against the calculations example, a synchronous and an
         asynchronous function: [--secs 10] [--conns 100] [--inflight 1] [--warmup 2]
   lookup  the tracker lookups on the path of a send (to a session, to a connection) with 1,000 and
-        100,000 tracked connections, ns each and the ratio: [--small 1000] [--large 100000]
-        [--lookups 200000] (thywill-core's example `lookup`, release)
+        100,000 tracked connections, ns each and the ratio, beside a plain HashMap<Arc<str>, u64>
+        over as many keys of the same shape (the machine's share of the growth):
+        [--small 1000] [--large 100000] [--lookups 200000] (thywill-core's example `lookup`,
+        release)
   scale  the capacity model's inputs (docs/SCALING.md): members over one Redis, channels each
         held by one member: deliveries/s, CPU per delivery, per message on members that hold no
         subscriber, Redis CPU per message; then idle connections and memory per connection:
@@ -50,7 +52,8 @@ benchmarks:
         its open-files limit: what does not fit in the members is not measured, and said so)
   send  a send through the node (send_to_session, send_to_connection) to clients on other
         members with 1,000 and 100,000 tracked connections (synthetic remote entries, a sink
-        for a cluster), ns each and the ratio: [--small 1000] [--large 100000] [--sends 100000]
+        for a cluster), ns each and the ratio, the tracker's part alone and a plain
+        HashMap<Arc<str>, u64> baseline: [--small 1000] [--large 100000] [--sends 100000]
         (thywill-node's example `send`, release)
   minify  size and time of minifying the examples' scripts and styles, thywill (swc_core,
         lightningcss) against terser and clean-css from npm: [--repeat 20] [--no-node]
