@@ -98,6 +98,18 @@ impl Local {
     }
 }
 
+/// The hasher of maps keyed by connection id: foldhash, seeded at random per map. Connection
+/// ids are made by the member that accepts the connection (with 64 random bits), never chosen
+/// by a client, so a fast hash cannot be flooded; ids a client can choose (sessions, channels)
+/// keep std's keyed SipHash.
+pub(crate) type ConnHasher = foldhash::fast::RandomState;
+
+/// A map keyed by connection id (see [`ConnHasher`]).
+pub(crate) type ConnMap<V> = HashMap<ConnectionId, V, ConnHasher>;
+
+/// A set of connection ids (see [`ConnHasher`]).
+pub(crate) type ConnSet = std::collections::HashSet<ConnectionId, ConnHasher>;
+
 pub(crate) struct Inner {
     pub(crate) config: NodeConfig,
     pub(crate) member: MemberId,
@@ -115,10 +127,10 @@ pub(crate) struct Inner {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Counters of the registered applications, resolved at start.
     pub(crate) app_counters: HashMap<ApplicationId, crate::metrics::AppCounters>,
-    pub(crate) connections: RwLock<HashMap<ConnectionId, Arc<Local>>>,
+    pub(crate) connections: RwLock<ConnMap<Arc<Local>>>,
     /// The applications' typed state of each local connection: registered with the
     /// connection, kept through its `disconnection` hooks, then dropped.
-    pub(crate) states: RwLock<HashMap<ConnectionId, Arc<thywill_core::ConnectionState>>>,
+    pub(crate) states: RwLock<ConnMap<Arc<thywill_core::ConnectionState>>>,
     /// Local subscriptions and presence. Presence effects are carried out under this lock.
     pub(crate) subs: Mutex<Subs>,
     /// The channels whose traffic this member takes from the cluster (see [`crate::interest`]).
@@ -368,8 +380,8 @@ impl Node {
                 caches,
                 metrics,
                 app_counters,
-                connections: RwLock::new(HashMap::new()),
-                states: RwLock::new(HashMap::new()),
+                connections: RwLock::new(ConnMap::default()),
+                states: RwLock::new(ConnMap::default()),
                 subs: Mutex::new(subs),
                 interests,
                 outbox,
@@ -502,11 +514,7 @@ impl Inner {
         message: &Message,
         at: Option<&At>,
     ) -> usize {
-        let handles: Vec<Arc<Local>> = {
-            let map = self.connections.read().unwrap_or_else(PoisonError::into_inner);
-            conns.iter().filter_map(|c| map.get(c).cloned()).collect()
-        };
-        if handles.is_empty() {
+        if conns.is_empty() {
             return 0;
         }
         let encoded = Arc::new(SharedFrame::new(
@@ -514,7 +522,14 @@ impl Inner {
             message,
             at.map(|at| (at.stream.as_str(), &at.offset)),
         ));
-        let queued = handles.iter().filter(|h| h.out.push(&encoded)).count();
+        // Pushed under the map's read lock (a push never waits): no handle is cloned for it.
+        let queued = {
+            let map = self.connections.read().unwrap_or_else(PoisonError::into_inner);
+            conns
+                .iter()
+                .filter(|c| map.get(*c).is_some_and(|h| h.out.push(&encoded)))
+                .count()
+        };
         self.count_messages_out(app, queued);
         queued
     }

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use thywill_core::{ChannelId, ConnectionId, MemberId, SessionId, Task};
 
+use crate::node::{ConnMap, ConnSet};
+
 /// Cluster task of presence.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum PresenceTask {
@@ -68,9 +70,9 @@ struct ConnSubs {
 pub(crate) struct Subs {
     local: MemberId,
     tracked: Box<dyn Fn(&ChannelId) -> bool + Send + Sync>,
-    channels: HashMap<ChannelId, HashSet<ConnectionId>>,
-    conns: HashMap<ConnectionId, ConnSubs>,
-    sessions: HashMap<SessionId, HashSet<ConnectionId>>,
+    channels: HashMap<ChannelId, ConnSet>,
+    conns: ConnMap<ConnSubs>,
+    sessions: HashMap<SessionId, ConnSet>,
     /// Tracked channel → session → local subscribed connections.
     counts: HashMap<ChannelId, HashMap<SessionId, usize>>,
     /// Tracked channel → session → members where it is present.
@@ -97,7 +99,7 @@ impl Subs {
             local,
             tracked: Box::new(tracked),
             channels: HashMap::new(),
-            conns: HashMap::new(),
+            conns: ConnMap::default(),
             sessions: HashMap::new(),
             counts: HashMap::new(),
             present: HashMap::new(),

@@ -24,6 +24,13 @@ pub(crate) use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsM
 /// small; a larger one takes several reads.
 pub(crate) const READ_BUFFER: usize = 2 * 1024;
 
+/// Bytes of frames written to a socket in one go: the frames queued behind the one being
+/// written join it, up to this much, and go out in one system call (a fan-out that has fallen
+/// behind catches up with a write per batch, not per frame). Below it a frame waits in
+/// tungstenite's write buffer for the batch's flush; the buffer keeps this capacity once a
+/// batch filled it.
+pub(crate) const WRITE_BATCH: usize = 4 * 1024;
+
 /// What a connection task reads frames from and writes frames to.
 pub(crate) trait Socket:
     Stream<Item = Result<WsMessage, WsError>> + Sink<WsMessage, Error = WsError> + Unpin + Send + 'static
@@ -93,7 +100,7 @@ pub(crate) fn config(max_message_size: usize) -> WebSocketConfig {
     let limit = max_message_size.saturating_mul(2);
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BATCH)
         .max_write_buffer_size(max_write_buffer(max_message_size))
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit))

@@ -9,7 +9,8 @@
 //!   finds a queue full is dropped for that connection (the benchmark's delivery ratio shows it).
 //!
 //! Configured as well as thywill's own socket, so the ratio is honest: `TCP_NODELAY` on every
-//! socket, the same 2 KiB read buffer and unbuffered writes (`write_buffer_size(0)`), the same
+//! socket, the same 2 KiB read buffer, the same write batching (a writer sends what is queued
+//! behind a frame with it, up to 4 KiB, in one flush: `write_buffer_size` 4 KiB), the same
 //! runtime (`#[tokio::main]`'s: multi-threaded, one worker per CPU).
 
 use std::collections::HashMap;
@@ -33,6 +34,8 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
 
 /// The node's read buffer (`thywill-transport`'s `socket::READ_BUFFER`).
 const READ_BUFFER: usize = 2 * 1024;
+/// The node's write batch (`thywill-transport`'s `socket::WRITE_BATCH`).
+const WRITE_BATCH: usize = 4 * 1024;
 /// Messages a connection's queue holds in broadcast mode.
 const QUEUE: usize = 1024;
 
@@ -70,7 +73,7 @@ async fn serve(port: u16, broadcast: bool) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
                 .read_buffer_size(READ_BUFFER)
-                .write_buffer_size(0);
+                .write_buffer_size(WRITE_BATCH);
             let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
                 return;
             };
@@ -103,8 +106,21 @@ where
     hub.peers().insert(id, tx);
     let (mut sink, mut stream) = ws.split();
     let writer = tokio::spawn(async move {
+        // As thywill's connection task: the frames queued behind one go out with it, up to
+        // WRITE_BATCH bytes, in one flush.
         while let Some(message) = rx.recv().await {
-            if sink.send(message).await.is_err() {
+            let mut batch = message.len();
+            if sink.feed(message).await.is_err() {
+                break;
+            }
+            while batch < WRITE_BATCH {
+                let Ok(more) = rx.try_recv() else { break };
+                batch += more.len();
+                if sink.feed(more).await.is_err() {
+                    break;
+                }
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }
