@@ -126,7 +126,8 @@ pub(crate) struct Inner {
     pub(crate) caches: Arc<dyn DynCacheManager>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Counters of the registered applications, resolved at start.
-    pub(crate) app_counters: HashMap<ApplicationId, crate::metrics::AppCounters>,
+    /// (A fixed map, only read: a fast hash cannot be flooded through it.)
+    pub(crate) app_counters: HashMap<ApplicationId, crate::metrics::AppCounters, ConnHasher>,
     pub(crate) connections: RwLock<ConnMap<Arc<Local>>>,
     /// The applications' typed state of each local connection: registered with the
     /// connection, kept through its `disconnection` hooks, then dropped.

@@ -270,7 +270,9 @@ impl Io<'_> {
                 // The worker ended with the inbox open: a hook panicked.
                 _ = pipe.finished() => return Ending::INTERNAL,
                 frame = ws.next(), if held.is_none() => {
-                    last_heard = Instant::now();
+                    // One clock read per frame: the keepalive's and the rate limit's.
+                    let now = Instant::now();
+                    last_heard = now;
                     let msg = match frame {
                         None => return Ending::CLOSED_BY_CLIENT,
                         Some(Err(e)) => return read_error(&e),
@@ -278,7 +280,7 @@ impl Io<'_> {
                     };
                     // Every frame counts against the rate limit, control frames included:
                     // a ping flood costs the client its connection, not us memory.
-                    if !bucket.take() {
+                    if !bucket.take(now) {
                         tracing::info!("rate limit exceeded");
                         return Ending::new(close::RATE_LIMITED, "rate limit exceeded", DisconnectReason::RateLimited);
                     }
@@ -617,9 +619,8 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token; false when the bucket is empty.
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
+    /// Takes one token at `now`; false when the bucket is empty.
+    fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.per_sec).min(self.burst);
@@ -886,7 +887,8 @@ mod tests {
     #[test]
     fn the_bucket_allows_the_burst_then_refuses() {
         let mut b = TokenBucket::new(1, 3);
-        assert!(b.take() && b.take() && b.take());
-        assert!(!b.take());
+        let now = std::time::Instant::now();
+        assert!(b.take(now) && b.take(now) && b.take(now));
+        assert!(!b.take(now));
     }
 }
