@@ -7,7 +7,7 @@
 //!   ──────────────────────────                       ──────────────────────────────
 //!   Gateway::open(Opening) ──────────────────────────▶ registers the connection
 //!        ◀──────────────────────── Box<dyn Attached> (its Client; start; finish)
-//!   IO task: reads ─▶ Pipe (bounded inbox) ─────────▶ worker: hooks, RPC, history
+//!   IO task: reads ─▶ Pipe (bounded inbox) ─────────▶ worker (while it has work): hooks, RPC, history
 //!   IO task: writes ◀─ Pipe (one replay chunk) ◀───── worker: replays
 //!   IO task: writes ◀─ its bounded queue ◀─ Outbound::push / push_control / close ◀─ routing
 //! ```
@@ -22,6 +22,12 @@
 //!   replay is written by the IO side after the frames queued before it, never through the
 //!   bounded queue. It also tells the IO side when the worker has finished (and the tab's
 //!   mark it saved), so the edge can send a last `ack` before closing.
+//! - The worker runs only while it has work: with nothing to handle it *parks* (its task
+//!   ends; the node keeps its state). The pipe decides, under its lock, who starts it again:
+//!   [`Pipe::try_send`], [`Pipe::push_held`] and [`Pipe::close`] tell the IO side when the
+//!   worker is parked, and the IO side then calls [`Attached::start`] (which starts a worker
+//!   only if none runs). So an idle connection holds no worker task, and at most one worker
+//!   of a connection runs at a time.
 //! - [`SharedFrame`] is a message encoded once for every connection it goes to; each
 //!   connection splices its own sequence number in when it writes the frame.
 //!
@@ -154,8 +160,17 @@ pub trait Attached: Send + Sync {
     /// The client, as applications see it.
     fn client(&self) -> &Client;
 
-    /// Starts the connection's worker: the applications' `connection` hooks, then the client
-    /// frames of the [`Pipe`], one at a time, in order. Called once the `welcome` is written.
+    /// Ensures the connection's worker runs: the applications' `connection` hooks (the first
+    /// time only), then the client frames of the [`Pipe`], one at a time, in order. Called
+    /// once the `welcome` is written, and again whenever the pipe says the worker is parked
+    /// ([`Pipe::try_send`], [`Pipe::push_held`], [`Pipe::close`]).
+    ///
+    /// Idempotent: a worker is started only if none runs ([`Pipe::claim`] decides, under the
+    /// pipe's lock) and the worker has not finished. A worker with nothing to do (the inbox
+    /// empty, no acknowledgement due) parks ([`Pipe::park`]): its task ends and its state
+    /// stays with the connection until it is started again. After [`Pipe::close`], the worker
+    /// started handles what is left in the inbox, saves the tab's mark and finishes
+    /// ([`Pipe::finish`]).
     fn start(&self);
 
     /// The connection ended (the edge closed the pipe and the socket): the node forgets it,
@@ -270,6 +285,10 @@ pub const INBOX_BYTES: usize = 256 * 1024;
 /// chunks the other, one at a time (the worker waits for each to be written before it reads
 /// the next), and the worker's end. Holds no buffer while idle.
 ///
+/// It also knows whether the worker runs: the worker [parks](Pipe::park) when it has nothing
+/// to do, and the next frame or the close tells the IO side to [start](Attached::start) it
+/// again ([`Pipe::claim`] lets only one worker run at a time).
+///
 /// When the inbox is full the IO side keeps the frame it read ([`Held`]) and stops reading
 /// until [`Pipe::poll_room`] says it fits: nothing read is dropped, and TCP pushes back on the
 /// client.
@@ -307,6 +326,10 @@ struct PipeState {
     written: bool,
     /// The worker finished, with the tab's mark it saved (if it saved one).
     finished: Option<Option<u64>>,
+    /// A worker was started once ([`Pipe::claim`]).
+    started: bool,
+    /// A worker runs: claimed and not parked.
+    running: bool,
     /// The IO side, waiting for room, a replay chunk or the worker's end.
     io: Option<Waker>,
     /// The worker, waiting for a frame or for its chunk to be written.
@@ -369,9 +392,15 @@ impl Pipe {
         }
     }
 
-    /// IO side: puts a frame read as `len` bytes in the inbox if there is room; gives it back
-    /// if not.
-    pub fn try_send(&self, frame: ClientFrame, len: usize) -> Result<(), Held> {
+    /// Whether the worker is parked (started once, not running, not finished): whoever put
+    /// work in the pipe must start it ([`Attached::start`]).
+    fn parked(state: &PipeState) -> bool {
+        state.started && !state.running && state.finished.is_none()
+    }
+
+    /// IO side: puts a frame read as `len` bytes in the inbox if there is room (then `true`
+    /// when the worker is parked: start it with [`Attached::start`]); gives it back if not.
+    pub fn try_send(&self, frame: ClientFrame, len: usize) -> Result<bool, Held> {
         // A frame larger than the bound (never, with the default limits) takes all of it.
         let cost = len.clamp(1, self.max_bytes);
         let mut state = self.state();
@@ -383,8 +412,9 @@ impl Pipe {
         }
         state.bytes += cost;
         state.inbox.push_back((frame, cost));
+        let parked = Self::parked(&state);
         Self::wake_worker(state);
-        Ok(())
+        Ok(parked)
     }
 
     /// IO side: ready when a frame of `cost` fits in the inbox (then give it with
@@ -407,12 +437,16 @@ impl Pipe {
     }
 
     /// IO side: puts a held frame in the inbox, which has room ([`Pipe::poll_room`]: only
-    /// the IO side adds frames).
-    pub fn push_held(&self, held: Held) {
+    /// the IO side adds frames); `true` when the worker is parked: start it with
+    /// [`Attached::start`].
+    #[must_use = "a parked worker must be started (`Attached::start`)"]
+    pub fn push_held(&self, held: Held) -> bool {
         let mut state = self.state();
         state.bytes += held.cost;
         state.inbox.push_back((*held.frame, held.cost));
+        let parked = Self::parked(&state);
         Self::wake_worker(state);
+        parked
     }
 
     /// IO side: completes with the next replay chunk to write ([`Pipe::poll_chunk`]).
@@ -451,18 +485,52 @@ impl Pipe {
         }
     }
 
-    /// IO side: completes once the worker has finished (see [`Pipe::poll_finished`]).
+    /// IO side (or the node's [`Attached::finish`], once the IO side ended): completes once
+    /// the worker has finished (see [`Pipe::poll_finished`]).
     pub async fn finished(&self) -> Option<u64> {
         std::future::poll_fn(|cx| self.poll_finished(cx)).await
     }
 
     /// IO side: the connection ends. The worker handles the frames in the inbox, then stops;
-    /// a chunk not yet taken is dropped, and the worker is told no more are written.
-    pub fn close(&self) {
+    /// a chunk not yet taken is dropped, and the worker is told no more are written. `true`
+    /// when the worker is parked: start it ([`Attached::start`]) so that it finishes (saves
+    /// the tab's mark, [`Pipe::finish`]).
+    #[must_use = "a parked worker must be started (`Attached::start`) to finish"]
+    pub fn close(&self) -> bool {
         let mut state = self.state();
         state.closed = true;
         state.chunk = None;
+        let parked = Self::parked(&state);
         Self::wake_worker(state);
+        parked
+    }
+
+    /// Node side ([`Attached::start`]): claims the right to run the worker. `Some(first)` when
+    /// the caller must start one (`first`: no worker ran before, so the `connection` hooks are
+    /// due); `None` when one runs already or the worker has finished.
+    pub fn claim(&self) -> Option<bool> {
+        let mut state = self.state();
+        if state.running || state.finished.is_some() {
+            return None;
+        }
+        state.running = true;
+        let first = !state.started;
+        state.started = true;
+        Some(first)
+    }
+
+    /// Worker: it has nothing to do and parks (its task ends) if the inbox is empty and the
+    /// pipe open; `false` if there is work after all (a frame, or the close): it goes on.
+    /// Whatever the worker keeps must be stored where the next worker finds it *before* this
+    /// is called: from here on, the next frame starts another worker.
+    pub fn park(&self) -> bool {
+        let mut state = self.state();
+        if !state.inbox.is_empty() || state.closed || !state.running {
+            return false;
+        }
+        state.running = false;
+        state.worker = None;
+        true
     }
 
     /// Worker: the next frame and its cost; `None` once the IO side closed the pipe and the
@@ -522,13 +590,25 @@ impl Pipe {
     }
 
     /// Worker: it has finished, with the tab's mark it saved (if it saved one). The first
-    /// call counts.
+    /// call counts; no worker is started after it.
     pub fn finish(&self, mark: Option<u64>) {
         let mut state = self.state();
         if state.finished.is_none() {
             state.finished = Some(mark);
         }
+        state.running = false;
         Self::wake_io(state);
+    }
+
+    /// Whether a worker was ever started ([`Pipe::claim`]): if so, [`Pipe::finished`]
+    /// completes once the pipe is closed and the worker has handled what was left.
+    pub fn was_started(&self) -> bool {
+        self.state().started
+    }
+
+    /// Whether a worker runs (claimed, not parked nor finished).
+    pub fn is_running(&self) -> bool {
+        self.state().running
     }
 
     /// Whether the worker has finished.
@@ -582,9 +662,9 @@ mod tests {
             pipe.poll_room(&mut cx(), held.cost()).is_ready(),
             "no room after a frame was handled"
         );
-        pipe.push_held(held);
+        assert!(!pipe.push_held(held), "no worker was ever started: none to start");
         // Closed: the frames read are still handled, then the worker stops.
-        pipe.close();
+        assert!(!pipe.close());
         for _ in 0..3 {
             assert!(matches!(next(&pipe), Poll::Ready(Some(_))));
         }
@@ -620,7 +700,7 @@ mod tests {
         // The connection ends with a chunk not yet taken: the worker is told.
         let mut put = Box::pin(pipe.put(chunk()));
         assert!(put.as_mut().poll(&mut cx()).is_pending());
-        pipe.close();
+        let _ = pipe.close();
         assert_eq!(put.as_mut().poll(&mut cx()), Poll::Ready(false));
         assert!(pipe.poll_chunk(&mut cx()).is_pending(), "the chunk was dropped");
         // The worker's end, and the mark it saved, reach the IO side once.
@@ -628,6 +708,43 @@ mod tests {
         pipe.finish(Some(7));
         pipe.finish(None);
         assert_eq!(pipe.poll_finished(&mut cx()), Poll::Ready(Some(7)));
+    }
+
+    #[test]
+    fn a_parked_worker_is_started_again_by_the_next_frame_or_the_close_and_only_once() {
+        let pipe = Pipe::new(1024);
+        // Not started yet: a frame read before the welcome waits for the first start.
+        assert_eq!(pipe.try_send(frame(), 1).ok(), Some(false));
+        assert_eq!(pipe.claim(), Some(true), "the first worker runs the hooks");
+        assert_eq!(pipe.claim(), None, "one worker at a time");
+        assert!(!pipe.park(), "a frame waits: no parking");
+        assert!(matches!(next(&pipe), Poll::Ready(Some(_))));
+        assert!(pipe.park());
+        assert!(!pipe.is_running());
+        // The next frame says the worker is parked, however many arrive before it starts.
+        assert_eq!(pipe.try_send(frame(), 1).ok(), Some(true));
+        assert_eq!(pipe.try_send(frame(), 1).ok(), Some(true));
+        assert_eq!(pipe.claim(), Some(false), "no hooks the second time");
+        assert_eq!(pipe.claim(), None);
+        assert_eq!(
+            pipe.try_send(frame(), 1).ok(),
+            Some(false),
+            "running: nothing to start"
+        );
+        for _ in 0..3 {
+            assert!(matches!(next(&pipe), Poll::Ready(Some(_))));
+        }
+        assert!(pipe.park());
+        // Closed while parked: a worker is started to finish, and none after it.
+        assert!(pipe.close());
+        assert_eq!(pipe.claim(), Some(false));
+        assert!(!pipe.park(), "closed: the worker finishes instead");
+        assert!(matches!(next(&pipe), Poll::Ready(None)));
+        pipe.finish(Some(3));
+        assert!(!pipe.is_running());
+        assert_eq!(pipe.claim(), None, "finished: never started again");
+        assert!(!pipe.close());
+        assert_eq!(pipe.poll_finished(&mut cx()), Poll::Ready(Some(3)));
     }
 
     #[test]

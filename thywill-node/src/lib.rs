@@ -7,10 +7,10 @@
 //! holds the client (a channel's messages only to the members where a connection is subscribed
 //! to it: interest routing, see `ARCHITECTURE.md`). It numbers channel and session messages in the
 //! [`History`](thywill_core::History) and answers reconnecting clients with what they missed,
-//! runs the applications' hooks (one worker per connection, fed through a bounded inbox),
-//! dispatches RPC calls, routes cluster tasks by name (the node's own and the applications'),
-//! keeps channel presence across members, and invalidates the applications' named caches on
-//! the other members.
+//! runs the applications' hooks (one worker per connection while it has work, fed through a
+//! bounded inbox), dispatches RPC calls, routes cluster tasks by name (the node's own and the
+//! applications'), keeps channel presence across members, and invalidates the applications'
+//! named caches on the other members.
 //!
 //! The node serves no socket: an edge does (`thywill-transport`, the HTTP and WebSocket side),
 //! through the traits of [`thywill_core::edge`]. The node implements

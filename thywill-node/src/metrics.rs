@@ -70,6 +70,8 @@ pub(crate) struct Metrics {
     pub(crate) continuity_lost: Counter,
     pub(crate) duplicates_dropped: Counter,
     pub(crate) panics: Counter,
+    /// Connection workers running (a connection has one only while it has work).
+    pub(crate) connection_workers: Gauge,
     member_up: Family<MemberLabel, Gauge>,
     cluster_healthy: Gauge,
     cluster_reconnects: Gauge,
@@ -127,6 +129,7 @@ impl Metrics {
             continuity_lost: Counter::default(),
             duplicates_dropped: Counter::default(),
             panics: Counter::default(),
+            connection_workers: Gauge::default(),
             member_up: Family::default(),
             cluster_healthy: Gauge::default(),
             cluster_reconnects: Gauge::default(),
@@ -147,6 +150,12 @@ impl Metrics {
             "panics",
             "Panics caught in application hooks, connection workers and RPC calls",
             self.panics.clone(),
+        );
+        registry.register(
+            "connection_workers",
+            "Connection workers running: a connection has one only while it has client frames \
+             to handle (it parks after a second or two without any)",
+            self.connection_workers.clone(),
         );
         registry.register(
             "messages_in",

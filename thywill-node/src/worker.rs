@@ -1,4 +1,4 @@
-//! A connection's worker: its application work, on a task of its own.
+//! A connection's worker: its application work, on a task of its own while it has work.
 //!
 //! The edge's IO task reads client frames and hands them over through the connection's
 //! [`Pipe`] (a bounded inbox); the worker runs the `connection` hooks, then one client frame
@@ -6,6 +6,13 @@
 //! and the history reads of replays), and at the end saves the tab's mark. It never touches
 //! the socket: replies go to the edge's bounded queue ([`Outbound`]), replays to the IO side
 //! through the pipe, a chunk at a time, which writes each after the frames queued before it.
+//!
+//! The worker's task exists only while there is work: once the hooks ran, and again once no
+//! frame came for [`LINGER`] (and no acknowledgement is due), it *parks*: its state (the
+//! tab, its mark, the RPC slots: [`Kept`]) goes back to the connection and the task ends
+//! ([`Pipe::park`]). The next frame, or the close, has the edge start a worker again
+//! ([`Attached::start`], which [`Pipe::claim`] makes idempotent): an idle connection holds
+//! no task of its own beyond its IO task.
 //!
 //! Also the node's side of [`Gateway::open`]: it registers a connection and gives the edge
 //! its [`Attached`] handle, which starts the worker and, at the end, forgets the connection
@@ -56,28 +63,58 @@ pub(crate) fn unwinding<'a, T>(
         })
 }
 
+/// How long a worker with nothing to do waits for another frame before it parks: between
+/// `LINGER` and twice as long after its last frame (one timer, re-armed only when it fires).
+/// A connection that sends more often than that pays no task spawn per message; one that
+/// falls silent holds no task after a few seconds.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What a connection's worker keeps from one task to the next: stored in the connection while
+/// the worker is parked.
+#[derive(Default)]
+struct Kept {
+    inbound: Inbound,
+    /// Created on the connection's first RPC call.
+    rpc_slots: Option<Arc<Semaphore>>,
+}
+
 /// The application side of a connection: its hooks, RPC dispatch, the tab's mark, replays.
-/// Runs on a task of its own, one client frame at a time, in order.
+/// Runs on a task of its own while it has work, one client frame at a time, in order.
 struct Worker {
     node: Node,
     local: Arc<Local>,
     me: Client,
     pipe: Arc<Pipe>,
     inbound: Inbound,
-    rpc_slots: Arc<Semaphore>,
+    rpc_slots: Option<Arc<Semaphore>>,
+    /// Where `inbound` and `rpc_slots` wait while the worker is parked.
+    kept: Arc<Mutex<Kept>>,
+}
+
+/// How a worker's [`Worker::work`] ended.
+enum Done {
+    /// It parked: the next frame or the close starts another worker.
+    Parked,
+    /// The IO side closed the pipe and the inbox is empty.
+    Closed,
 }
 
 impl Worker {
-    /// Runs the `connection` hooks, then handles frames until the IO side closes the inbox
-    /// (the frames already in it are handled) or a hook panics; then saves the tab's mark and
-    /// tells the IO side, through the pipe, that it finished (with the mark if it was saved).
-    async fn run(mut self) {
-        // Whatever ends the worker, the IO side hears of it.
-        let finished = Finished(self.pipe.clone());
+    /// Runs the `connection` hooks (when `first`), then handles frames until it parks, or the
+    /// IO side closes the inbox (the frames already in it are handled), or a hook panics; in
+    /// the last two cases it then saves the tab's mark and tells the IO side, through the
+    /// pipe, that it finished (with the mark if it was saved).
+    ///
+    /// `running` counts the task and, whatever ends the worker but parking (the task dropped
+    /// before it ran included), has the IO side hear of it.
+    async fn run(mut self, first: bool, mut running: Running) {
         let metrics = self.node.inner.metrics.clone();
         // After a panic too: the tab's mark is saved, then the IO side sees the worker end
         // with its inbox open and closes with 1011.
-        unwinding(&metrics, "connection hook", self.work()).await;
+        if let Some(Done::Parked) = unwinding(&metrics, "connection hook", self.work(first)).await {
+            running.parked = true;
+            return;
+        }
         let saved = match self.inbound.key.as_ref() {
             Some(key) => {
                 let mark = self.inbound.mark;
@@ -85,15 +122,41 @@ impl Worker {
             }
             None => None,
         };
-        finished.0.finish(saved);
+        running.pipe.finish(saved);
     }
 
-    async fn work(&mut self) {
-        for (app, ctx) in self.node.inner.apps.values() {
-            app.connection(ctx, &self.me).await;
+    /// Parks the worker if it still has nothing to do: its state goes back to the connection
+    /// first, then the pipe decides; `false` (state taken back) if a frame or the close came.
+    fn park(&mut self) -> bool {
+        let lock = || self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        *lock() = Kept {
+            inbound: std::mem::take(&mut self.inbound),
+            rpc_slots: self.rpc_slots.take(),
+        };
+        if self.pipe.park() {
+            return true;
         }
-        // Only while an acknowledgement is due (an idle connection holds no timer).
+        let kept = std::mem::take(&mut *lock());
+        self.inbound = kept.inbound;
+        self.rpc_slots = kept.rpc_slots;
+        false
+    }
+
+    async fn work(&mut self, first: bool) -> Done {
+        if first {
+            for (app, ctx) in self.node.inner.apps.values() {
+                app.connection(ctx, &self.me).await;
+            }
+            // A connection that has not sent anything yet holds no worker.
+            if self.park() {
+                return Done::Parked;
+            }
+        }
+        // Only while an acknowledgement is due.
         let mut ack_timer = None;
+        // Re-armed when it fires after a frame was handled: no timer work per frame.
+        let mut linger = Box::pin(tokio::time::sleep(LINGER));
+        let mut busy = false;
         loop {
             tokio::select! {
                 biased;
@@ -102,8 +165,16 @@ impl Worker {
                     ack_timer = None;
                     send_ack(&self.node, &self.local.out, self.inbound.key.clone(), self.inbound.mark);
                 }
+                () = linger.as_mut() => {
+                    if !busy && !self.inbound.ack_due && self.park() {
+                        return Done::Parked;
+                    }
+                    busy = false;
+                    linger.as_mut().reset(tokio::time::Instant::now() + LINGER);
+                }
                 work = self.pipe.next() => {
-                    let Some((frame, cost)) = work else { return };
+                    let Some((frame, cost)) = work else { return Done::Closed };
+                    busy = true;
                     let mut duplicate = false;
                     let mut admitted = false;
                     if let ClientFrame::Msg { id: Some(id), .. } = &frame {
@@ -159,7 +230,7 @@ impl Worker {
             }
             ClientFrame::Resume { streams } => streams,
             other => {
-                handle_frame(node, &self.local.out, &self.me, other, &self.rpc_slots).await;
+                handle_frame(node, &self.local.out, &self.me, other, &mut self.rpc_slots).await;
                 return;
             }
         };
@@ -225,7 +296,8 @@ async fn handle_frame(
     // The connection's client (with its identity), as the hooks see it.
     me: &Client,
     frame: ClientFrame,
-    rpc_slots: &Arc<Semaphore>,
+    // Created on the first call.
+    rpc_slots: &mut Option<Arc<Semaphore>>,
 ) {
     match frame {
         // Handled by the worker, which has replays written.
@@ -257,7 +329,8 @@ async fn handle_frame(
                 });
                 return;
             };
-            let Ok(permit) = rpc_slots.clone().acquire_owned().await else {
+            let slots = rpc_slots.get_or_insert_with(|| Arc::new(Semaphore::new(MAX_PENDING_RPC)));
+            let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
             let a = a.clone();
@@ -427,15 +500,33 @@ async fn save_mark(node: &Node, tab: &str, mark: u64) -> bool {
 /// closes a connection without a last `ack`).
 const CLOSING_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Tells the IO side that the worker finished when dropped: also when the worker's task is
-/// cancelled or panics past its own guard (the IO side would otherwise wait for it until its
-/// closing time).
-struct Finished(Arc<Pipe>);
+/// A worker's task, counted in the node's metrics while it runs. Unless it parked, tells the
+/// IO side that the worker finished when dropped: also when the worker's task is cancelled or
+/// panics past its own guard (the IO side would otherwise wait for it until its closing time).
+struct Running {
+    pipe: Arc<Pipe>,
+    metrics: Arc<crate::metrics::Metrics>,
+    parked: bool,
+}
 
-impl Drop for Finished {
+impl Running {
+    fn new(pipe: Arc<Pipe>, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        metrics.connection_workers.inc();
+        Self {
+            pipe,
+            metrics,
+            parked: false,
+        }
+    }
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
-        // The first call counts: after `run`'s own, this one changes nothing.
-        self.0.finish(None);
+        self.metrics.connection_workers.dec();
+        if !self.parked {
+            // The first call counts: after `run`'s own, this one changes nothing.
+            self.pipe.finish(None);
+        }
     }
 }
 
@@ -445,8 +536,8 @@ struct Connection {
     me: Client,
     local: Arc<Local>,
     pipe: Arc<Pipe>,
-    /// The worker, once started.
-    worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// What the worker keeps while it is parked.
+    kept: Arc<Mutex<Kept>>,
 }
 
 impl Attached for Connection {
@@ -455,37 +546,44 @@ impl Attached for Connection {
     }
 
     fn start(&self) {
+        // Only if no worker runs (nor finished): the pipe decides, under its lock.
+        let Some(first) = self.pipe.claim() else { return };
+        // The previous worker stored its state before it parked.
+        let kept = std::mem::take(&mut *self.kept.lock().unwrap_or_else(PoisonError::into_inner));
         let worker = Worker {
             node: self.node.clone(),
             local: self.local.clone(),
             me: self.me.clone(),
             pipe: self.pipe.clone(),
-            inbound: Inbound::default(),
-            rpc_slots: Arc::new(Semaphore::new(MAX_PENDING_RPC)),
+            inbound: kept.inbound,
+            rpc_slots: kept.rpc_slots,
+            kept: self.kept.clone(),
         };
+        let running = Running::new(self.pipe.clone(), self.node.inner.metrics.clone());
         // In the connection's span (the edge's task calls this from within it).
-        let work = worker.run();
-        // What an idle connection costs (see docs/PERFORMANCE.md).
+        let work = worker.run(first, running);
+        // What a connection's worker costs while it runs (see docs/PERFORMANCE.md).
         tracing::trace!(bytes = std::mem::size_of_val(&work), "connection worker state");
-        let running = tokio::spawn(work.in_current_span());
-        *self.worker.lock().unwrap_or_else(PoisonError::into_inner) = Some(running);
+        // Not joined (a `JoinHandle` would keep the task's memory after it parked): `finish`
+        // waits for the worker's end through the pipe.
+        drop(tokio::spawn(work.in_current_span()));
     }
 
     fn finish(self: Box<Self>, reason: DisconnectReason) -> BoxFuture<'static, ()> {
         Box::pin(
             async move {
-                let Connection { node, me, worker, .. } = *self;
+                let Connection { node, me, pipe, .. } = *self;
                 let metrics = node.inner.metrics.clone();
                 node.inner.forget_connection(&me.connection);
                 let tracker = node.inner.tracker.clone();
                 if let Some(Err(e)) = unwinding(&metrics, "tracker", tracker.disconnected(&me)).await {
                     tracing::warn!(error = %e, "tracker did not record the disconnection");
                 }
-                // The worker finishes the frames read before the end; the disconnection hooks
-                // come after every other hook of the connection.
-                let running = worker.lock().unwrap_or_else(PoisonError::into_inner).take();
-                if let Some(running) = running {
-                    let _ = running.await;
+                // The worker finishes the frames read before the end (the edge started one
+                // when it closed the pipe, if it was parked); the disconnection hooks come
+                // after every other hook of the connection.
+                if pipe.was_started() {
+                    pipe.finished().await;
                 }
                 for (app, ctx) in node.inner.apps.values() {
                     unwinding(
@@ -524,7 +622,7 @@ impl Node {
             me,
             local,
             pipe: opening.pipe,
-            worker: Mutex::new(None),
+            kept: Arc::default(),
         })
     }
 }

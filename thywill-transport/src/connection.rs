@@ -4,8 +4,11 @@
 //!   server frames and replay chunks, and keeps the connection alive with pings. It never
 //!   awaits application code, RPC or the history: a hook waiting on an unreachable store
 //!   cannot keep it from hearing its client's pongs.
-//! - The **worker** (the node's, a task of its own) does the connection's application work:
-//!   the `connection` hooks, then one client frame at a time, in the order read.
+//! - The **worker** (the node's, a task of its own while it has work) does the connection's
+//!   application work: the `connection` hooks, then one client frame at a time, in the order
+//!   read. With nothing to do it parks (its task ends); when the pipe says so, the IO side
+//!   starts it again ([`Attached::start`](thywill_core::edge::Attached::start)) after handing
+//!   it a frame or closing the pipe.
 //!
 //! The IO side hands decoded frames to the worker through the connection's [`Pipe`], a
 //! bounded inbox ([`INBOX_FRAMES`](thywill_core::edge::INBOX_FRAMES) frames,
@@ -297,7 +300,15 @@ impl Io<'_> {
                     match ClientFrame::decode(text, cfg.max_message_size) {
                         Ok(frame) => {
                             bad_frames = 0;
-                            held = pipe.try_send(frame, text.len()).err();
+                            match pipe.try_send(frame, text.len()) {
+                                // The worker parked (it had nothing to do): start it again.
+                                Ok(parked) => {
+                                    if parked {
+                                        self.attached.start();
+                                    }
+                                }
+                                Err(full) => held = Some(full),
+                            }
                         }
                         Err(ProtocolError::TooBig { size, limit }) => {
                             tracing::info!(size, limit, "message too big");
@@ -327,8 +338,10 @@ impl Io<'_> {
                     }
                 }
                 () = pipe.room(held.as_ref().map_or(0, Held::cost)), if held.is_some() => {
-                    if let Some(held) = held.take() {
-                        pipe.push_held(held);
+                    if let Some(held) = held.take()
+                        && pipe.push_held(held)
+                    {
+                        self.attached.start();
                     }
                     // The server caught up: the client's keepalive deadline runs again from now.
                     last_heard = Instant::now();
@@ -376,7 +389,10 @@ impl Io<'_> {
     /// worker saves the tab's mark (awaited, bounded, when a close frame is to be sent), then
     /// the socket is closed politely (bounded) with `ending`.
     async fn end(&mut self, ws: &mut impl Socket, ending: Ending) {
-        self.pipe.close();
+        // A parked worker is started to finish: it saves the tab's mark.
+        if self.pipe.close() {
+            self.attached.start();
+        }
         if ending.code == 0 {
             return;
         }

@@ -353,3 +353,98 @@ async fn at_shutdown_what_is_acknowledged_was_sent_and_the_rest_is_left_to_the_n
     );
     Ok(())
 }
+
+/// The node's count of running connection workers (its metrics page).
+fn workers(edge: &thywill_transport::Edge) -> Option<u64> {
+    let text = edge.metrics_text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("thywill_connection_workers "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Waits until no connection worker runs (every worker parked or finished).
+async fn parked(fx: &Fixture) -> anyhow::Result<()> {
+    fx.until("every worker parked", |e| workers(e) == Some(0)).await
+}
+
+#[tokio::test]
+async fn an_idle_connection_holds_no_worker_and_frames_after_a_park_are_handled_in_order()
+-> anyhow::Result<()> {
+    let (fx, _gated) = Gated::start(TransportConfig::default().with_base_path("/t")?).await?;
+    let mut idle = WsClient::connect(&fx.ws_url()).await?;
+    let mut c = WsClient::connect(&fx.ws_url()).await?;
+    fx.until("both connected", |e| e.connection_count() == 2).await?;
+    // Their `connection` hooks ran; neither has sent anything: no worker task.
+    parked(&fx).await?;
+    for n in 0..3 {
+        c.send("gated", json!(n)).await?;
+    }
+    for n in 0..3 {
+        assert_eq!(next_data(&mut c).await?, json!(n));
+    }
+    // It parks again once nothing came for a while; the next frames start a worker, in order.
+    parked(&fx).await?;
+    for n in 3..8 {
+        c.send("gated", json!(n)).await?;
+    }
+    for n in 3..8 {
+        assert_eq!(next_data(&mut c).await?, json!(n));
+    }
+    parked(&fx).await?;
+    // The one that never sent still works.
+    idle.send("gated", json!("late")).await?;
+    assert_eq!(next_data(&mut idle).await?, json!("late"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn closed_while_its_worker_is_parked_a_connection_saves_its_mark_and_acknowledges_last()
+-> anyhow::Result<()> {
+    let (fx, _gated) = Gated::start(TransportConfig::default().with_base_path("/t")?).await?;
+    let mut c = WsClient::connect(&fx.ws_url()).await?;
+    let msg = |id: u64| json!({"t": "msg", "app": "gated", "data": id, "_": {}, "id": id}).to_string();
+    c.send_text(json!({"t": "hello", "v": 1, "tab": "parked-tab-0001"}).to_string())
+        .await?;
+    c.send_text(msg(1)).await?;
+    c.send_text(msg(2)).await?;
+    loop {
+        if let ServerFrame::Ack { id: 2 } = c.recv().await? {
+            break;
+        }
+    }
+    parked(&fx).await?;
+    fx.edge.shutdown();
+    // A worker is started to finish: it saves the mark, and the close carries a last ack.
+    let mut last = Vec::new();
+    let code = loop {
+        match c.recv().await {
+            Ok(frame) => last.push(frame),
+            Err(thywill_testkit::WsError::Closed(code)) => break code.map(|(code, _)| code),
+            Err(e) => anyhow::bail!("{e}"),
+        }
+    };
+    assert_eq!(code, Some(close::GOING_AWAY));
+    assert!(
+        matches!(
+            last.as_slice(),
+            [.., ServerFrame::Ack { id: 2 }, ServerFrame::Reconnect { .. }]
+        ),
+        "a last ack of the saved mark before the reconnect: {last:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_hook_that_panics_after_its_worker_parked_still_closes_with_1011() -> anyhow::Result<()> {
+    let (fx, gated) = Gated::start(TransportConfig::default().with_base_path("/t")?).await?;
+    let mut c = WsClient::connect(&fx.ws_url()).await?;
+    c.send("gated", json!("first")).await?;
+    assert_eq!(next_data(&mut c).await?, json!("first"));
+    parked(&fx).await?;
+    c.send("gated", json!({"panic": true})).await?;
+    assert_eq!(c.closed().await?, Some(close::INTERNAL_ERROR));
+    assert_eq!(gone(c, &gated).await?, DisconnectReason::InternalError);
+    fx.until("forgotten", |e| e.connection_count() == 0).await?;
+    parked(&fx).await?;
+    Ok(())
+}
