@@ -190,10 +190,10 @@ fn every_crate_says_what_it_is_for_and_takes_the_workspace_lints() -> anyhow::Re
     Ok(())
 }
 
-/// What `thywill-core` may depend on (normal and build dependencies): serialisation and the
-/// error derive. Anything else (tokio, a random number generator, a client library) would bring
+/// What `thywill-core` may depend on (normal and build dependencies): serialisation, the
+/// error derive and a hasher. Anything else (tokio, a random number generator, a client library) would bring
 /// IO or a runtime into the component authors' API boundary.
-const CORE_DEPENDENCIES: &[&str] = &["serde", "serde_json", "bincode", "thiserror"];
+const CORE_DEPENDENCIES: &[&str] = &["serde", "serde_json", "bincode", "thiserror", "foldhash"];
 
 #[test]
 fn the_core_depends_on_no_runtime_and_no_io() -> anyhow::Result<()> {

@@ -97,6 +97,35 @@ async fn sockets_over_the_cap_are_closed_at_once_and_counted() -> anyhow::Result
     Ok(())
 }
 
+/// A WebSocket keeps its socket's place under the cap until it closes: upgraded sockets count.
+#[tokio::test]
+async fn websockets_hold_their_place_under_the_socket_cap_until_they_close() -> anyhow::Result<()> {
+    let fx = Fixture::start(config()?.with_max_sockets(2)?).await?;
+    let first = WsClient::connect(&fx.ws_url()).await?;
+    let mut second = WsClient::connect(&fx.ws_url()).await?;
+    fx.until("two upgraded sockets counted", |n| {
+        n.metrics_text().contains("thywill_sockets 2")
+    })
+    .await?;
+    // The cap is reached by the WebSockets alone: a third socket is closed at once.
+    let mut over = TcpStream::connect(fx.addr).await?;
+    let took = closed_by_server(&mut over).await?;
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    assert!(fx.edge.metrics_text().contains("thywill_sockets_refused_total 1"));
+    second.send("echo", json!(2)).await?;
+    assert!(matches!(second.recv().await?, ServerFrame::Msg { .. }));
+    // A WebSocket that ends gives its place back.
+    drop(first);
+    fx.until("the closed WebSocket's place to be released", |n| {
+        n.metrics_text().contains("thywill_sockets 1")
+    })
+    .await?;
+    let mut third = WsClient::connect(&fx.ws_url()).await?;
+    third.send("echo", json!(3)).await?;
+    assert!(matches!(third.recv().await?, ServerFrame::Msg { .. }));
+    Ok(())
+}
+
 /// A socket past the WebSocket handshake, for writing frames by hand.
 async fn raw_socket(addr: SocketAddr) -> anyhow::Result<TcpStream> {
     let mut s = TcpStream::connect(addr).await?;
