@@ -253,6 +253,8 @@ impl Io<'_> {
         self.attached.start();
         self.started = true;
         let pipe = self.pipe.clone();
+        // The read side is polled only when its own waker fired (or it last gave a frame).
+        let gate = ReadGate::new();
 
         let mut bad_frames = 0u32;
         let mut bucket = TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst);
@@ -272,7 +274,7 @@ impl Io<'_> {
                 code = self.out.killed() => return killed_reason(code),
                 // The worker ended with the inbox open: a hook panicked.
                 _ = pipe.finished() => return Ending::INTERNAL,
-                frame = ws.next(), if held.is_none() => {
+                frame = gate.next(ws), if held.is_none() => {
                     // One clock read per frame: the keepalive's and the rate limit's.
                     let now = Instant::now();
                     last_heard = now;
@@ -614,6 +616,67 @@ async fn close_with(
         if matches!(frame, WsMessage::Close(_)) {
             break;
         }
+    }
+}
+
+/// Polls a socket's read side only when it may have something: when the waker it registered
+/// fired, or when its last poll gave a frame (more may be buffered). Every other wake-up of the
+/// connection's task (a frame queued to write, a timer) then skips the read path, which costs
+/// more than it looks: tungstenite zeroes its read buffer before each read attempt, and the
+/// attempt goes down the upgraded socket's layers before the readiness check says "not yet".
+struct ReadGate {
+    state: Arc<GateState>,
+    /// Given to the socket's read side: sets `ready`, then wakes the task.
+    waker: Waker,
+}
+
+struct GateState {
+    /// The read side may have something.
+    ready: std::sync::atomic::AtomicBool,
+    /// The connection's task.
+    task: futures_util::task::AtomicWaker,
+}
+
+impl std::task::Wake for GateState {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl ReadGate {
+    fn new() -> Self {
+        let state = Arc::new(GateState {
+            ready: std::sync::atomic::AtomicBool::new(true),
+            task: futures_util::task::AtomicWaker::new(),
+        });
+        let waker = Waker::from(state.clone());
+        Self { state, waker }
+    }
+
+    /// The socket's next frame (as `StreamExt::next`), read only when it may have one.
+    fn next<'a, S: Socket>(
+        &'a self,
+        ws: &'a mut S,
+    ) -> impl Future<Output = Option<Result<WsMessage, WsError>>> + 'a {
+        std::future::poll_fn(move |cx| {
+            self.state.task.register(cx.waker());
+            if !self.state.ready.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                return Poll::Pending;
+            }
+            match ws.poll_next_unpin(&mut Context::from_waker(&self.waker)) {
+                Poll::Ready(item) => {
+                    // More frames may be buffered already: the next pass reads again.
+                    self.state.ready.store(true, std::sync::atomic::Ordering::Release);
+                    Poll::Ready(item)
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
     }
 }
 
