@@ -51,9 +51,10 @@ pub(super) enum Setup {
 }
 
 impl Setup {
-    const ALL: [Setup; 4] = [
+    const ALL: [Setup; 5] = [
         Setup::Single(Kind::Raw),
         Setup::Single(Kind::Socketio),
+        Setup::Single(Kind::SocketioNode),
         Setup::Single(Kind::Thywill),
         Setup::ThywillRedis,
     ];
@@ -79,14 +80,14 @@ impl Setup {
         }
     }
 
-    /// `raw,socketioxide,thywill,redis` (any of them), in table order.
+    /// `raw,socketioxide,socket.io-node,thywill,redis` (any of them), in table order.
     fn parse_list(list: &str) -> anyhow::Result<Vec<Setup>> {
         let names: Vec<&str> = list.split(',').filter(|s| !s.is_empty()).collect();
         if let Some(bad) = names
             .iter()
             .find(|n| !Setup::ALL.iter().any(|s| s.option() == **n))
         {
-            bail!("unknown server {bad:?} (raw, socketioxide, thywill, redis)");
+            bail!("unknown server {bad:?} (raw, socketioxide, socket.io-node, thywill, redis)");
         }
         let setups: Vec<Setup> = Setup::ALL
             .into_iter()
@@ -114,11 +115,19 @@ impl Options {
     pub(crate) fn needs_socketioxide(&self) -> bool {
         self.setups.contains(&Setup::Single(Kind::Socketio))
     }
+
+    /// Whether the Node peer takes part.
+    pub(crate) fn needs_socketio_node(&self) -> bool {
+        self.setups.contains(&Setup::Single(Kind::SocketioNode))
+    }
 }
 
 pub(crate) fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut args = Args::new(args.iter().cloned());
-    let servers: String = args.value_or("--servers", "raw,socketioxide,thywill,redis".to_owned())?;
+    let servers: String = args.value_or(
+        "--servers",
+        "raw,socketioxide,socket.io-node,thywill,redis".to_owned(),
+    )?;
     let opts = Options {
         subscribers: args.value_or("--subscribers", 1_000)?,
         rate: args.value_or("--rate", 100)?,
@@ -258,7 +267,8 @@ fn table(rows: &[(Setup, Results)], subscribers: usize) -> String {
             continue;
         };
         for (setup, r) in rows.iter().filter(|(s, _)| {
-            s.kind() == Kind::Thywill || (base == Kind::Raw && *s == Setup::Single(Kind::Socketio))
+            s.kind() == Kind::Thywill
+                || (base == Kind::Raw && matches!(s, Setup::Single(k) if k.is_socketio()))
         }) {
             out.push_str(&format!(
                 "{:<32} {:>11} {:>8} {:>13} {:>11} {:>11} {:>16} {:>18}\n",
@@ -399,6 +409,11 @@ async fn start_setup(setup: Setup) -> anyhow::Result<(Vec<Child>, String, String
             let mut c = cmd(super::peers::socketioxide_binary());
             c.args(["--port", "0"]);
             let (child, addr) = spawn_server(c, "socketioxide").await?;
+            Ok(single(child, addr, Kind::socketio_path()))
+        }
+        Setup::Single(Kind::SocketioNode) => {
+            let c = super::peers::socketio_node_command();
+            let (child, addr) = spawn_server(c, "socket.io-node").await?;
             Ok(single(child, addr, Kind::socketio_path()))
         }
     }

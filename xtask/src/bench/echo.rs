@@ -60,7 +60,7 @@ pub(crate) struct Options {
 
 pub(crate) fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut args = Args::new(args.iter().cloned());
-    let servers: String = args.value_or("--servers", "raw,socketioxide,thywill".to_owned())?;
+    let servers: String = args.value_or("--servers", "raw,socketioxide,socket.io-node,thywill".to_owned())?;
     let opts = Options {
         secs: args.value_or("--secs", 10)?,
         warmup: args.value_or("--warmup", 2)?,
@@ -98,6 +98,7 @@ fn server_binary(kind: Kind) -> anyhow::Result<std::path::PathBuf> {
             }
             Ok(path)
         }
+        Kind::SocketioNode => Ok("node".into()),
         Kind::Thywill => super::release_binary("example-echo"),
     }
 }
@@ -187,7 +188,7 @@ async fn measure(kind: Kind, opts: &Options) -> anyhow::Result<Results> {
     let pid = child.id().context("the server exited at once")?;
     let url = match kind {
         Kind::Raw => format!("ws://{addr}/"),
-        Kind::Socketio => format!("ws://{addr}{}", Kind::socketio_path()),
+        Kind::Socketio | Kind::SocketioNode => format!("ws://{addr}{}", Kind::socketio_path()),
         Kind::Thywill => format!("ws://{addr}/echo/ws"),
     };
     println!("  {}: pid {pid}, {url}", kind.name());
@@ -263,10 +264,14 @@ async fn measure(kind: Kind, opts: &Options) -> anyhow::Result<Results> {
 
 /// Starts a server on a free port; returns it and the address from its `listening:` line.
 async fn start(kind: Kind) -> anyhow::Result<(Child, SocketAddr)> {
-    let mut c = cmd(server_binary(kind)?);
+    let mut c = match kind {
+        Kind::SocketioNode => super::peers::socketio_node_command(),
+        _ => cmd(server_binary(kind)?),
+    };
     match kind {
         Kind::Raw => c.args(["bench-raw-server", "--port", "0"]),
         Kind::Socketio => c.args(["--port", "0"]),
+        Kind::SocketioNode => &mut c,
         Kind::Thywill => c
             .args(["--port", "0", "--member", "alpha"])
             .env("RUST_LOG", "warn"),

@@ -22,17 +22,19 @@ use crate::{binary, cargo, cmd, run as run_cmd};
 const BENCHES: &str = "\
 benchmarks:
   echo  round trips/s, server CPU per round trip, p50/p99 latency and memory per idle
-        connection of a raw tokio-tungstenite server, socketioxide (axum) and thywill, in one run
-        (medians of rounds, ratios): [--secs 10] [--conns 100] [--idle 10000] [--warmup 2]
-        [--rounds 3] [--servers raw,socketioxide,thywill]
+        connection of a raw tokio-tungstenite server, socketioxide (axum), Socket.IO 4.8 on
+        Node.js (needs node and npm) and thywill, in one run (medians of rounds, ratios):
+        [--secs 10] [--conns 100] [--idle 10000] [--warmup 2] [--rounds 3]
+        [--servers raw,socketioxide,socket.io-node,thywill]
   idle-axum  memory per idle connection of thywill on its own accept loop (echo) and mounted
         in axum (axum-app, authenticated connections), in one run (medians of rounds, ratio):
         [--idle 5000] [--rounds 3]
-  broadcast  one publisher, subscribers of one channel on raw, socketioxide, thywill (one member)
+  broadcast  one publisher, subscribers of one channel on raw, socketioxide, socket.io-node,
+        thywill (one member)
         and thywill over two Redis members: deliveries/s, delivery ratio (must be 1.0), p50/p99
         publish-to-delivery latency, server CPU per delivery (medians of rounds, ratios):
         [--subscribers 1000] [--rate 100] [--secs 10] [--rounds 3]
-        [--servers raw,socketioxide,thywill,redis]
+        [--servers raw,socketioxide,socket.io-node,thywill,redis]
   cluster  messages/s and p50/p99 latency from a client on member A through the draw
         application to a client on member B: single member, Redis, HTTP:
         [--secs 5] [--warmup 1] [--inflight 32]
@@ -67,8 +69,12 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
     match name.as_str() {
         "echo" => {
             // Check the options before a build that may take minutes.
-            if echo::parse(rest)?.servers.contains(&peers::Kind::Socketio) {
+            let servers = echo::parse(rest)?.servers;
+            if servers.contains(&peers::Kind::Socketio) {
                 peers::build_socketioxide()?;
+            }
+            if servers.contains(&peers::Kind::SocketioNode) {
+                peers::prepare_socketio_node()?;
             }
             in_release_build(|| echo::run(rest))
         }
@@ -78,8 +84,12 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
         }
         "rpc" => rpc::run(rest),
         "broadcast" => {
-            if broadcast::parse(rest)?.needs_socketioxide() {
+            let opts = broadcast::parse(rest)?;
+            if opts.needs_socketioxide() {
                 peers::build_socketioxide()?;
+            }
+            if opts.needs_socketio_node() {
+                peers::prepare_socketio_node()?;
             }
             in_release_build(|| broadcast::run(rest))
         }

@@ -1,6 +1,11 @@
 //! The servers `bench echo` and `bench broadcast` compare in one run, and the protocol each
 //! speaks: a raw tokio-tungstenite server ([`super::raw_server`]), socketioxide on axum (the
-//! separate workspace `bench/peers/socketioxide`) and thywill (the examples).
+//! separate workspace `bench/peers/socketioxide`), Socket.IO 4.8 on Node.js
+//! (`bench/peers/socketio-node`, when `node` and `npm` are installed) and thywill (the
+//! examples).
+//!
+//! The Node peer's `socket.io` package is installed by npm, pinned ([`SOCKETIO_NODE`]), into
+//! `<target>/bench-peers/socketio-node` on first use.
 //!
 //! socketioxide is built only here, never by `cargo xtask test` or CI: in its own workspace,
 //! with its own lock file and its own target directory (`<target>/bench-peers`), so that it
@@ -25,6 +30,53 @@ use crate::{cargo, project_root, target_dir};
 const SOCKETIOXIDE_DIR: &str = "bench/peers/socketioxide";
 /// Its binary's name.
 const SOCKETIOXIDE_BIN: &str = "bench-peer-socketioxide";
+
+/// The Node peer's script, relative to the project root.
+const SOCKETIO_NODE_SCRIPT: &str = "bench/peers/socketio-node/server.js";
+/// The npm package of the Node peer, pinned.
+const SOCKETIO_NODE: &str = "socket.io@4.8.1";
+
+/// Where npm installs the Node peer's package.
+fn socketio_node_dir() -> PathBuf {
+    peers_target_dir().join("socketio-node")
+}
+
+/// Installs the Node peer's `socket.io` (once); fails with what to do when `node` or `npm` is
+/// missing.
+pub(crate) fn prepare_socketio_node() -> anyhow::Result<()> {
+    let dir = socketio_node_dir();
+    if dir.join("node_modules/socket.io/package.json").is_file() {
+        return Ok(());
+    }
+    for tool in ["node", "npm"] {
+        let found = crate::cmd(tool)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .status();
+        if !found.is_ok_and(|s| s.success()) {
+            bail!(
+                "the socket.io-node peer needs `{tool}` (Debian: `apt-get install nodejs npm`), \
+                 or leave it out: --servers raw,socketioxide,thywill"
+            );
+        }
+    }
+    std::fs::create_dir_all(&dir)?;
+    let mut install = crate::cmd("npm");
+    install
+        .args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .arg(SOCKETIO_NODE);
+    crate::run(install).with_context(|| format!("installing {SOCKETIO_NODE} with npm"))
+}
+
+/// The command that starts the Node peer on a free port.
+pub(crate) fn socketio_node_command() -> std::process::Command {
+    let mut c = crate::cmd("node");
+    c.arg(project_root().join(SOCKETIO_NODE_SCRIPT))
+        .args(["--port", "0"])
+        .env("NODE_PATH", socketio_node_dir().join("node_modules"));
+    c
+}
 
 /// The peers' own target directory: beside the main build's, never shared with it.
 fn peers_target_dir() -> PathBuf {
@@ -56,21 +108,29 @@ pub(crate) enum Kind {
     Raw,
     /// socketioxide on axum, over Socket.IO.
     Socketio,
+    /// Socket.IO 4.8 on Node.js.
+    SocketioNode,
     /// thywill, over its protocol v1.
     Thywill,
 }
 
 impl Kind {
     /// Every server, in table order.
-    pub(crate) const ALL: [Kind; 3] = [Kind::Raw, Kind::Socketio, Kind::Thywill];
+    pub(crate) const ALL: [Kind; 4] = [Kind::Raw, Kind::Socketio, Kind::SocketioNode, Kind::Thywill];
 
     /// Its name in options and tables.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Raw => "raw",
             Kind::Socketio => "socketioxide",
+            Kind::SocketioNode => "socket.io-node",
             Kind::Thywill => "thywill",
         }
+    }
+
+    /// Whether it speaks Socket.IO.
+    pub(crate) fn is_socketio(self) -> bool {
+        matches!(self, Kind::Socketio | Kind::SocketioNode)
     }
 
     /// The server named `name`.
@@ -78,10 +138,11 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == name)
-            .with_context(|| format!("unknown server {name:?} (raw, socketioxide, thywill)"))
+            .with_context(|| format!("unknown server {name:?} (raw, socketioxide, socket.io-node, thywill)"))
     }
 
-    /// A comma-separated list of servers (`raw,socketioxide,thywill`), in table order.
+    /// A comma-separated list of servers (`raw,socketioxide,socket.io-node,thywill`), in table
+    /// order.
     pub(crate) fn parse_list(list: &str) -> anyhow::Result<Vec<Kind>> {
         let named = list
             .split(',')
@@ -108,7 +169,7 @@ impl Kind {
                 text if super::echo::frame_type(&text).as_deref() == Some("welcome") => Ok(()),
                 other => bail!("expected a welcome frame, got {other:?}"),
             },
-            Kind::Socketio => {
+            Kind::Socketio | Kind::SocketioNode => {
                 let open = next_text(ws).await?;
                 if !open.starts_with("0{") {
                     bail!("expected an Engine.IO open packet, got {open:?}");
@@ -135,7 +196,7 @@ impl Kind {
     pub(crate) fn frame(self, event: &str, data: &str) -> String {
         match self {
             Kind::Raw => data.to_owned(),
-            Kind::Socketio => format!(r#"42["{event}",{data}]"#),
+            Kind::Socketio | Kind::SocketioNode => format!(r#"42["{event}",{data}]"#),
             Kind::Thywill => format!(r#"{{"t":"msg","app":"{event}","data":{data},"_":{{}}}}"#),
         }
     }
@@ -144,7 +205,7 @@ impl Kind {
     pub(crate) fn is_event(self, text: &str, event: &str) -> bool {
         match self {
             Kind::Raw => true,
-            Kind::Socketio => text
+            Kind::Socketio | Kind::SocketioNode => text
                 .strip_prefix("42[\"")
                 .and_then(|rest| rest.strip_prefix(event))
                 .is_some_and(|rest| rest.starts_with('"')),
@@ -154,7 +215,7 @@ impl Kind {
 
     /// The answer a frame requires of the client: Engine.IO's pong to its ping.
     pub(crate) fn pong(self, text: &str) -> Option<Message> {
-        (self == Kind::Socketio && text == "2").then(|| Message::text("3"))
+        (self.is_socketio() && text == "2").then(|| Message::text("3"))
     }
 }
 
@@ -196,6 +257,9 @@ mod tests {
 
         assert_eq!(Kind::Socketio.pong("2"), Some(Message::text("3")));
         assert_eq!(Kind::Socketio.pong(r#"42["echo","2"]"#), None);
+        assert_eq!(Kind::SocketioNode.pong("2"), Some(Message::text("3")));
+        assert_eq!(Kind::SocketioNode.frame("echo", r#""x""#), r#"42["echo","x"]"#);
+        assert_eq!(Kind::parse("socket.io-node")?, Kind::SocketioNode);
         assert_eq!(Kind::Thywill.pong("2"), None);
         Ok(())
     }
@@ -203,7 +267,10 @@ mod tests {
     #[test]
     fn server_lists() -> anyhow::Result<()> {
         assert_eq!(Kind::parse_list("thywill,raw")?, vec![Kind::Raw, Kind::Thywill]);
-        assert_eq!(Kind::parse_list("raw,socketioxide,thywill")?, Kind::ALL.to_vec());
+        assert_eq!(
+            Kind::parse_list("raw,socketioxide,socket.io-node,thywill")?,
+            Kind::ALL.to_vec()
+        );
         assert!(Kind::parse_list("nats").is_err());
         assert!(Kind::parse_list("").is_err());
         Ok(())
