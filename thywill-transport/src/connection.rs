@@ -57,7 +57,11 @@ pub(crate) struct Handshake {
 /// The socket is borrowed, not moved in: a socket moved from one future's state into another's
 /// would take its room in both (an idle connection is mostly these futures' states, see
 /// docs/PERFORMANCE.md).
-pub(crate) async fn run(edge: Edge, ws: &mut impl Socket, hs: Handshake) {
+///
+/// The handshake comes boxed: an `async fn` keeps its arguments for its whole life, and this
+/// one passes through three (the upgrade task, this, `serve`), so each keeps a pointer rather
+/// than a copy.
+pub(crate) async fn run(edge: Edge, ws: &mut impl Socket, hs: Box<Handshake>) {
     // Counted until it ends, so that an edge shutting down waits for its connections to close.
     let _live = Live::new(&edge);
     let conn = edge.inner.node.new_connection_id();
@@ -153,7 +157,19 @@ impl Ending {
     );
 }
 
-async fn serve(edge: &Edge, ws: &mut impl Socket, conn: ConnectionId, session: SessionId, hs: Handshake) {
+async fn serve(
+    edge: &Edge,
+    ws: &mut impl Socket,
+    conn: ConnectionId,
+    session: SessionId,
+    hs: Box<Handshake>,
+) {
+    let Handshake {
+        peer,
+        origin,
+        identity,
+        ..
+    } = *hs;
     let cfg = &edge.inner.config;
     let metrics = edge.inner.metrics.clone();
     let out = Arc::new(Out::new(
@@ -176,9 +192,9 @@ async fn serve(edge: &Edge, ws: &mut impl Socket, conn: ConnectionId, session: S
     });
     let pipe = Arc::new(Pipe::new(cfg.max_message_size));
     let opening = Opening::new(conn, session, out.clone(), pipe.clone())
-        .with_peer(hs.peer)
-        .with_origin(hs.origin)
-        .with_identity(hs.identity);
+        .with_peer(peer)
+        .with_origin(origin)
+        .with_identity(identity);
     // From here on the connection is registered with the node: whatever happens next, a
     // panic included, `finish` forgets it and runs its hooks.
     let attached = edge.inner.node.open(opening).await;
@@ -236,14 +252,16 @@ impl Io<'_> {
         // Registered with the tracker and subscribed to its session's channels already (by
         // `open`): a client that has its welcome receives what is sent to those channels.
         // Frames queued meanwhile follow the welcome.
+        // Encoded in a statement of its own: the frame is not kept in the task's state.
         let welcome = ServerFrame::Welcome {
             v: protocol::VERSION,
             connection: me.connection.clone(),
             session: me.session.clone(),
             member: me.member.clone(),
             apps: edge.inner.node.applications().to_vec(),
-        };
-        if ws.send(WsMessage::text(welcome.encode())).await.is_err() {
+        }
+        .encode();
+        if ws.send(WsMessage::text(welcome)).await.is_err() {
             return Ending::WRITE_FAILED;
         }
         tracing::debug!("connected");
@@ -426,22 +444,32 @@ fn taken(handle: &Out, frame: Queued) -> String {
 
 /// Writes `first` and the frames queued behind it, up to [`WRITE_BATCH`] bytes, with one flush:
 /// one system call for a burst rather than one per frame. Counts the bytes in `written`.
-async fn write_batch(
-    ws: &mut impl Socket,
-    handle: &Out,
+///
+/// Polled by hand rather than an `async fn` awaiting `feed` and `flush`: its state (a frame and
+/// a count) is what the connection's task keeps while a write waits, for every connection.
+fn write_batch<'a, S: Socket>(
+    ws: &'a mut S,
+    handle: &'a Out,
     first: Queued,
-    written: &mut usize,
-) -> Result<(), WsError> {
+    written: &'a mut usize,
+) -> impl Future<Output = Result<(), WsError>> + 'a {
     let mut batch = 0;
     let mut next = Some(first);
-    while let Some(frame) = next {
-        let text = taken(handle, frame);
-        batch += text.len();
-        ws.feed(WsMessage::text(text)).await?;
-        next = if batch < WRITE_BATCH { handle.pop() } else { None };
-    }
-    *written += batch;
-    ws.flush().await
+    std::future::poll_fn(move |cx| {
+        while let Some(frame) = next.take() {
+            if ws.poll_ready_unpin(cx)?.is_pending() {
+                next = Some(frame);
+                return Poll::Pending;
+            }
+            let text = taken(handle, frame);
+            batch += text.len();
+            ws.start_send_unpin(WsMessage::text(text))?;
+            next = if batch < WRITE_BATCH { handle.pop() } else { None };
+        }
+        std::task::ready!(ws.poll_flush_unpin(cx))?;
+        *written += std::mem::take(&mut batch);
+        Poll::Ready(Ok(()))
+    })
 }
 
 /// Writes a chunk of a replay: the frames queued before it first, then its own.
@@ -556,27 +584,34 @@ const CLOSING_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// Runs a socket write, but gives up when the connection is killed (a slow consumer's queue
 /// overflowed meanwhile), the node shuts down, or the write makes no progress for `limit`
 /// (a client that stopped reading): the reason to close with.
-async fn bounded<T>(
-    write: impl Future<Output = Result<T, WsError>>,
-    out: &Out,
-    shutdown: &mut Stopping,
+///
+/// Polled by hand, in the order a biased `select!` would (the write first): every connection's
+/// task keeps room for this state, and the deadline's timer is allocated only when a write
+/// does not complete at once (most do).
+fn bounded<'a, T>(
+    mut write: impl Future<Output = Result<T, WsError>> + Unpin + 'a,
+    out: &'a Out,
+    shutdown: &'a mut Stopping,
     limit: std::time::Duration,
-) -> Result<(), Ending> {
-    let mut write = std::pin::pin!(write);
-    // Most writes complete at once: no deadline to set up for them.
-    if let Poll::Ready(written) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-        return written.map(|_| ()).map_err(|_| Ending::WRITE_FAILED);
-    }
-    tokio::select! {
-        biased;
-        written = write => written.map(|_| ()).map_err(|_| Ending::WRITE_FAILED),
-        code = out.killed() => Err(killed_reason(code)),
-        () = shutdown.as_mut() => Err(Ending::SHUTDOWN),
-        () = tokio::time::sleep(limit) => {
-            tracing::info!("write stalled: closing slow consumer");
-            Err(Ending::SLOW_CONSUMER)
+) -> impl Future<Output = Result<(), Ending>> + 'a {
+    let mut stalled: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(written) = write.poll_unpin(cx) {
+            return Poll::Ready(written.map(|_| ()).map_err(|_| Ending::WRITE_FAILED));
         }
-    }
+        if let Poll::Ready(code) = out.poll_killed(cx) {
+            return Poll::Ready(Err(killed_reason(code)));
+        }
+        if shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(Ending::SHUTDOWN));
+        }
+        let stalled = stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            tracing::info!("write stalled: closing slow consumer");
+            return Poll::Ready(Err(Ending::SLOW_CONSUMER));
+        }
+        Poll::Pending
+    })
 }
 
 /// Closes politely with `reason`: on shutdown the frames still queued, the last `ack` and a
@@ -862,16 +897,20 @@ impl Out {
 
     /// The IO side: completes with the close code once the connection is killed.
     fn killed(&self) -> impl Future<Output = u16> + '_ {
-        std::future::poll_fn(move |cx| {
-            let mut out = self.state();
-            match out.kill {
-                Some(code) => Poll::Ready(code),
-                None => {
-                    register(&mut out.waker, cx);
-                    Poll::Pending
-                }
+        std::future::poll_fn(move |cx| self.poll_killed(cx))
+    }
+
+    /// The IO side: the close code once the connection is killed; until then the task is
+    /// woken when it is.
+    fn poll_killed(&self, cx: &Context<'_>) -> Poll<u16> {
+        let mut out = self.state();
+        match out.kill {
+            Some(code) => Poll::Ready(code),
+            None => {
+                register(&mut out.waker, cx);
+                Poll::Pending
             }
-        })
+        }
     }
 
     /// The IO side ended: what is queued is dropped, and nothing more is queued.

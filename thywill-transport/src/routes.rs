@@ -395,13 +395,13 @@ struct HandshakeHeaders {
 
 impl HandshakeHeaders {
     /// What the connection keeps of its handshake.
-    fn into_handshake(self) -> crate::connection::Handshake {
-        crate::connection::Handshake {
+    fn into_handshake(self) -> Box<crate::connection::Handshake> {
+        Box::new(crate::connection::Handshake {
             cookie: self.cookie,
             peer: self.peer,
             origin: self.origin,
             identity: None,
-        }
+        })
     }
 
     fn checked(&self) -> Handshake<'_> {
@@ -792,10 +792,10 @@ impl Edge {
         let config = crate::socket::config(self.config().max_message_size);
         let mut ws =
             tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        let handshake = crate::connection::Handshake {
+        let handshake = Box::new(crate::connection::Handshake {
             cookie,
             ..Default::default()
-        };
+        });
         crate::connection::run(self.clone(), &mut ws, handshake).await;
     }
 
@@ -872,14 +872,20 @@ async fn upgrade_and_run(
     pending: hyper::upgrade::OnUpgrade,
     limit: usize,
     deadline: std::time::Duration,
-    handshake: crate::connection::Handshake,
+    handshake: Box<crate::connection::Handshake>,
     place: Option<crate::serve::Counted>,
 ) {
     let _place = place;
-    match crate::socket::upgraded(pending, limit, deadline).await {
-        Ok(mut ws) => crate::connection::run(node, &mut ws, handshake).await,
-        Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
-    }
+    // Taken out of the `Result` in a statement of its own: a `match` on the awaited result
+    // would keep room for the result beside the socket for the connection's life.
+    let mut ws = match crate::socket::upgraded(pending, limit, deadline).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::debug!(error = %e, "websocket upgrade failed");
+            return;
+        }
+    };
+    crate::connection::run(node, &mut ws, handshake).await;
 }
 
 #[cfg(test)]
