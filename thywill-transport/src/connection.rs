@@ -164,12 +164,13 @@ async fn serve(
     session: SessionId,
     hs: Box<Handshake>,
 ) {
+    // Out of its box through a call: the box is freed now, not when `serve` returns.
     let Handshake {
         peer,
         origin,
         identity,
         ..
-    } = *hs;
+    } = unboxed(hs);
     let cfg = &edge.inner.config;
     let metrics = edge.inner.metrics.clone();
     let out = Arc::new(Out::new(
@@ -224,6 +225,11 @@ async fn serve(
         })
         .inc();
     attached.finish(ending.reason).await;
+}
+
+/// The value in `b`, its box freed.
+fn unboxed<T>(b: Box<T>) -> T {
+    *b
 }
 
 /// The IO side of a connection: reads, writes, pings. Never awaits application code.

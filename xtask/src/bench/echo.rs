@@ -56,6 +56,9 @@ pub(crate) struct Options {
     rounds: usize,
     /// The servers measured, in table order.
     pub(super) servers: Vec<Kind>,
+    /// glibc's `MALLOC_ARENA_MAX` for every server started (the same for all): `None` leaves
+    /// glibc's default (eight arenas per CPU).
+    malloc_arena_max: Option<u32>,
 }
 
 pub(crate) fn parse(args: &[String]) -> anyhow::Result<Options> {
@@ -68,6 +71,10 @@ pub(crate) fn parse(args: &[String]) -> anyhow::Result<Options> {
         idle: args.value_or("--idle", 10_000)?,
         rounds: args.value_or("--rounds", 3)?,
         servers: Kind::parse_list(&servers)?,
+        malloc_arena_max: match args.value_or("--malloc-arena-max", 0u32)? {
+            0 => None,
+            n => Some(n),
+        },
     };
     args.finish()?;
     if opts.secs == 0 || opts.conns == 0 || opts.rounds == 0 {
@@ -148,7 +155,8 @@ async fn bench(opts: &Options) -> anyhow::Result<()> {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "bench echo: servers {}; {} connections x {}-byte messages, one in flight each, {} s after a {} s \
-         warm-up; memory with {} idle connections; {} rounds (medians shown); {cpus} CPUs; {SHARED}",
+         warm-up; memory with {} idle connections; {} rounds (medians shown); {cpus} CPUs; \
+         glibc malloc arenas: {}; {SHARED}",
         opts.servers
             .iter()
             .map(|k| k.name())
@@ -160,6 +168,10 @@ async fn bench(opts: &Options) -> anyhow::Result<()> {
         opts.warmup,
         opts.idle,
         opts.rounds,
+        opts.malloc_arena_max.map_or_else(
+            || "glibc's default".to_owned(),
+            |n| format!("at most {n} (MALLOC_ARENA_MAX, every server)")
+        ),
     );
     let mut rounds: Vec<Vec<Results>> = vec![Vec::new(); opts.servers.len()];
     for round in 1..=opts.rounds {
@@ -184,7 +196,7 @@ async fn bench(opts: &Options) -> anyhow::Result<()> {
 
 /// Starts one server, measures it, stops it.
 async fn measure(kind: Kind, opts: &Options) -> anyhow::Result<Results> {
-    let (mut child, addr) = start(kind).await?;
+    let (mut child, addr) = start(kind, opts.malloc_arena_max).await?;
     let pid = child.id().context("the server exited at once")?;
     let url = match kind {
         Kind::Raw => format!("ws://{addr}/"),
@@ -262,12 +274,16 @@ async fn measure(kind: Kind, opts: &Options) -> anyhow::Result<Results> {
     Ok(results)
 }
 
-/// Starts a server on a free port; returns it and the address from its `listening:` line.
-async fn start(kind: Kind) -> anyhow::Result<(Child, SocketAddr)> {
+/// Starts a server on a free port (with at most `arenas` malloc arenas, when given); returns
+/// it and the address from its `listening:` line.
+async fn start(kind: Kind, arenas: Option<u32>) -> anyhow::Result<(Child, SocketAddr)> {
     let mut c = match kind {
         Kind::SocketioNode => super::peers::socketio_node_command(),
         _ => cmd(server_binary(kind)?),
     };
+    if let Some(n) = arenas {
+        c.env("MALLOC_ARENA_MAX", n.to_string());
+    }
     match kind {
         Kind::Raw => c.args(["bench-raw-server", "--port", "0"]),
         Kind::Socketio => c.args(["--port", "0"]),
@@ -542,11 +558,13 @@ mod tests {
                 idle: 10_000,
                 rounds: 3,
                 servers: Kind::ALL.to_vec(),
+                malloc_arena_max: None,
             }
         );
         assert_eq!(
             parse(&args(
-                "--secs 3 --idle 2000 --conns 10 --warmup 0 --rounds 1 --servers thywill,raw"
+                "--secs 3 --idle 2000 --conns 10 --warmup 0 --rounds 1 --servers thywill,raw \
+                 --malloc-arena-max 2"
             ))?,
             Options {
                 secs: 3,
@@ -555,6 +573,7 @@ mod tests {
                 idle: 2000,
                 rounds: 1,
                 servers: vec![Kind::Raw, Kind::Thywill],
+                malloc_arena_max: Some(2),
             }
         );
         for bad in [

@@ -26,6 +26,7 @@ benchmarks:
         Node.js (needs node and npm) and thywill, in one run (medians of rounds, ratios):
         [--secs 10] [--conns 100] [--idle 10000] [--warmup 2] [--rounds 3]
         [--servers raw,socketioxide,socket.io-node,thywill]
+        [--malloc-arena-max N (glibc's MALLOC_ARENA_MAX for every server; default: glibc's)]
   idle-axum  memory per idle connection of thywill on its own accept loop (echo) and mounted
         in axum (axum-app, authenticated connections), in one run (medians of rounds, ratio):
         [--idle 5000] [--rounds 3]
