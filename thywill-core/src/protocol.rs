@@ -16,8 +16,12 @@ use crate::{ApplicationId, ConnectionId, MemberId, Metadata, Offset, RpcErrorCod
 pub const VERSION: u32 = 1;
 
 /// A frame sent by the browser.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case", deny_unknown_fields)]
+///
+/// Decoded by hand (see `decode` below) rather than by serde's internally tagged enums, which
+/// buffer every frame into an intermediate tree before they read its tag: when `t` comes first,
+/// as `thywill.js` sends it, the fields are read straight from the text.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// Optional first frame: the protocol version the client speaks and, after a reconnect,
     /// where it left off.
@@ -320,6 +324,170 @@ impl ServerFrame {
     }
 }
 
+/// [`ClientFrame`]'s decoding: the tag first (the fast path), or anywhere (the frame is then
+/// read into a JSON object first, as serde's tagged enums always do).
+mod decode {
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::{self, Deserializer, IntoDeserializer, MapAccess, Visitor};
+    use serde_json::Value;
+
+    use super::ClientFrame;
+    use crate::{ApplicationId, Metadata, Offset};
+
+    /// The kinds of client frames, as `t` names them.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Kind {
+        Hello,
+        Resume,
+        Msg,
+        Rpc,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Hello {
+        v: u32,
+        #[serde(default)]
+        last_seq: Option<u64>,
+        #[serde(default)]
+        tab: Option<String>,
+        #[serde(default)]
+        streams: BTreeMap<String, Offset>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Resume {
+        streams: BTreeMap<String, Offset>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Msg {
+        app: ApplicationId,
+        #[serde(default)]
+        data: Value,
+        #[serde(default, rename = "_")]
+        meta: Metadata,
+        #[serde(default)]
+        id: Option<u64>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rpc {
+        app: ApplicationId,
+        id: u64,
+        name: String,
+        #[serde(default)]
+        args: Value,
+    }
+
+    impl Kind {
+        /// The frame of this kind whose other fields `fields` gives.
+        fn fields<'de, D: Deserializer<'de>>(self, fields: D) -> Result<ClientFrame, D::Error> {
+            Ok(match self {
+                Kind::Hello => {
+                    let Hello {
+                        v,
+                        last_seq,
+                        tab,
+                        streams,
+                    } = Hello::deserialize(fields)?;
+                    ClientFrame::Hello {
+                        v,
+                        last_seq,
+                        tab,
+                        streams,
+                    }
+                }
+                Kind::Resume => ClientFrame::Resume {
+                    streams: Resume::deserialize(fields)?.streams,
+                },
+                Kind::Msg => {
+                    let Msg { app, data, meta, id } = Msg::deserialize(fields)?;
+                    ClientFrame::Msg { app, data, meta, id }
+                }
+                Kind::Rpc => {
+                    let Rpc { app, id, name, args } = Rpc::deserialize(fields)?;
+                    ClientFrame::Rpc { app, id, name, args }
+                }
+            })
+        }
+    }
+
+    /// A key of the frame's object: `t`, or another one.
+    enum Key {
+        Tag,
+        Other(String),
+    }
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct KeyVisitor;
+            impl Visitor<'_> for KeyVisitor {
+                type Value = Key;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a field name")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                    Ok(if v == "t" {
+                        Key::Tag
+                    } else {
+                        Key::Other(v.to_owned())
+                    })
+                }
+            }
+            d.deserialize_identifier(KeyVisitor)
+        }
+    }
+
+    struct FrameVisitor;
+
+    impl<'de> Visitor<'de> for FrameVisitor {
+        type Value = ClientFrame;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a client frame: an object with a `t` field")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClientFrame, A::Error> {
+            let mut object = serde_json::Map::new();
+            let mut kind = None;
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::Tag if kind.is_some() => return Err(de::Error::duplicate_field("t")),
+                    // The tag first: the rest is read straight into the frame's fields.
+                    Key::Tag if object.is_empty() => {
+                        let kind: Kind = map.next_value()?;
+                        return kind.fields(de::value::MapAccessDeserializer::new(map));
+                    }
+                    Key::Tag => kind = Some(map.next_value::<Kind>()?),
+                    Key::Other(key) => {
+                        let value: Value = map.next_value()?;
+                        if object.insert(key.clone(), value).is_some() {
+                            return Err(de::Error::custom(format_args!("duplicate field `{key}`")));
+                        }
+                    }
+                }
+            }
+            let kind = kind.ok_or_else(|| de::Error::missing_field("t"))?;
+            kind.fields(Value::Object(object).into_deserializer())
+                .map_err(de::Error::custom)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for ClientFrame {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(FrameVisitor)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +523,84 @@ mod tests {
             ClientFrame::decode(&"x".repeat(11), 10),
             Err(ProtocolError::TooBig { size: 11, limit: 10 })
         ));
+    }
+
+    #[test]
+    fn client_frames_decode_with_the_tag_anywhere() {
+        let frames = [
+            ClientFrame::Hello {
+                v: 1,
+                last_seq: Some(3),
+                tab: Some("tab".into()),
+                streams: BTreeMap::from([(
+                    "c:room".to_owned(),
+                    Offset {
+                        epoch: "e".into(),
+                        off: 7,
+                    },
+                )]),
+            },
+            ClientFrame::Resume {
+                streams: BTreeMap::new(),
+            },
+            ClientFrame::Msg {
+                app: "echo".into(),
+                data: json!({"t": "not the tag", "n": [1, 2]}),
+                meta: Metadata::new(),
+                id: Some(9),
+            },
+            ClientFrame::Rpc {
+                app: "calc".into(),
+                id: 4,
+                name: "powers.square".into(),
+                args: json!([3]),
+            },
+        ];
+        for frame in frames {
+            let Ok(Value::Object(fields)) = serde_json::to_value(&frame) else {
+                panic!("{frame:?} is not an object");
+            };
+            let keys: Vec<&String> = fields.keys().collect();
+            // The tag at every position: first (read straight), then later (read into a tree).
+            for at in 0..keys.len() {
+                let mut order: Vec<&String> = keys.iter().copied().filter(|k| *k != "t").collect();
+                order.insert(at, &keys[keys.iter().position(|k| *k == "t").unwrap_or(0)]);
+                let text = format!(
+                    "{{{}}}",
+                    order
+                        .iter()
+                        .map(|k| format!("{}:{}", json!(k), fields[k.as_str()]))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                assert_eq!(
+                    ClientFrame::decode(&text, 1024).ok().as_ref(),
+                    Some(&frame),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn client_frames_refuse_missing_repeated_and_unknown_fields() {
+        for bad in [
+            r#"{}"#,
+            r#"{"app":"a","data":1}"#,
+            r#"{"t":"msg","t":"msg","app":"a"}"#,
+            r#"{"app":"a","t":"msg","t":"msg"}"#,
+            r#"{"app":"a","app":"b","t":"msg"}"#,
+            r#"{"t":"msg","app":"a","extra":1}"#,
+            r#"{"extra":1,"t":"msg","app":"a"}"#,
+            r#"{"t":"msg"}"#,
+            r#"{"app":"a","t":"nope"}"#,
+            r#"{"t":5,"app":"a"}"#,
+        ] {
+            assert!(
+                matches!(ClientFrame::decode(bad, 1024), Err(ProtocolError::Malformed(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

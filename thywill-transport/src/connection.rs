@@ -228,7 +228,10 @@ async fn serve(
 }
 
 /// The value in `b`, its box freed.
-#[expect(clippy::boxed_local, reason = "taking the box is the point: it is freed on return")]
+#[expect(
+    clippy::boxed_local,
+    reason = "taking the box is the point: it is freed on return"
+)]
 fn unboxed<T>(b: Box<T>) -> T {
     *b
 }
