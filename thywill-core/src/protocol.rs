@@ -564,7 +564,7 @@ mod tests {
             // The tag at every position: first (read straight), then later (read into a tree).
             for at in 0..keys.len() {
                 let mut order: Vec<&String> = keys.iter().copied().filter(|k| *k != "t").collect();
-                order.insert(at, &keys[keys.iter().position(|k| *k == "t").unwrap_or(0)]);
+                order.insert(at, keys[keys.iter().position(|k| *k == "t").unwrap_or(0)]);
                 let text = format!(
                     "{{{}}}",
                     order
