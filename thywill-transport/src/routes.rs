@@ -873,9 +873,10 @@ async fn upgrade_and_run(
     limit: usize,
     deadline: std::time::Duration,
     handshake: Box<crate::connection::Handshake>,
-    place: Option<crate::serve::Counted>,
+    // Held (not used) until the connection ends; not moved into a local, which would take room
+    // of its own beside the argument's.
+    _place: Option<crate::serve::Counted>,
 ) {
-    let _place = place;
     // Taken out of the `Result` in a statement of its own: a `match` on the awaited result
     // would keep room for the result beside the socket for the connection's life.
     let mut ws = match crate::socket::upgraded(pending, limit, deadline).await {
