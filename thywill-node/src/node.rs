@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use serde::{Deserialize, Serialize};
 use thywill_core::DynCacheManager;
@@ -132,8 +132,14 @@ pub(crate) struct Inner {
     /// The applications' typed state of each local connection: registered with the
     /// connection, kept through its `disconnection` hooks, then dropped.
     pub(crate) states: RwLock<ConnMap<Arc<thywill_core::ConnectionState>>>,
-    /// Local subscriptions and presence. Presence effects are carried out under this lock.
-    pub(crate) subs: Mutex<Subs>,
+    /// Local subscriptions and presence. Presence effects are carried out under its write
+    /// lock; a channel's fan-out pushes to the subscribers' queues under its read lock (see
+    /// [`Subs::fan_out`]).
+    ///
+    /// Lock order: `subs` is never taken while `connections` or `states` is held, and neither
+    /// of those is taken under `subs`; under `subs` only a connection's own outbound lock is
+    /// taken (by a push, which never waits).
+    pub(crate) subs: RwLock<Subs>,
     /// The channels whose traffic this member takes from the cluster (see [`crate::interest`]).
     pub(crate) interests: crate::interest::Interests,
     /// Presence tasks for other members, sent in order by one task.
@@ -383,7 +389,7 @@ impl Node {
                 app_counters,
                 connections: RwLock::new(ConnMap::default()),
                 states: RwLock::new(ConnMap::default()),
-                subs: Mutex::new(subs),
+                subs: RwLock::new(subs),
                 interests,
                 outbox,
                 hooks,
@@ -507,7 +513,8 @@ impl Inner {
     }
 
     /// Queues a message for local connections (unknown ones are skipped): encoded once, the
-    /// sequence number spliced in per connection. Returns how many were queued.
+    /// sequence number spliced in per connection. Returns how many were queued. (A channel's
+    /// subscribers are reached without a lookup: [`Inner::push_channel_local`].)
     fn deliver_local_many(
         &self,
         app: &ApplicationId,
@@ -560,7 +567,7 @@ impl Inner {
         if self.history.is_shared() || !self.config.replay {
             return;
         }
-        let connections = self.subs().all_connections();
+        let connections = self.subs_read().all_connections();
         let mut told = 0u64;
         for (conn, session, channels) in connections {
             let Some(handle) = self.local(&conn) else { continue };
@@ -611,13 +618,20 @@ impl Inner {
             .inc();
     }
 
-    pub(crate) fn subs(&self) -> MutexGuard<'_, Subs> {
-        self.subs.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The subscriptions, to change them (and carry out the effects of the change).
+    pub(crate) fn subs(&self) -> RwLockWriteGuard<'_, Subs> {
+        self.subs.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Carries out presence effects; called with the subscriptions locked, so that every
-    /// subscriber sees presence changes in the order they happened.
-    fn run_effects(&self, effects: Vec<Effect>) {
+    /// The subscriptions, to read them or fan a message out.
+    pub(crate) fn subs_read(&self) -> RwLockReadGuard<'_, Subs> {
+        self.subs.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Carries out presence effects; called with the subscriptions write-locked (`subs`), so
+    /// that every subscriber sees presence changes in the order they happened. The notified
+    /// connections' queues are taken from `subs` (no lookup in `connections`).
+    fn run_effects(&self, subs: &Subs, effects: Vec<Effect>) {
         for e in effects {
             match e {
                 Effect::Announce(task) => {
@@ -629,7 +643,12 @@ impl Inner {
                     let message = Message::new(data);
                     for (id, (app, _)) in &self.apps {
                         if app.tracks_presence(&channel) {
-                            self.deliver_local_many(id, &to, &message, None);
+                            let encoded = Arc::new(SharedFrame::new(id, &message, None));
+                            let queued = to
+                                .iter()
+                                .filter(|c| subs.out(c).is_some_and(|out| out.push(&encoded)))
+                                .count();
+                            self.count_messages_out(id, queued);
                         }
                     }
                 }
@@ -678,36 +697,61 @@ impl Inner {
         }
     }
 
+    /// Pushes to the local subscribers of `channel` but `exclude`; those excluded get a
+    /// `skip` of the message's offset instead, when it has one (they count it as seen).
+    ///
+    /// The subscriber set holds the connections' queues: the pushes walk it under the read
+    /// lock of the subscriptions (a push never waits), with no lookup in `connections` and no
+    /// list of ids per message.
     fn push_channel_local(&self, channel: &ChannelId, exclude: &[ConnectionId], push: Push<'_>) {
-        let (members, skipped) = {
-            let subs = self.subs();
-            let skipped: Vec<ConnectionId> = match push {
-                Push::Msg(_, _, Some(_)) => exclude
-                    .iter()
-                    .filter(|c| subs.is_subscribed(c, channel))
-                    .cloned()
-                    .collect(),
-                _ => Vec::new(),
-            };
-            (subs.subscribers(channel, exclude), skipped)
-        };
-        self.push_local(&members, push);
-        if let Push::Msg(_, _, Some(at)) = push {
-            // Excluded subscribers count the offset as seen.
-            for c in skipped {
-                if let Some(h) = self.local(&c) {
-                    h.out.push_control(ServerFrame::Skip {
-                        stream: at.stream.clone(),
-                        epoch: at.offset.epoch.clone(),
-                        off: at.offset.off,
-                    });
+        match push {
+            Push::Msg(app, message, at) => {
+                let subs = self.subs_read();
+                if !subs.has_subscribers(channel) {
+                    return;
                 }
+                let encoded = Arc::new(SharedFrame::new(
+                    app,
+                    message,
+                    at.map(|at| (at.stream.as_str(), &at.offset)),
+                ));
+                let queued = subs.fan_out(
+                    channel,
+                    exclude,
+                    |out| out.push(&encoded),
+                    |out| {
+                        if let Some(at) = at {
+                            out.push_control(ServerFrame::Skip {
+                                stream: at.stream.clone(),
+                                epoch: at.offset.epoch.clone(),
+                                off: at.offset.off,
+                            });
+                        }
+                    },
+                );
+                drop(subs);
+                self.count_messages_out(app, queued);
+            }
+            Push::Load(kind, path) => {
+                let subs = self.subs_read();
+                subs.fan_out(
+                    channel,
+                    exclude,
+                    |out| {
+                        out.push_control(ServerFrame::Load {
+                            kind,
+                            path: path.to_owned(),
+                        })
+                    },
+                    |_| {},
+                );
             }
         }
     }
 
     /// Records a new local connection (before the tracker and the applications hear of it).
     pub(crate) fn register(&self, conn: &ConnectionId, session: &SessionId, handle: Arc<Local>) {
+        let handle_out = handle.out.clone();
         self.connections
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -716,7 +760,7 @@ impl Inner {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(conn.clone(), Arc::default());
-        self.subs().register(conn, session);
+        self.subs().register(conn, session, handle_out);
     }
 
     /// Drops the applications' state of a connection (after its `disconnection` hooks).
@@ -755,7 +799,7 @@ impl Inner {
     ) -> Vec<ChannelId> {
         let mut subs = self.subs();
         let fx = subs.subscribe(subscribe, connections, channels);
-        self.run_effects(fx);
+        self.run_effects(&subs, fx);
         self.interest_flips(&mut subs)
     }
 
@@ -771,7 +815,7 @@ impl Inner {
         let mut subs = self.subs();
         let conns: Vec<ConnectionId> = sessions.iter().flat_map(|s| subs.connections_of(s)).collect();
         let fx = subs.subscribe(subscribe, &conns, std::slice::from_ref(channel));
-        self.run_effects(fx);
+        self.run_effects(&subs, fx);
         self.interest_flips(&mut subs)
     }
 
@@ -790,15 +834,19 @@ impl Inner {
     }
 
     pub(crate) fn forget_connection(&self, conn: &ConnectionId) {
+        // Out of the subscriber sets first (they hold its queue), then out of `connections`:
+        // a connection is in a set only while it is registered.
+        {
+            let mut subs = self.subs();
+            let fx = subs.forget(conn);
+            self.run_effects(&subs, fx);
+            // Only channels that lost subscribers: nothing to declare.
+            let _ = self.interest_flips(&mut subs);
+        }
         self.connections
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(conn);
-        let mut subs = self.subs();
-        let fx = subs.forget(conn);
-        self.run_effects(fx);
-        // Only channels that lost subscribers: nothing to declare.
-        let _ = self.interest_flips(&mut subs);
     }
 
     /// (Un)subscribes the connections of `sessions` to `channel` on every member, and has
@@ -1158,7 +1206,7 @@ impl ClientInterface for Router {
 
     fn presence(&self, channel: ChannelId) -> BoxFuture<'_, CoreResult<Vec<SessionId>>> {
         let r = match self.inner.upgrade() {
-            Some(inner) => Ok(inner.subs().present(&channel)),
+            Some(inner) => Ok(inner.subs_read().present(&channel)),
             None => Err(CoreError::ShuttingDown),
         };
         Box::pin(std::future::ready(r))
@@ -1208,7 +1256,7 @@ async fn send_presence(inner: Weak<Inner>, mut rx: mpsc::Receiver<Outgoing>) {
             Outgoing::Others(task) => (None, task),
             Outgoing::To(member, task) => (Some(member), task),
             Outgoing::SnapshotTo(member) => {
-                let entries = inner.subs().local_snapshot();
+                let entries = inner.subs_read().local_snapshot();
                 (Some(member), PresenceTask::Snapshot { entries })
             }
         };
@@ -1411,7 +1459,7 @@ impl Inner {
         }
         let mut subs = self.subs();
         let fx = subs.remote(&from, p);
-        self.run_effects(fx);
+        self.run_effects(&subs, fx);
     }
 }
 
@@ -1568,7 +1616,7 @@ impl ClusterEvents for Events {
         {
             let mut subs = inner.subs();
             let fx = subs.purge(&member);
-            inner.run_effects(fx);
+            inner.run_effects(&subs, fx);
         }
         inner.hooks.push_always(Hook::Down { member, designated });
     }

@@ -10,14 +10,23 @@
 //! removed from every set at once, and its sessions that vanish leave. When a member comes up
 //! (or lost traffic from it is detected) its contribution is asked for and replaced wholesale
 //! ([`PresenceTask::Snapshot`]).
+//!
+//! **Fan-out.** A channel's set of local subscribers holds each connection's outbound queue
+//! beside its id, so that a message to the channel is pushed to every subscriber by walking
+//! the set ([`Subs::fan_out`]): no id is cloned and no connection is looked up per delivery.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use thywill_core::edge::Outbound;
 use thywill_core::{ChannelId, ConnectionId, MemberId, SessionId, Task};
 
 use crate::node::{ConnMap, ConnSet};
+
+/// A local connection's outbound queue (the edge's), as the subscriber sets keep it.
+pub(crate) type Out = Arc<dyn Outbound>;
 
 /// Cluster task of presence.
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,10 +68,11 @@ fn leave(channel: &ChannelId, session: &SessionId) -> Value {
 }
 
 /// One local connection's subscriptions.
-#[derive(Debug)]
 struct ConnSubs {
     session: SessionId,
     channels: HashSet<ChannelId>,
+    /// Its outbound queue, copied into the sets of the channels it subscribes to.
+    out: Out,
 }
 
 /// Local subscriptions (channel → connections, connection → channels, session → connections)
@@ -70,7 +80,8 @@ struct ConnSubs {
 pub(crate) struct Subs {
     local: MemberId,
     tracked: Box<dyn Fn(&ChannelId) -> bool + Send + Sync>,
-    channels: HashMap<ChannelId, ConnSet>,
+    /// Channel → its local subscribers, each with its outbound queue.
+    channels: HashMap<ChannelId, ConnMap<Out>>,
     conns: ConnMap<ConnSubs>,
     sessions: HashMap<SessionId, ConnSet>,
     /// Tracked channel → session → local subscribed connections.
@@ -118,11 +129,12 @@ impl Subs {
         std::mem::take(&mut self.flips)
     }
 
-    /// Records a local connection of `session`.
-    pub(crate) fn register(&mut self, conn: &ConnectionId, session: &SessionId) {
+    /// Records a local connection of `session`, with its outbound queue.
+    pub(crate) fn register(&mut self, conn: &ConnectionId, session: &SessionId, out: Out) {
         self.conns.entry(conn.clone()).or_insert_with(|| ConnSubs {
             session: session.clone(),
             channels: HashSet::new(),
+            out,
         });
         self.sessions
             .entry(session.clone())
@@ -130,7 +142,6 @@ impl Subs {
             .insert(conn.clone());
     }
 
-    /// The local connections of a session.
     /// Every local connection with its session and the channels it is subscribed to.
     pub(crate) fn all_connections(&self) -> Vec<(ConnectionId, SessionId, Vec<ChannelId>)> {
         self.conns
@@ -139,6 +150,7 @@ impl Subs {
             .collect()
     }
 
+    /// The local connections of a session.
     pub(crate) fn connections_of(&self, session: &SessionId) -> Vec<ConnectionId> {
         self.sessions
             .get(session)
@@ -148,15 +160,58 @@ impl Subs {
 
     /// Whether a local connection is subscribed to a channel.
     pub(crate) fn is_subscribed(&self, conn: &ConnectionId, channel: &ChannelId) -> bool {
-        self.channels.get(channel).is_some_and(|s| s.contains(conn))
+        self.channels.get(channel).is_some_and(|s| s.contains_key(conn))
     }
 
     /// The local subscribers of a channel, but `exclude`.
     pub(crate) fn subscribers(&self, channel: &ChannelId, exclude: &[ConnectionId]) -> Vec<ConnectionId> {
         self.channels
             .get(channel)
-            .map(|s| s.iter().filter(|c| !exclude.contains(c)).cloned().collect())
+            .map(|s| s.keys().filter(|c| !exclude.contains(c)).cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The outbound queue of a local connection (registered, not yet forgotten).
+    pub(crate) fn out(&self, conn: &ConnectionId) -> Option<&dyn Outbound> {
+        self.conns.get(conn).map(|c| c.out.as_ref())
+    }
+
+    /// Pushes to every local subscriber of `channel`: `push` for each one not in `exclude`
+    /// (no id cloned, no connection looked up: the set holds the queues), after `skip` for
+    /// each one in it (once, however often it is named). Returns how many `push` calls
+    /// returned true (frames queued).
+    ///
+    /// Called under the node's lock of the subscriptions: a push never waits (a full queue
+    /// refuses the frame and closes its connection), so the lock is held for one pass over
+    /// the set.
+    pub(crate) fn fan_out(
+        &self,
+        channel: &ChannelId,
+        exclude: &[ConnectionId],
+        mut push: impl FnMut(&dyn Outbound) -> bool,
+        mut skip: impl FnMut(&dyn Outbound),
+    ) -> usize {
+        let Some(set) = self.channels.get(channel) else {
+            return 0;
+        };
+        // The excluded subscribers, by the address of their entry in the set: one lookup per
+        // excluded id, then a pointer compare per subscriber rather than an id compare.
+        let mut excluded: Vec<*const ConnectionId> = Vec::new();
+        for conn in exclude {
+            if let Some((key, out)) = set.get_key_value(conn) {
+                let key = std::ptr::from_ref(key);
+                if !excluded.contains(&key) {
+                    excluded.push(key);
+                    skip(out.as_ref());
+                }
+            }
+        }
+        if excluded.is_empty() {
+            return set.values().filter(|out| push(out.as_ref())).count();
+        }
+        set.iter()
+            .filter(|(key, out)| !excluded.contains(&std::ptr::from_ref(*key)) && push(out.as_ref()))
+            .count()
     }
 
     /// The sessions present in a tracked channel, cluster-wide.
@@ -257,11 +312,12 @@ impl Subs {
             return;
         }
         let session = cs.session.clone();
+        let out = cs.out.clone();
         let subscribers = self.channels.entry(channel.clone()).or_default();
         if subscribers.is_empty() {
             self.flips.push(channel.clone());
         }
-        subscribers.insert(conn.clone());
+        subscribers.insert(conn.clone(), out);
         if !(self.tracked)(channel) {
             return;
         }
@@ -397,7 +453,50 @@ impl Subs {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Mutex, PoisonError};
+
+    use thywill_core::edge::SharedFrame;
+    use thywill_core::protocol::ServerFrame;
+
     use super::*;
+
+    /// An outbound queue that records what it is given; refuses everything once `closed`.
+    #[derive(Default)]
+    struct Sink {
+        closed: AtomicBool,
+        msgs: AtomicUsize,
+        controls: Mutex<Vec<String>>,
+    }
+
+    impl Outbound for Sink {
+        fn push(&self, _frame: &Arc<SharedFrame>) -> bool {
+            if self.closed.load(Ordering::Relaxed) {
+                return false;
+            }
+            self.msgs.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+
+        fn push_control(&self, frame: ServerFrame) -> bool {
+            self.controls_mut().push(frame.encode());
+            !self.closed.load(Ordering::Relaxed)
+        }
+
+        fn close(&self, _code: u16) {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    impl Sink {
+        fn controls_mut(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+            self.controls.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    fn sink() -> Out {
+        Arc::new(Sink::default())
+    }
 
     fn ids<T: From<&'static str>>(v: &[&'static str]) -> Vec<T> {
         v.iter().map(|s| T::from(*s)).collect()
@@ -420,9 +519,9 @@ mod tests {
     fn a_session_is_present_while_one_of_its_connections_is_subscribed() {
         let mut subs = Subs::new("alpha".into(), |c: &ChannelId| c.as_str() == "room");
         let room = ChannelId::from("room");
-        subs.register(&"c1".into(), &"s1".into());
-        subs.register(&"c2".into(), &"s1".into());
-        subs.register(&"c3".into(), &"s2".into());
+        subs.register(&"c1".into(), &"s1".into(), sink());
+        subs.register(&"c2".into(), &"s1".into(), sink());
+        subs.register(&"c3".into(), &"s2".into(), sink());
 
         let fx = subs.subscribe(true, &ids(&["c1"]), std::slice::from_ref(&room));
         assert!(matches!(fx[0], Effect::Announce(PresenceTask::Here { .. })));
@@ -468,7 +567,7 @@ mod tests {
     #[test]
     fn snapshots_replace_a_members_contribution_and_untracked_channels_have_none() {
         let mut subs = Subs::new("alpha".into(), |c: &ChannelId| c.as_str() != "quiet");
-        subs.register(&"c1".into(), &"s1".into());
+        subs.register(&"c1".into(), &"s1".into(), sink());
         assert!(subs.subscribe(true, &ids(&["c1"]), &ids(&["quiet"])).is_empty());
         assert_eq!(
             subs.subscribers(&"quiet".into(), &[]),
@@ -488,5 +587,61 @@ mod tests {
         assert_eq!(subs.present(&"hall".into()), ids::<SessionId>(&["c"]));
         subs.purge(&beta);
         assert!(subs.present(&"room".into()).is_empty() && subs.present(&"hall".into()).is_empty());
+    }
+
+    #[test]
+    fn a_fan_out_pushes_to_each_subscriber_once_and_skips_the_excluded() {
+        let mut subs = Subs::new("alpha".into(), |_: &ChannelId| false);
+        let room = ChannelId::from("room");
+        let sinks: Vec<Arc<Sink>> = (0..4).map(|_| Arc::new(Sink::default())).collect();
+        for (i, s) in sinks.iter().enumerate() {
+            subs.register(&format!("c{i}").into(), &"s".into(), s.clone());
+        }
+        // c3 is registered but not subscribed.
+        subs.subscribe(true, &ids(&["c0", "c1", "c2"]), std::slice::from_ref(&room));
+        let frame = Arc::new(SharedFrame::new(
+            &"app".into(),
+            &thywill_core::Message::new(json!(1)),
+            None,
+        ));
+        let fan_out = |subs: &Subs, exclude: &[ConnectionId]| {
+            subs.fan_out(
+                &room,
+                exclude,
+                |out| out.push(&frame),
+                |out| {
+                    out.push_control(ServerFrame::Skip {
+                        stream: "c:room".into(),
+                        epoch: "e".into(),
+                        off: 1,
+                    });
+                },
+            )
+        };
+        let counts = |sinks: &[Arc<Sink>]| -> Vec<(usize, usize)> {
+            sinks
+                .iter()
+                .map(|s| (s.msgs.load(Ordering::Relaxed), s.controls_mut().len()))
+                .collect()
+        };
+
+        assert_eq!(fan_out(&subs, &[]), 3);
+        assert_eq!(counts(&sinks), vec![(1, 0), (1, 0), (1, 0), (0, 0)]);
+        // c1 named twice and c3 (not a subscriber): c1 gets one skip, c3 nothing.
+        assert_eq!(fan_out(&subs, &ids(&["c1", "c3", "c1"])), 2);
+        assert_eq!(counts(&sinks), vec![(2, 0), (1, 1), (2, 0), (0, 0)]);
+        assert!(sinks[1].controls_mut()[0].contains(r#""t":"skip""#));
+        // A closing connection refuses the frame: not counted, the others still get theirs.
+        sinks[0].close(4008);
+        assert_eq!(fan_out(&subs, &[]), 2);
+        assert_eq!(counts(&sinks), vec![(2, 0), (2, 1), (3, 0), (0, 0)]);
+        // Forgotten or unsubscribed: out of the set.
+        subs.forget(&"c0".into());
+        subs.subscribe(false, &ids(&["c2"]), std::slice::from_ref(&room));
+        assert_eq!(fan_out(&subs, &[]), 1);
+        assert_eq!(counts(&sinks), vec![(2, 0), (3, 1), (3, 0), (0, 0)]);
+        assert!(subs.out(&"c0".into()).is_none() && subs.out(&"c2".into()).is_some());
+        assert_eq!(fan_out(&subs, &ids(&["c1"])), 0);
+        assert_eq!(subs.fan_out(&"none".into(), &[], |_| true, |_| {}), 0);
     }
 }

@@ -229,7 +229,7 @@ impl Inner {
                 continue;
             };
             let readable = if let Some(channel) = base.strip_prefix("c:") {
-                self.subs().is_subscribed(conn, &ChannelId::from(channel))
+                self.subs_read().is_subscribed(conn, &ChannelId::from(channel))
             } else if let Some(s) = base.strip_prefix("s:") {
                 s == session.as_str()
             } else {
