@@ -337,6 +337,10 @@ mod decode {
     use super::ClientFrame;
     use crate::{ApplicationId, Metadata, Offset};
 
+    // The structs below mirror `ClientFrame`'s variants, field for field (with the same serde
+    // attributes): `Kind::fields` builds each variant from all of its fields by name, so a
+    // field added to a variant and not here fails to compile.
+
     /// The kinds of client frames, as `t` names them.
     #[derive(Deserialize)]
     #[serde(rename_all = "snake_case")]
